@@ -1,0 +1,60 @@
+//! One module per command; each returns the exit code of its findings or an
+//! error. What they share (scan the search paths now, print the summary)
+//! lives here.
+
+pub mod check;
+pub mod init;
+pub mod paths;
+pub mod update;
+
+use std::io::Write;
+
+use crate::record::Record;
+use crate::report;
+use crate::scan::{self, ScanResult};
+use crate::searchpaths::SearchPaths;
+use crate::settings::Settings;
+
+/// Resolves the search paths and scans them, reusing digests from `prior`
+/// for files whose identity is unchanged (unless `paranoid`).
+pub fn scan_now(s: &Settings, prior: &[Record], paranoid: bool) -> (SearchPaths, ScanResult) {
+    let sp = SearchPaths::resolve(&s.root, &s.extra_paths);
+    let result = scan::scan(&s.root, &sp, &s.scan_options(paranoid), prior);
+    (sp, result)
+}
+
+/// Prints search-path and per-file warnings (unless quiet).
+pub fn warn(s: &Settings, sp: &SearchPaths, res: &ScanResult) {
+    if s.quiet {
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    for w in &sp.warnings {
+        let _ = writeln!(
+            err,
+            "libwarden: warning: {}",
+            crate::escape::for_terminal(w.as_bytes())
+        );
+    }
+    drop(err);
+    report::write_warnings(&res.warnings);
+}
+
+/// The one-line summary on stderr.
+pub fn summary(s: &Settings, verb: &str, res: &ScanResult, tail: &str) {
+    if s.quiet {
+        return;
+    }
+    let st = &res.stats;
+    eprintln!(
+        "libwarden {verb}: {} entries, {} files ({}), {} hashed ({}) in {:.2} s; {tail}; {} warning{}",
+        st.entries,
+        st.files,
+        report::human_bytes(st.bytes),
+        st.hashed_files,
+        report::human_bytes(st.hashed_bytes),
+        st.elapsed.as_secs_f64(),
+        res.warnings.len(),
+        if res.warnings.len() == 1 { "" } else { "s" },
+    );
+}

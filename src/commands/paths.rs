@@ -1,0 +1,109 @@
+//! `paths`: every resolved search path and loader file, with its origin.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::escape;
+use crate::report::Format;
+use crate::searchpaths::SearchPaths;
+use crate::settings::Settings;
+
+pub fn run(s: &Settings) -> Result<i32> {
+    let sp = SearchPaths::resolve(&s.root, &s.extra_paths);
+    let mut out = std::io::stdout().lock();
+    let r = print(&mut out, &sp, s.format);
+    match r {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io("write", "stdout", e))
+        }
+        _ => {
+            if !s.quiet {
+                for w in &sp.warnings {
+                    eprintln!("libwarden: warning: {}", escape::for_terminal(w.as_bytes()));
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn bytes(p: &std::path::Path) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes()
+}
+
+fn print(out: &mut dyn Write, sp: &SearchPaths, format: Format) -> std::io::Result<()> {
+    for d in &sp.dirs {
+        let origins: Vec<String> = d.origins.iter().map(|o| o.to_string()).collect();
+        match format {
+            Format::Json => {
+                let v = json!({
+                    "path": escape::for_json(bytes(&d.path)),
+                    "kind": "dir",
+                    "origins": origins,
+                    "aliases": d.aliases.iter().map(|a| escape::for_json(bytes(a))).collect::<Vec<_>>(),
+                    "recursive": d.recursive,
+                    "exists": d.exists,
+                    "covered_by": d.covered_by.as_ref().map(|c| escape::for_json(bytes(c))),
+                });
+                writeln!(out, "{v}")?;
+            }
+            Format::Human => {
+                let mut notes = Vec::new();
+                let other: Vec<String> = d
+                    .aliases
+                    .iter()
+                    .filter(|a| **a != d.path)
+                    .map(|a| escape::for_terminal(bytes(a)))
+                    .collect();
+                if !other.is_empty() {
+                    notes.push(format!("as {}", other.join(", ")));
+                }
+                if !d.recursive {
+                    notes.push("entries only".into());
+                }
+                if !d.exists {
+                    notes.push("missing".into());
+                }
+                if let Some(c) = &d.covered_by {
+                    notes.push(format!("within {}", escape::for_terminal(bytes(c))));
+                }
+                let notes = if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", notes.join("; "))
+                };
+                writeln!(
+                    out,
+                    "{:<40} {}{}",
+                    escape::for_terminal(bytes(&d.path)),
+                    escape::for_terminal(origins.join(", ").as_bytes()),
+                    notes
+                )?;
+            }
+        }
+    }
+    for f in &sp.files {
+        match format {
+            Format::Json => {
+                let v = json!({
+                    "path": escape::for_json(bytes(&f.path)),
+                    "kind": "file",
+                    "origins": [f.origin.to_string()],
+                    "exists": f.exists,
+                });
+                writeln!(out, "{v}")?;
+            }
+            Format::Human => writeln!(
+                out,
+                "{:<40} {}{}",
+                escape::for_terminal(bytes(&f.path)),
+                escape::for_terminal(f.origin.to_string().as_bytes()),
+                if f.exists { "" } else { " (absent)" }
+            )?,
+        }
+    }
+    out.flush()
+}

@@ -1,0 +1,91 @@
+//! `update [PATH..]`: accept the current state, everywhere or only at and
+//! below the named paths, as a new generation; print what was accepted.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::diff::{self, Classifier};
+use crate::error::{Error, Result};
+use crate::record::Record;
+use crate::report;
+use crate::settings::Settings;
+use crate::store::Store;
+
+pub fn run(s: &Settings, paranoid: bool, paths: &[PathBuf]) -> Result<i32> {
+    // Hold the store across scan and write: a concurrent update must not
+    // interleave with this one.
+    let store = Store::open(&s.db)?;
+    let (_, baseline) = store.load()?;
+    let (sp, res) = super::scan_now(s, &baseline, paranoid);
+    super::warn(s, &sp, &res);
+
+    let selected: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| select_key(s, p))
+        .collect::<Result<_>>()?;
+    let within =
+        |path: &[u8]| selected.is_empty() || selected.iter().any(|sel| is_within(path, sel));
+    if let Some(sel) = selected.iter().find(|sel| {
+        !baseline.iter().any(|r| is_within(&r.path, sel))
+            && !res.records.iter().any(|r| is_within(&r.path, sel))
+    }) {
+        return Err(Error::NotFound {
+            what: "monitored path",
+            path: PathBuf::from(std::ffi::OsStr::from_bytes(sel)),
+        });
+    }
+
+    let mut accepted = diff::diff(&baseline, &res.records, &Classifier::new(&sp));
+    accepted.retain(|f| within(&f.path));
+    report::sort(&mut accepted);
+
+    let mut next: Vec<Record> = baseline.into_iter().filter(|r| !within(&r.path)).collect();
+    next.extend(res.records.iter().filter(|r| within(&r.path)).cloned());
+    next.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+
+    let meta = store.write_generation(&next, s.root.host().as_os_str().as_bytes())?;
+    drop(store);
+    let mut out = std::io::stdout().lock();
+    report::write_findings(&mut out, &accepted, s.format)
+        .map_err(|e| Error::io("write", "stdout", e))?;
+    let tail = format!(
+        "accepted {}; baseline generation {}",
+        report::count_by_kind(&accepted),
+        meta.generation
+    );
+    super::summary(s, "update", &res, &tail);
+    Ok(0)
+}
+
+/// A user's path as the baseline key it selects: made absolute inside the
+/// root, its directories resolved (the last component is not followed, so a
+/// symlink can be accepted itself).
+fn select_key(s: &Settings, p: &Path) -> Result<Vec<u8>> {
+    if !p.is_absolute() {
+        return Err(Error::Usage(format!(
+            "update: {} must be an absolute path (inside --root)",
+            p.display()
+        )));
+    }
+    let resolved = s
+        .root
+        .resolve_parent(p)
+        .unwrap_or_else(|_| s.root.resolve_lenient(p));
+    Ok(resolved.as_os_str().as_bytes().to_vec())
+}
+
+/// `path` equals `sel` or lies below it.
+fn is_within(path: &[u8], sel: &[u8]) -> bool {
+    sel == b"/" || path == sel || (path.starts_with(sel) && path.get(sel.len()) == Some(&b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn within_respects_component_boundaries() {
+        assert!(super::is_within(b"/usr/lib/x", b"/usr/lib"));
+        assert!(super::is_within(b"/usr/lib", b"/usr/lib"));
+        assert!(!super::is_within(b"/usr/lib64/x", b"/usr/lib"));
+        assert!(super::is_within(b"/a", b"/"));
+    }
+}

@@ -1,0 +1,95 @@
+//! Findings: what a check, an audit or the watcher reports, each with a
+//! kind, a severity and the exit-code bit it sets (CONTRACT.md).
+
+use serde::Serialize;
+
+use crate::record::Record;
+
+/// What was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A path the baseline does not know.
+    Added,
+    /// A baseline path that is gone.
+    Removed,
+    /// Different bytes.
+    Content,
+    /// Mode, owner, group, inode or link count changed.
+    Metadata,
+    /// A file became a directory, a symlink, a FIFO...
+    Type,
+    /// A symlink points elsewhere.
+    Link,
+    /// A file the baseline has a digest for could not be hashed now
+    /// (unreadable, or changing through every retry): it is not verified.
+    Unverified,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Added => "added",
+            Kind::Removed => "removed",
+            Kind::Content => "content",
+            Kind::Metadata => "metadata",
+            Kind::Type => "type",
+            Kind::Link => "link",
+            Kind::Unverified => "unverified",
+        }
+    }
+
+    /// The exit-code bit: 1 added, 2 removed, 4 changed, 8 policy.
+    pub fn exit_bit(self) -> i32 {
+        match self {
+            Kind::Added => 1,
+            Kind::Removed => 2,
+            Kind::Content | Kind::Metadata | Kind::Type | Kind::Link | Kind::Unverified => 4,
+        }
+    }
+}
+
+/// How much a finding matters. `Info` sets no exit bit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One reportable fact about one path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub kind: Kind,
+    pub severity: Severity,
+    pub path: Vec<u8>,
+    /// One human sentence.
+    pub detail: String,
+    /// Which record fields differ (for changes against a baseline).
+    pub changes: Vec<&'static str>,
+    pub before: Option<Record>,
+    pub after: Option<Record>,
+}
+
+/// The exit code bits of a set of findings.
+pub fn exit_bits(findings: &[Finding]) -> i32 {
+    findings
+        .iter()
+        .filter(|f| f.severity > Severity::Info)
+        .fold(0, |acc, f| acc | f.kind.exit_bit())
+}

@@ -1,0 +1,399 @@
+//! What libwarden knows about one path: the unit stored in a baseline and
+//! compared by `check`. Paths are raw bytes (never lossy UTF-8), as seen
+//! inside `--root`.
+
+use serde::{Serialize, Serializer};
+
+use crate::escape;
+
+/// The type of a file system entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileType {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+    Unknown,
+}
+
+impl FileType {
+    pub fn from_mode(mode: u32) -> Self {
+        match mode & libc::S_IFMT {
+            libc::S_IFREG => FileType::File,
+            libc::S_IFDIR => FileType::Dir,
+            libc::S_IFLNK => FileType::Symlink,
+            libc::S_IFIFO => FileType::Fifo,
+            libc::S_IFSOCK => FileType::Socket,
+            libc::S_IFCHR => FileType::CharDevice,
+            libc::S_IFBLK => FileType::BlockDevice,
+            _ => FileType::Unknown,
+        }
+    }
+
+    fn tag(self) -> u8 {
+        self as u8
+    }
+
+    fn from_tag(t: u8) -> Option<Self> {
+        Some(match t {
+            0 => FileType::File,
+            1 => FileType::Dir,
+            2 => FileType::Symlink,
+            3 => FileType::Fifo,
+            4 => FileType::Socket,
+            5 => FileType::CharDevice,
+            6 => FileType::BlockDevice,
+            7 => FileType::Unknown,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FileType::File => "file",
+            FileType::Dir => "dir",
+            FileType::Symlink => "symlink",
+            FileType::Fifo => "fifo",
+            FileType::Socket => "socket",
+            FileType::CharDevice => "char_device",
+            FileType::BlockDevice => "block_device",
+            FileType::Unknown => "unknown",
+        }
+    }
+}
+
+/// What kind of loadable object a regular file is, from its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileClass {
+    /// Not a regular file, or not read.
+    None,
+    /// ELF `ET_DYN` (shared objects, PIE executables, the loader).
+    ElfDyn,
+    /// ELF `ET_EXEC`.
+    ElfExec,
+    /// ELF relocatable (kernel modules, `.o`) or other ELF types.
+    ElfOther,
+    /// A PE image with the DLL flag.
+    PeDll,
+    /// Any other PE/MZ image.
+    PeExe,
+    /// A regular file that is none of the above.
+    Other,
+}
+
+impl FileClass {
+    fn from_tag(t: u8) -> Option<Self> {
+        Some(match t {
+            0 => FileClass::None,
+            1 => FileClass::ElfDyn,
+            2 => FileClass::ElfExec,
+            3 => FileClass::ElfOther,
+            4 => FileClass::PeDll,
+            5 => FileClass::PeExe,
+            6 => FileClass::Other,
+            _ => return None,
+        })
+    }
+
+    /// Classifies a file from its leading bytes (the first read of a hash
+    /// pass), without a second read.
+    pub fn sniff(head: &[u8]) -> Self {
+        if head.len() >= 18 && head.starts_with(b"\x7fELF") {
+            let little = head[5] != 2;
+            let e_type = if little {
+                u16::from_le_bytes([head[16], head[17]])
+            } else {
+                u16::from_be_bytes([head[16], head[17]])
+            };
+            return match e_type {
+                3 => FileClass::ElfDyn,
+                2 => FileClass::ElfExec,
+                _ => FileClass::ElfOther,
+            };
+        }
+        if head.len() >= 64 && head.starts_with(b"MZ") {
+            let off = u32::from_le_bytes([head[60], head[61], head[62], head[63]]) as usize;
+            // Characteristics sit 22 bytes after the "PE\0\0" signature.
+            if let Some(sig) = head.get(off..off + 24) {
+                if &sig[..4] == b"PE\0\0" {
+                    let ch = u16::from_le_bytes([sig[22], sig[23]]);
+                    return if ch & 0x2000 != 0 {
+                        FileClass::PeDll
+                    } else {
+                        FileClass::PeExe
+                    };
+                }
+            }
+            return FileClass::PeExe;
+        }
+        FileClass::Other
+    }
+
+    pub fn is_loadable(self) -> bool {
+        matches!(
+            self,
+            FileClass::ElfDyn | FileClass::ElfExec | FileClass::ElfOther | FileClass::PeDll
+        )
+    }
+}
+
+/// Why a regular file has no digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unhashed {
+    /// Not a regular file: nothing to hash.
+    NotRegular,
+    /// Permission denied or another read error.
+    Unreadable,
+    /// Kept changing while it was hashed, through every retry.
+    Unstable,
+}
+
+/// One path's state. Timestamps are (seconds, nanoseconds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Record {
+    #[serde(serialize_with = "ser_path")]
+    pub path: Vec<u8>,
+    #[serde(rename = "type")]
+    pub ftype: FileType,
+    pub size: u64,
+    #[serde(serialize_with = "ser_mode")]
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub dev: u64,
+    pub inode: u64,
+    pub nlink: u64,
+    pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
+    #[serde(serialize_with = "ser_hash")]
+    pub blake3: Option<[u8; 32]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unhashed: Option<Unhashed>,
+    #[serde(serialize_with = "ser_target", skip_serializing_if = "Option::is_none")]
+    pub target: Option<Vec<u8>>,
+    pub class: FileClass,
+}
+
+fn ser_path<S: Serializer>(p: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&escape::for_json(p))
+}
+
+fn ser_mode<S: Serializer>(m: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{:04o}", m & 0o7777))
+}
+
+fn ser_hash<S: Serializer>(h: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+    match h {
+        Some(h) => s.serialize_str(&escape::hex(h)),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_target<S: Serializer>(t: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&escape::for_json(t)),
+        None => s.serialize_none(),
+    }
+}
+
+impl Record {
+    /// Permission bits (with setuid/setgid/sticky), without the type.
+    pub fn perm(&self) -> u32 {
+        self.mode & 0o7777
+    }
+
+    /// True when dev, inode, size, mtime and ctime all match: the content
+    /// cannot have changed without one of them moving (ctime cannot be set
+    /// from user space), so the old digest can be reused.
+    pub fn same_identity(&self, other: &Record) -> bool {
+        self.dev == other.dev
+            && self.inode == other.inode
+            && self.size == other.size
+            && self.mtime == other.mtime
+            && self.ctime == other.ctime
+            && self.ftype == other.ftype
+    }
+
+    /// Encodes everything but the path (the store's key) in a compact,
+    /// versioned binary form.
+    pub fn encode_value(&self, out: &mut Vec<u8>) {
+        out.push(ENCODING_V1);
+        out.push(self.ftype.tag());
+        out.push(self.class as u8);
+        out.push(match self.unhashed {
+            None => 0,
+            Some(Unhashed::NotRegular) => 1,
+            Some(Unhashed::Unreadable) => 2,
+            Some(Unhashed::Unstable) => 3,
+        });
+        for v in [self.size, self.dev, self.inode, self.nlink] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [self.mode, self.uid, self.gid] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for (s, ns) in [self.mtime, self.ctime] {
+            out.extend_from_slice(&s.to_le_bytes());
+            out.extend_from_slice(&ns.to_le_bytes());
+        }
+        match &self.blake3 {
+            Some(h) => {
+                out.push(1);
+                out.extend_from_slice(h);
+            }
+            None => out.push(0),
+        }
+        match &self.target {
+            Some(t) => {
+                out.push(1);
+                out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+                out.extend_from_slice(t);
+            }
+            None => out.push(0),
+        }
+    }
+
+    /// Decodes a value written by [`Record::encode_value`]. `None` on any
+    /// malformed input: a corrupt baseline is reported, never trusted.
+    pub fn decode_value(path: &[u8], v: &[u8]) -> Option<Record> {
+        let mut r = Reader(v);
+        if r.u8()? != ENCODING_V1 {
+            return None;
+        }
+        let ftype = FileType::from_tag(r.u8()?)?;
+        let class = FileClass::from_tag(r.u8()?)?;
+        let unhashed = match r.u8()? {
+            0 => None,
+            1 => Some(Unhashed::NotRegular),
+            2 => Some(Unhashed::Unreadable),
+            3 => Some(Unhashed::Unstable),
+            _ => return None,
+        };
+        let (size, dev, inode, nlink) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+        let (mode, uid, gid) = (r.u32()?, r.u32()?, r.u32()?);
+        let mtime = (r.i64()?, r.u32()?);
+        let ctime = (r.i64()?, r.u32()?);
+        let blake3 = match r.u8()? {
+            0 => None,
+            1 => Some(r.take(32)?.try_into().ok()?),
+            _ => return None,
+        };
+        let target = match r.u8()? {
+            0 => None,
+            1 => {
+                let n = r.u32()? as usize;
+                Some(r.take(n)?.to_vec())
+            }
+            _ => return None,
+        };
+        if !r.0.is_empty() {
+            return None;
+        }
+        Some(Record {
+            path: path.to_vec(),
+            ftype,
+            size,
+            mode,
+            uid,
+            gid,
+            dev,
+            inode,
+            nlink,
+            mtime,
+            ctime,
+            blake3,
+            unhashed,
+            target,
+            class,
+        })
+    }
+}
+
+const ENCODING_V1: u8 = 1;
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample(path: &[u8]) -> Record {
+        Record {
+            path: path.to_vec(),
+            ftype: FileType::Symlink,
+            size: 42,
+            mode: 0o120777,
+            uid: 0,
+            gid: 0,
+            dev: 2049,
+            inode: 77,
+            nlink: 1,
+            mtime: (1_700_000_000, 5),
+            ctime: (-3, 999_999_999),
+            blake3: Some([7; 32]),
+            unhashed: None,
+            target: Some(b"libfoo.so.1.2\xff".to_vec()),
+            class: FileClass::ElfDyn,
+        }
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let r = sample(b"/usr/lib/libfoo.so.1");
+        let mut v = Vec::new();
+        r.encode_value(&mut v);
+        assert_eq!(Record::decode_value(&r.path, &v), Some(r));
+    }
+
+    #[test]
+    fn truncated_or_extended_values_are_rejected() {
+        let r = sample(b"/x");
+        let mut v = Vec::new();
+        r.encode_value(&mut v);
+        for n in 0..v.len() {
+            assert_eq!(Record::decode_value(b"/x", &v[..n]), None);
+        }
+        v.push(0);
+        assert_eq!(Record::decode_value(b"/x", &v), None);
+    }
+
+    #[test]
+    fn sniff_classes() {
+        let mut elf = vec![0u8; 64];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[5] = 1;
+        elf[16] = 3;
+        assert_eq!(FileClass::sniff(&elf), FileClass::ElfDyn);
+        assert_eq!(FileClass::sniff(b"\x7fELF"), FileClass::Other);
+        assert_eq!(FileClass::sniff(b"hello"), FileClass::Other);
+    }
+}

@@ -1,0 +1,130 @@
+//! Reporters: a human table (hostile names escaped) and JSON Lines (one
+//! stable object per finding). Findings go to stdout sorted by path; the
+//! summary and warnings go to stderr. A closed pipe ends output quietly.
+
+use std::io::{self, Write};
+
+use serde_json::{json, Map, Value};
+
+use crate::escape;
+use crate::finding::Finding;
+use crate::scan::Warning;
+
+/// Output format of findings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+/// Sorts findings by path (then kind) for deterministic output.
+pub fn sort(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| a.path.cmp(&b.path).then(a.kind.cmp(&b.kind)));
+}
+
+/// One finding as a JSON object.
+pub fn to_json(f: &Finding) -> Value {
+    let mut m = Map::new();
+    m.insert("kind".into(), json!(f.kind.name()));
+    m.insert("severity".into(), json!(f.severity.name()));
+    m.insert("path".into(), json!(escape::for_json(&f.path)));
+    if escape::needs_hex(&f.path) {
+        m.insert("path_hex".into(), json!(escape::hex(&f.path)));
+    }
+    m.insert("detail".into(), json!(f.detail));
+    if !f.changes.is_empty() {
+        m.insert("changes".into(), json!(f.changes));
+    }
+    if let Some(b) = &f.before {
+        m.insert(
+            "before".into(),
+            serde_json::to_value(b).unwrap_or(Value::Null),
+        );
+    }
+    if let Some(a) = &f.after {
+        m.insert(
+            "after".into(),
+            serde_json::to_value(a).unwrap_or(Value::Null),
+        );
+    }
+    Value::Object(m)
+}
+
+/// Writes findings to `out`. A broken pipe (`| head`) is not an error.
+pub fn write_findings(out: &mut dyn Write, findings: &[Finding], format: Format) -> io::Result<()> {
+    let r = write_all(out, findings, format);
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+fn write_all(out: &mut dyn Write, findings: &[Finding], format: Format) -> io::Result<()> {
+    match format {
+        Format::Json => {
+            for f in findings {
+                serde_json::to_writer(&mut *out, &to_json(f))?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Format::Human => {
+            for f in findings {
+                writeln!(
+                    out,
+                    "{:<8} {:<10} {}  {}",
+                    f.severity.name(),
+                    f.kind.name(),
+                    escape::for_terminal(&f.path),
+                    escape::for_terminal(f.detail.as_bytes())
+                )?;
+            }
+        }
+    }
+    out.flush()
+}
+
+/// Prints per-path warnings on stderr, escaped.
+pub fn write_warnings(warnings: &[Warning]) {
+    let mut err = io::stderr().lock();
+    for w in warnings {
+        let _ = writeln!(
+            err,
+            "libwarden: warning: {}: {}",
+            escape::for_terminal(&w.path),
+            escape::for_terminal(w.message.as_bytes())
+        );
+    }
+}
+
+/// "1.23 GB" style sizes for summaries.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+/// "3 findings: 1 added, 2 content" for the summary line.
+pub fn count_by_kind(findings: &[Finding]) -> String {
+    if findings.is_empty() {
+        return "no findings".into();
+    }
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for f in findings {
+        match counts.iter_mut().find(|(k, _)| *k == f.kind.name()) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((f.kind.name(), 1)),
+        }
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let s = if findings.len() == 1 { "" } else { "s" };
+    format!("{} finding{s}: {}", findings.len(), parts.join(", "))
+}

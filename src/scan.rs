@@ -1,0 +1,324 @@
+//! The parallel scan: walks every search path (never honouring ignore files
+//! or hidden-file rules found inside the monitored trees, never following
+//! symlinks), inspects each entry on the walker's own threads and returns
+//! the records sorted by path.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use ignore::{DirEntry, ParallelVisitor, ParallelVisitorBuilder, WalkBuilder, WalkState};
+
+use crate::inspect::{Cost, Inspector, Outcome};
+use crate::record::{FileType, Record};
+use crate::rootfs::Root;
+use crate::searchpaths::SearchPaths;
+
+/// How a scan runs.
+#[derive(Clone)]
+pub struct ScanOptions {
+    /// Walker threads (at least 1).
+    pub threads: usize,
+    pub cross_filesystems: bool,
+    pub excludes: Arc<globset::GlobSet>,
+    /// Re-hash files whose identity is unchanged (ignore `prior`).
+    pub paranoid: bool,
+}
+
+/// A problem with one path that did not stop the scan.
+#[derive(Clone, Debug)]
+pub struct Warning {
+    pub path: Vec<u8>,
+    pub message: String,
+}
+
+/// Counters for the summary line and `bench`.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub entries: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub hashed_files: u64,
+    pub hashed_bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// What a scan found.
+#[derive(Debug, Default)]
+pub struct ScanResult {
+    /// Sorted by path, one per path.
+    pub records: Vec<Record>,
+    pub warnings: Vec<Warning>,
+    pub stats: Stats,
+}
+
+/// Scans everything `sp` monitors. `prior` (sorted by path) lets unchanged
+/// files keep their digests without being read.
+pub fn scan(root: &Root, sp: &SearchPaths, opts: &ScanOptions, prior: &[Record]) -> ScanResult {
+    let start = Instant::now();
+    let prior = if opts.paranoid { &[][..] } else { prior };
+    let (tx, rx) = crossbeam_channel::unbounded::<Part>();
+
+    let deep: Vec<&Path> = sp
+        .walk_roots()
+        .filter(|d| d.recursive)
+        .map(|d| d.path.as_path())
+        .collect();
+    let shallow: Vec<&Path> = sp
+        .walk_roots()
+        .filter(|d| !d.recursive)
+        .map(|d| d.path.as_path())
+        .collect();
+    std::thread::scope(|s| {
+        for (dirs, depth) in [(deep, None), (shallow, Some(1))] {
+            if dirs.is_empty() {
+                continue;
+            }
+            let tx = tx.clone();
+            s.spawn(move || walk(root, &dirs, depth, opts, prior, tx));
+        }
+    });
+    let mut part = Part::default();
+    let mut insp = Inspector::default();
+    for f in sp.loose_files() {
+        let logical = f.path.as_os_str().as_encoded_bytes().to_vec();
+        let p = find(prior, &logical);
+        let mut cost = Cost::default();
+        let out = insp.inspect(
+            &root.host_path(&f.path),
+            logical.clone(),
+            None,
+            p,
+            &mut cost,
+        );
+        // A tracked loader file may well not exist (no preload list is the
+        // normal case); its appearance is what gets reported.
+        if !matches!(out, Outcome::Vanished) {
+            part.take(logical, out, cost);
+        }
+    }
+    drop(tx);
+
+    let mut result = ScanResult::default();
+    result.stats = part.stats.clone();
+    result.records = part.records;
+    result.warnings = part.warnings;
+    for p in rx {
+        result.records.extend(p.records);
+        result.warnings.extend(p.warnings);
+        add_stats(&mut result.stats, &p.stats);
+    }
+    result.records.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    // Overlapping walks (a non-recursive dir holding a recursive one) see
+    // the boundary directory twice.
+    result.records.dedup_by(|a, b| a.path == b.path);
+    result.warnings.sort_by(|a, b| a.path.cmp(&b.path));
+    result.stats.entries = result.records.len() as u64;
+    result.stats.elapsed = start.elapsed();
+    result
+}
+
+fn add_stats(a: &mut Stats, b: &Stats) {
+    a.files += b.files;
+    a.bytes += b.bytes;
+    a.hashed_files += b.hashed_files;
+    a.hashed_bytes += b.hashed_bytes;
+}
+
+/// The prior record of a path, by binary search of the sorted baseline.
+pub fn find<'a>(prior: &'a [Record], path: &[u8]) -> Option<&'a Record> {
+    prior
+        .binary_search_by(|r| r.path.as_slice().cmp(path))
+        .ok()
+        .map(|i| &prior[i])
+}
+
+fn walk(
+    root: &Root,
+    dirs: &[&Path],
+    max_depth: Option<usize>,
+    opts: &ScanOptions,
+    prior: &[Record],
+    tx: Sender<Part>,
+) {
+    let mut b = WalkBuilder::new(root.host_path(dirs[0]));
+    for d in &dirs[1..] {
+        b.add(root.host_path(d));
+    }
+    // An attacker who can write in a lib dir could hide a library with a
+    // planted .ignore or a leading dot: no filter but our own config.
+    b.standard_filters(false)
+        .hidden(false)
+        .parents(false)
+        .ignore(false)
+        .git_ignore(false)
+        .git_global(false)
+        .git_exclude(false)
+        .require_git(false)
+        .follow_links(false)
+        .same_file_system(!opts.cross_filesystems)
+        .max_depth(max_depth)
+        .threads(opts.threads.max(1));
+    if !opts.excludes.is_empty() {
+        let ex = opts.excludes.clone();
+        let root = root.clone();
+        b.filter_entry(move |e| {
+            let logical = root.logical_bytes(e.path());
+            use std::os::unix::ffi::OsStrExt;
+            e.depth() == 0 || !ex.is_match(Path::new(std::ffi::OsStr::from_bytes(&logical)))
+        });
+    }
+    let parallel_large =
+        opts.threads <= std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = Builder {
+        root,
+        prior,
+        tx,
+        parallel_large,
+    };
+    b.build_parallel().visit(&mut builder);
+}
+
+struct Builder<'a> {
+    root: &'a Root,
+    prior: &'a [Record],
+    tx: Sender<Part>,
+    parallel_large: bool,
+}
+
+impl<'s, 'a: 's> ParallelVisitorBuilder<'s> for Builder<'a> {
+    fn build(&mut self) -> Box<dyn ParallelVisitor + 's> {
+        let mut insp = Inspector::default();
+        insp.parallel_large = self.parallel_large;
+        Box::new(Visitor {
+            root: self.root,
+            prior: self.prior,
+            tx: self.tx.clone(),
+            insp,
+            part: Part::default(),
+        })
+    }
+}
+
+/// One thread's share of the results, sent when the thread is done.
+#[derive(Default)]
+struct Part {
+    records: Vec<Record>,
+    warnings: Vec<Warning>,
+    stats: Stats,
+}
+
+impl Part {
+    fn take(&mut self, logical: Vec<u8>, out: Outcome, cost: Cost) {
+        match out {
+            Outcome::Record(r, warn) => {
+                if let Some(message) = warn {
+                    self.warnings.push(Warning {
+                        path: r.path.clone(),
+                        message,
+                    });
+                }
+                if r.ftype == FileType::File {
+                    self.stats.files += 1;
+                    self.stats.bytes += r.size;
+                }
+                if cost.hashed {
+                    self.stats.hashed_files += 1;
+                    self.stats.hashed_bytes += cost.hashed_bytes;
+                }
+                self.records.push(r);
+            }
+            Outcome::Vanished => self.warnings.push(Warning {
+                path: logical,
+                message: "vanished during the scan".into(),
+            }),
+            Outcome::Failed(message) => self.warnings.push(Warning {
+                path: logical,
+                message,
+            }),
+        }
+    }
+}
+
+struct Visitor<'a> {
+    root: &'a Root,
+    prior: &'a [Record],
+    tx: Sender<Part>,
+    insp: Inspector,
+    part: Part,
+}
+
+impl ParallelVisitor for Visitor<'_> {
+    fn visit(&mut self, entry: Result<DirEntry, ignore::Error>) -> WalkState {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(err) => {
+                self.part.warnings.push(walk_warning(self.root, &err));
+                return WalkState::Continue;
+            }
+        };
+        let logical = self.root.logical_bytes(entry.path());
+        let hint = entry.file_type().map(|t| {
+            use std::os::unix::fs::FileTypeExt;
+            if t.is_file() {
+                FileType::File
+            } else if t.is_dir() {
+                FileType::Dir
+            } else if t.is_symlink() {
+                FileType::Symlink
+            } else if t.is_fifo() {
+                FileType::Fifo
+            } else if t.is_socket() {
+                FileType::Socket
+            } else if t.is_char_device() {
+                FileType::CharDevice
+            } else if t.is_block_device() {
+                FileType::BlockDevice
+            } else {
+                FileType::Unknown
+            }
+        });
+        let prior = find(self.prior, &logical);
+        let mut cost = Cost::default();
+        let out = self
+            .insp
+            .inspect(entry.path(), logical.clone(), hint, prior, &mut cost);
+        self.part.take(logical, out, cost);
+        WalkState::Continue
+    }
+}
+
+impl Drop for Visitor<'_> {
+    fn drop(&mut self) {
+        let _ = self.tx.send(std::mem::take(&mut self.part));
+    }
+}
+
+fn walk_warning(root: &Root, err: &ignore::Error) -> Warning {
+    // ignore wraps the path and depth around the I/O error.
+    fn path_of(e: &ignore::Error) -> Option<&Path> {
+        match e {
+            ignore::Error::WithPath { path, .. } => Some(path),
+            ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+                path_of(err)
+            }
+            _ => None,
+        }
+    }
+    Warning {
+        path: path_of(err)
+            .map(|p| root.logical_bytes(p))
+            .unwrap_or_default(),
+        message: innermost(err),
+    }
+}
+
+fn innermost(e: &ignore::Error) -> String {
+    match e {
+        ignore::Error::WithPath { err, .. }
+        | ignore::Error::WithDepth { err, .. }
+        | ignore::Error::WithLineNumber { err, .. } => innermost(err),
+        other => other.to_string(),
+    }
+}

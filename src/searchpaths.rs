@@ -1,0 +1,290 @@
+//! The places a library can be loaded from, as the loader sees them: the
+//! trusted directories, `ld.so.conf` and its includes, multiarch and `lib64`
+//! directories, the loader's own files, a Windows image's system
+//! directories, and the configuration's extra paths. Deduplicated by
+//! canonical path, so merged `/usr` is scanned once.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::ldconf::{self, LdConf};
+use crate::rootfs::Root;
+
+/// Directories glibc searches after the cache, whatever the configuration.
+pub const TRUSTED_DIRS: &[&str] = &["/lib", "/usr/lib", "/lib64", "/usr/lib64"];
+/// Other architecture-specific library directories, when present.
+const EXTRA_ARCH_DIRS: &[&str] = &["/lib32", "/usr/lib32", "/libx32", "/usr/libx32"];
+/// The loader's configuration and state, tracked whether they exist or not:
+/// the appearance of one (a preload list above all) is a finding.
+pub const LOADER_FILES: &[&str] = &["/etc/ld.so.conf", "/etc/ld.so.preload", "/etc/ld.so.cache"];
+pub const LD_SO_CONF: &str = "/etc/ld.so.conf";
+/// Names of dynamic loaders.
+const LOADER_GLOBS: &[&str] = &["ld-linux*.so*", "ld64.so*", "ld-musl-*.so*"];
+
+/// Why a path is monitored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Trusted,
+    Multiarch,
+    Conf { file: PathBuf, line: usize },
+    Include { file: PathBuf, line: usize },
+    LoaderFile,
+    Loader,
+    Windows,
+    Config,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Trusted => f.write_str("trusted dir"),
+            Origin::Multiarch => f.write_str("multiarch dir"),
+            Origin::Conf { file, line } => write!(f, "{}:{line}", file.display()),
+            Origin::Include { file, line } => write!(f, "include at {}:{line}", file.display()),
+            Origin::LoaderFile => f.write_str("loader file"),
+            Origin::Loader => f.write_str("dynamic loader"),
+            Origin::Windows => f.write_str("windows system dir"),
+            Origin::Config => f.write_str("libwarden config"),
+        }
+    }
+}
+
+/// One monitored directory.
+#[derive(Clone, Debug)]
+pub struct SearchDir {
+    /// The canonical path inside the root.
+    pub path: PathBuf,
+    /// Every spelling that led here (`/lib`, `/usr/lib`), first first.
+    pub aliases: Vec<PathBuf>,
+    pub origins: Vec<Origin>,
+    /// Whole subtree (true) or only its own entries.
+    pub recursive: bool,
+    pub exists: bool,
+    /// A recursive dir that already holds this one: it is not walked twice.
+    pub covered_by: Option<PathBuf>,
+}
+
+/// One monitored file outside a walk of its own.
+#[derive(Clone, Debug)]
+pub struct TrackedFile {
+    /// Parent canonical, the name itself not followed.
+    pub path: PathBuf,
+    pub origin: Origin,
+    pub exists: bool,
+}
+
+/// Everything to monitor.
+#[derive(Clone, Debug, Default)]
+pub struct SearchPaths {
+    pub dirs: Vec<SearchDir>,
+    pub files: Vec<TrackedFile>,
+    pub ldconf: LdConf,
+    pub warnings: Vec<String>,
+}
+
+impl SearchPaths {
+    /// Resolves every search path inside `root`.
+    pub fn resolve(root: &Root, extra: &[PathBuf]) -> SearchPaths {
+        let mut sp = SearchPaths::default();
+        for d in TRUSTED_DIRS {
+            sp.add_dir(root, Path::new(d), Origin::Trusted, true);
+        }
+        for d in EXTRA_ARCH_DIRS {
+            if root.resolve(Path::new(d)).is_ok() {
+                sp.add_dir(root, Path::new(d), Origin::Trusted, true);
+            }
+        }
+        for base in ["/lib", "/usr/lib"] {
+            for d in root.glob(&Path::new(base).join("*-linux-*")) {
+                if root.resolve(&d).is_ok_and(|p| root.host_path(&p).is_dir()) {
+                    sp.add_dir(root, &d, Origin::Multiarch, true);
+                }
+            }
+        }
+
+        sp.ldconf = ldconf::parse(root, Path::new(LD_SO_CONF));
+        sp.warnings.extend(sp.ldconf.warnings.iter().cloned());
+        for cd in sp.ldconf.dirs.clone() {
+            let origin = Origin::Conf {
+                file: cd.file.clone(),
+                line: cd.line,
+            };
+            if cd.dir.is_absolute() {
+                sp.add_dir(root, &cd.dir, origin, true);
+            } else {
+                // The loader would resolve it against its working directory;
+                // it is monitored nowhere, and the audit reports it.
+                sp.warnings.push(format!(
+                    "{}:{}: relative search dir {:?} is not monitored",
+                    cd.file.display(),
+                    cd.line,
+                    cd.dir
+                ));
+            }
+        }
+        for f in LOADER_FILES {
+            sp.add_file(root, Path::new(f), Origin::LoaderFile);
+        }
+        for f in sp.ldconf.files.clone() {
+            sp.add_file(root, &f, Origin::LoaderFile);
+        }
+        // The directory of every include pattern is watched whole, so a new
+        // file dropped there is seen even if no glob matches it yet.
+        for inc in sp.ldconf.includes.clone() {
+            if let Some(dir) = inc.pattern.parent() {
+                if !dir.as_os_str().as_bytes().contains(&b'*') {
+                    let origin = Origin::Include {
+                        file: inc.file.clone(),
+                        line: inc.line,
+                    };
+                    sp.add_dir(root, dir, origin, false);
+                }
+            }
+        }
+        for d in TRUSTED_DIRS {
+            for g in LOADER_GLOBS {
+                for f in root.glob(&Path::new(d).join(g)) {
+                    sp.add_file(root, &f, Origin::Loader);
+                }
+            }
+        }
+        sp.add_windows(root);
+        for d in extra {
+            sp.add_dir(root, d, Origin::Config, true);
+        }
+        sp.mark_covered();
+        sp
+    }
+
+    fn add_dir(&mut self, root: &Root, dir: &Path, origin: Origin, recursive: bool) {
+        let (canonical, exists) = match root.resolve(dir) {
+            Ok(p) => {
+                let is_dir = root.host_path(&p).is_dir();
+                (p, is_dir)
+            }
+            Err(_) => (root.resolve_lenient(dir), false),
+        };
+        if let Some(d) = self.dirs.iter_mut().find(|d| d.path == canonical) {
+            if !d.aliases.iter().any(|a| a == dir) {
+                d.aliases.push(dir.to_path_buf());
+            }
+            if !d.origins.contains(&origin) {
+                d.origins.push(origin);
+            }
+            d.recursive |= recursive;
+            return;
+        }
+        self.dirs.push(SearchDir {
+            path: canonical,
+            aliases: vec![dir.to_path_buf()],
+            origins: vec![origin],
+            recursive,
+            exists,
+            covered_by: None,
+        });
+    }
+
+    fn add_file(&mut self, root: &Root, file: &Path, origin: Origin) {
+        let path = root
+            .resolve_parent(file)
+            .unwrap_or_else(|_| root.resolve_lenient(file));
+        if self.files.iter().any(|f| f.path == path) {
+            return;
+        }
+        let exists = std::fs::symlink_metadata(root.host_path(&path)).is_ok();
+        self.files.push(TrackedFile {
+            path,
+            origin,
+            exists,
+        });
+    }
+
+    /// A root holding `Windows/System32` (any case) is a Windows image.
+    fn add_windows(&mut self, root: &Root) {
+        let Some(win) = find_ci(root, Path::new("/"), "windows") else {
+            return;
+        };
+        let Some(sys32) = find_ci(root, &win, "system32") else {
+            return;
+        };
+        self.add_dir(root, &sys32, Origin::Windows, true);
+        if let Some(wow) = find_ci(root, &win, "syswow64") {
+            self.add_dir(root, &wow, Origin::Windows, true);
+        }
+        // The Windows directory itself is searched, not its subtree (which
+        // holds WinSxS and much else the loader never looks at directly).
+        self.add_dir(root, &win, Origin::Windows, false);
+    }
+
+    /// Marks dirs inside a recursive, existing dir as covered by it.
+    fn mark_covered(&mut self) {
+        let walkers: Vec<PathBuf> = self
+            .dirs
+            .iter()
+            .filter(|d| d.recursive && d.exists)
+            .map(|d| d.path.clone())
+            .collect();
+        for d in &mut self.dirs {
+            d.covered_by = walkers
+                .iter()
+                .filter(|w| **w != d.path && d.path.starts_with(w))
+                .min_by_key(|w| w.as_os_str().len())
+                .cloned();
+        }
+    }
+
+    /// The directories to walk: existing and not covered by another.
+    pub fn walk_roots(&self) -> impl Iterator<Item = &SearchDir> {
+        self.dirs
+            .iter()
+            .filter(|d| d.exists && d.covered_by.is_none())
+    }
+
+    /// Tracked files not already inside a walked directory.
+    pub fn loose_files(&self) -> impl Iterator<Item = &TrackedFile> {
+        self.files.iter().filter(move |f| {
+            !self.walk_roots().any(|d| {
+                if d.recursive {
+                    f.path.starts_with(&d.path)
+                } else {
+                    f.path.parent() == Some(d.path.as_path())
+                }
+            })
+        })
+    }
+
+    /// Whether a logical path lies in what this set monitors (for `update
+    /// PATH` and the watcher).
+    pub fn covers(&self, path: &Path) -> bool {
+        self.files.iter().any(|f| f.path == path)
+            || self.walk_roots().any(|d| {
+                path == d.path
+                    || if d.recursive {
+                        path.starts_with(&d.path)
+                    } else {
+                        path.parent() == Some(d.path.as_path())
+                    }
+            })
+    }
+
+    /// The tracked loader file at `path`, if it is one.
+    pub fn tracked(&self, path: &[u8]) -> Option<&TrackedFile> {
+        self.files
+            .iter()
+            .find(|f| f.path.as_os_str().as_bytes() == path)
+    }
+}
+
+/// The entry of `dir` named `name` in any letter case.
+fn find_ci(root: &Root, dir: &Path, name: &str) -> Option<PathBuf> {
+    let rd = std::fs::read_dir(root.host_path(&root.resolve(dir).ok()?)).ok()?;
+    let mut hits: Vec<_> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
+        .collect();
+    hits.sort();
+    hits.first().map(|n| dir.join(OsStr::new(n)))
+}

@@ -1,0 +1,118 @@
+//! Flags and the config file resolved once into the plain settings every
+//! command reads: the root, the baseline location, threads, excludes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cli::Global;
+use crate::config::FileConfig;
+use crate::error::{Error, Result};
+use crate::report::Format;
+use crate::rootfs::Root;
+use crate::scan::ScanOptions;
+
+/// Everything a command needs to know about how it was asked to run.
+pub struct Settings {
+    pub root: Root,
+    /// The sled database directory.
+    pub db: PathBuf,
+    pub format: Format,
+    pub quiet: bool,
+    pub threads: usize,
+    pub cross_filesystems: bool,
+    pub excludes: Arc<globset::GlobSet>,
+    pub extra_paths: Vec<PathBuf>,
+}
+
+impl Settings {
+    pub fn resolve(g: &Global) -> Result<Settings> {
+        let cfg = FileConfig::load(g.config.as_deref())?;
+        let root = match &g.root {
+            None => Root::slash(),
+            Some(dir) => Root::new(dir).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::NotFound {
+                    what: "root",
+                    path: dir.clone(),
+                },
+                _ => Error::io("open root", dir, e),
+            })?,
+        };
+        let threads = match g
+            .threads
+            .filter(|&n| n > 0)
+            .or(Some(cfg.threads).filter(|&n| n > 0))
+        {
+            Some(n) if n > 1024 => return Err(Error::Usage("--threads: at most 1024".into())),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        let excludes = cfg.excludes().map_err(Error::Usage)?;
+        let db = match g.db.clone().or_else(|| cfg.db.clone()) {
+            Some(p) => p,
+            None => default_db(&root)?,
+        };
+        Ok(Settings {
+            root,
+            db,
+            format: g.format,
+            quiet: g.quiet,
+            threads,
+            cross_filesystems: cfg.cross_filesystems,
+            excludes: Arc::new(excludes),
+            extra_paths: cfg.paths,
+        })
+    }
+
+    pub fn scan_options(&self, paranoid: bool) -> ScanOptions {
+        ScanOptions {
+            threads: self.threads,
+            cross_filesystems: self.cross_filesystems,
+            excludes: self.excludes.clone(),
+            paranoid,
+        }
+    }
+}
+
+/// The state directory: `/var/lib/libwarden` for root, the XDG state dir
+/// otherwise.
+pub fn state_dir() -> Result<PathBuf> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(PathBuf::from("/var/lib/libwarden"));
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| Path::new(x).is_absolute()) {
+        return Ok(PathBuf::from(x).join("libwarden"));
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => Ok(PathBuf::from(h).join(".local/state/libwarden")),
+        None => Err(Error::Usage(
+            "no HOME or XDG_STATE_HOME to keep the baseline in: give --db".into(),
+        )),
+    }
+}
+
+/// The baseline of the host lives in `STATE/baseline`; each `--root` gets
+/// its own under `STATE/roots/`, so checking an image never touches the
+/// host's baseline.
+fn default_db(root: &Root) -> Result<PathBuf> {
+    let state = state_dir()?;
+    if root.is_slash() {
+        return Ok(state.join("baseline"));
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = root.host().as_os_str().as_bytes();
+    let readable: String = bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'.' {
+                b as char
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let tag = &crate::escape::hex(blake3::hash(bytes).as_bytes())[..12];
+    Ok(state
+        .join("roots")
+        .join(format!("{}-{tag}", readable.trim_matches('_'))))
+}

@@ -1,0 +1,452 @@
+//! The baseline store: one sled database, owned by this module alone.
+//!
+//! Layout (schema 1): the default tree holds `schema` (u32) and `current`
+//! (the [`Meta`] of the live generation); each generation's records live in
+//! a tree `gen/N`, keyed by path bytes. A write fills a fresh tree, flushes
+//! it, then switches `current` in one insert and flushes again; only then is
+//! the old tree dropped. A crash at any point leaves `current` naming a
+//! complete, flushed generation (or no baseline at all before the first
+//! switch). Loading checks the count and a BLAKE3 digest of every key and
+//! value against `current`, so a damaged store is reported, never trusted.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+use crate::record::Record;
+
+/// The schema this build writes and understands.
+pub const SCHEMA: u32 = 1;
+const KEY_SCHEMA: &[u8] = b"schema";
+const KEY_CURRENT: &[u8] = b"current";
+/// How long to wait for another libwarden's lock (or a killed one's to be
+/// released) before saying the baseline is locked.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+/// Records per write batch.
+const BATCH: usize = 8192;
+
+/// Facts about one generation, stored with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub generation: u64,
+    /// Random, fixed at `init`: tells one baseline from another.
+    pub baseline_id: [u8; 16],
+    /// Seconds since the epoch when the generation was written.
+    pub written: i64,
+    pub count: u64,
+    /// BLAKE3 over every (key, value) in order, length-prefixed.
+    pub digest: [u8; 32],
+    /// The host path the baseline was built for (`--root`).
+    pub root: Vec<u8>,
+}
+
+impl Meta {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(96 + self.root.len());
+        v.extend_from_slice(&SCHEMA.to_le_bytes());
+        v.extend_from_slice(&self.generation.to_le_bytes());
+        v.extend_from_slice(&self.baseline_id);
+        v.extend_from_slice(&self.written.to_le_bytes());
+        v.extend_from_slice(&self.count.to_le_bytes());
+        v.extend_from_slice(&self.digest);
+        v.extend_from_slice(&(self.root.len() as u32).to_le_bytes());
+        v.extend_from_slice(&self.root);
+        v
+    }
+
+    fn decode(v: &[u8]) -> Option<Meta> {
+        let take = |o: usize, n: usize| v.get(o..o + n);
+        let schema = u32::from_le_bytes(take(0, 4)?.try_into().ok()?);
+        if schema != SCHEMA {
+            return None;
+        }
+        let generation = u64::from_le_bytes(take(4, 8)?.try_into().ok()?);
+        let baseline_id = take(12, 16)?.try_into().ok()?;
+        let written = i64::from_le_bytes(take(28, 8)?.try_into().ok()?);
+        let count = u64::from_le_bytes(take(36, 8)?.try_into().ok()?);
+        let digest = take(44, 32)?.try_into().ok()?;
+        let n = u32::from_le_bytes(take(76, 4)?.try_into().ok()?) as usize;
+        let root = take(80, n)?.to_vec();
+        if v.len() != 80 + n {
+            return None;
+        }
+        Some(Meta {
+            generation,
+            baseline_id,
+            written,
+            count,
+            digest,
+            root,
+        })
+    }
+}
+
+/// An open baseline database. Hold it briefly: sled allows one process.
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens an existing baseline; [`Error::NoBaseline`] when there is none.
+    pub fn open(path: &Path) -> Result<Store> {
+        if !path.join("conf").exists() && !path.join("db").exists() {
+            return Err(Error::NoBaseline(path.to_path_buf()));
+        }
+        let store = Store::open_db(path)?;
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// Opens or creates the database for `init`. Refuses to touch one that
+    /// holds a baseline unless `force`.
+    pub fn create(path: &Path, force: bool) -> Result<Store> {
+        std::fs::create_dir_all(path).map_err(|e| Error::io("create baseline dir", path, e))?;
+        restrict_dir(path);
+        let store = Store::open_db(path)?;
+        store.check_schema()?;
+        if !force && store.current_meta()?.is_some() {
+            return Err(Error::BaselineExists(path.to_path_buf()));
+        }
+        store
+            .db
+            .insert(KEY_SCHEMA, &SCHEMA.to_le_bytes())
+            .map_err(|e| store.sled_err(e))?;
+        Ok(store)
+    }
+
+    fn open_db(path: &Path) -> Result<Store> {
+        let start = Instant::now();
+        loop {
+            let cfg = sled::Config::new()
+                .path(path)
+                // The records are read once per run: a large page cache
+                // would only raise peak memory.
+                .cache_capacity(8 << 20)
+                .flush_every_ms(None);
+            // sled has panicked on damaged files; a damaged baseline must be
+            // an error, not a crash.
+            let opened = quiet_catch(|| cfg.open());
+            match opened {
+                Ok(Ok(db)) => {
+                    return Ok(Store {
+                        db,
+                        path: path.to_path_buf(),
+                    })
+                }
+                Ok(Err(sled::Error::Io(e)))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("lock") =>
+                {
+                    if start.elapsed() > LOCK_WAIT {
+                        return Err(Error::Locked {
+                            path: path.to_path_buf(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Ok(Err(sled::Error::Io(e))) => return Err(Error::io("open baseline", path, e)),
+                Ok(Err(e)) => {
+                    return Err(Error::CorruptBaseline {
+                        path: path.to_path_buf(),
+                        msg: e.to_string(),
+                    })
+                }
+                Err(msg) => {
+                    return Err(Error::CorruptBaseline {
+                        path: path.to_path_buf(),
+                        msg: format!("the database could not be opened ({msg})"),
+                    })
+                }
+            }
+        }
+    }
+
+    fn sled_err(&self, e: sled::Error) -> Error {
+        match e {
+            sled::Error::Io(io) => Error::io("baseline", &self.path, io),
+            other => Error::CorruptBaseline {
+                path: self.path.clone(),
+                msg: other.to_string(),
+            },
+        }
+    }
+
+    fn corrupt(&self, msg: impl Into<String>) -> Error {
+        Error::CorruptBaseline {
+            path: self.path.clone(),
+            msg: msg.into(),
+        }
+    }
+
+    fn check_schema(&self) -> Result<()> {
+        match self.db.get(KEY_SCHEMA).map_err(|e| self.sled_err(e))? {
+            None => Ok(()),
+            Some(v) => {
+                let found = u32::from_le_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| self.corrupt("unreadable schema version"))?,
+                );
+                if found > SCHEMA {
+                    Err(Error::NewerSchema {
+                        path: self.path.clone(),
+                        found,
+                        supported: SCHEMA,
+                    })
+                } else if found < SCHEMA {
+                    Err(self.corrupt(format!("schema {found} is older than any this build reads")))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// The live generation's facts, if a generation was ever completed.
+    pub fn current_meta(&self) -> Result<Option<Meta>> {
+        match self.db.get(KEY_CURRENT).map_err(|e| self.sled_err(e))? {
+            None => Ok(None),
+            Some(v) => Meta::decode(&v)
+                .map(Some)
+                .ok_or_else(|| self.corrupt("unreadable generation header")),
+        }
+    }
+
+    /// Loads the live generation, sorted by path, after verifying it.
+    pub fn load(&self) -> Result<(Meta, Vec<Record>)> {
+        let meta = self
+            .current_meta()?
+            .ok_or_else(|| Error::NoBaseline(self.path.clone()))?;
+        let tree = self
+            .db
+            .open_tree(gen_name(meta.generation))
+            .map_err(|e| self.sled_err(e))?;
+        let mut records = Vec::with_capacity(meta.count.min(1 << 24) as usize);
+        let mut hasher = blake3::Hasher::new();
+        for item in tree.iter() {
+            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            digest_pair(&mut hasher, &k, &v);
+            let r = Record::decode_value(&k, &v).ok_or_else(|| {
+                self.corrupt(format!(
+                    "undecodable record for {}",
+                    crate::escape::for_terminal(&k)
+                ))
+            })?;
+            records.push(r);
+        }
+        if records.len() as u64 != meta.count {
+            return Err(self.corrupt(format!(
+                "generation {} should hold {} records but holds {}",
+                meta.generation,
+                meta.count,
+                records.len()
+            )));
+        }
+        if *hasher.finalize().as_bytes() != meta.digest {
+            return Err(self.corrupt(format!(
+                "generation {} does not match its digest: records were altered",
+                meta.generation
+            )));
+        }
+        Ok((meta, records))
+    }
+
+    /// Writes `records` (sorted, unique paths) as a new generation and
+    /// switches to it atomically. Returns the new generation's facts.
+    pub fn write_generation(&self, records: &[Record], root: &[u8]) -> Result<Meta> {
+        let old = self.current_meta()?;
+        let generation = old.as_ref().map_or(1, |m| m.generation + 1);
+        let name = gen_name(generation);
+        // A tree of this name can only be left over from a write that never
+        // switched (a crash): start it afresh.
+        self.db.drop_tree(&name).map_err(|e| self.sled_err(e))?;
+        let tree = self.db.open_tree(&name).map_err(|e| self.sled_err(e))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut value = Vec::with_capacity(160);
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for r in records {
+            value.clear();
+            r.encode_value(&mut value);
+            digest_pair(&mut hasher, &r.path, &value);
+            batch.insert(r.path.as_slice(), value.as_slice());
+            in_batch += 1;
+            if in_batch == BATCH {
+                tree.apply_batch(std::mem::take(&mut batch))
+                    .map_err(|e| self.sled_err(e))?;
+                in_batch = 0;
+            }
+        }
+        tree.apply_batch(batch).map_err(|e| self.sled_err(e))?;
+        self.flush()?;
+        let meta = Meta {
+            generation,
+            baseline_id: old.as_ref().map_or_else(new_id, |m| m.baseline_id),
+            written: now_secs(),
+            count: records.len() as u64,
+            digest: *hasher.finalize().as_bytes(),
+            root: root.to_vec(),
+        };
+        self.db
+            .insert(KEY_CURRENT, meta.encode())
+            .map_err(|e| self.sled_err(e))?;
+        self.flush()?;
+        self.drop_stale(generation)?;
+        Ok(meta)
+    }
+
+    /// Drops every generation tree but `keep` (old ones and leftovers of
+    /// interrupted writes).
+    fn drop_stale(&self, keep: u64) -> Result<()> {
+        let keep = gen_name(keep);
+        for name in self.db.tree_names() {
+            if name.starts_with(b"gen/") && name.as_ref() != keep.as_bytes() {
+                self.db.drop_tree(&name).map_err(|e| self.sled_err(e))?;
+            }
+        }
+        self.flush()
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(|e| self.sled_err(e)).map(|_| ())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn gen_name(g: u64) -> String {
+    format!("gen/{g:020}")
+}
+
+fn digest_pair(h: &mut blake3::Hasher, k: &[u8], v: &[u8]) {
+    h.update(&(k.len() as u64).to_le_bytes());
+    h.update(k);
+    h.update(&(v.len() as u64).to_le_bytes());
+    h.update(v);
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// 16 random bytes from the kernel (no RNG crate needed for an id).
+fn new_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    // SAFETY: getrandom writes at most id.len() bytes into id.
+    let n = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), 0) };
+    if n != id.len() as isize {
+        // Unique enough as a fallback: time and pid.
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        id = (t ^ ((std::process::id() as u128) << 64)).to_le_bytes();
+    }
+    id
+}
+
+/// The baseline directory holds what the host trusts: keep others out.
+fn restrict_dir(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+}
+
+/// Runs `f`, turning a panic into an error message without printing the
+/// default panic report.
+fn quiet_catch<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    r.map_err(|p| {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{FileClass, FileType};
+
+    fn rec(p: &str, h: u8) -> Record {
+        Record {
+            path: p.as_bytes().to_vec(),
+            ftype: FileType::File,
+            size: 1,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            dev: 1,
+            inode: 2,
+            nlink: 1,
+            mtime: (1, 0),
+            ctime: (1, 0),
+            blake3: Some([h; 32]),
+            unhashed: None,
+            target: None,
+            class: FileClass::Other,
+        }
+    }
+
+    #[test]
+    fn generations_switch_and_old_ones_go() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("db");
+        assert!(matches!(Store::open(&p), Err(Error::NoBaseline(_))));
+        let s = Store::create(&p, false).unwrap();
+        let m1 = s
+            .write_generation(&[rec("/a", 1), rec("/b", 2)], b"/")
+            .unwrap();
+        let m2 = s.write_generation(&[rec("/a", 3)], b"/").unwrap();
+        assert_eq!((m1.generation, m2.generation), (1, 2));
+        assert_eq!(m1.baseline_id, m2.baseline_id);
+        let (m, recs) = s.load().unwrap();
+        assert_eq!(m, m2);
+        assert_eq!(recs, vec![rec("/a", 3)]);
+        assert_eq!(
+            s.db.tree_names()
+                .iter()
+                .filter(|n| n.starts_with(b"gen/"))
+                .count(),
+            1
+        );
+        drop(s);
+        assert!(matches!(
+            Store::create(&p, false),
+            Err(Error::BaselineExists(_))
+        ));
+    }
+
+    #[test]
+    fn altered_record_is_detected() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::create(t.path(), false).unwrap();
+        let m = s.write_generation(&[rec("/a", 1)], b"/").unwrap();
+        let tree = s.db.open_tree(gen_name(m.generation)).unwrap();
+        let mut v = Vec::new();
+        rec("/a", 9).encode_value(&mut v);
+        tree.insert(b"/a", v).unwrap();
+        assert!(matches!(s.load(), Err(Error::CorruptBaseline { .. })));
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::create(t.path(), false).unwrap();
+        s.db.insert(KEY_SCHEMA, &(SCHEMA + 1).to_le_bytes())
+            .unwrap();
+        s.db.flush().unwrap();
+        drop(s);
+        assert!(matches!(
+            Store::open(t.path()),
+            Err(Error::NewerSchema { .. })
+        ));
+    }
+}
