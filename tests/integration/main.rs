@@ -1,0 +1,6 @@
+//! The one integration-test binary. Each area has its own module; all use
+//! the fixture helper in `util`.
+
+mod util;
+
+mod core;
