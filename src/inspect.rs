@@ -71,7 +71,7 @@ impl Inspector {
     ) -> Outcome {
         match hint {
             Some(FileType::File) => {}
-            Some(_) => return self.from_lstat(host, logical),
+            Some(_) => return self.record_lstat(host, logical),
             None => {
                 // Type unknown: one lstat decides, and serves the
                 // incremental check as well.
@@ -108,7 +108,7 @@ impl Inspector {
         self.hash_file(host, logical, cost)
     }
 
-    fn from_lstat(&mut self, host: &Path, logical: Vec<u8>) -> Outcome {
+    fn record_lstat(&mut self, host: &Path, logical: Vec<u8>) -> Outcome {
         match std::fs::symlink_metadata(host) {
             Ok(meta) => self.record_meta(host, logical, &meta),
             Err(e) => lstat_error(e),
@@ -166,9 +166,9 @@ impl Inspector {
                     // Replaced by a symlink, FIFO, socket (ENXIO) or device
                     // since the directory was read: record what is there now.
                     Some(libc::ELOOP) | Some(libc::ENXIO) | Some(libc::ENODEV) => {
-                        self.from_lstat(host, logical)
+                        self.record_lstat(host, logical)
                     }
-                    _ => match self.from_lstat(host, logical) {
+                    _ => match self.record_lstat(host, logical) {
                         Outcome::Record(r, _) => {
                             Outcome::Record(r, Some(format!("cannot open: {e}")))
                         }
@@ -323,4 +323,128 @@ fn reuse(mut now: Record, prior: &Record) -> Record {
 /// Convenience for single paths (tracked files, the watcher).
 pub fn inspect_path(host: &Path, logical: Vec<u8>, prior: Option<&Record>) -> Outcome {
     Inspector::default().inspect(host, logical, None, prior, &mut Cost::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    fn run(path: &Path, hint: Option<FileType>) -> Outcome {
+        Inspector::default().inspect(path, b"/x".to_vec(), hint, None, &mut Cost::default())
+    }
+
+    #[test]
+    fn deleted_between_walk_and_open_is_vanished() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            run(&t.path().join("gone.so"), Some(FileType::File)),
+            Outcome::Vanished
+        ));
+        assert!(matches!(
+            run(&t.path().join("gone.so"), None),
+            Outcome::Vanished
+        ));
+    }
+
+    #[test]
+    fn fifo_is_recorded_without_blocking_even_when_walked_as_a_file() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("fifo.so");
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        // The walker believed it was a regular file (swapped after readdir).
+        match run(&p, Some(FileType::File)) {
+            Outcome::Record(r, _) => {
+                assert_eq!(r.ftype, FileType::Fifo);
+                assert_eq!(r.blake3, None);
+            }
+            _ => panic!("expected a record"),
+        }
+    }
+
+    #[test]
+    fn digest_matches_blake3_and_class_is_sniffed() {
+        let t = tempfile::tempdir().unwrap();
+        for size in [
+            0usize,
+            1,
+            4095,
+            4096,
+            4097,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            3 * CHUNK + 17,
+        ] {
+            let p = t.path().join(format!("f{size}"));
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            std::fs::write(&p, &data).unwrap();
+            match run(&p, Some(FileType::File)) {
+                Outcome::Record(r, None) => {
+                    assert_eq!(
+                        r.blake3,
+                        Some(*blake3::hash(&data).as_bytes()),
+                        "size {size}"
+                    );
+                    assert_eq!(r.size, size as u64);
+                }
+                _ => panic!("size {size}: expected a clean record"),
+            }
+        }
+    }
+
+    #[test]
+    fn file_changing_while_hashed_is_reported_unstable() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("growing.so");
+        std::fs::write(&p, vec![1u8; 32 << 20]).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (p, stop) = (p.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    f.write_all(&[2u8; 512]).unwrap();
+                }
+            })
+        };
+        let out = run(&p, Some(FileType::File));
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        match out {
+            Outcome::Record(r, Some(w)) => {
+                assert_eq!(r.unhashed, Some(Unhashed::Unstable));
+                assert_eq!(r.blake3, None);
+                assert!(w.contains("changed while"), "{w}");
+            }
+            _ => panic!("expected an unstable record with a warning"),
+        }
+    }
+
+    #[test]
+    fn unchanged_identity_reuses_the_prior_digest_without_reading() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("lib.so");
+        std::fs::write(&p, b"abc").unwrap();
+        let Outcome::Record(mut prior, None) = run(&p, Some(FileType::File)) else {
+            panic!()
+        };
+        prior.blake3 = Some([9; 32]); // a digest only the reuse path can give
+        let mut cost = Cost::default();
+        let out = Inspector::default().inspect(
+            &p,
+            b"/x".to_vec(),
+            Some(FileType::File),
+            Some(&prior),
+            &mut cost,
+        );
+        let Outcome::Record(r, None) = out else {
+            panic!()
+        };
+        assert_eq!(r.blake3, Some([9; 32]));
+        assert!(!cost.hashed);
+    }
 }

@@ -70,7 +70,7 @@ impl Root {
         let b = host.as_os_str().as_bytes();
         let r = self.host.as_os_str().as_bytes();
         match b.strip_prefix(r) {
-            Some(rest) if rest.is_empty() => b"/".to_vec(),
+            Some([]) => b"/".to_vec(),
             Some(rest) if rest.starts_with(b"/") => rest.to_vec(),
             _ => b.to_vec(),
         }

@@ -100,10 +100,11 @@ pub fn scan(root: &Root, sp: &SearchPaths, opts: &ScanOptions, prior: &[Record])
     }
     drop(tx);
 
-    let mut result = ScanResult::default();
-    result.stats = part.stats.clone();
-    result.records = part.records;
-    result.warnings = part.warnings;
+    let mut result = ScanResult {
+        records: part.records,
+        warnings: part.warnings,
+        stats: part.stats,
+    };
     for p in rx {
         result.records.extend(p.records);
         result.warnings.extend(p.warnings);
