@@ -38,6 +38,9 @@ pub struct Global {
     /// Scanning threads [default: one per core]
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
+    /// Refuse a baseline not signed by this public key (libwarden.pub)
+    #[arg(long, global = true, value_name = "PUB")]
+    pub verify_with: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,24 +50,49 @@ pub enum Command {
         /// Replace an existing baseline
         #[arg(long)]
         force: bool,
+        /// Sign the generation with this secret key (libwarden.key)
+        #[arg(long, value_name = "KEY")]
+        sign_with: Option<PathBuf>,
     },
     /// Scan, compare with the baseline and report
     Check {
         /// Re-hash every file, even those whose identity is unchanged
         #[arg(long)]
         paranoid: bool,
+        /// Compare with a golden manifest (from `export`) instead of the
+        /// local baseline
+        #[arg(long, value_name = "MANIFEST")]
+        against: Option<PathBuf>,
     },
     /// Accept the current state into the baseline (all, or PATHs)
     Update {
         /// Re-hash every file, even those whose identity is unchanged
         #[arg(long)]
         paranoid: bool,
+        /// Sign the new generation with this secret key; the current one
+        /// must verify with its public half first
+        #[arg(long, value_name = "KEY")]
+        sign_with: Option<PathBuf>,
         /// Only accept changes at or below these paths (inside --root)
         #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
     /// List the resolved search paths, each with where it came from
     Paths,
+    /// Write a new Ed25519 key pair (libwarden.key, libwarden.pub) into DIR
+    Keygen {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Write the baseline as a portable, sorted text manifest
+    Export {
+        /// Sign the manifest with this secret key
+        #[arg(long, value_name = "KEY")]
+        sign_with: Option<PathBuf>,
+        /// Write to FILE instead of stdout
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[cfg(test)]

@@ -30,6 +30,14 @@ pub struct FileConfig {
     pub threads: usize,
     /// Baseline directory (overridden by `--db`).
     pub db: Option<PathBuf>,
+    /// Public key every baseline must be signed with (`--verify-with`).
+    pub baseline_pubkey: Option<PathBuf>,
+    /// Where the highest generation seen per baseline is kept; outside the
+    /// baseline directory, ideally on another file system.
+    pub state_path: Option<PathBuf>,
+    /// Globs of host-specific paths left out of `check --against`.
+    #[serde(default)]
+    pub manifest_exclude: Vec<String>,
 }
 
 impl FileConfig {
@@ -56,14 +64,23 @@ impl FileConfig {
             path: path.clone(),
             msg: e.to_string(),
         })?;
-        cfg.excludes().map_err(|msg| Error::Config { path, msg })?;
+        cfg.excludes()
+            .and_then(|_| compile_globs(&cfg.manifest_exclude))
+            .map_err(|msg| Error::Config { path, msg })?;
         Ok(cfg)
     }
 
     /// The exclude patterns compiled into one matcher.
     pub fn excludes(&self) -> std::result::Result<globset::GlobSet, String> {
+        compile_globs(&self.exclude)
+    }
+}
+
+/// Compiles glob patterns over paths (`*` stays within one component).
+pub fn compile_globs(patterns: &[String]) -> std::result::Result<globset::GlobSet, String> {
+    {
         let mut b = globset::GlobSetBuilder::new();
-        for pat in &self.exclude {
+        for pat in patterns {
             let g = globset::GlobBuilder::new(pat)
                 .literal_separator(true)
                 .build()

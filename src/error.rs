@@ -37,6 +37,14 @@ pub enum Error {
     Locked { path: PathBuf },
     #[error("a baseline already exists at {0}; use `libwarden update` to accept changes, or `init --force` to replace it")]
     BaselineExists(PathBuf),
+    #[error("baseline rolled back: it is generation {found}, but generation {seen} (written at {seen_written}, seconds since the epoch) was seen before; an older copy of the baseline was restored")]
+    Rollback {
+        found: u64,
+        seen: u64,
+        seen_written: i64,
+    },
+    #[error("baseline at {path} refused: {msg}")]
+    Signature { path: PathBuf, msg: String },
     #[error("{what} {path} does not exist")]
     NotFound { what: &'static str, path: PathBuf },
     #[error("{op} {path}: {source}")]
@@ -61,7 +69,9 @@ impl Error {
             | Error::CorruptBaseline { .. }
             | Error::NewerSchema { .. }
             | Error::Locked { .. }
-            | Error::BaselineExists(_) => code::BASELINE,
+            | Error::BaselineExists(_)
+            | Error::Rollback { .. }
+            | Error::Signature { .. } => code::BASELINE,
             Error::NotFound { .. } => code::NO_INPUT,
             Error::Io { .. } => code::IO,
             Error::Interrupted => code::INTERRUPTED,

@@ -24,6 +24,9 @@ pub enum Kind {
     /// A file the baseline has a digest for could not be hashed now
     /// (unreadable, or changing through every retry): it is not verified.
     Unverified,
+    /// Code injected through the loader: a preload list, `LD_PRELOAD` or a
+    /// foreign object mapped into a process.
+    Preload,
 }
 
 impl Kind {
@@ -36,6 +39,7 @@ impl Kind {
             Kind::Type => "type",
             Kind::Link => "link",
             Kind::Unverified => "unverified",
+            Kind::Preload => "preload",
         }
     }
 
@@ -45,6 +49,7 @@ impl Kind {
             Kind::Added => 1,
             Kind::Removed => 2,
             Kind::Content | Kind::Metadata | Kind::Type | Kind::Link | Kind::Unverified => 4,
+            Kind::Preload => 8,
         }
     }
 }

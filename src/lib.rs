@@ -11,13 +11,18 @@ pub mod escape;
 pub mod finding;
 pub mod inspect;
 pub mod ldconf;
+pub mod manifest;
 pub mod record;
 pub mod report;
+pub mod rollback;
 pub mod rootfs;
 pub mod scan;
 pub mod searchpaths;
+pub mod selfcheck;
 pub mod settings;
+pub mod signing;
 pub mod store;
+pub mod trust;
 
 use cli::{Cli, Command};
 use error::Result;
@@ -25,11 +30,24 @@ use settings::Settings;
 
 /// Runs one parsed command line; returns the exit code.
 pub fn run(cli: &Cli) -> Result<i32> {
-    let s = Settings::resolve(&cli.global)?;
+    // Resolved per command: keygen needs no baseline location at all.
+    let settings = || Settings::resolve(&cli.global);
     match &cli.command {
-        Command::Init { force } => commands::init::run(&s, *force),
-        Command::Check { paranoid } => commands::check::run(&s, *paranoid),
-        Command::Update { paranoid, paths } => commands::update::run(&s, *paranoid, paths),
-        Command::Paths => commands::paths::run(&s),
+        Command::Init { force, sign_with } => {
+            commands::init::run(&settings()?, *force, sign_with.as_deref())
+        }
+        Command::Check { paranoid, against } => {
+            commands::check::run(&settings()?, *paranoid, against.as_deref())
+        }
+        Command::Update {
+            paranoid,
+            sign_with,
+            paths,
+        } => commands::update::run(&settings()?, *paranoid, sign_with.as_deref(), paths),
+        Command::Paths => commands::paths::run(&settings()?),
+        Command::Keygen { dir } => commands::keygen::run(dir, cli.global.quiet),
+        Command::Export { sign_with, output } => {
+            commands::export::run(&settings()?, sign_with.as_deref(), output.as_deref())
+        }
     }
 }

@@ -24,6 +24,12 @@ pub fn sort(findings: &mut [Finding]) {
 
 /// One finding as a JSON object.
 pub fn to_json(f: &Finding) -> Value {
+    to_json_with(f, &Map::new())
+}
+
+/// One finding as a JSON object, with `extra` fields appended (for
+/// example which baseline generation it was found against).
+pub fn to_json_with(f: &Finding, extra: &Map<String, Value>) -> Value {
     let mut m = Map::new();
     m.insert("kind".into(), json!(f.kind.name()));
     m.insert("severity".into(), json!(f.severity.name()));
@@ -47,23 +53,41 @@ pub fn to_json(f: &Finding) -> Value {
             serde_json::to_value(a).unwrap_or(Value::Null),
         );
     }
+    for (k, v) in extra {
+        m.insert(k.clone(), v.clone());
+    }
     Value::Object(m)
 }
 
 /// Writes findings to `out`. A broken pipe (`| head`) is not an error.
 pub fn write_findings(out: &mut dyn Write, findings: &[Finding], format: Format) -> io::Result<()> {
-    let r = write_all(out, findings, format);
+    write_findings_with(out, findings, format, &Map::new())
+}
+
+/// [`write_findings`] with `extra` fields on every JSON object.
+pub fn write_findings_with(
+    out: &mut dyn Write,
+    findings: &[Finding],
+    format: Format,
+    extra: &Map<String, Value>,
+) -> io::Result<()> {
+    let r = write_all(out, findings, format, extra);
     match r {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
 }
 
-fn write_all(out: &mut dyn Write, findings: &[Finding], format: Format) -> io::Result<()> {
+fn write_all(
+    out: &mut dyn Write,
+    findings: &[Finding],
+    format: Format,
+    extra: &Map<String, Value>,
+) -> io::Result<()> {
     match format {
         Format::Json => {
             for f in findings {
-                serde_json::to_writer(&mut *out, &to_json(f))?;
+                serde_json::to_writer(&mut *out, &to_json_with(f, extra))?;
                 out.write_all(b"\n")?;
             }
         }

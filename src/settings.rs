@@ -22,6 +22,11 @@ pub struct Settings {
     pub cross_filesystems: bool,
     pub excludes: Arc<globset::GlobSet>,
     pub extra_paths: Vec<PathBuf>,
+    /// Every baseline must carry a valid signature by this key.
+    pub verify_key: Option<ed25519_dalek::VerifyingKey>,
+    /// Highest generation seen per baseline id (rollback detection).
+    pub state_path: PathBuf,
+    pub manifest_exclude: globset::GlobSet,
 }
 
 impl Settings {
@@ -51,8 +56,21 @@ impl Settings {
             Some(p) => p,
             None => default_db(&root)?,
         };
+        let verify_key = match g.verify_with.as_ref().or(cfg.baseline_pubkey.as_ref()) {
+            Some(p) => Some(crate::signing::load_public(p)?),
+            None => None,
+        };
+        let state_path = cfg
+            .state_path
+            .clone()
+            .unwrap_or_else(|| crate::rollback::default_path(&db));
+        let manifest_exclude =
+            crate::config::compile_globs(&cfg.manifest_exclude).map_err(Error::Usage)?;
         Ok(Settings {
             root,
+            verify_key,
+            state_path,
+            manifest_exclude,
             db,
             format: g.format,
             quiet: g.quiet,

@@ -38,11 +38,35 @@ pub struct Meta {
     pub digest: [u8; 32],
     /// The host path the baseline was built for (`--root`).
     pub root: Vec<u8>,
+    /// Ed25519 (public key, signature) over [`Meta::signed_bytes`].
+    pub signature: Option<([u8; 32], [u8; 64])>,
 }
 
 impl Meta {
+    /// What a signature covers: every field but the signature, which
+    /// includes the digest over all records, the baseline id, the
+    /// generation and its time.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut v = b"libwarden-generation-v1\0".to_vec();
+        v.extend_from_slice(&self.encode_unsigned());
+        v
+    }
+
     fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(96 + self.root.len());
+        let mut v = self.encode_unsigned();
+        match &self.signature {
+            Some((k, sig)) => {
+                v.push(1);
+                v.extend_from_slice(k);
+                v.extend_from_slice(sig);
+            }
+            None => v.push(0),
+        }
+        v
+    }
+
+    fn encode_unsigned(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(192 + self.root.len());
         v.extend_from_slice(&SCHEMA.to_le_bytes());
         v.extend_from_slice(&self.generation.to_le_bytes());
         v.extend_from_slice(&self.baseline_id);
@@ -67,9 +91,15 @@ impl Meta {
         let digest = take(44, 32)?.try_into().ok()?;
         let n = u32::from_le_bytes(take(76, 4)?.try_into().ok()?) as usize;
         let root = take(80, n)?.to_vec();
-        if v.len() != 80 + n {
-            return None;
-        }
+        let signature = match *v.get(80 + n)? {
+            0 if v.len() == 81 + n => None,
+            1 if v.len() == 81 + n + 96 => {
+                let k = take(81 + n, 32)?.try_into().ok()?;
+                let sig = take(81 + n + 32, 64)?.try_into().ok()?;
+                Some((k, sig))
+            }
+            _ => return None,
+        };
         Some(Meta {
             generation,
             baseline_id,
@@ -77,6 +107,7 @@ impl Meta {
             count,
             digest,
             root,
+            signature,
         })
     }
 }
@@ -254,7 +285,12 @@ impl Store {
 
     /// Writes `records` (sorted, unique paths) as a new generation and
     /// switches to it atomically. Returns the new generation's facts.
-    pub fn write_generation(&self, records: &[Record], root: &[u8]) -> Result<Meta> {
+    pub fn write_generation(
+        &self,
+        records: &[Record],
+        root: &[u8],
+        signer: Option<&ed25519_dalek::SigningKey>,
+    ) -> Result<Meta> {
         let old = self.current_meta()?;
         let generation = old.as_ref().map_or(1, |m| m.generation + 1);
         let name = gen_name(generation);
@@ -280,14 +316,20 @@ impl Store {
         }
         tree.apply_batch(batch).map_err(|e| self.sled_err(e))?;
         self.flush()?;
-        let meta = Meta {
+        let mut meta = Meta {
             generation,
             baseline_id: old.as_ref().map_or_else(new_id, |m| m.baseline_id),
             written: now_secs(),
             count: records.len() as u64,
             digest: *hasher.finalize().as_bytes(),
             root: root.to_vec(),
+            signature: None,
         };
+        // Signed inside the same insert that switches generations: a
+        // crash cannot leave a generation without its signature.
+        if let Some(key) = signer {
+            meta.signature = Some(crate::signing::sign(key, &meta.signed_bytes()));
+        }
         self.db
             .insert(KEY_CURRENT, meta.encode())
             .map_err(|e| self.sled_err(e))?;
@@ -334,12 +376,28 @@ fn now_secs() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// 16 random bytes from the kernel (no RNG crate needed for an id).
+/// Fills `buf` from the kernel's random source.
+pub fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: getrandom writes at most the remaining length into buf.
+        let n = unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// 16 random bytes: the baseline id.
 fn new_id() -> [u8; 16] {
     let mut id = [0u8; 16];
-    // SAFETY: getrandom writes at most id.len() bytes into id.
-    let n = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), 0) };
-    if n != id.len() as isize {
+    if fill_random(&mut id).is_err() {
         // Unique enough as a fallback: time and pid.
         let t = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -402,9 +460,9 @@ mod tests {
         assert!(matches!(Store::open(&p), Err(Error::NoBaseline(_))));
         let s = Store::create(&p, false).unwrap();
         let m1 = s
-            .write_generation(&[rec("/a", 1), rec("/b", 2)], b"/")
+            .write_generation(&[rec("/a", 1), rec("/b", 2)], b"/", None)
             .unwrap();
-        let m2 = s.write_generation(&[rec("/a", 3)], b"/").unwrap();
+        let m2 = s.write_generation(&[rec("/a", 3)], b"/", None).unwrap();
         assert_eq!((m1.generation, m2.generation), (1, 2));
         assert_eq!(m1.baseline_id, m2.baseline_id);
         let (m, recs) = s.load().unwrap();
@@ -428,7 +486,7 @@ mod tests {
     fn altered_record_is_detected() {
         let t = tempfile::tempdir().unwrap();
         let s = Store::create(t.path(), false).unwrap();
-        let m = s.write_generation(&[rec("/a", 1)], b"/").unwrap();
+        let m = s.write_generation(&[rec("/a", 1)], b"/", None).unwrap();
         let tree = s.db.open_tree(gen_name(m.generation)).unwrap();
         let mut v = Vec::new();
         rec("/a", 9).encode_value(&mut v);

@@ -1,20 +1,28 @@
 //! `init`: scan every search path and write the first generation.
 
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use crate::error::Result;
 use crate::settings::Settings;
 use crate::store::Store;
 
-pub fn run(s: &Settings, force: bool) -> Result<i32> {
+pub fn run(s: &Settings, force: bool, sign_with: Option<&Path>) -> Result<i32> {
+    let key = sign_with.map(crate::signing::load_secret).transpose()?;
     // Take the store (and its lock) first: a refused init scans nothing.
     let store = Store::create(&s.db, force)?;
     let (sp, res) = super::scan_now(s, &[], true);
     super::warn(s, &sp, &res);
-    let meta = store.write_generation(&res.records, s.root.host().as_os_str().as_bytes())?;
+    let meta = store.write_generation(
+        &res.records,
+        s.root.host().as_os_str().as_bytes(),
+        key.as_ref(),
+    )?;
+    drop(store);
+    crate::rollback::record(&s.state_path, &meta)?;
     let tail = format!(
-        "baseline generation {} written to {}",
-        meta.generation,
+        "baseline {} written to {}",
+        crate::trust::describe(&meta),
         s.db.display()
     );
     super::summary(s, "init", &res, &tail);

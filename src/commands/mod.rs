@@ -3,7 +3,9 @@
 //! lives here.
 
 pub mod check;
+pub mod export;
 pub mod init;
+pub mod keygen;
 pub mod paths;
 pub mod update;
 

@@ -11,11 +11,21 @@ use crate::report;
 use crate::settings::Settings;
 use crate::store::Store;
 
-pub fn run(s: &Settings, paranoid: bool, paths: &[PathBuf]) -> Result<i32> {
+pub fn run(
+    s: &Settings,
+    paranoid: bool,
+    sign_with: Option<&Path>,
+    paths: &[PathBuf],
+) -> Result<i32> {
+    let key = sign_with.map(crate::signing::load_secret).transpose()?;
     // Hold the store across scan and write: a concurrent update must not
     // interleave with this one.
     let store = Store::open(&s.db)?;
-    let (_, baseline) = store.load()?;
+    let (meta, baseline) = store.load()?;
+    // Never build on a baseline that fails verification: with a signing
+    // key, the current generation must carry that key's signature.
+    let verify_key = key.as_ref().map(|k| k.verifying_key()).or(s.verify_key);
+    crate::trust::verify(s, &meta, verify_key.as_ref())?;
     let (sp, res) = super::scan_now(s, &baseline, paranoid);
     super::warn(s, &sp, &res);
 
@@ -43,15 +53,16 @@ pub fn run(s: &Settings, paranoid: bool, paths: &[PathBuf]) -> Result<i32> {
     next.extend(res.records.iter().filter(|r| within(&r.path)).cloned());
     next.sort_unstable_by(|a, b| a.path.cmp(&b.path));
 
-    let meta = store.write_generation(&next, s.root.host().as_os_str().as_bytes())?;
+    let meta = store.write_generation(&next, s.root.host().as_os_str().as_bytes(), key.as_ref())?;
     drop(store);
+    crate::rollback::record(&s.state_path, &meta)?;
     let mut out = std::io::stdout().lock();
     report::write_findings(&mut out, &accepted, s.format)
         .map_err(|e| Error::io("write", "stdout", e))?;
     let tail = format!(
-        "accepted {}; baseline generation {}",
+        "accepted {}; baseline {}",
         report::count_by_kind(&accepted),
-        meta.generation
+        crate::trust::describe(&meta)
     );
     super::summary(s, "update", &res, &tail);
     Ok(0)

@@ -1,0 +1,17 @@
+//! `keygen DIR`: a new Ed25519 key pair for signing baselines.
+
+use std::path::Path;
+
+use crate::error::Result;
+
+pub fn run(dir: &Path, quiet: bool) -> Result<i32> {
+    let (secret, public) = crate::signing::keygen(dir)?;
+    if !quiet {
+        eprintln!(
+            "libwarden keygen: wrote {} (secret, mode 0600: keep it off the monitored host) and {}",
+            secret.display(),
+            public.display()
+        );
+    }
+    Ok(0)
+}
