@@ -48,7 +48,7 @@ pub fn verify(s: &Settings, meta: &Meta, key: Option<&VerifyingKey>) -> Result<(
     }
 }
 
-/// "generation 3 of 2026-11-27 02:50:00 UTC, signed" for summaries.
+/// "generation 3 of 2026-11-27T02:50:00Z (signed)" for summaries.
 pub fn describe(meta: &Meta) -> String {
     format!(
         "generation {} of {}{}",
