@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diff;
+pub mod elf;
 pub mod error;
 pub mod escape;
 pub mod finding;
