@@ -65,6 +65,10 @@ pub enum Command {
     },
     /// List the resolved search paths, each with where it came from
     Paths,
+    /// Audit the loader: preload list, configuration, writable paths,
+    /// RPATH/RUNPATH, the loader itself, environment files, running
+    /// processes (needs no baseline)
+    Audit,
 }
 
 #[cfg(test)]

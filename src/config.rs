@@ -30,6 +30,13 @@ pub struct FileConfig {
     pub threads: usize,
     /// Baseline directory (overridden by `--db`).
     pub db: Option<PathBuf>,
+    /// Owners besides root allowed to own search dirs and libraries
+    /// (the audit's writable-path check).
+    #[serde(default)]
+    pub trusted_uids: Vec<u32>,
+    /// Directories of executables whose RPATH/RUNPATH and `PT_INTERP` the
+    /// audit reads (not recursively); default: the usual bin and sbin dirs.
+    pub audit_exec_dirs: Option<Vec<PathBuf>>,
 }
 
 impl FileConfig {

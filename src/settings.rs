@@ -22,6 +22,10 @@ pub struct Settings {
     pub cross_filesystems: bool,
     pub excludes: Arc<globset::GlobSet>,
     pub extra_paths: Vec<PathBuf>,
+    /// Owners trusted besides root (config `trusted_uids`).
+    pub trusted_uids: Vec<u32>,
+    /// Executable dirs the audit reads (config `audit_exec_dirs`).
+    pub exec_dirs: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -60,6 +64,13 @@ impl Settings {
             cross_filesystems: cfg.cross_filesystems,
             excludes: Arc::new(excludes),
             extra_paths: cfg.paths,
+            trusted_uids: cfg.trusted_uids,
+            exec_dirs: cfg.audit_exec_dirs.unwrap_or_else(|| {
+                crate::audit::DEFAULT_EXEC_DIRS
+                    .iter()
+                    .map(PathBuf::from)
+                    .collect()
+            }),
         })
     }
 

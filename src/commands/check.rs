@@ -32,10 +32,13 @@ pub fn run(s: &Settings, paranoid: bool) -> Result<i32> {
     let (sp, res) = super::scan_now(s, &baseline, paranoid);
     super::warn(s, &sp, &res);
     let mut findings: Vec<Finding> = diff::diff(&baseline, &res.records, &Classifier::new(&sp));
+    let (audit, notes) = super::audit::run_audit(s, &sp, &res.records, Some(&baseline));
+    findings.extend(audit);
     report::sort(&mut findings);
     let mut out = std::io::stdout().lock();
     report::write_findings(&mut out, &findings, s.format)
         .map_err(|e| Error::io("write", "stdout", e))?;
+    super::audit::write_notes(s, &notes);
     super::summary(s, "check", &res, &report::count_by_kind(&findings));
     Ok(finding::exit_bits(&findings))
 }
