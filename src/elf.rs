@@ -13,6 +13,9 @@ use std::os::unix::fs::FileExt;
 
 /// At most this many program headers are read (Linux allows 65535).
 const MAX_PHNUM: usize = 4096;
+/// Real program header entries are 32 or 56 bytes; larger ones are allowed
+/// (the format permits padding) up to this.
+const MAX_PHENTSIZE: usize = 256;
 /// At most this many bytes of the dynamic section are read.
 const MAX_DYNAMIC: u64 = 1 << 20;
 /// Strings longer than this are cut (a real RPATH is far shorter).
@@ -229,8 +232,21 @@ pub fn parse<R: ReadAt + ?Sized>(src: &R) -> Result<ElfInfo, ElfError> {
     if phnum > MAX_PHNUM {
         return Err(ElfError::Malformed("too many program headers"));
     }
-    // phentsize <= 65535 and phnum <= 4096: the product fits comfortably.
-    let mut table = vec![0u8; phentsize * phnum];
+    if phentsize > MAX_PHENTSIZE {
+        return Err(ElfError::Malformed("program header entry too large"));
+    }
+    // Both bounded above: the product is at most 1 MiB. Checked against the
+    // file before anything is allocated.
+    let table_len = phentsize * phnum;
+    if phoff
+        .checked_add(table_len as u64)
+        .is_none_or(|end| end > src.size())
+    {
+        return Err(ElfError::Malformed(
+            "program headers beyond the end of the file",
+        ));
+    }
+    let mut table = vec![0u8; table_len];
     if !src.read_exact_at(phoff, &mut table) {
         return Err(ElfError::Malformed(
             "program headers beyond the end of the file",

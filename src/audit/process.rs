@@ -205,7 +205,7 @@ pub fn audit(cx: &Context, a: &mut Audit) {
     }
     if unreadable > 0 {
         a.notes.push(format!(
-            "{unreadable} of {total} processes could not be read (not root?); they were not audited"
+            "{unreadable} of {total} processes could not be read (permission denied: not root, or protected by the kernel); they were not audited"
         ));
     }
 }

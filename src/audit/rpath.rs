@@ -110,12 +110,8 @@ fn judge(
                 p.display()
             ),
         )),
-        DirState::Missing(None) => Some((
-            Severity::Info,
-            format!(
-                "{} does not exist; only trusted owners can create it",
-                dir.display()
-            ),
-        )),
+        // Missing where only a trusted owner could create it (LLVM's
+        // `$ORIGIN/../lib`, say): nothing to report.
+        DirState::Missing(None) => None,
     }
 }
