@@ -94,4 +94,13 @@ mod tests {
             toml::from_str("paths = [\"/opt/lib\"]\nexclude = [\"/usr/lib/**/*.pyc\"]").unwrap();
         assert!(c.excludes().unwrap().is_match("/usr/lib/python3/x/y.pyc"));
     }
+
+    #[test]
+    fn audit_keys() {
+        let c: FileConfig =
+            toml::from_str("trusted_uids = [998]\naudit_exec_dirs = [\"/opt/bin\"]").unwrap();
+        assert_eq!(c.trusted_uids, [998]);
+        assert_eq!(c.audit_exec_dirs, Some(vec![PathBuf::from("/opt/bin")]));
+        assert!(FileConfig::default().audit_exec_dirs.is_none());
+    }
 }

@@ -7,6 +7,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::loaderconf::{is_system, same_file};
+use super::objects::Object;
 use super::{show, Audit, Context};
 use crate::finding::{Finding, Kind, Severity};
 
@@ -119,7 +121,7 @@ pub fn parse(b: &[u8]) -> Result<Cache, &'static str> {
     Ok(cache)
 }
 
-pub fn audit(cx: &Context, a: &mut Audit) {
+pub fn audit(cx: &Context, objs: &[Object], a: &mut Audit) {
     let p = Path::new(CACHE);
     let data = match cx.root.read_file(p, CAP) {
         Ok(d) => d,
@@ -175,8 +177,35 @@ pub fn audit(cx: &Context, a: &mut Audit) {
                 Severity::Low,
                 "the file does not exist (a library removed without running ldconfig?)".into(),
             );
+        } else if let Some(sys) = shadowed(cx, objs, &canon, &e.soname) {
+            push(
+                Severity::High,
+                format!(
+                    "resolves to a library outside the system dirs while the system copy is {}",
+                    sys.display()
+                ),
+            );
         }
     }
+}
+
+/// The system library with `soname` that the cache entry at `canon`
+/// (outside the system dirs) shadows, if any.
+fn shadowed<'o>(cx: &Context, objs: &'o [Object], canon: &Path, soname: &[u8]) -> Option<&'o Path> {
+    let system_dir = |d: &Path| {
+        cx.sp
+            .dirs
+            .iter()
+            .any(|s| s.path == d && is_system(&s.origins))
+    };
+    if canon.parent().is_some_and(system_dir) {
+        return None;
+    }
+    objs.iter()
+        .filter(|o| o.in_search_path && o.info.soname.as_deref() == Some(soname))
+        .filter(|o| o.path.parent().is_some_and(system_dir))
+        .find(|o| !same_file(cx, &o.path, canon))
+        .map(|o| o.path.as_path())
 }
 
 /// Notes a cache older than a configuration file or include dir.

@@ -36,7 +36,9 @@ fn conf_dirs(cx: &Context, a: &mut Audit) {
             );
             continue;
         }
-        if super::tokens::is_tmp_like(&d) {
+        // Lexically, or once symlinks are resolved (`/opt/libs -> /tmp/x`).
+        let canonical = cx.root.resolve_lenient(&cd.dir);
+        if super::tokens::is_tmp_like(&d) || super::tokens::is_tmp_like(bytes(&canonical)) {
             push(
                 Severity::High,
                 "search dir in a world-writable or user directory".into(),
@@ -64,7 +66,7 @@ fn conf_dirs(cx: &Context, a: &mut Audit) {
 }
 
 /// Is this search dir one of the system's own (a trusted or multiarch dir)?
-fn is_system(origins: &[Origin]) -> bool {
+pub(crate) fn is_system(origins: &[Origin]) -> bool {
     origins
         .iter()
         .any(|o| matches!(o, Origin::Trusted | Origin::Multiarch))
@@ -149,7 +151,7 @@ fn shadowing(cx: &Context, objs: &[Object], a: &mut Audit) {
     }
 }
 
-fn same_file(cx: &Context, a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(cx: &Context, a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (
         std::fs::metadata(cx.root.host_path(a)),

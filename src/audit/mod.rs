@@ -68,7 +68,7 @@ pub fn run(cx: &Context) -> Audit {
     let objs = objects::collect(cx, &mut a.notes);
     preload::audit(cx, &mut a);
     loaderconf::audit(cx, &objs, &mut a);
-    ldcache::audit(cx, &mut a);
+    ldcache::audit(cx, &objs, &mut a);
     perms::audit(cx, &mut a);
     rpath::audit(cx, &objs, &mut a);
     loader::audit(cx, &objs, &mut a);

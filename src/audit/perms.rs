@@ -145,6 +145,18 @@ pub fn audit(cx: &Context, a: &mut Audit) {
             let what = format!("ancestor of search dir {}", d.path.display());
             check(anc, &what, a);
         }
+        // A symlink spelling (`/lib` -> `usr/lib`) can be replaced by
+        // whoever can write the directory holding it.
+        for alias in d.aliases.iter().filter(|al| **al != d.path) {
+            let holder = alias
+                .parent()
+                .map(|p| cx.root.resolve_lenient(p))
+                .unwrap_or_else(|| PathBuf::from("/"));
+            for anc in holder.ancestors() {
+                let what = format!("directory holding search path {}", alias.display());
+                check(anc, &what, a);
+            }
+        }
     }
     for f in cx.sp.files.iter().filter(|f| f.exists) {
         check(&f.path, "loader file", a);

@@ -208,6 +208,34 @@ fn a_sticky_world_writable_lib_dir() {
 }
 
 #[test]
+fn an_untrusted_owner_unless_trusted_in_config() {
+    if !is_root() {
+        eprintln!("needs root to chown: skipped");
+        return;
+    }
+    let t = TestRoot::debian();
+    std::os::unix::fs::lchown(t.path("usr/local/lib"), Some(4321), None).unwrap();
+    let (code, f) = audit_json(&t);
+    assert_eq!(code & 8, 8, "{f:#?}");
+    one(&f, "writable", "/usr/local/lib", "uid 4321 (owner)");
+    let cfg = t.dir.path().join("config.toml");
+    std::fs::write(&cfg, "trusted_uids = [4321]\n").unwrap();
+    let o = t.run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        "audit",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
 fn rpath_and_runpath_into_dangerous_dirs() {
     let t = TestRoot::debian();
     let main = "int main(void){return 0;}";
@@ -435,6 +463,24 @@ fn ld_so_cache_entries_must_name_existing_files_in_the_search_paths() {
         "does not exist",
     );
     assert!(at(&f, "loader_config", "/lib/x86_64-linux-gnu/libfoo.so.1").is_empty());
+
+    // A cache resolving a system SONAME into a configured non-system dir,
+    // even one listed after the system dirs.
+    t.compile_so("opt/libfoo.so.1", "libfoo.so.1", "int foo(void){return 9;}");
+    t.write("etc/ld.so.conf.d/zz-opt.conf", "/opt\n");
+    t.write(
+        "etc/ld.so.cache",
+        ld_so_cache(&[("libfoo.so.1", "/opt/libfoo.so.1")]),
+    );
+    let (code, f) = audit_json(&t);
+    assert_eq!(code & 8, 8, "{f:#?}");
+    one(
+        &f,
+        "loader_config",
+        "/opt/libfoo.so.1",
+        "system copy is /usr/lib/x86_64-linux-gnu/libfoo.so.1.2.3",
+    );
+    std::fs::remove_file(t.path("etc/ld.so.conf.d/zz-opt.conf")).unwrap();
 
     // A cache older than its configuration is noted (info: no exit bit).
     t.write("etc/ld.so.cache", empty_ld_so_cache());
