@@ -168,8 +168,14 @@ pub fn audit(cx: &Context, a: &mut Audit) {
         let Ok(maps) = &maps else {
             continue;
         };
+        // The program's own image, to tell it from a loaded library.
+        let exe = std::fs::read_link(base.join("exe")).ok().map(|p| {
+            let b = super::bytes(&p);
+            b.strip_suffix(DELETED).unwrap_or(b).to_vec()
+        });
         for m in exec_mappings(maps) {
-            if let Some((sev, why)) = judge_mapping(cx, &m, &mut dir_cache) {
+            let is_exe = exe.as_deref() == Some(m.path.as_slice());
+            if let Some((sev, why)) = judge_mapping(cx, &m, is_exe, &mut dir_cache) {
                 maps_found
                     .entry((m.path.clone(), why.clone()))
                     .or_insert_with(|| Group {
@@ -230,14 +236,17 @@ fn pids_text(pids: &[(u32, String)]) -> String {
 fn judge_mapping(
     cx: &Context,
     m: &Mapping,
+    is_exe: bool,
     dir_cache: &mut HashMap<PathBuf, Option<String>>,
 ) -> Option<(Severity, String)> {
     let p = &m.path;
     if p.starts_with(b"/memfd:") || p.starts_with(b"memfd:") {
-        return Some((
-            Severity::High,
-            "code mapped from a memfd (a library loaded from memory, never from disk)".into(),
-        ));
+        let why = if is_exe {
+            "the program itself runs from a memfd (fileless execution; some container runtimes and sandboxes re-execute themselves this way)"
+        } else {
+            "code mapped from a memfd (a library loaded from memory, never from disk)"
+        };
+        return Some((Severity::High, why.into()));
     }
     if !p.starts_with(b"/") {
         return None;
