@@ -1,5 +1,6 @@
 //! `LD_PRELOAD`, `LD_LIBRARY_PATH` and `LD_AUDIT` set for everyone: in
-//! `/etc/environment`, `/etc/profile`, `/etc/profile.d/*`,
+//! `/etc/environment`, `/etc/environment.d/*.conf`, `/etc/profile`,
+//! `/etc/profile.d/*`,
 //! `/etc/bash.bashrc`, `/etc/security/pam_env.conf`, and systemd units
 //! (`Environment=`, and the files `EnvironmentFile=` names) under
 //! `/etc/systemd/system` and `/usr/lib/systemd/system`. An empty element of
@@ -110,14 +111,17 @@ pub fn has_empty_element(value: &[u8], var: &str) -> bool {
         return false;
     }
     let own = [format!("${var}"), format!("${{{var}}}")];
+    // glibc splits LD_LIBRARY_PATH at `:` and `;`.
     value
-        .split(|&b| b == b':')
+        .split(|&b| b == b':' || b == b';')
         .any(|e| e.is_empty() || own.iter().any(|o| e == o.as_bytes()))
 }
 
 pub fn audit(cx: &Context, a: &mut Audit) {
     let mut files: Vec<PathBuf> = ENV_FILES.iter().map(PathBuf::from).collect();
     files.extend(cx.root.glob(Path::new("/etc/profile.d/*")));
+    // systemd's environment generators read these for user sessions.
+    files.extend(cx.root.glob(Path::new("/etc/environment.d/*.conf")));
     for f in &files {
         scan_file(cx, f, None, a);
     }
@@ -271,6 +275,7 @@ mod tests {
         assert!(has_empty_element(b"/a::/b", "LD_LIBRARY_PATH"));
         assert!(has_empty_element(b":/a", "LD_LIBRARY_PATH"));
         assert!(has_empty_element(b"/a:", "LD_LIBRARY_PATH"));
+        assert!(has_empty_element(b"/a;;/b", "LD_LIBRARY_PATH"));
         assert!(has_empty_element(b"$LD_LIBRARY_PATH:/a", "LD_LIBRARY_PATH"));
         assert!(!has_empty_element(b"/a:/b", "LD_LIBRARY_PATH"));
         assert!(!has_empty_element(b"", "LD_LIBRARY_PATH"));

@@ -149,20 +149,21 @@ pub fn audit(cx: &Context, a: &mut Audit) {
             .unwrap_or_default();
         if let Ok(env) = &environ {
             for (var, val) in loader_vars(env) {
-                let sev = if var == "LD_LIBRARY_PATH" {
-                    Severity::Medium
-                } else {
-                    Severity::High
-                };
-                env_found
-                    .entry((var, val))
-                    .or_insert_with(|| Group {
-                        severity: sev,
-                        why: String::new(),
-                        pids: Vec::new(),
-                    })
-                    .pids
-                    .push((pid, comm.clone()));
+                let key = (var, val);
+                if !env_found.contains_key(&key) {
+                    let (severity, why) = judge_env(cx, key.0, &key.1, &mut dir_cache);
+                    env_found.insert(
+                        key.clone(),
+                        Group {
+                            severity,
+                            why,
+                            pids: Vec::new(),
+                        },
+                    );
+                }
+                if let Some(g) = env_found.get_mut(&key) {
+                    g.pids.push((pid, comm.clone()));
+                }
             }
         }
         let Ok(maps) = &maps else {
@@ -203,9 +204,10 @@ pub fn audit(cx: &Context, a: &mut Audit) {
             g.severity,
             format!("/proc/{first}/environ").into_bytes(),
             format!(
-                "{var}={} in the environment of {}",
+                "{var}={} in the environment of {}{}",
                 show(&val),
-                pids_text(&g.pids)
+                pids_text(&g.pids),
+                g.why
             ),
         ));
     }
@@ -230,6 +232,51 @@ fn pids_text(pids: &[(u32, String)]) -> String {
         "{n} process{}: {}",
         if n == 1 { "" } else { "es" },
         parts.join(", ")
+    )
+}
+
+/// `LD_PRELOAD` and `LD_AUDIT` are always high. `LD_LIBRARY_PATH` is high
+/// when an element is empty or relative (the current directory), temporary,
+/// or writable by someone untrusted; into trusted dirs only (what build
+/// tools such as cargo set) it is low.
+fn judge_env(
+    cx: &Context,
+    var: &str,
+    val: &[u8],
+    dir_cache: &mut HashMap<PathBuf, Option<String>>,
+) -> (Severity, String) {
+    if var != "LD_LIBRARY_PATH" {
+        return (Severity::High, String::new());
+    }
+    for e in val.split(|&b| b == b':' || b == b';') {
+        if e.is_empty() || !e.starts_with(b"/") {
+            return (
+                Severity::High,
+                "; an empty or relative element searches the current directory".into(),
+            );
+        }
+        if super::tokens::is_tmp_like(e) {
+            return (
+                Severity::High,
+                format!("; {} is a world-writable or user directory", show(e)),
+            );
+        }
+        let dir = super::path(e);
+        let w = dir_cache
+            .entry(dir.clone())
+            .or_insert_with(|| {
+                cx.trust
+                    .chain_writers(cx.root, &dir)
+                    .map(|(d, w)| format!("{} can be written by {w}", d.display()))
+            })
+            .clone();
+        if let Some(w) = w {
+            return (Severity::High, format!("; {w}"));
+        }
+    }
+    (
+        Severity::Low,
+        "; every element is writable only by trusted owners".into(),
     )
 }
 
