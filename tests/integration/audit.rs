@@ -609,3 +609,34 @@ fn a_process_running_with_a_deleted_preload_from_dev_shm() {
     assert_eq!(env["severity"], "high");
     drop(child);
 }
+
+#[test]
+fn hostile_objects_and_loader_files_never_stop_or_hang_the_audit() {
+    let t = TestRoot::debian();
+    let good = std::fs::read(t.path("usr/lib/x86_64-linux-gnu/libfoo.so.1.2.3")).unwrap();
+    // Truncated copies of a real object, and ELF magic over garbage.
+    for n in [5, 20, 64, 100, 1000, good.len() / 2] {
+        t.write(
+            &format!("usr/lib/x86_64-linux-gnu/libcut{n}.so"),
+            &good[..n.min(good.len())],
+        );
+    }
+    let mut garbage = b"\x7fELF\x02\x01\x01".to_vec();
+    garbage.extend((0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8));
+    t.write("usr/lib/x86_64-linux-gnu/libgarbage.so", &garbage);
+    // A FIFO where the preload list goes, garbage for the cache.
+    let fifo = t.path("etc/ld.so.preload");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    t.write(
+        "etc/ld.so.cache",
+        b"glibc-ld.so.cache1.1\xff\xff\xff\xff\x00",
+    );
+    let (code, f) = audit_json(&t);
+    assert_eq!(code & 8, 8, "{f:#?}");
+    assert_eq!(
+        one(&f, "preload", "/etc/ld.so.preload", "cannot be read")["severity"],
+        "high"
+    );
+    one(&f, "loader_config", "/etc/ld.so.cache", "cannot be parsed");
+}
