@@ -32,7 +32,7 @@ const LOADER_DIRS: &[&str] = &[
 ];
 
 pub fn audit(cx: &Context, objs: &[Object], a: &mut Audit) {
-    patched(cx, a);
+    patched(cx, objs, a);
     backups(cx, a);
     interps(objs, a);
 }
@@ -47,11 +47,18 @@ fn is_glibc_loader(name: &[u8]) -> bool {
     is_canonical_loader_name(name) && !name.starts_with(b"ld-musl-")
 }
 
-fn patched(cx: &Context, a: &mut Audit) {
+/// A real glibc loader: named like one and carrying a loader's SONAME
+/// (which also leaves out debug-info copies with the same name).
+fn patched(cx: &Context, objs: &[Object], a: &mut Audit) {
     for r in cx.records.iter().filter(|r| {
         r.ftype == FileType::File
             && matches!(r.class, FileClass::ElfDyn | FileClass::ElfExec)
             && is_glibc_loader(name_of(&r.path))
+            && objs
+                .binary_search_by(|o| bytes(&o.path).cmp(&r.path[..]))
+                .ok()
+                .and_then(|i| objs[i].info.soname.as_deref())
+                .is_some_and(is_glibc_loader)
     }) {
         let data = match cx.root.read_file(&super::path(&r.path), CAP) {
             Ok(d) => d,
@@ -117,7 +124,10 @@ pub fn is_backup_name(name: &[u8]) -> bool {
 
 fn backups(cx: &Context, a: &mut Audit) {
     for r in cx.records.iter().filter(|r| {
-        r.ftype == FileType::File && r.class.is_loadable() && is_backup_name(name_of(&r.path))
+        r.ftype == FileType::File
+            && r.class.is_loadable()
+            && is_backup_name(name_of(&r.path))
+            && !super::objects::is_debug_file(&r.path)
     }) {
         let known = cx
             .baseline

@@ -43,7 +43,9 @@ pub fn collect(cx: &Context, notes: &mut Vec<String>) -> Vec<Object> {
         .records
         .iter()
         .filter(|r| {
-            r.ftype == FileType::File && matches!(r.class, FileClass::ElfDyn | FileClass::ElfExec)
+            r.ftype == FileType::File
+                && matches!(r.class, FileClass::ElfDyn | FileClass::ElfExec)
+                && !is_debug_file(&r.path)
         })
         .map(|r| (super::path(&r.path), r.mode, r.uid, true))
         .collect();
@@ -87,7 +89,8 @@ pub fn collect(cx: &Context, notes: &mut Vec<String>) -> Vec<Object> {
         ));
     }
     let mut out: Vec<Object> = parsed.into_iter().flatten().flatten().collect();
-    out.sort_by(|a, b| a.path.cmp(&b.path));
+    // Byte order, as the records: callers binary-search it.
+    out.sort_by(|a, b| bytes(&a.path).cmp(bytes(&b.path)));
     out
 }
 
@@ -133,6 +136,13 @@ fn read_one(
         Err(ElfError::NotElf) if !in_search_path => Ok(None),
         Err(_) => Err(()),
     }
+}
+
+/// Separate debug info (`/usr/lib/debug/...`): ELF files whose program
+/// headers point at sections that were emptied, so their PT_INTERP and
+/// dynamic section read as garbage. The loader never loads them.
+pub fn is_debug_file(path: &[u8]) -> bool {
+    path.starts_with(b"/usr/lib/debug/") || path.starts_with(b"/lib/debug/")
 }
 
 /// The directory of an object, as `$ORIGIN` would give it.
