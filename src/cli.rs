@@ -93,6 +93,10 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Audit the loader: preload list, configuration, writable paths,
+    /// RPATH/RUNPATH, the loader itself, environment files, running
+    /// processes (needs no baseline)
+    Audit,
 }
 
 #[cfg(test)]

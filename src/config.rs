@@ -38,6 +38,13 @@ pub struct FileConfig {
     /// Globs of host-specific paths left out of `check --against`.
     #[serde(default)]
     pub manifest_exclude: Vec<String>,
+    /// Owners besides root allowed to own search dirs and libraries
+    /// (the audit's writable-path check).
+    #[serde(default)]
+    pub trusted_uids: Vec<u32>,
+    /// Directories of executables whose RPATH/RUNPATH and `PT_INTERP` the
+    /// audit reads (not recursively); default: the usual bin and sbin dirs.
+    pub audit_exec_dirs: Option<Vec<PathBuf>>,
 }
 
 impl FileConfig {
@@ -103,5 +110,14 @@ mod tests {
         let c: FileConfig =
             toml::from_str("paths = [\"/opt/lib\"]\nexclude = [\"/usr/lib/**/*.pyc\"]").unwrap();
         assert!(c.excludes().unwrap().is_match("/usr/lib/python3/x/y.pyc"));
+    }
+
+    #[test]
+    fn audit_keys() {
+        let c: FileConfig =
+            toml::from_str("trusted_uids = [998]\naudit_exec_dirs = [\"/opt/bin\"]").unwrap();
+        assert_eq!(c.trusted_uids, [998]);
+        assert_eq!(c.audit_exec_dirs, Some(vec![PathBuf::from("/opt/bin")]));
+        assert!(FileConfig::default().audit_exec_dirs.is_none());
     }
 }

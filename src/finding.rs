@@ -24,9 +24,26 @@ pub enum Kind {
     /// A file the baseline has a digest for could not be hashed now
     /// (unreadable, or changing through every retry): it is not verified.
     Unverified,
-    /// Code injected through the loader: a preload list, `LD_PRELOAD` or a
-    /// foreign object mapped into a process.
+    /// Code injected through the loader: `/etc/ld.so.preload` or a
+    /// dangerous entry in it, or `LD_PRELOAD` / a foreign object in
+    /// libwarden's own process.
     Preload,
+    /// A loader configuration problem: an `ld.so.conf` search dir that is
+    /// missing, relative or temporary, a shadowing library, a stale or
+    /// odd `ld.so.cache`.
+    LoaderConfig,
+    /// A search dir, one of its ancestors or a library that someone other
+    /// than root (or a trusted uid) can write.
+    Writable,
+    /// A dangerous `DT_RPATH`/`DT_RUNPATH` entry.
+    Rpath,
+    /// The dynamic loader: patched, unknown `PT_INTERP`, a loader backup.
+    Loader,
+    /// `LD_PRELOAD`, `LD_LIBRARY_PATH` or `LD_AUDIT` set in an environment
+    /// file or a systemd unit.
+    Environment,
+    /// A running process with loader variables or a suspicious mapping.
+    Process,
 }
 
 impl Kind {
@@ -40,6 +57,12 @@ impl Kind {
             Kind::Link => "link",
             Kind::Unverified => "unverified",
             Kind::Preload => "preload",
+            Kind::LoaderConfig => "loader_config",
+            Kind::Writable => "writable",
+            Kind::Rpath => "rpath",
+            Kind::Loader => "loader",
+            Kind::Environment => "environment",
+            Kind::Process => "process",
         }
     }
 
@@ -49,7 +72,13 @@ impl Kind {
             Kind::Added => 1,
             Kind::Removed => 2,
             Kind::Content | Kind::Metadata | Kind::Type | Kind::Link | Kind::Unverified => 4,
-            Kind::Preload => 8,
+            Kind::Preload
+            | Kind::LoaderConfig
+            | Kind::Writable
+            | Kind::Rpath
+            | Kind::Loader
+            | Kind::Environment
+            | Kind::Process => 8,
         }
     }
 }
@@ -89,6 +118,21 @@ pub struct Finding {
     pub changes: Vec<&'static str>,
     pub before: Option<Record>,
     pub after: Option<Record>,
+}
+
+impl Finding {
+    /// A finding of the audit: no baseline records attached.
+    pub fn audit(kind: Kind, severity: Severity, path: Vec<u8>, detail: String) -> Finding {
+        Finding {
+            kind,
+            severity,
+            path,
+            detail,
+            changes: Vec::new(),
+            before: None,
+            after: None,
+        }
+    }
 }
 
 /// The exit code bits of a set of findings.

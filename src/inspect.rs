@@ -400,7 +400,10 @@ mod tests {
     fn file_changing_while_hashed_is_reported_unstable() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("growing.so");
-        std::fs::write(&p, vec![1u8; 32 << 20]).unwrap();
+        // Large enough that each hash pass lasts long enough for the
+        // writer to be scheduled during it, even on a loaded machine.
+        let initial = 128u64 << 20;
+        std::fs::write(&p, vec![1u8; initial as usize]).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let writer = {
             let (p, stop) = (p.clone(), stop.clone());
@@ -411,6 +414,10 @@ mod tests {
                 }
             })
         };
+        // Only start hashing once the writer is really writing.
+        while std::fs::metadata(&p).unwrap().len() == initial {
+            std::thread::yield_now();
+        }
         let out = run(&p, Some(FileType::File));
         stop.store(true, Ordering::Relaxed);
         writer.join().unwrap();

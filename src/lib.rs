@@ -2,10 +2,12 @@
 //! come from. See DESIGN.md for the data flow: search paths → walk →
 //! inspect → records → baseline store / diff → findings → reporters.
 
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diff;
+pub mod elf;
 pub mod error;
 pub mod escape;
 pub mod finding;
@@ -49,5 +51,6 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Export { sign_with, output } => {
             commands::export::run(&settings()?, sign_with.as_deref(), output.as_deref())
         }
+        Command::Audit => commands::audit::run(&settings()?),
     }
 }

@@ -95,7 +95,7 @@ fn write_all(
             for f in findings {
                 writeln!(
                     out,
-                    "{:<8} {:<10} {}  {}",
+                    "{:<8} {:<13} {}  {}",
                     f.severity.name(),
                     f.kind.name(),
                     escape::for_terminal(&f.path),

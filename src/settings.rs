@@ -27,6 +27,10 @@ pub struct Settings {
     /// Highest generation seen per baseline id (rollback detection).
     pub state_path: PathBuf,
     pub manifest_exclude: globset::GlobSet,
+    /// Owners trusted besides root (config `trusted_uids`).
+    pub trusted_uids: Vec<u32>,
+    /// Executable dirs the audit reads (config `audit_exec_dirs`).
+    pub exec_dirs: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -78,6 +82,13 @@ impl Settings {
             cross_filesystems: cfg.cross_filesystems,
             excludes: Arc::new(excludes),
             extra_paths: cfg.paths,
+            trusted_uids: cfg.trusted_uids,
+            exec_dirs: cfg.audit_exec_dirs.unwrap_or_else(|| {
+                crate::audit::DEFAULT_EXEC_DIRS
+                    .iter()
+                    .map(PathBuf::from)
+                    .collect()
+            }),
         })
     }
 

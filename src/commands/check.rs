@@ -33,7 +33,7 @@ pub fn load_baseline(s: &Settings) -> Result<(Meta, Vec<Record>)> {
 
 pub fn run(s: &Settings, paranoid: bool, against: Option<&Path>) -> Result<i32> {
     let mut context = serde_json::Map::new();
-    let (mut findings, res, what) = match against {
+    let (mut findings, res, notes, what) = match against {
         None => {
             let (meta, baseline) = load_baseline(s)?;
             // Every line says which generation it was judged against, so a
@@ -48,10 +48,13 @@ pub fn run(s: &Settings, paranoid: bool, against: Option<&Path>) -> Result<i32> 
             );
             let (sp, res) = super::scan_now(s, &baseline, paranoid);
             super::warn(s, &sp, &res);
-            let f = diff::diff(&baseline, &res.records, &Classifier::new(&sp));
+            let mut f = diff::diff(&baseline, &res.records, &Classifier::new(&sp));
+            let (audit, notes) = super::audit::run_audit(s, &sp, &res.records, Some(&baseline));
+            f.extend(audit);
             (
                 f,
                 res,
+                notes,
                 format!("baseline {}", crate::trust::describe(&meta)),
             )
         }
@@ -70,13 +73,18 @@ pub fn run(s: &Settings, paranoid: bool, against: Option<&Path>) -> Result<i32> 
                 .filter(keep)
                 .map(manifest::portable)
                 .collect();
-            let f = diff::diff(&theirs, &ours, &Classifier::new(&sp));
-            (f, res, format!("manifest {}", path.display()))
+            let mut f = diff::diff(&theirs, &ours, &Classifier::new(&sp));
+            // The audit judges this host as it is; the golden manifest has
+            // no inodes to compare process mappings with.
+            let (audit, notes) = super::audit::run_audit(s, &sp, &res.records, None);
+            f.extend(audit);
+            (f, res, notes, format!("manifest {}", path.display()))
         }
     };
     findings.extend(crate::selfcheck::run());
     report::sort(&mut findings);
     emit(s, &findings, &context)?;
+    super::audit::write_notes(s, &notes);
     let tail = format!("{}; against {what}", report::count_by_kind(&findings));
     super::summary(s, "check", &res, &tail);
     Ok(finding::exit_bits(&findings))

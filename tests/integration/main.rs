@@ -3,6 +3,7 @@
 
 mod util;
 
+mod audit;
 mod core;
 mod hostile;
 mod trust;

@@ -51,7 +51,7 @@ impl TestRoot {
             "etc/ld.so.conf.d/x86_64-linux-gnu.conf",
             "# Multiarch support\n/usr/local/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n",
         );
-        t.write("etc/ld.so.cache", "glibc-ld.so.cache1.1");
+        t.write("etc/ld.so.cache", empty_ld_so_cache());
         t.compile_so(
             "usr/lib/x86_64-linux-gnu/libfoo.so.1.2.3",
             "libfoo.so.1",
@@ -62,7 +62,7 @@ impl TestRoot {
         t.compile_so(
             "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
             "ld-linux-x86-64.so.2",
-            "int ld(void){return 0;}",
+            LOADER_SOURCE,
         );
         t.link(
             "../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
@@ -169,6 +169,20 @@ impl TestRoot {
         (o.status.code().unwrap_or(-1), json_lines(&o.stdout))
     }
 }
+
+/// A valid `glibc-ld.so.cache1.1` file with no entries: the 48-byte
+/// header, little-endian.
+pub fn empty_ld_so_cache() -> Vec<u8> {
+    let mut b = b"glibc-ld.so.cache1.1".to_vec();
+    b.extend_from_slice(&[0; 8]); // nlibs, len_strings
+    b.push(2); // flags: little endian
+    b.extend_from_slice(&[0; 19]); // padding, extension offset, unused
+    b
+}
+
+/// C source of the fixture's stand-in loader: like glibc's, it holds the
+/// name of the preload list (the audit checks that it still does).
+pub const LOADER_SOURCE: &str = "__attribute__((used)) const char preload_list[] = \"/etc/ld.so.preload\";\nint ld(void){return 0;}\n";
 
 /// The built binary under test.
 pub fn bin() -> PathBuf {

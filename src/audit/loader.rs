@@ -1,0 +1,227 @@
+//! The dynamic loader. Its bytes must still contain `/etc/ld.so.preload`
+//! (rootkits patch that string to move the preload list somewhere no one
+//! looks); every `PT_INTERP` must name a known loader path; and an ELF
+//! file in a lib dir named like a loader backup (`ld-linux-x86-64.so.2.bak`,
+//! `ld-2.36.so.orig`) is what a loader patch leaves behind.
+
+use std::path::Path;
+
+use super::objects::Object;
+use super::{bytes, show, Audit, Context};
+use crate::diff::is_loader_name;
+use crate::finding::{Finding, Kind, Severity};
+use crate::record::{FileClass, FileType};
+use crate::scan;
+
+/// The string glibc's loader opens for its preload list.
+const PRELOAD_STRING: &[u8] = b"/etc/ld.so.preload";
+/// Loaders are a few hundred kB; this bounds a hostile one.
+const CAP: u64 = 64 << 20;
+
+/// Directories a `PT_INTERP` may name (plus `/lib/<triplet>` and
+/// `/usr/lib/<triplet>`).
+const LOADER_DIRS: &[&str] = &[
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/libx32",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/lib32",
+    "/usr/libx32",
+];
+
+pub fn audit(cx: &Context, objs: &[Object], a: &mut Audit) {
+    patched(cx, objs, a);
+    backups(cx, a);
+    interps(objs, a);
+}
+
+/// The file name of a path.
+fn name_of(p: &[u8]) -> &[u8] {
+    p.rsplit(|&b| b == b'/').next().unwrap_or(p)
+}
+
+/// A glibc loader (musl's has no preload list).
+fn is_glibc_loader(name: &[u8]) -> bool {
+    is_canonical_loader_name(name) && !name.starts_with(b"ld-musl-")
+}
+
+/// A real glibc loader: named like one and carrying a loader's SONAME
+/// (which also leaves out debug-info copies with the same name).
+fn patched(cx: &Context, objs: &[Object], a: &mut Audit) {
+    for r in cx.records.iter().filter(|r| {
+        r.ftype == FileType::File
+            && matches!(r.class, FileClass::ElfDyn | FileClass::ElfExec)
+            && is_glibc_loader(name_of(&r.path))
+            && objs
+                .binary_search_by(|o| bytes(&o.path).cmp(&r.path[..]))
+                .ok()
+                .and_then(|i| objs[i].info.soname.as_deref())
+                .is_some_and(is_glibc_loader)
+    }) {
+        let data = match cx.root.read_file(&super::path(&r.path), CAP) {
+            Ok(d) => d,
+            Err(e) => {
+                a.findings.push(Finding::audit(
+                    Kind::Loader,
+                    Severity::Medium,
+                    r.path.clone(),
+                    format!("dynamic loader cannot be read to verify it: {e}"),
+                ));
+                continue;
+            }
+        };
+        if !data
+            .windows(PRELOAD_STRING.len())
+            .any(|w| w == PRELOAD_STRING)
+        {
+            a.findings.push(Finding::audit(
+                Kind::Loader,
+                Severity::Critical,
+                r.path.clone(),
+                "dynamic loader no longer contains \"/etc/ld.so.preload\": patched to read its preload list from another file (a rootkit technique)".into(),
+            ));
+        }
+    }
+}
+
+/// `ld-linux-x86-64.so.2`, `ld64.so.1`, `ld-musl-x86_64.so.1`, `ld-2.36.so`,
+/// `ld.so.1`, `ld-linux.so.2`: a real loader's name, nothing appended.
+pub fn is_canonical_loader_name(name: &[u8]) -> bool {
+    let Ok(s) = std::str::from_utf8(name) else {
+        return false;
+    };
+    let digits_dots = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let ident = |t: &str| {
+        t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if let Some(v) = s.strip_prefix("ld-").and_then(|r| r.strip_suffix(".so")) {
+        // Old glibc: ld-2.31.so
+        return digits_dots(v);
+    }
+    if s == "ld.so.1" {
+        return true;
+    }
+    let Some((stem, ver)) = s.split_once(".so.") else {
+        return false;
+    };
+    if !digits_dots(ver) {
+        return false;
+    }
+    (stem.starts_with("ld-linux") || stem.starts_with("ld64") || stem.starts_with("ld-musl-"))
+        && ident(stem)
+}
+
+/// Looks like a loader, but something was appended or changed in its name.
+pub fn is_backup_name(name: &[u8]) -> bool {
+    let looks = is_loader_name(name)
+        || (name.starts_with(b"ld-") && name.windows(3).any(|w| w == b".so"))
+        || name.starts_with(b"ld.so.");
+    looks && !is_canonical_loader_name(name)
+}
+
+fn backups(cx: &Context, a: &mut Audit) {
+    for r in cx.records.iter().filter(|r| {
+        r.ftype == FileType::File
+            && r.class.is_loadable()
+            && is_backup_name(name_of(&r.path))
+            && !super::objects::is_debug_file(&r.path)
+    }) {
+        let known = cx
+            .baseline
+            .and_then(|b| scan::find(b, &r.path))
+            .is_some_and(|b| b.blake3.is_some() && b.blake3 == r.blake3);
+        let (sev, tail) = if known {
+            (Severity::Medium, "; known to the baseline")
+        } else {
+            (Severity::Critical, "")
+        };
+        a.findings.push(Finding::audit(
+            Kind::Loader,
+            sev,
+            r.path.clone(),
+            format!("ELF file named like a backup of the dynamic loader (left behind when a loader is patched){tail}"),
+        ));
+    }
+}
+
+/// A `PT_INTERP` that is an absolute path to a loader name in a lib dir.
+pub fn is_known_interp(interp: &[u8]) -> bool {
+    let p = super::path(interp);
+    let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+        return false;
+    };
+    if !is_canonical_loader_name(bytes(Path::new(name))) {
+        return false;
+    }
+    let d = bytes(dir);
+    LOADER_DIRS.iter().any(|l| d == l.as_bytes())
+        || ["/lib/", "/usr/lib/"].iter().any(|pre| {
+            d.strip_prefix(pre.as_bytes())
+                .is_some_and(|t| !t.contains(&b'/') && t.windows(7).any(|w| w == b"-linux-"))
+        })
+}
+
+fn interps(objs: &[Object], a: &mut Audit) {
+    for o in objs {
+        let Some(i) = &o.info.interp else {
+            continue;
+        };
+        if !is_known_interp(i) {
+            a.findings.push(Finding::audit(
+                Kind::Loader,
+                Severity::High,
+                bytes(&o.path).to_vec(),
+                format!(
+                    "PT_INTERP names {}, not a known dynamic loader path",
+                    show(i)
+                ),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loader_names() {
+        for n in [
+            "ld-linux-x86-64.so.2",
+            "ld-linux.so.2",
+            "ld64.so.1",
+            "ld-musl-x86_64.so.1",
+            "ld-2.36.so",
+            "ld-linux-aarch64.so.1",
+        ] {
+            assert!(is_canonical_loader_name(n.as_bytes()), "{n}");
+            assert!(!is_backup_name(n.as_bytes()), "{n}");
+        }
+        for n in [
+            "ld-linux-x86-64.so.2.bak",
+            "ld-2.36.so.orig",
+            "ld-linux-x86-64.so.2~",
+            "ld-linux-x86-64.so.2.dpkg-new",
+        ] {
+            assert!(is_backup_name(n.as_bytes()), "{n}");
+        }
+        assert!(!is_backup_name(b"libld.so"));
+        assert!(!is_backup_name(b"ldap.so"));
+    }
+
+    #[test]
+    fn interp_paths() {
+        assert!(is_known_interp(b"/lib64/ld-linux-x86-64.so.2"));
+        assert!(is_known_interp(b"/lib/ld-linux-aarch64.so.1"));
+        assert!(is_known_interp(
+            b"/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+        ));
+        assert!(!is_known_interp(b"/tmp/ld-linux-x86-64.so.2"));
+        assert!(!is_known_interp(b"/lib64/ld-linux-x86-64.so.2.bak"));
+        assert!(!is_known_interp(b"ld-linux-x86-64.so.2"));
+        assert!(!is_known_interp(b"/lib/../tmp/ld-linux.so.2"));
+    }
+}

@@ -1,0 +1,151 @@
+//! The ELF objects the audit reads: every ELF file the scan found in the
+//! search paths (by its record's class) and every ELF file directly in the
+//! configured executable dirs. Opened inside the root without following a
+//! final symlink and without blocking, parsed with [`crate::elf`] through
+//! bounded `pread`s; nothing is mapped, loaded or executed.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::{bytes, Context};
+use crate::elf::{self, ElfError, ElfInfo};
+use crate::record::{FileClass, FileType};
+use crate::rootfs::Root;
+
+/// At most this many files are read from one executable dir.
+const MAX_EXEC_FILES: usize = 100_000;
+
+/// One parsed ELF file.
+#[derive(Clone, Debug)]
+pub struct Object {
+    /// Logical path inside the root.
+    pub path: PathBuf,
+    pub mode: u32,
+    pub uid: u32,
+    /// Found by the scan of the search paths (not an executable dir).
+    pub in_search_path: bool,
+    pub info: ElfInfo,
+}
+
+impl Object {
+    pub fn setid(&self) -> bool {
+        self.mode & 0o6000 != 0
+    }
+}
+
+/// Parses every ELF object; counts those that could not be read.
+pub fn collect(cx: &Context, notes: &mut Vec<String>) -> Vec<Object> {
+    let from_scan: Vec<(PathBuf, u32, u32, bool)> = cx
+        .records
+        .iter()
+        .filter(|r| {
+            r.ftype == FileType::File
+                && matches!(r.class, FileClass::ElfDyn | FileClass::ElfExec)
+                && !is_debug_file(&r.path)
+        })
+        .map(|r| (super::path(&r.path), r.mode, r.uid, true))
+        .collect();
+    let known: HashSet<&Path> = from_scan.iter().map(|(p, ..)| p.as_path()).collect();
+    let mut todo = Vec::new();
+    let mut dirs_seen = HashSet::new();
+    for d in cx.exec_dirs {
+        let Ok(dir) = cx.root.resolve(d) else {
+            continue;
+        };
+        if !dirs_seen.insert(dir.clone()) {
+            continue;
+        }
+        let Ok(rd) = std::fs::read_dir(cx.root.host_path(&dir)) else {
+            continue;
+        };
+        let mut names: Vec<_> = rd
+            .filter_map(|e| e.ok())
+            .take(MAX_EXEC_FILES)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let p = dir.join(n);
+            if !known.contains(p.as_path()) {
+                todo.push((p, 0, 0, false));
+            }
+        }
+    }
+    todo.extend(from_scan);
+    let parsed: Vec<Result<Option<Object>, ()>> = todo
+        .into_par_iter()
+        .map(|(path, mode, uid, in_sp)| read_one(cx.root, path, mode, uid, in_sp))
+        .collect();
+    let failed = parsed.iter().filter(|r| r.is_err()).count();
+    if failed > 0 {
+        notes.push(format!(
+            "{failed} ELF file{} could not be read or parsed for the RPATH and loader audits",
+            if failed == 1 { "" } else { "s" }
+        ));
+    }
+    let mut out: Vec<Object> = parsed.into_iter().flatten().flatten().collect();
+    // Byte order, as the records: callers binary-search it.
+    out.sort_by(|a, b| bytes(&a.path).cmp(bytes(&b.path)));
+    out
+}
+
+/// `Ok(None)`: not ELF (an executable dir holds scripts too). `Err`: an ELF
+/// file that could not be read or parsed.
+fn read_one(
+    root: &Root,
+    path: PathBuf,
+    mode: u32,
+    uid: u32,
+    in_search_path: bool,
+) -> Result<Option<Object>, ()> {
+    let host = root.host_path(&path);
+    let file = match File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&host)
+    {
+        Ok(f) => f,
+        // Gone since the scan, or replaced by a symlink: nothing to read.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ELOOP)) => {
+            return Ok(None)
+        }
+        Err(_) => return Err(()),
+    };
+    let meta = file.metadata().map_err(|_| ())?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let (mode, uid) = if in_search_path {
+        (mode, uid)
+    } else {
+        (meta.mode(), meta.uid())
+    };
+    match elf::parse_file(&file, meta.len()) {
+        Ok(info) => Ok(Some(Object {
+            path,
+            mode,
+            uid,
+            in_search_path,
+            info,
+        })),
+        Err(ElfError::NotElf) if !in_search_path => Ok(None),
+        Err(_) => Err(()),
+    }
+}
+
+/// Separate debug info (`/usr/lib/debug/...`): ELF files whose program
+/// headers point at sections that were emptied, so their PT_INTERP and
+/// dynamic section read as garbage. The loader never loads them.
+pub fn is_debug_file(path: &[u8]) -> bool {
+    path.starts_with(b"/usr/lib/debug/") || path.starts_with(b"/lib/debug/")
+}
+
+/// The directory of an object, as `$ORIGIN` would give it.
+pub fn origin(o: &Object) -> Vec<u8> {
+    bytes(o.path.parent().unwrap_or(Path::new("/"))).to_vec()
+}
