@@ -97,6 +97,32 @@ pub enum Command {
     /// RPATH/RUNPATH, the loader itself, environment files, running
     /// processes (needs no baseline)
     Audit,
+    /// Realtime monitoring plus periodic full rescans, until SIGTERM
+    Watch(WatchArgs),
+}
+
+/// Options of `watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Time between full (incremental) rescans [default: 1h, or the
+    /// config's rescan_interval]
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub rescan_interval: Option<std::time::Duration>,
+    /// Quiet time after a path's last event before it is checked, so a
+    /// save-by-rename is one finding
+    #[arg(long, value_name = "DURATION", default_value = "150ms",
+          value_parser = crate::config::parse_duration)]
+    pub debounce: std::time::Duration,
+    /// Also append findings as JSON Lines to FILE
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also send findings to syslog (RFC 5424): unix:/dev/log,
+    /// udp://HOST:PORT or tcp://HOST:PORT; may be repeated
+    #[arg(long, value_name = "TARGET")]
+    pub syslog: Vec<String>,
+    /// Write findings to stdout even when --output or --syslog is given
+    #[arg(long)]
+    pub stdout: bool,
 }
 
 #[cfg(test)]

@@ -44,6 +44,10 @@ pub enum Kind {
     Environment,
     /// A running process with loader variables or a suspicious mapping.
     Process,
+    /// The watcher may have missed changes (an event queue overflowed, a
+    /// directory could not be watched) for the time window it names. Not a
+    /// change on the host, so it sets no exit bit; a rescan follows.
+    MonitoringGap,
 }
 
 impl Kind {
@@ -63,10 +67,12 @@ impl Kind {
             Kind::Loader => "loader",
             Kind::Environment => "environment",
             Kind::Process => "process",
+            Kind::MonitoringGap => "monitoring_gap",
         }
     }
 
-    /// The exit-code bit: 1 added, 2 removed, 4 changed, 8 policy.
+    /// The exit-code bit: 1 added, 2 removed, 4 changed, 8 policy; none for
+    /// a monitoring gap (what the rescan after it finds sets the bits).
     pub fn exit_bit(self) -> i32 {
         match self {
             Kind::Added => 1,
@@ -79,6 +85,7 @@ impl Kind {
             | Kind::Loader
             | Kind::Environment
             | Kind::Process => 8,
+            Kind::MonitoringGap => 0,
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod settings;
 pub mod signing;
 pub mod store;
 pub mod trust;
+pub mod watch;
 
 use cli::{Cli, Command};
 use error::Result;
@@ -52,5 +53,6 @@ pub fn run(cli: &Cli) -> Result<i32> {
             commands::export::run(&settings()?, sign_with.as_deref(), output.as_deref())
         }
         Command::Audit => commands::audit::run(&settings()?),
+        Command::Watch(args) => commands::watch::run(&settings()?, args),
     }
 }

@@ -31,6 +31,8 @@ pub struct Settings {
     pub trusted_uids: Vec<u32>,
     /// Executable dirs the audit reads (config `audit_exec_dirs`).
     pub exec_dirs: Vec<PathBuf>,
+    /// `watch`: the config file's `rescan_interval`, if set.
+    pub rescan_interval: Option<std::time::Duration>,
 }
 
 impl Settings {
@@ -89,6 +91,10 @@ impl Settings {
                     .map(PathBuf::from)
                     .collect()
             }),
+            rescan_interval: match &cfg.rescan_interval {
+                Some(r) => Some(crate::config::parse_duration(r).map_err(Error::Usage)?),
+                None => None,
+            },
         })
     }
 

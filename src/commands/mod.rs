@@ -9,6 +9,7 @@ pub mod init;
 pub mod keygen;
 pub mod paths;
 pub mod update;
+pub mod watch;
 
 use std::io::Write;
 

@@ -1,0 +1,33 @@
+//! `watch`: realtime monitoring plus periodic rescans until SIGTERM (exit
+//! 0) or SIGINT (exit 130). The machinery lives in [`crate::watch`].
+
+use std::time::Duration;
+
+use crate::cli::WatchArgs;
+use crate::error::{Error, Result};
+use crate::settings::Settings;
+use crate::watch::{self, signals, sink::Sinks, Options};
+
+/// Rescan interval when neither the flag nor the config sets one.
+pub const DEFAULT_RESCAN: Duration = Duration::from_secs(3600);
+
+pub fn run(s: &Settings, args: &WatchArgs) -> Result<i32> {
+    // Before any thread exists, so that every thread inherits the mask and
+    // only the signal thread ever sees these signals.
+    let blocked = signals::block();
+    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
+    signals::spawn(blocked, ctl_tx).map_err(|e| Error::Internal(format!("signal thread: {e}")))?;
+
+    let opts = Options {
+        rescan_interval: args
+            .rescan_interval
+            .or(s.rescan_interval)
+            .unwrap_or(DEFAULT_RESCAN),
+        debounce: args.debounce,
+    };
+    let sinks = Sinks::open(s.format, args.output.as_ref(), &args.syslog, args.stdout)?;
+    // The baseline is read into memory and the store closed at once:
+    // `check` and `update` keep working beside the watcher.
+    let (meta, baseline) = super::check::load_baseline(s)?;
+    watch::run(s, opts, sinks, ctl_rx, meta.generation, baseline)
+}

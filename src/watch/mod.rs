@@ -1,0 +1,791 @@
+//! The realtime watcher behind `libwarden watch`. One pipeline:
+//!
+//! ```text
+//! notify callback ──try_send──► bounded channel ──► engine (debounce per path)
+//!   (events.rs)                                       │
+//!                       inspect::inspect_path (rayon) ◄┘
+//!                       diff::diff vs the baseline record (as `check`)
+//!                       state::Transitions (report changes, not repeats)
+//!                       sink::Sinks (stdout, file, syslog)
+//! ```
+//!
+//! The engine owns all state on one thread and sleeps until the next
+//! deadline (a debounced path, the periodic rescan, the baseline poll, the
+//! fallback check of unwatched directories): no busy polling. It is never
+//! silently blind: a lost event (inotify overflow, a full channel) becomes
+//! a `monitoring_gap` finding and a full rescan; a directory the kernel
+//! will not watch is named on stderr and checked every
+//! [`FALLBACK_INTERVAL`]; a search root deleted and recreated is found
+//! through a watch on its parent; a new baseline generation is picked up by
+//! polling the store's files every [`BASELINE_POLL`] or at once on SIGHUP.
+
+pub mod debounce;
+pub mod events;
+pub mod signals;
+pub mod sink;
+pub mod state;
+pub mod syslog;
+pub mod watches;
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::Receiver;
+use notify::Watcher as _;
+use rayon::prelude::*;
+
+use crate::diff::{self, Classifier};
+use crate::error::{Error, Result};
+use crate::escape;
+use crate::finding::{Finding, Kind, Severity};
+use crate::inspect::{self, Outcome};
+use crate::record::{FileType, Record};
+use crate::scan;
+use crate::searchpaths::SearchPaths;
+use crate::settings::Settings;
+use crate::store::Store;
+
+use debounce::Debouncer;
+use events::{Gate, Msg};
+use signals::Ctl;
+use sink::{Context, Sinks, Source};
+use state::Transitions;
+use watches::{Added, WatchSet};
+
+/// Events waiting for the engine; beyond this the callback records a gap.
+pub const QUEUE: usize = 65_536;
+/// How often directories that could not be watched are checked.
+pub const FALLBACK_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the baseline's files are `stat`ed for a new generation.
+pub const BASELINE_POLL: Duration = Duration::from_secs(5);
+/// Paths handled per engine turn before signals are looked at again.
+const BATCH: usize = 4096;
+
+/// How a watch runs (from the flags and the config file).
+pub struct Options {
+    pub rescan_interval: Duration,
+    pub debounce: Duration,
+}
+
+/// Identity of the store's files: changes when a generation is written.
+type DbSig = Vec<(u64, u64, i64, i64)>;
+
+fn db_sig(db: &Path) -> DbSig {
+    ["db", "conf"]
+        .iter()
+        .filter_map(|n| std::fs::metadata(db.join(n)).ok())
+        .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+        .collect()
+}
+
+/// Runs until SIGTERM/SIGINT; returns the exit code.
+pub fn run(
+    s: &Settings,
+    opts: Options,
+    mut sinks: Sinks,
+    ctl: Receiver<Ctl>,
+    generation: u64,
+    baseline: Vec<Record>,
+) -> Result<i32> {
+    let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+    let gate = Arc::new(Gate::default());
+    let handler = events::handler(tx, gate.clone(), SystemTime::now());
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let watcher = notify::RecommendedWatcher::new(handler, config)
+        .map_err(|e| Error::Internal(format!("cannot start the file watcher: {e}")))?;
+    let now = Instant::now();
+    let mut e = Engine {
+        s,
+        sp: SearchPaths::resolve(&s.root, &s.extra_paths),
+        db_sig: db_sig(&s.db),
+        baseline,
+        generation,
+        watches: WatchSet::new(watcher),
+        debounce: Debouncer::new(opts.debounce),
+        transitions: Transitions::default(),
+        rescan_every: opts.rescan_interval,
+        next_rescan: now + opts.rescan_interval,
+        next_poll: now + BASELINE_POLL,
+        next_fallback: None,
+        resync_at: None,
+        reported_limit: 0,
+        last_reload_error: None,
+        stop: false,
+        quiet_time: opts.debounce,
+        sinks: &mut sinks,
+    };
+    // Watches first, then the scan: nothing that happens in between is
+    // missed (an event for a path the scan also saw is not reported twice).
+    e.full_rescan(Source::Startup);
+    if !s.quiet {
+        eprintln!(
+            "libwarden watch: watching {} directories; baseline generation {} ({} entries); \
+             {} deviation{} now; rescan every {}",
+            e.watches.len(),
+            e.generation,
+            e.baseline.len(),
+            e.transitions.len(),
+            if e.transitions.len() == 1 { "" } else { "s" },
+            human_duration(e.rescan_every),
+        );
+    }
+    e.run(&rx, &ctl, &gate)
+}
+
+struct Engine<'a, W: notify::Watcher> {
+    s: &'a Settings,
+    sp: SearchPaths,
+    baseline: Vec<Record>,
+    generation: u64,
+    db_sig: DbSig,
+    watches: WatchSet<W>,
+    debounce: Debouncer,
+    transitions: Transitions,
+    sinks: &'a mut Sinks,
+    rescan_every: Duration,
+    next_rescan: Instant,
+    next_poll: Instant,
+    next_fallback: Option<Instant>,
+    /// A structural change (a search root or loader config) was seen:
+    /// re-resolve the search paths and rescan at this time.
+    resync_at: Option<Instant>,
+    /// Unwatched directories already reported.
+    reported_limit: usize,
+    last_reload_error: Option<String>,
+    /// Nobody to tell any more (stdout closed).
+    stop: bool,
+    quiet_time: Duration,
+}
+
+impl<W: notify::Watcher> Engine<'_, W> {
+    fn run(&mut self, rx: &Receiver<Msg>, ctl: &Receiver<Ctl>, gate: &Gate) -> Result<i32> {
+        loop {
+            if let Ok(c) = ctl.try_recv() {
+                if let Some(code) = self.control(c) {
+                    return Ok(code);
+                }
+            }
+            let deadline = [
+                self.debounce.next_due(),
+                Some(self.next_rescan),
+                Some(self.next_poll),
+                self.next_fallback,
+                self.resync_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(self.next_rescan);
+            let wait = deadline.saturating_duration_since(Instant::now());
+            crossbeam_channel::select! {
+                recv(ctl) -> c => {
+                    if let Ok(c) = c {
+                        if let Some(code) = self.control(c) {
+                            return Ok(code);
+                        }
+                    }
+                }
+                recv(rx) -> m => {
+                    if let Ok(m) = m {
+                        self.message(m);
+                        // Take what else is queued in one go.
+                        for _ in 0..BATCH {
+                            match rx.try_recv() {
+                                Ok(m) => self.message(m),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                default(wait) => {}
+            }
+            if let Some(since) = gate.take_full() {
+                let detail = "the event queue was full: events were lost";
+                self.gap(since, SystemTime::now(), detail);
+            }
+            let now = Instant::now();
+            let due = self.debounce.take_due(now);
+            if !due.is_empty() {
+                self.check_paths(due, Source::Event);
+            }
+            if self.resync_at.is_some_and(|t| t <= now) {
+                self.resync_at = None;
+                self.full_rescan(Source::Rescan);
+            }
+            if self.next_rescan <= now {
+                self.full_rescan(Source::Rescan);
+            }
+            if self.next_poll <= now {
+                self.next_poll = now + BASELINE_POLL;
+                self.reload(false);
+            }
+            if self.next_fallback.is_some_and(|t| t <= now) {
+                self.fallback();
+            }
+            if self.stop {
+                return Ok(0);
+            }
+        }
+    }
+
+    fn control(&mut self, c: Ctl) -> Option<i32> {
+        match c {
+            Ctl::Hup => {
+                if !self.s.quiet {
+                    eprintln!("libwarden watch: SIGHUP: reloading the baseline");
+                }
+                self.reload(true);
+                None
+            }
+            other => Some(other.exit_code()),
+        }
+    }
+
+    fn message(&mut self, m: Msg) {
+        match m {
+            Msg::Paths(paths) => {
+                let now = Instant::now();
+                for p in paths {
+                    self.route(p, now);
+                }
+            }
+            Msg::Overflow { since, at } => {
+                let detail = "the kernel's inotify queue overflowed: events were lost";
+                self.gap(since, at, detail);
+            }
+            Msg::Error(e) => eprintln!(
+                "libwarden watch: warning: {}",
+                escape::for_terminal(e.as_bytes())
+            ),
+        }
+    }
+
+    fn logical(&self, host: &Path) -> Vec<u8> {
+        self.s.root.logical_bytes(host)
+    }
+
+    fn host(&self, logical: &[u8]) -> PathBuf {
+        self.s.root.host_path(Path::new(OsStr::from_bytes(logical)))
+    }
+
+    fn excluded(&self, logical: &[u8]) -> bool {
+        !self.s.excludes.is_empty() && self.s.excludes.is_match(Path::new(OsStr::from_bytes(logical)))
+    }
+
+    /// Decides what an event on `host` means: a monitored path to check
+    /// (debounced), a change above a search root (resync), or noise.
+    fn route(&mut self, host: PathBuf, now: Instant) {
+        let logical = self.logical(&host);
+        if self.excluded(&logical) {
+            return;
+        }
+        let lp = Path::new(OsStr::from_bytes(&logical));
+        if self.sp.covers(lp) {
+            self.debounce.touch(host, now);
+        } else if self.structural(lp) {
+            self.resync_at.get_or_insert(now + self.quiet_time);
+        }
+    }
+
+    /// `lp` is a search root, a loader file's directory, or above one: its
+    /// appearance or disappearance changes what is monitored.
+    fn structural(&self, lp: &Path) -> bool {
+        self.sp
+            .dirs
+            .iter()
+            .map(|d| d.path.as_path())
+            .chain(self.sp.files.iter().filter_map(|f| f.path.parent()))
+            .any(|d| d.starts_with(lp))
+    }
+
+    /// Whether a directory at `logical` is to be watched: inside (or at) a
+    /// recursive search dir, or a non-recursive one itself.
+    fn wants_watch(&self, logical: &[u8]) -> bool {
+        let lp = Path::new(OsStr::from_bytes(logical));
+        self.sp
+            .walk_roots()
+            .any(|d| lp == d.path || (d.recursive && lp.starts_with(&d.path)))
+    }
+
+    /// Re-inspects paths (host) and reports what changed. A directory that
+    /// appeared is watched and its entries checked at once; one that went
+    /// away takes its baseline entries with it.
+    fn check_paths(&mut self, mut todo: Vec<PathBuf>, source: Source) {
+        let mut seen: HashSet<PathBuf> = HashSet::new();
+        while !todo.is_empty() && !self.stop {
+            todo.retain(|p| seen.insert(p.clone()));
+            todo.sort();
+            let root = &self.s.root;
+            let baseline = &self.baseline;
+            let outs: Vec<(PathBuf, Vec<u8>, Outcome)> = todo
+                .par_iter()
+                .map(|host| {
+                    let logical = root.logical_bytes(host);
+                    let prior = scan::find(baseline, &logical);
+                    let out = inspect::inspect_path(host, logical.clone(), prior);
+                    (host.clone(), logical, out)
+                })
+                .collect();
+            let mut more = Vec::new();
+            for (host, logical, out) in outs {
+                let now = match out {
+                    Outcome::Record(r, warning) => {
+                        if let Some(w) = warning {
+                            self.warn(&logical, &w);
+                        }
+                        Some(r)
+                    }
+                    Outcome::Vanished => None,
+                    Outcome::Failed(w) => {
+                        self.warn(&logical, &w);
+                        continue;
+                    }
+                };
+                let prior = scan::find(&self.baseline, &logical).cloned();
+                let prior = prior.as_ref();
+                let is_dir = now.as_ref().is_some_and(|r| r.ftype == FileType::Dir);
+                let was_dir = prior.is_some_and(|r| r.ftype == FileType::Dir)
+                    || self.watches.contains(&host);
+                let mut fresh = false;
+                if is_dir && self.wants_watch(&logical) {
+                    match self.watches.add(&host) {
+                        Added::New => fresh = true,
+                        Added::Limit => self.limit_reached(),
+                        Added::Failed(e) => self.warn(&logical, &format!("cannot watch: {e}")),
+                        Added::Already | Added::Gone => {}
+                    }
+                } else if !is_dir && self.watches.contains(&host) {
+                    self.watches.remove(&host);
+                }
+                if fresh {
+                    // Whatever was created in it before the watch existed.
+                    if let Ok(rd) = std::fs::read_dir(&host) {
+                        more.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+                    }
+                }
+                if fresh || (was_dir && !is_dir) {
+                    if self.structural(Path::new(OsStr::from_bytes(&logical))) {
+                        // A search root came or went: re-resolve.
+                        self.resync_at
+                            .get_or_insert(Instant::now() + self.quiet_time);
+                    }
+                    more.extend(self.children(&logical).iter().map(|c| self.host(c)));
+                }
+                let findings = diff::diff(
+                    prior.map(std::slice::from_ref).unwrap_or_default(),
+                    now.as_ref().map(std::slice::from_ref).unwrap_or_default(),
+                    &Classifier::new(&self.sp),
+                );
+                let finding = findings.into_iter().next();
+                if let Some(f) = &finding {
+                    if matches!(
+                        diff::Classifier::new(&self.sp).role(&f.path),
+                        diff::Role::LoaderConfig
+                    ) {
+                        // The search path may have changed.
+                        self.resync_at
+                            .get_or_insert(Instant::now() + self.quiet_time);
+                    }
+                }
+                if self.transitions.update(&logical, finding.as_ref()) {
+                    if let Some(f) = finding {
+                        self.emit(&f, source, None);
+                    }
+                }
+            }
+            todo = more
+                .into_iter()
+                .filter(|p| !self.excluded(&self.logical(p)))
+                .collect();
+        }
+    }
+
+    /// Baseline and reported entries directly inside `dir` (logical).
+    fn children(&self, dir: &[u8]) -> Vec<Vec<u8>> {
+        let mut prefix = dir.to_vec();
+        if prefix != b"/" {
+            prefix.push(b'/');
+        }
+        let start = self
+            .baseline
+            .partition_point(|r| r.path.as_slice() < prefix.as_slice());
+        let mut out: Vec<Vec<u8>> = self.baseline[start..]
+            .iter()
+            .take_while(|r| r.path.starts_with(&prefix))
+            .filter(|r| state::is_child(&r.path, dir))
+            .map(|r| r.path.clone())
+            .collect();
+        out.extend(self.transitions.children_of(dir));
+        out
+    }
+
+    /// Re-resolves the search paths, brings the watches in line, scans
+    /// everything (incrementally: unchanged files are not re-read) and
+    /// reports what changed since last reported.
+    fn full_rescan(&mut self, source: Source) {
+        let started = Instant::now();
+        self.sp = SearchPaths::resolve(&self.s.root, &self.s.extra_paths);
+        self.sync_watches();
+        let res = scan::scan(
+            &self.s.root,
+            &self.sp,
+            &self.s.scan_options(false),
+            &self.baseline,
+        );
+        if source == Source::Startup && !self.s.quiet {
+            crate::commands::warn(self.s, &self.sp, &res);
+        }
+        let findings = diff::diff(&self.baseline, &res.records, &Classifier::new(&self.sp));
+        drop(res);
+        let deviating: HashSet<Vec<u8>> = findings.iter().map(|f| f.path.clone()).collect();
+        for f in &findings {
+            if self.transitions.update(&f.path, Some(f)) {
+                self.emit(f, source, None);
+            }
+        }
+        self.transitions.retain(|p| deviating.contains(p));
+        self.next_rescan = Instant::now() + self.rescan_every;
+        if source != Source::Startup && !self.s.quiet {
+            eprintln!(
+                "libwarden watch: rescan ({}) done in {:.2} s: {} deviation{} from the baseline",
+                source.name(),
+                started.elapsed().as_secs_f64(),
+                deviating.len(),
+                if deviating.len() == 1 { "" } else { "s" }
+            );
+        }
+    }
+
+    /// Watches every directory of the search paths, the directories of the
+    /// loader's files, and the nearest existing parent of every search root
+    /// (to see a root deleted and recreated, or created late).
+    fn sync_watches(&mut self) {
+        let mut want: Vec<PathBuf> = Vec::new();
+        let cross = self.s.cross_filesystems;
+        let roots: Vec<(PathBuf, bool)> = self
+            .sp
+            .walk_roots()
+            .map(|d| (self.s.root.host_path(&d.path), d.recursive))
+            .collect();
+        for (host, recursive) in roots {
+            if recursive {
+                want.extend(self.dirs_below(&host, cross));
+            } else {
+                want.push(host);
+            }
+        }
+        let anchors: Vec<PathBuf> = self
+            .sp
+            .dirs
+            .iter()
+            .filter(|d| d.covered_by.is_none())
+            .filter_map(|d| d.path.parent())
+            .chain(self.sp.files.iter().filter_map(|f| f.path.parent()))
+            .filter_map(|p| self.nearest_dir(p))
+            .collect();
+        want.extend(anchors);
+        want.sort();
+        want.dedup();
+        let keep: HashSet<&PathBuf> = want.iter().collect();
+        let stale: Vec<PathBuf> = self
+            .watches
+            .watched()
+            .filter(|w| !keep.contains(w))
+            .cloned()
+            .collect();
+        for w in stale {
+            self.watches.remove(&w);
+        }
+        let mut limited = false;
+        for w in &want {
+            match self.watches.add(w) {
+                Added::Limit => limited = true,
+                Added::Failed(e) => {
+                    let l = self.logical(w);
+                    self.warn(&l, &format!("cannot watch: {e}"));
+                }
+                _ => {}
+            }
+        }
+        self.watches.unwatched.retain(|u| keep.contains(u));
+        if limited {
+            self.limit_reached();
+        }
+    }
+
+    /// Every directory at and below `top` (host), not following symlinks,
+    /// on one file system unless `cross`, minus excluded ones.
+    fn dirs_below(&self, top: &Path, cross: bool) -> Vec<PathBuf> {
+        let Ok(meta) = std::fs::symlink_metadata(top) else {
+            return Vec::new();
+        };
+        if !meta.is_dir() {
+            return Vec::new();
+        }
+        let dev = meta.dev();
+        let mut out = vec![top.to_path_buf()];
+        let mut stack = vec![top.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.filter_map(|e| e.ok()) {
+                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let p = e.path();
+                if !cross && e.metadata().is_ok_and(|m| m.dev() != dev) {
+                    continue;
+                }
+                if self.excluded(&self.logical(&p)) {
+                    continue;
+                }
+                out.push(p.clone());
+                stack.push(p);
+            }
+        }
+        out
+    }
+
+    /// The nearest existing directory at or above `logical`, on the host.
+    fn nearest_dir(&self, logical: &Path) -> Option<PathBuf> {
+        let mut p = Some(logical);
+        while let Some(cur) = p {
+            let host = self.s.root.host_path(cur);
+            if std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
+                return Some(host);
+            }
+            p = cur.parent();
+        }
+        None
+    }
+
+    /// New directories could not be watched: say so, loudly, once per
+    /// growth of the set, and check them every [`FALLBACK_INTERVAL`].
+    fn limit_reached(&mut self) {
+        let n = self.watches.unwatched.len();
+        if n == 0 {
+            return;
+        }
+        let every = FALLBACK_INTERVAL.min(self.rescan_every);
+        self.next_fallback
+            .get_or_insert(Instant::now() + every);
+        if n <= self.reported_limit {
+            return;
+        }
+        self.reported_limit = n;
+        let names: Vec<String> = self
+            .watches
+            .unwatched
+            .iter()
+            .take(20)
+            .map(|d| escape::for_terminal(&self.logical(d)))
+            .collect();
+        eprintln!(
+            "libwarden watch: error: the inotify watch limit is exhausted: {n} director{} cannot \
+             be watched ({}{}). Raise fs.inotify.max_user_watches (sysctl -w \
+             fs.inotify.max_user_watches=524288). Until then they are checked every {}.",
+            if n == 1 { "y" } else { "ies" },
+            names.join(", "),
+            if n > names.len() { ", ..." } else { "" },
+            human_duration(every),
+        );
+        let first = self
+            .watches
+            .unwatched
+            .iter()
+            .next()
+            .map(|d| self.logical(d))
+            .unwrap_or_else(|| b"/".to_vec());
+        let f = Finding {
+            kind: Kind::MonitoringGap,
+            severity: Severity::Medium,
+            path: first,
+            detail: format!(
+                "{n} director{} not watched: fs.inotify.max_user_watches is exhausted; \
+                 checked every {} instead",
+                if n == 1 { "y is" } else { "ies are" },
+                human_duration(every)
+            ),
+            changes: Vec::new(),
+            before: None,
+            after: None,
+        };
+        self.emit(&f, Source::Fallback, None);
+    }
+
+    /// Checks the directories that could not be watched: retries the
+    /// watch, and checks their entries and their baseline entries.
+    fn fallback(&mut self) {
+        let dirs: Vec<PathBuf> = self.watches.unwatched.iter().cloned().collect();
+        let mut todo = Vec::new();
+        for d in dirs {
+            if self.watches.add(&d) == Added::New && !self.s.quiet {
+                eprintln!(
+                    "libwarden watch: {} is watched again",
+                    escape::for_terminal(&self.logical(&d))
+                );
+            }
+            todo.push(d.clone());
+            if let Ok(rd) = std::fs::read_dir(&d) {
+                todo.extend(
+                    rd.filter_map(|e| e.ok())
+                        .filter(|e| !e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+            let l = self.logical(&d);
+            todo.extend(self.children(&l).iter().map(|c| self.host(c)));
+        }
+        self.check_paths(todo, Source::Fallback);
+        self.next_fallback = if self.watches.unwatched.is_empty() {
+            self.reported_limit = 0;
+            None
+        } else {
+            Some(Instant::now() + FALLBACK_INTERVAL.min(self.rescan_every))
+        };
+    }
+
+    /// Events were lost between `since` and `until`: report the window,
+    /// then rescan everything so nothing that happened in it is missed.
+    fn gap(&mut self, since: SystemTime, until: SystemTime, why: &str) {
+        let f = Finding {
+            kind: Kind::MonitoringGap,
+            severity: Severity::High,
+            path: b"/".to_vec(),
+            detail: format!(
+                "{why}; changes between {} and {} may have been missed as events; a full rescan follows",
+                sink::rfc3339(since),
+                sink::rfc3339(until)
+            ),
+            changes: Vec::new(),
+            before: None,
+            after: None,
+        };
+        self.emit(&f, Source::Rescan, Some((since, until)));
+        if !self.s.quiet {
+            eprintln!("libwarden watch: warning: {why}; rescanning");
+        }
+        self.full_rescan(Source::Rescan);
+    }
+
+    /// Loads a new baseline generation if there is one (`force`: look even
+    /// if the store's files look unchanged).
+    fn reload(&mut self, force: bool) {
+        let sig = db_sig(&self.s.db);
+        if !force && sig == self.db_sig {
+            return;
+        }
+        let current = self.generation;
+        let r = Store::open(&self.s.db).and_then(|store| {
+            let meta = store.current_meta()?;
+            match meta {
+                Some(m) if m.generation != current => store.load().map(Some),
+                _ => Ok(None),
+            }
+        });
+        // The same trust checks as at start (signature, rollback): a
+        // refused generation leaves the watcher on the one it has.
+        let r = r.and_then(|loaded| match loaded {
+            Some((meta, records)) => {
+                match crate::trust::verify(self.s, &meta, self.s.verify_key.as_ref()) {
+                    Ok(()) => Ok(Some((meta, records))),
+                    Err(e) => {
+                        self.db_sig = db_sig(&self.s.db);
+                        Err(e)
+                    }
+                }
+            }
+            None => Ok(None),
+        });
+        match r {
+            Ok(loaded) => {
+                self.last_reload_error = None;
+                self.db_sig = db_sig(&self.s.db);
+                if let Some((meta, records)) = loaded {
+                    self.baseline = records;
+                    self.generation = meta.generation;
+                    if !self.s.quiet {
+                        eprintln!(
+                            "libwarden watch: loaded baseline generation {} ({} entries)",
+                            meta.generation,
+                            self.baseline.len()
+                        );
+                    }
+                    self.full_rescan(Source::Reload);
+                }
+            }
+            Err(e) => {
+                // Locked by an update in progress, say: the next poll
+                // retries. A refused one is retried when the store changes.
+                let msg = e.to_string();
+                if self.last_reload_error.as_ref() != Some(&msg) {
+                    eprintln!(
+                        "libwarden watch: error: keeping baseline generation {current}, \
+                         cannot load the new one: {msg}"
+                    );
+                }
+                self.last_reload_error = Some(msg);
+            }
+        }
+    }
+
+    fn emit(&mut self, f: &Finding, source: Source, gap: Option<(SystemTime, SystemTime)>) {
+        let ctx = Context {
+            time: SystemTime::now(),
+            source,
+            gap,
+        };
+        if !self.sinks.emit(f, &ctx) {
+            self.stop = true;
+        }
+    }
+
+    fn warn(&self, logical: &[u8], msg: &str) {
+        if !self.s.quiet {
+            eprintln!(
+                "libwarden watch: warning: {}: {}",
+                escape::for_terminal(logical),
+                escape::for_terminal(msg.as_bytes())
+            );
+        }
+    }
+}
+
+/// "1h", "30 min", "90 s" for messages.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s == 0 {
+        format!("{} ms", d.as_millis())
+    } else if s % 3600 == 0 {
+        format!("{} h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{s} s")
+    }
+}
+
+/// The record of a path now, for callers outside the engine (and tests).
+pub fn record_now(host: &Path, logical: Vec<u8>) -> Option<Record> {
+    match inspect::inspect_path(host, logical, None) {
+        Outcome::Record(r, _) => Some(r),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_well() {
+        use std::time::Duration;
+        assert_eq!(super::human_duration(Duration::from_secs(3600)), "1 h");
+        assert_eq!(super::human_duration(Duration::from_secs(90)), "90 s");
+        assert_eq!(super::human_duration(Duration::from_millis(150)), "150 ms");
+    }
+}
