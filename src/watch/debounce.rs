@@ -82,7 +82,10 @@ mod tests {
         let p = PathBuf::from("/usr/lib/libx.so");
         d.touch(p.clone(), t0);
         d.touch(p.clone(), t0 + Duration::from_millis(50));
-        d.touch(PathBuf::from("/usr/lib/liby.so"), t0 + Duration::from_millis(60));
+        d.touch(
+            PathBuf::from("/usr/lib/liby.so"),
+            t0 + Duration::from_millis(60),
+        );
         assert!(d.take_due(t0 + Duration::from_millis(100)).is_empty());
         let due = d.take_due(t0 + Duration::from_millis(160));
         assert_eq!(due.len(), 2, "{due:?}");

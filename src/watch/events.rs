@@ -168,9 +168,13 @@ mod tests {
         let (tx, rx) = crossbeam_channel::bounded(8);
         let gate = Arc::new(Gate::default());
         let mut h = handler(tx, gate, SystemTime::now());
-        h(Ok(Event::new(EventKind::Access(AccessKind::Any)).add_path("/a".into())));
+        h(Ok(
+            Event::new(EventKind::Access(AccessKind::Any)).add_path("/a".into())
+        ));
         assert!(rx.try_recv().is_err());
-        h(Ok(Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan)));
+        h(Ok(
+            Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan)
+        ));
         assert!(matches!(rx.try_recv(), Ok(Msg::Overflow { .. })));
     }
 }

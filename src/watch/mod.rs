@@ -274,7 +274,11 @@ impl<W: notify::Watcher> Engine<'_, W> {
     }
 
     fn excluded(&self, logical: &[u8]) -> bool {
-        !self.s.excludes.is_empty() && self.s.excludes.is_match(Path::new(OsStr::from_bytes(logical)))
+        !self.s.excludes.is_empty()
+            && self
+                .s
+                .excludes
+                .is_match(Path::new(OsStr::from_bytes(logical)))
     }
 
     /// Decides what an event on `host` means: a monitored path to check
@@ -349,8 +353,8 @@ impl<W: notify::Watcher> Engine<'_, W> {
                 let prior = scan::find(&self.baseline, &logical).cloned();
                 let prior = prior.as_ref();
                 let is_dir = now.as_ref().is_some_and(|r| r.ftype == FileType::Dir);
-                let was_dir = prior.is_some_and(|r| r.ftype == FileType::Dir)
-                    || self.watches.contains(&host);
+                let was_dir =
+                    prior.is_some_and(|r| r.ftype == FileType::Dir) || self.watches.contains(&host);
                 let mut fresh = false;
                 if is_dir && self.wants_watch(&logical) {
                     match self.watches.add(&host) {
@@ -378,7 +382,7 @@ impl<W: notify::Watcher> Engine<'_, W> {
                 }
                 let findings = diff::diff(
                     prior.map(std::slice::from_ref).unwrap_or_default(),
-                    now.as_ref().map(std::slice::from_ref).unwrap_or_default(),
+                    now.as_slice(),
                     &Classifier::new(&self.sp),
                 );
                 let finding = findings.into_iter().next();
@@ -573,8 +577,7 @@ impl<W: notify::Watcher> Engine<'_, W> {
             return;
         }
         let every = FALLBACK_INTERVAL.min(self.rescan_every);
-        self.next_fallback
-            .get_or_insert(Instant::now() + every);
+        self.next_fallback.get_or_insert(Instant::now() + every);
         if n <= self.reported_limit {
             return;
         }

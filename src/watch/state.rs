@@ -113,9 +113,7 @@ impl Transitions {
 pub fn is_child(path: &[u8], dir: &[u8]) -> bool {
     let dir = if dir == b"/" { &b""[..] } else { dir };
     match path.strip_prefix(dir) {
-        Some(rest) => {
-            rest.len() > 1 && rest[0] == b'/' && !rest[1..].contains(&b'/')
-        }
+        Some(rest) => rest.len() > 1 && rest[0] == b'/' && !rest[1..].contains(&b'/'),
         None => false,
     }
 }

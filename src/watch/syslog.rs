@@ -46,7 +46,10 @@ impl Target {
             .split_once("://")
             .ok_or("expected unix:PATH, udp://HOST:PORT or tcp://HOST:PORT")?;
         let addr = addr.trim_end_matches('/');
-        if addr.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()) {
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+        {
             return Err(format!("{addr:?} is not HOST:PORT"));
         }
         match scheme {
@@ -90,7 +93,11 @@ impl Syslog {
             }
             Target::Udp(a) => {
                 let addr = resolve(a)?;
-                let local = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+                let local = if addr.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                };
                 let s = UdpSocket::bind(local)?;
                 s.connect(addr)?;
                 Ok(Conn::Udp(s))

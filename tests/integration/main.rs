@@ -7,3 +7,4 @@ mod audit;
 mod core;
 mod hostile;
 mod trust;
+mod watch;
