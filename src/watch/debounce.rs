@@ -3,7 +3,8 @@
 //! becomes one check and one finding. A path that never goes quiet is
 //! checked anyway after `max_wait`, so a busy file cannot hide.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,8 @@ pub struct Debouncer {
     max_wait: Duration,
     /// First and last event of each pending path.
     pending: HashMap<PathBuf, (Instant, Instant)>,
-    /// When each pending path is next looked at, in (nearly) due order.
-    queue: VecDeque<(Instant, PathBuf)>,
+    /// When each pending path is next looked at, earliest first.
+    queue: BinaryHeap<Reverse<(Instant, PathBuf)>>,
 }
 
 impl Debouncer {
@@ -22,7 +23,7 @@ impl Debouncer {
             quiet,
             max_wait: (quiet * 10).max(Duration::from_secs(1)),
             pending: HashMap::new(),
-            queue: VecDeque::new(),
+            queue: BinaryHeap::new(),
         }
     }
 
@@ -32,24 +33,24 @@ impl Debouncer {
             Some(times) => times.1 = now,
             None => {
                 self.pending.insert(path.clone(), (now, now));
-                self.queue.push_back((now + self.quiet, path));
+                self.queue.push(Reverse((now + self.quiet, path)));
             }
         }
     }
 
     /// When the engine should next call [`Debouncer::take_due`].
     pub fn next_due(&self) -> Option<Instant> {
-        self.queue.front().map(|(due, _)| *due)
+        self.queue.peek().map(|Reverse((due, _))| *due)
     }
 
     /// The paths whose quiet time has passed, in no particular order.
     pub fn take_due(&mut self, now: Instant) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        while let Some((due, _)) = self.queue.front() {
+        while let Some(Reverse((due, _))) = self.queue.peek() {
             if *due > now {
                 break;
             }
-            let Some((_, path)) = self.queue.pop_front() else {
+            let Some(Reverse((_, path))) = self.queue.pop() else {
                 break;
             };
             let Some(&(first, last)) = self.pending.get(&path) else {
@@ -59,7 +60,8 @@ impl Debouncer {
                 self.pending.remove(&path);
                 out.push(path);
             } else {
-                self.queue.push_back((last + self.quiet, path));
+                let due = (last + self.quiet).min(first + self.max_wait);
+                self.queue.push(Reverse((due, path)));
             }
         }
         out

@@ -237,8 +237,9 @@ impl<W: notify::Watcher> Engine<'_, W> {
         match c {
             Ctl::Hup => {
                 if !self.s.quiet {
-                    eprintln!("libwarden watch: SIGHUP: reloading the baseline");
+                    eprintln!("libwarden watch: SIGHUP: reopening the output file, reloading the baseline");
                 }
+                self.sinks.reopen();
                 self.reload(true);
                 None
             }
@@ -453,14 +454,18 @@ impl<W: notify::Watcher> Engine<'_, W> {
             }
         }
         self.transitions.retain(|p| deviating.contains(p));
+        let deviations = deviating.len();
+        drop(findings);
+        drop(deviating);
+        release_memory();
         self.next_rescan = Instant::now() + self.rescan_every;
         if source != Source::Startup && !self.s.quiet {
             eprintln!(
                 "libwarden watch: rescan ({}) done in {:.2} s: {} deviation{} from the baseline",
                 source.name(),
                 started.elapsed().as_secs_f64(),
-                deviating.len(),
-                if deviating.len() == 1 { "" } else { "s" }
+                deviations,
+                if deviations == 1 { "" } else { "s" }
             );
         }
     }
@@ -757,6 +762,16 @@ impl<W: notify::Watcher> Engine<'_, W> {
                 escape::for_terminal(msg.as_bytes())
             );
         }
+    }
+}
+
+/// Hands the memory of a scan's transient records back to the system: a
+/// long-running watcher should not keep its peak.
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -87,17 +87,7 @@ impl Sinks {
     ) -> Result<Sinks> {
         let file = match output {
             None => None,
-            Some(p) => {
-                use std::os::unix::fs::OpenOptionsExt;
-                let f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .mode(0o640)
-                    .custom_flags(libc::O_CLOEXEC)
-                    .open(p)
-                    .map_err(|e| Error::io("open output", p, e))?;
-                Some((p.clone(), f, false))
-            }
+            Some(p) => Some((p.clone(), open_output(p)?, false)),
         };
         let syslog = syslog
             .iter()
@@ -109,6 +99,19 @@ impl Sinks {
             file,
             syslog,
         })
+    }
+
+    /// Opens the output file again (after log rotation moved it away).
+    pub fn reopen(&mut self) {
+        if let Some((path, file, failing)) = &mut self.file {
+            match open_output(path) {
+                Ok(f) => {
+                    *file = f;
+                    *failing = false;
+                }
+                Err(e) => eprintln!("libwarden watch: warning: {e}"),
+            }
+        }
     }
 
     /// Sends one finding everywhere. False when stdout was the only sink
@@ -170,6 +173,18 @@ impl Sinks {
         }
         true
     }
+}
+
+/// The output file: appended to, created 0640, never truncated.
+fn open_output(p: &PathBuf) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(p)
+        .map_err(|e| Error::io("open output", p, e))
 }
 
 /// `2026-11-27T02:41:01.123Z`.

@@ -366,7 +366,9 @@ fn a_deleted_and_recreated_search_root_is_watched_again() {
 #[test]
 fn a_new_baseline_generation_is_loaded() {
     let t = fixture();
-    let mut w = Watch::start(&t, &[], &[]);
+    let log = t.dir.path().join("findings.jsonl");
+    let log_arg = log.to_str().unwrap().to_string();
+    let mut w = Watch::start(&t, &["--output", &log_arg, "--stdout"], &[]);
     t.compile_so(
         "usr/lib/x86_64-linux-gnu/libfoo.so.1.2.3",
         "libfoo.so.1",
