@@ -396,6 +396,43 @@ fn a_new_baseline_generation_is_loaded() {
         f["before"]["blake3"], accepted,
         "diffed against the new baseline: {f}"
     );
+    // The output file got the same findings as stdout.
+    let end = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let got = json_lines(text.as_bytes());
+        if got.len() >= 2 {
+            assert_eq!(got[0]["kind"], "content", "{got:#?}");
+            assert_eq!(got[1]["kind"], "metadata", "{got:#?}");
+            break;
+        }
+        assert!(Instant::now() < end, "output file: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_update_is_picked_up_without_a_signal() {
+    let t = fixture();
+    let mut w = Watch::start(&t, &[], &[]);
+    t.compile_so(
+        "usr/local/lib/libfresh.so",
+        "libfresh.so",
+        "int f(void){return 1;}",
+    );
+    w.expect("added", "/usr/local/lib/libfresh.so");
+    let o = t.run(&["update"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The store is polled every few seconds.
+    w.wait_stderr("loaded baseline generation 2");
+    std::fs::remove_file(t.path("usr/local/lib/libfresh.so")).unwrap();
+    // Now part of the baseline, so its removal is a finding.
+    w.expect("removed", "/usr/local/lib/libfresh.so");
 }
 
 #[test]
