@@ -134,7 +134,12 @@ pub fn run(
             human_duration(e.rescan_every),
         );
     }
-    e.run(&rx, &ctl, &gate)
+    let code = e.run(&rx, &ctl, &gate);
+    // notify's drop removes the watches one syscall at a time, which takes
+    // seconds with tens of thousands of them; the kernel drops them all at
+    // once when the process exits, so a stop stays well under a second.
+    std::mem::forget(e.watches);
+    code
 }
 
 struct Engine<'a, W: notify::Watcher> {
