@@ -38,6 +38,9 @@ pub struct FileConfig {
     /// Globs of host-specific paths left out of `check --against`.
     #[serde(default)]
     pub manifest_exclude: Vec<String>,
+    /// Provenance: dpkg database, Authenticode roots, per-path policy.
+    #[serde(default)]
+    pub provenance: crate::provenance::policy::ProvenanceConfig,
 }
 
 impl FileConfig {
@@ -66,6 +69,7 @@ impl FileConfig {
         })?;
         cfg.excludes()
             .and_then(|_| compile_globs(&cfg.manifest_exclude))
+            .and_then(|_| crate::provenance::policy::Policy::new(&cfg.provenance).map(|_| ()))
             .map_err(|msg| Error::Config { path, msg })?;
         Ok(cfg)
     }

@@ -27,6 +27,20 @@ pub enum Kind {
     /// Code injected through the loader: a preload list, `LD_PRELOAD` or a
     /// foreign object mapped into a process.
     Preload,
+    /// A changed library whose new content is its package's, after that
+    /// package's version changed: an expected upgrade (severity info).
+    PackageUpdate,
+    /// A file dpkg owns whose content does not match the package's md5sums.
+    ModifiedVsPackage,
+    /// A library no installed package owns, and nothing else vouches for.
+    Unpackaged,
+    /// A library (or kernel module, or PE image) without the signature its
+    /// location's policy asks for.
+    Unsigned,
+    /// A signature or an IMA hash that does not match the content: tampered.
+    SignatureInvalid,
+    /// A valid signature by a signer that does not chain to a trusted root.
+    UntrustedSigner,
 }
 
 impl Kind {
@@ -40,6 +54,12 @@ impl Kind {
             Kind::Link => "link",
             Kind::Unverified => "unverified",
             Kind::Preload => "preload",
+            Kind::PackageUpdate => "package_update",
+            Kind::ModifiedVsPackage => "modified_vs_package",
+            Kind::Unpackaged => "unpackaged",
+            Kind::Unsigned => "unsigned",
+            Kind::SignatureInvalid => "signature_invalid",
+            Kind::UntrustedSigner => "untrusted_signer",
         }
     }
 
@@ -48,8 +68,18 @@ impl Kind {
         match self {
             Kind::Added => 1,
             Kind::Removed => 2,
-            Kind::Content | Kind::Metadata | Kind::Type | Kind::Link | Kind::Unverified => 4,
-            Kind::Preload => 8,
+            Kind::Content
+            | Kind::Metadata
+            | Kind::Type
+            | Kind::Link
+            | Kind::Unverified
+            | Kind::PackageUpdate => 4,
+            Kind::Preload
+            | Kind::ModifiedVsPackage
+            | Kind::Unpackaged
+            | Kind::Unsigned
+            | Kind::SignatureInvalid
+            | Kind::UntrustedSigner => 8,
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct Settings {
     /// Highest generation seen per baseline id (rollback detection).
     pub state_path: PathBuf,
     pub manifest_exclude: globset::GlobSet,
+    /// Provenance configuration and compiled policy.
+    pub provenance: crate::provenance::policy::ProvenanceConfig,
+    pub provenance_policy: crate::provenance::policy::Policy,
 }
 
 impl Settings {
@@ -66,7 +69,11 @@ impl Settings {
             .unwrap_or_else(|| crate::rollback::default_path(&db));
         let manifest_exclude =
             crate::config::compile_globs(&cfg.manifest_exclude).map_err(Error::Usage)?;
+        let provenance_policy =
+            crate::provenance::policy::Policy::new(&cfg.provenance).map_err(Error::Usage)?;
         Ok(Settings {
+            provenance: cfg.provenance.clone(),
+            provenance_policy,
             root,
             verify_key,
             state_path,
