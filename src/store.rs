@@ -281,7 +281,12 @@ impl Store {
         // their digest, and deleting or adding one breaks it.
         let mut extra = Vec::new();
         let extra_name = extra_name(meta.generation);
-        if self.db.tree_names().iter().any(|n| n.as_ref() == extra_name.as_bytes()) {
+        if self
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == extra_name.as_bytes())
+        {
             let tree = self
                 .db
                 .open_tree(&extra_name)
@@ -400,8 +405,7 @@ impl Store {
         let (keep, keep_extra) = (gen_name(keep), extra_name(keep));
         for name in self.db.tree_names() {
             let stale_gen = name.starts_with(b"gen/") && name.as_ref() != keep.as_bytes();
-            let stale_extra =
-                name.starts_with(b"extra/") && name.as_ref() != keep_extra.as_bytes();
+            let stale_extra = name.starts_with(b"extra/") && name.as_ref() != keep_extra.as_bytes();
             if stale_gen || stale_extra {
                 self.db.drop_tree(&name).map_err(|e| self.sled_err(e))?;
             }

@@ -112,37 +112,48 @@ impl DpkgDb {
         }
         stems.sort();
 
+        // Reading and parsing the info files is independent per package;
+        // canonicalising (cached lstats) and indexing stay sequential.
+        use rayon::prelude::*;
+        let installed: Vec<(String, String, bool, bool)> = stems
+            .into_iter()
+            .filter_map(|(stem, m, l)| {
+                // Info files of packages no longer installed (config-files
+                // state) do not vouch for anything.
+                let version = versions.get(&stem)?.clone();
+                Some((stem, version, m, l))
+            })
+            .collect();
+        type Claims = Vec<(Option<[u8; 16]>, Vec<u8>)>;
+        let parsed: Vec<Claims> = installed
+            .par_iter()
+            .map(|(stem, _, has_md5, has_list)| {
+                if *has_md5 {
+                    root.read_file(&info.join(format!("{stem}.md5sums")), INFO_CAP)
+                        .map(|t| {
+                            parse_md5sums(&t)
+                                .into_iter()
+                                .map(|(m, p)| (Some(m), p))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                } else if *has_list {
+                    root.read_file(&info.join(format!("{stem}.list")), INFO_CAP)
+                        .map(|t| parse_list(&t).into_iter().map(|p| (None, p)).collect())
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
         let mut db = DpkgDb::default();
         let mut canon = Canon::new(root);
-        for (stem, has_md5, has_list) in stems {
-            // Info files of packages no longer installed (config-files
-            // state) do not vouch for anything.
-            let Some(version) = versions.get(&stem).cloned() else {
-                continue;
-            };
+        for ((name, version, _, _), claims) in installed.into_iter().zip(parsed) {
             let pkg = db.packages.len() as u32;
-            db.packages.push(Package {
-                name: stem.clone(),
-                version,
-            });
-            if has_md5 {
-                let Ok(text) = root.read_file(&info.join(format!("{stem}.md5sums")), INFO_CAP)
-                else {
-                    continue;
-                };
-                for (md5, path) in parse_md5sums(&text) {
-                    let key = canon.file(&path);
-                    db.add(key, Owner { pkg, md5: Some(md5) });
-                }
-            } else if has_list {
-                let Ok(text) = root.read_file(&info.join(format!("{stem}.list")), INFO_CAP)
-                else {
-                    continue;
-                };
-                for path in parse_list(&text) {
-                    let key = canon.file(&path);
-                    db.add(key, Owner { pkg, md5: None });
-                }
+            db.packages.push(Package { name, version });
+            for (md5, path) in claims {
+                let key = canon.file(&path);
+                db.add(key, Owner { pkg, md5 });
             }
         }
 
@@ -154,10 +165,9 @@ impl DpkgDb {
                 let Some(owners) = db.files.get_mut(&from) else {
                     continue;
                 };
-                let (moved, kept): (Vec<Owner>, Vec<Owner>) =
-                    owners.iter().partition(|o| {
-                        d.by.as_deref() != db.packages.get(o.pkg as usize).map(|p| base(&p.name))
-                    });
+                let (moved, kept): (Vec<Owner>, Vec<Owner>) = owners.iter().partition(|o| {
+                    d.by.as_deref() != db.packages.get(o.pkg as usize).map(|p| base(&p.name))
+                });
                 *owners = kept;
                 if owners.is_empty() {
                     db.files.remove(&from);

@@ -104,6 +104,9 @@ pub struct Outcome {
     /// Libraries whose content matches their package: path → (package,
     /// version).
     pub matched: HashMap<Vec<u8>, (String, String)>,
+    /// Libraries evaluated, and package MD5s computed (not from the cache).
+    pub judged: usize,
+    pub md5_computed: usize,
 }
 
 /// Loads the dpkg database of the root, or prints the one warning that
@@ -142,8 +145,20 @@ pub fn is_candidate(r: &Record) -> bool {
     matches!(
         r.class,
         FileClass::ElfDyn | FileClass::ElfOther | FileClass::PeDll
-    ) || name.windows(3).any(|w| w == b".so")
+    ) || is_so_name(name)
         || kmod::is_module_name(name)
+}
+
+/// `*.so` or `*.so.<digit>...` (not `ld.so.cache`, `ld.so.conf`).
+pub fn is_so_name(name: &[u8]) -> bool {
+    name.windows(3).enumerate().any(|(i, w)| {
+        w == b".so"
+            && match name.get(i + 3) {
+                None => true,
+                Some(b'.') => name.get(i + 4).is_some_and(|c| c.is_ascii_digit()),
+                _ => false,
+            }
+    })
 }
 
 /// Evaluates every candidate in `records` (sorted). `baseline` (sorted)
@@ -161,7 +176,9 @@ pub fn evaluate(cx: &Context, records: &[Record], baseline: &[Record], prior: &S
             out.state.versions.insert(p.name.clone(), p.version.clone());
         }
     }
+    out.judged = per_file.len();
     for v in per_file {
+        out.md5_computed += v.md5_computed as usize;
         out.findings.extend(v.findings);
         if let Some((path, b, m)) = v.md5 {
             out.state.md5.insert(path, (b, m));
@@ -199,6 +216,7 @@ struct FileVerdict {
     findings: Vec<Finding>,
     md5: Option<(Vec<u8>, [u8; 32], [u8; 16])>,
     matched: Option<(Vec<u8>, (String, String))>,
+    md5_computed: bool,
 }
 
 fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> FileVerdict {
@@ -233,7 +251,10 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
             } else {
                 let md5 = match (r.blake3, prior.md5.get(&r.path)) {
                     (Some(b), Some((pb, pm))) if b == *pb => Some(*pm),
-                    (Some(_), _) => file_md5(cx.root, r),
+                    (Some(_), _) => {
+                        v.md5_computed = true;
+                        file_md5(cx.root, r)
+                    }
                     (None, _) => None,
                 };
                 if let (Some(m), Some(b)) = (md5, r.blake3) {
@@ -252,9 +273,8 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
                             None => {
                                 bad = true;
                                 let p = with_md5.first().and_then(|o| db.package(o));
-                                let (n, ver) = p.map_or(("?", "?"), |p| {
-                                    (p.name.as_str(), p.version.as_str())
-                                });
+                                let (n, ver) =
+                                    p.map_or(("?", "?"), |p| (p.name.as_str(), p.version.as_str()));
                                 v.findings.push(finding(
                                     Kind::ModifiedVsPackage,
                                     Severity::High,
@@ -387,7 +407,14 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
     let signature_kind = (is_pe
         && (accept.contains(&Evidence::Authenticode) || accept.contains(&Evidence::Catalog)))
         || (is_module && accept.contains(&Evidence::ModuleSignature));
-    let kind = if !signature_kind && cx.dpkg.is_some() && accept.contains(&Evidence::Package) {
+    let kind = if signature_kind {
+        Kind::Unsigned
+    } else if accept.contains(&Evidence::Package) {
+        if cx.dpkg.is_none() {
+            // No package database in this root: said once on stderr, not
+            // as one finding per file.
+            return v;
+        }
         Kind::Unpackaged
     } else {
         Kind::Unsigned
@@ -472,6 +499,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn so_names() {
+        assert!(is_so_name(b"libc.so.6"));
+        assert!(is_so_name(b"libfoo.so"));
+        assert!(!is_so_name(b"ld.so.cache"));
+        assert!(!is_so_name(b"ld.so.conf"));
+        assert!(!is_so_name(b"x.sock"));
+    }
+
+    #[test]
     fn state_round_trips_through_pairs() {
         let mut s = State::default();
         s.versions.insert("libc6:amd64".into(), "2.36-9".into());
@@ -502,11 +538,20 @@ pub fn run(
         .clone()
         .unwrap_or_else(|| dpkg::ADMIN_DIR.into());
     let wants_dpkg = records.iter().any(is_candidate);
+    let started = std::time::Instant::now();
     let db = if wants_dpkg {
         load_dpkg(&s.root, &admin, s.quiet)
     } else {
         None
     };
+    if let (Some(db), false) = (&db, s.quiet) {
+        eprintln!(
+            "libwarden: dpkg database: {} packages, {} files, loaded in {:.3} s",
+            db.packages.len(),
+            db.file_count(),
+            started.elapsed().as_secs_f64()
+        );
+    }
     let trust = s
         .provenance
         .authenticode_roots
@@ -518,7 +563,17 @@ pub fn run(
         dpkg: db.as_ref(),
         pe_trust: trust.as_ref(),
     };
-    Some(evaluate(&cx, records, baseline, prior))
+    let started = std::time::Instant::now();
+    let out = evaluate(&cx, records, baseline, prior);
+    if !s.quiet {
+        eprintln!(
+            "libwarden: provenance: {} libraries judged, {} digests computed, in {:.3} s",
+            out.judged,
+            out.md5_computed,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Some(out)
 }
 
 /// Reads the PEM bundle (a host path, outside the scanned root) and every
@@ -539,7 +594,11 @@ fn load_trust(root: &Root, pem: &Path, quiet: bool) -> pe::TrustStore {
     if t.root_count() == 0 {
         return t;
     }
-    for base in ["/Windows/System32/CatRoot", "/windows/system32/catroot", "/WINDOWS/system32/CatRoot"] {
+    for base in [
+        "/Windows/System32/CatRoot",
+        "/windows/system32/catroot",
+        "/WINDOWS/system32/CatRoot",
+    ] {
         let Ok(dir) = root.resolve(Path::new(base)) else {
             continue;
         };

@@ -22,9 +22,13 @@ use super::der::{self, Tlv};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Valid signature chaining to a configured root.
-    Signed { signer: String },
+    Signed {
+        signer: String,
+    },
     /// No embedded signature, but the digest is in a verified catalog.
-    Catalog { catalog: String },
+    Catalog {
+        catalog: String,
+    },
     Unsigned,
     Unreadable,
     /// The image or its signature blob cannot be parsed.
@@ -34,7 +38,10 @@ pub enum Verdict {
     /// The digest matches but the signature over it does not verify.
     BadSignature(&'static str),
     /// Valid signature whose signer does not chain to a trusted root.
-    Untrusted { signer: String, why: String },
+    Untrusted {
+        signer: String,
+        why: String,
+    },
 }
 
 /// The offsets the Authenticode digest skips.
@@ -70,7 +77,8 @@ pub fn layout(b: &[u8]) -> Option<Layout> {
         return None;
     }
     let off = u32::from_le_bytes(b.get(certdir_off..certdir_off + 4)?.try_into().ok()?) as usize;
-    let size = u32::from_le_bytes(b.get(certdir_off + 4..certdir_off + 8)?.try_into().ok()?) as usize;
+    let size =
+        u32::from_le_bytes(b.get(certdir_off + 4..certdir_off + 8)?.try_into().ok()?) as usize;
     let cert_table = if off == 0 || size == 0 {
         (0, 0)
     } else {
@@ -289,7 +297,11 @@ fn verify_signed_data(
         .signers
         .first()
         .ok_or(Verdict::Malformed("no SignerInfo"))?;
-    let certs: Vec<Cert> = sd.certificates.iter().filter_map(|c| Cert::parse(c)).collect();
+    let certs: Vec<Cert> = sd
+        .certificates
+        .iter()
+        .filter_map(|c| Cert::parse(c))
+        .collect();
     let signer = certs
         .iter()
         .find(|c| {
@@ -299,13 +311,14 @@ fn verify_signed_data(
                 Some(c.issuer) == si.issuer && c.serial == si.key_id
             }
         })
-        .ok_or(Verdict::BadSignature("signer certificate not in the signature"))?;
+        .ok_or(Verdict::BadSignature(
+            "signer certificate not in the signature",
+        ))?;
     let halg = der::digest_name(&si.digest_alg);
     // PKCS#7 (Authenticode, catalogs) digests the content octets; CMS the
     // octets inside the eContent OCTET STRING: both are `body`.
-    let content_digest = hash(halg, &[content.body]).ok_or(Verdict::BadSignature(
-        "unsupported digest algorithm",
-    ))?;
+    let content_digest =
+        hash(halg, &[content.body]).ok_or(Verdict::BadSignature("unsupported digest algorithm"))?;
     let signed = match &si.signed_attrs {
         Some(attrs) => {
             let md = message_digest(attrs.body)

@@ -119,7 +119,9 @@ impl Policy {
     /// What vouches for `path` and the severity when nothing does. A path
     /// no rule matches needs nothing.
     pub fn rule_for(&self, path: &[u8]) -> Option<(&[Evidence], Severity)> {
-        let p = std::path::Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path));
+        let p = std::path::Path::new(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path),
+        );
         self.rules
             .iter()
             .find(|(g, _, _)| g.is_match(p))
@@ -136,7 +138,11 @@ fn defaults() -> Vec<RuleConfig> {
     };
     let mut v = Vec::new();
     for g in ["/usr/lib/modules/**", "/lib/modules/**"] {
-        v.push(rule(g, &[ModuleSignature, Package, Ima], SeverityName::High));
+        v.push(rule(
+            g,
+            &[ModuleSignature, Package, Ima],
+            SeverityName::High,
+        ));
     }
     for g in ["/Windows/**", "/windows/**", "/WINDOWS/**"] {
         v.push(rule(g, &[Authenticode, Catalog], SeverityName::High));
@@ -148,7 +154,12 @@ fn defaults() -> Vec<RuleConfig> {
             SeverityName::Low,
         ));
     }
-    for g in ["/usr/lib/**", "/usr/lib64/**", "/usr/lib32/**", "/usr/libx32/**"] {
+    for g in [
+        "/usr/lib/**",
+        "/usr/lib64/**",
+        "/usr/lib32/**",
+        "/usr/libx32/**",
+    ] {
         v.push(rule(
             g,
             &[Package, Ima, Authenticode, Catalog],
@@ -171,7 +182,10 @@ mod tests {
     fn defaults_by_location() {
         let p = Policy::new(&ProvenanceConfig::default()).unwrap();
         assert_eq!(p.rule_for(b"/usr/local/lib/x.so").unwrap().1, Severity::Low);
-        assert_eq!(p.rule_for(b"/usr/lib/x86_64-linux-gnu/x.so").unwrap().1, Severity::High);
+        assert_eq!(
+            p.rule_for(b"/usr/lib/x86_64-linux-gnu/x.so").unwrap().1,
+            Severity::High
+        );
         assert!(p
             .rule_for(b"/usr/lib/modules/6.1/kernel/a.ko")
             .unwrap()
@@ -189,6 +203,9 @@ mod tests {
         let p = Policy::new(&c).unwrap();
         assert_eq!(p.rule_for(b"/opt/x.so").unwrap().1, Severity::Critical);
         assert!(p.rule_for(b"/usr/lib/x.so").is_none());
-        assert!(toml::from_str::<ProvenanceConfig>("[[rule]]\nglob = \"/\"\naccept = [\"gpg\"]\n").is_err());
+        assert!(
+            toml::from_str::<ProvenanceConfig>("[[rule]]\nglob = \"/\"\naccept = [\"gpg\"]\n")
+                .is_err()
+        );
     }
 }

@@ -5,4 +5,5 @@ mod util;
 
 mod core;
 mod hostile;
+mod provenance;
 mod trust;
