@@ -219,7 +219,7 @@ mod tests {
         let (t, rest) = read(&[0x04, 0x02, 1, 2, 9]).unwrap();
         assert_eq!((t.tag, t.body, rest), (4, &[1u8, 2][..], &[9u8][..]));
         let mut long = vec![0x04, 0x81, 0x80];
-        long.extend(std::iter::repeat(7).take(0x80));
+        long.extend(std::iter::repeat_n(7, 0x80));
         assert_eq!(read(&long).unwrap().0.body.len(), 0x80);
         assert!(read(&[0x04, 0x85, 1, 1, 1, 1, 1]).is_none());
         assert!(read(&[0x04, 0x05, 1]).is_none());

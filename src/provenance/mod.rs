@@ -50,6 +50,9 @@ pub struct Context<'a> {
 pub struct State {
     pub versions: BTreeMap<String, String>,
     pub md5: BTreeMap<Vec<u8>, ([u8; 32], [u8; 16])>,
+    /// Who signed each signed module or PE image (key id or subject),
+    /// keyed by path, with the BLAKE3 of the content it was seen on.
+    pub signers: BTreeMap<Vec<u8>, ([u8; 32], String)>,
 }
 
 impl State {
@@ -61,6 +64,13 @@ impl State {
             key.extend_from_slice(k);
             let mut val = v.0.to_vec();
             val.extend_from_slice(&v.1);
+            out.push((key, val));
+        }
+        for (k, (b, who)) in &self.signers {
+            let mut key = b"s\0".to_vec();
+            key.extend_from_slice(k);
+            let mut val = b.to_vec();
+            val.extend_from_slice(who.as_bytes());
             out.push((key, val));
         }
         for (k, v) in &self.versions {
@@ -84,6 +94,12 @@ impl State {
                         if let (Ok(b), Ok(m)) = (b.try_into(), m.try_into()) {
                             s.md5.insert(path.to_vec(), (b, m));
                         }
+                    }
+                }
+            } else if let Some(path) = k.strip_prefix(b"s\0") {
+                if let (Some(b), Some(who)) = (v.get(..32), v.get(32..)) {
+                    if let (Ok(b), Ok(who)) = (b.try_into(), std::str::from_utf8(who)) {
+                        s.signers.insert(path.to_vec(), (b, who.to_string()));
                     }
                 }
             } else if let Some(name) = k.strip_prefix(b"v\0") {
@@ -183,6 +199,9 @@ pub fn evaluate(cx: &Context, records: &[Record], baseline: &[Record], prior: &S
         if let Some((path, b, m)) = v.md5 {
             out.state.md5.insert(path, (b, m));
         }
+        if let Some((path, b, who)) = v.signer {
+            out.state.signers.insert(path, (b, who));
+        }
         if let Some((path, pkg)) = v.matched {
             out.matched.insert(path, pkg);
         }
@@ -217,6 +236,7 @@ struct FileVerdict {
     md5: Option<(Vec<u8>, [u8; 32], [u8; 16])>,
     matched: Option<(Vec<u8>, (String, String))>,
     md5_computed: bool,
+    signer: Option<(Vec<u8>, [u8; 32], String)>,
 }
 
 fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> FileVerdict {
@@ -228,6 +248,7 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
     let mut evidence: Vec<Evidence> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let mut bad = false;
+    let mut signer: Option<String> = None;
     let finding = |kind, severity, detail: String| Finding {
         kind,
         severity,
@@ -328,6 +349,7 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
             Some(kmod::ModuleSig::Signed { key_id, hash }) => {
                 evidence.push(Evidence::ModuleSignature);
                 notes.push(format!("module signed, key {key_id}, {hash}"));
+                signer = Some(format!("key {key_id} ({hash})"));
             }
             Some(kmod::ModuleSig::Unsigned) => {
                 notes.push("no appended module signature".into());
@@ -354,9 +376,10 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
             .map(|bytes| pe::verify(&bytes, cx.pe_trust))
             .unwrap_or(pe::Verdict::Unreadable);
         match verdict {
-            pe::Verdict::Signed { signer } => {
+            pe::Verdict::Signed { signer: who } => {
                 evidence.push(Evidence::Authenticode);
-                notes.push(format!("Authenticode signed by {signer}"));
+                notes.push(format!("Authenticode signed by {who}"));
+                signer = Some(who);
             }
             pe::Verdict::Catalog { catalog } => {
                 evidence.push(Evidence::Catalog);
@@ -364,6 +387,7 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
             }
             pe::Verdict::Unsigned => notes.push("no Authenticode signature".into()),
             pe::Verdict::Unreadable => notes.push("PE image unreadable".into()),
+            pe::Verdict::NotPe => notes.push("PE headers malformed: no signature to check".into()),
             pe::Verdict::Malformed(why) => {
                 bad = true;
                 v.findings.push(finding(
@@ -399,6 +423,21 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
                 }
             }
         }
+    }
+
+    // A signer other than the baseline's: re-signed with another key.
+    if let (Some(who), Some(b)) = (&signer, r.blake3) {
+        if let Some((_, then)) = prior.signers.get(&r.path) {
+            if then != who {
+                bad = true;
+                v.findings.push(finding(
+                    Kind::UntrustedSigner,
+                    severity,
+                    format!("signer changed since the baseline: {then} -> {who}"),
+                ));
+            }
+        }
+        v.signer = Some((r.path.clone(), b, who.clone()));
     }
 
     if bad || accept.iter().any(|a| evidence.contains(a)) {
@@ -492,32 +531,6 @@ fn read_all(root: &Root, r: &Record, cap: u64) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     f.take(cap).read_to_end(&mut out).ok()?;
     Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn so_names() {
-        assert!(is_so_name(b"libc.so.6"));
-        assert!(is_so_name(b"libfoo.so"));
-        assert!(!is_so_name(b"ld.so.cache"));
-        assert!(!is_so_name(b"ld.so.conf"));
-        assert!(!is_so_name(b"x.sock"));
-    }
-
-    #[test]
-    fn state_round_trips_through_pairs() {
-        let mut s = State::default();
-        s.versions.insert("libc6:amd64".into(), "2.36-9".into());
-        s.md5.insert(b"/usr/lib/x.so".to_vec(), ([1; 32], [2; 16]));
-        assert_eq!(State::from_pairs(&s.to_pairs()), s);
-        assert_eq!(
-            State::from_pairs(&[(b"m\0/x".to_vec(), vec![1, 2])]),
-            State::default()
-        );
-    }
 }
 
 /// Loads what provenance needs for one run (dpkg database, Authenticode
@@ -645,5 +658,35 @@ fn find_catalogs(root: &Root, dir: &Path, depth: usize, out: &mut Vec<std::path:
         {
             out.push(logical);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn so_names() {
+        assert!(is_so_name(b"libc.so.6"));
+        assert!(is_so_name(b"libfoo.so"));
+        assert!(!is_so_name(b"ld.so.cache"));
+        assert!(!is_so_name(b"ld.so.conf"));
+        assert!(!is_so_name(b"x.sock"));
+    }
+
+    #[test]
+    fn state_round_trips_through_pairs() {
+        let mut s = State::default();
+        s.versions.insert("libc6:amd64".into(), "2.36-9".into());
+        s.md5.insert(b"/usr/lib/x.so".to_vec(), ([1; 32], [2; 16]));
+        s.signers.insert(
+            b"/usr/lib/modules/a.ko".to_vec(),
+            ([3; 32], "key 01".into()),
+        );
+        assert_eq!(State::from_pairs(&s.to_pairs()), s);
+        assert_eq!(
+            State::from_pairs(&[(b"m\0/x".to_vec(), vec![1, 2])]),
+            State::default()
+        );
     }
 }

@@ -31,6 +31,9 @@ pub enum Verdict {
     },
     Unsigned,
     Unreadable,
+    /// The headers do not parse as a PE image: there is no signature to
+    /// check (the loader would refuse it too).
+    NotPe,
     /// The image or its signature blob cannot be parsed.
     Malformed(&'static str),
     /// The signed digest is not the image's: modified after signing.
@@ -232,7 +235,7 @@ fn collect_digests<'a>(b: &'a [u8], depth: usize, out: &mut Vec<&'a [u8]>) {
 /// Judges one PE image.
 pub fn verify(b: &[u8], trust: Option<&TrustStore>) -> Verdict {
     let Some(l) = layout(b) else {
-        return Verdict::Malformed("not a well-formed PE image");
+        return Verdict::NotPe;
     };
     if l.cert_table.1 == 0 {
         if let Some(t) = trust.filter(|t| !t.catalog.is_empty()) {
@@ -580,10 +583,7 @@ mod tests {
             assert!(layout(&b).is_some());
             assert_eq!(verify(&b, None), Verdict::Unsigned);
         }
-        assert_eq!(
-            verify(b"MZ", None),
-            Verdict::Malformed("not a well-formed PE image")
-        );
+        assert_eq!(verify(b"MZ", None), Verdict::NotPe);
     }
 
     #[test]

@@ -265,8 +265,8 @@ fn make_ca(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
 
 /// Appends a kernel-format signature (PKCS#7 DER, module_signature,
 /// marker) to `module`, as scripts/sign-file does.
-fn sign_module(t: &TestRoot, module: &Path) {
-    let (key, crt) = make_ca(t.dir.path(), "modsign");
+fn sign_module(t: &TestRoot, module: &Path, cn: &str) {
+    let (key, crt) = make_ca(t.dir.path(), cn);
     let sig = t.dir.path().join("mod.p7s");
     sh(Command::new("openssl")
         .args([
@@ -295,7 +295,7 @@ fn kernel_modules_without_appended_signature_are_unsigned() {
     let kdir = "usr/lib/modules/6.1.0-test/kernel/drivers";
     compile_module(&t, &format!("{kdir}/plain.ko"));
     let signed = compile_module(&t, &format!("{kdir}/signed.ko"));
-    sign_module(&t, &signed);
+    sign_module(&t, &signed, "modsign");
     let broken = compile_module(&t, &format!("{kdir}/broken.ko"));
     let mut b = std::fs::read(&broken).unwrap();
     b.extend_from_slice(&[0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0x10, 0]);
@@ -325,6 +325,17 @@ fn kernel_modules_without_appended_signature_are_unsigned() {
     let x = find(&f, "unsigned", &p("packed.ko.xz")).unwrap_or_else(|| panic!("{:?}", kinds(&f)));
     assert!(x["detail"].as_str().unwrap().contains("compressed"), "{x}");
     assert_eq!(code & 8, 8);
+
+    // Re-signed with another key: the signer recorded at init differs.
+    let signed = compile_module(&t, &format!("{kdir}/signed.ko"));
+    sign_module(&t, &signed, "other-key");
+    let (_, f, _) = check(&t, &["--config", cfg]);
+    let s =
+        find(&f, "untrusted_signer", &p("signed.ko")).unwrap_or_else(|| panic!("{:?}", kinds(&f)));
+    assert!(
+        s["detail"].as_str().unwrap().contains("signer changed"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -483,7 +494,7 @@ fn authenticode_signed_unsigned_tampered_and_untrusted_dlls() {
     t.write(
         "etc/lw.toml",
         format!(
-            "paths = [\"/Windows/System32\"]\n[provenance]\nauthenticode_roots = \"{}\"\n",
+            "[provenance]\nauthenticode_roots = \"{}\"\n",
             ca.1.display()
         ),
     );
@@ -515,4 +526,147 @@ fn authenticode_signed_unsigned_tampered_and_untrusted_dlls() {
         "{r}"
     );
     assert_eq!(code & 8, 8);
+}
+
+/// DER: one TLV.
+fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    let n = body.len();
+    if n < 0x80 {
+        v.push(n as u8);
+    } else if n < 0x100 {
+        v.extend([0x81, n as u8]);
+    } else {
+        v.extend([0x82, (n >> 8) as u8, n as u8]);
+    }
+    v.extend_from_slice(body);
+    v
+}
+
+fn oid(dotted: &str) -> Vec<u8> {
+    let p: Vec<u64> = dotted.split('.').map(|x| x.parse().unwrap()).collect();
+    let mut body = vec![(p[0] * 40 + p[1]) as u8];
+    for &n in &p[2..] {
+        let mut stack = vec![(n & 0x7f) as u8];
+        let mut m = n >> 7;
+        while m > 0 {
+            stack.push((m & 0x7f) as u8 | 0x80);
+            m >>= 7;
+        }
+        stack.reverse();
+        body.extend(stack);
+    }
+    tlv(0x06, &body)
+}
+
+fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
+    tlv(0x30, &parts.concat())
+}
+
+/// A minimal catalog CTL listing `digests` (SHA-256 Authenticode digests)
+/// the way makecat does: each member an SpcIndirectDataContent attribute.
+fn ctl(digests: &[Vec<u8>]) -> Vec<u8> {
+    let sha256 = seq(&[oid("2.16.840.1.101.3.4.2.1"), vec![0x05, 0x00]]);
+    let members: Vec<Vec<u8>> = digests
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let spc = seq(&[
+                seq(&[oid("1.3.6.1.4.1.311.2.1.15"), seq(&[])]),
+                seq(&[sha256.clone(), tlv(0x04, d)]),
+            ]);
+            let attr = seq(&[oid("1.3.6.1.4.1.311.2.1.4"), tlv(0x31, &spc)]);
+            seq(&[tlv(0x04, format!("member{i}").as_bytes()), tlv(0x31, &attr)])
+        })
+        .collect();
+    seq(&[
+        seq(&[oid("1.3.6.1.4.1.311.12.1.1")]),
+        tlv(0x04, b"libwarden-test"),
+        tlv(0x17, b"260101000000Z"),
+        seq(&[oid("1.3.6.1.4.1.311.12.1.2"), vec![0x05, 0x00]]),
+        seq(&members),
+    ])
+}
+
+fn sign_catalog(t: &TestRoot, ctl: &[u8], signer: &(PathBuf, PathBuf), out: &Path) {
+    let inp = t.dir.path().join("ctl.der");
+    std::fs::write(&inp, ctl).unwrap();
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    sh(Command::new("openssl")
+        .args(["cms", "-sign", "-nodetach", "-binary", "-md", "sha256"])
+        .args(["-econtent_type", "1.3.6.1.4.1.311.10.1", "-outform", "DER"])
+        .arg("-in")
+        .arg(&inp)
+        .arg("-signer")
+        .arg(&signer.1)
+        .arg("-inkey")
+        .arg(&signer.0)
+        .arg("-out")
+        .arg(out));
+}
+
+fn authenticode_sha256(dll: &Path) -> Vec<u8> {
+    let b = std::fs::read(dll).unwrap();
+    let l = libwarden::provenance::pe::layout(&b).unwrap();
+    libwarden::provenance::pe::authenticode_digest(&b, &l, "sha256").unwrap()
+}
+
+#[test]
+fn a_dll_listed_in_a_verified_catalog_counts_as_signed() {
+    let t = TestRoot::new();
+    let sys = "Windows/System32";
+    let ca = make_ca(t.dir.path(), "Catalog Root");
+    let rogue = make_ca(t.dir.path(), "Rogue Catalog CA");
+    let listed = compile_dll(&t, &format!("{sys}/listed.dll"), 5);
+    compile_dll(&t, &format!("{sys}/unlisted.dll"), 6);
+    let in_rogue = compile_dll(&t, &format!("{sys}/in-rogue-catalog.dll"), 7);
+    let cats = t.path(&format!(
+        "{sys}/CatRoot/{{F750E6C3-38EE-11D1-85E5-00C04FC295EE}}"
+    ));
+    sign_catalog(
+        &t,
+        &ctl(&[authenticode_sha256(&listed)]),
+        &ca,
+        &cats.join("good.cat"),
+    );
+    sign_catalog(
+        &t,
+        &ctl(&[authenticode_sha256(&in_rogue)]),
+        &rogue,
+        &cats.join("rogue.cat"),
+    );
+    t.write(
+        "etc/lw.toml",
+        format!(
+            "[provenance]\nauthenticode_roots = \"{}\"\n",
+            ca.1.display()
+        ),
+    );
+    let cfg = t.path("etc/lw.toml");
+    let cfg = cfg.to_str().unwrap();
+    let o = t.run(&["--config", cfg, "init"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (_, f, err) = check(&t, &["--config", cfg]);
+    let p = |n: &str| format!("/{sys}/{n}");
+    assert!(
+        f.iter().all(|x| x["path"] != p("listed.dll")),
+        "{:?} {err}",
+        kinds(&f)
+    );
+    assert!(
+        find(&f, "unsigned", &p("unlisted.dll")).is_some(),
+        "{:?}",
+        kinds(&f)
+    );
+    assert!(
+        find(&f, "unsigned", &p("in-rogue-catalog.dll")).is_some(),
+        "{:?}",
+        kinds(&f)
+    );
+    assert!(err.contains("rogue.cat not used"), "{err}");
 }
