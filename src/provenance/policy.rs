@@ -7,7 +7,7 @@
 //! | glob | accepted | severity when nothing vouches |
 //! |---|---|---|
 //! | `/usr/lib/modules/**`, `/lib/modules/**` | module_signature, package, ima | high |
-//! | `/Windows/**`, `/windows/**` | authenticode, catalog | high |
+//! | `/windows/**` (any case) | authenticode, catalog | high |
 //! | `/usr/local/**`, `/opt/**` | package, manifest, ima, authenticode | low |
 //! | `/usr/lib/**`, `/usr/lib64/**`, `/usr/lib32/**`, `/usr/libx32/**` | package, ima, authenticode, catalog | high |
 //! | `/**` | package, ima, authenticode, catalog, module_signature | medium |
@@ -46,6 +46,9 @@ pub struct RuleConfig {
     pub accept: Vec<Evidence>,
     #[serde(default = "default_severity")]
     pub severity: SeverityName,
+    /// Match the glob case-insensitively (Windows images).
+    #[serde(default)]
+    pub ignore_case: bool,
 }
 
 fn default_severity() -> SeverityName {
@@ -109,6 +112,7 @@ impl Policy {
         for r in rules {
             let g = globset::GlobBuilder::new(&r.glob)
                 .literal_separator(true)
+                .case_insensitive(r.ignore_case)
                 .build()
                 .map_err(|e| format!("provenance rule glob {:?}: {e}", r.glob))?;
             out.push((g.compile_matcher(), r.accept, r.severity.into()));
@@ -135,6 +139,7 @@ fn defaults() -> Vec<RuleConfig> {
         glob: glob.to_string(),
         accept: accept.to_vec(),
         severity,
+        ignore_case: false,
     };
     let mut v = Vec::new();
     for g in ["/usr/lib/modules/**", "/lib/modules/**"] {
@@ -144,9 +149,10 @@ fn defaults() -> Vec<RuleConfig> {
             SeverityName::High,
         ));
     }
-    for g in ["/Windows/**", "/windows/**", "/WINDOWS/**"] {
-        v.push(rule(g, &[Authenticode, Catalog], SeverityName::High));
-    }
+    v.push(RuleConfig {
+        ignore_case: true,
+        ..rule("/windows/**", &[Authenticode, Catalog], SeverityName::High)
+    });
     for g in ["/usr/local/**", "/opt/**"] {
         v.push(rule(
             g,
@@ -192,6 +198,8 @@ mod tests {
             .0
             .contains(&Evidence::ModuleSignature));
         assert_eq!(p.rule_for(b"/srv/lib/x.so").unwrap().1, Severity::Medium);
+        let win = p.rule_for(b"/WinDows/System32/k.dll").unwrap();
+        assert_eq!(win.0, &[Evidence::Authenticode, Evidence::Catalog]);
     }
 
     #[test]
