@@ -578,4 +578,29 @@ mod tests {
             Err(Error::NewerSchema { .. })
         ));
     }
+
+    #[test]
+    fn extra_pairs_round_trip_and_are_covered_by_the_digest() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::create(t.path(), false).unwrap();
+        let extra = vec![(b"v\0libc6".to_vec(), b"2.36".to_vec())];
+        let m = s
+            .write_generation_with_extra(&[], &extra, b"/", None)
+            .unwrap();
+        let (_, _, got) = s.load_with_extra().unwrap();
+        assert_eq!(got, extra);
+        let x = s.db.open_tree(extra_name(m.generation)).unwrap();
+        x.insert(b"v\0libc6", b"9.99".to_vec()).unwrap();
+        assert!(s.load().is_err(), "altered extra pairs must be detected");
+        x.clear().unwrap();
+        assert!(s.load().is_err(), "removed extra pairs must be detected");
+        // A later generation without extra pairs drops the old tree.
+        s.write_generation(&[], b"/", None).unwrap();
+        assert!(s.load_with_extra().unwrap().2.is_empty());
+        assert!(!s
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n.starts_with(b"extra/")));
+    }
 }

@@ -450,6 +450,56 @@ mod tests {
         assert_eq!(c.file(b"/nonexistent/x"), b"/nonexistent/x");
     }
 
+    #[test]
+    fn load_indexes_canonical_paths_versions_and_diversions() {
+        let t = tempfile::tempdir().unwrap();
+        let w = |rel: &str, text: &str| {
+            let p = t.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        w(
+            "var/lib/dpkg/status",
+            "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36\n\n\
+             Package: old\nStatus: deinstall ok config-files\nVersion: 1\n\n\
+             Package: nomd5\nStatus: install ok installed\nVersion: 3\n",
+        );
+        w(
+            "var/lib/dpkg/info/libc6:amd64.md5sums",
+            "00000000000000000000000000000001  lib/x86_64-linux-gnu/libc.so.6\n\
+             00000000000000000000000000000002  usr/lib/x86_64-linux-gnu/libdiv.so\n",
+        );
+        w("var/lib/dpkg/info/libc6:amd64.list", "/.\n/lib\n");
+        w(
+            "var/lib/dpkg/info/old.md5sums",
+            "00000000000000000000000000000003  usr/lib/old.so\n",
+        );
+        w("var/lib/dpkg/info/nomd5.list", "/.\n/usr/lib/nomd5.so\n");
+        w(
+            "var/lib/dpkg/diversions",
+            "/usr/lib/x86_64-linux-gnu/libdiv.so\n/usr/lib/x86_64-linux-gnu/libdiv.so.distrib\nlocal-pkg\n",
+        );
+        let root = Root::new(t.path()).unwrap();
+        let db = DpkgDb::load(&root, Path::new(ADMIN_DIR)).unwrap().unwrap();
+        let o = db.owners(b"/usr/lib/x86_64-linux-gnu/libc.so.6");
+        assert_eq!(o.len(), 1);
+        assert_eq!(db.package(&o[0]).unwrap().version, "2.36");
+        assert_eq!(o[0].md5.unwrap()[15], 1);
+        assert!(db.owners(b"/lib/x86_64-linux-gnu/libc.so.6").is_empty());
+        assert!(db.owners(b"/usr/lib/old.so").is_empty(), "config-files only");
+        assert_eq!(db.owners(b"/usr/lib/nomd5.so")[0].md5, None);
+        assert!(db.owners(b"/usr/lib/x86_64-linux-gnu/libdiv.so").is_empty());
+        assert_eq!(
+            db.owners(b"/usr/lib/x86_64-linux-gnu/libdiv.so.distrib").len(),
+            1
+        );
+        let none = tempfile::tempdir().unwrap();
+        let r = Root::new(none.path()).unwrap();
+        assert!(DpkgDb::load(&r, Path::new(ADMIN_DIR)).unwrap().is_none());
+    }
+
     proptest! {
         #[test]
         fn parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
