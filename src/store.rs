@@ -597,10 +597,6 @@ mod tests {
         // A later generation without extra pairs drops the old tree.
         s.write_generation(&[], b"/", None).unwrap();
         assert!(s.load_with_extra().unwrap().2.is_empty());
-        assert!(!s
-            .db
-            .tree_names()
-            .iter()
-            .any(|n| n.starts_with(b"extra/")));
+        assert!(!s.db.tree_names().iter().any(|n| n.starts_with(b"extra/")));
     }
 }

@@ -488,11 +488,15 @@ mod tests {
         assert_eq!(db.package(&o[0]).unwrap().version, "2.36");
         assert_eq!(o[0].md5.unwrap()[15], 1);
         assert!(db.owners(b"/lib/x86_64-linux-gnu/libc.so.6").is_empty());
-        assert!(db.owners(b"/usr/lib/old.so").is_empty(), "config-files only");
+        assert!(
+            db.owners(b"/usr/lib/old.so").is_empty(),
+            "config-files only"
+        );
         assert_eq!(db.owners(b"/usr/lib/nomd5.so")[0].md5, None);
         assert!(db.owners(b"/usr/lib/x86_64-linux-gnu/libdiv.so").is_empty());
         assert_eq!(
-            db.owners(b"/usr/lib/x86_64-linux-gnu/libdiv.so.distrib").len(),
+            db.owners(b"/usr/lib/x86_64-linux-gnu/libdiv.so.distrib")
+                .len(),
             1
         );
         let none = tempfile::tempdir().unwrap();

@@ -2,8 +2,9 @@
 //! of its content (`IMA_XATTR_DIGEST_NG`, type 0x04, or the old SHA-1
 //! `IMA_XATTR_DIGEST`, 0x01) or a signature (`EVM_IMA_XATTR_DIGSIG`, 0x03,
 //! version 2). A digest is checked against the content; a signature is
-//! recorded with its key id and reported as not verified (libwarden holds
-//! no IMA keys yet).
+//! verified (RSA PKCS#1 v1.5 over the content digest, as `evmctl` makes
+//! them) against the keys of the `ima_keys` config, or reported as not
+//! verified when none is configured.
 
 use std::ffi::CString;
 use std::io::Read;
@@ -21,7 +22,11 @@ pub enum Ima {
     /// A digest of the content with the named hash algorithm.
     Hash { algo: &'static str, digest: Vec<u8> },
     /// A v2 signature; `key_id` is the last 4 bytes of the key's SKI, hex.
-    Signature { algo: &'static str, key_id: String },
+    Signature {
+        algo: &'static str,
+        key_id: String,
+        sig: Vec<u8>,
+    },
     /// Present but not understood.
     Other(u8),
 }
@@ -54,7 +59,9 @@ pub fn parse(v: &[u8]) -> Option<Ima> {
         0x03 if v.get(1) == Some(&2) => {
             let algo = algo_name(*v.get(2)?);
             let key_id = crate::escape::hex(v.get(3..7)?);
-            Ima::Signature { algo, key_id }
+            let n = u16::from_be_bytes([*v.get(7)?, *v.get(8)?]) as usize;
+            let sig = v.get(9..9usize.checked_add(n)?)?.to_vec();
+            Ima::Signature { algo, key_id, sig }
         }
         other => Ima::Other(other),
     })
@@ -124,7 +131,8 @@ mod tests {
             parse(&[3, 2, 4, 0xde, 0xad, 0xbe, 0xef, 0, 1, 9]),
             Some(Ima::Signature {
                 algo: "sha256",
-                key_id: "deadbeef".into()
+                key_id: "deadbeef".into(),
+                sig: vec![9],
             })
         );
         assert_eq!(parse(&[]), None);

@@ -41,6 +41,8 @@ pub struct Context<'a> {
     pub policy: &'a Policy,
     pub dpkg: Option<&'a dpkg::DpkgDb>,
     pub pe_trust: Option<&'a pe::TrustStore>,
+    /// Public keys (SPKI DER) that IMA signatures are verified against.
+    pub ima_keys: &'a [Vec<u8>],
 }
 
 /// What provenance keeps in the baseline beside the records: the package
@@ -334,9 +336,35 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
                     None => notes.push(format!("IMA {algo} hash not verified")),
                 }
             }
-            Some(ima::Ima::Signature { algo, key_id }) => notes.push(format!(
-                "IMA {algo} signature by key {key_id} present, not verified (no IMA key configured)"
-            )),
+            Some(ima::Ima::Signature { algo, key_id, sig }) => {
+                if cx.ima_keys.is_empty() {
+                    notes.push(format!(
+                        "IMA {algo} signature by key {key_id} present, not verified (no ima_keys configured)"
+                    ));
+                } else {
+                    let digest = open_checked(cx.root, r)
+                        .and_then(|mut f| ima::digest_of(algo, &mut f).and_then(|d| d.ok()));
+                    let ok = digest.as_ref().is_some_and(|d| {
+                        cx.ima_keys
+                            .iter()
+                            .any(|k| pe::rsa_verify_prehashed(k, algo, d, &sig))
+                    });
+                    if ok {
+                        evidence.push(Evidence::Ima);
+                    } else if digest.is_none() {
+                        notes.push(format!("IMA {algo} signature not verified (unreadable)"));
+                    } else {
+                        bad = true;
+                        v.findings.push(finding(
+                            Kind::SignatureInvalid,
+                            Severity::High,
+                            format!(
+                                "IMA {algo} signature (key {key_id}) does not verify with any configured IMA key"
+                            ),
+                        ));
+                    }
+                }
+            }
             Some(ima::Ima::Other(t)) => notes.push(format!("security.ima of unknown type {t}")),
             None => {}
         }
@@ -570,7 +598,18 @@ pub fn run(
         .authenticode_roots
         .as_ref()
         .map(|p| load_trust(&s.root, p, s.quiet));
+    let mut ima_keys = Vec::new();
+    for p in &s.provenance.ima_keys {
+        match std::fs::read(p) {
+            Ok(b) => ima_keys.extend(pe::public_keys_from_pem(&b)),
+            Err(e) if !s.quiet => {
+                eprintln!("libwarden: warning: ima_keys {}: {e}", p.display())
+            }
+            Err(_) => {}
+        }
+    }
     let cx = Context {
+        ima_keys: &ima_keys,
         root: &s.root,
         policy: &s.provenance_policy,
         dpkg: db.as_ref(),

@@ -413,11 +413,16 @@ fn hash(algo: &str, parts: &[&[u8]]) -> Option<Vec<u8>> {
 
 /// RSA PKCS#1 v1.5 verification of `sig` over `msg` hashed with `halg`.
 fn rsa_verify(spki: &[u8], halg: &str, msg: &[u8], sig: &[u8]) -> bool {
+    match hash(halg, &[msg]) {
+        Some(h) => rsa_verify_prehashed(spki, halg, &h, sig),
+        None => false,
+    }
+}
+
+/// RSA PKCS#1 v1.5 verification of `sig` over an already computed digest.
+pub fn rsa_verify_prehashed(spki: &[u8], halg: &str, digest: &[u8], sig: &[u8]) -> bool {
     use rsa::pkcs8::DecodePublicKey;
     let Ok(key) = rsa::RsaPublicKey::from_public_key_der(spki) else {
-        return false;
-    };
-    let Some(h) = hash(halg, &[msg]) else {
         return false;
     };
     let scheme = match halg {
@@ -427,7 +432,42 @@ fn rsa_verify(spki: &[u8], halg: &str, msg: &[u8], sig: &[u8]) -> bool {
         "sha512" => rsa::Pkcs1v15Sign::new::<sha2::Sha512>(),
         _ => return false,
     };
-    key.verify(scheme, &h, sig).is_ok()
+    key.verify(scheme, digest, sig).is_ok()
+}
+
+/// The public keys (SubjectPublicKeyInfo DER) in a PEM file of
+/// `CERTIFICATE` and/or `PUBLIC KEY` blocks.
+pub fn public_keys_from_pem(pem: &[u8]) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(pem);
+    let mut out = Vec::new();
+    let mut cur: Option<(String, String)> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(label) = line
+            .strip_prefix("-----BEGIN ")
+            .and_then(|l| l.strip_suffix("-----"))
+        {
+            cur = Some((label.to_string(), String::new()));
+        } else if line.starts_with("-----END ") {
+            if let Some((label, body)) = cur.take() {
+                let Some(der) = base64_decode(&body) else {
+                    continue;
+                };
+                match label.as_str() {
+                    "CERTIFICATE" => {
+                        if let Some(c) = Cert::parse(&der) {
+                            out.push(c.spki.to_vec());
+                        }
+                    }
+                    "PUBLIC KEY" => out.push(der),
+                    _ => {}
+                }
+            }
+        } else if let Some((_, body)) = cur.as_mut() {
+            body.push_str(line);
+        }
+    }
+    out
 }
 
 /// The parts of an X.509 certificate the chain check needs.

@@ -89,6 +89,10 @@ pub struct ProvenanceConfig {
     pub dpkg_admin_dir: Option<std::path::PathBuf>,
     /// PEM bundle (host path) of roots trusted for Authenticode.
     pub authenticode_roots: Option<std::path::PathBuf>,
+    /// PEM files (host paths) of certificates or public keys that IMA
+    /// signatures are verified against.
+    #[serde(default)]
+    pub ima_keys: Vec<std::path::PathBuf>,
     /// Rules, first match wins; replace the defaults when given.
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleConfig>,

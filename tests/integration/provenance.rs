@@ -670,3 +670,58 @@ fn a_dll_listed_in_a_verified_catalog_counts_as_signed() {
     );
     assert!(err.contains("rogue.cat not used"), "{err}");
 }
+
+#[test]
+fn ima_signatures_verify_against_configured_keys() {
+    let t = TestRoot::new();
+    dpkg_root(&t);
+    let (key, crt) = make_ca(t.dir.path(), "IMA key");
+    t.compile_so(
+        &format!("{MA}/libsigned.so"),
+        "libsigned.so",
+        "int a(void){return 1;}",
+    );
+    t.compile_so(
+        &format!("{MA}/libforged.so"),
+        "libforged.so",
+        "int b(void){return 2;}",
+    );
+    let ima_sig = |rel: &str, over: &str| {
+        let sig = t.dir.path().join("ima.sig");
+        sh(Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&sig)
+            .arg(t.path(over)));
+        let sig = std::fs::read(&sig).unwrap();
+        let hex: String = sig.iter().map(|b| format!("{b:02x}")).collect();
+        sh(Command::new("setfattr")
+            .args(["-n", "security.ima", "-v"])
+            .arg(format!("0x030204cafef00d{:04x}{hex}", sig.len()))
+            .arg(t.path(rel)));
+    };
+    ima_sig(&format!("{MA}/libsigned.so"), &format!("{MA}/libsigned.so"));
+    // A signature lifted from another file.
+    ima_sig(&format!("{MA}/libforged.so"), &format!("{MA}/libsigned.so"));
+    t.write(
+        "etc/lw.toml",
+        format!("[provenance]\nima_keys = [\"{}\"]\n", crt.display()),
+    );
+    let cfg = t.path("etc/lw.toml");
+    let cfg = cfg.to_str().unwrap();
+    t.run(&["--config", cfg, "init"]);
+    let (_, f, _) = check(&t, &["--config", cfg]);
+    let p = |n: &str| format!("/{MA}/{n}");
+    assert!(
+        f.iter().all(|x| x["path"] != p("libsigned.so")),
+        "{:?}",
+        kinds(&f)
+    );
+    let x = find(&f, "signature_invalid", &p("libforged.so"))
+        .unwrap_or_else(|| panic!("{:?}", kinds(&f)));
+    assert!(
+        x["detail"].as_str().unwrap().contains("does not verify"),
+        "{x}"
+    );
+}
