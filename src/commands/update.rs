@@ -154,6 +154,13 @@ fn next_state(
         if let Some(v) = hit {
             st.signers.insert(r.path.clone(), v.clone());
         }
+        let hit = [out.state.pe.get(&r.path), prior.pe.get(&r.path)]
+            .into_iter()
+            .flatten()
+            .find(|(hb, _, _)| *hb == b);
+        if let Some(v) = hit {
+            st.pe.insert(r.path.clone(), v.clone());
+        }
     }
     st.to_pairs()
 }

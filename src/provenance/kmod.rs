@@ -14,8 +14,19 @@ const INFO_LEN: usize = 12;
 const PKEY_ID_PKCS7: u8 = 2;
 /// Signatures are a few KiB; a larger claimed length is malformed.
 pub const MAX_SIG: usize = 64 << 10;
-/// How much of the file's tail to read.
-pub const TAIL: usize = MAX_SIG + INFO_LEN + 28;
+/// The fixed part of the tail: `struct module_signature` and the marker.
+pub const TRAILER: usize = INFO_LEN + 28;
+
+/// How many bytes of the tail [`inspect`] needs, judging from the last
+/// [`TRAILER`] bytes: the whole signature when the marker is there (so a
+/// module is read twice, briefly, and never whole).
+pub fn tail_needed(trailer: &[u8]) -> usize {
+    if trailer.len() != TRAILER || !trailer.ends_with(MARKER) {
+        return trailer.len();
+    }
+    let n = u32::from_be_bytes([trailer[8], trailer[9], trailer[10], trailer[11]]) as usize;
+    TRAILER + n.min(MAX_SIG)
+}
 
 /// What the tail of a module says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,8 +59,8 @@ pub fn compression(name: &[u8]) -> Option<&'static str> {
         .map(|(_, c)| *c)
 }
 
-/// Judges a module from its name and the last bytes of the file (at most
-/// [`TAIL`]; fewer is fine).
+/// Judges a module from its name and the last bytes of the file (see
+/// [`tail_needed`]; fewer is fine).
 pub fn inspect(name: &[u8], tail: &[u8]) -> ModuleSig {
     if !tail.ends_with(MARKER) {
         if let Some(c) = compression(name) {
@@ -99,6 +110,16 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn tail_needed_reads_only_the_signature() {
+        let mut t = vec![0u8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+        t.extend_from_slice(MARKER);
+        assert_eq!(tail_needed(&t), TRAILER + 256);
+        t[8] = 0xff;
+        assert_eq!(tail_needed(&t), TRAILER + MAX_SIG);
+        assert_eq!(tail_needed(b"short"), 5);
+    }
+
+    #[test]
     fn unsigned_and_hidden() {
         assert_eq!(inspect(b"a.ko", b"\x7fELF..."), ModuleSig::Unsigned);
         assert_eq!(inspect(b"a.ko.xz", b"\xfd7zXZ"), ModuleSig::Hidden("xz"));
@@ -123,6 +144,7 @@ mod tests {
                 d.extend_from_slice(MARKER);
             }
             let _ = inspect(b"m.ko", &d);
+            let _ = tail_needed(d.get(d.len().saturating_sub(TRAILER)..).unwrap_or_default());
             for n in 0..d.len().min(64) {
                 let _ = inspect(b"m.ko", &d[n..]);
             }

@@ -55,7 +55,13 @@ pub struct State {
     /// Who signed each signed module or PE image (key id or subject),
     /// keyed by path, with the BLAKE3 of the content it was seen on.
     pub signers: BTreeMap<Vec<u8>, ([u8; 32], String)>,
+    /// Authenticode verdicts by path: (BLAKE3 of the image, trust
+    /// fingerprint, encoded verdict). Re-verified when either changes.
+    pub pe: BTreeMap<Vec<u8>, PeCacheEntry>,
 }
+
+/// (BLAKE3 of the image, trust fingerprint, encoded [`pe::Verdict`]).
+pub type PeCacheEntry = ([u8; 32], [u8; 32], Vec<u8>);
 
 impl State {
     /// Key/value pairs for the store, sorted by key.
@@ -73,6 +79,14 @@ impl State {
             key.extend_from_slice(k);
             let mut val = b.to_vec();
             val.extend_from_slice(who.as_bytes());
+            out.push((key, val));
+        }
+        for (k, (b, fp, verdict)) in &self.pe {
+            let mut key = b"p\0".to_vec();
+            key.extend_from_slice(k);
+            let mut val = b.to_vec();
+            val.extend_from_slice(fp);
+            val.extend_from_slice(verdict);
             out.push((key, val));
         }
         for (k, v) in &self.versions {
@@ -102,6 +116,14 @@ impl State {
                 if let (Some(b), Some(who)) = (v.get(..32), v.get(32..)) {
                     if let (Ok(b), Ok(who)) = (b.try_into(), std::str::from_utf8(who)) {
                         s.signers.insert(path.to_vec(), (b, who.to_string()));
+                    }
+                }
+            } else if let Some(path) = k.strip_prefix(b"p\0") {
+                if let (Some(b), Some(fp), Some(verdict)) =
+                    (v.get(..32), v.get(32..64), v.get(64..))
+                {
+                    if let (Ok(b), Ok(fp)) = (b.try_into(), fp.try_into()) {
+                        s.pe.insert(path.to_vec(), (b, fp, verdict.to_vec()));
                     }
                 }
             } else if let Some(name) = k.strip_prefix(b"v\0") {
@@ -201,6 +223,9 @@ pub fn evaluate(cx: &Context, records: &[Record], baseline: &[Record], prior: &S
         if let Some((path, b, m)) = v.md5 {
             out.state.md5.insert(path, (b, m));
         }
+        if let Some((path, entry)) = v.pe {
+            out.state.pe.insert(path, entry);
+        }
         if let Some((path, b, who)) = v.signer {
             out.state.signers.insert(path, (b, who));
         }
@@ -239,6 +264,7 @@ struct FileVerdict {
     matched: Option<(Vec<u8>, (String, String))>,
     md5_computed: bool,
     signer: Option<(Vec<u8>, [u8; 32], String)>,
+    pe: Option<(Vec<u8>, PeCacheEntry)>,
 }
 
 fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> FileVerdict {
@@ -373,7 +399,10 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
     // Kernel module signature.
     let is_module = kmod::is_module_name(name);
     if is_module {
-        match read_tail(cx.root, r, kmod::TAIL as u64).map(|t| kmod::inspect(name, &t)) {
+        let tail = read_tail(cx.root, r, kmod::TRAILER as u64)
+            .map(|t| kmod::tail_needed(&t))
+            .and_then(|n| read_tail(cx.root, r, n as u64));
+        match tail.map(|t| kmod::inspect(name, &t)) {
             Some(kmod::ModuleSig::Signed { key_id, hash }) => {
                 evidence.push(Evidence::ModuleSignature);
                 notes.push(format!("module signed, key {key_id}, {hash}"));
@@ -400,9 +429,20 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
     // Authenticode.
     let is_pe = matches!(r.class, FileClass::PeDll | FileClass::PeExe);
     if is_pe {
-        let verdict = read_all(cx.root, r, PE_CAP)
-            .map(|bytes| pe::verify(&bytes, cx.pe_trust))
-            .unwrap_or(pe::Verdict::Unreadable);
+        let fp = cx.pe_trust.map_or([0; 32], |t| t.fingerprint_cached());
+        let cached = match (r.blake3, prior.pe.get(&r.path)) {
+            (Some(b), Some((pb, pfp, enc))) if b == *pb && fp == *pfp => pe::Verdict::decode(enc),
+            _ => None,
+        };
+        let verdict = match cached {
+            Some(v) => v,
+            None => read_all(cx.root, r, PE_CAP)
+                .map(|bytes| pe::verify(&bytes, cx.pe_trust))
+                .unwrap_or(pe::Verdict::Unreadable),
+        };
+        if let (Some(b), Some(enc)) = (r.blake3, verdict.encode()) {
+            v.pe = Some((r.path.clone(), (b, fp, enc)));
+        }
         match verdict {
             pe::Verdict::Signed { signer: who } => {
                 evidence.push(Evidence::Authenticode);

@@ -47,6 +47,44 @@ pub enum Verdict {
     },
 }
 
+impl Verdict {
+    /// A compact encoding for the verdict cache; `None` for verdicts that
+    /// are not cached (rare failures, re-examined every time).
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        let (tag, text) = match self {
+            Verdict::Signed { signer } => (1, signer.clone()),
+            Verdict::Catalog { catalog } => (2, catalog.clone()),
+            Verdict::Unsigned => (3, String::new()),
+            Verdict::NotPe => (4, String::new()),
+            Verdict::DigestMismatch => (5, String::new()),
+            Verdict::Untrusted { signer, why } => (6, format!("{signer}\0{why}")),
+            _ => return None,
+        };
+        let mut v = vec![tag];
+        v.extend_from_slice(text.as_bytes());
+        Some(v)
+    }
+
+    pub fn decode(v: &[u8]) -> Option<Verdict> {
+        let text = std::str::from_utf8(v.get(1..)?).ok()?.to_string();
+        Some(match v.first()? {
+            1 => Verdict::Signed { signer: text },
+            2 => Verdict::Catalog { catalog: text },
+            3 => Verdict::Unsigned,
+            4 => Verdict::NotPe,
+            5 => Verdict::DigestMismatch,
+            6 => {
+                let (signer, why) = text.split_once('\0')?;
+                Verdict::Untrusted {
+                    signer: signer.to_string(),
+                    why: why.to_string(),
+                }
+            }
+            _ => return None,
+        })
+    }
+}
+
 /// The offsets the Authenticode digest skips.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -149,6 +187,7 @@ pub fn pkcs7_blob<'a>(b: &'a [u8], l: &Layout) -> Option<&'a [u8]> {
 pub struct TrustStore {
     roots: Vec<Vec<u8>>,
     catalog: std::collections::HashMap<Vec<u8>, String>,
+    fp: std::sync::OnceLock<[u8; 32]>,
 }
 
 impl TrustStore {
@@ -173,12 +212,38 @@ impl TrustStore {
         }
         TrustStore {
             roots,
-            catalog: Default::default(),
+            ..Default::default()
         }
     }
 
     pub fn root_count(&self) -> usize {
         self.roots.len()
+    }
+
+    /// [`TrustStore::fingerprint`], computed once (call it only after the
+    /// last catalog was added).
+    pub fn fingerprint_cached(&self) -> [u8; 32] {
+        *self.fp.get_or_init(|| self.fingerprint())
+    }
+
+    /// A digest of everything a verdict depends on besides the image: the
+    /// roots and the catalog members. Cached verdicts are reused only
+    /// under the same fingerprint.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        for r in &self.roots {
+            h.update(&(r.len() as u64).to_le_bytes());
+            h.update(r);
+        }
+        let mut members: Vec<_> = self.catalog.iter().collect();
+        members.sort();
+        for (d, name) in members {
+            h.update(&(d.len() as u64).to_le_bytes());
+            h.update(d);
+            h.update(&(name.len() as u64).to_le_bytes());
+            h.update(name.as_bytes());
+        }
+        *h.finalize().as_bytes()
     }
 
     /// Adds the members of one catalog file if its signature verifies and
@@ -635,6 +700,24 @@ mod tests {
         assert_eq!(authenticode_digest(&b, &l, "sha256").unwrap(), d1);
         b[l.checksum_off + 4] ^= 1;
         assert_ne!(authenticode_digest(&b, &l, "sha256").unwrap(), d1);
+    }
+
+    #[test]
+    fn verdicts_round_trip() {
+        for v in [
+            Verdict::Signed {
+                signer: "CN=a".into(),
+            },
+            Verdict::Unsigned,
+            Verdict::Untrusted {
+                signer: "CN=b".into(),
+                why: "no root".into(),
+            },
+        ] {
+            assert_eq!(Verdict::decode(&v.encode().unwrap()), Some(v));
+        }
+        assert_eq!(Verdict::BadSignature("x").encode(), None);
+        assert_eq!(Verdict::decode(&[6, b'x']), None);
     }
 
     #[test]

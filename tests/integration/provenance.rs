@@ -526,6 +526,43 @@ fn authenticode_signed_unsigned_tampered_and_untrusted_dlls() {
         "{r}"
     );
     assert_eq!(code & 8, 8);
+
+    // Verdicts cached in the baseline are not reused for other roots...
+    t.write(
+        "etc/lw.toml",
+        format!(
+            "[provenance]\nauthenticode_roots = \"{}\"\n",
+            rogue.1.display()
+        ),
+    );
+    let (_, f, _) = check(&t, &["--config", cfg]);
+    assert!(
+        find(&f, "untrusted_signer", &p("good.dll")).is_some(),
+        "{:?}",
+        kinds(&f)
+    );
+    assert!(
+        f.iter().all(|x| x["path"] != p("rogue.dll")),
+        "{:?}",
+        kinds(&f)
+    );
+    // ...nor for other bytes.
+    t.write(
+        "etc/lw.toml",
+        format!(
+            "[provenance]\nauthenticode_roots = \"{}\"\n",
+            ca.1.display()
+        ),
+    );
+    let mut b = std::fs::read(&good).unwrap();
+    b[0x400] ^= 0xff;
+    std::fs::write(&good, b).unwrap();
+    let (_, f, _) = check(&t, &["--config", cfg]);
+    assert!(
+        find(&f, "signature_invalid", &p("good.dll")).is_some(),
+        "{:?}",
+        kinds(&f)
+    );
 }
 
 /// DER: one TLV.
