@@ -66,13 +66,22 @@ pub fn run(
         let take: HashSet<&[u8]> = accepted.iter().map(|f| f.path.as_slice()).collect();
         let now: HashMap<&[u8], &Record> =
             res.records.iter().map(|r| (r.path.as_slice(), r)).collect();
-        let next: Vec<Record> = baseline
+        let mut next: Vec<Record> = baseline
             .iter()
             .map(|r| match now.get(r.path.as_slice()) {
                 Some(n) if take.contains(r.path.as_slice()) => (*n).clone(),
                 _ => r.clone(),
             })
             .collect();
+        // Files a package installed since the baseline.
+        let known: HashSet<&[u8]> = baseline.iter().map(|r| r.path.as_slice()).collect();
+        next.extend(
+            res.records
+                .iter()
+                .filter(|r| take.contains(r.path.as_slice()) && !known.contains(r.path.as_slice()))
+                .cloned(),
+        );
+        next.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         let extra = next_state(&prior, outcome.as_ref(), &next, Some(&take));
         (next, extra)
     } else {

@@ -238,22 +238,32 @@ pub fn evaluate(cx: &Context, records: &[Record], baseline: &[Record], prior: &S
 
 /// Turns each `content` finding whose new content matches its package, and
 /// whose package version differs from the baseline's, into an info-level
-/// `package_update`.
+/// `package_update`; likewise an `added` library that matches a package
+/// installed or upgraded since the baseline. Only when the baseline
+/// recorded package versions at all (older baselines keep every change).
 pub fn relabel_updates(findings: &mut [Finding], out: &Outcome, prior: &State) {
-    for f in findings.iter_mut().filter(|f| f.kind == Kind::Content) {
+    if prior.versions.is_empty() {
+        return;
+    }
+    for f in findings
+        .iter_mut()
+        .filter(|f| matches!(f.kind, Kind::Content | Kind::Added))
+    {
         let Some((pkg, now)) = out.matched.get(&f.path) else {
             continue;
         };
-        match prior.versions.get(pkg) {
-            Some(then) if then != now => {
-                f.kind = Kind::PackageUpdate;
-                f.severity = Severity::Info;
-                f.detail = format!(
-                    "package update: {pkg} {then} -> {now}; the new content matches the package"
-                );
+        let detail = match (f.kind, prior.versions.get(pkg)) {
+            (_, Some(then)) if then != now => format!(
+                "package update: {pkg} {then} -> {now}; the new content matches the package"
+            ),
+            (Kind::Added, None) => {
+                format!("package install: {pkg} {now}; the new file matches the package")
             }
-            _ => {}
-        }
+            _ => continue,
+        };
+        f.kind = Kind::PackageUpdate;
+        f.severity = Severity::Info;
+        f.detail = detail;
     }
 }
 

@@ -216,12 +216,34 @@ fn plain_upgrade_exits_clean_and_update_records_the_new_versions() {
     let t = TestRoot::new();
     dpkg_root(&t);
     let a = "usr/lib/x86_64-linux-gnu/libclean.so.1";
+    let b = "usr/lib/x86_64-linux-gnu/libclean-extra.so.1";
+    let c = "usr/lib/x86_64-linux-gnu/libnewdep.so.1";
     install(&t, "libclean1", "1", &[(a, 1)]);
     t.init();
-    install(&t, "libclean1", "2", &[(a, 2)]);
+    // The upgrade ships one more library and pulls in a new package.
+    install(&t, "libclean1", "2", &[(a, 2), (b, 3)]);
+    install(&t, "libnewdep1", "1", &[(c, 4)]);
     let (code, f, _) = check(&t, &[]);
     assert_eq!(code, 0, "info findings set no bit: {:?}", kinds(&f));
-    assert_eq!(f.len(), 1);
+    assert_eq!(f.len(), 3, "{:?}", kinds(&f));
+    assert!(
+        f.iter().all(|x| x["kind"] == "package_update"),
+        "{:?}",
+        kinds(&f)
+    );
+    let new = find(&f, "package_update", &format!("/{c}")).unwrap();
+    assert!(new["detail"]
+        .as_str()
+        .unwrap()
+        .contains("package install: libnewdep1 1"));
+
+    let o = t.run(&["--format", "json", "update", "--package-updates"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(json_lines(&o.stdout).len(), 3);
+    let (code, f, _) = check(&t, &[]);
+    assert_eq!((code, f.len()), (0, 0), "{:?}", kinds(&f));
+
+    install(&t, "libclean1", "3", &[(a, 5), (b, 6)]);
     let o = t.run(&["update"]);
     assert_eq!(o.status.code(), Some(0));
     let (code, f, _) = check(&t, &[]);
