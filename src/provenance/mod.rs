@@ -628,7 +628,13 @@ pub fn run(
         .dpkg_admin_dir
         .clone()
         .unwrap_or_else(|| dpkg::ADMIN_DIR.into());
-    let wants_dpkg = records.iter().any(is_candidate);
+    // A Windows image (or a tree whose rules never ask for packages) does
+    // not need dpkg, nor a warning that it has none.
+    let wants_dpkg = records.iter().filter(|r| is_candidate(r)).any(|r| {
+        s.provenance_policy
+            .rule_for(&r.path)
+            .is_some_and(|(accept, _)| accept.contains(&Evidence::Package))
+    });
     let started = std::time::Instant::now();
     let db = if wants_dpkg {
         load_dpkg(&s.root, &admin, s.quiet)
