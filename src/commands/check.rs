@@ -85,7 +85,8 @@ pub fn run(s: &Settings, paranoid: bool, against: Option<&Path>) -> Result<i32> 
                 .map(manifest::portable)
                 .collect();
             let mut f = diff::diff(&theirs, &ours, &Classifier::new(&sp));
-            if let Some(out) = provenance::run(s, &res.records, &[], &Default::default()) {
+            // The golden manifest is the `manifest` evidence here.
+            if let Some(out) = provenance::run(s, &res.records, &theirs, &Default::default()) {
                 f.extend(out.findings);
             }
             (f, res, format!("manifest {}", path.display()))

@@ -402,6 +402,13 @@ fn verify_signed_data(
         }
         None => content.body.to_vec(),
     };
+    if !is_rsa(signer.spki) {
+        // Not a verdict on the image: libwarden cannot check this one.
+        return Err(Verdict::Untrusted {
+            signer: describe_name(signer.subject),
+            why: "signature algorithm not supported (RSA only): not verified".into(),
+        });
+    }
     if !rsa_verify(signer.spki, halg, &signed, si.signature) {
         return Err(Verdict::BadSignature("signer's signature does not verify"));
     }
@@ -476,6 +483,15 @@ fn hash(algo: &str, parts: &[&[u8]]) -> Option<Vec<u8>> {
     })
 }
 
+/// Whether a SubjectPublicKeyInfo holds an RSA key.
+fn is_rsa(spki: &[u8]) -> bool {
+    let alg_oid = der::expect(spki, der::SEQUENCE)
+        .and_then(|(s, _)| der::expect(s.body, der::SEQUENCE))
+        .and_then(|(a, _)| der::expect(a.body, der::OID))
+        .and_then(|(o, _)| der::oid_string(o.body));
+    alg_oid.as_deref() == Some("1.2.840.113549.1.1.1")
+}
+
 /// RSA PKCS#1 v1.5 verification of `sig` over `msg` hashed with `halg`.
 fn rsa_verify(spki: &[u8], halg: &str, msg: &[u8], sig: &[u8]) -> bool {
     match hash(halg, &[msg]) {
@@ -501,8 +517,12 @@ pub fn rsa_verify_prehashed(spki: &[u8], halg: &str, digest: &[u8], sig: &[u8]) 
 }
 
 /// The public keys (SubjectPublicKeyInfo DER) in a PEM file of
-/// `CERTIFICATE` and/or `PUBLIC KEY` blocks.
+/// `CERTIFICATE` and/or `PUBLIC KEY` blocks, or in a single DER
+/// certificate (as IMA keys are often shipped, `x509_ima.der`).
 pub fn public_keys_from_pem(pem: &[u8]) -> Vec<Vec<u8>> {
+    if let Some(c) = Cert::parse(pem) {
+        return vec![c.spki.to_vec()];
+    }
     let text = String::from_utf8_lossy(pem);
     let mut out = Vec::new();
     let mut cur: Option<(String, String)> = None;

@@ -445,11 +445,22 @@ fn compile_dll(t: &TestRoot, rel: &str, n: i32) -> PathBuf {
 
 /// A leaf certificate for code signing issued by the CA.
 fn make_leaf(dir: &Path, ca: &(PathBuf, PathBuf), cn: &str) -> (PathBuf, PathBuf) {
+    make_leaf_with(dir, ca, cn, &["-newkey", "rsa:2048"])
+}
+
+fn make_leaf_with(
+    dir: &Path,
+    ca: &(PathBuf, PathBuf),
+    cn: &str,
+    newkey: &[&str],
+) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{cn}.key"));
     let csr = dir.join(format!("{cn}.csr"));
     let crt = dir.join(format!("{cn}.pem"));
     sh(Command::new("openssl")
-        .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj"])
+        .arg("req")
+        .args(newkey)
+        .args(["-nodes", "-subj"])
         .arg(format!("/CN={cn}"))
         .arg("-keyout")
         .arg(&key)
@@ -512,6 +523,14 @@ fn authenticode_signed_unsigned_tampered_and_untrusted_dlls() {
     std::fs::write(&bad, b).unwrap();
     let other = compile_dll(&t, &format!("{sys}/rogue.dll"), 4);
     sign_dll(&other, &rogue_leaf, &rogue.1);
+    let ec_leaf = make_leaf_with(
+        t.dir.path(),
+        &ca,
+        "EC Publisher",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+    );
+    let ec = compile_dll(&t, &format!("{sys}/ecdsa.dll"), 8);
+    sign_dll(&ec, &ec_leaf, &ca.1);
 
     t.write(
         "etc/lw.toml",
@@ -546,6 +565,13 @@ fn authenticode_signed_unsigned_tampered_and_untrusted_dlls() {
     assert!(
         r["detail"].as_str().unwrap().contains("Rogue Publisher"),
         "{r}"
+    );
+    // ECDSA is not verified: said so, never called tampered.
+    let e =
+        find(&f, "untrusted_signer", &p("ecdsa.dll")).unwrap_or_else(|| panic!("{:?}", kinds(&f)));
+    assert!(
+        e["detail"].as_str().unwrap().contains("not supported"),
+        "{e}"
     );
     assert_eq!(code & 8, 8);
 
@@ -767,9 +793,16 @@ fn ima_signatures_verify_against_configured_keys() {
     ima_sig(&format!("{MA}/libsigned.so"), &format!("{MA}/libsigned.so"));
     // A signature lifted from another file.
     ima_sig(&format!("{MA}/libforged.so"), &format!("{MA}/libsigned.so"));
+    // IMA keys usually ship as DER certificates.
+    let der = t.dir.path().join("x509_ima.der");
+    sh(Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&crt)
+        .arg("-out")
+        .arg(&der));
     t.write(
         "etc/lw.toml",
-        format!("[provenance]\nima_keys = [\"{}\"]\n", crt.display()),
+        format!("[provenance]\nima_keys = [\"{}\"]\n", der.display()),
     );
     let cfg = t.path("etc/lw.toml");
     let cfg = cfg.to_str().unwrap();
