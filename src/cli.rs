@@ -73,6 +73,10 @@ pub enum Command {
         /// must verify with its public half first
         #[arg(long, value_name = "KEY")]
         sign_with: Option<PathBuf>,
+        /// Accept only `package_update` findings: changed libraries whose
+        /// new content matches an upgraded package
+        #[arg(long)]
+        package_updates: bool,
         /// Only accept changes at or below these paths (inside --root)
         #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,

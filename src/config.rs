@@ -48,6 +48,9 @@ pub struct FileConfig {
     /// `watch`: time between full rescans, e.g. "1h", "30m", "90s"
     /// (overridden by `--rescan-interval`).
     pub rescan_interval: Option<String>,
+    /// Provenance: dpkg database, Authenticode roots, per-path policy.
+    #[serde(default)]
+    pub provenance: crate::provenance::policy::ProvenanceConfig,
 }
 
 impl FileConfig {
@@ -76,6 +79,7 @@ impl FileConfig {
         })?;
         cfg.excludes()
             .and_then(|_| compile_globs(&cfg.manifest_exclude))
+            .and_then(|_| crate::provenance::policy::Policy::new(&cfg.provenance).map(|_| ()))
             .map_err(|msg| Error::Config {
                 path: path.clone(),
                 msg,

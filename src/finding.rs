@@ -48,6 +48,20 @@ pub enum Kind {
     /// directory could not be watched) for the time window it names. Not a
     /// change on the host, so it sets no exit bit; a rescan follows.
     MonitoringGap,
+    /// A changed library whose new content is its package's, after that
+    /// package's version changed: an expected upgrade (severity info).
+    PackageUpdate,
+    /// A file dpkg owns whose content does not match the package's md5sums.
+    ModifiedVsPackage,
+    /// A library no installed package owns, and nothing else vouches for.
+    Unpackaged,
+    /// A library (or kernel module, or PE image) without the signature its
+    /// location's policy asks for.
+    Unsigned,
+    /// A signature or an IMA hash that does not match the content: tampered.
+    SignatureInvalid,
+    /// A valid signature by a signer that does not chain to a trusted root.
+    UntrustedSigner,
 }
 
 impl Kind {
@@ -68,6 +82,12 @@ impl Kind {
             Kind::Environment => "environment",
             Kind::Process => "process",
             Kind::MonitoringGap => "monitoring_gap",
+            Kind::PackageUpdate => "package_update",
+            Kind::ModifiedVsPackage => "modified_vs_package",
+            Kind::Unpackaged => "unpackaged",
+            Kind::Unsigned => "unsigned",
+            Kind::SignatureInvalid => "signature_invalid",
+            Kind::UntrustedSigner => "untrusted_signer",
         }
     }
 
@@ -77,14 +97,24 @@ impl Kind {
         match self {
             Kind::Added => 1,
             Kind::Removed => 2,
-            Kind::Content | Kind::Metadata | Kind::Type | Kind::Link | Kind::Unverified => 4,
+            Kind::Content
+            | Kind::Metadata
+            | Kind::Type
+            | Kind::Link
+            | Kind::Unverified
+            | Kind::PackageUpdate => 4,
             Kind::Preload
             | Kind::LoaderConfig
             | Kind::Writable
             | Kind::Rpath
             | Kind::Loader
             | Kind::Environment
-            | Kind::Process => 8,
+            | Kind::Process
+            | Kind::ModifiedVsPackage
+            | Kind::Unpackaged
+            | Kind::Unsigned
+            | Kind::SignatureInvalid
+            | Kind::UntrustedSigner => 8,
             Kind::MonitoringGap => 0,
         }
     }

@@ -14,6 +14,7 @@ pub mod finding;
 pub mod inspect;
 pub mod ldconf;
 pub mod manifest;
+pub mod provenance;
 pub mod record;
 pub mod report;
 pub mod rollback;
@@ -45,8 +46,15 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Update {
             paranoid,
             sign_with,
+            package_updates,
             paths,
-        } => commands::update::run(&settings()?, *paranoid, sign_with.as_deref(), paths),
+        } => commands::update::run(
+            &settings()?,
+            *paranoid,
+            sign_with.as_deref(),
+            *package_updates,
+            paths,
+        ),
         Command::Paths => commands::paths::run(&settings()?),
         Command::Keygen { dir } => commands::keygen::run(dir, cli.global.quiet),
         Command::Export { sign_with, output } => {

@@ -33,6 +33,9 @@ pub struct Settings {
     pub exec_dirs: Vec<PathBuf>,
     /// `watch`: the config file's `rescan_interval`, if set.
     pub rescan_interval: Option<std::time::Duration>,
+    /// Provenance configuration and compiled policy.
+    pub provenance: crate::provenance::policy::ProvenanceConfig,
+    pub provenance_policy: crate::provenance::policy::Policy,
 }
 
 impl Settings {
@@ -72,7 +75,11 @@ impl Settings {
             .unwrap_or_else(|| crate::rollback::default_path(&db));
         let manifest_exclude =
             crate::config::compile_globs(&cfg.manifest_exclude).map_err(Error::Usage)?;
+        let provenance_policy =
+            crate::provenance::policy::Policy::new(&cfg.provenance).map_err(Error::Usage)?;
         Ok(Settings {
+            provenance: cfg.provenance.clone(),
+            provenance_policy,
             root,
             verify_key,
             state_path,

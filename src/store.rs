@@ -8,6 +8,9 @@
 //! complete, flushed generation (or no baseline at all before the first
 //! switch). Loading checks the count and a BLAKE3 digest of every key and
 //! value against `current`, so a damaged store is reported, never trusted.
+//! A generation may also own a tree `extra/N` of opaque pairs (provenance
+//! state: package versions, cached MD5s), written before the same switch
+//! and folded into the same digest.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -246,6 +249,13 @@ impl Store {
 
     /// Loads the live generation, sorted by path, after verifying it.
     pub fn load(&self) -> Result<(Meta, Vec<Record>)> {
+        self.load_with_extra().map(|(m, r, _)| (m, r))
+    }
+
+    /// Like [`Store::load`], plus the generation's extra pairs (the
+    /// `extra/N` tree, e.g. provenance state), covered by the same digest.
+    #[allow(clippy::type_complexity)]
+    pub fn load_with_extra(&self) -> Result<(Meta, Vec<Record>, Vec<(Vec<u8>, Vec<u8>)>)> {
         let meta = self
             .current_meta()?
             .ok_or_else(|| Error::NoBaseline(self.path.clone()))?;
@@ -266,6 +276,32 @@ impl Store {
             })?;
             records.push(r);
         }
+        // The extra tree is hashed after the records, behind a separator,
+        // only when it holds anything: generations written without one keep
+        // their digest, and deleting or adding one breaks it.
+        let mut extra = Vec::new();
+        let extra_name = extra_name(meta.generation);
+        if self
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == extra_name.as_bytes())
+        {
+            let tree = self
+                .db
+                .open_tree(&extra_name)
+                .map_err(|e| self.sled_err(e))?;
+            for item in tree.iter() {
+                let (k, v) = item.map_err(|e| self.sled_err(e))?;
+                extra.push((k.to_vec(), v.to_vec()));
+            }
+        }
+        if !extra.is_empty() {
+            hasher.update(EXTRA_SEPARATOR);
+            for (k, v) in &extra {
+                digest_pair(&mut hasher, k, v);
+            }
+        }
         if records.len() as u64 != meta.count {
             return Err(self.corrupt(format!(
                 "generation {} should hold {} records but holds {}",
@@ -280,7 +316,7 @@ impl Store {
                 meta.generation
             )));
         }
-        Ok((meta, records))
+        Ok((meta, records, extra))
     }
 
     /// Writes `records` (sorted, unique paths) as a new generation and
@@ -288,6 +324,19 @@ impl Store {
     pub fn write_generation(
         &self,
         records: &[Record],
+        root: &[u8],
+        signer: Option<&ed25519_dalek::SigningKey>,
+    ) -> Result<Meta> {
+        self.write_generation_with_extra(records, &[], root, signer)
+    }
+
+    /// Like [`Store::write_generation`], with extra (key, value) pairs
+    /// (sorted, unique keys) kept in tree `extra/N` of the same generation,
+    /// written and flushed before the switch and covered by its digest.
+    pub fn write_generation_with_extra(
+        &self,
+        records: &[Record],
+        extra: &[(Vec<u8>, Vec<u8>)],
         root: &[u8],
         signer: Option<&ed25519_dalek::SigningKey>,
     ) -> Result<Meta> {
@@ -315,6 +364,18 @@ impl Store {
             }
         }
         tree.apply_batch(batch).map_err(|e| self.sled_err(e))?;
+        let xname = extra_name(generation);
+        self.db.drop_tree(&xname).map_err(|e| self.sled_err(e))?;
+        if !extra.is_empty() {
+            let xtree = self.db.open_tree(&xname).map_err(|e| self.sled_err(e))?;
+            hasher.update(EXTRA_SEPARATOR);
+            let mut batch = sled::Batch::default();
+            for (k, v) in extra {
+                digest_pair(&mut hasher, k, v);
+                batch.insert(k.as_slice(), v.as_slice());
+            }
+            xtree.apply_batch(batch).map_err(|e| self.sled_err(e))?;
+        }
         self.flush()?;
         let mut meta = Meta {
             generation,
@@ -341,9 +402,11 @@ impl Store {
     /// Drops every generation tree but `keep` (old ones and leftovers of
     /// interrupted writes).
     fn drop_stale(&self, keep: u64) -> Result<()> {
-        let keep = gen_name(keep);
+        let (keep, keep_extra) = (gen_name(keep), extra_name(keep));
         for name in self.db.tree_names() {
-            if name.starts_with(b"gen/") && name.as_ref() != keep.as_bytes() {
+            let stale_gen = name.starts_with(b"gen/") && name.as_ref() != keep.as_bytes();
+            let stale_extra = name.starts_with(b"extra/") && name.as_ref() != keep_extra.as_bytes();
+            if stale_gen || stale_extra {
                 self.db.drop_tree(&name).map_err(|e| self.sled_err(e))?;
             }
         }
@@ -362,6 +425,14 @@ impl Store {
 fn gen_name(g: u64) -> String {
     format!("gen/{g:020}")
 }
+
+fn extra_name(g: u64) -> String {
+    format!("extra/{g:020}")
+}
+
+/// Separates the records from the extra pairs in a generation's digest
+/// (no record key is empty, so this cannot collide with a record pair).
+const EXTRA_SEPARATOR: &[u8] = b"\0\0\0\0\0\0\0\0libwarden-extra";
 
 fn digest_pair(h: &mut blake3::Hasher, k: &[u8], v: &[u8]) {
     h.update(&(k.len() as u64).to_le_bytes());
@@ -506,5 +577,26 @@ mod tests {
             Store::open(t.path()),
             Err(Error::NewerSchema { .. })
         ));
+    }
+
+    #[test]
+    fn extra_pairs_round_trip_and_are_covered_by_the_digest() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::create(t.path(), false).unwrap();
+        let extra = vec![(b"v\0libc6".to_vec(), b"2.36".to_vec())];
+        let m = s
+            .write_generation_with_extra(&[], &extra, b"/", None)
+            .unwrap();
+        let (_, _, got) = s.load_with_extra().unwrap();
+        assert_eq!(got, extra);
+        let x = s.db.open_tree(extra_name(m.generation)).unwrap();
+        x.insert(b"v\0libc6", b"9.99".to_vec()).unwrap();
+        assert!(s.load().is_err(), "altered extra pairs must be detected");
+        x.clear().unwrap();
+        assert!(s.load().is_err(), "removed extra pairs must be detected");
+        // A later generation without extra pairs drops the old tree.
+        s.write_generation(&[], b"/", None).unwrap();
+        assert!(s.load_with_extra().unwrap().2.is_empty());
+        assert!(!s.db.tree_names().iter().any(|n| n.starts_with(b"extra/")));
     }
 }

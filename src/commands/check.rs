@@ -8,6 +8,7 @@ use crate::diff::{self, Classifier};
 use crate::error::{Error, Result};
 use crate::finding::{self, Finding};
 use crate::manifest;
+use crate::provenance;
 use crate::record::Record;
 use crate::report;
 use crate::settings::Settings;
@@ -16,8 +17,16 @@ use crate::store::{Meta, Store};
 /// Loads the live generation, closes the store at once (the lock is held
 /// only for the read), and verifies signature and generation.
 pub fn load_baseline(s: &Settings) -> Result<(Meta, Vec<Record>)> {
+    load_baseline_with_extra(s).map(|(m, r, _)| (m, r))
+}
+
+/// [`load_baseline`] plus the generation's extra pairs (provenance state).
+#[allow(clippy::type_complexity)]
+pub fn load_baseline_with_extra(
+    s: &Settings,
+) -> Result<(Meta, Vec<Record>, Vec<(Vec<u8>, Vec<u8>)>)> {
     let store = Store::open(&s.db)?;
-    let loaded = store.load()?;
+    let loaded = store.load_with_extra()?;
     drop(store);
     crate::trust::verify(s, &loaded.0, s.verify_key.as_ref())?;
     let root = s.root.host().as_os_str().as_bytes();
@@ -35,7 +44,7 @@ pub fn run(s: &Settings, paranoid: bool, against: Option<&Path>) -> Result<i32> 
     let mut context = serde_json::Map::new();
     let (mut findings, res, notes, what) = match against {
         None => {
-            let (meta, baseline) = load_baseline(s)?;
+            let (meta, baseline, extra) = load_baseline_with_extra(s)?;
             // Every line says which generation it was judged against, so a
             // SIEM sees a baseline that went backwards.
             context.insert(
@@ -49,6 +58,11 @@ pub fn run(s: &Settings, paranoid: bool, against: Option<&Path>) -> Result<i32> 
             let (sp, res) = super::scan_now(s, &baseline, paranoid);
             super::warn(s, &sp, &res);
             let mut f = diff::diff(&baseline, &res.records, &Classifier::new(&sp));
+            let prior = provenance::State::from_pairs(&extra);
+            if let Some(out) = provenance::run(s, &res.records, &baseline, &prior) {
+                provenance::relabel_updates(&mut f, &out, &prior);
+                f.extend(out.findings);
+            }
             let (audit, notes) = super::audit::run_audit(s, &sp, &res.records, Some(&baseline));
             f.extend(audit);
             (
@@ -74,6 +88,10 @@ pub fn run(s: &Settings, paranoid: bool, against: Option<&Path>) -> Result<i32> 
                 .map(manifest::portable)
                 .collect();
             let mut f = diff::diff(&theirs, &ours, &Classifier::new(&sp));
+            // The golden manifest is the `manifest` evidence here.
+            if let Some(out) = provenance::run(s, &res.records, &theirs, &Default::default()) {
+                f.extend(out.findings);
+            }
             // The audit judges this host as it is; the golden manifest has
             // no inodes to compare process mappings with.
             let (audit, notes) = super::audit::run_audit(s, &sp, &res.records, None);

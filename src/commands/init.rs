@@ -13,8 +13,12 @@ pub fn run(s: &Settings, force: bool, sign_with: Option<&Path>) -> Result<i32> {
     let store = Store::create(&s.db, force)?;
     let (sp, res) = super::scan_now(s, &[], true);
     super::warn(s, &sp, &res);
-    let meta = store.write_generation(
+    let extra = crate::provenance::run(s, &res.records, &[], &Default::default())
+        .map(|o| o.state.to_pairs())
+        .unwrap_or_default();
+    let meta = store.write_generation_with_extra(
         &res.records,
+        &extra,
         s.root.host().as_os_str().as_bytes(),
         key.as_ref(),
     )?;

@@ -1,11 +1,14 @@
 //! `update [PATH..]`: accept the current state, everywhere or only at and
 //! below the named paths, as a new generation; print what was accepted.
 
+use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::diff::{self, Classifier};
 use crate::error::{Error, Result};
+use crate::finding::Kind;
+use crate::provenance;
 use crate::record::Record;
 use crate::report;
 use crate::settings::Settings;
@@ -15,13 +18,14 @@ pub fn run(
     s: &Settings,
     paranoid: bool,
     sign_with: Option<&Path>,
+    package_updates: bool,
     paths: &[PathBuf],
 ) -> Result<i32> {
     let key = sign_with.map(crate::signing::load_secret).transpose()?;
     // Hold the store across scan and write: a concurrent update must not
     // interleave with this one.
     let store = Store::open(&s.db)?;
-    let (meta, baseline) = store.load()?;
+    let (meta, baseline, extra) = store.load_with_extra()?;
     // Never build on a baseline that fails verification: with a signing
     // key, the current generation must carry that key's signature.
     let verify_key = key.as_ref().map(|k| k.verifying_key()).or(s.verify_key);
@@ -46,14 +50,64 @@ pub fn run(
     }
 
     let mut accepted = diff::diff(&baseline, &res.records, &Classifier::new(&sp));
+    let prior = provenance::State::from_pairs(&extra);
+    let outcome = provenance::run(s, &res.records, &baseline, &prior);
+    if let Some(out) = &outcome {
+        provenance::relabel_updates(&mut accepted, out, &prior);
+    }
     accepted.retain(|f| within(&f.path));
+    if package_updates {
+        // Exactly the expected upgrades; everything else stays flagged.
+        accepted.retain(|f| f.kind == Kind::PackageUpdate);
+    }
     report::sort(&mut accepted);
 
-    let mut next: Vec<Record> = baseline.into_iter().filter(|r| !within(&r.path)).collect();
-    next.extend(res.records.iter().filter(|r| within(&r.path)).cloned());
-    next.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    let (next, extra) = if package_updates {
+        let take: HashSet<&[u8]> = accepted.iter().map(|f| f.path.as_slice()).collect();
+        let now: HashMap<&[u8], &Record> =
+            res.records.iter().map(|r| (r.path.as_slice(), r)).collect();
+        let mut next: Vec<Record> = baseline
+            .iter()
+            .map(|r| match now.get(r.path.as_slice()) {
+                Some(n) if take.contains(r.path.as_slice()) => (*n).clone(),
+                _ => r.clone(),
+            })
+            .collect();
+        // Files a package installed since the baseline.
+        let known: HashSet<&[u8]> = baseline.iter().map(|r| r.path.as_slice()).collect();
+        next.extend(
+            res.records
+                .iter()
+                .filter(|r| take.contains(r.path.as_slice()) && !known.contains(r.path.as_slice()))
+                .cloned(),
+        );
+        next.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        let extra = next_state(&prior, outcome.as_ref(), &next, Some(&take));
+        (next, extra)
+    } else {
+        let mut next: Vec<Record> = baseline.into_iter().filter(|r| !within(&r.path)).collect();
+        next.extend(res.records.iter().filter(|r| within(&r.path)).cloned());
+        next.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        let scope: HashSet<&[u8]> = next
+            .iter()
+            .map(|r| r.path.as_slice())
+            .filter(|p| within(p))
+            .collect();
+        let extra = next_state(
+            &prior,
+            outcome.as_ref(),
+            &next,
+            (!selected.is_empty()).then_some(&scope),
+        );
+        (next, extra)
+    };
 
-    let meta = store.write_generation(&next, s.root.host().as_os_str().as_bytes(), key.as_ref())?;
+    let meta = store.write_generation_with_extra(
+        &next,
+        &extra,
+        s.root.host().as_os_str().as_bytes(),
+        key.as_ref(),
+    )?;
     drop(store);
     crate::rollback::record(&s.state_path, &meta)?;
     let mut out = std::io::stdout().lock();
@@ -66,6 +120,58 @@ pub fn run(
     );
     super::summary(s, "update", &res, &tail);
     Ok(0)
+}
+
+/// The provenance state of the new generation. Package versions: all
+/// current ones on a full update; otherwise the baseline's, with the
+/// packages of the accepted paths (`scope`) moved to their current version.
+/// Cached MD5s: whichever of old and new matches the record's BLAKE3.
+fn next_state(
+    prior: &provenance::State,
+    outcome: Option<&provenance::Outcome>,
+    next: &[Record],
+    scope: Option<&HashSet<&[u8]>>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let Some(out) = outcome else {
+        return prior.to_pairs();
+    };
+    let mut st = provenance::State::default();
+    match scope {
+        None => st.versions = out.state.versions.clone(),
+        Some(scope) => {
+            st.versions = prior.versions.clone();
+            for p in scope.iter() {
+                if let Some((pkg, ver)) = out.matched.get(*p) {
+                    st.versions.insert(pkg.clone(), ver.clone());
+                }
+            }
+        }
+    }
+    for r in next {
+        let Some(b) = r.blake3 else { continue };
+        let hit = [out.state.md5.get(&r.path), prior.md5.get(&r.path)]
+            .into_iter()
+            .flatten()
+            .find(|(hb, _)| *hb == b);
+        if let Some(v) = hit {
+            st.md5.insert(r.path.clone(), *v);
+        }
+        let hit = [out.state.signers.get(&r.path), prior.signers.get(&r.path)]
+            .into_iter()
+            .flatten()
+            .find(|(hb, _)| *hb == b);
+        if let Some(v) = hit {
+            st.signers.insert(r.path.clone(), v.clone());
+        }
+        let hit = [out.state.pe.get(&r.path), prior.pe.get(&r.path)]
+            .into_iter()
+            .flatten()
+            .find(|(hb, _, _)| *hb == b);
+        if let Some(v) = hit {
+            st.pe.insert(r.path.clone(), v.clone());
+        }
+    }
+    st.to_pairs()
 }
 
 /// A user's path as the baseline key it selects: made absolute inside the

@@ -6,5 +6,6 @@ mod util;
 mod audit;
 mod core;
 mod hostile;
+mod provenance;
 mod trust;
 mod watch;

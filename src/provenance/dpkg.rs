@@ -1,0 +1,525 @@
+//! The dpkg database of a (rooted) Debian system, read-only: `status` for
+//! package versions, `info/*.md5sums` (and `info/*.list` for packages that
+//! ship no md5sums) for who owns which file with which digest, and
+//! `diversions` for files a package moved aside. Paths are normalised to
+//! the canonical form the scan sees: dpkg records merged-`/usr` files as
+//! `/lib/...` while they are reached at `/usr/lib/...`.
+//!
+//! libwarden never runs dpkg: the files are parsed here, with caps on every
+//! read, and parse errors only drop the malformed line.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::rootfs::Root;
+
+/// Where dpkg keeps its state, inside the root.
+pub const ADMIN_DIR: &str = "/var/lib/dpkg";
+/// Cap on `status` (the real one is well under 1 MiB per 1000 packages).
+const STATUS_CAP: u64 = 256 << 20;
+/// Cap on one `.md5sums`/`.list` file.
+const INFO_CAP: u64 = 64 << 20;
+
+/// One installed package instance, named as its info files are
+/// (`name` or `name:arch` for Multi-Arch: same packages).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+}
+
+/// One package's claim on a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// Index into [`DpkgDb::packages`].
+    pub pkg: u32,
+    /// The digest in the package's md5sums; `None` when it ships none.
+    pub md5: Option<[u8; 16]>,
+}
+
+/// The loaded database, keyed by canonical path.
+#[derive(Debug, Default)]
+pub struct DpkgDb {
+    pub packages: Vec<Package>,
+    files: HashMap<Vec<u8>, Vec<Owner>>,
+}
+
+impl DpkgDb {
+    /// Who owns `path` (canonical, as the scan records it).
+    pub fn owners(&self, path: &[u8]) -> &[Owner] {
+        self.files.get(path).map_or(&[], |v| v.as_slice())
+    }
+
+    pub fn package(&self, o: &Owner) -> Option<&Package> {
+        self.packages.get(o.pkg as usize)
+    }
+
+    /// Number of (path, owner) entries.
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Loads the database inside `root`. `Ok(None)` when the root has no
+    /// dpkg database at all (no `status` file); an error only when it
+    /// exists but cannot be read.
+    pub fn load(root: &Root, admin: &Path) -> std::io::Result<Option<DpkgDb>> {
+        let status = match root.read_file(&admin.join("status"), STATUS_CAP) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut versions: HashMap<String, String> = HashMap::new();
+        for st in parse_status(&status) {
+            if !st.has_files() {
+                continue;
+            }
+            if let Some(arch) = &st.arch {
+                versions.insert(format!("{}:{}", st.package, arch), st.version.clone());
+            }
+            versions.insert(st.package, st.version);
+        }
+
+        let info = admin.join("info");
+        let mut stems: Vec<(String, bool, bool)> = Vec::new();
+        if let Ok(dir) = root.resolve(&info) {
+            if let Ok(rd) = std::fs::read_dir(root.host_path(&dir)) {
+                let mut seen: HashMap<String, usize> = HashMap::new();
+                for e in rd.flatten() {
+                    let name = e.file_name();
+                    let Some(name) = name.to_str() else { continue };
+                    let (stem, is_md5) = if let Some(s) = name.strip_suffix(".md5sums") {
+                        (s, true)
+                    } else if let Some(s) = name.strip_suffix(".list") {
+                        (s, false)
+                    } else {
+                        continue;
+                    };
+                    let i = *seen.entry(stem.to_string()).or_insert_with(|| {
+                        stems.push((stem.to_string(), false, false));
+                        stems.len() - 1
+                    });
+                    if let Some(entry) = stems.get_mut(i) {
+                        if is_md5 {
+                            entry.1 = true;
+                        } else {
+                            entry.2 = true;
+                        }
+                    }
+                }
+            }
+        }
+        stems.sort();
+
+        // Reading and parsing the info files is independent per package;
+        // canonicalising (cached lstats) and indexing stay sequential.
+        use rayon::prelude::*;
+        let installed: Vec<(String, String, bool, bool)> = stems
+            .into_iter()
+            .filter_map(|(stem, m, l)| {
+                // Info files of packages no longer installed (config-files
+                // state) do not vouch for anything.
+                let version = versions.get(&stem)?.clone();
+                Some((stem, version, m, l))
+            })
+            .collect();
+        type Claims = Vec<(Option<[u8; 16]>, Vec<u8>)>;
+        let parsed: Vec<Claims> = installed
+            .par_iter()
+            .map(|(stem, _, has_md5, has_list)| {
+                if *has_md5 {
+                    root.read_file(&info.join(format!("{stem}.md5sums")), INFO_CAP)
+                        .map(|t| {
+                            parse_md5sums(&t)
+                                .into_iter()
+                                .map(|(m, p)| (Some(m), p))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                } else if *has_list {
+                    root.read_file(&info.join(format!("{stem}.list")), INFO_CAP)
+                        .map(|t| parse_list(&t).into_iter().map(|p| (None, p)).collect())
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        let mut db = DpkgDb::default();
+        let mut canon = Canon::new(root);
+        for ((name, version, _, _), claims) in installed.into_iter().zip(parsed) {
+            let pkg = db.packages.len() as u32;
+            db.packages.push(Package { name, version });
+            for (md5, path) in claims {
+                let key = canon.file(&path);
+                db.add(key, Owner { pkg, md5 });
+            }
+        }
+
+        // A diverted file of package P (not the diverter) lives at `to`.
+        if let Ok(text) = root.read_file(&admin.join("diversions"), INFO_CAP) {
+            for d in parse_diversions(&text) {
+                let from = canon.file(&d.from);
+                let to = canon.file(&d.to);
+                let Some(owners) = db.files.get_mut(&from) else {
+                    continue;
+                };
+                let (moved, kept): (Vec<Owner>, Vec<Owner>) = owners.iter().partition(|o| {
+                    d.by.as_deref() != db.packages.get(o.pkg as usize).map(|p| base(&p.name))
+                });
+                *owners = kept;
+                if owners.is_empty() {
+                    db.files.remove(&from);
+                }
+                for o in moved {
+                    db.add(to.clone(), o);
+                }
+            }
+        }
+        Ok(Some(db))
+    }
+
+    fn add(&mut self, key: Vec<u8>, o: Owner) {
+        let v = self.files.entry(key).or_default();
+        if !v.contains(&o) {
+            v.push(o);
+        }
+    }
+}
+
+/// A package name without its `:arch` qualifier.
+fn base(name: &str) -> &str {
+    name.split(':').next().unwrap_or(name)
+}
+
+/// Canonicalises dpkg's paths inside the root, one `lstat` per distinct
+/// directory: the parent is resolved (cached), the file name appended.
+struct Canon<'a> {
+    root: &'a Root,
+    dirs: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl<'a> Canon<'a> {
+    fn new(root: &'a Root) -> Self {
+        Canon {
+            root,
+            dirs: HashMap::new(),
+        }
+    }
+
+    fn file(&mut self, path: &[u8]) -> Vec<u8> {
+        match path.iter().rposition(|&b| b == b'/') {
+            Some(i) if i + 1 < path.len() => {
+                let (dir, name) = path.split_at(i);
+                let mut out = self.dir(dir);
+                if out != b"/" {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(name.get(1..).unwrap_or_default());
+                out
+            }
+            _ => path.to_vec(),
+        }
+    }
+
+    fn dir(&mut self, dir: &[u8]) -> Vec<u8> {
+        if dir.is_empty() || dir == b"/" {
+            return b"/".to_vec();
+        }
+        if let Some(c) = self.dirs.get(dir) {
+            return c.clone();
+        }
+        let (parent, name) = match dir.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&dir[..i], &dir[i + 1..]),
+            None => (&b""[..], dir),
+        };
+        let mut cand = self.dir(parent);
+        let resolved = if name == b"." || name == b".." || name.is_empty() {
+            // Not in dpkg's output; resolve the whole thing the slow way.
+            self.root
+                .resolve_lenient(Path::new(OsStr::from_bytes(dir)))
+                .as_os_str()
+                .as_bytes()
+                .to_vec()
+        } else {
+            if cand != b"/" {
+                cand.push(b'/');
+            }
+            cand.extend_from_slice(name);
+            let logical = PathBuf::from(OsStr::from_bytes(&cand));
+            match std::fs::symlink_metadata(self.root.host_path(&logical)) {
+                Ok(m) if m.file_type().is_symlink() => self
+                    .root
+                    .resolve_lenient(&logical)
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec(),
+                _ => cand,
+            }
+        };
+        self.dirs.insert(dir.to_vec(), resolved.clone());
+        resolved
+    }
+}
+
+/// One stanza of `status`, the fields libwarden needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusEntry {
+    pub package: String,
+    pub arch: Option<String>,
+    pub version: String,
+    /// The third word of `Status:` (installed, unpacked, config-files...).
+    pub state: String,
+}
+
+impl StatusEntry {
+    /// Whether the package's files are on disk.
+    pub fn has_files(&self) -> bool {
+        !matches!(self.state.as_str(), "not-installed" | "config-files" | "")
+    }
+}
+
+/// Parses `status` (RFC 822-like stanzas separated by blank lines).
+/// Stanzas without a package name or version are skipped.
+pub fn parse_status(text: &[u8]) -> Vec<StatusEntry> {
+    let mut out = Vec::new();
+    let mut cur: (Option<String>, Option<String>, Option<String>, String) =
+        (None, None, None, String::new());
+    let mut flush = |cur: &mut (Option<String>, Option<String>, Option<String>, String)| {
+        let c = std::mem::take(cur);
+        if let (Some(package), Some(version)) = (c.0, c.2) {
+            out.push(StatusEntry {
+                package,
+                arch: c.1,
+                version,
+                state: c.3,
+            });
+        }
+    };
+    for line in text.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            flush(&mut cur);
+            continue;
+        }
+        if line.starts_with(b" ") || line.starts_with(b"\t") {
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (field, value) = line.split_at(colon);
+        let value = String::from_utf8_lossy(value.get(1..).unwrap_or_default())
+            .trim()
+            .to_string();
+        match field {
+            b"Package" => cur.0 = Some(value),
+            b"Architecture" => cur.1 = Some(value),
+            b"Version" => cur.2 = Some(value),
+            b"Status" => cur.3 = value.split_whitespace().nth(2).unwrap_or("").to_string(),
+            _ => {}
+        }
+    }
+    flush(&mut cur);
+    out
+}
+
+/// Parses an `.md5sums` file: `HEX32  path/without/leading/slash` lines.
+/// Returns absolute paths.
+pub fn parse_md5sums(text: &[u8]) -> Vec<([u8; 16], Vec<u8>)> {
+    let mut out = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        let (Some(hex), Some(rest)) = (line.get(..32), line.get(32..)) else {
+            continue;
+        };
+        let Some(md5) = unhex16(hex) else { continue };
+        let name = trim_leading(rest, b' ');
+        let name = trim_leading(name, b'/');
+        if name.is_empty() || !rest.starts_with(b" ") {
+            continue;
+        }
+        let mut p = Vec::with_capacity(name.len() + 1);
+        p.push(b'/');
+        p.extend_from_slice(name);
+        out.push((md5, p));
+    }
+    out
+}
+
+/// Parses a `.list` file: one absolute path per line (`/.` for the root).
+pub fn parse_list(text: &[u8]) -> Vec<Vec<u8>> {
+    text.split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"/") && l.len() > 2)
+        .map(|l| l.to_vec())
+        .collect()
+}
+
+/// One entry of `diversions`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diversion {
+    pub from: Vec<u8>,
+    pub to: Vec<u8>,
+    /// The diverting package; `None` for a local diversion (`:`).
+    pub by: Option<String>,
+}
+
+/// Parses `diversions`: triples of lines (from, to, package or `:`).
+pub fn parse_diversions(text: &[u8]) -> Vec<Diversion> {
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+    lines
+        .chunks_exact(3)
+        .filter_map(|c| {
+            let (from, to, by) = (c.first()?, c.get(1)?, c.get(2)?);
+            if !from.starts_with(b"/") || !to.starts_with(b"/") {
+                return None;
+            }
+            let by = String::from_utf8_lossy(by).trim().to_string();
+            Some(Diversion {
+                from: from.to_vec(),
+                to: to.to_vec(),
+                by: (by != ":").then_some(by),
+            })
+        })
+        .collect()
+}
+
+fn trim_leading(mut s: &[u8], b: u8) -> &[u8] {
+    while let Some(rest) = s.strip_prefix(&[b]) {
+        s = rest;
+    }
+    s
+}
+
+fn unhex16(h: &[u8]) -> Option<[u8; 16]> {
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        let hi = (*h.get(2 * i)? as char).to_digit(16)?;
+        let lo = (*h.get(2 * i + 1)? as char).to_digit(16)?;
+        *o = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn status_stanzas() {
+        let s = b"Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9\nDescription: x\n more\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1\n";
+        let v = parse_status(s);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].package, "libc6");
+        assert_eq!(v[0].arch.as_deref(), Some("amd64"));
+        assert_eq!(v[0].version, "2.36-9");
+        assert!(v[0].has_files());
+        assert!(!v[1].has_files());
+    }
+
+    #[test]
+    fn md5sums_lines() {
+        let s = b"0123456789abcdef0123456789abcdef  lib/x86_64-linux-gnu/libc.so.6\nbad line\n";
+        let v = parse_md5sums(s);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].1, b"/lib/x86_64-linux-gnu/libc.so.6");
+        assert_eq!(v[0].0[0], 0x01);
+    }
+
+    #[test]
+    fn diversions_triples() {
+        let s = b"/usr/bin/a\n/usr/bin/a.distrib\ndash\n/x\n/y\n:\n/trunc\n";
+        let v = parse_diversions(s);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].by.as_deref(), Some("dash"));
+        assert_eq!(v[1].by, None);
+    }
+
+    #[test]
+    fn merged_usr_paths_are_canonical() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        let root = Root::new(t.path()).unwrap();
+        let mut c = Canon::new(&root);
+        assert_eq!(
+            c.file(b"/lib/x86_64-linux-gnu/libc.so.6"),
+            b"/usr/lib/x86_64-linux-gnu/libc.so.6"
+        );
+        assert_eq!(c.file(b"/usr/lib/x"), b"/usr/lib/x");
+        assert_eq!(c.file(b"/nonexistent/x"), b"/nonexistent/x");
+    }
+
+    #[test]
+    fn load_indexes_canonical_paths_versions_and_diversions() {
+        let t = tempfile::tempdir().unwrap();
+        let w = |rel: &str, text: &str| {
+            let p = t.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        w(
+            "var/lib/dpkg/status",
+            "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36\n\n\
+             Package: old\nStatus: deinstall ok config-files\nVersion: 1\n\n\
+             Package: nomd5\nStatus: install ok installed\nVersion: 3\n",
+        );
+        w(
+            "var/lib/dpkg/info/libc6:amd64.md5sums",
+            "00000000000000000000000000000001  lib/x86_64-linux-gnu/libc.so.6\n\
+             00000000000000000000000000000002  usr/lib/x86_64-linux-gnu/libdiv.so\n",
+        );
+        w("var/lib/dpkg/info/libc6:amd64.list", "/.\n/lib\n");
+        w(
+            "var/lib/dpkg/info/old.md5sums",
+            "00000000000000000000000000000003  usr/lib/old.so\n",
+        );
+        w("var/lib/dpkg/info/nomd5.list", "/.\n/usr/lib/nomd5.so\n");
+        w(
+            "var/lib/dpkg/diversions",
+            "/usr/lib/x86_64-linux-gnu/libdiv.so\n/usr/lib/x86_64-linux-gnu/libdiv.so.distrib\nlocal-pkg\n",
+        );
+        let root = Root::new(t.path()).unwrap();
+        let db = DpkgDb::load(&root, Path::new(ADMIN_DIR)).unwrap().unwrap();
+        let o = db.owners(b"/usr/lib/x86_64-linux-gnu/libc.so.6");
+        assert_eq!(o.len(), 1);
+        assert_eq!(db.package(&o[0]).unwrap().version, "2.36");
+        assert_eq!(o[0].md5.unwrap()[15], 1);
+        assert!(db.owners(b"/lib/x86_64-linux-gnu/libc.so.6").is_empty());
+        assert!(
+            db.owners(b"/usr/lib/old.so").is_empty(),
+            "config-files only"
+        );
+        assert_eq!(db.owners(b"/usr/lib/nomd5.so")[0].md5, None);
+        assert!(db.owners(b"/usr/lib/x86_64-linux-gnu/libdiv.so").is_empty());
+        assert_eq!(
+            db.owners(b"/usr/lib/x86_64-linux-gnu/libdiv.so.distrib")
+                .len(),
+            1
+        );
+        let none = tempfile::tempdir().unwrap();
+        let r = Root::new(none.path()).unwrap();
+        assert!(DpkgDb::load(&r, Path::new(ADMIN_DIR)).unwrap().is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse_status(&data);
+            let _ = parse_md5sums(&data);
+            let _ = parse_list(&data);
+            let _ = parse_diversions(&data);
+        }
+
+        #[test]
+        fn truncated_real_files_never_panic(n in 0usize..400) {
+            let s = b"Package: a\nStatus: install ok installed\nVersion: 1\n\n0123456789abcdef0123456789abcdef  usr/lib/libz.so.1\n/usr/bin/a\n/usr/bin/a.distrib\ndash\n";
+            let cut = &s[..n.min(s.len())];
+            let _ = parse_status(cut);
+            let _ = parse_md5sums(cut);
+            let _ = parse_diversions(cut);
+        }
+    }
+}

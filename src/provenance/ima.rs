@@ -1,0 +1,147 @@
+//! IMA: the `security.ima` extended attribute. A file may carry a digest
+//! of its content (`IMA_XATTR_DIGEST_NG`, type 0x04, or the old SHA-1
+//! `IMA_XATTR_DIGEST`, 0x01) or a signature (`EVM_IMA_XATTR_DIGSIG`, 0x03,
+//! version 2). A digest is checked against the content; a signature is
+//! verified (RSA PKCS#1 v1.5 over the content digest, as `evmctl` makes
+//! them) against the keys of the `ima_keys` config, or reported as not
+//! verified when none is configured.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use sha2::Digest;
+
+/// The xattr value is at most a few hundred bytes (an RSA-4096 signature).
+const XATTR_CAP: usize = 4096;
+
+/// What `security.ima` holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ima {
+    /// A digest of the content with the named hash algorithm.
+    Hash { algo: &'static str, digest: Vec<u8> },
+    /// A v2 signature; `key_id` is the last 4 bytes of the key's SKI, hex.
+    Signature {
+        algo: &'static str,
+        key_id: String,
+        sig: Vec<u8>,
+    },
+    /// Present but not understood.
+    Other(u8),
+}
+
+/// `hash_algo` numbers of the kernel's `hash_info.h`.
+fn algo_name(n: u8) -> &'static str {
+    match n {
+        1 => "md5",
+        2 => "sha1",
+        4 => "sha256",
+        5 => "sha384",
+        6 => "sha512",
+        7 => "sha224",
+        _ => "unknown",
+    }
+}
+
+/// Parses an xattr value.
+pub fn parse(v: &[u8]) -> Option<Ima> {
+    let t = *v.first()?;
+    Some(match t {
+        0x01 => Ima::Hash {
+            algo: "sha1",
+            digest: v.get(1..)?.to_vec(),
+        },
+        0x04 => Ima::Hash {
+            algo: algo_name(*v.get(1)?),
+            digest: v.get(2..)?.to_vec(),
+        },
+        0x03 if v.get(1) == Some(&2) => {
+            let algo = algo_name(*v.get(2)?);
+            let key_id = crate::escape::hex(v.get(3..7)?);
+            let n = u16::from_be_bytes([*v.get(7)?, *v.get(8)?]) as usize;
+            let sig = v.get(9..9usize.checked_add(n)?)?.to_vec();
+            Ima::Signature { algo, key_id, sig }
+        }
+        other => Ima::Other(other),
+    })
+}
+
+/// Reads `security.ima` of a host path without following a symlink.
+/// `None` when the file has none (or xattrs are unsupported).
+pub fn read_xattr(host: &Path) -> Option<Vec<u8>> {
+    let c = CString::new(host.as_os_str().as_bytes()).ok()?;
+    let mut buf = vec![0u8; XATTR_CAP];
+    // SAFETY: `c` is NUL-terminated, `buf` is valid for `buf.len()` bytes.
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"security.ima".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n <= 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(buf)
+}
+
+/// The content's digest with `algo`, read from `reader`; `None` for an
+/// algorithm libwarden does not implement.
+pub fn digest_of(algo: &str, reader: &mut dyn Read) -> Option<std::io::Result<Vec<u8>>> {
+    fn run<D: Digest>(mut d: D, r: &mut dyn Read) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => d.update(buf.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(d.finalize().to_vec())
+    }
+    Some(match algo {
+        "sha1" => run(sha1::Sha1::new(), reader),
+        "sha256" => run(sha2::Sha256::new(), reader),
+        "sha384" => run(sha2::Sha384::new(), reader),
+        "sha512" => run(sha2::Sha512::new(), reader),
+        "sha224" => run(sha2::Sha224::new(), reader),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn kinds() {
+        assert_eq!(
+            parse(&[4, 4, 1, 2]),
+            Some(Ima::Hash {
+                algo: "sha256",
+                digest: vec![1, 2]
+            })
+        );
+        assert_eq!(
+            parse(&[3, 2, 4, 0xde, 0xad, 0xbe, 0xef, 0, 1, 9]),
+            Some(Ima::Signature {
+                algo: "sha256",
+                key_id: "deadbeef".into(),
+                sig: vec![9],
+            })
+        );
+        assert_eq!(parse(&[]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = parse(&data);
+        }
+    }
+}

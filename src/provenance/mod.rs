@@ -1,0 +1,787 @@
+//! Provenance: who vouches for each library. Evidence comes from the dpkg
+//! database ([`dpkg`]), embedded Authenticode signatures ([`pe`]), kernel
+//! module signatures ([`kmod`]), IMA xattrs ([`ima`]) and the baseline
+//! itself; [`policy`] says which evidence counts where. The result is a set
+//! of findings (`unpackaged`, `modified_vs_package`, `unsigned`,
+//! `signature_invalid`, `untrusted_signer`) and the relabelling of content
+//! changes that are package upgrades (`package_update`).
+//!
+//! Nothing found in a scanned tree is executed or loaded: every file is
+//! read through an fd opened without following symlinks, with caps.
+
+pub mod der;
+pub mod dpkg;
+pub mod ima;
+pub mod kmod;
+pub mod pe;
+pub mod policy;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use md5::Digest;
+use rayon::prelude::*;
+
+use crate::finding::{Finding, Kind, Severity};
+use crate::record::{FileClass, FileType, Record};
+use crate::rootfs::Root;
+use policy::{Evidence, Policy};
+
+/// PE images above this size are not parsed (the largest system DLLs are
+/// well below it).
+const PE_CAP: u64 = 512 << 20;
+
+/// Everything provenance needs from the settings.
+pub struct Context<'a> {
+    pub root: &'a Root,
+    pub policy: &'a Policy,
+    pub dpkg: Option<&'a dpkg::DpkgDb>,
+    pub pe_trust: Option<&'a pe::TrustStore>,
+    /// Public keys (SPKI DER) that IMA signatures are verified against.
+    pub ima_keys: &'a [Vec<u8>],
+}
+
+/// What provenance keeps in the baseline beside the records: the package
+/// versions seen, and the MD5 of each packaged library keyed by its BLAKE3
+/// (so `check` re-reads only files whose content changed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    pub versions: BTreeMap<String, String>,
+    pub md5: BTreeMap<Vec<u8>, ([u8; 32], [u8; 16])>,
+    /// Who signed each signed module or PE image (key id or subject),
+    /// keyed by path, with the BLAKE3 of the content it was seen on.
+    pub signers: BTreeMap<Vec<u8>, ([u8; 32], String)>,
+    /// Authenticode verdicts by path: (BLAKE3 of the image, trust
+    /// fingerprint, encoded verdict). Re-verified when either changes.
+    pub pe: BTreeMap<Vec<u8>, PeCacheEntry>,
+}
+
+/// (BLAKE3 of the image, trust fingerprint, encoded [`pe::Verdict`]).
+pub type PeCacheEntry = ([u8; 32], [u8; 32], Vec<u8>);
+
+impl State {
+    /// Key/value pairs for the store, sorted by key.
+    pub fn to_pairs(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::with_capacity(self.versions.len() + self.md5.len());
+        for (k, v) in &self.md5 {
+            let mut key = b"m\0".to_vec();
+            key.extend_from_slice(k);
+            let mut val = v.0.to_vec();
+            val.extend_from_slice(&v.1);
+            out.push((key, val));
+        }
+        for (k, (b, who)) in &self.signers {
+            let mut key = b"s\0".to_vec();
+            key.extend_from_slice(k);
+            let mut val = b.to_vec();
+            val.extend_from_slice(who.as_bytes());
+            out.push((key, val));
+        }
+        for (k, (b, fp, verdict)) in &self.pe {
+            let mut key = b"p\0".to_vec();
+            key.extend_from_slice(k);
+            let mut val = b.to_vec();
+            val.extend_from_slice(fp);
+            val.extend_from_slice(verdict);
+            out.push((key, val));
+        }
+        for (k, v) in &self.versions {
+            let mut key = b"v\0".to_vec();
+            key.extend_from_slice(k.as_bytes());
+            out.push((key, v.as_bytes().to_vec()));
+        }
+        out.sort();
+        out
+    }
+
+    /// The inverse of [`State::to_pairs`]; malformed pairs are dropped
+    /// (they can only make `check` re-read a file or keep a change as
+    /// `content`, never hide one).
+    pub fn from_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> State {
+        let mut s = State::default();
+        for (k, v) in pairs {
+            if let Some(path) = k.strip_prefix(b"m\0") {
+                if let (Some(b), Some(m)) = (v.get(..32), v.get(32..48)) {
+                    if v.len() == 48 {
+                        if let (Ok(b), Ok(m)) = (b.try_into(), m.try_into()) {
+                            s.md5.insert(path.to_vec(), (b, m));
+                        }
+                    }
+                }
+            } else if let Some(path) = k.strip_prefix(b"s\0") {
+                if let (Some(b), Some(who)) = (v.get(..32), v.get(32..)) {
+                    if let (Ok(b), Ok(who)) = (b.try_into(), std::str::from_utf8(who)) {
+                        s.signers.insert(path.to_vec(), (b, who.to_string()));
+                    }
+                }
+            } else if let Some(path) = k.strip_prefix(b"p\0") {
+                if let (Some(b), Some(fp), Some(verdict)) =
+                    (v.get(..32), v.get(32..64), v.get(64..))
+                {
+                    if let (Ok(b), Ok(fp)) = (b.try_into(), fp.try_into()) {
+                        s.pe.insert(path.to_vec(), (b, fp, verdict.to_vec()));
+                    }
+                }
+            } else if let Some(name) = k.strip_prefix(b"v\0") {
+                if let (Ok(n), Ok(v)) = (std::str::from_utf8(name), std::str::from_utf8(v)) {
+                    s.versions.insert(n.to_string(), v.to_string());
+                }
+            }
+        }
+        s
+    }
+}
+
+/// The outcome of evaluating every library.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub findings: Vec<Finding>,
+    pub state: State,
+    /// Libraries whose content matches their package: path → (package,
+    /// version).
+    pub matched: HashMap<Vec<u8>, (String, String)>,
+    /// Libraries evaluated, and package MD5s computed (not from the cache).
+    pub judged: usize,
+    pub md5_computed: usize,
+}
+
+/// Loads the dpkg database of the root, or prints the one warning that
+/// package provenance cannot be checked.
+pub fn load_dpkg(root: &Root, admin: &Path, quiet: bool) -> Option<dpkg::DpkgDb> {
+    match dpkg::DpkgDb::load(root, admin) {
+        Ok(Some(db)) => Some(db),
+        Ok(None) => {
+            if !quiet {
+                eprintln!(
+                    "libwarden: warning: no dpkg database at {} in this root: package provenance not checked",
+                    admin.display()
+                );
+            }
+            None
+        }
+        Err(e) => {
+            if !quiet {
+                eprintln!(
+                    "libwarden: warning: dpkg database at {} unreadable ({e}): package provenance not checked",
+                    admin.display()
+                );
+            }
+            None
+        }
+    }
+}
+
+/// Whether provenance looks at this record at all: regular files that are
+/// loadable objects, named like shared objects, or kernel modules.
+pub fn is_candidate(r: &Record) -> bool {
+    if r.ftype != FileType::File {
+        return false;
+    }
+    let name = r.path.rsplit(|&b| b == b'/').next().unwrap_or(&r.path);
+    matches!(
+        r.class,
+        FileClass::ElfDyn | FileClass::ElfOther | FileClass::PeDll
+    ) || is_so_name(name)
+        || kmod::is_module_name(name)
+}
+
+/// `*.so` or `*.so.<digit>...` (not `ld.so.cache`, `ld.so.conf`).
+pub fn is_so_name(name: &[u8]) -> bool {
+    name.windows(3).enumerate().any(|(i, w)| {
+        w == b".so"
+            && match name.get(i + 3) {
+                None => true,
+                Some(b'.') => name.get(i + 4).is_some_and(|c| c.is_ascii_digit()),
+                _ => false,
+            }
+    })
+}
+
+/// Evaluates every candidate in `records` (sorted). `baseline` (sorted)
+/// provides `manifest` evidence; `prior` the cached MD5s.
+pub fn evaluate(cx: &Context, records: &[Record], baseline: &[Record], prior: &State) -> Outcome {
+    let base: HashMap<&[u8], &Record> = baseline.iter().map(|r| (r.path.as_slice(), r)).collect();
+    let per_file: Vec<FileVerdict> = records
+        .par_iter()
+        .filter(|r| is_candidate(r))
+        .map(|r| judge(cx, r, base.get(r.path.as_slice()).copied(), prior))
+        .collect();
+    let mut out = Outcome::default();
+    if let Some(db) = cx.dpkg {
+        for p in &db.packages {
+            out.state.versions.insert(p.name.clone(), p.version.clone());
+        }
+    }
+    out.judged = per_file.len();
+    for v in per_file {
+        out.md5_computed += v.md5_computed as usize;
+        out.findings.extend(v.findings);
+        if let Some((path, b, m)) = v.md5 {
+            out.state.md5.insert(path, (b, m));
+        }
+        if let Some((path, entry)) = v.pe {
+            out.state.pe.insert(path, entry);
+        }
+        if let Some((path, b, who)) = v.signer {
+            out.state.signers.insert(path, (b, who));
+        }
+        if let Some((path, pkg)) = v.matched {
+            out.matched.insert(path, pkg);
+        }
+    }
+    out
+}
+
+/// Turns each `content` finding whose new content matches its package, and
+/// whose package version differs from the baseline's, into an info-level
+/// `package_update`; likewise an `added` library that matches a package
+/// installed or upgraded since the baseline. Only when the baseline
+/// recorded package versions at all (older baselines keep every change).
+pub fn relabel_updates(findings: &mut [Finding], out: &Outcome, prior: &State) {
+    if prior.versions.is_empty() {
+        return;
+    }
+    for f in findings
+        .iter_mut()
+        .filter(|f| matches!(f.kind, Kind::Content | Kind::Added))
+    {
+        let Some((pkg, now)) = out.matched.get(&f.path) else {
+            continue;
+        };
+        let detail = match (f.kind, prior.versions.get(pkg)) {
+            (_, Some(then)) if then != now => format!(
+                "package update: {pkg} {then} -> {now}; the new content matches the package"
+            ),
+            (Kind::Added, None) => {
+                format!("package install: {pkg} {now}; the new file matches the package")
+            }
+            _ => continue,
+        };
+        f.kind = Kind::PackageUpdate;
+        f.severity = Severity::Info;
+        f.detail = detail;
+    }
+}
+
+#[derive(Default)]
+struct FileVerdict {
+    findings: Vec<Finding>,
+    md5: Option<(Vec<u8>, [u8; 32], [u8; 16])>,
+    matched: Option<(Vec<u8>, (String, String))>,
+    md5_computed: bool,
+    signer: Option<(Vec<u8>, [u8; 32], String)>,
+    pe: Option<(Vec<u8>, PeCacheEntry)>,
+}
+
+fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> FileVerdict {
+    let mut v = FileVerdict::default();
+    let Some((accept, severity)) = cx.policy.rule_for(&r.path) else {
+        return v;
+    };
+    let name = r.path.rsplit(|&b| b == b'/').next().unwrap_or(&r.path);
+    let mut evidence: Vec<Evidence> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut bad = false;
+    let mut signer: Option<String> = None;
+    let finding = |kind, severity, detail: String| Finding {
+        kind,
+        severity,
+        path: r.path.clone(),
+        detail,
+        changes: Vec::new(),
+        before: None,
+        after: Some(r.clone()),
+    };
+
+    // Package.
+    let mut packaged = false;
+    if let Some(db) = cx.dpkg {
+        let owners = db.owners(&r.path);
+        if !owners.is_empty() {
+            packaged = true;
+            let with_md5: Vec<_> = owners.iter().filter(|o| o.md5.is_some()).collect();
+            if with_md5.is_empty() {
+                evidence.push(Evidence::Package);
+                notes.push("packaged (no md5sums to verify)".into());
+            } else {
+                let md5 = match (r.blake3, prior.md5.get(&r.path)) {
+                    (Some(b), Some((pb, pm))) if b == *pb => Some(*pm),
+                    (Some(_), _) => {
+                        v.md5_computed = true;
+                        file_md5(cx.root, r)
+                    }
+                    (None, _) => None,
+                };
+                if let (Some(m), Some(b)) = (md5, r.blake3) {
+                    v.md5 = Some((r.path.clone(), b, m));
+                }
+                match md5 {
+                    None => notes.push("package digest not verified (unreadable)".into()),
+                    Some(m) => {
+                        let hit = with_md5.iter().find(|o| o.md5 == Some(m));
+                        match hit.and_then(|o| db.package(o)) {
+                            Some(p) => {
+                                evidence.push(Evidence::Package);
+                                v.matched =
+                                    Some((r.path.clone(), (p.name.clone(), p.version.clone())));
+                            }
+                            None => {
+                                bad = true;
+                                let p = with_md5.first().and_then(|o| db.package(o));
+                                let (n, ver) =
+                                    p.map_or(("?", "?"), |p| (p.name.as_str(), p.version.as_str()));
+                                v.findings.push(finding(
+                                    Kind::ModifiedVsPackage,
+                                    Severity::High,
+                                    format!("content does not match package {n} {ver} (md5sums)"),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Manifest: the baseline holds this very content.
+    if matches!((before.and_then(|b| b.blake3), r.blake3), (Some(x), Some(y)) if x == y) {
+        evidence.push(Evidence::Manifest);
+    }
+
+    // IMA.
+    let host = cx.root.host_path(Path::new(OsStr::from_bytes(&r.path)));
+    if let Some(x) = ima::read_xattr(&host) {
+        match ima::parse(&x) {
+            Some(ima::Ima::Hash { algo, digest }) => {
+                let now = open_checked(cx.root, r)
+                    .and_then(|mut f| ima::digest_of(algo, &mut f).and_then(|d| d.ok()));
+                match now {
+                    Some(d) if d == digest => evidence.push(Evidence::Ima),
+                    Some(_) => {
+                        bad = true;
+                        v.findings.push(finding(
+                            Kind::SignatureInvalid,
+                            Severity::High,
+                            format!("IMA {algo} hash in security.ima does not match the content"),
+                        ));
+                    }
+                    None => notes.push(format!("IMA {algo} hash not verified")),
+                }
+            }
+            Some(ima::Ima::Signature { algo, key_id, sig }) => {
+                if cx.ima_keys.is_empty() {
+                    notes.push(format!(
+                        "IMA {algo} signature by key {key_id} present, not verified (no ima_keys configured)"
+                    ));
+                } else {
+                    let digest = open_checked(cx.root, r)
+                        .and_then(|mut f| ima::digest_of(algo, &mut f).and_then(|d| d.ok()));
+                    let ok = digest.as_ref().is_some_and(|d| {
+                        cx.ima_keys
+                            .iter()
+                            .any(|k| pe::rsa_verify_prehashed(k, algo, d, &sig))
+                    });
+                    if ok {
+                        evidence.push(Evidence::Ima);
+                    } else if digest.is_none() {
+                        notes.push(format!("IMA {algo} signature not verified (unreadable)"));
+                    } else {
+                        bad = true;
+                        v.findings.push(finding(
+                            Kind::SignatureInvalid,
+                            Severity::High,
+                            format!(
+                                "IMA {algo} signature (key {key_id}) does not verify with any configured IMA key"
+                            ),
+                        ));
+                    }
+                }
+            }
+            Some(ima::Ima::Other(t)) => notes.push(format!("security.ima of unknown type {t}")),
+            None => {}
+        }
+    }
+
+    // Kernel module signature.
+    let is_module = kmod::is_module_name(name);
+    if is_module {
+        let tail = read_tail(cx.root, r, kmod::TRAILER as u64)
+            .map(|t| kmod::tail_needed(&t))
+            .and_then(|n| read_tail(cx.root, r, n as u64));
+        match tail.map(|t| kmod::inspect(name, &t)) {
+            Some(kmod::ModuleSig::Signed { key_id, hash }) => {
+                evidence.push(Evidence::ModuleSignature);
+                notes.push(format!("module signed, key {key_id}, {hash}"));
+                signer = Some(format!("key {key_id} ({hash})"));
+            }
+            Some(kmod::ModuleSig::Unsigned) => {
+                notes.push("no appended module signature".into());
+            }
+            Some(kmod::ModuleSig::Hidden(c)) => notes.push(format!(
+                "{c}-compressed: an appended signature would be inside the compressed data, not checked"
+            )),
+            Some(kmod::ModuleSig::Malformed(why)) => {
+                bad = true;
+                v.findings.push(finding(
+                    Kind::SignatureInvalid,
+                    Severity::High,
+                    format!("module signature block is malformed: {why}"),
+                ));
+            }
+            None => notes.push("module unreadable".into()),
+        }
+    }
+
+    // Authenticode.
+    let is_pe = matches!(r.class, FileClass::PeDll | FileClass::PeExe);
+    if is_pe {
+        let fp = cx.pe_trust.map_or([0; 32], |t| t.fingerprint_cached());
+        let cached = match (r.blake3, prior.pe.get(&r.path)) {
+            (Some(b), Some((pb, pfp, enc))) if b == *pb && fp == *pfp => pe::Verdict::decode(enc),
+            _ => None,
+        };
+        let verdict = match cached {
+            Some(v) => v,
+            None => read_all(cx.root, r, PE_CAP)
+                .map(|bytes| pe::verify(&bytes, cx.pe_trust))
+                .unwrap_or(pe::Verdict::Unreadable),
+        };
+        if let (Some(b), Some(enc)) = (r.blake3, verdict.encode()) {
+            v.pe = Some((r.path.clone(), (b, fp, enc)));
+        }
+        match verdict {
+            pe::Verdict::Signed { signer: who } => {
+                evidence.push(Evidence::Authenticode);
+                notes.push(format!("Authenticode signed by {who}"));
+                signer = Some(who);
+            }
+            pe::Verdict::Catalog { catalog } => {
+                evidence.push(Evidence::Catalog);
+                notes.push(format!("listed in catalog {catalog}"));
+            }
+            pe::Verdict::Unsigned => notes.push("no Authenticode signature".into()),
+            pe::Verdict::Unreadable => notes.push("PE image unreadable".into()),
+            pe::Verdict::NotPe => notes.push("PE headers malformed: no signature to check".into()),
+            pe::Verdict::Malformed(why) => {
+                bad = true;
+                v.findings.push(finding(
+                    Kind::SignatureInvalid,
+                    Severity::High,
+                    format!("Authenticode signature unusable: {why}"),
+                ));
+            }
+            pe::Verdict::DigestMismatch => {
+                bad = true;
+                v.findings.push(finding(
+                    Kind::SignatureInvalid,
+                    Severity::High,
+                    "Authenticode digest does not match the image: modified after signing".into(),
+                ));
+            }
+            pe::Verdict::BadSignature(why) => {
+                bad = true;
+                v.findings.push(finding(
+                    Kind::SignatureInvalid,
+                    Severity::High,
+                    format!("Authenticode signature does not verify: {why}"),
+                ));
+            }
+            pe::Verdict::Untrusted { signer, why } => {
+                if !accept.iter().any(|a| evidence.contains(a)) {
+                    bad = true;
+                    v.findings.push(finding(
+                        Kind::UntrustedSigner,
+                        severity,
+                        format!("Authenticode signer {signer} is not trusted: {why}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    // A signer other than the baseline's: re-signed with another key.
+    if let (Some(who), Some(b)) = (&signer, r.blake3) {
+        if let Some((_, then)) = prior.signers.get(&r.path) {
+            if then != who {
+                bad = true;
+                v.findings.push(finding(
+                    Kind::UntrustedSigner,
+                    severity,
+                    format!("signer changed since the baseline: {then} -> {who}"),
+                ));
+            }
+        }
+        v.signer = Some((r.path.clone(), b, who.clone()));
+    }
+
+    if bad || accept.iter().any(|a| evidence.contains(a)) {
+        return v;
+    }
+    let signature_kind = (is_pe
+        && (accept.contains(&Evidence::Authenticode) || accept.contains(&Evidence::Catalog)))
+        || (is_module && accept.contains(&Evidence::ModuleSignature));
+    let kind = if signature_kind {
+        Kind::Unsigned
+    } else if accept.contains(&Evidence::Package) {
+        if cx.dpkg.is_none() {
+            // No package database in this root: said once on stderr, not
+            // as one finding per file.
+            return v;
+        }
+        Kind::Unpackaged
+    } else {
+        Kind::Unsigned
+    };
+    let mut detail = match kind {
+        Kind::Unpackaged if !packaged => "no installed package owns it".to_string(),
+        _ => "no signature this location accepts".to_string(),
+    };
+    let names: Vec<&str> = accept.iter().map(evidence_name).collect();
+    detail.push_str(&format!("; accepted here: {}", names.join(", ")));
+    for n in notes {
+        detail.push_str("; ");
+        detail.push_str(&n);
+    }
+    v.findings.push(finding(kind, severity, detail));
+    v
+}
+
+fn evidence_name(e: &Evidence) -> &'static str {
+    match e {
+        Evidence::Package => "package",
+        Evidence::Authenticode => "authenticode",
+        Evidence::Catalog => "catalog",
+        Evidence::Ima => "ima",
+        Evidence::Manifest => "manifest",
+        Evidence::ModuleSignature => "module_signature",
+    }
+}
+
+/// Opens a record's file for reading without following a symlink or
+/// blocking, and only if it is still the file the scan saw.
+fn open_checked(root: &Root, r: &Record) -> Option<std::fs::File> {
+    let host = root.host_path(Path::new(OsStr::from_bytes(&r.path)));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+    let f = opts.open(&host).ok()?;
+    let m = f.metadata().ok()?;
+    let same = m.is_file() && m.ino() == r.inode && m.dev() == r.dev && m.size() == r.size;
+    same.then_some(f)
+}
+
+/// MD5 of a record's content (streamed, never mapped).
+fn file_md5(root: &Root, r: &Record) -> Option<[u8; 16]> {
+    let mut f = open_checked(root, r)?;
+    let mut h = md5::Md5::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(buf.get(..n)?),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+    }
+    Some(h.finalize().into())
+}
+
+/// The last `n` bytes of a record's file.
+fn read_tail(root: &Root, r: &Record, n: u64) -> Option<Vec<u8>> {
+    let mut f = open_checked(root, r)?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(n))).ok()?;
+    let mut out = Vec::new();
+    f.take(n).read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+/// A record's whole file, if it is at most `cap` bytes.
+fn read_all(root: &Root, r: &Record, cap: u64) -> Option<Vec<u8>> {
+    let f = open_checked(root, r)?;
+    if f.metadata().ok()?.len() > cap {
+        return None;
+    }
+    let mut out = Vec::new();
+    f.take(cap).read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+/// Loads what provenance needs for one run (dpkg database, Authenticode
+/// roots, catalogs) and evaluates `records`. `None` when provenance is
+/// disabled in the config.
+pub fn run(
+    s: &crate::settings::Settings,
+    records: &[Record],
+    baseline: &[Record],
+    prior: &State,
+) -> Option<Outcome> {
+    if s.provenance.disabled {
+        return None;
+    }
+    let admin = s
+        .provenance
+        .dpkg_admin_dir
+        .clone()
+        .unwrap_or_else(|| dpkg::ADMIN_DIR.into());
+    // A Windows image (or a tree whose rules never ask for packages) does
+    // not need dpkg, nor a warning that it has none.
+    let wants_dpkg = records.iter().filter(|r| is_candidate(r)).any(|r| {
+        s.provenance_policy
+            .rule_for(&r.path)
+            .is_some_and(|(accept, _)| accept.contains(&Evidence::Package))
+    });
+    let started = std::time::Instant::now();
+    let db = if wants_dpkg {
+        load_dpkg(&s.root, &admin, s.quiet)
+    } else {
+        None
+    };
+    if let (Some(db), false) = (&db, s.quiet) {
+        eprintln!(
+            "libwarden: dpkg database: {} packages, {} files, loaded in {:.3} s",
+            db.packages.len(),
+            db.file_count(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let trust = s
+        .provenance
+        .authenticode_roots
+        .as_ref()
+        .map(|p| load_trust(&s.root, p, s.quiet));
+    let mut ima_keys = Vec::new();
+    for p in &s.provenance.ima_keys {
+        match std::fs::read(p) {
+            Ok(b) => ima_keys.extend(pe::public_keys_from_pem(&b)),
+            Err(e) if !s.quiet => {
+                eprintln!("libwarden: warning: ima_keys {}: {e}", p.display())
+            }
+            Err(_) => {}
+        }
+    }
+    let cx = Context {
+        ima_keys: &ima_keys,
+        root: &s.root,
+        policy: &s.provenance_policy,
+        dpkg: db.as_ref(),
+        pe_trust: trust.as_ref(),
+    };
+    let started = std::time::Instant::now();
+    let out = evaluate(&cx, records, baseline, prior);
+    if !s.quiet {
+        eprintln!(
+            "libwarden: provenance: {} libraries judged, {} digests computed, in {:.3} s",
+            out.judged,
+            out.md5_computed,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Some(out)
+}
+
+/// Reads the PEM bundle (a host path, outside the scanned root) and every
+/// catalog under `Windows/System32/CatRoot` inside the root.
+fn load_trust(root: &Root, pem: &Path, quiet: bool) -> pe::TrustStore {
+    let mut t = match std::fs::read(pem) {
+        Ok(b) => pe::TrustStore::from_pem(&b),
+        Err(e) => {
+            if !quiet {
+                eprintln!(
+                    "libwarden: warning: authenticode_roots {}: {e}",
+                    pem.display()
+                );
+            }
+            pe::TrustStore::default()
+        }
+    };
+    if t.root_count() == 0 {
+        return t;
+    }
+    for base in [
+        "/Windows/System32/CatRoot",
+        "/windows/system32/catroot",
+        "/WINDOWS/system32/CatRoot",
+    ] {
+        let Ok(dir) = root.resolve(Path::new(base)) else {
+            continue;
+        };
+        let mut cats = Vec::new();
+        find_catalogs(root, &dir, 0, &mut cats);
+        for c in cats {
+            let Ok(bytes) = root.read_file(&c, 64 << 20) else {
+                continue;
+            };
+            let name = c.display().to_string();
+            if let Err(why) = t.add_catalog(&name, &bytes) {
+                if !quiet {
+                    eprintln!(
+                        "libwarden: warning: catalog {} not used: {why}",
+                        crate::escape::for_terminal(c.as_os_str().as_bytes())
+                    );
+                }
+            }
+        }
+        break;
+    }
+    t
+}
+
+fn find_catalogs(root: &Root, dir: &Path, depth: usize, out: &mut Vec<std::path::PathBuf>) {
+    if depth > 4 || out.len() > 100_000 {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(root.host_path(dir)) else {
+        return;
+    };
+    let mut names: Vec<_> = rd.flatten().collect();
+    names.sort_by_key(|e| e.file_name());
+    for e in names {
+        let Ok(ft) = e.file_type() else { continue };
+        let logical = dir.join(e.file_name());
+        if ft.is_dir() {
+            find_catalogs(root, &logical, depth + 1, out);
+        } else if ft.is_file()
+            && e.file_name()
+                .as_bytes()
+                .to_ascii_lowercase()
+                .ends_with(b".cat")
+        {
+            out.push(logical);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn so_names() {
+        assert!(is_so_name(b"libc.so.6"));
+        assert!(is_so_name(b"libfoo.so"));
+        assert!(!is_so_name(b"ld.so.cache"));
+        assert!(!is_so_name(b"ld.so.conf"));
+        assert!(!is_so_name(b"x.sock"));
+    }
+
+    #[test]
+    fn state_round_trips_through_pairs() {
+        let mut s = State::default();
+        s.versions.insert("libc6:amd64".into(), "2.36-9".into());
+        s.md5.insert(b"/usr/lib/x.so".to_vec(), ([1; 32], [2; 16]));
+        s.signers.insert(
+            b"/usr/lib/modules/a.ko".to_vec(),
+            ([3; 32], "key 01".into()),
+        );
+        assert_eq!(State::from_pairs(&s.to_pairs()), s);
+        assert_eq!(
+            State::from_pairs(&[(b"m\0/x".to_vec(), vec![1, 2])]),
+            State::default()
+        );
+    }
+}
