@@ -38,6 +38,10 @@ pub struct Global {
     /// Scanning threads [default: one per core]
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
+    /// Files read at once [default: as many as --threads]; more helps a
+    /// cold disk
+    #[arg(long, global = true, value_name = "N")]
+    pub io_threads: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +69,26 @@ pub enum Command {
     },
     /// List the resolved search paths, each with where it came from
     Paths,
+    /// Hashing throughput of a tree, per phase, size class and thread count
+    Bench(BenchArgs),
+}
+
+/// Options of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The tree to walk and hash [default: /usr/lib, or the --generate DIR]
+    #[arg(value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// First build a synthetic tree in DIR (many small files, some medium,
+    /// a few huge, one deep chain); DIR must be new or an earlier tree
+    #[arg(long, value_name = "DIR")]
+    pub generate: Option<PathBuf>,
+    /// Size of the generated tree, as a factor of the default (~1.3 GB)
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub scale: f64,
+    /// Passes per thread count; the median pass (by wall time) is reported
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub runs: usize,
 }
 
 #[cfg(test)]

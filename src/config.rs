@@ -28,6 +28,10 @@ pub struct FileConfig {
     /// Hashing threads; 0 means one per core.
     #[serde(default)]
     pub threads: usize,
+    /// Files read at once (walker threads); 0 means as many as `threads`.
+    /// More than the cores helps when the disk, not the CPU, is the limit.
+    #[serde(default)]
+    pub io_threads: usize,
     /// Baseline directory (overridden by `--db`).
     pub db: Option<PathBuf>,
 }

@@ -160,7 +160,7 @@ impl Inspector {
     ) -> Outcome {
         match hint {
             Some(FileType::File) => {}
-            Some(_) => return self.from_lstat(host, logical, cost),
+            Some(_) => return self.record_lstat(host, logical, cost),
             None => {
                 // Type unknown: one lstat decides, and serves the
                 // incremental check as well.
@@ -195,7 +195,7 @@ impl Inspector {
         self.hash_file(host, logical, cost)
     }
 
-    fn from_lstat(&mut self, host: &Path, logical: Vec<u8>, cost: &mut Cost) -> Outcome {
+    fn record_lstat(&mut self, host: &Path, logical: Vec<u8>, cost: &mut Cost) -> Outcome {
         match self.timed_lstat(host, cost) {
             Ok(meta) => self.record_meta(host, logical, &meta),
             Err(e) => lstat_error(e),
@@ -344,9 +344,9 @@ impl Inspector {
                     // Replaced by a symlink, FIFO, socket (ENXIO) or device
                     // since the directory was read: record what is there now.
                     Some(libc::ELOOP) | Some(libc::ENXIO) | Some(libc::ENODEV) => {
-                        self.from_lstat(host, logical, cost)
+                        self.record_lstat(host, logical, cost)
                     }
-                    _ => match self.from_lstat(host, logical, cost) {
+                    _ => match self.record_lstat(host, logical, cost) {
                         Outcome::Record(r, _) => {
                             Outcome::Record(r, Some(format!("cannot open: {e}")))
                         }

@@ -2,6 +2,7 @@
 //! come from. See DESIGN.md for the data flow: search paths → walk →
 //! inspect → records → baseline store / diff → findings → reporters.
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -31,5 +32,6 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Check { paranoid } => commands::check::run(&s, *paranoid),
         Command::Update { paranoid, paths } => commands::update::run(&s, *paranoid, paths),
         Command::Paths => commands::paths::run(&s),
+        Command::Bench(args) => commands::bench::run(&s, args, &cli.global),
     }
 }

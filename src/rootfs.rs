@@ -21,10 +21,7 @@ impl Root {
     pub fn new(dir: &Path) -> io::Result<Root> {
         let host = std::fs::canonicalize(dir)?;
         if !host.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "not a directory",
-            ));
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
         }
         Ok(Root { host })
     }
@@ -70,7 +67,7 @@ impl Root {
         let b = host.as_os_str().as_bytes();
         let r = self.host.as_os_str().as_bytes();
         match b.strip_prefix(r) {
-            Some(rest) if rest.is_empty() => b"/".to_vec(),
+            Some([]) => b"/".to_vec(),
             Some(rest) if rest.starts_with(b"/") => rest.to_vec(),
             _ => b.to_vec(),
         }

@@ -26,6 +26,33 @@ pub struct ScanOptions {
     pub excludes: Arc<globset::GlobSet>,
     /// Re-hash files whose identity is unchanged (ignore `prior`).
     pub paranoid: bool,
+    /// Files in flight: walker threads that open and read. More than
+    /// `threads` keeps a cold disk busy while every core hashes; equal to
+    /// it (the default) when the cache is warm.
+    pub io_threads: usize,
+    /// Readahead hints for large files (`posix_fadvise`).
+    pub readahead: bool,
+    /// Time each phase per size class (for `bench`); off in normal scans.
+    pub timing: bool,
+}
+
+impl ScanOptions {
+    /// Default options with `threads` workers (for `bench` and tests).
+    pub fn with_threads(threads: usize) -> ScanOptions {
+        ScanOptions {
+            threads,
+            cross_filesystems: false,
+            excludes: Arc::new(globset::GlobSet::empty()),
+            paranoid: true,
+            io_threads: threads,
+            readahead: true,
+            timing: false,
+        }
+    }
+
+    fn walker_threads(&self) -> usize {
+        self.threads.max(self.io_threads).max(1)
+    }
 }
 
 /// Keeps glibc's allocator from holding freed memory: a scan allocates a
@@ -60,6 +87,72 @@ pub struct Stats {
     pub hashed_files: u64,
     pub hashed_bytes: u64,
     pub elapsed: Duration,
+    /// With [`ScanOptions::timing`]: thread time spent in the walker outside
+    /// inspection (reading directories, handing out work, waiting for it),
+    /// summed over threads.
+    pub walk: Duration,
+    /// Per regular-file size class (see [`SizeClass`]); the timings only
+    /// with [`ScanOptions::timing`].
+    pub classes: [ClassStats; 3],
+    /// Thread time in `lstat`/`open`/`fstat` of entries that are not
+    /// regular files.
+    pub other_open_stat: Duration,
+}
+
+impl Stats {
+    /// Thread time in `lstat`, `open` and `fstat`, all entries.
+    pub fn open_stat(&self) -> Duration {
+        self.other_open_stat + self.classes.iter().map(|c| c.open_stat).sum::<Duration>()
+    }
+
+    /// Thread time reading and hashing.
+    pub fn hash(&self) -> Duration {
+        self.classes.iter().map(|c| c.hash).sum()
+    }
+}
+
+/// Regular files by size: small files cost syscalls, large ones bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeClass {
+    /// Under 4 KiB.
+    Small,
+    /// 4 KiB to 1 MiB.
+    Medium,
+    /// Over 1 MiB.
+    Large,
+}
+
+impl SizeClass {
+    pub const ALL: [SizeClass; 3] = [SizeClass::Small, SizeClass::Medium, SizeClass::Large];
+
+    pub fn of(size: u64) -> SizeClass {
+        if size < 4 << 10 {
+            SizeClass::Small
+        } else if size <= 1 << 20 {
+            SizeClass::Medium
+        } else {
+            SizeClass::Large
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SizeClass::Small => "<4KiB",
+            SizeClass::Medium => "4KiB-1MiB",
+            SizeClass::Large => ">1MiB",
+        }
+    }
+}
+
+/// Counters of one size class.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClassStats {
+    pub files: u64,
+    pub bytes: u64,
+    /// Thread time in `lstat`, `open` and `fstat`.
+    pub open_stat: Duration,
+    /// Thread time reading and hashing.
+    pub hash: Duration,
 }
 
 /// What a scan found.
@@ -119,11 +212,30 @@ pub fn scan(root: &Root, sp: &SearchPaths, opts: &ScanOptions, prior: &[Record])
     }
     drop(tx);
 
+    finish(std::iter::once(part).chain(rx).collect(), start)
+}
+
+/// Scans the trees below `dirs` (host paths) on their own: no search paths,
+/// no baseline, every file hashed (for `bench`).
+pub fn scan_trees(dirs: &[&Path], opts: &ScanOptions) -> ScanResult {
+    let start = Instant::now();
+    let root = Root::slash();
+    let prior = Prior::new(&[]);
+    let (tx, rx) = crossbeam_channel::unbounded::<Part>();
+    if !dirs.is_empty() {
+        walk(&root, dirs, None, opts, &prior, tx);
+    }
+    finish(rx.into_iter().collect(), start)
+}
+
+/// Merges the threads' batches into one sorted result.
+fn finish(parts: Vec<Part>, start: Instant) -> ScanResult {
     // Sized exactly before merging: growing by doubling would briefly hold
     // twice the records (peak memory is a stated limit).
-    let parts: Vec<Part> = std::iter::once(part).chain(rx).collect();
-    let mut result = ScanResult::default();
-    result.records = Vec::with_capacity(parts.iter().map(|p| p.records.len()).sum());
+    let mut result = ScanResult {
+        records: Vec::with_capacity(parts.iter().map(|p| p.records.len()).sum()),
+        ..ScanResult::default()
+    };
     for p in parts {
         result.records.extend(p.records);
         result.warnings.extend(p.warnings);
@@ -144,6 +256,14 @@ fn add_stats(a: &mut Stats, b: &Stats) {
     a.bytes += b.bytes;
     a.hashed_files += b.hashed_files;
     a.hashed_bytes += b.hashed_bytes;
+    a.walk += b.walk;
+    a.other_open_stat += b.other_open_stat;
+    for (x, y) in a.classes.iter_mut().zip(&b.classes) {
+        x.files += y.files;
+        x.bytes += y.bytes;
+        x.open_stat += y.open_stat;
+        x.hash += y.hash;
+    }
 }
 
 /// The baseline indexed by path. A hash lookup costs one or two cache
@@ -228,7 +348,7 @@ fn walk(
         .follow_links(false)
         .same_file_system(!opts.cross_filesystems)
         .max_depth(max_depth)
-        .threads(opts.threads.max(1));
+        .threads(opts.walker_threads());
     if !opts.excludes.is_empty() {
         let ex = opts.excludes.clone();
         let root = root.clone();
@@ -239,12 +359,14 @@ fn walk(
         });
     }
     let parallel_large =
-        opts.threads <= std::thread::available_parallelism().map_or(1, |n| n.get());
+        opts.walker_threads() <= std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut builder = Builder {
         root,
         prior,
         tx,
         parallel_large,
+        timing: opts.timing,
+        readahead: opts.readahead,
     };
     b.build_parallel().visit(&mut builder);
 }
@@ -254,18 +376,23 @@ struct Builder<'a> {
     prior: &'a Prior<'a>,
     tx: Sender<Part>,
     parallel_large: bool,
+    timing: bool,
+    readahead: bool,
 }
 
 impl<'s, 'a: 's> ParallelVisitorBuilder<'s> for Builder<'a> {
     fn build(&mut self) -> Box<dyn ParallelVisitor + 's> {
         let mut insp = Inspector::default();
         insp.parallel_large = self.parallel_large;
+        insp.timing = self.timing;
+        insp.fadvise = self.readahead;
         Box::new(Visitor {
             root: self.root,
             prior: self.prior,
             tx: self.tx.clone(),
             insp,
             part: Part::default(),
+            last: self.timing.then(Instant::now),
         })
     }
 }
@@ -295,6 +422,13 @@ impl Part {
                 if r.ftype == FileType::File {
                     self.stats.files += 1;
                     self.stats.bytes += r.size;
+                    let c = &mut self.stats.classes[SizeClass::of(r.size) as usize];
+                    c.files += 1;
+                    c.bytes += r.size;
+                    c.open_stat += cost.open_stat;
+                    c.hash += cost.hash;
+                } else {
+                    self.stats.other_open_stat += cost.open_stat;
                 }
                 if cost.hashed {
                     self.stats.hashed_files += 1;
@@ -302,14 +436,20 @@ impl Part {
                 }
                 self.records.push(r);
             }
-            Outcome::Vanished => self.warnings.push(Warning {
-                path: logical,
-                message: "vanished during the scan".into(),
-            }),
-            Outcome::Failed(message) => self.warnings.push(Warning {
-                path: logical,
-                message,
-            }),
+            Outcome::Vanished => {
+                self.stats.other_open_stat += cost.open_stat;
+                self.warnings.push(Warning {
+                    path: logical,
+                    message: "vanished during the scan".into(),
+                })
+            }
+            Outcome::Failed(message) => {
+                self.stats.other_open_stat += cost.open_stat;
+                self.warnings.push(Warning {
+                    path: logical,
+                    message,
+                })
+            }
         }
     }
 }
@@ -320,10 +460,25 @@ struct Visitor<'a> {
     tx: Sender<Part>,
     insp: Inspector,
     part: Part,
+    /// With timing: when this thread last left `visit`.
+    last: Option<Instant>,
 }
 
 impl ParallelVisitor for Visitor<'_> {
     fn visit(&mut self, entry: Result<DirEntry, ignore::Error>) -> WalkState {
+        if let Some(last) = self.last {
+            self.part.stats.walk += last.elapsed();
+        }
+        let state = self.visit_entry(entry);
+        if self.last.is_some() {
+            self.last = Some(Instant::now());
+        }
+        state
+    }
+}
+
+impl Visitor<'_> {
+    fn visit_entry(&mut self, entry: Result<DirEntry, ignore::Error>) -> WalkState {
         let entry = match entry {
             Ok(e) => e,
             Err(err) => {

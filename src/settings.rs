@@ -19,6 +19,8 @@ pub struct Settings {
     pub format: Format,
     pub quiet: bool,
     pub threads: usize,
+    /// Files in flight (walker threads), at least `threads`.
+    pub io_threads: usize,
     pub cross_filesystems: bool,
     pub excludes: Arc<globset::GlobSet>,
     pub extra_paths: Vec<PathBuf>,
@@ -46,6 +48,15 @@ impl Settings {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
+        let io_threads = match g
+            .io_threads
+            .filter(|&n| n > 0)
+            .or(Some(cfg.io_threads).filter(|&n| n > 0))
+        {
+            Some(n) if n > 1024 => return Err(Error::Usage("--io-threads: at most 1024".into())),
+            Some(n) => n.max(threads),
+            None => threads,
+        };
         let excludes = cfg.excludes().map_err(Error::Usage)?;
         let db = match g.db.clone().or_else(|| cfg.db.clone()) {
             Some(p) => p,
@@ -57,6 +68,7 @@ impl Settings {
             format: g.format,
             quiet: g.quiet,
             threads,
+            io_threads,
             cross_filesystems: cfg.cross_filesystems,
             excludes: Arc::new(excludes),
             extra_paths: cfg.paths,
@@ -69,6 +81,9 @@ impl Settings {
             cross_filesystems: self.cross_filesystems,
             excludes: self.excludes.clone(),
             paranoid,
+            io_threads: self.io_threads,
+            readahead: true,
+            timing: false,
         }
     }
 }

@@ -355,6 +355,9 @@ fn gen_name(g: u64) -> String {
     format!("gen/{g:020}")
 }
 
+/// A stored chunk: its key and its bytes.
+pub type Chunk = ([u8; 4], Vec<u8>);
+
 /// Turns sorted records into stored chunks and keeps the generation's
 /// digest and count as it goes: exactly the work of a write minus sled, so
 /// `bench` can time the store phase without touching a baseline.
@@ -369,7 +372,7 @@ pub struct Encoder {
 
 impl Encoder {
     /// Adds one record; returns a full chunk (key, bytes) when one is ready.
-    pub fn push(&mut self, r: &Record) -> Option<([u8; 4], Vec<u8>)> {
+    pub fn push(&mut self, r: &Record) -> Option<Chunk> {
         self.value.clear();
         r.encode_value(&mut self.value);
         digest_pair(&mut self.hasher, &r.path, &self.value);
@@ -386,7 +389,7 @@ impl Encoder {
     }
 
     /// The last, partial chunk (if any), the record count and the digest.
-    pub fn finish(mut self) -> (Option<([u8; 4], Vec<u8>)>, u64, [u8; 32]) {
+    pub fn finish(mut self) -> (Option<Chunk>, u64, [u8; 32]) {
         let tail = if self.chunk.is_empty() {
             None
         } else {
@@ -395,7 +398,7 @@ impl Encoder {
         (tail, self.count, *self.hasher.finalize().as_bytes())
     }
 
-    fn take(&mut self) -> Option<([u8; 4], Vec<u8>)> {
+    fn take(&mut self) -> Option<Chunk> {
         let key = self.next_key.to_be_bytes();
         self.next_key += 1;
         Some((key, std::mem::take(&mut self.chunk)))

@@ -2,6 +2,7 @@
 //! error. What they share (scan the search paths now, print the summary)
 //! lives here.
 
+pub mod bench;
 pub mod check;
 pub mod init;
 pub mod paths;
