@@ -23,7 +23,7 @@ TREE=${1:-/usr/lib}
 RUNS=${RUNS:-5}
 COLD_RUNS=${COLD_RUNS:-3}
 OUT=${OUT:-}
-COLD_IO_THREADS=${COLD_IO_THREADS:-8}
+COLD_IO_THREADS=${COLD_IO_THREADS:-16}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 CORES=$(nproc)
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -99,8 +99,8 @@ warm_round() {
 cold_round() {
     evict; run "b3sum -P$CORES" cold sh -c "$B3"
     fresh; evict; run "libwarden init" cold "$BIN" -q --db "$WORK/db" init
-    fresh; evict; run "libwarden init --io-threads $COLD_IO_THREADS" cold \
-        "$BIN" -q --db "$WORK/db" --io-threads "$COLD_IO_THREADS" init
+    fresh; evict; run "libwarden init --io-threads $CORES" cold \
+        "$BIN" -q --db "$WORK/db" --io-threads "$CORES" init
     evict; run "libwarden bench --threads $CORES" cold "$BIN" -q --threads "$CORES" bench "$TREE"
     evict; run "libwarden bench --threads $CORES --io-threads $COLD_IO_THREADS" cold \
         "$BIN" -q --threads "$CORES" --io-threads "$COLD_IO_THREADS" bench "$TREE"
@@ -117,7 +117,7 @@ for i in $(seq "$COLD_RUNS"); do log "cold round $i/$COLD_RUNS"; cold_round; don
 # What was measured: the tree, libwarden's own view of it, the machine.
 TREE_FILES=$(find "$TREE" -type f | wc -l)
 TREE_ENTRIES=$(find "$TREE" | wc -l)
-TREE_BYTES=$(find "$TREE" -type f -printf '%s\n' | awk '{s+=$1} END {print s+0}')
+TREE_BYTES=$(find "$TREE" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d", s}')
 LW_SUMMARY=$("$BIN" --db "$WORK/db-check" check 2>&1 >/dev/null | tail -n1)
 MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
 AIDE_VERSION=$( (aide --version 2>&1 || true) | head -n1)
@@ -143,23 +143,30 @@ print("| libwarden check sees | $LW_SUMMARY |")
 print("| b3sum | $(b3sum --version) |")
 print("| aide | $AIDE_VERSION |")
 print("| runs | $RUNS warm, $COLD_RUNS cold; medians |")
+if "$TREE" != "/usr/lib":
+    print()
+    print("Note: \`init\` and \`check\` scan the host's library search paths, not $TREE; their ratios compare different trees.")
 print()
-print("| command | cache | runs | median s | min s | max s | vs b3sum floor | peak RSS MiB |")
-print("|---|---|---|---|---|---|---|---|")
+print("| command | cache | runs | median s | min s | max s | vs b3sum floor (medians) | (mins) | peak RSS MiB |")
+print("|---|---|---|---|---|---|---|---|---|")
 floor = {m: ("b3sum -P$CORES", m) for m in ("warm", "cold")}
 for (label, mode), v in sorted(by.items(), key=lambda kv: (kv[0][1] != "warm", med[kv[0]])):
     ts = [t for t, _ in v]
     rss = max(r for _, r in v) / 1024
+    fmin = min(t for t, _ in by[floor[mode]]) if floor[mode] in by else None
+    rmin = f"{min(ts) / fmin:.2f}x" if fmin else "n/a"
     print(f"| \`{label}\` | {mode} | {len(v)} | {med[(label, mode)]:.3f} | {min(ts):.3f} | {max(ts):.3f} "
-          f"| {ratio((label, mode), floor[mode])} | {rss:.1f} |")
+          f"| {ratio((label, mode), floor[mode])} | {rmin} | {rss:.1f} |")
+print()
+print(f"Load average at the end: {open('/proc/loadavg').read().split()[:3]} (other work on the machine widens the spread; the ratio of minimums is the least disturbed figure, the targets below use medians).")
 print()
 print("Targets (issue 3):")
 w, c = "warm", "cold"
 checks = [
     ("init <= 1.1x b3sum floor, warm", ("libwarden init", w), ("b3sum -P$CORES", w), 1.1),
     ("bench (hash only) <= 1.0x b3sum floor, warm", ("libwarden bench --threads $CORES", w), ("b3sum -P$CORES", w), 1.0),
-    ("init <= 0.8x b3sum floor, cold (default io threads)", ("libwarden init", c), ("b3sum -P$CORES", c), 0.8),
-    ("init --io-threads $COLD_IO_THREADS <= 0.8x b3sum floor, cold", ("libwarden init --io-threads $COLD_IO_THREADS", c), ("b3sum -P$CORES", c), 0.8),
+    ("init <= 0.8x b3sum floor, cold (default: 4 files in flight per thread)", ("libwarden init", c), ("b3sum -P$CORES", c), 0.8),
+    ("init --io-threads $CORES (one file per core) <= 0.8x b3sum floor, cold", ("libwarden init --io-threads $CORES", c), ("b3sum -P$CORES", c), 0.8),
     ("unchanged check <= 1.5x the stat walk", ("libwarden check (unchanged)", w), ("find -printf (stat walk)", w), 1.5),
 ]
 for name, a, b, limit in checks:

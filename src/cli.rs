@@ -38,8 +38,8 @@ pub struct Global {
     /// Scanning threads [default: one per core]
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
-    /// Files read at once [default: as many as --threads]; more helps a
-    /// cold disk
+    /// Files read at once [default: 4 per thread, at most 64]; more helps
+    /// a cold disk
     #[arg(long, global = true, value_name = "N")]
     pub io_threads: Option<usize>,
 }

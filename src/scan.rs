@@ -27,8 +27,9 @@ pub struct ScanOptions {
     /// Re-hash files whose identity is unchanged (ignore `prior`).
     pub paranoid: bool,
     /// Files in flight: walker threads that open and read. More than
-    /// `threads` keeps a cold disk busy while every core hashes; equal to
-    /// it (the default) when the cache is warm.
+    /// `threads` keeps a cold disk busy while every core hashes (see
+    /// `Settings::io_threads_for` for the default); BLAKE3's multi-threaded
+    /// mode is used only when this is at most the core count.
     pub io_threads: usize,
     /// Readahead hints for large files (`posix_fadvise`).
     pub readahead: bool,

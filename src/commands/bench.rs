@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::bench::{self, Pass};
 use crate::cli::{BenchArgs, Global};
+
 use crate::error::{Error, Result};
 use crate::escape;
 use crate::report::{self, Format};
@@ -52,12 +53,12 @@ pub fn run(s: &Settings, a: &BenchArgs, g: &Global) -> Result<i32> {
         Some(n) => vec![n.min(1024)],
         None => (1..=cores).collect(),
     };
-    let io_flag = g.io_threads.filter(|&n| n > 0).map(|n| n.min(1024));
-    let io_cfg = s.io_threads.max(1);
     let mut passes = Vec::new();
     for &t in &counts {
-        // An explicit --io-threads (or config key) applies to every count.
-        let io = io_flag.unwrap_or(if io_cfg > s.threads { io_cfg } else { t });
+        // One file in flight per thread unless asked otherwise, so that the
+        // sweep shows how hashing scales with cores; `--io-threads` (or the
+        // config key) adds files in flight, as for a cold disk.
+        let io = s.io_set.map_or(t, |n| n.max(t));
         let mut runs: Vec<Pass> = (0..a.runs).map(|_| bench::measure(&path, t, io)).collect();
         runs.sort_by_key(|p| p.wall);
         let median = runs.swap_remove(runs.len() / 2);
