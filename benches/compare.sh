@@ -124,7 +124,7 @@ for i in $(seq "$COLD_RUNS"); do log "cold round $i/$COLD_RUNS"; cold_round; don
 # What was measured: the tree, libwarden's own view of it, the machine.
 TREE_FILES=$(find "$TREE" -type f | wc -l)
 TREE_ENTRIES=$(find "$TREE" | wc -l)
-TREE_BYTES=$(find "$TREE" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%d", s}')
+TREE_BYTES=$(find "$TREE" -type f -printf '%s\n' | awk '{s+=$1} END {printf "%.0f", s}')
 LW_SUMMARY=$("$BIN" --db "$WORK/db-check" check 2>&1 >/dev/null | tail -n1 || true)
 MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -n1)
 AIDE_VERSION=$( (aide --version 2>&1 || true) | head -n1)

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,8 +29,7 @@ pub struct ScanOptions {
     pub paranoid: bool,
     /// Files in flight: walker threads that open and read. More than
     /// `threads` keeps a cold disk busy while every core hashes (see
-    /// `Settings::io_threads_for` for the default); BLAKE3's multi-threaded
-    /// mode is used only when this is at most the core count.
+    /// `Settings::io_threads_for` for the default).
     pub io_threads: usize,
     /// Readahead hints for large files (`posix_fadvise`).
     pub readahead: bool,
@@ -359,8 +359,8 @@ fn walk(
             e.depth() == 0 || !ex.is_match(Path::new(std::ffi::OsStr::from_bytes(&logical)))
         });
     }
-    let parallel_large =
-        opts.walker_threads() <= std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parallel_large = (cores > 1).then(|| (Arc::new(AtomicUsize::new(0)), cores));
     let mut builder = Builder {
         root,
         prior,
@@ -376,7 +376,7 @@ struct Builder<'a> {
     root: &'a Root,
     prior: &'a Prior<'a>,
     tx: Sender<Part>,
-    parallel_large: bool,
+    parallel_large: Option<(Arc<AtomicUsize>, usize)>,
     timing: bool,
     readahead: bool,
 }
@@ -384,7 +384,7 @@ struct Builder<'a> {
 impl<'s, 'a: 's> ParallelVisitorBuilder<'s> for Builder<'a> {
     fn build(&mut self) -> Box<dyn ParallelVisitor + 's> {
         let mut insp = Inspector::default();
-        insp.parallel_large = self.parallel_large;
+        insp.parallel_large = self.parallel_large.clone();
         insp.timing = self.timing;
         insp.fadvise = self.readahead;
         Box::new(Visitor {
@@ -394,6 +394,7 @@ impl<'s, 'a: 's> ParallelVisitorBuilder<'s> for Builder<'a> {
             insp,
             part: Part::default(),
             last: self.timing.then(Instant::now),
+            busy: self.parallel_large.as_ref().map(|(b, _)| b.clone()),
         })
     }
 }
@@ -463,6 +464,9 @@ struct Visitor<'a> {
     part: Part,
     /// With timing: when this thread last left `visit`.
     last: Option<Instant>,
+    /// Inspections running now, across threads (see
+    /// [`Inspector::parallel_large`]).
+    busy: Option<Arc<AtomicUsize>>,
 }
 
 impl ParallelVisitor for Visitor<'_> {
@@ -510,9 +514,15 @@ impl Visitor<'_> {
         });
         let prior = self.prior.get(&logical);
         let mut cost = Cost::default();
+        if let Some(b) = &self.busy {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
         let out = self
             .insp
             .inspect(entry.path(), logical.clone(), hint, prior, &mut cost);
+        if let Some(b) = &self.busy {
+            b.fetch_sub(1, Ordering::Relaxed);
+        }
         self.part.take(logical, out, cost);
         if self.part.records.len() >= PART_RECORDS {
             // Hand over full batches: a thread's vector never grows by
