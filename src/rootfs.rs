@@ -21,10 +21,7 @@ impl Root {
     pub fn new(dir: &Path) -> io::Result<Root> {
         let host = std::fs::canonicalize(dir)?;
         if !host.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "not a directory",
-            ));
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
         }
         Ok(Root { host })
     }
