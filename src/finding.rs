@@ -62,6 +62,9 @@ pub enum Kind {
     SignatureInvalid,
     /// A valid signature by a signer that does not chain to a trusted root.
     UntrustedSigner,
+    /// A Windows registry value that makes Windows load a DLL it should
+    /// not, or weakens the DLL search order.
+    Registry,
 }
 
 impl Kind {
@@ -88,6 +91,7 @@ impl Kind {
             Kind::Unsigned => "unsigned",
             Kind::SignatureInvalid => "signature_invalid",
             Kind::UntrustedSigner => "untrusted_signer",
+            Kind::Registry => "registry",
         }
     }
 
@@ -114,7 +118,8 @@ impl Kind {
             | Kind::Unpackaged
             | Kind::Unsigned
             | Kind::SignatureInvalid
-            | Kind::UntrustedSigner => 8,
+            | Kind::UntrustedSigner
+            | Kind::Registry => 8,
             Kind::MonitoringGap => 0,
         }
     }

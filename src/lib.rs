@@ -27,6 +27,7 @@ pub mod signing;
 pub mod store;
 pub mod trust;
 pub mod watch;
+pub mod winreg;
 
 use cli::{Cli, Command};
 use error::Result;

@@ -278,7 +278,7 @@ impl SearchPaths {
 }
 
 /// The entry of `dir` named `name` in any letter case.
-fn find_ci(root: &Root, dir: &Path, name: &str) -> Option<PathBuf> {
+pub(crate) fn find_ci(root: &Root, dir: &Path, name: &str) -> Option<PathBuf> {
     let rd = std::fs::read_dir(root.host_path(&root.resolve(dir).ok()?)).ok()?;
     let mut hits: Vec<_> = rd
         .filter_map(|e| e.ok())

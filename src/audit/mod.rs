@@ -12,6 +12,7 @@
 //! - `loader`: the dynamic loader itself, `PT_INTERP`, loader backups
 //! - `environment`: `LD_*` variables in environment files and units
 //! - `process`: running processes (live systems only)
+//! - [`crate::winreg::audit`]: the registry of a Windows image
 
 pub mod environment;
 pub mod ldcache;
@@ -74,6 +75,7 @@ pub fn run(cx: &Context) -> Audit {
     loader::audit(cx, &objs, &mut a);
     environment::audit(cx, &mut a);
     process::audit(cx, &mut a);
+    crate::winreg::audit::audit(cx, &mut a);
     // Different audits can reach the same fact (a writable dir named by
     // two RPATHs of one file, say): report it once.
     a.findings

@@ -7,5 +7,7 @@ mod audit;
 mod core;
 mod hostile;
 mod provenance;
+mod regf;
 mod trust;
 mod watch;
+mod windows;

@@ -270,7 +270,7 @@ fn compile_module(t: &TestRoot, rel: &str) -> PathBuf {
 }
 
 /// Makes a self-signed CA (key, cert) in `dir` named `cn`.
-fn make_ca(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn make_ca(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{cn}.key"));
     let crt = dir.join(format!("{cn}.pem"));
     sh(Command::new("openssl")
@@ -423,7 +423,7 @@ fn ima_hash_vouches_when_it_matches_and_is_invalid_when_not() {
 }
 
 /// Builds a DLL with mingw at `rel`.
-fn compile_dll(t: &TestRoot, rel: &str, n: i32) -> PathBuf {
+pub(crate) fn compile_dll(t: &TestRoot, rel: &str, n: i32) -> PathBuf {
     let out = t.path(rel);
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let src = t.dir.path().join(format!("dll{n}.c"));
@@ -444,7 +444,7 @@ fn compile_dll(t: &TestRoot, rel: &str, n: i32) -> PathBuf {
 }
 
 /// A leaf certificate for code signing issued by the CA.
-fn make_leaf(dir: &Path, ca: &(PathBuf, PathBuf), cn: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn make_leaf(dir: &Path, ca: &(PathBuf, PathBuf), cn: &str) -> (PathBuf, PathBuf) {
     make_leaf_with(dir, ca, cn, &["-newkey", "rsa:2048"])
 }
 
@@ -482,7 +482,7 @@ fn make_leaf_with(
     (key, crt)
 }
 
-fn sign_dll(dll: &Path, leaf: &(PathBuf, PathBuf), ca: &Path) {
+pub(crate) fn sign_dll(dll: &Path, leaf: &(PathBuf, PathBuf), ca: &Path) {
     let tmp = dll.with_extension("signed");
     sh(Command::new("osslsigncode")
         .args(["sign", "-h", "sha256", "-certs"])
