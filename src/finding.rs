@@ -65,6 +65,9 @@ pub enum Kind {
     /// A Windows registry value that makes Windows load a DLL it should
     /// not, or weakens the DLL search order.
     Registry,
+    /// A DLL a Windows program would load ahead of the system's: unsigned
+    /// beside a signed program, or in a user-writable `PATH` directory.
+    SideLoading,
 }
 
 impl Kind {
@@ -92,6 +95,7 @@ impl Kind {
             Kind::SignatureInvalid => "signature_invalid",
             Kind::UntrustedSigner => "untrusted_signer",
             Kind::Registry => "registry",
+            Kind::SideLoading => "side_loading",
         }
     }
 
@@ -119,7 +123,8 @@ impl Kind {
             | Kind::Unsigned
             | Kind::SignatureInvalid
             | Kind::UntrustedSigner
-            | Kind::Registry => 8,
+            | Kind::Registry
+            | Kind::SideLoading => 8,
             Kind::MonitoringGap => 0,
         }
     }

@@ -13,6 +13,7 @@
 //! - `environment`: `LD_*` variables in environment files and units
 //! - `process`: running processes (live systems only)
 //! - [`crate::winreg::audit`]: the registry of a Windows image
+//! - `sideload`: DLL side-loading in a Windows image
 
 pub mod environment;
 pub mod ldcache;
@@ -23,6 +24,7 @@ pub mod perms;
 pub mod preload;
 pub mod process;
 pub mod rpath;
+pub mod sideload;
 pub mod tokens;
 
 use std::path::PathBuf;
@@ -76,6 +78,7 @@ pub fn run(cx: &Context) -> Audit {
     environment::audit(cx, &mut a);
     process::audit(cx, &mut a);
     crate::winreg::audit::audit(cx, &mut a);
+    sideload::audit(cx, &mut a);
     // Different audits can reach the same fact (a writable dir named by
     // two RPATHs of one file, say): report it once.
     a.findings

@@ -440,3 +440,113 @@ fn registry_values_are_in_the_baseline_and_a_change_is_reported_like_a_file_chan
         "the removal is accepted with the baseline: {f:#?}"
     );
 }
+
+/// Builds a console program with mingw at `rel`.
+fn compile_exe(t: &TestRoot, rel: &str) -> PathBuf {
+    let out = t.path(rel);
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let src = t.dir.path().join("prog.c");
+    std::fs::write(&src, "int main(void){return 0;}\n").unwrap();
+    let st = Command::new("x86_64-w64-mingw32-gcc")
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("x86_64-w64-mingw32-gcc must be installed (gcc-mingw-w64-x86-64)");
+    assert!(st.success());
+    out
+}
+
+fn sign(t: &TestRoot, file: &Path) {
+    let ca = crate::provenance::make_ca(t.dir.path(), "Side CA");
+    let leaf = crate::provenance::make_leaf(t.dir.path(), &ca, "Side Vendor");
+    crate::provenance::sign_dll(file, &leaf, &ca.1);
+}
+
+fn of_kind(f: &[Value], kind: &str) -> Vec<(String, String)> {
+    f.iter()
+        .filter(|x| x["kind"] == kind)
+        .map(|x| {
+            (
+                x["path"].as_str().unwrap_or("").to_string(),
+                x["severity"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_unsigned_dll_beside_a_signed_program_is_side_loading() {
+    let t = image();
+    crate::provenance::compile_dll(&t, "Windows/System32/version.dll", 4);
+    let exe = compile_exe(&t, "Program Files/Vendor App/app.exe");
+    sign(&t, &exe);
+    let (code, f, err) = audit(&t);
+    assert_eq!(of_kind(&f, "side_loading"), vec![], "{err}");
+    assert_eq!(code, 0, "{f:#?}");
+
+    crate::provenance::compile_dll(&t, "Program Files/Vendor App/VERSION.dll", 5);
+    crate::provenance::compile_dll(&t, "Program Files/Vendor App/helper.dll", 6);
+    let signed = crate::provenance::compile_dll(&t, "Program Files/Vendor App/good.dll", 7);
+    sign(&t, &signed);
+    // An unsigned program's neighbours are not judged: nothing vouches
+    // for the program either.
+    compile_exe(&t, "ProgramData/tool/tool.exe");
+    crate::provenance::compile_dll(&t, "ProgramData/tool/version.dll", 8);
+    let (code, f, _) = audit(&t);
+    assert_eq!(
+        of_kind(&f, "side_loading"),
+        vec![
+            (
+                "/Program Files/Vendor App/VERSION.dll".to_string(),
+                "high".to_string()
+            ),
+            (
+                "/Program Files/Vendor App/helper.dll".to_string(),
+                "low".to_string()
+            ),
+        ],
+    );
+    assert_eq!(code & 8, 8);
+}
+
+#[test]
+fn a_dll_in_a_user_writable_system_path_directory_is_found() {
+    let t = image();
+    crate::provenance::compile_dll(&t, "Windows/System32/version.dll", 4);
+    std::fs::create_dir_all(t.path("Tools")).unwrap();
+    let mut sys = clean_system();
+    sys.at(&format!("{SM}\\Environment")).set(
+        "Path",
+        REG_EXPAND_SZ,
+        wide(
+            "%SystemRoot%\\system32;%SystemRoot%;C:\\tools;D:\\elsewhere;%SystemRoot%\\nonexistent",
+        ),
+    );
+    write_hives(&t, &sys, &clean_software());
+    let (code, f, err) = audit(&t);
+    assert_eq!(
+        of_kind(&f, "writable"),
+        vec![("/Tools".to_string(), "high".to_string())],
+        "{err}"
+    );
+    assert_eq!(of_kind(&f, "side_loading"), vec![]);
+    assert_eq!(code, 8);
+
+    crate::provenance::compile_dll(&t, "Tools/version.dll", 9);
+    crate::provenance::compile_dll(&t, "Tools/other.dll", 10);
+    let (_, f, _) = audit(&t);
+    assert_eq!(
+        of_kind(&f, "side_loading"),
+        vec![
+            ("/Tools/other.dll".to_string(), "high".to_string()),
+            ("/Tools/version.dll".to_string(), "critical".to_string()),
+        ]
+    );
+
+    // Back to the default PATH: nothing.
+    write_hives(&t, &clean_system(), &clean_software());
+    let (code, f, _) = audit(&t);
+    assert_eq!(of_kind(&f, "side_loading"), vec![]);
+    assert_eq!(code, 0, "{f:#?}");
+}
