@@ -2,8 +2,8 @@
 //! findings, one per changed path, with a severity that depends on what the
 //! path is to the loader.
 
+use crate::sys::OsStrExt;
 use std::cmp::Ordering;
-use std::os::unix::ffi::OsStrExt;
 
 use crate::finding::{Finding, Kind, Severity};
 use crate::record::{FileType, Record};

@@ -25,7 +25,9 @@ pub mod selfcheck;
 pub mod settings;
 pub mod signing;
 pub mod store;
+pub mod sys;
 pub mod trust;
+#[cfg(unix)]
 pub mod watch;
 pub mod winreg;
 

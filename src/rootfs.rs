@@ -2,9 +2,9 @@
 //! followed by hand, absolute targets are re-rooted and `..` stops at the
 //! root, so nothing an image contains can lead libwarden outside it.
 
+use crate::sys::OsStrExt;
 use std::ffi::OsStr;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Symlinks followed while resolving one path before giving up (as Linux).
@@ -109,7 +109,7 @@ impl Root {
             if meta.file_type().is_symlink() && (follow_last || !last) {
                 links += 1;
                 if links > MAX_LINKS {
-                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                    return Err(crate::sys::loop_error());
                 }
                 let target = std::fs::read_link(&host)?;
                 if target.is_absolute() {
@@ -156,12 +156,12 @@ impl Root {
     /// path is resolved first), so a FIFO or a device planted where a config
     /// file should be cannot hang or disturb the run.
     pub fn read_file(&self, logical: &Path, cap: u64) -> io::Result<Vec<u8>> {
+        use crate::sys::OpenOptionsNoFollow;
         use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
         let host = self.host_path(&self.resolve(logical)?);
         let f = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .no_follow()
             .open(&host)?;
         let meta = f.metadata()?;
         if !meta.is_file() {

@@ -4,9 +4,9 @@
 //! directories, and the configuration's extra paths. Deduplicated by
 //! canonical path, so merged `/usr` is scanned once.
 
+use crate::sys::OsStrExt;
 use std::ffi::OsStr;
 use std::fmt;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::ldconf::{self, LdConf};

@@ -90,13 +90,13 @@ pub fn run(cx: &Context) -> Audit {
 
 /// The bytes of a path.
 pub(crate) fn bytes(p: &std::path::Path) -> &[u8] {
-    use std::os::unix::ffi::OsStrExt;
+    use crate::sys::OsStrExt;
     p.as_os_str().as_bytes()
 }
 
 /// A path from bytes.
 pub(crate) fn path(b: &[u8]) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
+    use crate::sys::OsStrExt;
     PathBuf::from(std::ffi::OsStr::from_bytes(b))
 }
 

@@ -4,9 +4,9 @@
 //! uid) and writable by nobody else. A sticky `1777` dir is still a finding:
 //! anyone can add a library to it.
 
+use crate::sys::MetadataExt;
 use std::collections::BTreeSet;
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{bytes, Audit, Context};

@@ -132,11 +132,8 @@ pub fn audit(cx: &Context, a: &mut Audit) {
         let base = PathBuf::from(format!("/proc/{pid}"));
         let environ = read_proc(&base.join("environ"), ENVIRON_CAP);
         let maps = read_proc(&base.join("maps"), MAPS_CAP);
-        let gone = |r: &std::io::Result<Vec<u8>>| {
-            r.as_ref()
-                .err()
-                .is_some_and(|e| matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)))
-        };
+        let gone =
+            |r: &std::io::Result<Vec<u8>>| r.as_ref().err().is_some_and(crate::sys::is_not_found);
         if gone(&environ) || gone(&maps) {
             continue;
         }

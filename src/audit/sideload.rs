@@ -207,7 +207,7 @@ fn path_dirs(cx: &Context, img: &Image, sys: &BTreeSet<String>, out: &mut Audit)
 
 /// Why non-administrators can write `dir`, or `None`.
 fn user_writable(root: &Root, dir: &Path) -> Option<&'static str> {
-    use std::os::unix::fs::PermissionsExt;
+    use crate::sys::PermissionsExt;
     if let Ok(m) = std::fs::metadata(root.host_path(dir)) {
         if m.permissions().mode() & 0o002 != 0 {
             return Some("writable by everyone (mode bits)");
