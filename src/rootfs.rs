@@ -20,6 +20,13 @@ impl Root {
     /// `dir` must exist; it is canonicalised on the host once.
     pub fn new(dir: &Path) -> io::Result<Root> {
         let host = std::fs::canonicalize(dir)?;
+        // `\\?\C:\x` (what canonicalize gives on Windows) takes no `/`
+        // separators; `C:\x` names the same directory and does.
+        #[cfg(windows)]
+        let host = match host.to_str().and_then(|s| s.strip_prefix(r"\\?\")) {
+            Some(s) if s.as_bytes().get(1) == Some(&b':') => PathBuf::from(s),
+            _ => host,
+        };
         if !host.is_dir() {
             return Err(io::Error::new(
                 io::ErrorKind::NotADirectory,
@@ -29,15 +36,14 @@ impl Root {
         Ok(Root { host })
     }
 
-    /// The host's own `/`.
+    /// The host's own `/`: on Windows, the system drive (`%SystemDrive%\`),
+    /// so `/Windows/System32` is `C:\Windows\System32`.
     pub fn slash() -> Root {
-        Root {
-            host: PathBuf::from("/"),
-        }
+        Root { host: slash_dir() }
     }
 
     pub fn is_slash(&self) -> bool {
-        self.host == Path::new("/")
+        self.host == slash_dir()
     }
 
     /// The host directory behind the root.
@@ -49,6 +55,8 @@ impl Root {
     /// call [`Root::resolve`] first for anything that may hold symlinks.
     pub fn host_path(&self, logical: &Path) -> PathBuf {
         let rel = logical.strip_prefix("/").unwrap_or(logical);
+        #[cfg(windows)]
+        let rel = &PathBuf::from(rel.to_string_lossy().replace('/', "\\"));
         if rel.as_os_str().is_empty() {
             self.host.clone()
         } else {
@@ -64,6 +72,15 @@ impl Root {
 
     /// The logical path of a host path, as raw bytes (the record key).
     pub fn logical_bytes(&self, host: &Path) -> Vec<u8> {
+        #[cfg(windows)]
+        {
+            // Record paths use `/` on every platform: `/Windows/System32/x`.
+            let rel = host.strip_prefix(&self.host).unwrap_or(host);
+            let mut out = b"/".to_vec();
+            out.extend(rel.to_string_lossy().replace('\\', "/").into_bytes());
+            return out;
+        }
+        #[allow(unreachable_code)]
         if self.is_slash() {
             return host.as_os_str().as_bytes().to_vec();
         }
@@ -249,10 +266,25 @@ pub fn normalize(p: &Path) -> PathBuf {
     out
 }
 
+/// The directory `/` stands for on the host.
+fn slash_dir() -> PathBuf {
+    #[cfg(windows)]
+    {
+        let drive = std::env::var("SystemDrive").unwrap_or_else(|_| "C:".into());
+        return PathBuf::from(format!("{drive}\\"));
+    }
+    #[allow(unreachable_code)]
+    PathBuf::from("/")
+}
+
+fn is_sep(b: u8) -> bool {
+    b == b'/' || (cfg!(windows) && b == b'\\')
+}
+
 fn components(p: &Path) -> Vec<Vec<u8>> {
     p.as_os_str()
         .as_bytes()
-        .split(|&b| b == b'/')
+        .split(|&b| is_sep(b))
         .filter(|c| !c.is_empty())
         .map(|c| c.to_vec())
         .collect()

@@ -28,11 +28,19 @@ const LOADER_GLOBS: &[&str] = &["ld-linux*.so*", "ld64.so*", "ld-musl-*.so*"];
 pub enum Origin {
     Trusted,
     Multiarch,
-    Conf { file: PathBuf, line: usize },
-    Include { file: PathBuf, line: usize },
+    Conf {
+        file: PathBuf,
+        line: usize,
+    },
+    Include {
+        file: PathBuf,
+        line: usize,
+    },
     LoaderFile,
     Loader,
     Windows,
+    /// A directory of the Windows system `PATH` (`Session Manager\Environment`).
+    WindowsPath,
     Config,
 }
 
@@ -46,6 +54,7 @@ impl fmt::Display for Origin {
             Origin::LoaderFile => f.write_str("loader file"),
             Origin::Loader => f.write_str("dynamic loader"),
             Origin::Windows => f.write_str("windows system dir"),
+            Origin::WindowsPath => f.write_str("windows system PATH"),
             Origin::Config => f.write_str("libwarden config"),
         }
     }
@@ -216,6 +225,15 @@ impl SearchPaths {
         // The Windows directory itself is searched, not its subtree (which
         // holds WinSxS and much else the loader never looks at directly).
         self.add_dir(root, &win, Origin::Windows, false);
+        // So is every directory of the system PATH, flat.
+        let img = crate::winreg::Image {
+            config: find_ci(root, &sys32, "config"),
+            windows: win,
+            system32: sys32,
+        };
+        for d in crate::winreg::system_path_dirs(root, &img) {
+            self.add_dir(root, &d, Origin::WindowsPath, false);
+        }
     }
 
     /// Marks dirs inside a recursive, existing dir as covered by it.

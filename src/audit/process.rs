@@ -113,6 +113,13 @@ pub fn audit(cx: &Context, a: &mut Audit) {
             .push("running processes are not audited under --root".into());
         return;
     }
+    if cfg!(windows) {
+        a.notes.push(
+            "running processes and their loaded modules are not audited on Windows (not supported yet)"
+                .into(),
+        );
+        return;
+    }
     let Ok(rd) = std::fs::read_dir("/proc") else {
         a.notes
             .push("cannot read /proc: running processes not audited".into());

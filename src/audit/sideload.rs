@@ -15,7 +15,7 @@
 //! reads and judged by the Authenticode parser.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{Audit, Context};
 use crate::finding::{Finding, Kind, Severity};
@@ -171,7 +171,7 @@ fn path_dirs(cx: &Context, img: &Image, sys: &BTreeSet<String>, out: &mut Audit)
         return;
     };
     for entry in path.split(';').map(str::trim).filter(|e| !e.is_empty()) {
-        let Some(dir) = resolve_windows_path(cx.root, img, entry) else {
+        let Some(dir) = crate::winreg::resolve_windows_path(cx.root, img, entry) else {
             continue;
         };
         let Some(why) = user_writable(cx.root, &dir) else {
@@ -223,49 +223,4 @@ fn user_writable(root: &Root, dir: &Path) -> Option<&'static str> {
         "users" => Some("under Users"),
         _ => Some("outside Windows and Program Files, where the system drive's default ACL lets users create and modify"),
     }
-}
-
-/// `%SystemRoot%\System32`, `C:\Tools` and the like, as a logical path
-/// inside the root (the root is the system drive). `None` for other
-/// drives, UNC paths, unknown variables and paths that do not exist.
-pub fn resolve_windows_path(root: &Root, img: &Image, entry: &str) -> Option<PathBuf> {
-    let mut s = entry.trim().trim_matches('"').to_string();
-    let lower = s.to_ascii_lowercase();
-    let win = img
-        .windows
-        .to_string_lossy()
-        .trim_start_matches('/')
-        .to_string();
-    for (var, val) in [
-        ("%systemroot%", win.as_str()),
-        ("%windir%", win.as_str()),
-        ("%systemdrive%", ""),
-        ("%programfiles%", "Program Files"),
-        ("%programfiles(x86)%", "Program Files (x86)"),
-        ("%programdata%", "ProgramData"),
-    ] {
-        if lower.starts_with(var) {
-            s = format!("\\{val}{}", &s[var.len()..]);
-            break;
-        }
-    }
-    if s.contains('%') || s.starts_with("\\\\") {
-        return None;
-    }
-    let b = s.as_bytes();
-    if b.len() >= 2 && b[1] == b':' {
-        if !b[0].eq_ignore_ascii_case(&b'c') {
-            return None;
-        }
-        s = s[2..].to_string();
-    }
-    let mut p = PathBuf::from("/");
-    for part in s.split(['\\', '/']).filter(|c| !c.is_empty() && *c != ".") {
-        if part == ".." {
-            p.pop();
-            continue;
-        }
-        p = crate::searchpaths::find_ci(root, &p, part)?;
-    }
-    (p != Path::new("/")).then_some(p)
 }

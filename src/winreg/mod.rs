@@ -7,6 +7,8 @@
 
 pub mod audit;
 pub mod hive;
+#[cfg(windows)]
+pub mod live;
 
 #[cfg(test)]
 #[path = "../../tests/integration/regf.rs"]
@@ -100,9 +102,15 @@ impl Image {
         })
     }
 
-    /// Reads the hives and keeps the values the audit needs.
+    /// Reads the hives (the live registry when libwarden runs on the
+    /// Windows it audits) and keeps the values the audit needs.
     pub fn snapshot(&self, root: &Root) -> Snapshot {
         let mut snap = Snapshot::default();
+        #[cfg(windows)]
+        if root.is_slash() {
+            live_snapshot(&mut snap);
+            return snap;
+        }
         let Some(config) = &self.config else {
             snap.notes
                 .push("Windows image without System32/config: no registry audit".into());
@@ -133,6 +141,43 @@ impl Image {
         }
         snap.entries.sort_by_key(|e| e.path());
         snap
+    }
+}
+
+/// The live registry's values (Windows only).
+#[cfg(windows)]
+fn live_snapshot(snap: &mut Snapshot) {
+    let mut read = |real: String, shown: String, want: &Want| match live::values(&real) {
+        Ok(Some(values)) => {
+            for v in values {
+                if wanted(want, &v.name) {
+                    snap.entries.push(Entry {
+                        key: shown.clone(),
+                        value: v,
+                    });
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(code) => snap
+            .notes
+            .push(format!("registry key HKLM\\{real}: error {code}")),
+    };
+    for (key, want) in SYSTEM_KEYS {
+        let path = format!("SYSTEM\\CurrentControlSet\\{key}");
+        read(path.clone(), path, want);
+    }
+    for (key, want) in SOFTWARE_KEYS {
+        let path = format!("SOFTWARE\\{key}");
+        read(path.clone(), path, want);
+    }
+    snap.entries.sort_by_key(|e| e.path());
+}
+
+fn wanted(want: &Want, name: &str) -> bool {
+    match want {
+        Want::All => true,
+        Want::Named(names) => names.iter().any(|n| n.eq_ignore_ascii_case(name)),
     }
 }
 
@@ -180,11 +225,7 @@ fn collect(h: &Hive, real: &str, shown: &str, want: &Want, snap: &mut Snapshot) 
         }
     };
     for v in values {
-        let keep = match want {
-            Want::All => true,
-            Want::Named(names) => names.iter().any(|n| n.eq_ignore_ascii_case(&v.name)),
-        };
-        if keep {
+        if wanted(want, &v.name) {
             snap.entries.push(Entry {
                 key: shown.to_string(),
                 value: v,
@@ -306,4 +347,69 @@ pub fn add_records(root: &Root, records: &mut Vec<Record>) -> Vec<String> {
     records.extend(snap.records());
     records.sort_by(|a, b| a.path.cmp(&b.path));
     snap.notes
+}
+
+/// `%SystemRoot%\System32`, `C:\Tools` and the like, as a logical path
+/// inside the root (the root is the system drive). `None` for other
+/// drives, UNC paths, unknown variables and paths that do not exist.
+pub fn resolve_windows_path(root: &Root, img: &Image, entry: &str) -> Option<PathBuf> {
+    let mut s = entry.trim().trim_matches('"').to_string();
+    let lower = s.to_ascii_lowercase();
+    let win = img
+        .windows
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .to_string();
+    for (var, val) in [
+        ("%systemroot%", win.as_str()),
+        ("%windir%", win.as_str()),
+        ("%systemdrive%", ""),
+        ("%programfiles%", "Program Files"),
+        ("%programfiles(x86)%", "Program Files (x86)"),
+        ("%programdata%", "ProgramData"),
+    ] {
+        if lower.starts_with(var) {
+            s = format!("\\{val}{}", &s[var.len()..]);
+            break;
+        }
+    }
+    if s.contains('%') || s.starts_with("\\\\") {
+        return None;
+    }
+    let b = s.as_bytes();
+    if b.len() >= 2 && b[1] == b':' {
+        if !b[0].eq_ignore_ascii_case(&b'c') {
+            return None;
+        }
+        s = s[2..].to_string();
+    }
+    let mut p = PathBuf::from("/");
+    for part in s.split(['\\', '/']).filter(|c| !c.is_empty() && *c != ".") {
+        if part == ".." {
+            p.pop();
+            continue;
+        }
+        p = crate::searchpaths::find_ci(root, &p, part)?;
+    }
+    (p != Path::new("/")).then_some(p)
+}
+
+/// The directories of the system `PATH` that resolve inside the root.
+pub fn system_path_dirs(root: &Root, img: &Image) -> Vec<PathBuf> {
+    let snap = img.snapshot(root);
+    let Some(path) = snap
+        .get(audit::ENVIRONMENT, "Path")
+        .and_then(|v| v.string())
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = Vec::new();
+    for entry in path.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        if let Some(d) = resolve_windows_path(root, img, entry) {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out
 }

@@ -532,6 +532,13 @@ fn a_dll_in_a_user_writable_system_path_directory_is_found() {
     );
     assert_eq!(of_kind(&f, "side_loading"), vec![]);
     assert_eq!(code, 8);
+    // The PATH directories are search paths: baselined like System32.
+    let paths = String::from_utf8_lossy(&t.run(&["paths"]).stdout).into_owned();
+    let tools = paths.lines().find(|l| l.contains("/Tools"));
+    assert!(
+        tools.is_some_and(|l| l.contains("windows system PATH")),
+        "{paths}"
+    );
 
     crate::provenance::compile_dll(&t, "Tools/version.dll", 9);
     crate::provenance::compile_dll(&t, "Tools/other.dll", 10);
