@@ -11,3 +11,4 @@ mod regf;
 mod trust;
 mod watch;
 mod windows;
+mod wine;

@@ -424,9 +424,14 @@ fn ima_hash_vouches_when_it_matches_and_is_invalid_when_not() {
 
 /// Builds a DLL with mingw at `rel`.
 pub(crate) fn compile_dll(t: &TestRoot, rel: &str, n: i32) -> PathBuf {
-    let out = t.path(rel);
+    compile_dll_at(&t.path(rel), t.dir.path(), n)
+}
+
+/// Builds a DLL with mingw at the host path `out` (sources in `scratch`).
+pub(crate) fn compile_dll_at(out: &Path, scratch: &Path, n: i32) -> PathBuf {
+    let out = out.to_path_buf();
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let src = t.dir.path().join(format!("dll{n}.c"));
+    let src = scratch.join(format!("dll{n}.c"));
     std::fs::write(
         &src,
         format!("__declspec(dllexport) int f{n}(void){{return {n};}}\n"),
