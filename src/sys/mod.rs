@@ -94,3 +94,40 @@ pub fn is_privileged() -> bool {
     #[cfg(windows)]
     return false;
 }
+
+/// 16 random bytes for an identifier: the kernel's `getrandom` on Linux;
+/// elsewhere (and if that fails) time, process id and an address, hashed.
+/// Unique, not secret.
+pub fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getrandom writes at most id.len() bytes into id.
+        let n = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), 0) };
+        if n == id.len() as isize {
+            return id;
+        }
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut h = blake3::Hasher::new();
+    h.update(&t.to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&(&id as *const _ as usize).to_le_bytes());
+    id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    id
+}
+
+/// Keeps others out of a directory libwarden owns (the baseline): mode
+/// 0700 on Unix. On Windows the directory keeps the ACL it inherits
+/// (`%ProgramData%` lets Users create files in subfolders): restrict it
+/// with `icacls` at install time (README: Windows).
+pub fn restrict_dir(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}

@@ -17,6 +17,8 @@ const BASE: usize = 4096;
 const BIG_DATA_SEGMENT: usize = 16344;
 /// The most value data returned for one value (hostile sizes stop here).
 pub const MAX_VALUE_DATA: usize = 16 << 20;
+/// The most value data read of one key, all values together.
+const MAX_KEY_DATA: usize = 64 << 20;
 /// The most subkeys or values read from one list.
 const MAX_LIST: usize = 1 << 20;
 
@@ -225,9 +227,18 @@ impl<'a> Hive<'a> {
         }
         let list = self.cell(u32_at(c, 40).unwrap_or(u32::MAX))?;
         let mut out = Vec::new();
+        // Every entry may point at the same huge value: bound the total.
+        let mut budget = MAX_KEY_DATA;
         for i in 0..n {
             let Some(o) = u32_at(list, i * 4) else { break };
             if let Ok(v) = self.value_at(o) {
+                if v.data.len() > budget {
+                    return Err(HiveError::BadCell(
+                        o as usize,
+                        "values of one key too large",
+                    ));
+                }
+                budget -= v.data.len();
                 out.push(v);
             }
         }
@@ -515,5 +526,39 @@ mod tests {
                 walk(&h, h.root(), 0);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    /// A key whose 60 000 values all point at one 16 MB value: refused,
+    /// not 960 GB allocated.
+    #[test]
+    fn many_values_sharing_one_big_value_are_bounded() {
+        let mut w = crate::winreg::testwriter::Writer::new();
+        let big = vec![1u8; 1 << 20];
+        let k = w.key("K", &[], &[("v", REG_BINARY, big)]);
+        let mut bytes = w.finish(k);
+        // Point the key's value list at a list of 60 000 copies of its
+        // one value offset, appended as a new cell.
+        let h = Hive::parse(&bytes).unwrap();
+        let nk = h.nk(h.root()).unwrap();
+        let list = u32_at(nk, 40).unwrap();
+        let vk = u32_at(h.cell(list).unwrap(), 0).unwrap();
+        let n = 60_000u32;
+        let at = bytes.len() - BASE;
+        let size = (4 + 4 * n as usize).div_ceil(8) * 8;
+        bytes.extend_from_slice(&(-(size as i32)).to_le_bytes());
+        for _ in 0..n {
+            bytes.extend_from_slice(&vk.to_le_bytes());
+        }
+        bytes.resize(BASE + at + size, 0);
+        let root = BASE + u32_at(&bytes, 36).unwrap() as usize + 4;
+        bytes[root + 36..root + 40].copy_from_slice(&n.to_le_bytes());
+        bytes[root + 40..root + 44].copy_from_slice(&(at as u32).to_le_bytes());
+        let h = Hive::parse(&bytes).unwrap();
+        assert!(h.values(h.root()).is_err());
     }
 }

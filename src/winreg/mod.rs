@@ -413,3 +413,47 @@ pub fn system_path_dirs(root: &Root, img: &Image) -> Vec<PathBuf> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_paths_escape_separators() {
+        assert_eq!(
+            value_path("SYSTEM\\CurrentControlSet\\Control", "a/b%c"),
+            "/registry/HKLM/SYSTEM/CurrentControlSet/Control/a%2Fb%25c"
+        );
+        assert_eq!(
+            value_path("SOFTWARE\\X", ""),
+            "/registry/HKLM/SOFTWARE/X/(default)"
+        );
+        assert!(is_registry_path(b"/registry/HKLM/SYSTEM/x"));
+        assert!(!is_registry_path(b"/registry/HKLMX"));
+    }
+
+    #[test]
+    fn windows_paths_resolve_inside_the_root_case_insensitively() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["Windows/System32/config", "Tools/Bin", "Program Files/App"] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        let root = Root::new(t.path()).unwrap();
+        let img = Image::find(&root).unwrap();
+        let r = |e: &str| resolve_windows_path(&root, &img, e);
+        assert_eq!(
+            r("%SystemRoot%\\system32"),
+            Some("/Windows/System32".into())
+        );
+        assert_eq!(r("%SYSTEMROOT%"), Some("/Windows".into()));
+        assert_eq!(r("C:\\TOOLS\\bin"), Some("/Tools/Bin".into()));
+        assert_eq!(r("c:/tools/../Tools"), Some("/Tools".into()));
+        assert_eq!(r("%ProgramFiles%\\app"), Some("/Program Files/App".into()));
+        assert_eq!(r("\"C:\\Tools\""), Some("/Tools".into()));
+        assert_eq!(r("D:\\Tools"), None);
+        assert_eq!(r("\\\\server\\share"), None);
+        assert_eq!(r("%USERPROFILE%\\bin"), None);
+        assert_eq!(r("C:\\missing"), None);
+        assert_eq!(r("C:\\..\\..\\.."), None);
+    }
+}
