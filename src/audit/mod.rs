@@ -55,6 +55,9 @@ pub struct Context<'a> {
     pub baseline: Option<&'a [Record]>,
     pub trust: perms::Trust,
     pub exec_dirs: &'a [PathBuf],
+    /// The Authenticode roots bundle (config `authenticode_roots`), for
+    /// the catalog verdicts of the registry audit.
+    pub authenticode_roots: Option<&'a std::path::Path>,
 }
 
 /// What the audit found, plus notes for stderr (things it could not look

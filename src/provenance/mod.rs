@@ -685,7 +685,7 @@ pub fn run(
 
 /// Reads the PEM bundle (a host path, outside the scanned root) and every
 /// catalog under `Windows/System32/CatRoot` inside the root.
-fn load_trust(root: &Root, pem: &Path, quiet: bool) -> pe::TrustStore {
+pub(crate) fn load_trust(root: &Root, pem: &Path, quiet: bool) -> pe::TrustStore {
     let mut t = match std::fs::read(pem) {
         Ok(b) => pe::TrustStore::from_pem(&b),
         Err(e) => {

@@ -150,6 +150,9 @@ fn known_name(v: &Value) -> Option<String> {
 }
 
 fn known_dlls(cx: &Context, img: &Image, snap: &Snapshot, out: &mut Audit) {
+    // Catalogs are loaded only when some KnownDLL has no embedded
+    // signature and roots are configured (CatRoot can be large).
+    let mut trust: Option<pe::TrustStore> = None;
     for v in snap.values_of(KNOWN_DLLS) {
         let Some(file) = known_name(v) else { continue };
         let show = crate::escape::for_terminal(file.as_bytes());
@@ -173,10 +176,10 @@ fn known_dlls(cx: &Context, img: &Image, snap: &Snapshot, out: &mut Audit) {
             );
             continue;
         };
-        if let Some(why) = unsigned(cx, &p) {
+        if let Some((sev, why)) = unsigned(cx, &p, &mut trust) {
             finding(
                 out,
-                Severity::Medium,
+                sev,
                 KNOWN_DLLS,
                 &v.name,
                 format!("KnownDLLs entry {show}: {why}"),
@@ -222,22 +225,41 @@ fn known_dlls(cx: &Context, img: &Image, snap: &Snapshot, out: &mut Audit) {
     }
 }
 
-/// Why a System32 DLL does not count as signed, or `None` when it does
-/// (embedded Authenticode, or a catalog, judged by the provenance module).
-fn unsigned(cx: &Context, p: &Path) -> Option<String> {
+/// Why a System32 DLL does not count as signed, or `None` when it does:
+/// an embedded Authenticode signature whose digest matches (whether its
+/// signer is trusted is the provenance policy's call), or its digest in a
+/// verified catalog under CatRoot when `authenticode_roots` is configured.
+/// Without roots, catalogs cannot be verified: a DLL with no embedded
+/// signature is then reported at low severity, saying so.
+fn unsigned(
+    cx: &Context,
+    p: &Path,
+    trust: &mut Option<pe::TrustStore>,
+) -> Option<(Severity, String)> {
     let bytes = match cx.root.read_file(p, DLL_CAP) {
         Ok(b) => b,
-        Err(e) => return Some(format!("unreadable ({e})")),
+        Err(e) => return Some((Severity::Medium, format!("unreadable ({e})"))),
     };
+    let bad = |w: String| Some((Severity::Medium, w));
     match pe::verify(&bytes, None) {
-        pe::Verdict::Unsigned => Some("not signed (no Authenticode signature)".into()),
-        pe::Verdict::NotPe => Some("not a PE image".into()),
-        pe::Verdict::DigestMismatch => Some("signature does not match the content".into()),
+        pe::Verdict::Unsigned => {}
+        pe::Verdict::NotPe => return bad("not a PE image".into()),
+        pe::Verdict::DigestMismatch => return bad("signature does not match the content".into()),
         pe::Verdict::Malformed(w) | pe::Verdict::BadSignature(w) => {
-            Some(format!("bad signature ({w})"))
+            return bad(format!("bad signature ({w})"))
         }
-        // Whether the signer is trusted is the provenance policy's call.
-        _ => None,
+        _ => return None,
+    }
+    let Some(roots) = cx.authenticode_roots else {
+        return Some((
+            Severity::Low,
+            "no embedded Authenticode signature (catalog signatures are checked only with authenticode_roots configured)".into(),
+        ));
+    };
+    let t = trust.get_or_insert_with(|| crate::provenance::load_trust(cx.root, roots, true));
+    match pe::verify(&bytes, Some(t)) {
+        pe::Verdict::Catalog { .. } => None,
+        _ => bad("not signed (no Authenticode signature, not in a verified catalog)".into()),
     }
 }
 

@@ -357,7 +357,8 @@ fn an_unsigned_known_dll_is_a_registry_finding() {
     assert!(
         found
             .iter()
-            .any(|(p, d)| *p == format!("{P_SM}/KnownDLLs/plain") && d.contains("not signed")),
+            .any(|(p, d)| *p == format!("{P_SM}/KnownDLLs/plain")
+                && d.contains("no embedded Authenticode signature")),
         "{found:?}"
     );
     assert_eq!(code & 8, 8);
