@@ -655,7 +655,7 @@ fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
 
 /// A minimal catalog CTL listing `digests` (SHA-256 Authenticode digests)
 /// the way makecat does: each member an SpcIndirectDataContent attribute.
-fn ctl(digests: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn ctl(digests: &[Vec<u8>]) -> Vec<u8> {
     let sha256 = seq(&[oid("2.16.840.1.101.3.4.2.1"), vec![0x05, 0x00]]);
     let members: Vec<Vec<u8>> = digests
         .iter()
@@ -678,7 +678,7 @@ fn ctl(digests: &[Vec<u8>]) -> Vec<u8> {
     ])
 }
 
-fn sign_catalog(t: &TestRoot, ctl: &[u8], signer: &(PathBuf, PathBuf), out: &Path) {
+pub(crate) fn sign_catalog(t: &TestRoot, ctl: &[u8], signer: &(PathBuf, PathBuf), out: &Path) {
     let inp = t.dir.path().join("ctl.der");
     std::fs::write(&inp, ctl).unwrap();
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
@@ -695,7 +695,7 @@ fn sign_catalog(t: &TestRoot, ctl: &[u8], signer: &(PathBuf, PathBuf), out: &Pat
         .arg(out));
 }
 
-fn authenticode_sha256(dll: &Path) -> Vec<u8> {
+pub(crate) fn authenticode_sha256(dll: &Path) -> Vec<u8> {
     let b = std::fs::read(dll).unwrap();
     let l = libwarden::provenance::pe::layout(&b).unwrap();
     libwarden::provenance::pe::authenticode_digest(&b, &l, "sha256").unwrap()

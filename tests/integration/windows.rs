@@ -558,3 +558,52 @@ fn a_dll_in_a_user_writable_system_path_directory_is_found() {
     assert_eq!(of_kind(&f, "side_loading"), vec![]);
     assert_eq!(code, 0, "{f:#?}");
 }
+
+#[test]
+fn a_known_dll_in_a_verified_catalog_counts_as_signed() {
+    use crate::provenance::{authenticode_sha256, ctl, sign_catalog};
+    let t = image();
+    let ca = crate::provenance::make_ca(t.dir.path(), "Catalog Root");
+    let listed = crate::provenance::compile_dll(&t, "Windows/System32/listed.dll", 12);
+    crate::provenance::compile_dll(&t, "Windows/System32/unlisted.dll", 13);
+    let cats = t.path("Windows/System32/CatRoot/{F750E6C3-38EE-11D1-85E5-00C04FC295EE}");
+    sign_catalog(
+        &t,
+        &ctl(&[authenticode_sha256(&listed)]),
+        &ca,
+        &cats.join("os.cat"),
+    );
+    let mut sys = clean_system();
+    sys.at(&format!("{SM}\\KnownDLLs"))
+        .sz("listed", "listed.dll")
+        .sz("unlisted", "unlisted.dll");
+    write_hives(&t, &sys, &clean_software());
+    let cfg = t.dir.path().join("lw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[provenance]\nauthenticode_roots = \"{}\"\n",
+            ca.1.display()
+        ),
+    )
+    .unwrap();
+    let o = t.run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        "audit",
+    ]);
+    let found = registry(&json_lines(&o.stdout));
+    assert!(
+        !found.iter().any(|(p, _)| p.ends_with("/KnownDLLs/listed")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(p, d)| p.ends_with("/KnownDLLs/unlisted")
+                && d.contains("not in a verified catalog")),
+        "{found:?}"
+    );
+}
