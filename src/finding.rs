@@ -170,6 +170,13 @@ pub struct Finding {
 impl Finding {
     /// A finding of the audit: no baseline records attached.
     pub fn audit(kind: Kind, severity: Severity, path: Vec<u8>, detail: String) -> Finding {
+        // Logical paths use `/`; on Windows a `\` in one is a separator
+        // `PathBuf::join` added (no Windows name can hold it).
+        #[cfg(windows)]
+        let path: Vec<u8> = path
+            .into_iter()
+            .map(|b| if b == b'\\' { b'/' } else { b })
+            .collect();
         Finding {
             kind,
             severity,

@@ -119,7 +119,8 @@ impl Root {
                 }
                 _ => {}
             }
-            let candidate = done.join(OsStr::from_bytes(&c));
+            let mut candidate = done.clone();
+            push(&mut candidate, OsStr::from_bytes(&c));
             let host = self.host_path(&candidate);
             let meta = std::fs::symlink_metadata(&host)?;
             let last = todo.is_empty();
@@ -147,12 +148,12 @@ impl Root {
     /// have (`/lib64/x` → `/usr/lib64/x` on merged `/usr`).
     pub fn resolve_lenient(&self, logical: &Path) -> PathBuf {
         let mut head = normalize(logical);
-        let mut tail = Vec::new();
+        let mut tail: Vec<std::ffi::OsString> = Vec::new();
         loop {
             if let Ok(p) = self.resolve(&head) {
                 let mut p = p;
                 for c in tail.iter().rev() {
-                    p.push(c);
+                    push(&mut p, c);
                 }
                 return p;
             }
@@ -256,7 +257,7 @@ pub fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
     for c in p.components() {
         match c {
-            Component::Normal(n) => out.push(n),
+            Component::Normal(n) => push(&mut out, n),
             Component::ParentDir => {
                 out.pop();
             }
@@ -264,6 +265,22 @@ pub fn normalize(p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Appends one component to a logical path. Logical paths use `/` on
+/// every platform (on Windows `PathBuf::push` would add `\\`).
+pub fn push(p: &mut PathBuf, name: &OsStr) {
+    #[cfg(windows)]
+    {
+        let mut s = std::mem::take(p).into_os_string();
+        if !s.as_encoded_bytes().ends_with(b"/") {
+            s.push("/");
+        }
+        s.push(name);
+        *p = PathBuf::from(s);
+    }
+    #[cfg(not(windows))]
+    p.push(name);
 }
 
 /// The directory `/` stands for on the host.

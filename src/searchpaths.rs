@@ -97,6 +97,15 @@ impl SearchPaths {
     /// Resolves every search path inside `root`.
     pub fn resolve(root: &Root, extra: &[PathBuf]) -> SearchPaths {
         let mut sp = SearchPaths::default();
+        if cfg!(windows) {
+            // On Windows there is no ld.so: only the Windows search order.
+            sp.add_windows(root);
+            for d in extra {
+                sp.add_dir(root, d, Origin::Config, true);
+            }
+            sp.mark_covered();
+            return sp;
+        }
         for d in TRUSTED_DIRS {
             sp.add_dir(root, Path::new(d), Origin::Trusted, true);
         }
@@ -304,5 +313,9 @@ pub(crate) fn find_ci(root: &Root, dir: &Path, name: &str) -> Option<PathBuf> {
         .filter(|n| n.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
         .collect();
     hits.sort();
-    hits.first().map(|n| dir.join(OsStr::new(n)))
+    hits.first().map(|n| {
+        let mut p = dir.to_path_buf();
+        crate::rootfs::push(&mut p, OsStr::new(n));
+        p
+    })
 }

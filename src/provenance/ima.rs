@@ -14,6 +14,7 @@ use std::path::Path;
 use sha2::Digest;
 
 /// The xattr value is at most a few hundred bytes (an RSA-4096 signature).
+#[cfg(unix)]
 const XATTR_CAP: usize = 4096;
 
 /// What `security.ima` holds.

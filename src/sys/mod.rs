@@ -95,18 +95,50 @@ pub fn is_privileged() -> bool {
     return false;
 }
 
-/// 16 random bytes for an identifier: the kernel's `getrandom` on Linux;
-/// elsewhere (and if that fails) time, process id and an address, hashed.
-/// Unique, not secret.
-pub fn random_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
+/// Fills `buf` from the operating system's random source: `getrandom` on
+/// Linux, `RtlGenRandom` (`SystemFunction036`, advapi32) on Windows.
+pub fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: getrandom writes at most id.len() bytes into id.
-        let n = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), 0) };
-        if n == id.len() as isize {
-            return id;
+        let mut done = 0;
+        while done < buf.len() {
+            // SAFETY: getrandom writes at most the remaining length into buf.
+            let n =
+                unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, 0) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            done += n as usize;
         }
+        Ok(())
+    }
+    #[cfg(windows)]
+    {
+        for chunk in buf.chunks_mut(1 << 30) {
+            // SAFETY: the pointer and length describe `chunk`.
+            if unsafe { windows::rtl_gen_random(chunk.as_mut_ptr(), chunk.len() as u32) } == 0 {
+                return Err(std::io::Error::other("RtlGenRandom failed"));
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(any(target_os = "linux", windows)))]
+    {
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")?.read_exact(buf)
+    }
+}
+
+/// 16 random bytes for an identifier; should the random source fail,
+/// time, process id and an address, hashed. Unique, not secret.
+pub fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    if fill_random(&mut id).is_ok() {
+        return id;
     }
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -15,6 +15,13 @@ pub const ERROR_CANT_RESOLVE_FILENAME: i32 = 1921;
 /// `FILE_FLAG_OPEN_REPARSE_POINT`: open the link itself, not its target.
 const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
 
+#[link(name = "advapi32")]
+extern "system" {
+    /// `RtlGenRandom`, exported by name `SystemFunction036`.
+    #[link_name = "SystemFunction036"]
+    pub fn rtl_gen_random(buf: *mut u8, len: u32) -> u8;
+}
+
 /// Bytes of an `OsStr`, and back.
 pub trait OsStrExt {
     fn as_bytes(&self) -> &[u8];
