@@ -20,7 +20,7 @@ const P_LSA: &str = "/registry/HKLM/SYSTEM/CurrentControlSet/Control/Lsa";
 const P_NTDS: &str = "/registry/HKLM/SYSTEM/CurrentControlSet/Services/NTDS";
 
 /// A SYSTEM hive as a fresh Windows install has it (the parts audited).
-fn clean_system() -> Node {
+pub(crate) fn clean_system() -> Node {
     let mut n = Node::new("ROOT");
     n.at("Select").dword("Current", 1).dword("Default", 1);
     n.at(SM).dword("ProtectionMode", 1);
@@ -44,7 +44,7 @@ fn clean_system() -> Node {
     n
 }
 
-fn clean_software() -> Node {
+pub(crate) fn clean_software() -> Node {
     let mut n = Node::new("ROOT");
     for k in [
         "Microsoft\\Windows NT\\CurrentVersion\\Windows",
@@ -57,7 +57,7 @@ fn clean_software() -> Node {
 
 /// A root holding a Windows image: System32 with a signed kernel32.dll,
 /// SysWOW64, and the two hives.
-fn image() -> TestRoot {
+pub(crate) fn image() -> TestRoot {
     let t = TestRoot::new();
     let dll = crate::provenance::compile_dll(&t, "Windows/System32/kernel32.dll", 1);
     let ca = crate::provenance::make_ca(t.dir.path(), "Test Windows CA");
@@ -68,7 +68,7 @@ fn image() -> TestRoot {
     t
 }
 
-fn write_hives(t: &TestRoot, system: &Node, software: &Node) {
+pub(crate) fn write_hives(t: &TestRoot, system: &Node, software: &Node) {
     // Real images spell it `config` and the hives in capitals; any case works.
     t.write("Windows/System32/config/SYSTEM", system.to_hive());
     t.write("Windows/System32/config/SOFTWARE", software.to_hive());
