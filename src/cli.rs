@@ -41,6 +41,10 @@ pub struct Global {
     /// Refuse a baseline not signed by this public key (libwarden.pub)
     #[arg(long, global = true, value_name = "PUB")]
     pub verify_with: Option<PathBuf>,
+    /// Files read at once [default: 4 per thread, at most 64]; more helps
+    /// a cold disk
+    #[arg(long, global = true, value_name = "N")]
+    pub io_threads: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +107,8 @@ pub enum Command {
     Audit,
     /// Realtime monitoring plus periodic full rescans, until SIGTERM
     Watch(WatchArgs),
+    /// Hashing throughput of a tree, per phase, size class and thread count
+    Bench(BenchArgs),
 }
 
 /// Options of `watch`.
@@ -127,6 +133,24 @@ pub struct WatchArgs {
     /// Write findings to stdout even when --output or --syslog is given
     #[arg(long)]
     pub stdout: bool,
+}
+
+/// Options of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The tree to walk and hash [default: /usr/lib, or the --generate DIR]
+    #[arg(value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// First build a synthetic tree in DIR (many small files, some medium,
+    /// a few huge, one deep chain); DIR must be new or an earlier tree
+    #[arg(long, value_name = "DIR")]
+    pub generate: Option<PathBuf>,
+    /// Size of the generated tree, as a factor of the default (~1.3 GB)
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub scale: f64,
+    /// Passes per thread count; the median pass (by wall time) is reported
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub runs: usize,
 }
 
 #[cfg(test)]

@@ -28,6 +28,11 @@ pub struct FileConfig {
     /// Hashing threads; 0 means one per core.
     #[serde(default)]
     pub threads: usize,
+    /// Files read at once (walker threads); 0 means four per thread (at
+    /// most 64).
+    /// More than the cores helps when the disk, not the CPU, is the limit.
+    #[serde(default)]
+    pub io_threads: usize,
     /// Baseline directory (overridden by `--db`).
     pub db: Option<PathBuf>,
     /// Public key every baseline must be signed with (`--verify-with`).

@@ -3,6 +3,7 @@
 //! inspect → records → baseline store / diff → findings → reporters.
 
 pub mod audit;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -65,5 +66,6 @@ pub fn run(cli: &Cli) -> Result<i32> {
         }
         Command::Audit => commands::audit::run(&settings()?),
         Command::Watch(args) => commands::watch::run(&settings()?, args),
+        Command::Bench(args) => commands::bench::run(&settings()?, args, &cli.global),
     }
 }

@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() {
+    libwarden::scan::limit_allocator_slack();
     let cli = match libwarden::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

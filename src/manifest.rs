@@ -270,7 +270,7 @@ mod tests {
     fn round_trip_with_hostile_names_and_signature() {
         let mut a = crate::inspect::base_record(
             b"/lib/a\tb\n\xff%.so".to_vec(),
-            &std::fs::metadata("/").unwrap(),
+            &(&std::fs::metadata("/").unwrap()).into(),
         );
         a.ftype = FileType::File;
         a.blake3 = Some([7; 32]);

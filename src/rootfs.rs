@@ -28,10 +28,7 @@ impl Root {
             _ => host,
         };
         if !host.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "not a directory",
-            ));
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
         }
         Ok(Root { host })
     }

@@ -3,6 +3,7 @@
 //! lives here.
 
 pub mod audit;
+pub mod bench;
 pub mod check;
 pub mod export;
 pub mod init;

@@ -4,6 +4,7 @@
 mod util;
 
 mod audit;
+mod bench;
 mod core;
 mod hostile;
 mod provenance;

@@ -74,14 +74,24 @@ fn signed_baselines_refuse_tampering_other_keys_and_missing_signatures() {
             .find(|n| n.starts_with(b"gen/"))
             .unwrap();
         let tree = db.open_tree(name).unwrap();
-        // A hashed file's record: byte 72 says a digest follows at 73..105.
-        let (k, v) = tree
-            .iter()
-            .map(|kv| kv.unwrap())
-            .find(|(_, v)| v.get(72) == Some(&1))
-            .unwrap();
+        // Records are stored in chunks of (u32 len, path, u32 len, value)
+        // pairs; in a hashed file's value, byte 72 says a digest follows at
+        // 73..105. Flip a digest byte: the record still decodes.
+        let (k, v) = tree.iter().next().unwrap().unwrap();
         let mut v = v.to_vec();
-        v[80] ^= 1;
+        let mut at = 0;
+        let field =
+            |v: &[u8], at: usize| u32::from_le_bytes(v[at..at + 4].try_into().unwrap()) as usize;
+        loop {
+            let klen = field(&v, at);
+            let vstart = at + 4 + klen + 4;
+            let vlen = field(&v, at + 4 + klen);
+            if v[vstart + 72] == 1 {
+                v[vstart + 80] ^= 1;
+                break;
+            }
+            at = vstart + vlen;
+        }
         tree.insert(k, v).unwrap();
         db.flush().unwrap();
     }

@@ -1,0 +1,213 @@
+//! `bench [PATH]`: walk and hash a tree without touching any baseline, for
+//! each thread count from 1 to the cores (or `--threads N` only), and
+//! report throughput per phase and per file-size class.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::bench::{self, Pass};
+use crate::cli::{BenchArgs, Global};
+
+use crate::error::{Error, Result};
+use crate::escape;
+use crate::report::{self, Format};
+use crate::scan::SizeClass;
+use crate::settings::Settings;
+
+/// The tree measured when none is named.
+pub const DEFAULT_PATH: &str = "/usr/lib";
+
+pub fn run(s: &Settings, a: &BenchArgs, g: &Global) -> Result<i32> {
+    if a.runs == 0 || a.runs > 100 {
+        return Err(Error::Usage("bench --runs: 1 to 100".into()));
+    }
+    if !(a.scale > 0.0 && a.scale <= 100.0) {
+        return Err(Error::Usage("bench --scale: above 0, at most 100".into()));
+    }
+    if let Some(dir) = &a.generate {
+        let gen = bench::generate(dir, a.scale).map_err(|e| Error::io("generate", dir, e))?;
+        if !s.quiet {
+            eprintln!(
+                "libwarden bench: {} {}: {} files ({}), {} directories, {} symlink",
+                if gen.written { "generated" } else { "reusing" },
+                escape::for_terminal(bytes(dir)),
+                gen.files,
+                report::human_bytes(gen.bytes),
+                gen.dirs,
+                gen.symlinks
+            );
+        }
+    }
+    let path: PathBuf = a
+        .path
+        .clone()
+        .or_else(|| a.generate.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+    if std::fs::symlink_metadata(&path).is_err() {
+        return Err(Error::NotFound { what: "path", path });
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let counts: Vec<usize> = match g.threads.filter(|&n| n > 0) {
+        Some(n) => vec![n.min(1024)],
+        None => (1..=cores).collect(),
+    };
+    let mut passes = Vec::new();
+    for &t in &counts {
+        // One file in flight per thread unless asked otherwise, so that the
+        // sweep shows how hashing scales with cores; `--io-threads` (or the
+        // config key) adds files in flight, as for a cold disk.
+        let io = s.io_set.map_or(t, |n| n.max(t));
+        let mut runs: Vec<Pass> = (0..a.runs).map(|_| bench::measure(&path, t, io)).collect();
+        runs.sort_by_key(|p| p.wall);
+        let median = runs.swap_remove(runs.len() / 2);
+        if !s.quiet {
+            eprintln!(
+                "libwarden bench: {} thread{}: {:.3} s",
+                t,
+                if t == 1 { "" } else { "s" },
+                median.wall.as_secs_f64()
+            );
+        }
+        passes.push(median);
+    }
+    let mut out = std::io::stdout().lock();
+    let r = match s.format {
+        Format::Json => write_json(&mut out, &path, cores, a.runs, &passes),
+        Format::Human => write_human(&mut out, &path, cores, a.runs, &passes),
+    };
+    match r {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io("write", "stdout", e))
+        }
+        _ => Ok(0),
+    }
+}
+
+fn bytes(p: &Path) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes()
+}
+
+fn secs(d: std::time::Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// One JSON object per thread count (JSON Lines, like every command).
+fn write_json(
+    out: &mut dyn Write,
+    path: &Path,
+    cores: usize,
+    runs: usize,
+    passes: &[Pass],
+) -> std::io::Result<()> {
+    for p in passes {
+        let classes: Vec<_> = SizeClass::ALL
+            .iter()
+            .map(|&c| {
+                let s = &p.classes[c as usize];
+                json!({
+                    "class": c.label(),
+                    "files": s.files,
+                    "bytes": s.bytes,
+                    "open_stat_s": secs(s.open_stat),
+                    "hash_s": secs(s.hash),
+                })
+            })
+            .collect();
+        let v = json!({
+            "path": escape::for_json(bytes(path)),
+            "cores": cores,
+            "threads": p.threads,
+            "io_threads": p.io_threads,
+            "runs": runs,
+            "entries": p.entries,
+            "files": p.files,
+            "bytes": p.bytes,
+            "warnings": p.warnings,
+            "wall_s": secs(p.wall),
+            "mb_per_s": p.mb_per_s(),
+            "files_per_s": p.files_per_s(),
+            "phases": {
+                "walk_s": secs(p.walk),
+                "open_stat_s": secs(p.open_stat),
+                "hash_s": secs(p.hash),
+                "store_s": secs(p.store),
+            },
+            "classes": classes,
+        });
+        writeln!(out, "{v}")?;
+    }
+    out.flush()
+}
+
+fn write_human(
+    out: &mut dyn Write,
+    path: &Path,
+    cores: usize,
+    runs: usize,
+    passes: &[Pass],
+) -> std::io::Result<()> {
+    let Some(first) = passes.first() else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "{}: {} entries, {} files, {}; {} core{}; median of {} run{}",
+        escape::for_terminal(bytes(path)),
+        first.entries,
+        first.files,
+        report::human_bytes(first.bytes),
+        cores,
+        if cores == 1 { "" } else { "s" },
+        runs,
+        if runs == 1 { "" } else { "s" },
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "threads  io   wall s      MB/s    files/s  |  thread-seconds: walk  open+stat    hash   store"
+    )?;
+    for p in passes {
+        writeln!(
+            out,
+            "{:>7} {:>3} {:>8.3} {:>9.1} {:>10.0}  |                 {:>5.3} {:>10.3} {:>7.3} {:>7.3}",
+            p.threads,
+            p.io_threads,
+            secs(p.wall),
+            p.mb_per_s(),
+            p.files_per_s(),
+            secs(p.walk),
+            secs(p.open_stat),
+            secs(p.hash),
+            secs(p.store),
+        )?;
+    }
+    for p in passes {
+        writeln!(out)?;
+        writeln!(out, "by file size, {} thread(s):", p.threads)?;
+        writeln!(
+            out,
+            "class          files   files%        bytes  bytes%  open+stat s   hash s  hash MB/s/thread"
+        )?;
+        for &c in &SizeClass::ALL {
+            let s = &p.classes[c as usize];
+            let pct = |a: u64, b: u64| 100.0 * a as f64 / (b.max(1)) as f64;
+            let rate = s.bytes as f64 / 1e6 / secs(s.hash).max(1e-9);
+            writeln!(
+                out,
+                "{:<10} {:>9} {:>7.1}% {:>12} {:>6.1}% {:>12.3} {:>8.3} {:>17.1}",
+                c.label(),
+                s.files,
+                pct(s.files, p.files),
+                report::human_bytes(s.bytes),
+                pct(s.bytes, p.bytes),
+                secs(s.open_stat),
+                secs(s.hash),
+                if s.files == 0 { 0.0 } else { rate },
+            )?;
+        }
+    }
+    out.flush()
+}
