@@ -13,6 +13,8 @@
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::record::{FileClass, FileType, Record, Unhashed};
@@ -29,8 +31,9 @@ pub const LARGE: u64 = 8 << 20;
 #[derive(Default)]
 pub struct Inspector {
     buf: Vec<u8>,
-    /// Hash large files with rayon (set when other cores would sit idle).
-    pub parallel_large: bool,
+    /// Hash large files with rayon while fewer than `.1` inspections are
+    /// running (counted in `.0`), i.e. only when other cores would sit idle.
+    pub parallel_large: Option<(Arc<AtomicUsize>, usize)>,
     /// Time the open+stat and hash phases into [`Cost`].
     pub timing: bool,
     /// Readahead hints: none on Windows (the flag is accepted and ignored).
@@ -205,7 +208,7 @@ impl Inspector {
         let mut hasher = blake3::Hasher::new();
         let mut total: u64 = 0;
         let mut class = FileClass::Other;
-        let parallel = self.parallel_large && size >= LARGE;
+        let parallel = self.parallel_large.as_ref().filter(|_| size >= LARGE);
         loop {
             let n = match file.read(&mut self.buf[..want]) {
                 Ok(0) => break,
@@ -216,7 +219,7 @@ impl Inspector {
             if total == 0 {
                 class = FileClass::sniff(&self.buf[..n]);
             }
-            if parallel {
+            if parallel.is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores) {
                 hasher.update_rayon(&self.buf[..n]);
             } else {
                 hasher.update(&self.buf[..n]);

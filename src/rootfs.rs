@@ -28,7 +28,13 @@ impl Root {
             _ => host,
         };
         if !host.is_dir() {
+            #[cfg(unix)]
             return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+            #[cfg(not(unix))]
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            ));
         }
         Ok(Root { host })
     }

@@ -133,24 +133,6 @@ pub fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
     }
 }
 
-/// 16 random bytes for an identifier; should the random source fail,
-/// time, process id and an address, hashed. Unique, not secret.
-pub fn random_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    if fill_random(&mut id).is_ok() {
-        return id;
-    }
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut h = blake3::Hasher::new();
-    h.update(&t.to_le_bytes());
-    h.update(&std::process::id().to_le_bytes());
-    h.update(&(&id as *const _ as usize).to_le_bytes());
-    id.copy_from_slice(&h.finalize().as_bytes()[..16]);
-    id
-}
-
 /// Keeps others out of a directory libwarden owns (the baseline): mode
 /// 0700 on Unix. On Windows the directory keeps the ACL it inherits
 /// (`%ProgramData%` lets Users create files in subfolders): restrict it
