@@ -33,7 +33,6 @@ pub mod signing;
 pub mod store;
 pub mod sys;
 pub mod trust;
-#[cfg(unix)]
 pub mod watch;
 pub mod winreg;
 

@@ -6,24 +6,11 @@ use std::time::Duration;
 use crate::cli::WatchArgs;
 use crate::error::{Error, Result};
 use crate::settings::Settings;
-#[cfg(unix)]
 use crate::watch::{self, signals, sink::Sinks, Options};
 
 /// Rescan interval when neither the flag nor the config sets one.
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(3600);
 
-/// Not on Windows yet: the watcher's signal handling, syslog socket and
-/// inotify queue accounting are Unix's. Says so and exits 64; schedule
-/// `check` instead (README: Windows).
-#[cfg(not(unix))]
-pub fn run(_s: &Settings, _args: &WatchArgs) -> Result<i32> {
-    let _ = DEFAULT_RESCAN;
-    Err(Error::Usage(
-        "watch is not supported on Windows: run `libwarden check` from a scheduled task".into(),
-    ))
-}
-
-#[cfg(unix)]
 pub fn run(s: &Settings, args: &WatchArgs) -> Result<i32> {
     // Before any thread exists, so that every thread inherits the mask and
     // only the signal thread ever sees these signals.

@@ -27,10 +27,9 @@ pub mod state;
 pub mod syslog;
 pub mod watches;
 
+use crate::sys::{MetadataExt, OsStrExt};
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

@@ -1,7 +1,9 @@
 //! The Windows build, run under Wine: it baselines `C:\windows\system32`
 //! of a fresh `WINEPREFIX`, finds a dropped DLL, and reads the live
 //! registry (through the registry API, which Wine implements) for
-//! `SafeDllSearchMode` and `AppInit_DLLs` set with `wine reg add`.
+//! `SafeDllSearchMode` and `AppInit_DLLs` set with `wine reg add`, and
+//! `watch` reports a DLL dropped while it runs (notify's Windows backend,
+//! `ReadDirectoryChangesW`, which Wine maps to inotify).
 //!
 //! Needs `target/x86_64-pc-windows-gnu/debug/libwarden.exe` (built by
 //! `cargo build --target x86_64-pc-windows-gnu` before the tests; or
@@ -113,8 +115,20 @@ impl Wine {
 
     /// `wine ARGS` in this prefix, from the directory of the build.
     fn wine(&self, args: &[&str]) -> Output {
-        Command::new("wine")
-            .args(args)
+        self.wine_cmd(args).output().expect("wine runs")
+    }
+
+    /// The Windows build with `args`, as a command to spawn.
+    fn command(&self, args: &[&str]) -> Command {
+        let exe = self.bin().join("libwarden.exe");
+        let mut all = vec![exe.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.wine_cmd(&all)
+    }
+
+    fn wine_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("wine");
+        c.args(args)
             .current_dir(self.bin())
             .env("WINEPREFIX", self.prefix())
             // The prefix's user folders link to $HOME: keep them empty,
@@ -123,9 +137,8 @@ impl Wine {
             .env("WINEDEBUG", "-all")
             // No Mono or Gecko installer dialogs in a fresh prefix.
             .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
-            .env_remove("DISPLAY")
-            .output()
-            .expect("wine runs")
+            .env_remove("DISPLAY");
+        c
     }
 
     /// The Windows build with `args`.
@@ -258,8 +271,70 @@ fn windows_build_baselines_system32_and_finds_a_dropped_dll_and_registry_hooks()
     assert!(has(&f, "registry", p), "{f:#?}");
     assert_eq!(code & 9, 9, "{f:#?}");
 
-    // `watch` is not supported on Windows and says so.
-    let o = w.libwarden(&["watch"]);
-    assert_eq!(o.status.code(), Some(64), "{o:?}");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not supported on Windows"));
+    // `watch`, through notify's Windows backend (ReadDirectoryChangesW):
+    // a DLL dropped into System32 while it runs is reported.
+    let mut child = w
+        .command(&["--format", "json", "watch", "--debounce", "100ms"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("wine starts");
+    let (tx, rx) = std::sync::mpsc::channel::<(bool, String)>();
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let tx2 = tx.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send((true, l));
+        }
+    });
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx2.send((false, l));
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut log = String::new();
+    let next = |log: &mut String| {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let got = rx.recv_timeout(left);
+        if let Ok((_, l)) = &got {
+            log.push_str(l);
+            log.push('\n');
+        }
+        got.ok()
+    };
+    loop {
+        match next(&mut log) {
+            Some((false, l)) if l.contains("libwarden watch: watching") => break,
+            Some(_) => {}
+            None => panic!("watch did not start under Wine:\n{log}"),
+        }
+    }
+    crate::provenance::compile_dll_at(
+        &w.c("windows/system32/while-watching.dll"),
+        w.dir.path(),
+        12,
+    );
+    let found = loop {
+        match next(&mut log) {
+            Some((true, l)) => {
+                let v: Value = serde_json::from_str(&l).unwrap_or_else(|e| panic!("{l}: {e}"));
+                if v["kind"] == "added"
+                    && v["path"].as_str().is_some_and(|p| {
+                        p.eq_ignore_ascii_case("/windows/system32/while-watching.dll")
+                    })
+                {
+                    break v;
+                }
+            }
+            Some(_) => {}
+            None => panic!("no added finding from watch under Wine:\n{log}"),
+        }
+    };
+    assert_eq!(found["source"], "event", "{found}");
+    let _ = child.kill();
+    let _ = child.wait();
 }
