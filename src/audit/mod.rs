@@ -19,6 +19,8 @@ pub mod environment;
 pub mod ldcache;
 pub mod loader;
 pub mod loaderconf;
+#[cfg(windows)]
+pub mod modules_windows;
 pub mod objects;
 pub mod perms;
 pub mod preload;

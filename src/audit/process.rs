@@ -113,13 +113,12 @@ pub fn audit(cx: &Context, a: &mut Audit) {
             .push("running processes are not audited under --root".into());
         return;
     }
-    if cfg!(windows) {
-        a.notes.push(
-            "running processes and their loaded modules are not audited on Windows (not supported yet)"
-                .into(),
-        );
+    #[cfg(windows)]
+    {
+        super::modules_windows::audit(cx, a);
         return;
     }
+    #[allow(unreachable_code)]
     let Ok(rd) = std::fs::read_dir("/proc") else {
         a.notes
             .push("cannot read /proc: running processes not audited".into());

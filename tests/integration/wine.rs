@@ -271,6 +271,41 @@ fn windows_build_baselines_system32_and_finds_a_dropped_dll_and_registry_hooks()
     assert!(has(&f, "registry", p), "{f:#?}");
     assert_eq!(code & 9, 9, "{f:#?}");
 
+    // Loaded modules (Toolhelp): a program that loaded an unsigned DLL
+    // from a directory users can write, still running.
+    crate::provenance::compile_dll_at(&w.c("users/Public/evil.dll"), w.dir.path(), 13);
+    let src = w.dir.path().join("loader.c");
+    std::fs::write(
+        &src,
+        "#include <windows.h>\nint main(void){HMODULE h=LoadLibraryA(\"C:\\\\users\\\\Public\\\\evil.dll\");Sleep(120000);return h?0:1;}\n",
+    )
+    .unwrap();
+    let st = Command::new("x86_64-w64-mingw32-gcc")
+        .arg("-o")
+        .arg(w.c("users/Public/loader.exe"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut loader = w
+        .wine_cmd(&["C:\\users\\Public\\loader.exe"])
+        .spawn()
+        .expect("wine starts the loader");
+    let mut found = false;
+    let mut last = Vec::new();
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let (_, f, _) = w.json(&["audit"]);
+        found = has(&f, "process", "/users/Public/evil.dll");
+        last = f;
+        if found {
+            break;
+        }
+    }
+    let _ = loader.kill();
+    let _ = loader.wait();
+    assert!(found, "no process finding for the loaded DLL: {last:#?}");
+
     // `watch`, through notify's Windows backend (ReadDirectoryChangesW):
     // a DLL dropped into System32 while it runs is reported.
     let mut child = w
