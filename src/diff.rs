@@ -2,8 +2,8 @@
 //! findings, one per changed path, with a severity that depends on what the
 //! path is to the loader.
 
+use crate::sys::OsStrExt;
 use std::cmp::Ordering;
-use std::os::unix::ffi::OsStrExt;
 
 use crate::finding::{Finding, Kind, Severity};
 use crate::record::{FileType, Record};
@@ -153,6 +153,9 @@ fn removed(b: &Record, cls: &Classifier) -> Finding {
 
 fn describe(r: &Record) -> String {
     use crate::record::FileClass::*;
+    if crate::winreg::is_registry_path(&r.path) {
+        return format!("registry value ({})", shown_target(r));
+    }
     let class = match r.class {
         ElfDyn => "ELF shared object",
         ElfExec => "ELF executable",
@@ -213,7 +216,15 @@ fn changed(b: &Record, a: &Record, cls: &Classifier) -> Option<Finding> {
                     Role::Other if loadable => Severity::High,
                     Role::Other => Severity::Medium,
                 };
-                let detail = format!("content changed ({} bytes, was {})", a.size, b.size);
+                let detail = if crate::winreg::is_registry_path(&a.path) {
+                    format!(
+                        "registry value now {} (was {})",
+                        shown_target(a),
+                        shown_target(b)
+                    )
+                } else {
+                    format!("content changed ({} bytes, was {})", a.size, b.size)
+                };
                 return Some(finding(Kind::Content, sev, detail, changes));
             }
             (Some(_), None) => {
@@ -245,6 +256,11 @@ fn changed(b: &Record, a: &Record, cls: &Classifier) -> Option<Finding> {
     };
     let detail = meta_detail(b, a, &meta);
     Some(finding(Kind::Metadata, sev, detail, meta))
+}
+
+/// A registry record's value, as text.
+fn shown_target(r: &Record) -> String {
+    crate::escape::for_terminal(r.target.as_deref().unwrap_or_default())
 }
 
 /// Loader files matter more than any library.

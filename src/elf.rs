@@ -8,8 +8,8 @@
 //! it panic (a property test feeds it random and truncated bytes). It reads
 //! through [`ReadAt`], from a file descriptor with `pread` or from a buffer.
 
+use crate::sys::FileExt;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 /// At most this many program headers are read (Linux allows 65535).
 const MAX_PHNUM: usize = 4096;

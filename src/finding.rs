@@ -62,6 +62,12 @@ pub enum Kind {
     SignatureInvalid,
     /// A valid signature by a signer that does not chain to a trusted root.
     UntrustedSigner,
+    /// A Windows registry value that makes Windows load a DLL it should
+    /// not, or weakens the DLL search order.
+    Registry,
+    /// A DLL a Windows program would load ahead of the system's: unsigned
+    /// beside a signed program, or in a user-writable `PATH` directory.
+    SideLoading,
 }
 
 impl Kind {
@@ -88,6 +94,8 @@ impl Kind {
             Kind::Unsigned => "unsigned",
             Kind::SignatureInvalid => "signature_invalid",
             Kind::UntrustedSigner => "untrusted_signer",
+            Kind::Registry => "registry",
+            Kind::SideLoading => "side_loading",
         }
     }
 
@@ -114,7 +122,9 @@ impl Kind {
             | Kind::Unpackaged
             | Kind::Unsigned
             | Kind::SignatureInvalid
-            | Kind::UntrustedSigner => 8,
+            | Kind::UntrustedSigner
+            | Kind::Registry
+            | Kind::SideLoading => 8,
             Kind::MonitoringGap => 0,
         }
     }
@@ -160,6 +170,13 @@ pub struct Finding {
 impl Finding {
     /// A finding of the audit: no baseline records attached.
     pub fn audit(kind: Kind, severity: Severity, path: Vec<u8>, detail: String) -> Finding {
+        // Logical paths use `/`; on Windows a `\` in one is a separator
+        // `PathBuf::join` added (no Windows name can hold it).
+        #[cfg(windows)]
+        let path: Vec<u8> = path
+            .into_iter()
+            .map(|b| if b == b'\\' { b'/' } else { b })
+            .collect();
         Finding {
             kind,
             severity,

@@ -4,9 +4,9 @@
 //! also breaks cycles), `hwcap` lines (ignored by current glibc), and
 //! directories separated by white space, `:` or `,`.
 
+use crate::sys::OsStrExt;
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// How the parser reads files and expands globs; [`crate::rootfs::Root`]

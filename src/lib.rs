@@ -12,6 +12,11 @@ pub mod elf;
 pub mod error;
 pub mod escape;
 pub mod finding;
+#[cfg(unix)]
+pub mod inspect;
+/// The Windows inspector: same API, std's portable file calls.
+#[cfg(windows)]
+#[path = "inspect_windows.rs"]
 pub mod inspect;
 pub mod ldconf;
 pub mod manifest;
@@ -26,8 +31,10 @@ pub mod selfcheck;
 pub mod settings;
 pub mod signing;
 pub mod store;
+pub mod sys;
 pub mod trust;
 pub mod watch;
+pub mod winreg;
 
 use cli::{Cli, Command};
 use error::Result;

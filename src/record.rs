@@ -22,14 +22,14 @@ pub enum FileType {
 
 impl FileType {
     pub fn from_mode(mode: u32) -> Self {
-        match mode & libc::S_IFMT {
-            libc::S_IFREG => FileType::File,
-            libc::S_IFDIR => FileType::Dir,
-            libc::S_IFLNK => FileType::Symlink,
-            libc::S_IFIFO => FileType::Fifo,
-            libc::S_IFSOCK => FileType::Socket,
-            libc::S_IFCHR => FileType::CharDevice,
-            libc::S_IFBLK => FileType::BlockDevice,
+        match mode & crate::sys::S_IFMT {
+            crate::sys::S_IFREG => FileType::File,
+            crate::sys::S_IFDIR => FileType::Dir,
+            crate::sys::S_IFLNK => FileType::Symlink,
+            crate::sys::S_IFIFO => FileType::Fifo,
+            crate::sys::S_IFSOCK => FileType::Socket,
+            crate::sys::S_IFCHR => FileType::CharDevice,
+            crate::sys::S_IFBLK => FileType::BlockDevice,
             _ => FileType::Unknown,
         }
     }

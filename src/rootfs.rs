@@ -2,9 +2,9 @@
 //! followed by hand, absolute targets are re-rooted and `..` stops at the
 //! root, so nothing an image contains can lead libwarden outside it.
 
+use crate::sys::OsStrExt;
 use std::ffi::OsStr;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Symlinks followed while resolving one path before giving up (as Linux).
@@ -20,21 +20,33 @@ impl Root {
     /// `dir` must exist; it is canonicalised on the host once.
     pub fn new(dir: &Path) -> io::Result<Root> {
         let host = std::fs::canonicalize(dir)?;
+        // `\\?\C:\x` (what canonicalize gives on Windows) takes no `/`
+        // separators; `C:\x` names the same directory and does.
+        #[cfg(windows)]
+        let host = match host.to_str().and_then(|s| s.strip_prefix(r"\\?\")) {
+            Some(s) if s.as_bytes().get(1) == Some(&b':') => PathBuf::from(s),
+            _ => host,
+        };
         if !host.is_dir() {
+            #[cfg(unix)]
             return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+            #[cfg(not(unix))]
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            ));
         }
         Ok(Root { host })
     }
 
-    /// The host's own `/`.
+    /// The host's own `/`: on Windows, the system drive (`%SystemDrive%\`),
+    /// so `/Windows/System32` is `C:\Windows\System32`.
     pub fn slash() -> Root {
-        Root {
-            host: PathBuf::from("/"),
-        }
+        Root { host: slash_dir() }
     }
 
     pub fn is_slash(&self) -> bool {
-        self.host == Path::new("/")
+        self.host == slash_dir()
     }
 
     /// The host directory behind the root.
@@ -46,6 +58,8 @@ impl Root {
     /// call [`Root::resolve`] first for anything that may hold symlinks.
     pub fn host_path(&self, logical: &Path) -> PathBuf {
         let rel = logical.strip_prefix("/").unwrap_or(logical);
+        #[cfg(windows)]
+        let rel = &PathBuf::from(rel.to_string_lossy().replace('/', "\\"));
         if rel.as_os_str().is_empty() {
             self.host.clone()
         } else {
@@ -61,6 +75,15 @@ impl Root {
 
     /// The logical path of a host path, as raw bytes (the record key).
     pub fn logical_bytes(&self, host: &Path) -> Vec<u8> {
+        #[cfg(windows)]
+        {
+            // Record paths use `/` on every platform: `/Windows/System32/x`.
+            let rel = host.strip_prefix(&self.host).unwrap_or(host);
+            let mut out = b"/".to_vec();
+            out.extend(rel.to_string_lossy().replace('\\', "/").into_bytes());
+            return out;
+        }
+        #[allow(unreachable_code)]
         if self.is_slash() {
             return host.as_os_str().as_bytes().to_vec();
         }
@@ -99,14 +122,15 @@ impl Root {
                 }
                 _ => {}
             }
-            let candidate = done.join(OsStr::from_bytes(&c));
+            let mut candidate = done.clone();
+            push(&mut candidate, OsStr::from_bytes(&c));
             let host = self.host_path(&candidate);
             let meta = std::fs::symlink_metadata(&host)?;
             let last = todo.is_empty();
             if meta.file_type().is_symlink() && (follow_last || !last) {
                 links += 1;
                 if links > MAX_LINKS {
-                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                    return Err(crate::sys::loop_error());
                 }
                 let target = std::fs::read_link(&host)?;
                 if target.is_absolute() {
@@ -127,12 +151,12 @@ impl Root {
     /// have (`/lib64/x` → `/usr/lib64/x` on merged `/usr`).
     pub fn resolve_lenient(&self, logical: &Path) -> PathBuf {
         let mut head = normalize(logical);
-        let mut tail = Vec::new();
+        let mut tail: Vec<std::ffi::OsString> = Vec::new();
         loop {
             if let Ok(p) = self.resolve(&head) {
                 let mut p = p;
                 for c in tail.iter().rev() {
-                    p.push(c);
+                    push(&mut p, c);
                 }
                 return p;
             }
@@ -153,12 +177,12 @@ impl Root {
     /// path is resolved first), so a FIFO or a device planted where a config
     /// file should be cannot hang or disturb the run.
     pub fn read_file(&self, logical: &Path, cap: u64) -> io::Result<Vec<u8>> {
+        use crate::sys::OpenOptionsNoFollow;
         use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
         let host = self.host_path(&self.resolve(logical)?);
         let f = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .no_follow()
             .open(&host)?;
         let meta = f.metadata()?;
         if !meta.is_file() {
@@ -236,7 +260,7 @@ pub fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::from("/");
     for c in p.components() {
         match c {
-            Component::Normal(n) => out.push(n),
+            Component::Normal(n) => push(&mut out, n),
             Component::ParentDir => {
                 out.pop();
             }
@@ -246,10 +270,41 @@ pub fn normalize(p: &Path) -> PathBuf {
     out
 }
 
+/// Appends one component to a logical path. Logical paths use `/` on
+/// every platform (on Windows `PathBuf::push` would add `\\`).
+pub fn push(p: &mut PathBuf, name: &OsStr) {
+    #[cfg(windows)]
+    {
+        let mut s = std::mem::take(p).into_os_string();
+        if !s.as_encoded_bytes().ends_with(b"/") {
+            s.push("/");
+        }
+        s.push(name);
+        *p = PathBuf::from(s);
+    }
+    #[cfg(not(windows))]
+    p.push(name);
+}
+
+/// The directory `/` stands for on the host.
+fn slash_dir() -> PathBuf {
+    #[cfg(windows)]
+    {
+        let drive = std::env::var("SystemDrive").unwrap_or_else(|_| "C:".into());
+        return PathBuf::from(format!("{drive}\\"));
+    }
+    #[allow(unreachable_code)]
+    PathBuf::from("/")
+}
+
+fn is_sep(b: u8) -> bool {
+    b == b'/' || (cfg!(windows) && b == b'\\')
+}
+
 fn components(p: &Path) -> Vec<Vec<u8>> {
     p.as_os_str()
         .as_bytes()
-        .split(|&b| b == b'/')
+        .split(|&b| is_sep(b))
         .filter(|c| !c.is_empty())
         .map(|c| c.to_vec())
         .collect()

@@ -355,7 +355,7 @@ fn walk(
         let root = root.clone();
         b.filter_entry(move |e| {
             let logical = root.logical_bytes(e.path());
-            use std::os::unix::ffi::OsStrExt;
+            use crate::sys::OsStrExt;
             e.depth() == 0 || !ex.is_match(Path::new(std::ffi::OsStr::from_bytes(&logical)))
         });
     }
@@ -493,7 +493,7 @@ impl Visitor<'_> {
         };
         let logical = self.root.logical_bytes(entry.path());
         let hint = entry.file_type().map(|t| {
-            use std::os::unix::fs::FileTypeExt;
+            use crate::sys::FileTypeExt;
             if t.is_file() {
                 FileType::File
             } else if t.is_dir() {

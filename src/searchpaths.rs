@@ -4,9 +4,9 @@
 //! directories, and the configuration's extra paths. Deduplicated by
 //! canonical path, so merged `/usr` is scanned once.
 
+use crate::sys::OsStrExt;
 use std::ffi::OsStr;
 use std::fmt;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::ldconf::{self, LdConf};
@@ -28,11 +28,19 @@ const LOADER_GLOBS: &[&str] = &["ld-linux*.so*", "ld64.so*", "ld-musl-*.so*"];
 pub enum Origin {
     Trusted,
     Multiarch,
-    Conf { file: PathBuf, line: usize },
-    Include { file: PathBuf, line: usize },
+    Conf {
+        file: PathBuf,
+        line: usize,
+    },
+    Include {
+        file: PathBuf,
+        line: usize,
+    },
     LoaderFile,
     Loader,
     Windows,
+    /// A directory of the Windows system `PATH` (`Session Manager\Environment`).
+    WindowsPath,
     Config,
 }
 
@@ -46,6 +54,7 @@ impl fmt::Display for Origin {
             Origin::LoaderFile => f.write_str("loader file"),
             Origin::Loader => f.write_str("dynamic loader"),
             Origin::Windows => f.write_str("windows system dir"),
+            Origin::WindowsPath => f.write_str("windows system PATH"),
             Origin::Config => f.write_str("libwarden config"),
         }
     }
@@ -88,6 +97,15 @@ impl SearchPaths {
     /// Resolves every search path inside `root`.
     pub fn resolve(root: &Root, extra: &[PathBuf]) -> SearchPaths {
         let mut sp = SearchPaths::default();
+        if cfg!(windows) {
+            // On Windows there is no ld.so: only the Windows search order.
+            sp.add_windows(root);
+            for d in extra {
+                sp.add_dir(root, d, Origin::Config, true);
+            }
+            sp.mark_covered();
+            return sp;
+        }
         for d in TRUSTED_DIRS {
             sp.add_dir(root, Path::new(d), Origin::Trusted, true);
         }
@@ -216,6 +234,15 @@ impl SearchPaths {
         // The Windows directory itself is searched, not its subtree (which
         // holds WinSxS and much else the loader never looks at directly).
         self.add_dir(root, &win, Origin::Windows, false);
+        // So is every directory of the system PATH, flat.
+        let img = crate::winreg::Image {
+            config: find_ci(root, &sys32, "config"),
+            windows: win,
+            system32: sys32,
+        };
+        for d in crate::winreg::system_path_dirs(root, &img) {
+            self.add_dir(root, &d, Origin::WindowsPath, false);
+        }
     }
 
     /// Marks dirs inside a recursive, existing dir as covered by it.
@@ -278,7 +305,7 @@ impl SearchPaths {
 }
 
 /// The entry of `dir` named `name` in any letter case.
-fn find_ci(root: &Root, dir: &Path, name: &str) -> Option<PathBuf> {
+pub(crate) fn find_ci(root: &Root, dir: &Path, name: &str) -> Option<PathBuf> {
     let rd = std::fs::read_dir(root.host_path(&root.resolve(dir).ok()?)).ok()?;
     let mut hits: Vec<_> = rd
         .filter_map(|e| e.ok())
@@ -286,5 +313,9 @@ fn find_ci(root: &Root, dir: &Path, name: &str) -> Option<PathBuf> {
         .filter(|n| n.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
         .collect();
     hits.sort();
-    hits.first().map(|n| dir.join(OsStr::new(n)))
+    hits.first().map(|n| {
+        let mut p = dir.to_path_buf();
+        crate::rootfs::push(&mut p, OsStr::new(n));
+        p
+    })
 }

@@ -6,7 +6,7 @@
 //! environment, or any shared object mapped into us that a plain build
 //! does not need, is reported as a critical finding about the host.
 
-use std::os::unix::ffi::OsStrExt;
+use crate::sys::OsStrExt;
 
 use crate::finding::{Finding, Kind, Severity};
 

@@ -153,8 +153,17 @@ fn io_threads_for(set: Option<usize>, threads: usize) -> usize {
 /// The state directory: `/var/lib/libwarden` for root, the XDG state dir
 /// otherwise.
 pub fn state_dir() -> Result<PathBuf> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    #[cfg(windows)]
+    {
+        // Windows keeps machine-wide program data in %ProgramData%.
+        let pd = std::env::var_os("ProgramData")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| PathBuf::from("C:\\ProgramData"));
+        return Ok(pd.join("libwarden"));
+    }
+    #[allow(unreachable_code)]
+    if crate::sys::is_privileged() {
         return Ok(PathBuf::from("/var/lib/libwarden"));
     }
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| Path::new(x).is_absolute()) {
@@ -176,7 +185,7 @@ fn default_db(root: &Root) -> Result<PathBuf> {
     if root.is_slash() {
         return Ok(state.join("baseline"));
     }
-    use std::os::unix::ffi::OsStrExt;
+    use crate::sys::OsStrExt;
     let bytes = root.host().as_os_str().as_bytes();
     let readable: String = bytes
         .iter()

@@ -5,13 +5,13 @@
 //! `libwarden-ed25519-public-v1 <64 hex>`.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
 use crate::error::{Error, Result};
 use crate::escape;
+use crate::sys::OpenOptionsNoFollow;
 
 const SECRET_TAG: &str = "libwarden-ed25519-secret-v1";
 const PUBLIC_TAG: &str = "libwarden-ed25519-public-v1";
@@ -54,7 +54,7 @@ fn write_new(path: &Path, mode: u32, text: &str) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(mode)
+        .create_mode(mode)
         .open(path)
         .map_err(|e| Error::io("create", path, e))?;
     f.write_all(text.as_bytes())

@@ -558,23 +558,8 @@ fn now_secs() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Fills `buf` from the kernel's random source.
-pub fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: getrandom writes at most the remaining length into buf.
-        let n = unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, 0) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        done += n as usize;
-    }
-    Ok(())
-}
+/// Fills `buf` from the operating system's random source.
+pub use crate::sys::fill_random;
 
 /// 16 random bytes: the baseline id.
 fn new_id() -> [u8; 16] {
@@ -591,8 +576,7 @@ fn new_id() -> [u8; 16] {
 
 /// The baseline directory holds what the host trusts: keep others out.
 fn restrict_dir(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+    crate::sys::restrict_dir(path)
 }
 
 /// Runs `f`, turning a panic into an error message without printing the

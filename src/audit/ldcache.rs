@@ -4,7 +4,7 @@
 //! combined); every entry must name an existing file inside the search
 //! paths. A cache older than its configuration is noted.
 
-use std::os::unix::fs::MetadataExt;
+use crate::sys::MetadataExt;
 use std::path::Path;
 
 use super::loaderconf::{is_system, same_file};

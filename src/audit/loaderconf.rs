@@ -152,7 +152,7 @@ fn shadowing(cx: &Context, objs: &[Object], a: &mut Audit) {
 }
 
 pub(crate) fn same_file(cx: &Context, a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
+    use crate::sys::MetadataExt;
     match (
         std::fs::metadata(cx.root.host_path(a)),
         std::fs::metadata(cx.root.host_path(b)),

@@ -12,16 +12,21 @@
 //! - `loader`: the dynamic loader itself, `PT_INTERP`, loader backups
 //! - `environment`: `LD_*` variables in environment files and units
 //! - `process`: running processes (live systems only)
+//! - [`crate::winreg::audit`]: the registry of a Windows image
+//! - `sideload`: DLL side-loading in a Windows image
 
 pub mod environment;
 pub mod ldcache;
 pub mod loader;
 pub mod loaderconf;
+#[cfg(windows)]
+pub mod modules_windows;
 pub mod objects;
 pub mod perms;
 pub mod preload;
 pub mod process;
 pub mod rpath;
+pub mod sideload;
 pub mod tokens;
 
 use std::path::PathBuf;
@@ -52,6 +57,9 @@ pub struct Context<'a> {
     pub baseline: Option<&'a [Record]>,
     pub trust: perms::Trust,
     pub exec_dirs: &'a [PathBuf],
+    /// The Authenticode roots bundle (config `authenticode_roots`), for
+    /// the catalog verdicts of the registry audit.
+    pub authenticode_roots: Option<&'a std::path::Path>,
 }
 
 /// What the audit found, plus notes for stderr (things it could not look
@@ -74,6 +82,8 @@ pub fn run(cx: &Context) -> Audit {
     loader::audit(cx, &objs, &mut a);
     environment::audit(cx, &mut a);
     process::audit(cx, &mut a);
+    crate::winreg::audit::audit(cx, &mut a);
+    sideload::audit(cx, &mut a);
     // Different audits can reach the same fact (a writable dir named by
     // two RPATHs of one file, say): report it once.
     a.findings
@@ -85,13 +95,13 @@ pub fn run(cx: &Context) -> Audit {
 
 /// The bytes of a path.
 pub(crate) fn bytes(p: &std::path::Path) -> &[u8] {
-    use std::os::unix::ffi::OsStrExt;
+    use crate::sys::OsStrExt;
     p.as_os_str().as_bytes()
 }
 
 /// A path from bytes.
 pub(crate) fn path(b: &[u8]) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
+    use crate::sys::OsStrExt;
     PathBuf::from(std::ffi::OsStr::from_bytes(b))
 }
 

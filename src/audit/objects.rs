@@ -4,9 +4,9 @@
 //! final symlink and without blocking, parsed with [`crate::elf`] through
 //! bounded `pread`s; nothing is mapped, loaded or executed.
 
+use crate::sys::{MetadataExt, OpenOptionsNoFollow};
 use std::collections::HashSet;
 use std::fs::File;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -104,16 +104,10 @@ fn read_one(
     in_search_path: bool,
 ) -> Result<Option<Object>, ()> {
     let host = root.host_path(&path);
-    let file = match File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&host)
-    {
+    let file = match File::options().read(true).no_follow().open(&host) {
         Ok(f) => f,
         // Gone since the scan, or replaced by a symlink: nothing to read.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ELOOP)) => {
-            return Ok(None)
-        }
+        Err(e) if crate::sys::is_not_found(&e) || crate::sys::is_loop(&e) => return Ok(None),
         Err(_) => return Err(()),
     };
     let meta = file.metadata().map_err(|_| ())?;

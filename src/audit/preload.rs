@@ -4,7 +4,7 @@
 //! comments to the end of the line), tokens expanded, and each target judged: does it exist, who
 //! owns it, who can write its directory, does the baseline know it.
 
-use std::os::unix::fs::MetadataExt;
+use crate::sys::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::tokens::{self, Expansion};

@@ -113,6 +113,12 @@ pub fn audit(cx: &Context, a: &mut Audit) {
             .push("running processes are not audited under --root".into());
         return;
     }
+    #[cfg(windows)]
+    {
+        super::modules_windows::audit(cx, a);
+        return;
+    }
+    #[allow(unreachable_code)]
     let Ok(rd) = std::fs::read_dir("/proc") else {
         a.notes
             .push("cannot read /proc: running processes not audited".into());
@@ -132,11 +138,8 @@ pub fn audit(cx: &Context, a: &mut Audit) {
         let base = PathBuf::from(format!("/proc/{pid}"));
         let environ = read_proc(&base.join("environ"), ENVIRON_CAP);
         let maps = read_proc(&base.join("maps"), MAPS_CAP);
-        let gone = |r: &std::io::Result<Vec<u8>>| {
-            r.as_ref()
-                .err()
-                .is_some_and(|e| matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH)))
-        };
+        let gone =
+            |r: &std::io::Result<Vec<u8>>| r.as_ref().err().is_some_and(crate::sys::is_not_found);
         if gone(&environ) || gone(&maps) {
             continue;
         }

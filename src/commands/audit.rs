@@ -37,6 +37,7 @@ pub fn run_audit(
         baseline,
         trust: Trust::new(&s.root, &s.trusted_uids),
         exec_dirs: &s.exec_dirs,
+        authenticode_roots: s.provenance.authenticode_roots.as_deref(),
     };
     let a = audit::run(&cx);
     (a.findings, a.notes)

@@ -86,7 +86,7 @@ pub fn run(s: &Settings, a: &BenchArgs, g: &Global) -> Result<i32> {
 }
 
 fn bytes(p: &Path) -> &[u8] {
-    use std::os::unix::ffi::OsStrExt;
+    use crate::sys::OsStrExt;
     p.as_os_str().as_bytes()
 }
 

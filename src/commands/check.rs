@@ -1,7 +1,7 @@
 //! `check`: scan, compare with the baseline (or a golden manifest), run the
 //! self-check, report, exit with the bitmask.
 
-use std::os::unix::ffi::OsStrExt;
+use crate::sys::OsStrExt;
 use std::path::Path;
 
 use crate::diff::{self, Classifier};

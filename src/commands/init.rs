@@ -1,6 +1,6 @@
 //! `init`: scan every search path and write the first generation.
 
-use std::os::unix::ffi::OsStrExt;
+use crate::sys::OsStrExt;
 use std::path::Path;
 
 use crate::error::Result;

@@ -24,7 +24,16 @@ use crate::settings::Settings;
 /// for files whose identity is unchanged (unless `paranoid`).
 pub fn scan_now(s: &Settings, prior: &[Record], paranoid: bool) -> (SearchPaths, ScanResult) {
     let sp = SearchPaths::resolve(&s.root, &s.extra_paths);
-    let result = scan::scan(&s.root, &sp, &s.scan_options(paranoid), prior);
+    let mut result = scan::scan(&s.root, &sp, &s.scan_options(paranoid), prior);
+    // A Windows image's registry values are baselined like files.
+    for n in crate::winreg::add_records(&s.root, &mut result.records) {
+        if !s.quiet {
+            eprintln!(
+                "libwarden: note: {}",
+                crate::escape::for_terminal(n.as_bytes())
+            );
+        }
+    }
     (sp, result)
 }
 

@@ -30,7 +30,7 @@ pub fn run(s: &Settings) -> Result<i32> {
 }
 
 fn bytes(p: &std::path::Path) -> &[u8] {
-    use std::os::unix::ffi::OsStrExt;
+    use crate::sys::OsStrExt;
     p.as_os_str().as_bytes()
 }
 

@@ -1,8 +1,8 @@
 //! `update [PATH..]`: accept the current state, everywhere or only at and
 //! below the named paths, as a new generation; print what was accepted.
 
+use crate::sys::OsStrExt;
 use std::collections::{HashMap, HashSet};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::diff::{self, Classifier};

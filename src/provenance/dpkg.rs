@@ -8,9 +8,9 @@
 //! libwarden never runs dpkg: the files are parsed here, with caps on every
 //! read, and parse errors only drop the malformed line.
 
+use crate::sys::OsStrExt;
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::rootfs::Root;

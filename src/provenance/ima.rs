@@ -6,14 +6,15 @@
 //! them) against the keys of the `ima_keys` config, or reported as not
 //! verified when none is configured.
 
-use std::ffi::CString;
+#[cfg(unix)]
+use crate::sys::OsStrExt;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use sha2::Digest;
 
 /// The xattr value is at most a few hundred bytes (an RSA-4096 signature).
+#[cfg(unix)]
 const XATTR_CAP: usize = 4096;
 
 /// What `security.ima` holds.
@@ -67,10 +68,18 @@ pub fn parse(v: &[u8]) -> Option<Ima> {
     })
 }
 
+/// No `security.ima` outside Linux: always `None`.
+#[cfg(not(unix))]
+pub fn read_xattr(_host: &Path) -> Option<Vec<u8>> {
+    // No extended attributes (IMA is Linux's): there is nothing to read.
+    None
+}
+
 /// Reads `security.ima` of a host path without following a symlink.
 /// `None` when the file has none (or xattrs are unsupported).
+#[cfg(unix)]
 pub fn read_xattr(host: &Path) -> Option<Vec<u8>> {
-    let c = CString::new(host.as_os_str().as_bytes()).ok()?;
+    let c = std::ffi::CString::new(host.as_os_str().as_bytes()).ok()?;
     let mut buf = vec![0u8; XATTR_CAP];
     // SAFETY: `c` is NUL-terminated, `buf` is valid for `buf.len()` bytes.
     let n = unsafe {

@@ -16,11 +16,11 @@ pub mod kmod;
 pub mod pe;
 pub mod policy;
 
+use crate::sys::OsStrExt;
+use crate::sys::{MetadataExt, OpenOptionsNoFollow};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use md5::Digest;
@@ -566,8 +566,7 @@ fn evidence_name(e: &Evidence) -> &'static str {
 fn open_checked(root: &Root, r: &Record) -> Option<std::fs::File> {
     let host = root.host_path(Path::new(OsStr::from_bytes(&r.path)));
     let mut opts = std::fs::OpenOptions::new();
-    opts.read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
+    opts.read(true).no_follow();
     let f = opts.open(&host).ok()?;
     let m = f.metadata().ok()?;
     let same = m.is_file() && m.ino() == r.inode && m.dev() == r.dev && m.size() == r.size;
@@ -686,7 +685,7 @@ pub fn run(
 
 /// Reads the PEM bundle (a host path, outside the scanned root) and every
 /// catalog under `Windows/System32/CatRoot` inside the root.
-fn load_trust(root: &Root, pem: &Path, quiet: bool) -> pe::TrustStore {
+pub(crate) fn load_trust(root: &Root, pem: &Path, quiet: bool) -> pe::TrustStore {
     let mut t = match std::fs::read(pem) {
         Ok(b) => pe::TrustStore::from_pem(&b),
         Err(e) => {

@@ -127,9 +127,7 @@ impl Policy {
     /// What vouches for `path` and the severity when nothing does. A path
     /// no rule matches needs nothing.
     pub fn rule_for(&self, path: &[u8]) -> Option<(&[Evidence], Severity)> {
-        let p = std::path::Path::new(
-            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path),
-        );
+        let p = std::path::Path::new(<std::ffi::OsStr as crate::sys::OsStrExt>::from_bytes(path));
         self.rules
             .iter()
             .find(|(g, _, _)| g.is_match(p))

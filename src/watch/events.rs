@@ -89,7 +89,7 @@ pub fn handler(
             Ok(ev) if ev.paths.is_empty() => return,
             Ok(ev) => {
                 if let Some(prefix) = &drop_prefix {
-                    use std::os::unix::ffi::OsStrExt;
+                    use crate::sys::OsStrExt;
                     let hit = ev.paths.iter().any(|p| {
                         p.file_name()
                             .is_some_and(|n| n.as_bytes().starts_with(prefix.as_bytes()))

@@ -27,10 +27,9 @@ pub mod state;
 pub mod syslog;
 pub mod watches;
 
+use crate::sys::{MetadataExt, OsStrExt};
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -441,14 +440,23 @@ impl<W: notify::Watcher> Engine<'_, W> {
         let started = Instant::now();
         self.sp = SearchPaths::resolve(&self.s.root, &self.s.extra_paths);
         self.sync_watches();
-        let res = scan::scan(
+        let mut res = scan::scan(
             &self.s.root,
             &self.sp,
             &self.s.scan_options(false),
             &self.baseline,
         );
+        // A Windows image's registry values are baseline records too (no
+        // realtime events for them: each rescan compares them).
+        let notes = crate::winreg::add_records(&self.s.root, &mut res.records);
         if source == Source::Startup && !self.s.quiet {
             crate::commands::warn(self.s, &self.sp, &res);
+            for n in notes {
+                eprintln!(
+                    "libwarden: note: {}",
+                    crate::escape::for_terminal(n.as_bytes())
+                );
+            }
         }
         let findings = diff::diff(&self.baseline, &res.records, &Classifier::new(&self.sp));
         drop(res);

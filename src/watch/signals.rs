@@ -1,6 +1,9 @@
 //! Signals without async-signal-safety worries: SIGTERM, SIGINT and SIGHUP
 //! are blocked in every thread (before any is spawned) and one thread takes
 //! them with `sigwait`, turning each into a message for the engine.
+//! On Windows the console control events stand in: Ctrl+C is SIGINT,
+//! Ctrl+Break, closing the console, logoff and shutdown are SIGTERM; there
+//! is no SIGHUP (`update` is picked up by the generation check anyway).
 //! SIGTERM and SIGINT also arm a backstop: if the engine has not ended the
 //! process within [`BACKSTOP`] (it may be deep in a rescan), this thread
 //! ends it, so a stop never takes more than a second.
@@ -35,8 +38,10 @@ impl Ctl {
 }
 
 /// The blocked set. Call before spawning any thread.
+#[cfg(unix)]
 pub struct Blocked(libc::sigset_t);
 
+#[cfg(unix)]
 pub fn block() -> Blocked {
     // SAFETY: the set is initialised by sigemptyset before use; the calls
     // only read and write it and the calling thread's mask.
@@ -52,6 +57,7 @@ pub fn block() -> Blocked {
 }
 
 /// Starts the thread that waits for the blocked signals.
+#[cfg(unix)]
 pub fn spawn(blocked: Blocked, tx: Sender<Ctl>) -> std::io::Result<()> {
     let set = blocked.0;
     std::thread::Builder::new()
@@ -75,4 +81,55 @@ pub fn spawn(blocked: Blocked, tx: Sender<Ctl>) -> std::io::Result<()> {
             }
         })
         .map(|_| ())
+}
+
+/// Nothing to block on Windows: control events arrive on their own thread.
+#[cfg(windows)]
+pub struct Blocked;
+
+#[cfg(windows)]
+pub fn block() -> Blocked {
+    Blocked
+}
+
+#[cfg(windows)]
+static CTL_TX: std::sync::OnceLock<Sender<Ctl>> = std::sync::OnceLock::new();
+
+#[cfg(windows)]
+#[link(name = "kernel32")]
+extern "system" {
+    fn SetConsoleCtrlHandler(
+        handler: Option<unsafe extern "system" fn(u32) -> i32>,
+        add: i32,
+    ) -> i32;
+}
+
+/// Runs on a thread Windows creates for the event; returning TRUE says it
+/// is handled (for close, logoff and shutdown Windows ends the process
+/// when the handler returns, so it waits for the engine, up to the
+/// backstop).
+#[cfg(windows)]
+unsafe extern "system" fn on_ctrl(event: u32) -> i32 {
+    const CTRL_C_EVENT: u32 = 0;
+    let ctl = if event == CTRL_C_EVENT {
+        Ctl::Int
+    } else {
+        Ctl::Term
+    };
+    if let Some(tx) = CTL_TX.get() {
+        let _ = tx.send(ctl);
+    }
+    std::thread::sleep(BACKSTOP);
+    std::process::exit(ctl.exit_code());
+}
+
+/// Installs the console control handler.
+#[cfg(windows)]
+pub fn spawn(_blocked: Blocked, tx: Sender<Ctl>) -> std::io::Result<()> {
+    let _ = CTL_TX.set(tx);
+    // SAFETY: registers a handler with the signature Windows expects.
+    if unsafe { SetConsoleCtrlHandler(Some(on_ctrl), 1) } == 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -177,12 +177,12 @@ impl Sinks {
 
 /// The output file: appended to, created 0640, never truncated.
 fn open_output(p: &PathBuf) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use crate::sys::OpenOptionsNoFollow;
     std::fs::OpenOptions::new()
         .append(true)
         .create(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
+        .create_mode(0o640)
+        .cloexec()
         .open(p)
         .map_err(|e| Error::io("open output", p, e))
 }

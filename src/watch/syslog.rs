@@ -9,6 +9,7 @@
 
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
+#[cfg(unix)]
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +38,11 @@ pub enum Target {
 impl Target {
     pub fn parse(s: &str) -> Result<Target, String> {
         if let Some(p) = s.strip_prefix("unix:") {
+            if cfg!(not(unix)) {
+                return Err(
+                    "unix: sockets are not supported on Windows; use udp:// or tcp://".into(),
+                );
+            }
             if p.is_empty() {
                 return Err("unix: needs a socket path, e.g. unix:/dev/log".into());
             }
@@ -61,6 +67,7 @@ impl Target {
 }
 
 enum Conn {
+    #[cfg(unix)]
     Unix(UnixDatagram),
     Udp(UdpSocket),
     Tcp(TcpStream),
@@ -86,11 +93,18 @@ impl Syslog {
 
     fn connect(&self) -> std::io::Result<Conn> {
         match &self.target {
+            #[cfg(unix)]
             Target::Unix(p) => {
                 let s = UnixDatagram::unbound()?;
                 s.connect(p)?;
                 Ok(Conn::Unix(s))
             }
+            // Refused by Target::parse on Windows; never built there.
+            #[cfg(not(unix))]
+            Target::Unix(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "unix sockets are not supported on Windows",
+            )),
             Target::Udp(a) => {
                 let addr = resolve(a)?;
                 let local = if addr.is_ipv4() {
@@ -128,6 +142,7 @@ impl Syslog {
                 },
             };
             let r = match &conn {
+                #[cfg(unix)]
                 Conn::Unix(s) => s.send(msg.as_bytes()).map(|_| ()),
                 Conn::Udp(s) => s.send(msg.as_bytes()).map(|_| ()),
                 Conn::Tcp(s) => {
@@ -251,6 +266,22 @@ fn sd_name(k: &str) -> String {
 }
 
 /// This host's name for the HOSTNAME field (printable ASCII, or `-`).
+#[cfg(not(unix))]
+fn hostname() -> String {
+    let name: String = std::env::var("COMPUTERNAME")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .collect();
+    if name.is_empty() {
+        "-".into()
+    } else {
+        name
+    }
+}
+
+/// This host's name for the HOSTNAME field (printable ASCII, or `-`).
+#[cfg(unix)]
 fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.

@@ -4,8 +4,8 @@
 //! refuses for lack of watches (ENOSPC, `fs.inotify.max_user_watches`) is
 //! kept in `unwatched` and covered by short-interval checks instead.
 
+use crate::sys::MetadataExt;
 use std::collections::{BTreeSet, HashMap};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use notify::{RecursiveMode, Watcher};
@@ -96,6 +96,7 @@ impl<W: Watcher> WatchSet<W> {
                     Added::Limit
                 }
                 notify::ErrorKind::PathNotFound => Added::Gone,
+                #[cfg(unix)]
                 notify::ErrorKind::Io(ref io) if io.raw_os_error() == Some(libc::ENOSPC) => {
                     self.unwatched.insert(dir.to_path_buf());
                     Added::Limit

@@ -8,5 +8,8 @@ mod bench;
 mod core;
 mod hostile;
 mod provenance;
+mod regf;
 mod trust;
 mod watch;
+mod windows;
+mod wine;

@@ -270,7 +270,7 @@ fn compile_module(t: &TestRoot, rel: &str) -> PathBuf {
 }
 
 /// Makes a self-signed CA (key, cert) in `dir` named `cn`.
-fn make_ca(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn make_ca(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{cn}.key"));
     let crt = dir.join(format!("{cn}.pem"));
     sh(Command::new("openssl")
@@ -423,10 +423,15 @@ fn ima_hash_vouches_when_it_matches_and_is_invalid_when_not() {
 }
 
 /// Builds a DLL with mingw at `rel`.
-fn compile_dll(t: &TestRoot, rel: &str, n: i32) -> PathBuf {
-    let out = t.path(rel);
+pub(crate) fn compile_dll(t: &TestRoot, rel: &str, n: i32) -> PathBuf {
+    compile_dll_at(&t.path(rel), t.dir.path(), n)
+}
+
+/// Builds a DLL with mingw at the host path `out` (sources in `scratch`).
+pub(crate) fn compile_dll_at(out: &Path, scratch: &Path, n: i32) -> PathBuf {
+    let out = out.to_path_buf();
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let src = t.dir.path().join(format!("dll{n}.c"));
+    let src = scratch.join(format!("dll{n}.c"));
     std::fs::write(
         &src,
         format!("__declspec(dllexport) int f{n}(void){{return {n};}}\n"),
@@ -444,7 +449,7 @@ fn compile_dll(t: &TestRoot, rel: &str, n: i32) -> PathBuf {
 }
 
 /// A leaf certificate for code signing issued by the CA.
-fn make_leaf(dir: &Path, ca: &(PathBuf, PathBuf), cn: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn make_leaf(dir: &Path, ca: &(PathBuf, PathBuf), cn: &str) -> (PathBuf, PathBuf) {
     make_leaf_with(dir, ca, cn, &["-newkey", "rsa:2048"])
 }
 
@@ -482,7 +487,7 @@ fn make_leaf_with(
     (key, crt)
 }
 
-fn sign_dll(dll: &Path, leaf: &(PathBuf, PathBuf), ca: &Path) {
+pub(crate) fn sign_dll(dll: &Path, leaf: &(PathBuf, PathBuf), ca: &Path) {
     let tmp = dll.with_extension("signed");
     sh(Command::new("osslsigncode")
         .args(["sign", "-h", "sha256", "-certs"])
@@ -650,7 +655,7 @@ fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
 
 /// A minimal catalog CTL listing `digests` (SHA-256 Authenticode digests)
 /// the way makecat does: each member an SpcIndirectDataContent attribute.
-fn ctl(digests: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn ctl(digests: &[Vec<u8>]) -> Vec<u8> {
     let sha256 = seq(&[oid("2.16.840.1.101.3.4.2.1"), vec![0x05, 0x00]]);
     let members: Vec<Vec<u8>> = digests
         .iter()
@@ -673,7 +678,7 @@ fn ctl(digests: &[Vec<u8>]) -> Vec<u8> {
     ])
 }
 
-fn sign_catalog(t: &TestRoot, ctl: &[u8], signer: &(PathBuf, PathBuf), out: &Path) {
+pub(crate) fn sign_catalog(t: &TestRoot, ctl: &[u8], signer: &(PathBuf, PathBuf), out: &Path) {
     let inp = t.dir.path().join("ctl.der");
     std::fs::write(&inp, ctl).unwrap();
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
@@ -690,7 +695,7 @@ fn sign_catalog(t: &TestRoot, ctl: &[u8], signer: &(PathBuf, PathBuf), out: &Pat
         .arg(out));
 }
 
-fn authenticode_sha256(dll: &Path) -> Vec<u8> {
+pub(crate) fn authenticode_sha256(dll: &Path) -> Vec<u8> {
     let b = std::fs::read(dll).unwrap();
     let l = libwarden::provenance::pe::layout(&b).unwrap();
     libwarden::provenance::pe::authenticode_digest(&b, &l, "sha256").unwrap()

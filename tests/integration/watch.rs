@@ -585,3 +585,24 @@ fn syslog_reaches_a_real_rsyslog_over_udp_and_tcp() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn watching_a_windows_image_compares_its_registry_values_on_each_rescan() {
+    use crate::windows::{clean_software, clean_system, image, write_hives};
+    let t = image();
+    t.init();
+    let mut w = Watch::start(&t, &["--rescan-interval", "1s"], &[]);
+    let mut soft = clean_software();
+    soft.at("Microsoft\\Windows NT\\CurrentVersion\\Windows")
+        .sz("AppInit_DLLs", "C:\\evil.dll");
+    write_hives(&t, &clean_system(), &soft);
+    let p = "/registry/HKLM/SOFTWARE/Microsoft/Windows NT/CurrentVersion/Windows/AppInit_DLLs";
+    let f = w.expect("content", p);
+    assert_eq!(f["source"], "rescan", "{f}");
+    // The registry records were never taken for removed files.
+    assert!(
+        !w.seen.iter().any(|x| x["kind"] == "removed"),
+        "{:#?}",
+        w.seen
+    );
+}

@@ -1,0 +1,290 @@
+//! Inspecting one path on Windows: the same contract as the Unix
+//! inspector (`inspect.rs`) — a regular file is opened once without
+//! following a final reparse point, hashed from that handle with `read`,
+//! and its metadata compared before and after; a file that changed while
+//! being hashed is retried, then reported — built on std's portable file
+//! API instead of `openat`/`fstatat`.
+//!
+//! One difference, on purpose: a prior digest is never reused from file
+//! identity alone. Windows has no inode change time, and the last write
+//! time can be set by anyone who can write the file, so size and write
+//! time prove nothing; every `check` re-reads every file.
+
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::record::{FileClass, FileType, Record, Unhashed};
+use crate::sys::{MetadataExt, OpenOptionsNoFollow};
+
+/// How often a file that keeps changing is re-read before giving up.
+const RETRIES: usize = 3;
+/// Read size for large files.
+pub const CHUNK: usize = 1 << 20;
+/// Files at least this large may use BLAKE3's multi-threaded mode.
+pub const LARGE: u64 = 8 << 20;
+
+/// Per-thread state reused across files.
+#[derive(Default)]
+pub struct Inspector {
+    buf: Vec<u8>,
+    /// Hash large files with rayon while fewer than `.1` inspections are
+    /// running (counted in `.0`), i.e. only when other cores would sit idle.
+    pub parallel_large: Option<(Arc<AtomicUsize>, usize)>,
+    /// Time the open+stat and hash phases into [`Cost`].
+    pub timing: bool,
+    /// Readahead hints: none on Windows (the flag is accepted and ignored).
+    pub fadvise: bool,
+}
+
+/// The metadata libwarden records.
+#[derive(Clone, Copy, Debug)]
+pub struct Stat {
+    pub mode: u32,
+    pub size: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
+}
+
+impl Stat {
+    pub fn is_file(&self) -> bool {
+        self.mode & crate::sys::S_IFMT == crate::sys::S_IFREG
+    }
+}
+
+impl From<&Metadata> for Stat {
+    fn from(m: &Metadata) -> Stat {
+        Stat {
+            mode: m.mode(),
+            size: m.size(),
+            uid: m.uid(),
+            gid: m.gid(),
+            dev: m.dev(),
+            ino: m.ino(),
+            nlink: m.nlink(),
+            mtime: (m.mtime(), m.mtime_nsec() as u32),
+            ctime: (m.ctime(), m.ctime_nsec() as u32),
+        }
+    }
+}
+
+/// What inspecting a path gave.
+pub enum Outcome {
+    /// The path's record; a warning may come with it.
+    Record(Record, Option<String>),
+    /// It was gone by the time it was opened.
+    Vanished,
+    /// Not even the metadata could be read.
+    Failed(String),
+}
+
+/// Bytes read by one inspection, and with [`Inspector::timing`] the time
+/// per phase.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Cost {
+    pub hashed_bytes: u64,
+    pub hashed: bool,
+    pub open_stat: Duration,
+    pub hash: Duration,
+}
+
+impl Inspector {
+    /// Inspects `host` and records it under `logical`. `prior` is not used
+    /// for digest reuse on Windows (see the module docs).
+    pub fn inspect(
+        &mut self,
+        host: &Path,
+        logical: Vec<u8>,
+        _hint: Option<FileType>,
+        _prior: Option<&Record>,
+        cost: &mut Cost,
+    ) -> Outcome {
+        let t = self.timing.then(Instant::now);
+        let meta = self.lstat(host);
+        if let Some(t) = t {
+            cost.open_stat += t.elapsed();
+        }
+        match meta {
+            Ok(m) if m.is_file() => self.hash_file(host, logical, cost),
+            Ok(m) => record_meta(host, logical, &m),
+            Err(e) => lstat_error(e),
+        }
+    }
+
+    /// The metadata of `host` itself (a symlink or junction is not
+    /// followed).
+    pub fn lstat(&mut self, host: &Path) -> io::Result<Stat> {
+        std::fs::symlink_metadata(host).map(|m| Stat::from(&m))
+    }
+
+    fn hash_file(&mut self, host: &Path, logical: Vec<u8>, cost: &mut Cost) -> Outcome {
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .no_follow()
+            .open(host)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Outcome::Vanished,
+            Err(e) => {
+                return match std::fs::symlink_metadata(host) {
+                    Ok(m) => {
+                        let mut r = base_record(logical, &Stat::from(&m));
+                        r.unhashed = Some(Unhashed::Unreadable);
+                        Outcome::Record(r, Some(format!("cannot open: {e}")))
+                    }
+                    Err(e) => lstat_error(e),
+                }
+            }
+        };
+        let mut last_err = String::new();
+        for _ in 0..RETRIES {
+            let before = match file.metadata() {
+                Ok(m) => Stat::from(&m),
+                Err(e) => return Outcome::Failed(format!("metadata: {e}")),
+            };
+            if !before.is_file() {
+                return record_meta(host, logical, &before);
+            }
+            let t = self.timing.then(Instant::now);
+            let hashed = self.hash_handle(&file, before.size, cost);
+            if let Some(t) = t {
+                cost.hash += t.elapsed();
+            }
+            match hashed {
+                Ok((hash, class, n)) => {
+                    let after = match file.metadata() {
+                        Ok(m) => Stat::from(&m),
+                        Err(e) => return Outcome::Failed(format!("metadata: {e}")),
+                    };
+                    if n == before.size && after.size == before.size && after.mtime == before.mtime
+                    {
+                        let mut rec = base_record(logical, &before);
+                        rec.blake3 = Some(hash);
+                        rec.class = class;
+                        return Outcome::Record(rec, None);
+                    }
+                    last_err = "changed while it was being hashed".into();
+                }
+                Err(e) => {
+                    let mut rec = base_record(logical, &before);
+                    rec.unhashed = Some(Unhashed::Unreadable);
+                    return Outcome::Record(rec, Some(format!("read error: {e}")));
+                }
+            }
+            if let Err(e) = seek_start(&file) {
+                return Outcome::Failed(format!("seek: {e}"));
+            }
+        }
+        let meta = match file.metadata() {
+            Ok(m) => Stat::from(&m),
+            Err(e) => return Outcome::Failed(format!("metadata: {e}")),
+        };
+        let mut rec = base_record(logical, &meta);
+        rec.unhashed = Some(Unhashed::Unstable);
+        Outcome::Record(
+            rec,
+            Some(format!("{last_err} ({RETRIES} tries); not verified")),
+        )
+    }
+
+    fn hash_handle(
+        &mut self,
+        mut file: &File,
+        size: u64,
+        cost: &mut Cost,
+    ) -> io::Result<([u8; 32], FileClass, u64)> {
+        let want = (size as usize).saturating_add(1).clamp(4096, CHUNK);
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut total: u64 = 0;
+        let mut class = FileClass::Other;
+        let parallel = self.parallel_large.as_ref().filter(|_| size >= LARGE);
+        loop {
+            let n = match file.read(&mut self.buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if total == 0 {
+                class = FileClass::sniff(&self.buf[..n]);
+            }
+            if parallel.is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores) {
+                hasher.update_rayon(&self.buf[..n]);
+            } else {
+                hasher.update(&self.buf[..n]);
+            }
+            total += n as u64;
+        }
+        cost.hashed_bytes += total;
+        cost.hashed = true;
+        Ok((*hasher.finalize().as_bytes(), class, total))
+    }
+}
+
+fn record_meta(host: &Path, logical: Vec<u8>, meta: &Stat) -> Outcome {
+    let mut r = base_record(logical, meta);
+    match r.ftype {
+        FileType::File => r.unhashed = Some(Unhashed::Unreadable),
+        FileType::Symlink => match std::fs::read_link(host) {
+            Ok(t) => r.target = Some(t.to_string_lossy().into_owned().into_bytes()),
+            Err(e) => return Outcome::Record(r, Some(format!("cannot read link: {e}"))),
+        },
+        _ => {}
+    }
+    Outcome::Record(r, None)
+}
+
+fn seek_start(mut file: &File) -> io::Result<()> {
+    use std::io::Seek;
+    file.seek(io::SeekFrom::Start(0)).map(|_| ())
+}
+
+fn lstat_error(e: io::Error) -> Outcome {
+    if e.kind() == io::ErrorKind::NotFound {
+        Outcome::Vanished
+    } else {
+        Outcome::Failed(format!("metadata: {e}"))
+    }
+}
+
+/// The metadata part of a record.
+pub fn base_record(path: Vec<u8>, m: &Stat) -> Record {
+    let ftype = FileType::from_mode(m.mode);
+    Record {
+        path,
+        ftype,
+        size: m.size,
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+        dev: m.dev,
+        inode: m.ino,
+        nlink: m.nlink,
+        mtime: m.mtime,
+        ctime: m.ctime,
+        blake3: None,
+        unhashed: if ftype == FileType::File {
+            None
+        } else {
+            Some(Unhashed::NotRegular)
+        },
+        target: None,
+        class: FileClass::None,
+    }
+}
+
+/// Convenience for single paths (tracked files).
+pub fn inspect_path(host: &Path, logical: Vec<u8>, prior: Option<&Record>) -> Outcome {
+    Inspector::default().inspect(host, logical, None, prior, &mut Cost::default())
+}
