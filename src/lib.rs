@@ -32,6 +32,7 @@ pub mod settings;
 pub mod signing;
 pub mod store;
 pub mod sys;
+pub mod timefmt;
 pub mod trust;
 pub mod watch;
 pub mod winreg;

@@ -5,8 +5,8 @@
 //! `watch` reports a DLL dropped while it runs (notify's Windows backend,
 //! `ReadDirectoryChangesW`, which Wine maps to inotify).
 //!
-//! Needs `target/x86_64-pc-windows-gnu/debug/libwarden.exe` (built by
-//! `cargo build --target x86_64-pc-windows-gnu` before the tests; or
+//! Needs the Rust target `x86_64-pc-windows-gnu` (the test builds
+//! `libwarden.exe` with it into `target/windows`; or give a build in
 //! `LIBWARDEN_WINDOWS_EXE`), `wine` and `x86_64-w64-mingw32-gcc`. Without
 //! them each test says so loudly on stderr and passes.
 //!
@@ -39,20 +39,46 @@ fn skip(why: &str) {
     eprintln!("\n*** SKIPPED Wine test: {why} ***\n");
 }
 
-/// The Windows build to run.
+/// The Windows build to run: `LIBWARDEN_WINDOWS_EXE`, or a debug build
+/// made here (once per test run, in its own target dir so it does not wait
+/// on the lock of the `cargo test` that runs us). `None` only when the
+/// Rust target is not installed; a failing build with the target present
+/// is a test failure.
 fn windows_exe() -> Option<PathBuf> {
+    use std::sync::OnceLock;
+    static EXE: OnceLock<Option<PathBuf>> = OnceLock::new();
     if let Some(p) = std::env::var_os("LIBWARDEN_WINDOWS_EXE") {
         return Some(PathBuf::from(p));
     }
-    // CARGO_BIN_EXE is TARGET/debug/libwarden (or release).
-    let bin = crate::util::bin();
-    let profile = bin.parent()?.file_name()?.to_owned();
-    let target = bin.parent()?.parent()?;
-    let exe = target
-        .join("x86_64-pc-windows-gnu")
-        .join(profile)
-        .join("libwarden.exe");
-    exe.is_file().then_some(exe)
+    EXE.get_or_init(|| {
+        const TARGET: &str = "x86_64-pc-windows-gnu";
+        let libdir = Command::new("rustc")
+            .args(["--print", "target-libdir", "--target", TARGET])
+            .output()
+            .ok()?;
+        let libdir = PathBuf::from(String::from_utf8_lossy(&libdir.stdout).trim());
+        if !libdir.is_dir() {
+            return None;
+        }
+        let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let target_dir = manifest_dir.join("target/windows");
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--locked",
+                "--bin",
+                "libwarden",
+                "--target",
+                TARGET,
+            ])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .current_dir(&manifest_dir)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "the Windows build failed");
+        Some(target_dir.join(TARGET).join("debug/libwarden.exe"))
+    })
+    .clone()
 }
 
 fn works(cmd: &str, arg: &str) -> bool {
@@ -70,7 +96,7 @@ struct Wine {
 impl Wine {
     fn new() -> Option<Wine> {
         let Some(exe) = windows_exe() else {
-            skip("no Windows build; run `rustup target add x86_64-pc-windows-gnu && cargo build --target x86_64-pc-windows-gnu` first");
+            skip("the Rust target is not installed: `rustup target add x86_64-pc-windows-gnu` (.ci/deps does it)");
             return None;
         };
         if !works("wine", "--version") {
