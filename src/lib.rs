@@ -12,11 +12,6 @@ pub mod elf;
 pub mod error;
 pub mod escape;
 pub mod finding;
-#[cfg(unix)]
-pub mod inspect;
-/// The Windows inspector: same API, std's portable file calls.
-#[cfg(windows)]
-#[path = "inspect_windows.rs"]
 pub mod inspect;
 pub mod ldconf;
 pub mod manifest;

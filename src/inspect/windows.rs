@@ -10,22 +10,16 @@
 //! time can be set by anyone who can write the file, so size and write
 //! time prove nothing; every `check` re-reads every file.
 
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::{base_record, Cost, Outcome, Stat, CHUNK, LARGE, RETRIES};
 use crate::record::{FileClass, FileType, Record, Unhashed};
-use crate::sys::{MetadataExt, OpenOptionsNoFollow};
-
-/// How often a file that keeps changing is re-read before giving up.
-const RETRIES: usize = 3;
-/// Read size for large files.
-pub const CHUNK: usize = 1 << 20;
-/// Files at least this large may use BLAKE3's multi-threaded mode.
-pub const LARGE: u64 = 8 << 20;
+use crate::sys::OpenOptionsNoFollow;
 
 /// Per-thread state reused across files.
 #[derive(Default)]
@@ -38,62 +32,6 @@ pub struct Inspector {
     pub timing: bool,
     /// Readahead hints: none on Windows (the flag is accepted and ignored).
     pub fadvise: bool,
-}
-
-/// The metadata libwarden records.
-#[derive(Clone, Copy, Debug)]
-pub struct Stat {
-    pub mode: u32,
-    pub size: u64,
-    pub uid: u32,
-    pub gid: u32,
-    pub dev: u64,
-    pub ino: u64,
-    pub nlink: u64,
-    pub mtime: (i64, u32),
-    pub ctime: (i64, u32),
-}
-
-impl Stat {
-    pub fn is_file(&self) -> bool {
-        self.mode & crate::sys::S_IFMT == crate::sys::S_IFREG
-    }
-}
-
-impl From<&Metadata> for Stat {
-    fn from(m: &Metadata) -> Stat {
-        Stat {
-            mode: m.mode(),
-            size: m.size(),
-            uid: m.uid(),
-            gid: m.gid(),
-            dev: m.dev(),
-            ino: m.ino(),
-            nlink: m.nlink(),
-            mtime: (m.mtime(), m.mtime_nsec() as u32),
-            ctime: (m.ctime(), m.ctime_nsec() as u32),
-        }
-    }
-}
-
-/// What inspecting a path gave.
-pub enum Outcome {
-    /// The path's record; a warning may come with it.
-    Record(Record, Option<String>),
-    /// It was gone by the time it was opened.
-    Vanished,
-    /// Not even the metadata could be read.
-    Failed(String),
-}
-
-/// Bytes read by one inspection, and with [`Inspector::timing`] the time
-/// per phase.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Cost {
-    pub hashed_bytes: u64,
-    pub hashed: bool,
-    pub open_stat: Duration,
-    pub hash: Duration,
 }
 
 impl Inspector {
@@ -256,35 +194,4 @@ fn lstat_error(e: io::Error) -> Outcome {
     } else {
         Outcome::Failed(format!("metadata: {e}"))
     }
-}
-
-/// The metadata part of a record.
-pub fn base_record(path: Vec<u8>, m: &Stat) -> Record {
-    let ftype = FileType::from_mode(m.mode);
-    Record {
-        path,
-        ftype,
-        size: m.size,
-        mode: m.mode,
-        uid: m.uid,
-        gid: m.gid,
-        dev: m.dev,
-        inode: m.ino,
-        nlink: m.nlink,
-        mtime: m.mtime,
-        ctime: m.ctime,
-        blake3: None,
-        unhashed: if ftype == FileType::File {
-            None
-        } else {
-            Some(Unhashed::NotRegular)
-        },
-        target: None,
-        class: FileClass::None,
-    }
-}
-
-/// Convenience for single paths (tracked files).
-pub fn inspect_path(host: &Path, logical: Vec<u8>, prior: Option<&Record>) -> Outcome {
-    Inspector::default().inspect(host, logical, None, prior, &mut Cost::default())
 }

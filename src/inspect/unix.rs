@@ -12,25 +12,17 @@
 //! file (the lookup was the largest cost of an unchanged `check`).
 
 use std::ffi::CStr;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::{base_record, Cost, Outcome, Stat, CHUNK, LARGE, RETRIES};
 use crate::record::{FileClass, FileType, Record, Unhashed};
-
-/// How often a file that keeps changing is re-read before giving up.
-const RETRIES: usize = 3;
-/// Read size for large files: big enough for BLAKE3's SIMD, small enough to
-/// keep per-thread memory flat whatever the file size.
-pub const CHUNK: usize = 1 << 20;
-/// Files at least this large may use BLAKE3's multi-threaded mode.
-pub const LARGE: u64 = 8 << 20;
 
 /// Per-thread state reused across files: no allocation per file beyond the
 /// record itself.
@@ -68,20 +60,6 @@ impl Default for Inspector {
     }
 }
 
-/// The metadata libwarden records, from `lstat` or `fstat`.
-#[derive(Clone, Copy, Debug)]
-pub struct Stat {
-    pub mode: u32,
-    pub size: u64,
-    pub uid: u32,
-    pub gid: u32,
-    pub dev: u64,
-    pub ino: u64,
-    pub nlink: u64,
-    pub mtime: (i64, u32),
-    pub ctime: (i64, u32),
-}
-
 impl Stat {
     fn from_libc(st: &libc::stat) -> Stat {
         Stat {
@@ -97,10 +75,6 @@ impl Stat {
         }
     }
 
-    pub fn is_file(&self) -> bool {
-        self.mode & libc::S_IFMT == libc::S_IFREG
-    }
-
     /// Same test as [`Record::same_identity`], without building a record.
     fn same_identity(&self, r: &Record) -> bool {
         r.dev == self.dev
@@ -110,44 +84,6 @@ impl Stat {
             && r.ctime == self.ctime
             && r.ftype == FileType::from_mode(self.mode)
     }
-}
-
-impl From<&Metadata> for Stat {
-    fn from(m: &Metadata) -> Stat {
-        Stat {
-            mode: m.mode(),
-            size: m.size(),
-            uid: m.uid(),
-            gid: m.gid(),
-            dev: m.dev(),
-            ino: m.ino(),
-            nlink: m.nlink(),
-            mtime: (m.mtime(), m.mtime_nsec() as u32),
-            ctime: (m.ctime(), m.ctime_nsec() as u32),
-        }
-    }
-}
-
-/// What inspecting a path gave.
-pub enum Outcome {
-    /// The path's record; a warning may come with it (unreadable, unstable).
-    Record(Record, Option<String>),
-    /// It was gone by the time it was opened (deleted during the scan).
-    Vanished,
-    /// Not even `lstat` worked.
-    Failed(String),
-}
-
-/// Bytes read by one inspection (for throughput figures), and with
-/// [`Inspector::timing`] the time spent per phase.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Cost {
-    pub hashed_bytes: u64,
-    pub hashed: bool,
-    /// `lstat`, `open` and `fstat` calls.
-    pub open_stat: Duration,
-    /// Reading and hashing.
-    pub hash: Duration,
 }
 
 impl Inspector {
@@ -505,43 +441,12 @@ fn lstat_error(e: io::Error) -> Outcome {
     }
 }
 
-/// The metadata part of a record.
-pub fn base_record(path: Vec<u8>, m: &Stat) -> Record {
-    let ftype = FileType::from_mode(m.mode);
-    Record {
-        path,
-        ftype,
-        size: m.size,
-        mode: m.mode,
-        uid: m.uid,
-        gid: m.gid,
-        dev: m.dev,
-        inode: m.ino,
-        nlink: m.nlink,
-        mtime: m.mtime,
-        ctime: m.ctime,
-        blake3: None,
-        unhashed: if ftype == FileType::File {
-            None
-        } else {
-            Some(Unhashed::NotRegular)
-        },
-        target: None,
-        class: FileClass::None,
-    }
-}
-
 /// Today's metadata with the prior digest and class (identity unchanged).
 fn reuse(mut now: Record, prior: &Record) -> Record {
     now.blake3 = prior.blake3;
     now.class = prior.class;
     now.unhashed = None;
     now
-}
-
-/// Convenience for single paths (tracked files, the watcher).
-pub fn inspect_path(host: &Path, logical: Vec<u8>, prior: Option<&Record>) -> Outcome {
-    Inspector::default().inspect(host, logical, None, prior, &mut Cost::default())
 }
 
 #[cfg(test)]
