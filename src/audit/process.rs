@@ -264,16 +264,7 @@ fn judge_env(
                 format!("; {} is a world-writable or user directory", show(e)),
             );
         }
-        let dir = super::path(e);
-        let w = dir_cache
-            .entry(dir.clone())
-            .or_insert_with(|| {
-                cx.trust
-                    .chain_writers(cx.root, &dir)
-                    .map(|(d, w)| format!("{} can be written by {w}", d.display()))
-            })
-            .clone();
-        if let Some(w) = w {
+        if let Some(w) = writers_cached(cx, dir_cache, super::path(e)) {
             return (Severity::High, format!("; {w}"));
         }
     }
@@ -281,6 +272,23 @@ fn judge_env(
         Severity::Low,
         "; every element is writable only by trusted owners".into(),
     )
+}
+
+/// Who, other than trusted owners, can write `dir` or an ancestor (one
+/// answer per directory per run: many processes map the same dirs).
+fn writers_cached(
+    cx: &Context,
+    dir_cache: &mut HashMap<PathBuf, Option<String>>,
+    dir: PathBuf,
+) -> Option<String> {
+    dir_cache
+        .entry(dir)
+        .or_insert_with_key(|dir| {
+            cx.trust
+                .chain_writers(cx.root, dir)
+                .map(|(d, w)| format!("{} can be written by {w}", d.display()))
+        })
+        .clone()
 }
 
 fn judge_mapping(
@@ -316,15 +324,7 @@ fn judge_mapping(
     }
     let path = super::path(p);
     let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let writable = dir_cache
-        .entry(dir.clone())
-        .or_insert_with(|| {
-            cx.trust
-                .chain_writers(cx.root, &dir)
-                .map(|(d, w)| format!("{} can be written by {w}", d.display()))
-        })
-        .clone();
-    if let Some(w) = writable {
+    if let Some(w) = writers_cached(cx, dir_cache, dir) {
         return Some((
             Severity::High,
             format!("code mapped from a writable dir: {w}"),

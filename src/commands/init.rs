@@ -1,6 +1,5 @@
 //! `init`: scan every search path and write the first generation.
 
-use crate::sys::OsStrExt;
 use std::path::Path;
 
 use crate::error::Result;
@@ -16,14 +15,7 @@ pub fn run(s: &Settings, force: bool, sign_with: Option<&Path>) -> Result<i32> {
     let extra = crate::provenance::run(s, &res.records, &[], &Default::default())
         .map(|o| o.state.to_pairs())
         .unwrap_or_default();
-    let meta = store.write_generation_with_extra(
-        &res.records,
-        &extra,
-        s.root.host().as_os_str().as_bytes(),
-        key.as_ref(),
-    )?;
-    drop(store);
-    crate::rollback::record(&s.state_path, &meta)?;
+    let meta = super::commit_generation(s, store, &res.records, &extra, key.as_ref())?;
     let tail = format!(
         "baseline {} written to {}",
         crate::trust::describe(&meta),

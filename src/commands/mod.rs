@@ -37,6 +37,27 @@ pub fn scan_now(s: &Settings, prior: &[Record], paranoid: bool) -> (SearchPaths,
     (sp, result)
 }
 
+/// Writes a new generation, releases the store's lock and records the
+/// generation in the rollback state (outside the baseline directory).
+pub fn commit_generation(
+    s: &Settings,
+    store: crate::store::Store,
+    records: &[Record],
+    extra: &[(Vec<u8>, Vec<u8>)],
+    key: Option<&ed25519_dalek::SigningKey>,
+) -> crate::error::Result<crate::store::Meta> {
+    use crate::sys::OsStrExt;
+    let meta = store.write_generation_with_extra(
+        records,
+        extra,
+        s.root.host().as_os_str().as_bytes(),
+        key,
+    )?;
+    drop(store);
+    crate::rollback::record(&s.state_path, &meta)?;
+    Ok(meta)
+}
+
 /// Prints search-path and per-file warnings (unless quiet).
 pub fn warn(s: &Settings, sp: &SearchPaths, res: &ScanResult) {
     if s.quiet {

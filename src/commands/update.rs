@@ -102,14 +102,7 @@ pub fn run(
         (next, extra)
     };
 
-    let meta = store.write_generation_with_extra(
-        &next,
-        &extra,
-        s.root.host().as_os_str().as_bytes(),
-        key.as_ref(),
-    )?;
-    drop(store);
-    crate::rollback::record(&s.state_path, &meta)?;
+    let meta = super::commit_generation(s, store, &next, &extra, key.as_ref())?;
     let mut out = std::io::stdout().lock();
     report::write_findings(&mut out, &accepted, s.format)
         .map_err(|e| Error::io("write", "stdout", e))?;
