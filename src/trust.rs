@@ -55,9 +55,9 @@ pub fn describe(meta: &Meta) -> String {
         meta.generation,
         utc(meta.written),
         if meta.signature.is_some() {
-            ", signed"
+            " (signed)"
         } else {
-            ", unsigned"
+            " (unsigned)"
         }
     )
 }

@@ -9,7 +9,7 @@
 //! read, and parse errors only drop the malformed line.
 
 use crate::sys::OsStrExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +44,8 @@ pub struct Owner {
 pub struct DpkgDb {
     pub packages: Vec<Package>,
     files: HashMap<Vec<u8>, Vec<Owner>>,
+    /// Files listed by the packages, before filtering.
+    listed: usize,
 }
 
 impl DpkgDb {
@@ -57,14 +59,29 @@ impl DpkgDb {
     }
 
     /// Number of (path, owner) entries.
+    /// Files the packages list, before any filtering by name.
     pub fn file_count(&self) -> usize {
-        self.files.len()
+        self.listed
     }
 
     /// Loads the database inside `root`. `Ok(None)` when the root has no
     /// dpkg database at all (no `status` file); an error only when it
     /// exists but cannot be read.
     pub fn load(root: &Root, admin: &Path) -> std::io::Result<Option<DpkgDb>> {
+        Self::load_for(root, admin, None)
+    }
+
+    /// Like [`DpkgDb::load`], keeping only files whose name is in `names`
+    /// (the file names of the libraries being judged). A file's name is
+    /// the same however merged-/usr spells its directory, so the filter is
+    /// safe before canonicalisation, and it keeps memory flat: most of what
+    /// dpkg lists (documentation, locales, executables) is never asked for.
+    /// Names involved in a diversion are always kept.
+    pub fn load_for(
+        root: &Root,
+        admin: &Path,
+        names: Option<&HashSet<Vec<u8>>>,
+    ) -> std::io::Result<Option<DpkgDb>> {
         let status = match root.read_file(&admin.join("status"), STATUS_CAP) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -124,6 +141,20 @@ impl DpkgDb {
                 Some((stem, version, m, l))
             })
             .collect();
+        let diversions = root
+            .read_file(&admin.join("diversions"), INFO_CAP)
+            .map(|t| parse_diversions(&t))
+            .unwrap_or_default();
+        let names: Option<HashSet<Vec<u8>>> = names.map(|n| {
+            let mut n = n.clone();
+            for d in &diversions {
+                n.insert(file_name(&d.from).to_vec());
+                n.insert(file_name(&d.to).to_vec());
+            }
+            n
+        });
+        let wanted = |p: &[u8]| names.as_ref().is_none_or(|n| n.contains(file_name(p)));
+        let listed = std::sync::atomic::AtomicUsize::new(0);
         type Claims = Vec<(Option<[u8; 16]>, Vec<u8>)>;
         let parsed: Vec<Claims> = installed
             .par_iter()
@@ -131,22 +162,34 @@ impl DpkgDb {
                 if *has_md5 {
                     root.read_file(&info.join(format!("{stem}.md5sums")), INFO_CAP)
                         .map(|t| {
-                            parse_md5sums(&t)
-                                .into_iter()
+                            let all = parse_md5sums(&t);
+                            listed.fetch_add(all.len(), std::sync::atomic::Ordering::Relaxed);
+                            all.into_iter()
+                                .filter(|(_, p)| wanted(p))
                                 .map(|(m, p)| (Some(m), p))
                                 .collect()
                         })
                         .unwrap_or_default()
                 } else if *has_list {
                     root.read_file(&info.join(format!("{stem}.list")), INFO_CAP)
-                        .map(|t| parse_list(&t).into_iter().map(|p| (None, p)).collect())
+                        .map(|t| {
+                            let all = parse_list(&t);
+                            listed.fetch_add(all.len(), std::sync::atomic::Ordering::Relaxed);
+                            all.into_iter()
+                                .filter(|p| wanted(p))
+                                .map(|p| (None, p))
+                                .collect()
+                        })
                         .unwrap_or_default()
                 } else {
                     Vec::new()
                 }
             })
             .collect();
-        let mut db = DpkgDb::default();
+        let mut db = DpkgDb {
+            listed: listed.into_inner(),
+            ..DpkgDb::default()
+        };
         let mut canon = Canon::new(root);
         for ((name, version, _, _), claims) in installed.into_iter().zip(parsed) {
             let pkg = db.packages.len() as u32;
@@ -158,8 +201,8 @@ impl DpkgDb {
         }
 
         // A diverted file of package P (not the diverter) lives at `to`.
-        if let Ok(text) = root.read_file(&admin.join("diversions"), INFO_CAP) {
-            for d in parse_diversions(&text) {
+        {
+            for d in diversions {
                 let from = canon.file(&d.from);
                 let to = canon.file(&d.to);
                 let Some(owners) = db.files.get_mut(&from) else {
@@ -186,6 +229,11 @@ impl DpkgDb {
             v.push(o);
         }
     }
+}
+
+/// The last component of a path.
+fn file_name(p: &[u8]) -> &[u8] {
+    p.rsplit(|&b| b == b'/').next().unwrap_or(p)
 }
 
 /// A package name without its `:arch` qualifier.
@@ -499,6 +547,20 @@ mod tests {
                 .len(),
             1
         );
+        // Filtered by the names being judged: the same answers for those,
+        // nothing kept for the rest, diverted names kept whatever asked.
+        let names: HashSet<Vec<u8>> = [b"libc.so.6".to_vec()].into_iter().collect();
+        let f = DpkgDb::load_for(&root, Path::new(ADMIN_DIR), Some(&names))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.owners(b"/usr/lib/x86_64-linux-gnu/libc.so.6"), o);
+        assert!(f.owners(b"/usr/lib/nomd5.so").is_empty());
+        assert_eq!(
+            f.owners(b"/usr/lib/x86_64-linux-gnu/libdiv.so.distrib")
+                .len(),
+            1
+        );
+        assert_eq!(f.file_count(), db.file_count());
         let none = tempfile::tempdir().unwrap();
         let r = Root::new(none.path()).unwrap();
         assert!(DpkgDb::load(&r, Path::new(ADMIN_DIR)).unwrap().is_none());

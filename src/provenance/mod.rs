@@ -151,8 +151,13 @@ pub struct Outcome {
 
 /// Loads the dpkg database of the root, or prints the one warning that
 /// package provenance cannot be checked.
-pub fn load_dpkg(root: &Root, admin: &Path, quiet: bool) -> Option<dpkg::DpkgDb> {
-    match dpkg::DpkgDb::load(root, admin) {
+pub fn load_dpkg(
+    root: &Root,
+    admin: &Path,
+    names: Option<&std::collections::HashSet<Vec<u8>>>,
+    quiet: bool,
+) -> Option<dpkg::DpkgDb> {
+    match dpkg::DpkgDb::load_for(root, admin, names) {
         Ok(Some(db)) => Some(db),
         Ok(None) => {
             if !quiet {
@@ -636,7 +641,19 @@ pub fn run(
     });
     let started = std::time::Instant::now();
     let db = if wants_dpkg {
-        load_dpkg(&s.root, &admin, s.quiet)
+        // Only the names of the files judged here are ever looked up.
+        let names: std::collections::HashSet<Vec<u8>> = records
+            .iter()
+            .filter(|r| is_candidate(r))
+            .map(|r| {
+                r.path
+                    .rsplit(|&b| b == b'/')
+                    .next()
+                    .unwrap_or(&r.path)
+                    .to_vec()
+            })
+            .collect();
+        load_dpkg(&s.root, &admin, Some(&names), s.quiet)
     } else {
         None
     };
