@@ -5,8 +5,11 @@
 //! (fd-relative `openat`/`fstatat`, `O_NOFOLLOW|O_NONBLOCK|O_NOATIME`) and
 //! `windows` (std's portable calls, no digest reuse from file identity).
 
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::record::{FileClass, FileType, Record, Unhashed};
@@ -112,6 +115,60 @@ pub fn base_record(path: Vec<u8>, m: &Stat) -> Record {
         target: None,
         class: FileClass::None,
     }
+}
+
+/// Reads a whole open file into BLAKE3 through `buf` (reused per thread).
+/// Returns the digest, the class sniffed from the first read, and the
+/// bytes read. Files of at least [`LARGE`] bytes use BLAKE3's
+/// multi-threaded mode while fewer than `parallel.1` inspections are
+/// running (counted in `parallel.0`), i.e. only when cores would idle.
+fn read_and_hash(
+    mut file: &File,
+    buf: &mut Vec<u8>,
+    size: u64,
+    parallel: Option<&(Arc<AtomicUsize>, usize)>,
+    cost: &mut Cost,
+) -> io::Result<([u8; 32], FileClass, u64)> {
+    // One read sized to the file (plus one byte, to see growth) for
+    // anything that fits a chunk; chunked reads beyond.
+    let want = (size as usize).saturating_add(1).clamp(4096, CHUNK);
+    if buf.len() < want {
+        buf.resize(want, 0);
+    }
+    let mut hasher = blake3::Hasher::new();
+    let mut total: u64 = 0;
+    let mut class = FileClass::Other;
+    let parallel = parallel.filter(|_| size >= LARGE);
+    loop {
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if total == 0 {
+            class = FileClass::sniff(&buf[..n]);
+        }
+        if parallel.is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores) {
+            hasher.update_rayon(&buf[..n]);
+        } else {
+            hasher.update(&buf[..n]);
+        }
+        total += n as u64;
+        // A short read of a regular file sized under one chunk is EOF.
+        if want < CHUNK && total == size && n < want {
+            break;
+        }
+    }
+    cost.hashed_bytes += total;
+    cost.hashed = true;
+    Ok((*hasher.finalize().as_bytes(), class, total))
+}
+
+/// Rewinds a file for another hashing pass.
+fn seek_start(mut file: &File) -> io::Result<()> {
+    use std::io::Seek;
+    file.seek(io::SeekFrom::Start(0)).map(|_| ())
 }
 
 /// Convenience for single paths (tracked files, the watcher).

@@ -13,15 +13,15 @@
 
 use std::ffi::CStr;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{base_record, Cost, Outcome, Stat, CHUNK, LARGE, RETRIES};
+use super::{base_record, read_and_hash, seek_start, Cost, Outcome, Stat, CHUNK, RETRIES};
 use crate::record::{FileClass, FileType, Record, Unhashed};
 
 /// Per-thread state reused across files: no allocation per file beyond the
@@ -362,24 +362,14 @@ impl Inspector {
         r
     }
 
-    /// Reads the whole file from its descriptor into BLAKE3. Returns the
-    /// digest, the class sniffed from the first read, and the bytes read.
+    /// Reads the whole file from its descriptor into BLAKE3 (see
+    /// [`read_and_hash`]), with readahead advice for large files.
     fn hash_fd(
         &mut self,
-        mut file: &File,
+        file: &File,
         size: u64,
         cost: &mut Cost,
     ) -> io::Result<([u8; 32], FileClass, u64)> {
-        // One read sized to the file (plus one byte, to see growth) for
-        // anything that fits a chunk; chunked reads beyond.
-        let want = (size as usize).saturating_add(1).clamp(4096, CHUNK);
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
-        }
-        let mut hasher = blake3::Hasher::new();
-        let mut total: u64 = 0;
-        let mut class = FileClass::Other;
-        let parallel = self.parallel_large.as_ref().filter(|_| size >= LARGE);
         if self.fadvise && size > CHUNK as u64 {
             // Queue the whole file now: the disk works on the next chunks
             // while this thread hashes the current one. Advice only; its
@@ -390,30 +380,13 @@ impl Inspector {
                 libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
             }
         }
-        loop {
-            let n = match file.read(&mut self.buf[..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if total == 0 {
-                class = FileClass::sniff(&self.buf[..n]);
-            }
-            if parallel.is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores) {
-                hasher.update_rayon(&self.buf[..n]);
-            } else {
-                hasher.update(&self.buf[..n]);
-            }
-            total += n as u64;
-            // A short read of a regular file sized under one chunk is EOF.
-            if want < CHUNK && total == size && n < want {
-                break;
-            }
-        }
-        cost.hashed_bytes += total;
-        cost.hashed = true;
-        Ok((*hasher.finalize().as_bytes(), class, total))
+        read_and_hash(
+            file,
+            &mut self.buf,
+            size,
+            self.parallel_large.as_ref(),
+            cost,
+        )
     }
 }
 
@@ -427,11 +400,6 @@ fn fstat(file: &File) -> io::Result<Stat> {
     }
     // SAFETY: fstat succeeded, so st is initialised.
     Ok(Stat::from_libc(unsafe { &st.assume_init() }))
-}
-
-fn seek_start(mut file: &File) -> io::Result<()> {
-    use std::io::Seek;
-    file.seek(io::SeekFrom::Start(0)).map(|_| ())
 }
 
 fn lstat_error(e: io::Error) -> Outcome {

@@ -11,13 +11,13 @@
 //! time prove nothing; every `check` re-reads every file.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{base_record, Cost, Outcome, Stat, CHUNK, LARGE, RETRIES};
+use super::{base_record, read_and_hash, seek_start, Cost, Outcome, Stat, RETRIES};
 use crate::record::{FileClass, FileType, Record, Unhashed};
 use crate::sys::OpenOptionsNoFollow;
 
@@ -135,38 +135,17 @@ impl Inspector {
 
     fn hash_handle(
         &mut self,
-        mut file: &File,
+        file: &File,
         size: u64,
         cost: &mut Cost,
     ) -> io::Result<([u8; 32], FileClass, u64)> {
-        let want = (size as usize).saturating_add(1).clamp(4096, CHUNK);
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
-        }
-        let mut hasher = blake3::Hasher::new();
-        let mut total: u64 = 0;
-        let mut class = FileClass::Other;
-        let parallel = self.parallel_large.as_ref().filter(|_| size >= LARGE);
-        loop {
-            let n = match file.read(&mut self.buf[..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if total == 0 {
-                class = FileClass::sniff(&self.buf[..n]);
-            }
-            if parallel.is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores) {
-                hasher.update_rayon(&self.buf[..n]);
-            } else {
-                hasher.update(&self.buf[..n]);
-            }
-            total += n as u64;
-        }
-        cost.hashed_bytes += total;
-        cost.hashed = true;
-        Ok((*hasher.finalize().as_bytes(), class, total))
+        read_and_hash(
+            file,
+            &mut self.buf,
+            size,
+            self.parallel_large.as_ref(),
+            cost,
+        )
     }
 }
 
@@ -181,11 +160,6 @@ fn record_meta(host: &Path, logical: Vec<u8>, meta: &Stat) -> Outcome {
         _ => {}
     }
     Outcome::Record(r, None)
-}
-
-fn seek_start(mut file: &File) -> io::Result<()> {
-    use std::io::Seek;
-    file.seek(io::SeekFrom::Start(0)).map(|_| ())
 }
 
 fn lstat_error(e: io::Error) -> Outcome {
