@@ -8,13 +8,7 @@ use crate::util::*;
 fn unchanged_root_checks_clean_and_quiet() {
     let t = TestRoot::debian();
     t.init();
-    let o = t.run(&["check"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = t.run_ok(&["check"]);
     assert!(
         o.stdout.is_empty(),
         "stdout: {}",
@@ -111,13 +105,7 @@ fn update_accepts_everything_or_only_the_named_subtrees() {
         "int two(void){return 2;}",
     );
 
-    let o = t.run(&["--format", "json", "update", "/usr/local/lib"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = t.run_ok(&["--format", "json", "update", "/usr/local/lib"]);
     let accepted = json_lines(&o.stdout);
     assert!(
         find(&accepted, "added", "/usr/local/lib/libone.so").is_some(),
@@ -139,13 +127,7 @@ fn update_accepts_everything_or_only_the_named_subtrees() {
     assert_eq!(code, 1);
 
     // Through a symlinked spelling (merged /usr): /lib is /usr/lib.
-    let o = t.run(&["update", "/lib/x86_64-linux-gnu/libtwo.so"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    t.run_ok(&["update", "/lib/x86_64-linux-gnu/libtwo.so"]);
     assert_eq!(t.check_json(), (0, vec![]));
 
     let o = t.run(&["update", "/nowhere"]);

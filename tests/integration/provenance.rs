@@ -82,6 +82,16 @@ fn check(t: &TestRoot, extra: &[&str]) -> (i32, Vec<serde_json::Value>, String) 
     )
 }
 
+/// Writes `etc/lw.toml` trusting the Authenticode roots in `pem`;
+/// returns its path for `--config`.
+pub fn roots_config(t: &TestRoot, pem: &std::path::Path) -> String {
+    t.write(
+        "etc/lw.toml",
+        format!("[provenance]\nauthenticode_roots = \"{}\"\n", pem.display()),
+    );
+    t.path("etc/lw.toml").to_str().unwrap().to_string()
+}
+
 fn kinds(f: &[serde_json::Value]) -> Vec<(String, String)> {
     f.iter()
         .map(|x| {
@@ -197,13 +207,7 @@ fn package_upgrade_is_package_update_and_a_hand_edit_stays_content() {
     assert_eq!(code & 4, 4);
 
     // --package-updates accepts exactly the upgrade.
-    let o = t.run(&["--format", "json", "update", "--package-updates"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = t.run_ok(&["--format", "json", "update", "--package-updates"]);
     let accepted = json_lines(&o.stdout);
     assert_eq!(kinds(&accepted), vec![("package_update".into(), pa.into())]);
     let (_, f, _) = check(&t, &[]);
@@ -537,22 +541,9 @@ fn authenticode_signed_unsigned_tampered_and_untrusted_dlls() {
     let ec = compile_dll(&t, &format!("{sys}/ecdsa.dll"), 8);
     sign_dll(&ec, &ec_leaf, &ca.1);
 
-    t.write(
-        "etc/lw.toml",
-        format!(
-            "[provenance]\nauthenticode_roots = \"{}\"\n",
-            ca.1.display()
-        ),
-    );
-    let cfg = t.path("etc/lw.toml");
-    let cfg = cfg.to_str().unwrap();
-    let o = t.run(&["--config", cfg, "init"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let cfg = roots_config(&t, &ca.1);
+    let cfg = cfg.as_str();
+    t.run_ok(&["--config", cfg, "init"]);
     let (code, f, err) = check(&t, &["--config", cfg]);
     let p = |n: &str| format!("/{sys}/{n}");
     assert!(
@@ -581,13 +572,7 @@ fn authenticode_signed_unsigned_tampered_and_untrusted_dlls() {
     assert_eq!(code & 8, 8);
 
     // Verdicts cached in the baseline are not reused for other roots...
-    t.write(
-        "etc/lw.toml",
-        format!(
-            "[provenance]\nauthenticode_roots = \"{}\"\n",
-            rogue.1.display()
-        ),
-    );
+    roots_config(&t, &rogue.1);
     let (_, f, _) = check(&t, &["--config", cfg]);
     assert!(
         find(&f, "untrusted_signer", &p("good.dll")).is_some(),
@@ -600,13 +585,7 @@ fn authenticode_signed_unsigned_tampered_and_untrusted_dlls() {
         kinds(&f)
     );
     // ...nor for other bytes.
-    t.write(
-        "etc/lw.toml",
-        format!(
-            "[provenance]\nauthenticode_roots = \"{}\"\n",
-            ca.1.display()
-        ),
-    );
+    roots_config(&t, &ca.1);
     let mut b = std::fs::read(&good).unwrap();
     b[0x400] ^= 0xff;
     std::fs::write(&good, b).unwrap();
@@ -725,22 +704,9 @@ fn a_dll_listed_in_a_verified_catalog_counts_as_signed() {
         &rogue,
         &cats.join("rogue.cat"),
     );
-    t.write(
-        "etc/lw.toml",
-        format!(
-            "[provenance]\nauthenticode_roots = \"{}\"\n",
-            ca.1.display()
-        ),
-    );
-    let cfg = t.path("etc/lw.toml");
-    let cfg = cfg.to_str().unwrap();
-    let o = t.run(&["--config", cfg, "init"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let cfg = roots_config(&t, &ca.1);
+    let cfg = cfg.as_str();
+    t.run_ok(&["--config", cfg, "init"]);
     let (_, f, err) = check(&t, &["--config", cfg]);
     let p = |n: &str| format!("/{sys}/{n}");
     assert!(

@@ -154,13 +154,19 @@ impl TestRoot {
 
     /// `init` that must succeed.
     pub fn init(&self) {
-        let o = self.run(&["init"]);
+        self.run_ok(&["init"]);
+    }
+
+    /// Runs libwarden and asserts exit 0 (stderr in the failure message).
+    pub fn run_ok(&self, args: &[&str]) -> Output {
+        let o = self.run(args);
         assert_eq!(
             o.status.code(),
             Some(0),
-            "init failed: {}",
+            "libwarden {args:?} failed: {}",
             String::from_utf8_lossy(&o.stderr)
         );
+        o
     }
 
     /// `check --format json`: exit code and parsed findings.

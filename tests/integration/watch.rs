@@ -377,13 +377,7 @@ fn a_new_baseline_generation_is_loaded() {
     let f = w.expect("content", "/usr/lib/x86_64-linux-gnu/libfoo.so.1.2.3");
     let accepted = f["after"]["blake3"].clone();
     // The watcher holds no lock: update works beside it.
-    let o = t.run(&["update"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    t.run_ok(&["update"]);
     w.signal(libc::SIGHUP);
     w.wait_stderr("loaded baseline generation 2");
     std::fs::set_permissions(
@@ -421,13 +415,7 @@ fn an_update_is_picked_up_without_a_signal() {
         "int f(void){return 1;}",
     );
     w.expect("added", "/usr/local/lib/libfresh.so");
-    let o = t.run(&["update"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    t.run_ok(&["update"]);
     // The store is polled every few seconds.
     w.wait_stderr("loaded baseline generation 2");
     std::fs::remove_file(t.path("usr/local/lib/libfresh.so")).unwrap();
