@@ -9,12 +9,12 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
+use libwarden::baseline::store::Store;
 use libwarden::diff::{self, Classifier};
 use libwarden::inspect::{Cost, Inspector, Outcome, CHUNK};
 use libwarden::record::{FileClass, FileType, Record};
 use libwarden::rootfs::Root;
 use libwarden::searchpaths::SearchPaths;
-use libwarden::store::Store;
 
 const SIZES: [(usize, &str); 3] = [(4 << 10, "4KiB"), (64 << 10, "64KiB"), (64 << 20, "64MiB")];
 const RECORDS: usize = 100_000;
@@ -141,7 +141,7 @@ fn diffing(c: &mut Criterion) {
     }
     after.sort_by(|a, b| a.path.cmp(&b.path));
     let root = Root::new(&PathBuf::from("/")).expect("root");
-    let sp = SearchPaths::resolve(&root, &[]);
+    let sp = SearchPaths::resolve(&root, &[], None);
     let cls = Classifier::new(&sp);
     let mut g = c.benchmark_group("diff");
     g.throughput(Throughput::Elements(RECORDS as u64));

@@ -11,8 +11,8 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::baseline::store::Encoder;
 use crate::scan::{self, ClassStats, ScanOptions};
-use crate::store::Encoder;
 
 /// The result of one pass.
 #[derive(Clone, Debug)]

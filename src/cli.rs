@@ -1,11 +1,9 @@
-//! The command line as clap sees it. Raw flags only: [`crate::settings`]
-//! turns them, with the config file, into the settings the program reads.
+//! The command line as clap sees it. Raw flags only: [`crate::config`]
+//! turns them, with the config file, into the `Config` the program reads.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-
-use crate::report::Format;
 
 /// File integrity monitoring for the places shared libraries come from.
 #[derive(Debug, Parser)]
@@ -30,8 +28,8 @@ pub struct Global {
     #[arg(long, global = true, value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// Output format of findings
-    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
+    #[arg(long, global = true, value_enum, default_value_t = FormatArg::Human)]
+    pub format: FormatArg,
     /// No summary or warnings on stderr: findings and errors only
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -45,6 +43,13 @@ pub struct Global {
     /// a cold disk
     #[arg(long, global = true, value_name = "N")]
     pub io_threads: Option<usize>,
+}
+
+/// `--format`: how findings are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,12 +121,12 @@ pub enum Command {
 pub struct WatchArgs {
     /// Time between full (incremental) rescans [default: 1h, or the
     /// config's rescan_interval]
-    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::timefmt::parse_duration)]
     pub rescan_interval: Option<std::time::Duration>,
     /// Quiet time after a path's last event before it is checked, so a
     /// save-by-rename is one finding
     #[arg(long, value_name = "DURATION", default_value = "150ms",
-          value_parser = crate::config::parse_duration)]
+          value_parser = crate::timefmt::parse_duration)]
     pub debounce: std::time::Duration,
     /// Also append findings as JSON Lines to FILE
     #[arg(long, value_name = "FILE")]

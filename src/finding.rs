@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::record::Record;
 
 /// What was found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A path the baseline does not know.
@@ -195,4 +195,17 @@ pub fn exit_bits(findings: &[Finding]) -> i32 {
         .iter()
         .filter(|f| f.severity > Severity::Info)
         .fold(0, |acc, f| acc | f.kind.exit_bit())
+}
+
+/// A line for stderr that is not a finding: something a judge could not
+/// look at, a count, a timing. Judges return these; only the output layer
+/// prints them (and `-q` silences them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// Printed as `libwarden: note: TEXT`.
+    Info(String),
+    /// Printed as `libwarden: warning: TEXT`.
+    Warning(String),
+    /// Printed as `libwarden: TEXT` (counts and timings).
+    Status(String),
 }

@@ -1,45 +1,48 @@
 //! libwarden: file integrity monitoring for the places shared libraries
-//! come from. See DESIGN.md for the data flow: search paths → walk →
-//! inspect → records → baseline store / diff → findings → reporters.
+//! come from. ARCHITECTURE.md draws the layers; imports point down them:
+//!
+//! - app: `cli`, `config`, `commands`
+//! - engines: `pipeline` (snapshot + judge), `watch`, `bench`
+//! - judges: `diff`, `audit`, `provenance`, `selfcheck`
+//! - baseline and output: `baseline`, `output`
+//! - collect: `searchpaths`, `scan`, `inspect`, `winreg`
+//! - model and formats: `record`, `finding`, `error`, `rootfs`, `formats`
+//! - platform: `sys`, `escape`, `timefmt`
 
 pub mod audit;
+pub mod baseline;
 pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diff;
-pub mod elf;
 pub mod error;
 pub mod escape;
 pub mod finding;
+pub mod formats;
 pub mod inspect;
-pub mod ldconf;
-pub mod manifest;
+pub mod output;
+pub mod pipeline;
 pub mod provenance;
 pub mod record;
-pub mod report;
-pub mod rollback;
 pub mod rootfs;
 pub mod scan;
 pub mod searchpaths;
 pub mod selfcheck;
-pub mod settings;
-pub mod signing;
-pub mod store;
 pub mod sys;
 pub mod timefmt;
-pub mod trust;
 pub mod watch;
 pub mod winreg;
 
 use cli::{Cli, Command};
+use config::Config;
 use error::Result;
-use settings::Settings;
 
 /// Runs one parsed command line; returns the exit code.
 pub fn run(cli: &Cli) -> Result<i32> {
+    output::messages::set_quiet(cli.global.quiet);
     // Resolved per command: keygen needs no baseline location at all.
-    let settings = || Settings::resolve(&cli.global);
+    let settings = || Config::resolve(&cli.global);
     match &cli.command {
         Command::Init { force, sign_with } => {
             commands::init::run(&settings()?, *force, sign_with.as_deref())
@@ -60,7 +63,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             paths,
         ),
         Command::Paths => commands::paths::run(&settings()?),
-        Command::Keygen { dir } => commands::keygen::run(dir, cli.global.quiet),
+        Command::Keygen { dir } => commands::keygen::run(dir),
         Command::Export { sign_with, output } => {
             commands::export::run(&settings()?, sign_with.as_deref(), output.as_deref())
         }

@@ -242,7 +242,7 @@ impl Root {
     }
 }
 
-impl crate::ldconf::ConfSource for Root {
+impl crate::formats::ldconf::ConfSource for Root {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         // ld.so.conf files are tiny; a huge one is hostile or broken.
         self.read_file(path, 1 << 20)
@@ -308,6 +308,22 @@ fn components(p: &Path) -> Vec<Vec<u8>> {
         .filter(|c| !c.is_empty())
         .map(|c| c.to_vec())
         .collect()
+}
+
+/// The entry of `dir` named `name` in any letter case.
+pub fn find_ci(root: &Root, dir: &Path, name: &str) -> Option<PathBuf> {
+    let rd = std::fs::read_dir(root.host_path(&root.resolve(dir).ok()?)).ok()?;
+    let mut hits: Vec<_> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
+        .collect();
+    hits.sort();
+    hits.first().map(|n| {
+        let mut p = dir.to_path_buf();
+        push(&mut p, OsStr::new(n));
+        p
+    })
 }
 
 #[cfg(test)]

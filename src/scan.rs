@@ -29,7 +29,7 @@ pub struct ScanOptions {
     pub paranoid: bool,
     /// Files in flight: walker threads that open and read. More than
     /// `threads` keeps a cold disk busy while every core hashes (see
-    /// `Settings::io_threads_for` for the default).
+    /// `Config::io_threads_for` for the default).
     pub io_threads: usize,
     /// Readahead hints for large files (`posix_fadvise`).
     pub readahead: bool,

@@ -5,12 +5,12 @@
 //! canonical path, so merged `/usr` is scanned once.
 
 use crate::sys::OsStrExt;
-use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::ldconf::{self, LdConf};
-use crate::rootfs::Root;
+use crate::formats::ldconf::{self, LdConf};
+use crate::rootfs::{find_ci, Root};
+use crate::winreg::Registry;
 
 /// Directories glibc searches after the cache, whatever the configuration.
 pub const TRUSTED_DIRS: &[&str] = &["/lib", "/usr/lib", "/lib64", "/usr/lib64"];
@@ -95,11 +95,11 @@ pub struct SearchPaths {
 
 impl SearchPaths {
     /// Resolves every search path inside `root`.
-    pub fn resolve(root: &Root, extra: &[PathBuf]) -> SearchPaths {
+    pub fn resolve(root: &Root, extra: &[PathBuf], registry: Option<&Registry>) -> SearchPaths {
         let mut sp = SearchPaths::default();
         if cfg!(windows) {
             // On Windows there is no ld.so: only the Windows search order.
-            sp.add_windows(root);
+            sp.add_windows(root, registry);
             for d in extra {
                 sp.add_dir(root, d, Origin::Config, true);
             }
@@ -168,7 +168,7 @@ impl SearchPaths {
                 }
             }
         }
-        sp.add_windows(root);
+        sp.add_windows(root, registry);
         for d in extra {
             sp.add_dir(root, d, Origin::Config, true);
         }
@@ -220,7 +220,7 @@ impl SearchPaths {
     }
 
     /// A root holding `Windows/System32` (any case) is a Windows image.
-    fn add_windows(&mut self, root: &Root) {
+    fn add_windows(&mut self, root: &Root, registry: Option<&Registry>) {
         let Some(win) = find_ci(root, Path::new("/"), "windows") else {
             return;
         };
@@ -235,13 +235,10 @@ impl SearchPaths {
         // holds WinSxS and much else the loader never looks at directly).
         self.add_dir(root, &win, Origin::Windows, false);
         // So is every directory of the system PATH, flat.
-        let img = crate::winreg::Image {
-            config: find_ci(root, &sys32, "config"),
-            windows: win,
-            system32: sys32,
-        };
-        for d in crate::winreg::system_path_dirs(root, &img) {
-            self.add_dir(root, &d, Origin::WindowsPath, false);
+        if let Some(reg) = registry {
+            for d in crate::winreg::system_path_dirs(root, reg) {
+                self.add_dir(root, &d, Origin::WindowsPath, false);
+            }
         }
     }
 
@@ -302,20 +299,4 @@ impl SearchPaths {
             .iter()
             .find(|f| f.path.as_os_str().as_bytes() == path)
     }
-}
-
-/// The entry of `dir` named `name` in any letter case.
-pub(crate) fn find_ci(root: &Root, dir: &Path, name: &str) -> Option<PathBuf> {
-    let rd = std::fs::read_dir(root.host_path(&root.resolve(dir).ok()?)).ok()?;
-    let mut hits: Vec<_> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
-        .filter(|n| n.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
-        .collect();
-    hits.sort();
-    hits.first().map(|n| {
-        let mut p = dir.to_path_buf();
-        crate::rootfs::push(&mut p, OsStr::new(n));
-        p
-    })
 }

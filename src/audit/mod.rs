@@ -12,7 +12,7 @@
 //! - `loader`: the dynamic loader itself, `PT_INTERP`, loader backups
 //! - `environment`: `LD_*` variables in environment files and units
 //! - `process`: running processes (live systems only)
-//! - [`crate::winreg::audit`]: the registry of a Windows image
+//! - `registry`: the registry of a Windows image
 //! - `sideload`: DLL side-loading in a Windows image
 
 pub mod environment;
@@ -25,6 +25,7 @@ pub mod objects;
 pub mod perms;
 pub mod preload;
 pub mod process;
+pub mod registry;
 pub mod rpath;
 pub mod sideload;
 pub mod tokens;
@@ -60,6 +61,11 @@ pub struct Context<'a> {
     /// The Authenticode roots bundle (config `authenticode_roots`), for
     /// the catalog verdicts of the registry audit.
     pub authenticode_roots: Option<&'a std::path::Path>,
+    /// The registry of a Windows image, read once per run.
+    pub registry: Option<&'a crate::winreg::Registry>,
+    /// Whether to audit the running processes (not on every `watch`
+    /// event: they are audited at start and on each rescan).
+    pub processes: bool,
 }
 
 /// What the audit found, plus notes for stderr (things it could not look
@@ -81,8 +87,10 @@ pub fn run(cx: &Context) -> Audit {
     rpath::audit(cx, &objs, &mut a);
     loader::audit(cx, &objs, &mut a);
     environment::audit(cx, &mut a);
-    process::audit(cx, &mut a);
-    crate::winreg::audit::audit(cx, &mut a);
+    if cx.processes {
+        process::audit(cx, &mut a);
+    }
+    registry::audit(cx, &mut a);
     sideload::audit(cx, &mut a);
     // Different audits can reach the same fact (a writable dir named by
     // two RPATHs of one file, say): report it once.

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use super::{Audit, Context};
 use crate::finding::{Finding, Kind, Severity};
-use crate::provenance::pe;
+use crate::formats::pe;
 
 const TH32CS_SNAPPROCESS: u32 = 0x2;
 const TH32CS_SNAPMODULE: u32 = 0x8;

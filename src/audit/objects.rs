@@ -1,7 +1,7 @@
 //! The ELF objects the audit reads: every ELF file the scan found in the
 //! search paths (by its record's class) and every ELF file directly in the
 //! configured executable dirs. Opened inside the root without following a
-//! final symlink and without blocking, parsed with [`crate::elf`] through
+//! final symlink and without blocking, parsed with [`crate::formats::elf`] through
 //! bounded `pread`s; nothing is mapped, loaded or executed.
 
 use crate::sys::{MetadataExt, OpenOptionsNoFollow};
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::{bytes, Context};
-use crate::elf::{self, ElfError, ElfInfo};
+use crate::formats::elf::{self, ElfError, ElfInfo};
 use crate::record::{FileClass, FileType};
 use crate::rootfs::Root;
 

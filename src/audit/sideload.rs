@@ -19,9 +19,9 @@ use std::path::Path;
 
 use super::{Audit, Context};
 use crate::finding::{Finding, Kind, Severity};
-use crate::provenance::pe;
+use crate::formats::pe;
 use crate::rootfs::Root;
-use crate::winreg::{audit::ENVIRONMENT, Image};
+use crate::winreg::{Registry, ENVIRONMENT};
 
 /// Trees under the image root where programs are installed or dropped.
 const PROGRAM_TREES: &[&str] = &[
@@ -39,14 +39,14 @@ const PE_CAP: u64 = 256 << 20;
 
 /// Runs the side-loading audit when the root is a Windows image.
 pub fn audit(cx: &Context, out: &mut Audit) {
-    let Some(img) = Image::find(cx.root) else {
+    let Some(reg) = cx.registry else {
         return;
     };
-    let sys_names = dll_names(cx.root, &img.system32);
-    path_dirs(cx, &img, &sys_names, out);
+    let sys_names = dll_names(cx.root, &reg.image.system32);
+    path_dirs(cx, reg, &sys_names, out);
     let mut budget = MAX_DIRS;
     for tree in PROGRAM_TREES {
-        if let Some(d) = crate::searchpaths::find_ci(cx.root, Path::new("/"), tree) {
+        if let Some(d) = crate::rootfs::find_ci(cx.root, Path::new("/"), tree) {
             walk(cx, &d, 0, &sys_names, &mut budget, out);
         }
     }
@@ -165,8 +165,8 @@ fn walk(
 
 /// Directories of the system `PATH` (from the SYSTEM hive), resolved
 /// inside the root; DLLs in those a non-administrator can write.
-fn path_dirs(cx: &Context, img: &Image, sys: &BTreeSet<String>, out: &mut Audit) {
-    let snap = img.snapshot(cx.root);
+fn path_dirs(cx: &Context, reg: &Registry, sys: &BTreeSet<String>, out: &mut Audit) {
+    let (img, snap) = (&reg.image, &reg.snap);
     let Some(path) = snap.get(ENVIRONMENT, "Path").and_then(|v| v.string()) else {
         return;
     };

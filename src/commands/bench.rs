@@ -10,16 +10,16 @@ use serde_json::json;
 use crate::bench::{self, Pass};
 use crate::cli::{BenchArgs, Global};
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::escape;
-use crate::report::{self, Format};
+use crate::output::{self, messages, Format};
 use crate::scan::SizeClass;
-use crate::settings::Settings;
 
 /// The tree measured when none is named.
 pub const DEFAULT_PATH: &str = "/usr/lib";
 
-pub fn run(s: &Settings, a: &BenchArgs, g: &Global) -> Result<i32> {
+pub fn run(s: &Config, a: &BenchArgs, g: &Global) -> Result<i32> {
     if a.runs == 0 || a.runs > 100 {
         return Err(Error::Usage("bench --runs: 1 to 100".into()));
     }
@@ -28,17 +28,15 @@ pub fn run(s: &Settings, a: &BenchArgs, g: &Global) -> Result<i32> {
     }
     if let Some(dir) = &a.generate {
         let gen = bench::generate(dir, a.scale).map_err(|e| Error::io("generate", dir, e))?;
-        if !s.quiet {
-            eprintln!(
-                "libwarden bench: {} {}: {} files ({}), {} directories, {} symlink",
-                if gen.written { "generated" } else { "reusing" },
-                escape::for_terminal(bytes(dir)),
-                gen.files,
-                report::human_bytes(gen.bytes),
-                gen.dirs,
-                gen.symlinks
-            );
-        }
+        messages::status(&format!(
+            "libwarden bench: {} {}: {} files ({}), {} directories, {} symlink",
+            if gen.written { "generated" } else { "reusing" },
+            escape::for_terminal(bytes(dir)),
+            gen.files,
+            output::human_bytes(gen.bytes),
+            gen.dirs,
+            gen.symlinks
+        ));
     }
     let path: PathBuf = a
         .path
@@ -62,14 +60,12 @@ pub fn run(s: &Settings, a: &BenchArgs, g: &Global) -> Result<i32> {
         let mut runs: Vec<Pass> = (0..a.runs).map(|_| bench::measure(&path, t, io)).collect();
         runs.sort_by_key(|p| p.wall);
         let median = runs.swap_remove(runs.len() / 2);
-        if !s.quiet {
-            eprintln!(
-                "libwarden bench: {} thread{}: {:.3} s",
-                t,
-                if t == 1 { "" } else { "s" },
-                median.wall.as_secs_f64()
-            );
-        }
+        messages::status(&format!(
+            "libwarden bench: {} thread{}: {:.3} s",
+            t,
+            if t == 1 { "" } else { "s" },
+            median.wall.as_secs_f64()
+        ));
         passes.push(median);
     }
     let mut out = std::io::stdout().lock();
@@ -158,7 +154,7 @@ fn write_human(
         escape::for_terminal(bytes(path)),
         first.entries,
         first.files,
-        report::human_bytes(first.bytes),
+        output::human_bytes(first.bytes),
         cores,
         if cores == 1 { "" } else { "s" },
         runs,
@@ -201,7 +197,7 @@ fn write_human(
                 c.label(),
                 s.files,
                 pct(s.files, p.files),
-                report::human_bytes(s.bytes),
+                output::human_bytes(s.bytes),
                 pct(s.bytes, p.bytes),
                 secs(s.open_stat),
                 secs(s.hash),

@@ -4,14 +4,18 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::baseline::manifest;
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::manifest;
-use crate::settings::Settings;
+use crate::output::messages;
 
-pub fn run(s: &Settings, sign_with: Option<&Path>, output: Option<&Path>) -> Result<i32> {
-    let key = sign_with.map(crate::signing::load_secret).transpose()?;
-    let (meta, records) = super::check::load_baseline(s)?;
-    let body = manifest::render(&meta, &records);
+pub fn run(s: &Config, sign_with: Option<&Path>, output: Option<&Path>) -> Result<i32> {
+    let key = sign_with
+        .map(crate::baseline::signing::load_secret)
+        .transpose()?;
+    let base = super::check::load_baseline(s)?;
+    let (meta, records) = (&base.meta, &base.records);
+    let body = manifest::render(meta, records);
     let text = match &key {
         Some(k) => manifest::sign(&body, k),
         None => body,
@@ -28,17 +32,15 @@ pub fn run(s: &Settings, sign_with: Option<&Path>, output: Option<&Path>) -> Res
             }
         }
     }
-    if !s.quiet {
-        eprintln!(
-            "libwarden export: {} records of baseline {}{}",
-            records.len(),
-            crate::trust::describe(&meta),
-            if key.is_some() {
-                "; manifest signed"
-            } else {
-                ""
-            }
-        );
-    }
+    messages::status(&format!(
+        "libwarden export: {} records of baseline {}{}",
+        records.len(),
+        base.describe(),
+        if key.is_some() {
+            "; manifest signed"
+        } else {
+            ""
+        }
+    ));
     Ok(0)
 }

@@ -1,26 +1,37 @@
-//! `init`: scan every search path and write the first generation.
+//! `init`: snapshot every search path and write the first generation, with
+//! the provenance state it was judged with.
 
 use std::path::Path;
 
+use crate::baseline;
+use crate::config::Config;
 use crate::error::Result;
-use crate::settings::Settings;
-use crate::store::Store;
+use crate::output::messages;
+use crate::pipeline::{self, Judges, Reference};
+use crate::sys::OsStrExt;
 
-pub fn run(s: &Settings, force: bool, sign_with: Option<&Path>) -> Result<i32> {
-    let key = sign_with.map(crate::signing::load_secret).transpose()?;
+pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
+    let key = sign_with.map(baseline::signing::load_secret).transpose()?;
     // Take the store (and its lock) first: a refused init scans nothing.
-    let store = Store::create(&s.db, force)?;
-    let (sp, res) = super::scan_now(s, &[], true);
-    super::warn(s, &sp, &res);
-    let extra = crate::provenance::run(s, &res.records, &[], &Default::default())
-        .map(|o| o.state.to_pairs())
-        .unwrap_or_default();
-    let meta = super::commit_generation(s, store, &res.records, &extra, key.as_ref())?;
+    let store = baseline::create(&s.baseline, force)?;
+    let snap = s.plan.snapshot(&[], true);
+    super::show(&snap);
+    let v = pipeline::judge(&s.plan, Reference::Nothing, &snap, Judges::PROVENANCE);
+    messages::notes(&v.notes);
+    let extra = v.provenance.map(|o| o.state.to_pairs()).unwrap_or_default();
+    let meta = baseline::commit(
+        &s.baseline,
+        store,
+        &snap.scan.records,
+        &extra,
+        s.plan.root.host().as_os_str().as_bytes(),
+        key.as_ref(),
+    )?;
     let tail = format!(
         "baseline {} written to {}",
-        crate::trust::describe(&meta),
-        s.db.display()
+        baseline::verify::describe(&meta),
+        s.baseline.db.display()
     );
-    super::summary(s, "init", &res, &tail);
+    super::summary("init", &snap, &tail);
     Ok(0)
 }

@@ -4,14 +4,15 @@ use std::io::Write;
 
 use serde_json::json;
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::escape;
-use crate::report::Format;
+use crate::output::messages;
+use crate::output::Format;
 use crate::searchpaths::SearchPaths;
-use crate::settings::Settings;
 
-pub fn run(s: &Settings) -> Result<i32> {
-    let sp = SearchPaths::resolve(&s.root, &s.extra_paths);
+pub fn run(s: &Config) -> Result<i32> {
+    let (sp, _) = s.plan.resolve();
     let mut out = std::io::stdout().lock();
     let r = print(&mut out, &sp, s.format);
     match r {
@@ -19,11 +20,7 @@ pub fn run(s: &Settings) -> Result<i32> {
             Err(Error::io("write", "stdout", e))
         }
         _ => {
-            if !s.quiet {
-                for w in &sp.warnings {
-                    eprintln!("libwarden: warning: {}", escape::for_terminal(w.as_bytes()));
-                }
-            }
+            sp.warnings.iter().for_each(|w| messages::warning(w));
             Ok(0)
         }
     }

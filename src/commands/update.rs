@@ -5,33 +5,31 @@ use crate::sys::OsStrExt;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::diff::{self, Classifier};
+use crate::baseline;
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::finding::Kind;
+use crate::output::{self, messages};
+use crate::pipeline::{self, Judges, Reference};
 use crate::provenance;
 use crate::record::Record;
-use crate::report;
-use crate::settings::Settings;
-use crate::store::Store;
 
 pub fn run(
-    s: &Settings,
+    s: &Config,
     paranoid: bool,
     sign_with: Option<&Path>,
     package_updates: bool,
     paths: &[PathBuf],
 ) -> Result<i32> {
-    let key = sign_with.map(crate::signing::load_secret).transpose()?;
+    let key = sign_with.map(baseline::signing::load_secret).transpose()?;
     // Hold the store across scan and write: a concurrent update must not
-    // interleave with this one.
-    let store = Store::open(&s.db)?;
-    let (meta, baseline, extra) = store.load_with_extra()?;
-    // Never build on a baseline that fails verification: with a signing
-    // key, the current generation must carry that key's signature.
-    let verify_key = key.as_ref().map(|k| k.verifying_key()).or(s.verify_key);
-    crate::trust::verify(s, &meta, verify_key.as_ref())?;
-    let (sp, res) = super::scan_now(s, &baseline, paranoid);
-    super::warn(s, &sp, &res);
+    // interleave with this one. With a signing key, the current generation
+    // must carry that key's signature.
+    let verify_key = key.as_ref().map(|k| k.verifying_key());
+    let (store, base, notes) = baseline::load_held(&s.baseline, verify_key.as_ref())?;
+    messages::notes(&notes);
+    let snap = s.plan.snapshot(&base.records, paranoid);
+    super::show(&snap);
 
     let selected: Vec<Vec<u8>> = paths
         .iter()
@@ -40,8 +38,8 @@ pub fn run(
     let within =
         |path: &[u8]| selected.is_empty() || selected.iter().any(|sel| is_within(path, sel));
     if let Some(sel) = selected.iter().find(|sel| {
-        !baseline.iter().any(|r| is_within(&r.path, sel))
-            && !res.records.iter().any(|r| is_within(&r.path, sel))
+        !base.records.iter().any(|r| is_within(&r.path, sel))
+            && !snap.scan.records.iter().any(|r| is_within(&r.path, sel))
     }) {
         return Err(Error::NotFound {
             what: "monitored path",
@@ -49,24 +47,23 @@ pub fn run(
         });
     }
 
-    let mut accepted = diff::diff(&baseline, &res.records, &Classifier::new(&sp));
-    let prior = provenance::State::from_pairs(&extra);
-    let outcome = provenance::run(s, &res.records, &baseline, &prior);
-    if let Some(out) = &outcome {
-        provenance::relabel_updates(&mut accepted, out, &prior);
-    }
+    let v = pipeline::judge(&s.plan, Reference::Baseline(&base), &snap, Judges::CHANGES);
+    messages::notes(&v.notes);
+    let (prior, outcome) = (&v.prior, v.provenance.as_ref());
+    let mut accepted = v.findings.clone();
     accepted.retain(|f| within(&f.path));
     if package_updates {
         // Exactly the expected upgrades; everything else stays flagged.
         accepted.retain(|f| f.kind == Kind::PackageUpdate);
     }
-    report::sort(&mut accepted);
+    output::sort(&mut accepted);
 
+    let records = &snap.scan.records;
     let (next, extra) = if package_updates {
         let take: HashSet<&[u8]> = accepted.iter().map(|f| f.path.as_slice()).collect();
-        let now: HashMap<&[u8], &Record> =
-            res.records.iter().map(|r| (r.path.as_slice(), r)).collect();
-        let mut next: Vec<Record> = baseline
+        let now: HashMap<&[u8], &Record> = records.iter().map(|r| (r.path.as_slice(), r)).collect();
+        let mut next: Vec<Record> = base
+            .records
             .iter()
             .map(|r| match now.get(r.path.as_slice()) {
                 Some(n) if take.contains(r.path.as_slice()) => (*n).clone(),
@@ -74,19 +71,24 @@ pub fn run(
             })
             .collect();
         // Files a package installed since the baseline.
-        let known: HashSet<&[u8]> = baseline.iter().map(|r| r.path.as_slice()).collect();
+        let known: HashSet<&[u8]> = base.records.iter().map(|r| r.path.as_slice()).collect();
         next.extend(
-            res.records
+            records
                 .iter()
                 .filter(|r| take.contains(r.path.as_slice()) && !known.contains(r.path.as_slice()))
                 .cloned(),
         );
         next.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-        let extra = next_state(&prior, outcome.as_ref(), &next, Some(&take));
+        let extra = next_state(prior, outcome, &next, Some(&take));
         (next, extra)
     } else {
-        let mut next: Vec<Record> = baseline.into_iter().filter(|r| !within(&r.path)).collect();
-        next.extend(res.records.iter().filter(|r| within(&r.path)).cloned());
+        let mut next: Vec<Record> = base
+            .records
+            .iter()
+            .filter(|r| !within(&r.path))
+            .cloned()
+            .collect();
+        next.extend(records.iter().filter(|r| within(&r.path)).cloned());
         next.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         let scope: HashSet<&[u8]> = next
             .iter()
@@ -94,24 +96,23 @@ pub fn run(
             .filter(|p| within(p))
             .collect();
         let extra = next_state(
-            &prior,
-            outcome.as_ref(),
+            prior,
+            outcome,
             &next,
             (!selected.is_empty()).then_some(&scope),
         );
         (next, extra)
     };
 
-    let meta = super::commit_generation(s, store, &next, &extra, key.as_ref())?;
-    let mut out = std::io::stdout().lock();
-    report::write_findings(&mut out, &accepted, s.format)
-        .map_err(|e| Error::io("write", "stdout", e))?;
+    let root = s.plan.root.host().as_os_str().as_bytes();
+    let meta = baseline::commit(&s.baseline, store, &next, &extra, root, key.as_ref())?;
+    super::emit(s, &accepted, &Default::default())?;
     let tail = format!(
         "accepted {}; baseline {}",
-        report::count_by_kind(&accepted),
-        crate::trust::describe(&meta)
+        output::count_by_kind(&accepted),
+        baseline::verify::describe(&meta)
     );
-    super::summary(s, "update", &res, &tail);
+    super::summary("update", &snap, &tail);
     Ok(0)
 }
 
@@ -170,7 +171,7 @@ fn next_state(
 /// A user's path as the baseline key it selects: made absolute inside the
 /// root, its directories resolved (the last component is not followed, so a
 /// symlink can be accepted itself).
-fn select_key(s: &Settings, p: &Path) -> Result<Vec<u8>> {
+fn select_key(s: &Config, p: &Path) -> Result<Vec<u8>> {
     if !p.is_absolute() {
         return Err(Error::Usage(format!(
             "update: {} must be an absolute path (inside --root)",
@@ -178,9 +179,10 @@ fn select_key(s: &Settings, p: &Path) -> Result<Vec<u8>> {
         )));
     }
     let resolved = s
+        .plan
         .root
         .resolve_parent(p)
-        .unwrap_or_else(|_| s.root.resolve_lenient(p));
+        .unwrap_or_else(|_| s.plan.root.resolve_lenient(p));
     Ok(resolved.as_os_str().as_bytes().to_vec())
 }
 

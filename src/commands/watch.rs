@@ -4,14 +4,15 @@
 use std::time::Duration;
 
 use crate::cli::WatchArgs;
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::settings::Settings;
-use crate::watch::{self, signals, sink::Sinks, Options};
+use crate::output::sink::Sinks;
+use crate::watch::{self, signals, Options};
 
 /// Rescan interval when neither the flag nor the config sets one.
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(3600);
 
-pub fn run(s: &Settings, args: &WatchArgs) -> Result<i32> {
+pub fn run(s: &Config, args: &WatchArgs) -> Result<i32> {
     // Before any thread exists, so that every thread inherits the mask and
     // only the signal thread ever sees these signals.
     let blocked = signals::block();
@@ -28,6 +29,6 @@ pub fn run(s: &Settings, args: &WatchArgs) -> Result<i32> {
     let sinks = Sinks::open(s.format, args.output.as_ref(), &args.syslog, args.stdout)?;
     // The baseline is read into memory and the store closed at once:
     // `check` and `update` keep working beside the watcher.
-    let (meta, baseline) = super::check::load_baseline(s)?;
-    watch::run(s, opts, sinks, ctl_rx, meta.generation, baseline)
+    let base = super::check::load_baseline(s)?;
+    watch::run(&s.plan, &s.baseline, opts, sinks, ctl_rx, base)
 }

@@ -22,6 +22,48 @@ const STATUS_CAP: u64 = 256 << 20;
 /// Cap on one `.md5sums`/`.list` file.
 const INFO_CAP: u64 = 64 << 20;
 
+/// The identity of the database's files now (`status`, `info/`, the
+/// diversions): it changes when a package transaction writes them, so a
+/// long-running watcher knows to read the database again.
+pub fn stamp(root: &Root, admin: &Path) -> Vec<(u64, u64, i64, i64)> {
+    use crate::sys::MetadataExt;
+    ["status", "info", "diversions"]
+        .iter()
+        .filter_map(|n| {
+            let p = root.resolve(&admin.join(n)).ok()?;
+            std::fs::symlink_metadata(root.host_path(&p)).ok()
+        })
+        .map(|m| (m.ino(), m.size(), m.mtime(), m.ctime()))
+        .collect()
+}
+
+/// True while a dpkg transaction holds the database lock: files it is
+/// unpacking may not match the md5sums it has not written yet. Asked
+/// with `F_GETLK` on a read-only descriptor: nothing is written and no
+/// lock is taken.
+#[cfg(unix)]
+pub fn busy(root: &Root, admin: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(p) = root.resolve(&admin.join("lock")) else {
+        return false;
+    };
+    let Ok(f) = std::fs::File::open(root.host_path(&p)) else {
+        return false;
+    };
+    // SAFETY: a zeroed flock is a valid argument; fcntl fills it in.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: a valid fd and a valid flock pointer.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) };
+    rc == 0 && i32::from(fl.l_type) != libc::F_UNLCK
+}
+
+#[cfg(not(unix))]
+pub fn busy(_root: &Root, _admin: &Path) -> bool {
+    false
+}
+
 /// One installed package instance, named as its info files are
 /// (`name` or `name:arch` for Multi-Arch: same packages).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,11 +9,7 @@
 //! Nothing found in a scanned tree is executed or loaded: every file is
 //! read through an fd opened without following symlinks, with caps.
 
-pub mod der;
 pub mod dpkg;
-pub mod ima;
-pub mod kmod;
-pub mod pe;
 pub mod policy;
 
 use crate::sys::OsStrExt;
@@ -26,10 +22,11 @@ use std::path::Path;
 use md5::Digest;
 use rayon::prelude::*;
 
-use crate::finding::{Finding, Kind, Severity};
+use crate::finding::{Finding, Kind, Note, Severity};
+use crate::formats::{ima, kmod, pe};
 use crate::record::{FileClass, FileType, Record};
 use crate::rootfs::Root;
-use policy::{Evidence, Policy};
+use policy::{Evidence, Policy, ProvenanceConfig};
 
 /// PE images above this size are not parsed (the largest system DLLs are
 /// well below it).
@@ -149,32 +146,28 @@ pub struct Outcome {
     pub md5_computed: usize,
 }
 
-/// Loads the dpkg database of the root, or prints the one warning that
-/// package provenance cannot be checked.
+/// Loads the dpkg database of the root, or says (once) why package
+/// provenance cannot be checked.
 pub fn load_dpkg(
     root: &Root,
     admin: &Path,
     names: Option<&std::collections::HashSet<Vec<u8>>>,
-    quiet: bool,
+    notes: &mut Vec<Note>,
 ) -> Option<dpkg::DpkgDb> {
     match dpkg::DpkgDb::load_for(root, admin, names) {
         Ok(Some(db)) => Some(db),
         Ok(None) => {
-            if !quiet {
-                eprintln!(
-                    "libwarden: warning: no dpkg database at {} in this root: package provenance not checked",
-                    admin.display()
-                );
-            }
+            notes.push(Note::Warning(format!(
+                "no dpkg database at {} in this root: package provenance not checked",
+                admin.display()
+            )));
             None
         }
         Err(e) => {
-            if !quiet {
-                eprintln!(
-                    "libwarden: warning: dpkg database at {} unreadable ({e}): package provenance not checked",
-                    admin.display()
-                );
-            }
+            notes.push(Note::Warning(format!(
+                "dpkg database at {} unreadable ({e}): package provenance not checked",
+                admin.display()
+            )));
             None
         }
     }
@@ -615,103 +608,122 @@ fn read_all(root: &Root, r: &Record, cap: u64) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Loads what provenance needs for one run (dpkg database, Authenticode
-/// roots, catalogs) and evaluates `records`. `None` when provenance is
-/// disabled in the config.
-pub fn run(
-    s: &crate::settings::Settings,
-    records: &[Record],
-    baseline: &[Record],
-    prior: &State,
-) -> Option<Outcome> {
-    if s.provenance.disabled {
-        return None;
-    }
-    let admin = s
-        .provenance
-        .dpkg_admin_dir
-        .clone()
-        .unwrap_or_else(|| dpkg::ADMIN_DIR.into());
-    // A Windows image (or a tree whose rules never ask for packages) does
-    // not need dpkg, nor a warning that it has none.
-    let wants_dpkg = records.iter().filter(|r| is_candidate(r)).any(|r| {
-        s.provenance_policy
-            .rule_for(&r.path)
-            .is_some_and(|(accept, _)| accept.contains(&Evidence::Package))
-    });
-    let started = std::time::Instant::now();
-    let db = if wants_dpkg {
-        // Only the names of the files judged here are ever looked up.
-        let names: std::collections::HashSet<Vec<u8>> = records
-            .iter()
-            .filter(|r| is_candidate(r))
-            .map(|r| {
-                r.path
-                    .rsplit(|&b| b == b'/')
-                    .next()
-                    .unwrap_or(&r.path)
-                    .to_vec()
-            })
-            .collect();
-        load_dpkg(&s.root, &admin, Some(&names), s.quiet)
-    } else {
-        None
-    };
-    if let (Some(db), false) = (&db, s.quiet) {
-        eprintln!(
-            "libwarden: dpkg database: {} packages, {} files, loaded in {:.3} s",
-            db.packages.len(),
-            db.file_count(),
-            started.elapsed().as_secs_f64()
-        );
-    }
-    let trust = s
-        .provenance
-        .authenticode_roots
-        .as_ref()
-        .map(|p| load_trust(&s.root, p, s.quiet));
-    let mut ima_keys = Vec::new();
-    for p in &s.provenance.ima_keys {
-        match std::fs::read(p) {
-            Ok(b) => ima_keys.extend(pe::public_keys_from_pem(&b)),
-            Err(e) if !s.quiet => {
-                eprintln!("libwarden: warning: ima_keys {}: {e}", p.display())
+/// The evidence provenance judges with, loaded once per run (or once per
+/// `watch` rescan): the dpkg database, the Authenticode roots and
+/// catalogs, the IMA keys.
+#[derive(Default)]
+pub struct World {
+    pub dpkg: Option<dpkg::DpkgDb>,
+    pub pe_trust: Option<pe::TrustStore>,
+    pub ima_keys: Vec<Vec<u8>>,
+    /// The dpkg database's files when it was read ([`dpkg::stamp`]).
+    pub dpkg_stamp: Vec<(u64, u64, i64, i64)>,
+}
+
+impl World {
+    /// Loads what judging `records` needs. With `names_only`, the dpkg
+    /// index keeps only the file names of `records` (a one-shot run);
+    /// without, all of it (a watcher judges files that appear later).
+    pub fn load(
+        root: &Root,
+        cfg: &ProvenanceConfig,
+        policy: &Policy,
+        records: &[Record],
+        names_only: bool,
+    ) -> (World, Vec<Note>) {
+        let mut notes = Vec::new();
+        let admin = admin_dir(cfg);
+        // A Windows image (or a tree whose rules never ask for packages)
+        // does not need dpkg, nor a warning that it has none.
+        let wants_dpkg = records.iter().filter(|r| is_candidate(r)).any(|r| {
+            policy
+                .rule_for(&r.path)
+                .is_some_and(|(accept, _)| accept.contains(&Evidence::Package))
+        });
+        let started = std::time::Instant::now();
+        let dpkg_stamp = dpkg::stamp(root, &admin);
+        let dpkg = if wants_dpkg {
+            // Only the names of the files judged here are ever looked up.
+            let names: Option<std::collections::HashSet<Vec<u8>>> = names_only.then(|| {
+                records
+                    .iter()
+                    .filter(|r| is_candidate(r))
+                    .map(|r| file_name(&r.path).to_vec())
+                    .collect()
+            });
+            load_dpkg(root, &admin, names.as_ref(), &mut notes)
+        } else {
+            None
+        };
+        if let Some(db) = &dpkg {
+            notes.push(Note::Status(format!(
+                "dpkg database: {} packages, {} files, loaded in {:.3} s",
+                db.packages.len(),
+                db.file_count(),
+                started.elapsed().as_secs_f64()
+            )));
+        }
+        let pe_trust = cfg
+            .authenticode_roots
+            .as_ref()
+            .map(|p| load_trust(root, p, &mut notes));
+        let mut ima_keys = Vec::new();
+        for p in &cfg.ima_keys {
+            match std::fs::read(p) {
+                Ok(b) => ima_keys.extend(pe::public_keys_from_pem(&b)),
+                Err(e) => notes.push(Note::Warning(format!("ima_keys {}: {e}", p.display()))),
             }
-            Err(_) => {}
+        }
+        (
+            World {
+                dpkg,
+                pe_trust,
+                ima_keys,
+                dpkg_stamp,
+            },
+            notes,
+        )
+    }
+
+    /// Whether the dpkg database changed since this world was loaded.
+    pub fn is_stale(&self, root: &Root, cfg: &ProvenanceConfig) -> bool {
+        dpkg::stamp(root, &admin_dir(cfg)) != self.dpkg_stamp
+    }
+
+    /// The context [`evaluate`] judges in.
+    pub fn context<'a>(&'a self, root: &'a Root, policy: &'a Policy) -> Context<'a> {
+        Context {
+            root,
+            policy,
+            dpkg: self.dpkg.as_ref(),
+            pe_trust: self.pe_trust.as_ref(),
+            ima_keys: &self.ima_keys,
         }
     }
-    let cx = Context {
-        ima_keys: &ima_keys,
-        root: &s.root,
-        policy: &s.provenance_policy,
-        dpkg: db.as_ref(),
-        pe_trust: trust.as_ref(),
-    };
-    let started = std::time::Instant::now();
-    let out = evaluate(&cx, records, baseline, prior);
-    if !s.quiet {
-        eprintln!(
-            "libwarden: provenance: {} libraries judged, {} digests computed, in {:.3} s",
-            out.judged,
-            out.md5_computed,
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Some(out)
+}
+
+/// dpkg's admin dir inside the root.
+pub fn admin_dir(cfg: &ProvenanceConfig) -> std::path::PathBuf {
+    cfg.dpkg_admin_dir
+        .clone()
+        .unwrap_or_else(|| dpkg::ADMIN_DIR.into())
+}
+
+/// The last component of a path.
+fn file_name(p: &[u8]) -> &[u8] {
+    p.rsplit(|&b| b == b'/').next().unwrap_or(p)
 }
 
 /// Reads the PEM bundle (a host path, outside the scanned root) and every
 /// catalog under `Windows/System32/CatRoot` inside the root.
-pub(crate) fn load_trust(root: &Root, pem: &Path, quiet: bool) -> pe::TrustStore {
+pub fn load_trust(root: &Root, pem: &Path, notes: &mut Vec<Note>) -> pe::TrustStore {
     let mut t = match std::fs::read(pem) {
         Ok(b) => pe::TrustStore::from_pem(&b),
         Err(e) => {
-            if !quiet {
-                eprintln!(
-                    "libwarden: warning: authenticode_roots {}: {e}",
-                    pem.display()
-                );
-            }
+            notes.push(Note::Warning(format!(
+                "authenticode_roots {}: {e}",
+                pem.display()
+            )));
             pe::TrustStore::default()
         }
     };
@@ -734,12 +746,10 @@ pub(crate) fn load_trust(root: &Root, pem: &Path, quiet: bool) -> pe::TrustStore
             };
             let name = c.display().to_string();
             if let Err(why) = t.add_catalog(&name, &bytes) {
-                if !quiet {
-                    eprintln!(
-                        "libwarden: warning: catalog {} not used: {why}",
-                        crate::escape::for_terminal(c.as_os_str().as_bytes())
-                    );
-                }
+                notes.push(Note::Warning(format!(
+                    "catalog {} not used: {why}",
+                    crate::escape::for_terminal(c.as_os_str().as_bytes())
+                )));
             }
         }
         break;

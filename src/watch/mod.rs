@@ -4,10 +4,15 @@
 //! notify callback ──try_send──► bounded channel ──► engine (debounce per path)
 //!   (events.rs)                                       │
 //!                       inspect::inspect_path (rayon) ◄┘
-//!                       diff::diff vs the baseline record (as `check`)
+//!                       pipeline::Judge on the touched paths (as `check`:
+//!                         diff, provenance, the audit but for processes)
 //!                       state::Transitions (report changes, not repeats)
-//!                       sink::Sinks (stdout, file, syslog)
+//!                       output::sink::Sinks (stdout, file, syslog)
 //! ```
+//!
+//! At start and on every rescan the whole snapshot is judged with every
+//! judge, as `check` does; between rescans the engine keeps the current
+//! records, so an event's judgement sees the whole tree.
 //!
 //! The engine owns all state on one thread and sleeps until the next
 //! deadline (a debounced path, the periodic rescan, the baseline poll, the
@@ -22,9 +27,7 @@
 pub mod debounce;
 pub mod events;
 pub mod signals;
-pub mod sink;
 pub mod state;
-pub mod syslog;
 pub mod watches;
 
 use crate::sys::{MetadataExt, OsStrExt};
@@ -38,21 +41,23 @@ use crossbeam_channel::Receiver;
 use notify::Watcher as _;
 use rayon::prelude::*;
 
+use crate::baseline::{self, store::Store, Baseline, Location};
 use crate::diff::{self, Classifier};
 use crate::error::{Error, Result};
 use crate::escape;
 use crate::finding::{Finding, Kind, Severity};
 use crate::inspect::{self, Outcome};
+use crate::output::messages;
+use crate::pipeline::{Judge, Judges, Origin, Plan, Reference};
 use crate::record::{FileType, Record};
 use crate::scan;
 use crate::searchpaths::SearchPaths;
-use crate::settings::Settings;
-use crate::store::Store;
+use crate::winreg::Registry;
 
+use crate::output::sink::{self, Context, Sinks, Source};
 use debounce::Debouncer;
 use events::{Gate, Msg};
 use signals::Ctl;
-use sink::{Context, Sinks, Source};
 use state::Transitions;
 use watches::{Added, WatchSet};
 
@@ -84,12 +89,12 @@ fn db_sig(db: &Path) -> DbSig {
 
 /// Runs until SIGTERM/SIGINT; returns the exit code.
 pub fn run(
-    s: &Settings,
+    plan: &Plan,
+    loc: &Location,
     opts: Options,
     mut sinks: Sinks,
     ctl: Receiver<Ctl>,
-    generation: u64,
-    baseline: Vec<Record>,
+    baseline: Baseline,
 ) -> Result<i32> {
     let (tx, rx) = crossbeam_channel::bounded(QUEUE);
     let gate = Arc::new(Gate::default());
@@ -98,12 +103,16 @@ pub fn run(
     let watcher = notify::RecommendedWatcher::new(handler, config)
         .map_err(|e| Error::Internal(format!("cannot start the file watcher: {e}")))?;
     let now = Instant::now();
+    let (sp, registry) = plan.resolve();
     let mut e = Engine {
-        s,
-        sp: SearchPaths::resolve(&s.root, &s.extra_paths),
-        db_sig: db_sig(&s.db),
+        plan,
+        loc,
+        sp,
+        registry,
+        db_sig: db_sig(&loc.db),
         baseline,
-        generation,
+        current: Vec::new(),
+        judge: Judge::new(plan, &[], Judges::ALL, true),
         watches: WatchSet::new(watcher),
         debounce: Debouncer::new(opts.debounce),
         transitions: Transitions::default(),
@@ -121,18 +130,16 @@ pub fn run(
     // Watches first, then the scan: nothing that happens in between is
     // missed (an event for a path the scan also saw is not reported twice).
     e.full_rescan(Source::Startup);
-    if !s.quiet {
-        eprintln!(
-            "libwarden watch: watching {} directories; baseline generation {} ({} entries); \
-             {} deviation{} now; rescan every {}",
-            e.watches.len(),
-            e.generation,
-            e.baseline.len(),
-            e.transitions.len(),
-            if e.transitions.len() == 1 { "" } else { "s" },
-            human_duration(e.rescan_every),
-        );
-    }
+    messages::status(&format!(
+        "libwarden watch: watching {} directories; baseline generation {} ({} entries); \
+         {} deviation{} now; rescan every {}",
+        e.watches.len(),
+        e.baseline.meta.generation,
+        e.baseline.records.len(),
+        e.transitions.len(),
+        if e.transitions.len() == 1 { "" } else { "s" },
+        human_duration(e.rescan_every),
+    ));
     let code = e.run(&rx, &ctl, &gate);
     // notify's drop removes the watches one syscall at a time, which takes
     // seconds with tens of thousands of them; the kernel drops them all at
@@ -142,10 +149,17 @@ pub fn run(
 }
 
 struct Engine<'a, W: notify::Watcher> {
-    s: &'a Settings,
+    plan: &'a Plan,
+    loc: &'a Location,
     sp: SearchPaths,
-    baseline: Vec<Record>,
-    generation: u64,
+    registry: Option<Registry>,
+    baseline: Baseline,
+    /// The records as they are now (the last rescan, updated by events),
+    /// sorted by path: what an event's judgement sees.
+    current: Vec<Record>,
+    /// The judges, with the provenance evidence loaded at the last rescan
+    /// (or when the package database changed).
+    judge: Judge<'a>,
     db_sig: DbSig,
     watches: WatchSet<W>,
     debounce: Debouncer,
@@ -240,9 +254,9 @@ impl<W: notify::Watcher> Engine<'_, W> {
     fn control(&mut self, c: Ctl) -> Option<i32> {
         match c {
             Ctl::Hup => {
-                if !self.s.quiet {
-                    eprintln!("libwarden watch: SIGHUP: reopening the output file, reloading the baseline");
-                }
+                messages::status(
+                    "libwarden watch: SIGHUP: reopening the output file, reloading the baseline",
+                );
                 self.sinks.reopen();
                 self.reload(true);
                 None
@@ -263,27 +277,26 @@ impl<W: notify::Watcher> Engine<'_, W> {
                 let detail = "the kernel's inotify queue overflowed: events were lost";
                 self.gap(since, at, detail);
             }
-            Msg::Error(e) => eprintln!(
+            Msg::Error(e) => messages::error(&format!(
                 "libwarden watch: warning: {}",
                 escape::for_terminal(e.as_bytes())
-            ),
+            )),
         }
     }
 
     fn logical(&self, host: &Path) -> Vec<u8> {
-        self.s.root.logical_bytes(host)
+        self.plan.root.logical_bytes(host)
     }
 
     fn host(&self, logical: &[u8]) -> PathBuf {
-        self.s.root.host_path(Path::new(OsStr::from_bytes(logical)))
+        self.plan
+            .root
+            .host_path(Path::new(OsStr::from_bytes(logical)))
     }
 
     fn excluded(&self, logical: &[u8]) -> bool {
-        !self.s.excludes.is_empty()
-            && self
-                .s
-                .excludes
-                .is_match(Path::new(OsStr::from_bytes(logical)))
+        let ex = &self.plan.scan.excludes;
+        !ex.is_empty() && ex.is_match(Path::new(OsStr::from_bytes(logical)))
     }
 
     /// Decides what an event on `host` means: a monitored path to check
@@ -321,21 +334,32 @@ impl<W: notify::Watcher> Engine<'_, W> {
             .any(|d| lp == d.path || (d.recursive && lp.starts_with(&d.path)))
     }
 
-    /// Re-inspects paths (host) and reports what changed. A directory that
-    /// appeared is watched and its entries checked at once; one that went
-    /// away takes its baseline entries with it.
+    /// Re-inspects paths (host), then judges them as `check` would and
+    /// reports what changed. A directory that appeared is watched and its
+    /// entries checked at once; one that went away takes its baseline
+    /// entries with it. While a package transaction holds the dpkg lock,
+    /// the paths wait for it to finish: its files may not match a
+    /// database it has not written yet.
     fn check_paths(&mut self, mut todo: Vec<PathBuf>, source: Source) {
+        if self.judge.packages_busy() {
+            let later = Instant::now() + self.quiet_time;
+            for p in todo {
+                self.debounce.touch(p, later);
+            }
+            return;
+        }
         let mut seen: HashSet<PathBuf> = HashSet::new();
+        let mut touched: HashSet<Vec<u8>> = HashSet::new();
         while !todo.is_empty() && !self.stop {
             todo.retain(|p| seen.insert(p.clone()));
             todo.sort();
-            let root = &self.s.root;
-            let baseline = &self.baseline;
+            let root = &self.plan.root;
+            let current = &self.current;
             let outs: Vec<(PathBuf, Vec<u8>, Outcome)> = todo
                 .par_iter()
                 .map(|host| {
                     let logical = root.logical_bytes(host);
-                    let prior = scan::find(baseline, &logical);
+                    let prior = scan::find(current, &logical);
                     let out = inspect::inspect_path(host, logical.clone(), prior);
                     (host.clone(), logical, out)
                 })
@@ -355,8 +379,7 @@ impl<W: notify::Watcher> Engine<'_, W> {
                         continue;
                     }
                 };
-                let prior = scan::find(&self.baseline, &logical).cloned();
-                let prior = prior.as_ref();
+                let prior = scan::find(&self.baseline.records, &logical);
                 let is_dir = now.as_ref().is_some_and(|r| r.ftype == FileType::Dir);
                 let was_dir =
                     prior.is_some_and(|r| r.ftype == FileType::Dir) || self.watches.contains(&host);
@@ -385,32 +408,41 @@ impl<W: notify::Watcher> Engine<'_, W> {
                     }
                     more.extend(self.children(&logical).iter().map(|c| self.host(c)));
                 }
-                let findings = diff::diff(
-                    prior.map(std::slice::from_ref).unwrap_or_default(),
-                    now.as_slice(),
-                    &Classifier::new(&self.sp),
-                );
-                let finding = findings.into_iter().next();
-                if let Some(f) = &finding {
-                    if matches!(
-                        diff::Classifier::new(&self.sp).role(&f.path),
-                        diff::Role::LoaderConfig
-                    ) {
-                        // The search path may have changed.
-                        self.resync_at
-                            .get_or_insert(Instant::now() + self.quiet_time);
-                    }
-                }
-                if self.transitions.update(&logical, finding.as_ref()) {
-                    if let Some(f) = finding {
-                        self.emit(&f, source, None);
-                    }
-                }
+                set_current(&mut self.current, &logical, now);
+                touched.insert(logical);
             }
             todo = more
                 .into_iter()
                 .filter(|p| !self.excluded(&self.logical(p)))
                 .collect();
+        }
+        if touched.is_empty() || self.stop {
+            return;
+        }
+        self.judge.refresh(&self.current);
+        let v = self.judge.run(
+            Reference::Baseline(&self.baseline),
+            (&self.sp, self.registry.as_ref(), &self.current),
+            Judges::EVENT,
+            Some(&touched),
+        );
+        messages::notes(&v.notes);
+        let cls = Classifier::new(&self.sp);
+        if v.findings.iter().zip(&v.origins).any(|(f, o)| {
+            *o == Origin::Change && matches!(cls.role(&f.path), diff::Role::LoaderConfig)
+        }) {
+            // The search path may have changed.
+            self.resync_at
+                .get_or_insert(Instant::now() + self.quiet_time);
+        }
+        // The changes of the touched paths, and everything the audit says
+        // (it looked at the whole tree); processes wait for the rescan.
+        let news = self.transitions.apply(&v.findings, &v.origins, |o, p| {
+            (o == Origin::Change && touched.contains(p)) || o == Origin::Audit
+        });
+        let news: Vec<Finding> = news.into_iter().cloned().collect();
+        for f in &news {
+            self.emit(f, source, None);
         }
     }
 
@@ -422,8 +454,9 @@ impl<W: notify::Watcher> Engine<'_, W> {
         }
         let start = self
             .baseline
+            .records
             .partition_point(|r| r.path.as_slice() < prefix.as_slice());
-        let mut out: Vec<Vec<u8>> = self.baseline[start..]
+        let mut out: Vec<Vec<u8>> = self.baseline.records[start..]
             .iter()
             .take_while(|r| r.path.starts_with(&prefix))
             .filter(|r| state::is_child(&r.path, dir))
@@ -433,53 +466,60 @@ impl<W: notify::Watcher> Engine<'_, W> {
         out
     }
 
-    /// Re-resolves the search paths, brings the watches in line, scans
-    /// everything (incrementally: unchanged files are not re-read) and
-    /// reports what changed since last reported.
+    /// Re-resolves the search paths, brings the watches in line, takes a
+    /// snapshot (incrementally: unchanged files are not re-read), judges
+    /// it with every judge, as `check` does, and reports what changed
+    /// since last reported.
     fn full_rescan(&mut self, source: Source) {
         let started = Instant::now();
-        self.sp = SearchPaths::resolve(&self.s.root, &self.s.extra_paths);
+        (self.sp, self.registry) = self.plan.resolve();
         self.sync_watches();
-        let mut res = scan::scan(
-            &self.s.root,
-            &self.sp,
-            &self.s.scan_options(false),
-            &self.baseline,
+        let prior = std::mem::take(&mut self.current);
+        let prior = if prior.is_empty() {
+            &self.baseline.records
+        } else {
+            &prior
+        };
+        let (res, notes) = self
+            .plan
+            .collect(&self.sp, self.registry.as_ref(), prior, false);
+        if source == Source::Startup {
+            messages::notes(&notes);
+            messages::path_warnings(&res.warnings);
+        }
+        self.current = res.records;
+        // New evidence each rescan: the package database may have changed.
+        self.judge = Judge::new(self.plan, &self.current, Judges::ALL, true);
+        let v = self.judge.run(
+            Reference::Baseline(&self.baseline),
+            (&self.sp, self.registry.as_ref(), &self.current),
+            Judges::ALL,
+            None,
         );
-        // A Windows image's registry values are baseline records too (no
-        // realtime events for them: each rescan compares them).
-        let notes = crate::winreg::add_records(&self.s.root, &mut res.records);
-        if source == Source::Startup && !self.s.quiet {
-            crate::commands::warn(self.s, &self.sp, &res);
-            for n in notes {
-                eprintln!(
-                    "libwarden: note: {}",
-                    crate::escape::for_terminal(n.as_bytes())
-                );
-            }
+        if source == Source::Startup {
+            messages::notes(&v.notes);
         }
-        let findings = diff::diff(&self.baseline, &res.records, &Classifier::new(&self.sp));
-        drop(res);
-        let deviating: HashSet<Vec<u8>> = findings.iter().map(|f| f.path.clone()).collect();
-        for f in &findings {
-            if self.transitions.update(&f.path, Some(f)) {
-                self.emit(f, source, None);
-            }
+        let news: Vec<Finding> = self
+            .transitions
+            .apply(&v.findings, &v.origins, |_, _| true)
+            .into_iter()
+            .cloned()
+            .collect();
+        for f in &news {
+            self.emit(f, source, None);
         }
-        self.transitions.retain(|p| deviating.contains(p));
-        let deviations = deviating.len();
-        drop(findings);
-        drop(deviating);
+        let deviations = self.transitions.len();
+        drop(v);
         release_memory();
         self.next_rescan = Instant::now() + self.rescan_every;
-        if source != Source::Startup && !self.s.quiet {
-            eprintln!(
+        if source != Source::Startup {
+            messages::status(&format!(
                 "libwarden watch: rescan ({}) done in {:.2} s: {} deviation{} from the baseline",
                 source.name(),
                 started.elapsed().as_secs_f64(),
                 deviations,
                 if deviations == 1 { "" } else { "s" }
-            );
+            ));
         }
     }
 
@@ -488,11 +528,11 @@ impl<W: notify::Watcher> Engine<'_, W> {
     /// (to see a root deleted and recreated, or created late).
     fn sync_watches(&mut self) {
         let mut want: Vec<PathBuf> = Vec::new();
-        let cross = self.s.cross_filesystems;
+        let cross = self.plan.scan.cross_filesystems;
         let roots: Vec<(PathBuf, bool)> = self
             .sp
             .walk_roots()
-            .map(|d| (self.s.root.host_path(&d.path), d.recursive))
+            .map(|d| (self.plan.root.host_path(&d.path), d.recursive))
             .collect();
         for (host, recursive) in roots {
             if recursive {
@@ -578,7 +618,7 @@ impl<W: notify::Watcher> Engine<'_, W> {
     fn nearest_dir(&self, logical: &Path) -> Option<PathBuf> {
         let mut p = Some(logical);
         while let Some(cur) = p {
-            let host = self.s.root.host_path(cur);
+            let host = self.plan.root.host_path(cur);
             if std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
                 return Some(host);
             }
@@ -607,7 +647,7 @@ impl<W: notify::Watcher> Engine<'_, W> {
             .take(20)
             .map(|d| escape::for_terminal(&self.logical(d)))
             .collect();
-        eprintln!(
+        messages::error(&format!(
             "libwarden watch: error: the inotify watch limit is exhausted: {n} director{} cannot \
              be watched ({}{}). Raise fs.inotify.max_user_watches (sysctl -w \
              fs.inotify.max_user_watches=524288). Until then they are checked every {}.",
@@ -615,7 +655,7 @@ impl<W: notify::Watcher> Engine<'_, W> {
             names.join(", "),
             if n > names.len() { ", ..." } else { "" },
             human_duration(every),
-        );
+        ));
         let first = self
             .watches
             .unwatched
@@ -646,11 +686,11 @@ impl<W: notify::Watcher> Engine<'_, W> {
         let dirs: Vec<PathBuf> = self.watches.unwatched.iter().cloned().collect();
         let mut todo = Vec::new();
         for d in dirs {
-            if self.watches.add(&d) == Added::New && !self.s.quiet {
-                eprintln!(
+            if self.watches.add(&d) == Added::New {
+                messages::status(&format!(
                     "libwarden watch: {} is watched again",
                     escape::for_terminal(&self.logical(&d))
-                );
+                ));
             }
             todo.push(d.clone());
             if let Ok(rd) = std::fs::read_dir(&d) {
@@ -689,55 +729,41 @@ impl<W: notify::Watcher> Engine<'_, W> {
             after: None,
         };
         self.emit(&f, Source::Rescan, Some((since, until)));
-        if !self.s.quiet {
-            eprintln!("libwarden watch: warning: {why}; rescanning");
-        }
+        messages::status(&format!("libwarden watch: warning: {why}; rescanning"));
         self.full_rescan(Source::Rescan);
     }
 
     /// Loads a new baseline generation if there is one (`force`: look even
-    /// if the store's files look unchanged).
+    /// if the store's files look unchanged), with the same trust checks
+    /// as at start (signature, rollback): a refused generation leaves the
+    /// watcher on the one it has.
     fn reload(&mut self, force: bool) {
-        let sig = db_sig(&self.s.db);
+        let sig = db_sig(&self.loc.db);
         if !force && sig == self.db_sig {
             return;
         }
-        let current = self.generation;
-        let r = Store::open(&self.s.db).and_then(|store| {
-            let meta = store.current_meta()?;
-            match meta {
-                Some(m) if m.generation != current => store.load().map(Some),
-                _ => Ok(None),
-            }
-        });
-        // The same trust checks as at start (signature, rollback): a
-        // refused generation leaves the watcher on the one it has.
-        let r = r.and_then(|loaded| match loaded {
-            Some((meta, records)) => {
-                match crate::trust::verify(self.s, &meta, self.s.verify_key.as_ref()) {
-                    Ok(()) => Ok(Some((meta, records))),
-                    Err(e) => {
-                        self.db_sig = db_sig(&self.s.db);
-                        Err(e)
-                    }
-                }
-            }
-            None => Ok(None),
-        });
+        let current = self.baseline.meta.generation;
+        let newer = Store::open(&self.loc.db)
+            .and_then(|store| store.current_meta())
+            .map(|m| m.is_some_and(|m| m.generation != current));
+        let root = self.plan.root.host().as_os_str().as_bytes().to_vec();
+        let r = match newer {
+            Ok(true) => baseline::load(self.loc, &root).map(Some),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
+        };
+        self.db_sig = db_sig(&self.loc.db);
         match r {
             Ok(loaded) => {
                 self.last_reload_error = None;
-                self.db_sig = db_sig(&self.s.db);
-                if let Some((meta, records)) = loaded {
-                    self.baseline = records;
-                    self.generation = meta.generation;
-                    if !self.s.quiet {
-                        eprintln!(
-                            "libwarden watch: loaded baseline generation {} ({} entries)",
-                            meta.generation,
-                            self.baseline.len()
-                        );
-                    }
+                if let Some((b, notes)) = loaded {
+                    messages::notes(&notes);
+                    self.baseline = b;
+                    messages::status(&format!(
+                        "libwarden watch: loaded baseline generation {} ({} entries)",
+                        self.baseline.meta.generation,
+                        self.baseline.records.len()
+                    ));
                     self.full_rescan(Source::Reload);
                 }
             }
@@ -746,10 +772,10 @@ impl<W: notify::Watcher> Engine<'_, W> {
                 // retries. A refused one is retried when the store changes.
                 let msg = e.to_string();
                 if self.last_reload_error.as_ref() != Some(&msg) {
-                    eprintln!(
+                    messages::error(&format!(
                         "libwarden watch: error: keeping baseline generation {current}, \
                          cannot load the new one: {msg}"
-                    );
+                    ));
                 }
                 self.last_reload_error = Some(msg);
             }
@@ -768,13 +794,27 @@ impl<W: notify::Watcher> Engine<'_, W> {
     }
 
     fn warn(&self, logical: &[u8], msg: &str) {
-        if !self.s.quiet {
-            eprintln!(
-                "libwarden watch: warning: {}: {}",
-                escape::for_terminal(logical),
-                escape::for_terminal(msg.as_bytes())
-            );
+        messages::status(&format!(
+            "libwarden watch: warning: {}: {}",
+            escape::for_terminal(logical),
+            escape::for_terminal(msg.as_bytes())
+        ));
+    }
+}
+
+/// Puts `now` (or nothing, for a path that is gone) in place of the
+/// record of `path` in the sorted records.
+fn set_current(records: &mut Vec<Record>, path: &[u8], now: Option<Record>) {
+    match (
+        records.binary_search_by(|r| r.path.as_slice().cmp(path)),
+        now,
+    ) {
+        (Ok(i), Some(r)) => records[i] = r,
+        (Ok(i), None) => {
+            records.remove(i);
         }
+        (Err(i), Some(r)) => records.insert(i, r),
+        (Err(_), None) => {}
     }
 }
 

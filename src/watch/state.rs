@@ -1,11 +1,12 @@
-//! Transitions, not repeats: the last thing reported for each path, so a
-//! deviation is reported when it appears or changes, not again on every
+//! Transitions, not repeats: the last thing reported for each finding, so
+//! a deviation is reported when it appears or changes, not again on every
 //! rescan. Time stamps are left out of the comparison on purpose: a `touch`
 //! of a file already reported as changed is not news.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::finding::{Finding, Kind, Severity};
+use crate::pipeline::Origin;
 use crate::record::{FileType, Record, Unhashed};
 
 /// What of a record makes a deviation "the same" as one already reported.
@@ -59,49 +60,69 @@ impl Fingerprint {
     }
 }
 
-/// Per-path last-reported state.
+/// What makes two findings the same finding: the path, the kind and, for
+/// a finding without records (the audit's), its sentence.
+type Id = (Vec<u8>, Kind, String);
+
+fn id(f: &Finding) -> Id {
+    let sentence = if f.before.is_none() && f.after.is_none() {
+        f.detail.clone()
+    } else {
+        String::new()
+    };
+    (f.path.clone(), f.kind, sentence)
+}
+
+/// The last-reported state of every standing finding.
 #[derive(Default)]
 pub struct Transitions {
-    last: HashMap<Vec<u8>, Fingerprint>,
+    last: HashMap<Id, (Origin, Fingerprint)>,
 }
 
 impl Transitions {
-    /// Records the state of `path` now (`None`: it matches the baseline).
-    /// True when `finding` is news and must be reported.
-    pub fn update(&mut self, path: &[u8], finding: Option<&Finding>) -> bool {
-        match finding {
-            None => {
-                self.last.remove(path);
-                false
+    /// Takes a verdict whose judges covered the findings `covers` says yes
+    /// to (by judge and path): returns the findings that are news (new, or
+    /// changed since reported) and forgets the covered ones that are gone
+    /// (back to the baseline, or no longer found by the audit).
+    pub fn apply<'v>(
+        &mut self,
+        findings: &'v [Finding],
+        origins: &[Origin],
+        covers: impl Fn(Origin, &[u8]) -> bool,
+    ) -> Vec<&'v Finding> {
+        let mut news = Vec::new();
+        let mut now: HashSet<Id> = HashSet::new();
+        for (f, &o) in findings.iter().zip(origins) {
+            let key = id(f);
+            let fp = Fingerprint::of(f);
+            if self.last.get(&key).map(|(_, p)| p) != Some(&fp) {
+                news.push(f);
+                self.last.insert(key.clone(), (o, fp));
             }
-            Some(f) => {
-                let fp = Fingerprint::of(f);
-                if self.last.get(path) == Some(&fp) {
-                    return false;
-                }
-                self.last.insert(path.to_vec(), fp);
-                true
-            }
+            now.insert(key);
         }
-    }
-
-    /// Forgets every path `keep` says no (after a full rescan: those paths
-    /// are back to their baseline state).
-    pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) {
-        self.last.retain(|p, _| keep(p));
+        self.last
+            .retain(|k, (o, _)| now.contains(k) || !covers(*o, &k.0));
+        news
     }
 
     /// Reported paths directly inside `dir`.
     pub fn children_of(&self, dir: &[u8]) -> Vec<Vec<u8>> {
-        self.last
+        let mut out: Vec<Vec<u8>> = self
+            .last
             .keys()
+            .map(|k| &k.0)
             .filter(|p| is_child(p, dir))
             .cloned()
-            .collect()
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
+    /// Paths with a standing finding.
     pub fn len(&self) -> usize {
-        self.last.len()
+        self.last.keys().map(|k| &k.0).collect::<HashSet<_>>().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -159,21 +180,31 @@ mod tests {
     fn repeats_are_suppressed_changes_are_not() {
         let mut t = Transitions::default();
         let p = b"/usr/lib/libx.so";
-        assert!(t.update(p, Some(&content(rec(2, 0o755)))));
-        assert!(!t.update(p, Some(&content(rec(2, 0o755)))));
+        let all = |_: Origin, _: &[u8]| true;
+        let ch = [Origin::Change];
+        let f = [content(rec(2, 0o755))];
+        assert_eq!(t.apply(&f, &ch, all).len(), 1);
+        assert!(t.apply(&f, &ch, all).is_empty());
         // A touch (new mtime) is not news; new bytes are.
         let mut touched = rec(2, 0o755);
         touched.mtime = (99, 0);
-        assert!(!t.update(p, Some(&content(touched))));
-        assert!(t.update(p, Some(&content(rec(3, 0o755)))));
+        assert!(t.apply(&[content(touched)], &ch, all).is_empty());
+        let f = [content(rec(3, 0o755))];
+        assert_eq!(t.apply(&f, &ch, all).len(), 1);
+        // A run that did not cover the path keeps it.
+        assert!(t.apply(&[], &[], |_, q| q != p).is_empty());
+        assert_eq!(t.len(), 1);
         // Back to the baseline, then the same deviation again: news again.
-        assert!(!t.update(p, None));
+        assert!(t.apply(&[], &[], all).is_empty());
         assert!(t.is_empty());
-        assert!(t.update(p, Some(&content(rec(3, 0o755)))));
+        assert_eq!(t.apply(&f, &ch, all).len(), 1);
         assert_eq!(t.children_of(b"/usr/lib"), vec![p.to_vec()]);
         assert!(t.children_of(b"/usr").is_empty());
-        t.retain(|_| false);
-        assert_eq!(t.len(), 0);
+        // Two audit sentences about one path are two findings.
+        let audit = |d: &str| Finding::audit(Kind::Rpath, Severity::High, p.to_vec(), d.into());
+        let a = [audit("one"), audit("two")];
+        assert_eq!(t.apply(&a, &[Origin::Audit; 2], all).len(), 2);
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

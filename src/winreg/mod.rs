@@ -5,7 +5,6 @@
 //! under `/registry/HKLM/...`), so a change is reported like a file
 //! change, and the [`audit`] judges them.
 
-pub mod audit;
 pub mod hive;
 #[cfg(windows)]
 pub mod live;
@@ -21,6 +20,9 @@ use crate::rootfs::Root;
 use hive::{Hive, Value};
 
 /// Where synthetic registry records live in the record namespace.
+/// The key of the system environment (PATH).
+pub const ENVIRONMENT: &str = "SYSTEM\\CurrentControlSet\\Control\\Session Manager\\Environment";
+
 pub const PREFIX: &str = "/registry/HKLM";
 
 /// The most bytes read of one hive file (a large SOFTWARE hive is ~150 MB).
@@ -92,9 +94,9 @@ impl Image {
     /// The Windows image under `root` (`Windows/System32`, any case), or
     /// `None` when the root is not one.
     pub fn find(root: &Root) -> Option<Image> {
-        let windows = crate::searchpaths::find_ci(root, Path::new("/"), "windows")?;
-        let system32 = crate::searchpaths::find_ci(root, &windows, "system32")?;
-        let config = crate::searchpaths::find_ci(root, &system32, "config");
+        let windows = crate::rootfs::find_ci(root, Path::new("/"), "windows")?;
+        let system32 = crate::rootfs::find_ci(root, &windows, "system32")?;
+        let config = crate::rootfs::find_ci(root, &system32, "config");
         Some(Image {
             windows,
             system32,
@@ -182,7 +184,7 @@ fn wanted(want: &Want, name: &str) -> bool {
 }
 
 fn read_hive(root: &Root, config: &Path, name: &str, notes: &mut Vec<String>) -> Option<Vec<u8>> {
-    let Some(p) = crate::searchpaths::find_ci(root, config, name) else {
+    let Some(p) = crate::rootfs::find_ci(root, config, name) else {
         notes.push(format!("no {name} hive in the Windows image"));
         return None;
     };
@@ -336,17 +338,31 @@ pub fn is_registry_path(p: &[u8]) -> bool {
     p.starts_with(PREFIX.as_bytes()) && p.get(PREFIX.len()) == Some(&b'/')
 }
 
+/// A Windows image and its registry, read once per run: the search
+/// paths, the records and the audits all use this one snapshot.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    pub image: Image,
+    pub snap: Snapshot,
+}
+
+/// The registry of the Windows image under `root`, if it is one.
+pub fn read(root: &Root) -> Option<Registry> {
+    let image = Image::find(root)?;
+    let snap = image.snapshot(root);
+    Some(Registry { image, snap })
+}
+
 /// Adds the image's registry records to a scan's records (kept sorted).
 /// Returns the notes of what could not be read.
-pub fn add_records(root: &Root, records: &mut Vec<Record>) -> Vec<String> {
-    let Some(img) = Image::find(root) else {
+pub fn add_records(reg: Option<&Registry>, records: &mut Vec<Record>) -> Vec<String> {
+    let Some(reg) = reg else {
         return Vec::new();
     };
-    let snap = img.snapshot(root);
     records.retain(|r| !is_registry_path(&r.path));
-    records.extend(snap.records());
+    records.extend(reg.snap.records());
     records.sort_by(|a, b| a.path.cmp(&b.path));
-    snap.notes
+    reg.snap.notes.clone()
 }
 
 /// `%SystemRoot%\System32`, `C:\Tools` and the like, as a logical path
@@ -389,18 +405,15 @@ pub fn resolve_windows_path(root: &Root, img: &Image, entry: &str) -> Option<Pat
             p.pop();
             continue;
         }
-        p = crate::searchpaths::find_ci(root, &p, part)?;
+        p = crate::rootfs::find_ci(root, &p, part)?;
     }
     (p != Path::new("/")).then_some(p)
 }
 
 /// The directories of the system `PATH` that resolve inside the root.
-pub fn system_path_dirs(root: &Root, img: &Image) -> Vec<PathBuf> {
-    let snap = img.snapshot(root);
-    let Some(path) = snap
-        .get(audit::ENVIRONMENT, "Path")
-        .and_then(|v| v.string())
-    else {
+pub fn system_path_dirs(root: &Root, reg: &Registry) -> Vec<PathBuf> {
+    let (img, snap) = (&reg.image, &reg.snap);
+    let Some(path) = snap.get(ENVIRONMENT, "Path").and_then(|v| v.string()) else {
         return Vec::new();
     };
     let mut out: Vec<PathBuf> = Vec::new();

@@ -286,7 +286,7 @@ fn baseline_errors_are_plain_and_exit_65() {
     assert_eq!(t.run(&["init", "--force"]).status.code(), Some(0));
 
     // Another libwarden holds the baseline.
-    let held = libwarden::store::Store::open(&t.db()).unwrap();
+    let held = libwarden::baseline::store::Store::open(&t.db()).unwrap();
     let o = t.run(&["check"]);
     assert_eq!(o.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&o.stderr).contains("locked by another running libwarden"));

@@ -676,8 +676,8 @@ pub(crate) fn sign_catalog(t: &TestRoot, ctl: &[u8], signer: &(PathBuf, PathBuf)
 
 pub(crate) fn authenticode_sha256(dll: &Path) -> Vec<u8> {
     let b = std::fs::read(dll).unwrap();
-    let l = libwarden::provenance::pe::layout(&b).unwrap();
-    libwarden::provenance::pe::authenticode_digest(&b, &l, "sha256").unwrap()
+    let l = libwarden::formats::pe::layout(&b).unwrap();
+    libwarden::formats::pe::authenticode_digest(&b, &l, "sha256").unwrap()
 }
 
 #[test]

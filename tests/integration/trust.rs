@@ -40,7 +40,7 @@ fn stderr(o: &std::process::Output) -> String {
 /// Writes a new generation through the library, bypassing the CLI: what
 /// an attacker with write access to the baseline directory could do.
 fn forge_generation(db: &Path, signer: Option<&ed25519_dalek::SigningKey>) {
-    let store = libwarden::store::Store::open(db).unwrap();
+    let store = libwarden::baseline::store::Store::open(db).unwrap();
     let (meta, mut records) = store.load().unwrap();
     let r = records
         .iter_mut()

@@ -203,7 +203,7 @@ mod tests {
             self.0.keys().filter(|k| m.is_match(k)).cloned().collect()
         }
         fn identity(&self, path: &Path) -> PathBuf {
-            crate::rootfs::normalize(path)
+            path.components().collect()
         }
     }
 

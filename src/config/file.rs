@@ -90,7 +90,7 @@ impl FileConfig {
                 msg,
             })?;
         if let Some(r) = &cfg.rescan_interval {
-            parse_duration(r).map_err(|msg| Error::Config {
+            crate::timefmt::parse_duration(r).map_err(|msg| Error::Config {
                 path,
                 msg: format!("rescan_interval: {msg}"),
             })?;
@@ -119,30 +119,6 @@ pub fn compile_globs(patterns: &[String]) -> std::result::Result<globset::GlobSe
     }
 }
 
-/// Parses a duration such as `150ms`, `90s`, `30m`, `1h`, `1d`; a bare
-/// number is seconds. Zero is refused (it would mean busy polling).
-pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 150ms, 90s, 30m or 1h"))?;
-    let ms = match unit.trim() {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1000),
-        "m" | "min" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        "d" => n.checked_mul(86_400_000),
-        _ => return Err(format!("{text:?}: unknown unit (use ms, s, m, h or d)")),
-    };
-    match ms {
-        Some(0) => Err(format!("{text:?}: must be more than zero")),
-        Some(ms) => Ok(std::time::Duration::from_millis(ms)),
-        None => Err(format!("{text:?} is too long")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,18 +140,5 @@ mod tests {
         assert_eq!(c.trusted_uids, [998]);
         assert_eq!(c.audit_exec_dirs, Some(vec![PathBuf::from("/opt/bin")]));
         assert!(FileConfig::default().audit_exec_dirs.is_none());
-    }
-
-    #[test]
-    fn durations_parse() {
-        use std::time::Duration;
-        assert_eq!(parse_duration("150ms"), Ok(Duration::from_millis(150)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("1x").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("99999999999999999999d").is_err());
     }
 }

@@ -22,7 +22,8 @@ pub const PUBLIC_FILE: &str = "libwarden.pub";
 pub fn keygen(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create key dir", dir, e))?;
     let mut seed = [0u8; 32];
-    crate::store::fill_random(&mut seed).map_err(|e| Error::io("read random bytes for", dir, e))?;
+    crate::baseline::store::fill_random(&mut seed)
+        .map_err(|e| Error::io("read random bytes for", dir, e))?;
     let key = SigningKey::from_bytes(&seed);
     let secret = dir.join(SECRET_FILE);
     let public = dir.join(PUBLIC_FILE);

@@ -1,49 +1,40 @@
-//! Flags and the config file resolved once into the plain settings every
-//! command reads: the root, the baseline location, threads, excludes.
+//! Flags and the config file resolved once into the plain [`Config`] every
+//! command reads: the pipeline's [`Plan`] (root, search paths, scan,
+//! provenance, audit settings), the baseline's [`Location`], the output
+//! format. The file itself is [`file`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::cli::Global;
-use crate::config::FileConfig;
+pub mod file;
+
+use crate::baseline::Location;
+use crate::cli::{FormatArg, Global};
 use crate::error::{Error, Result};
-use crate::report::Format;
+use crate::output::Format;
+use crate::pipeline::Plan;
 use crate::rootfs::Root;
 use crate::scan::ScanOptions;
+use file::FileConfig;
 
 /// Everything a command needs to know about how it was asked to run.
-pub struct Settings {
-    pub root: Root,
-    /// The sled database directory.
-    pub db: PathBuf,
+pub struct Config {
+    /// What the pipeline looks at and how.
+    pub plan: Plan,
+    /// Where the baseline lives and what it must satisfy.
+    pub baseline: Location,
     pub format: Format,
     pub quiet: bool,
     pub threads: usize,
-    /// Files in flight (walker threads), at least `threads`.
-    pub io_threads: usize,
     /// `--io-threads` or the config key, when given.
     pub io_set: Option<usize>,
-    pub cross_filesystems: bool,
-    pub excludes: Arc<globset::GlobSet>,
-    pub extra_paths: Vec<PathBuf>,
-    /// Every baseline must carry a valid signature by this key.
-    pub verify_key: Option<ed25519_dalek::VerifyingKey>,
-    /// Highest generation seen per baseline id (rollback detection).
-    pub state_path: PathBuf,
     pub manifest_exclude: globset::GlobSet,
-    /// Owners trusted besides root (config `trusted_uids`).
-    pub trusted_uids: Vec<u32>,
-    /// Executable dirs the audit reads (config `audit_exec_dirs`).
-    pub exec_dirs: Vec<PathBuf>,
     /// `watch`: the config file's `rescan_interval`, if set.
     pub rescan_interval: Option<std::time::Duration>,
-    /// Provenance configuration and compiled policy.
-    pub provenance: crate::provenance::policy::ProvenanceConfig,
-    pub provenance_policy: crate::provenance::policy::Policy,
 }
 
-impl Settings {
-    pub fn resolve(g: &Global) -> Result<Settings> {
+impl Config {
+    pub fn resolve(g: &Global) -> Result<Config> {
         let cfg = FileConfig::load(g.config.as_deref())?;
         let root = match &g.root {
             None => Root::slash(),
@@ -79,33 +70,34 @@ impl Settings {
             None => default_db(&root)?,
         };
         let verify_key = match g.verify_with.as_ref().or(cfg.baseline_pubkey.as_ref()) {
-            Some(p) => Some(crate::signing::load_public(p)?),
+            Some(p) => Some(crate::baseline::signing::load_public(p)?),
             None => None,
         };
         let state_path = cfg
             .state_path
             .clone()
-            .unwrap_or_else(|| crate::rollback::default_path(&db));
-        let manifest_exclude =
-            crate::config::compile_globs(&cfg.manifest_exclude).map_err(Error::Usage)?;
+            .unwrap_or_else(|| crate::baseline::rollback::default_path(&db));
+        let manifest_exclude = file::compile_globs(&cfg.manifest_exclude).map_err(Error::Usage)?;
         let provenance_policy =
             crate::provenance::policy::Policy::new(&cfg.provenance).map_err(Error::Usage)?;
-        Ok(Settings {
-            provenance: cfg.provenance.clone(),
-            provenance_policy,
+        let rescan_interval = match &cfg.rescan_interval {
+            Some(r) => Some(crate::timefmt::parse_duration(r).map_err(Error::Usage)?),
+            None => None,
+        };
+        let plan = Plan {
             root,
-            verify_key,
-            state_path,
-            manifest_exclude,
-            db,
-            format: g.format,
-            quiet: g.quiet,
-            threads,
-            io_threads,
-            io_set,
-            cross_filesystems: cfg.cross_filesystems,
-            excludes: Arc::new(excludes),
             extra_paths: cfg.paths,
+            scan: ScanOptions {
+                threads,
+                cross_filesystems: cfg.cross_filesystems,
+                excludes: Arc::new(excludes),
+                paranoid: false,
+                io_threads,
+                readahead: true,
+                timing: false,
+            },
+            provenance: cfg.provenance,
+            policy: provenance_policy,
             trusted_uids: cfg.trusted_uids,
             exec_dirs: cfg.audit_exec_dirs.unwrap_or_else(|| {
                 crate::audit::DEFAULT_EXEC_DIRS
@@ -113,28 +105,29 @@ impl Settings {
                     .map(PathBuf::from)
                     .collect()
             }),
-            rescan_interval: match &cfg.rescan_interval {
-                Some(r) => Some(crate::config::parse_duration(r).map_err(Error::Usage)?),
-                None => None,
+        };
+        Ok(Config {
+            plan,
+            baseline: Location {
+                db,
+                state_path,
+                verify_key,
             },
+            manifest_exclude,
+            format: match g.format {
+                FormatArg::Human => Format::Human,
+                FormatArg::Json => Format::Json,
+            },
+            quiet: g.quiet,
+            threads,
+            io_set,
+            rescan_interval,
         })
     }
 
     /// Files in flight for a scan with `threads` hashing threads.
     pub fn io_threads_for(&self, threads: usize) -> usize {
         io_threads_for(self.io_set, threads)
-    }
-
-    pub fn scan_options(&self, paranoid: bool) -> ScanOptions {
-        ScanOptions {
-            threads: self.threads,
-            cross_filesystems: self.cross_filesystems,
-            excludes: self.excludes.clone(),
-            paranoid,
-            io_threads: self.io_threads,
-            readahead: true,
-            timing: false,
-        }
     }
 }
 

@@ -2,16 +2,19 @@
 //! stable object per finding). Findings go to stdout sorted by path; the
 //! summary and warnings go to stderr. A closed pipe ends output quietly.
 
+pub mod messages;
+pub mod sink;
+pub mod syslog;
+
 use std::io::{self, Write};
 
 use serde_json::{json, Map, Value};
 
 use crate::escape;
 use crate::finding::Finding;
-use crate::scan::Warning;
 
 /// Output format of findings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Human,
     Json,
@@ -105,19 +108,6 @@ fn write_all(
         }
     }
     out.flush()
-}
-
-/// Prints per-path warnings on stderr, escaped.
-pub fn write_warnings(warnings: &[Warning]) {
-    let mut err = io::stderr().lock();
-    for w in warnings {
-        let _ = writeln!(
-            err,
-            "libwarden: warning: {}: {}",
-            escape::for_terminal(&w.path),
-            escape::for_terminal(w.message.as_bytes())
-        );
-    }
 }
 
 /// "1.23 GB" style sizes for summaries.

@@ -15,7 +15,7 @@ use super::syslog::Syslog;
 use crate::error::{Error, Result};
 use crate::escape;
 use crate::finding::Finding;
-use crate::report::{self, Format};
+use crate::output::{self, Format};
 
 /// What noticed a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub struct Context {
 /// A finding as the watcher's JSON object: the `check` object plus `time`,
 /// `source` and, for gaps, `gap_start`/`gap_end`.
 pub fn to_json(f: &Finding, ctx: &Context) -> Value {
-    let mut v = report::to_json(f);
+    let mut v = output::to_json(f);
     if let Value::Object(m) = &mut v {
         m.insert("time".into(), json!(rfc3339(ctx.time)));
         m.insert("source".into(), json!(ctx.source.name()));

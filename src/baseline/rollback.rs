@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::baseline::store::Meta;
 use crate::error::{Error, Result};
 use crate::escape;
-use crate::store::Meta;
 
 /// The default place: a sibling of the baseline directory
 /// (`/var/lib/libwarden/baseline` → `/var/lib/libwarden/baseline.generations`).

@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::sink::{rfc3339, Context};
 use crate::escape;
 use crate::finding::{Finding, Severity};
-use crate::report;
+use crate::output;
 
 /// The SD-ID of a finding.
 pub const SD_ID: &str = "libwarden@32473";
@@ -215,7 +215,7 @@ pub fn format_5424(f: &Finding, ctx: &Context, hostname: &str, pid: u32) -> Stri
         param("gap_start", &rfc3339(a));
         param("gap_end", &rfc3339(b));
     }
-    let v = report::to_json(f);
+    let v = output::to_json(f);
     for side in ["before", "after"] {
         if let Some(Value::Object(m)) = v.get(side) {
             for (k, val) in m {
@@ -307,7 +307,7 @@ fn hostname() -> String {
 mod tests {
     use super::*;
     use crate::finding::Kind;
-    use crate::watch::sink::Source;
+    use crate::output::sink::Source;
     use std::time::UNIX_EPOCH;
 
     #[test]

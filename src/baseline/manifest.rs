@@ -14,9 +14,9 @@
 
 use std::fmt::Write as _;
 
+use crate::baseline::store::Meta;
 use crate::escape;
 use crate::record::{FileClass, FileType, Record};
-use crate::store::Meta;
 
 pub const HEADER: &str = "# libwarden manifest v1";
 const SIG_PREFIX: &str = "signature ed25519 ";
@@ -59,7 +59,7 @@ pub fn render(meta: &Meta, records: &[Record]) -> String {
 
 /// Appends the signature line.
 pub fn sign(body: &str, key: &ed25519_dalek::SigningKey) -> String {
-    let (k, sig) = crate::signing::sign(key, body.as_bytes());
+    let (k, sig) = crate::baseline::signing::sign(key, body.as_bytes());
     format!(
         "{body}{SIG_PREFIX}{} {}\n",
         escape::hex(&k),
@@ -288,10 +288,10 @@ mod tests {
         assert_eq!(m.records, vec![portable(&a), portable(&l)]);
         assert_eq!(m.body, body.as_bytes());
         let pk = key.verifying_key();
-        assert!(crate::signing::verify(&pk, m.signature.as_ref(), &m.body).is_ok());
+        assert!(crate::baseline::signing::verify(&pk, m.signature.as_ref(), &m.body).is_ok());
         let tampered = signed.replace("elf_dyn", "other");
         let m = parse(tampered.as_bytes()).unwrap();
-        assert!(crate::signing::verify(&pk, m.signature.as_ref(), &m.body).is_err());
+        assert!(crate::baseline::signing::verify(&pk, m.signature.as_ref(), &m.body).is_err());
     }
 
     proptest::proptest! {

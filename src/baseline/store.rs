@@ -424,7 +424,7 @@ impl Store {
         // Signed inside the same insert that switches generations: a
         // crash cannot leave a generation without its signature.
         if let Some(key) = signer {
-            meta.signature = Some(crate::signing::sign(key, &meta.signed_bytes()));
+            meta.signature = Some(crate::baseline::signing::sign(key, &meta.signed_bytes()));
         }
         self.db
             .insert(KEY_CURRENT, meta.encode())

@@ -4,14 +4,16 @@
 
 use ed25519_dalek::VerifyingKey;
 
+use super::rollback;
+use super::signing::{self, Refusal};
+use super::store::Meta;
+use super::Location;
 use crate::error::{Error, Result};
-use crate::rollback;
-use crate::settings::Settings;
-use crate::signing::{self, Refusal};
-use crate::store::Meta;
+use crate::finding::Note;
 
-/// Verifies `meta` against `key` (if any), then the rollback state.
-pub fn verify(s: &Settings, meta: &Meta, key: Option<&VerifyingKey>) -> Result<()> {
+/// Verifies `meta` against `key` (if any), then the rollback state. A
+/// rollback state that cannot be written is a warning, not a refusal.
+pub fn verify(loc: &Location, meta: &Meta, key: Option<&VerifyingKey>) -> Result<Vec<Note>> {
     if let Some(key) = key {
         let msg = match signing::verify(key, meta.signature.as_ref(), &meta.signed_bytes()) {
             Ok(()) => None,
@@ -25,26 +27,23 @@ pub fn verify(s: &Settings, meta: &Meta, key: Option<&VerifyingKey>) -> Result<(
         };
         if let Some(msg) = msg {
             return Err(Error::Signature {
-                path: s.db.clone(),
+                path: loc.db.clone(),
                 msg: msg.into(),
             });
         }
     }
-    match rollback::check_and_record(&s.state_path, meta) {
+    match rollback::check_and_record(&loc.state_path, meta) {
         // A state file we may not write (an unprivileged check of a
         // root-owned baseline) weakens rollback detection; say so.
         Err(Error::Io { op, path, source })
             if source.kind() == std::io::ErrorKind::PermissionDenied =>
         {
-            if !s.quiet {
-                eprintln!(
-                    "libwarden: warning: {op} {}: {source}; rollback detection is not recorded",
-                    path.display()
-                );
-            }
-            Ok(())
+            Ok(vec![Note::Warning(format!(
+                "{op} {}: {source}; rollback detection is not recorded",
+                path.display()
+            ))])
         }
-        other => other,
+        other => other.map(|()| Vec::new()),
     }
 }
 

@@ -17,17 +17,16 @@
 
 use std::path::Path;
 
-use super::hive::Value;
-use super::{value_path, Image, Snapshot};
-use crate::audit::{Audit, Context};
+use super::{Audit, Context};
 use crate::finding::{Finding, Kind, Severity};
-use crate::provenance::pe;
+use crate::formats::pe;
 use crate::record::Record;
+use crate::winreg::hive::Value;
+use crate::winreg::{shown, value_path, Image, Snapshot, ENVIRONMENT};
 
 pub const SESSION_MANAGER: &str = "SYSTEM\\CurrentControlSet\\Control\\Session Manager";
 pub const KNOWN_DLLS: &str = "SYSTEM\\CurrentControlSet\\Control\\Session Manager\\KnownDLLs";
 pub const APP_CERT: &str = "SYSTEM\\CurrentControlSet\\Control\\Session Manager\\AppCertDlls";
-pub const ENVIRONMENT: &str = "SYSTEM\\CurrentControlSet\\Control\\Session Manager\\Environment";
 pub const LSA: &str = "SYSTEM\\CurrentControlSet\\Control\\Lsa";
 pub const NTDS: &str = "SYSTEM\\CurrentControlSet\\Services\\NTDS";
 pub const WINDOWS: [&str; 2] = [
@@ -47,12 +46,11 @@ const DEFAULT_SECURITY: &[&str] = &[
 
 /// Runs the registry audit when the root is a Windows image.
 pub fn audit(cx: &Context, out: &mut Audit) {
-    let Some(img) = Image::find(cx.root) else {
+    let Some(reg) = cx.registry else {
         return;
     };
     // What could not be read was already said when the records were made.
-    let snap = img.snapshot(cx.root);
-    judge(cx, &img, &snap, out);
+    judge(cx, &reg.image, &reg.snap, out);
 }
 
 fn finding(out: &mut Audit, sev: Severity, key: &str, name: &str, detail: String) {
@@ -77,7 +75,7 @@ pub fn judge(cx: &Context, img: &Image, snap: &Snapshot, out: &mut Audit) {
             &v.name,
             format!(
                 "AppCertDlls entry {}: loaded into every process that calls CreateProcess",
-                super::shown(v)
+                shown(v)
             ),
         );
     }
@@ -166,7 +164,7 @@ fn known_dlls(cx: &Context, img: &Image, snap: &Snapshot, out: &mut Audit) {
             );
             continue;
         }
-        let Some(p) = crate::searchpaths::find_ci(cx.root, &img.system32, &file) else {
+        let Some(p) = crate::rootfs::find_ci(cx.root, &img.system32, &file) else {
             finding(
                 out,
                 Severity::High,
@@ -256,7 +254,8 @@ fn unsigned(
             "no embedded Authenticode signature (catalog signatures are checked only with authenticode_roots configured)".into(),
         ));
     };
-    let t = trust.get_or_insert_with(|| crate::provenance::load_trust(cx.root, roots, true));
+    let t =
+        trust.get_or_insert_with(|| crate::provenance::load_trust(cx.root, roots, &mut Vec::new()));
     match pe::verify(&bytes, Some(t)) {
         pe::Verdict::Catalog { .. } => None,
         _ => bad("not signed (no Authenticode signature, not in a verified catalog)".into()),
@@ -311,7 +310,7 @@ fn lsa(snap: &Snapshot, out: &mut Audit) {
                 name,
                 format!(
                     "{name} set: a DLL loaded into LSASS ({})",
-                    crate::escape::for_terminal(super::shown(v).as_bytes())
+                    crate::escape::for_terminal(shown(v).as_bytes())
                 ),
             );
         }

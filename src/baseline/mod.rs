@@ -1,0 +1,121 @@
+//! The baseline: generations in a sled store ([`store`]), their
+//! signatures ([`signing`]), the rollback state kept outside the store
+//! ([`rollback`]), the trust checks on loading ([`verify`]) and the
+//! portable manifest ([`manifest`]). Commands go through the two doors
+//! here: [`load`] (or [`load_held`] to keep the lock for a new generation)
+//! and [`commit`].
+
+pub mod manifest;
+pub mod rollback;
+pub mod signing;
+pub mod store;
+pub mod verify;
+
+use std::path::PathBuf;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use crate::error::Result;
+use crate::escape;
+use crate::finding::Note;
+use crate::record::Record;
+use store::{Meta, Store};
+
+/// Where a baseline lives and what it must satisfy to be trusted.
+#[derive(Clone, Debug)]
+pub struct Location {
+    /// The sled database directory.
+    pub db: PathBuf,
+    /// Highest generation seen per baseline id (rollback detection).
+    pub state_path: PathBuf,
+    /// Every generation must carry a valid signature by this key.
+    pub verify_key: Option<VerifyingKey>,
+}
+
+/// One verified generation.
+#[derive(Debug)]
+pub struct Baseline {
+    pub meta: Meta,
+    /// Sorted by path.
+    pub records: Vec<Record>,
+    /// The generation's extra pairs (provenance state), covered by its
+    /// digest and signature like the records.
+    pub extra: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Baseline {
+    /// "generation 3 of 2026-11-27T02:50:00Z (signed)".
+    pub fn describe(&self) -> String {
+        verify::describe(&self.meta)
+    }
+}
+
+/// Loads the live generation and closes the store at once (the lock is
+/// held only for the read), then verifies signature and generation.
+/// `root` is the root being judged: a baseline of another root is loaded
+/// with a warning.
+pub fn load(loc: &Location, root: &[u8]) -> Result<(Baseline, Vec<Note>)> {
+    let store = Store::open(&loc.db)?;
+    let (meta, records, extra) = store.load_with_extra()?;
+    drop(store);
+    let mut notes = verify::verify(loc, &meta, loc.verify_key.as_ref())?;
+    if meta.root != root {
+        notes.push(Note::Warning(format!(
+            "this baseline was built for root {}, not {}",
+            escape::for_terminal(&meta.root),
+            escape::for_terminal(root)
+        )));
+    }
+    Ok((
+        Baseline {
+            meta,
+            records,
+            extra,
+        },
+        notes,
+    ))
+}
+
+/// Like [`load`], but keeps the store (and its lock) for [`commit`], so a
+/// concurrent update cannot interleave. `key`, when given, is the key the
+/// live generation must verify with (else the location's).
+pub fn load_held(
+    loc: &Location,
+    key: Option<&VerifyingKey>,
+) -> Result<(Store, Baseline, Vec<Note>)> {
+    let store = Store::open(&loc.db)?;
+    let (meta, records, extra) = store.load_with_extra()?;
+    // Never build on a baseline that fails verification.
+    let notes = verify::verify(loc, &meta, key.or(loc.verify_key.as_ref()))?;
+    Ok((
+        store,
+        Baseline {
+            meta,
+            records,
+            extra,
+        },
+        notes,
+    ))
+}
+
+/// Takes the store for a first generation (refused over an existing one
+/// unless `force`).
+pub fn create(loc: &Location, force: bool) -> Result<Store> {
+    Store::create(&loc.db, force)
+}
+
+/// Writes a new generation, releases the store's lock and records the
+/// generation in the rollback state (outside the baseline directory).
+pub fn commit(
+    loc: &Location,
+    store: Store,
+    records: &[Record],
+    extra: &[(Vec<u8>, Vec<u8>)],
+    root: &[u8],
+    key: Option<&SigningKey>,
+) -> Result<Meta> {
+    let meta = store.write_generation_with_extra(records, extra, root, key)?;
+    drop(store);
+    rollback::record(&loc.state_path, &meta)?;
+    Ok(meta)
+}

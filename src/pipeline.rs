@@ -1,0 +1,401 @@
+//! The one pipeline every command runs: [`Plan::snapshot`] collects (search
+//! paths, walk, inspection, the Windows registry), [`Judge`] judges (diff
+//! against the reference, provenance with the package-update relabelling,
+//! the loader audit, the self-check). `init`, `check`, `update`, `audit`
+//! and `watch` differ only in what they snapshot, which judges they ask
+//! for and what they do with the verdict, so the same change gives the
+//! same findings whichever command saw it.
+//!
+//! Nothing here prints: snapshots and verdicts carry their notes, and the
+//! command hands them to the output layer.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use crate::audit::{self, perms::Trust};
+use crate::baseline::Baseline;
+use crate::diff::{self, Classifier};
+use crate::finding::{Finding, Note};
+use crate::provenance::{self, policy::Policy, policy::ProvenanceConfig};
+use crate::record::Record;
+use crate::rootfs::Root;
+use crate::scan::{self, ScanOptions, ScanResult};
+use crate::searchpaths::SearchPaths;
+use crate::winreg::{self, Registry};
+
+/// What to look at and how: the part of the configuration the pipeline
+/// reads (no flags, no file formats: the config layer builds it).
+pub struct Plan {
+    pub root: Root,
+    /// Extra directories monitored beside the loader's own.
+    pub extra_paths: Vec<PathBuf>,
+    /// How the walk runs (`paranoid` is set per snapshot).
+    pub scan: ScanOptions,
+    pub provenance: ProvenanceConfig,
+    pub policy: Policy,
+    /// Owners trusted besides root (the writable-path audit).
+    pub trusted_uids: Vec<u32>,
+    /// Executable dirs whose ELF files the audit reads.
+    pub exec_dirs: Vec<PathBuf>,
+}
+
+/// The state of the monitored paths now.
+pub struct Snapshot {
+    pub sp: SearchPaths,
+    /// The scan: records sorted by path (registry records included),
+    /// per-path warnings, statistics.
+    pub scan: ScanResult,
+    pub registry: Option<Registry>,
+    /// Search-path warnings and what could not be read of the registry.
+    pub notes: Vec<Note>,
+}
+
+impl Plan {
+    /// The registry (of a Windows image) and the search paths it implies.
+    pub fn resolve(&self) -> (SearchPaths, Option<Registry>) {
+        let registry = winreg::read(&self.root);
+        let sp = SearchPaths::resolve(&self.root, &self.extra_paths, registry.as_ref());
+        (sp, registry)
+    }
+
+    pub fn scan_options(&self, paranoid: bool) -> ScanOptions {
+        ScanOptions {
+            paranoid,
+            ..self.scan.clone()
+        }
+    }
+
+    /// Resolves the search paths and scans them, reusing digests and facts
+    /// from `prior` for files whose identity is unchanged (unless
+    /// `paranoid`).
+    pub fn snapshot(&self, prior: &[Record], paranoid: bool) -> Snapshot {
+        let (sp, registry) = self.resolve();
+        self.snapshot_of(sp, registry, prior, paranoid)
+    }
+
+    /// [`Plan::snapshot`] of search paths already resolved.
+    pub fn snapshot_of(
+        &self,
+        sp: SearchPaths,
+        registry: Option<Registry>,
+        prior: &[Record],
+        paranoid: bool,
+    ) -> Snapshot {
+        let (scan, notes) = self.collect(&sp, registry.as_ref(), prior, paranoid);
+        Snapshot {
+            sp,
+            scan,
+            registry,
+            notes,
+        }
+    }
+
+    /// Walks and inspects what `sp` monitors and adds the registry's
+    /// records; the notes are the search paths' warnings and what could
+    /// not be read of the registry.
+    pub fn collect(
+        &self,
+        sp: &SearchPaths,
+        registry: Option<&Registry>,
+        prior: &[Record],
+        paranoid: bool,
+    ) -> (ScanResult, Vec<Note>) {
+        let mut scan = scan::scan(&self.root, sp, &self.scan_options(paranoid), prior);
+        // A Windows image's registry values are baselined like files.
+        let mut notes: Vec<Note> = winreg::add_records(registry, &mut scan.records)
+            .into_iter()
+            .map(Note::Info)
+            .collect();
+        notes.extend(sp.warnings.iter().cloned().map(Note::Warning));
+        (scan, notes)
+    }
+}
+
+/// What a snapshot is judged against.
+#[derive(Clone, Copy)]
+pub enum Reference<'a> {
+    /// Nothing (`init`, `audit`): no changes, no `manifest` evidence.
+    Nothing,
+    /// The local baseline: changes, cached provenance, package updates.
+    Baseline(&'a Baseline),
+    /// A golden manifest (`check --against`): its records, already
+    /// portable, and ours made portable the same way (both without the
+    /// host-specific paths the config leaves out).
+    Manifest {
+        theirs: &'a [Record],
+        ours: &'a [Record],
+    },
+}
+
+/// Which judges run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Judges {
+    pub diff: bool,
+    pub provenance: bool,
+    pub audit: bool,
+    /// The process audit (part of the audit; left out of `watch` events).
+    pub processes: bool,
+    pub selfcheck: bool,
+}
+
+impl Judges {
+    /// `check`, and `watch` at start and on every rescan.
+    pub const ALL: Judges = Judges {
+        diff: true,
+        provenance: true,
+        audit: true,
+        processes: true,
+        selfcheck: true,
+    };
+    /// `update`: what is to be accepted.
+    pub const CHANGES: Judges = Judges {
+        diff: true,
+        provenance: true,
+        audit: false,
+        processes: false,
+        selfcheck: false,
+    };
+    /// `init`: provenance only, for the state it records.
+    pub const PROVENANCE: Judges = Judges {
+        diff: false,
+        provenance: true,
+        audit: false,
+        processes: false,
+        selfcheck: false,
+    };
+    /// `audit`: the loader audit alone.
+    pub const AUDIT: Judges = Judges {
+        diff: false,
+        provenance: false,
+        audit: true,
+        processes: true,
+        selfcheck: false,
+    };
+    /// A `watch` event: everything the touched paths can change.
+    pub const EVENT: Judges = Judges {
+        diff: true,
+        provenance: true,
+        audit: true,
+        processes: false,
+        selfcheck: false,
+    };
+}
+
+/// Which judge a finding came from (`watch` replaces, on an event, only
+/// what the judges that ran could have said).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The diff and provenance: about the path judged.
+    Change,
+    /// The loader audit, but for the processes.
+    Audit,
+    /// The process audit.
+    Processes,
+    /// The self-check of libwarden's own process.
+    SelfCheck,
+}
+
+/// What the judges said.
+#[derive(Default)]
+pub struct Verdict {
+    /// Sorted by path, then kind.
+    pub findings: Vec<Finding>,
+    /// The judge of each finding (same order).
+    pub origins: Vec<Origin>,
+    pub notes: Vec<Note>,
+    /// Provenance's outcome (its state for the next generation, the
+    /// libraries that match their package), when it ran.
+    pub provenance: Option<provenance::Outcome>,
+    /// The provenance state the reference baseline recorded.
+    pub prior: provenance::State,
+}
+
+/// The judges with what they need loaded: the provenance evidence (dpkg
+/// database, Authenticode roots, IMA keys). A one-shot command makes one
+/// per run; `watch` keeps one and makes a new one on each rescan.
+pub struct Judge<'a> {
+    plan: &'a Plan,
+    world: Option<provenance::World>,
+    /// Notes of loading, handed out with the first verdict.
+    notes: Vec<Note>,
+}
+
+impl<'a> Judge<'a> {
+    /// Loads the evidence for judging `records` with `judges`. With
+    /// `long_lived`, nothing is cut to the names of today's records.
+    pub fn new(plan: &'a Plan, records: &[Record], judges: Judges, long_lived: bool) -> Judge<'a> {
+        let (world, notes) = if judges.provenance && !plan.provenance.disabled {
+            let (w, n) = provenance::World::load(
+                &plan.root,
+                &plan.provenance,
+                &plan.policy,
+                records,
+                !long_lived,
+            );
+            (Some(w), n)
+        } else {
+            (None, Vec::new())
+        };
+        Judge { plan, world, notes }
+    }
+
+    /// Reads the provenance evidence again if the package database changed
+    /// since it was read (a long-lived judge: `watch`). True when it did.
+    pub fn refresh(&mut self, records: &[Record]) -> bool {
+        let stale = self
+            .world
+            .as_ref()
+            .is_some_and(|w| w.is_stale(&self.plan.root, &self.plan.provenance));
+        if stale {
+            let (w, n) = provenance::World::load(
+                &self.plan.root,
+                &self.plan.provenance,
+                &self.plan.policy,
+                records,
+                false,
+            );
+            self.world = Some(w);
+            self.notes.extend(n);
+        }
+        stale
+    }
+
+    /// Whether a package transaction is under way (its files may not
+    /// match a database it has not finished writing).
+    pub fn packages_busy(&self) -> bool {
+        self.world.as_ref().is_some_and(|w| w.dpkg.is_some())
+            && provenance::dpkg::busy(
+                &self.plan.root,
+                &provenance::admin_dir(&self.plan.provenance),
+            )
+    }
+
+    /// Judges `records` (with the search paths and registry they were
+    /// collected with) against `reference`. With `only`, the changes and
+    /// provenance are judged for those paths alone (a `watch` event); the
+    /// audit, when asked for, always looks at everything.
+    pub fn run(
+        &mut self,
+        reference: Reference,
+        snap: (&SearchPaths, Option<&Registry>, &[Record]),
+        judges: Judges,
+        only: Option<&HashSet<Vec<u8>>>,
+    ) -> Verdict {
+        let (sp, registry, records) = snap;
+        let mut v = Verdict {
+            notes: std::mem::take(&mut self.notes),
+            ..Verdict::default()
+        };
+        let mut rest: Vec<(Origin, Finding)> = Vec::new();
+        let pick = |rs: &[Record]| -> Vec<Record> {
+            rs.iter()
+                .filter(|r| only.is_none_or(|o| o.contains(&r.path)))
+                .cloned()
+                .collect()
+        };
+        let subset;
+        let now: &[Record] = match only {
+            Some(_) => {
+                subset = pick(records);
+                &subset
+            }
+            None => records,
+        };
+        let (before, after): (Vec<Record>, Option<Vec<Record>>) = match reference {
+            Reference::Nothing => (Vec::new(), None),
+            Reference::Baseline(b) => (
+                match only {
+                    Some(_) => pick(&b.records),
+                    None => Vec::new(),
+                },
+                None,
+            ),
+            Reference::Manifest { theirs, ours } => (pick(theirs), Some(pick(ours))),
+        };
+        let base: &[Record] = match (reference, only) {
+            (Reference::Baseline(b), None) => &b.records,
+            _ => &before,
+        };
+        if judges.diff {
+            let ours = after.as_deref().unwrap_or(now);
+            v.findings
+                .extend(diff::diff(base, ours, &Classifier::new(sp)));
+        }
+        if let Reference::Baseline(b) = reference {
+            v.prior = provenance::State::from_pairs(&b.extra);
+        }
+        if let (true, Some(world)) = (judges.provenance, &self.world) {
+            let cx = world.context(&self.plan.root, &self.plan.policy);
+            let started = std::time::Instant::now();
+            // The golden manifest, or the baseline, is the `manifest`
+            // evidence.
+            let out = provenance::evaluate(&cx, now, base, &v.prior);
+            v.notes.push(Note::Status(format!(
+                "provenance: {} libraries judged, {} digests computed, in {:.3} s",
+                out.judged,
+                out.md5_computed,
+                started.elapsed().as_secs_f64()
+            )));
+            if matches!(reference, Reference::Baseline(_)) {
+                provenance::relabel_updates(&mut v.findings, &out, &v.prior);
+            }
+            v.findings.extend(out.findings.iter().cloned());
+            v.provenance = Some(out);
+        }
+        if judges.audit {
+            let baseline = match reference {
+                // The audit says what the baseline knows; a golden
+                // manifest has no inodes to compare process mappings with.
+                Reference::Baseline(b) => Some(&b.records[..]),
+                _ => None,
+            };
+            let cx = audit::Context {
+                root: &self.plan.root,
+                sp,
+                records,
+                baseline,
+                trust: Trust::new(&self.plan.root, &self.plan.trusted_uids),
+                exec_dirs: &self.plan.exec_dirs,
+                authenticode_roots: self.plan.provenance.authenticode_roots.as_deref(),
+                registry,
+                processes: judges.processes,
+            };
+            let a = audit::run(&cx);
+            rest.extend(a.findings.into_iter().map(|f| {
+                let o = match f.kind {
+                    crate::finding::Kind::Process => Origin::Processes,
+                    _ => Origin::Audit,
+                };
+                (o, f)
+            }));
+            v.notes.extend(a.notes.into_iter().map(Note::Info));
+        }
+        if judges.selfcheck {
+            rest.extend(
+                crate::selfcheck::run()
+                    .into_iter()
+                    .map(|f| (Origin::SelfCheck, f)),
+            );
+        }
+        let mut all: Vec<(Origin, Finding)> = std::mem::take(&mut v.findings)
+            .into_iter()
+            .map(|f| (Origin::Change, f))
+            .chain(rest)
+            .collect();
+        // Sorted by path, then kind, as every report is.
+        all.sort_by(|a, b| (&a.1.path, a.1.kind).cmp(&(&b.1.path, b.1.kind)));
+        (v.origins, v.findings) = all.into_iter().unzip();
+        v
+    }
+}
+
+/// Judges a whole snapshot once.
+pub fn judge(plan: &Plan, reference: Reference, snap: &Snapshot, judges: Judges) -> Verdict {
+    let mut j = Judge::new(plan, &snap.scan.records, judges, false);
+    j.run(
+        reference,
+        (&snap.sp, snap.registry.as_ref(), &snap.scan.records),
+        judges,
+        None,
+    )
+}
