@@ -16,7 +16,9 @@ use crate::audit::{self, perms::Trust};
 use crate::baseline::Baseline;
 use crate::diff::{self, Classifier};
 use crate::finding::{Finding, Note};
-use crate::provenance::{self, policy::Policy, policy::ProvenanceConfig};
+use crate::provenance::{
+    self, authenticode::Authenticode, policy::Policy, policy::ProvenanceConfig,
+};
 use crate::record::Record;
 use crate::rootfs::Root;
 use crate::scan::{self, ScanOptions, ScanResult};
@@ -216,6 +218,8 @@ pub struct Verdict {
 pub struct Judge<'a> {
     plan: &'a Plan,
     world: Option<provenance::World>,
+    /// Authenticode verdicts for provenance and the Windows audits.
+    authenticode: Authenticode,
     /// Notes of loading, handed out with the first verdict.
     notes: Vec<Note>,
 }
@@ -236,7 +240,12 @@ impl<'a> Judge<'a> {
         } else {
             (None, Vec::new())
         };
-        Judge { plan, world, notes }
+        Judge {
+            plan,
+            world,
+            authenticode: Authenticode::new(plan.provenance.authenticode_roots.as_deref()),
+            notes,
+        }
     }
 
     /// Reads the provenance evidence again if the package database changed
@@ -325,7 +334,7 @@ impl<'a> Judge<'a> {
             v.prior = provenance::State::from_pairs(&b.extra);
         }
         if let (true, Some(world)) = (judges.provenance, &self.world) {
-            let cx = world.context(&self.plan.root, &self.plan.policy);
+            let cx = world.context(&self.plan.root, &self.plan.policy, &self.authenticode);
             let started = std::time::Instant::now();
             // The golden manifest, or the baseline, is the `manifest`
             // evidence.
@@ -356,7 +365,7 @@ impl<'a> Judge<'a> {
                 baseline,
                 trust: Trust::new(&self.plan.root, &self.plan.trusted_uids),
                 exec_dirs: &self.plan.exec_dirs,
-                authenticode_roots: self.plan.provenance.authenticode_roots.as_deref(),
+                authenticode: &self.authenticode,
                 registry,
                 processes: judges.processes,
             };
@@ -370,6 +379,7 @@ impl<'a> Judge<'a> {
             }));
             v.notes.extend(a.notes.into_iter().map(Note::Info));
         }
+        v.notes.extend(self.authenticode.take_notes());
         if judges.selfcheck {
             rest.extend(
                 crate::selfcheck::run()

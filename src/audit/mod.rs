@@ -58,9 +58,9 @@ pub struct Context<'a> {
     pub baseline: Option<&'a [Record]>,
     pub trust: perms::Trust,
     pub exec_dirs: &'a [PathBuf],
-    /// The Authenticode roots bundle (config `authenticode_roots`), for
-    /// the catalog verdicts of the registry audit.
-    pub authenticode_roots: Option<&'a std::path::Path>,
+    /// The run's Authenticode verifier (its roots and catalogs, for the
+    /// catalog verdicts of the registry audit).
+    pub authenticode: &'a crate::provenance::authenticode::Authenticode,
     /// The registry of a Windows image, read once per run.
     pub registry: Option<&'a crate::winreg::Registry>,
     /// Whether to audit the running processes (not on every `watch`

@@ -225,7 +225,7 @@ pub fn audit(cx: &Context, a: &mut Audit) {
         if user_writable(&lp) {
             let signed = bytes.as_deref().is_some_and(|b| {
                 matches!(
-                    pe::verify(b, None),
+                    cx.authenticode.verify(b, None),
                     pe::Verdict::Signed { .. } | pe::Verdict::Untrusted { .. }
                 )
             });

@@ -148,9 +148,6 @@ fn known_name(v: &Value) -> Option<String> {
 }
 
 fn known_dlls(cx: &Context, img: &Image, snap: &Snapshot, out: &mut Audit) {
-    // Catalogs are loaded only when some KnownDLL has no embedded
-    // signature and roots are configured (CatRoot can be large).
-    let mut trust: Option<pe::TrustStore> = None;
     for v in snap.values_of(KNOWN_DLLS) {
         let Some(file) = known_name(v) else { continue };
         let show = crate::escape::for_terminal(file.as_bytes());
@@ -174,7 +171,7 @@ fn known_dlls(cx: &Context, img: &Image, snap: &Snapshot, out: &mut Audit) {
             );
             continue;
         };
-        if let Some((sev, why)) = unsigned(cx, &p, &mut trust) {
+        if let Some((sev, why)) = unsigned(cx, &p) {
             finding(
                 out,
                 sev,
@@ -229,17 +226,13 @@ fn known_dlls(cx: &Context, img: &Image, snap: &Snapshot, out: &mut Audit) {
 /// verified catalog under CatRoot when `authenticode_roots` is configured.
 /// Without roots, catalogs cannot be verified: a DLL with no embedded
 /// signature is then reported at low severity, saying so.
-fn unsigned(
-    cx: &Context,
-    p: &Path,
-    trust: &mut Option<pe::TrustStore>,
-) -> Option<(Severity, String)> {
+fn unsigned(cx: &Context, p: &Path) -> Option<(Severity, String)> {
     let bytes = match cx.root.read_file(p, DLL_CAP) {
         Ok(b) => b,
         Err(e) => return Some((Severity::Medium, format!("unreadable ({e})"))),
     };
     let bad = |w: String| Some((Severity::Medium, w));
-    match pe::verify(&bytes, None) {
+    match cx.authenticode.verify(&bytes, None) {
         pe::Verdict::Unsigned => {}
         pe::Verdict::NotPe => return bad("not a PE image".into()),
         pe::Verdict::DigestMismatch => return bad("signature does not match the content".into()),
@@ -248,15 +241,15 @@ fn unsigned(
         }
         _ => return None,
     }
-    let Some(roots) = cx.authenticode_roots else {
+    // Catalogs are read only when some KnownDLL has no embedded signature
+    // and roots are configured (CatRoot can be large).
+    let Some(t) = cx.authenticode.trust(cx.root) else {
         return Some((
             Severity::Low,
             "no embedded Authenticode signature (catalog signatures are checked only with authenticode_roots configured)".into(),
         ));
     };
-    let t =
-        trust.get_or_insert_with(|| crate::provenance::load_trust(cx.root, roots, &mut Vec::new()));
-    match pe::verify(&bytes, Some(t)) {
+    match cx.authenticode.verify(&bytes, Some(t)) {
         pe::Verdict::Catalog { .. } => None,
         _ => bad("not signed (no Authenticode signature, not in a verified catalog)".into()),
     }

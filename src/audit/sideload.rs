@@ -93,10 +93,10 @@ fn entries(root: &Root, dir: &Path) -> Vec<(String, bool)> {
 
 /// What a PE file's signature says, for this audit: signed (embedded,
 /// valid digest, whatever the signer), or not.
-fn is_signed(root: &Root, p: &Path) -> bool {
-    match root.read_file(p, PE_CAP) {
+fn is_signed(cx: &Context, p: &Path) -> bool {
+    match cx.root.read_file(p, PE_CAP) {
         Ok(b) => matches!(
-            pe::verify(&b, None),
+            cx.authenticode.verify(&b, None),
             pe::Verdict::Signed { .. }
                 | pe::Verdict::Untrusted { .. }
                 | pe::Verdict::Catalog { .. }
@@ -128,11 +128,11 @@ fn walk(
         let signed_exe = ents
             .iter()
             .filter(|(n, d)| !d && lower(n).ends_with(".exe"))
-            .find(|(n, _)| is_signed(cx.root, &dir.join(n)));
+            .find(|(n, _)| is_signed(cx, &dir.join(n)));
         if let Some((exe, _)) = signed_exe {
             for dll in dlls {
                 let p = dir.join(dll);
-                if is_signed(cx.root, &p) {
+                if is_signed(cx, &p) {
                     continue;
                 }
                 let shadows = sys.contains(&lower(dll));

@@ -9,6 +9,7 @@
 //! Nothing found in a scanned tree is executed or loaded: every file is
 //! read through an fd opened without following symlinks, with caps.
 
+pub mod authenticode;
 pub mod dpkg;
 pub mod policy;
 
@@ -38,6 +39,8 @@ pub struct Context<'a> {
     pub policy: &'a Policy,
     pub dpkg: Option<&'a dpkg::DpkgDb>,
     pub pe_trust: Option<&'a pe::TrustStore>,
+    /// The run's Authenticode verifier (cached by content).
+    pub authenticode: &'a authenticode::Authenticode,
     /// Public keys (SPKI DER) that IMA signatures are verified against.
     pub ima_keys: &'a [Vec<u8>],
 }
@@ -445,7 +448,7 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
         let verdict = match cached {
             Some(v) => v,
             None => read_all(cx.root, r, PE_CAP)
-                .map(|bytes| pe::verify(&bytes, cx.pe_trust))
+                .map(|bytes| cx.authenticode.verify(&bytes, cx.pe_trust))
                 .unwrap_or(pe::Verdict::Unreadable),
         };
         if let (Some(b), Some(enc)) = (r.blake3, verdict.encode()) {
@@ -609,12 +612,11 @@ fn read_all(root: &Root, r: &Record, cap: u64) -> Option<Vec<u8>> {
 }
 
 /// The evidence provenance judges with, loaded once per run (or once per
-/// `watch` rescan): the dpkg database, the Authenticode roots and
-/// catalogs, the IMA keys.
+/// `watch` rescan): the dpkg database and the IMA keys. (Authenticode's
+/// roots and catalogs are read by [`authenticode::Authenticode`].)
 #[derive(Default)]
 pub struct World {
     pub dpkg: Option<dpkg::DpkgDb>,
-    pub pe_trust: Option<pe::TrustStore>,
     pub ima_keys: Vec<Vec<u8>>,
     /// The dpkg database's files when it was read ([`dpkg::stamp`]).
     pub dpkg_stamp: Vec<(u64, u64, i64, i64)>,
@@ -663,10 +665,6 @@ impl World {
                 started.elapsed().as_secs_f64()
             )));
         }
-        let pe_trust = cfg
-            .authenticode_roots
-            .as_ref()
-            .map(|p| load_trust(root, p, &mut notes));
         let mut ima_keys = Vec::new();
         for p in &cfg.ima_keys {
             match std::fs::read(p) {
@@ -677,7 +675,6 @@ impl World {
         (
             World {
                 dpkg,
-                pe_trust,
                 ima_keys,
                 dpkg_stamp,
             },
@@ -691,12 +688,18 @@ impl World {
     }
 
     /// The context [`evaluate`] judges in.
-    pub fn context<'a>(&'a self, root: &'a Root, policy: &'a Policy) -> Context<'a> {
+    pub fn context<'a>(
+        &'a self,
+        root: &'a Root,
+        policy: &'a Policy,
+        authenticode: &'a authenticode::Authenticode,
+    ) -> Context<'a> {
         Context {
             root,
             policy,
             dpkg: self.dpkg.as_ref(),
-            pe_trust: self.pe_trust.as_ref(),
+            pe_trust: authenticode.trust(root),
+            authenticode,
             ima_keys: &self.ima_keys,
         }
     }
