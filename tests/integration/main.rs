@@ -7,6 +7,7 @@ mod audit;
 mod bench;
 mod core;
 mod hostile;
+mod pipeline;
 mod provenance;
 mod regf;
 mod trust;

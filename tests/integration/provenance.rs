@@ -20,7 +20,7 @@ fn sh(cmd: &mut Command) {
 }
 
 /// An empty dpkg database inside the root.
-fn dpkg_root(t: &TestRoot) {
+pub(crate) fn dpkg_root(t: &TestRoot) {
     for d in ["var/lib/dpkg/info", "var/lib/dpkg/updates"] {
         std::fs::create_dir_all(t.path(d)).unwrap();
     }
@@ -30,7 +30,7 @@ fn dpkg_root(t: &TestRoot) {
 /// Builds a package `name` at `version` holding the given libraries (paths
 /// relative to `/`, e.g. `lib/x86_64-linux-gnu/libp.so.1`, each compiled
 /// from `int f(void){return N;}`) and installs it with `dpkg --root`.
-fn install(t: &TestRoot, name: &str, version: &str, libs: &[(&str, i32)]) {
+pub(crate) fn install(t: &TestRoot, name: &str, version: &str, libs: &[(&str, i32)]) {
     let pkg = t.dir.path().join(format!("pkg-{name}-{version}"));
     std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
     let mut sums = String::new();

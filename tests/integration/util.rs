@@ -1,13 +1,18 @@
 //! Fixture helper: a fake root (`etc/ld.so.conf` with includes, lib dirs,
-//! real `.so` files compiled by gcc, symlink chains) in a temp dir, and a
-//! runner for the built binary against it with `--root` and its own `--db`.
+//! real `.so` files compiled by gcc, symlink chains) in a temp dir, a
+//! runner for the built binary against it with `--root` and its own `--db`,
+//! and a running `watch` whose findings are read with bounded waits.
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use serde_json::Value;
 
 /// A temp dir holding `root/` (the fake system) and `state/` (the baseline).
@@ -218,4 +223,175 @@ pub fn is_root() -> bool {
 
 pub fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
+}
+
+/// How long any single expected thing may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `libwarden watch --format json --debounce 100ms`: its findings
+/// and stderr read on threads, every wait bounded by [`WAIT`], the child
+/// killed when the value is dropped.
+pub struct Watch {
+    child: Child,
+    lines: Receiver<String>,
+    err_lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    /// Every finding read so far.
+    pub seen: Vec<Value>,
+}
+
+impl Watch {
+    pub fn start(t: &TestRoot, extra: &[&str], env: &[(&str, &str)]) -> Watch {
+        let mut args = vec!["--format", "json", "watch", "--debounce", "100ms"];
+        args.extend_from_slice(extra);
+        let mut cmd = t.cmd(&args);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn libwarden watch");
+        let (tx, lines) = crossbeam_channel::unbounded();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                match l {
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => panic!("stdout is not UTF-8: {e}"),
+                }
+            }
+        });
+        let (etx, err_lines) = crossbeam_channel::unbounded();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let log = stderr.clone();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&format!("{l}\n"));
+                let _ = etx.send(l);
+            }
+        });
+        let mut w = Watch {
+            child,
+            lines,
+            err_lines,
+            stderr,
+            seen: Vec::new(),
+        };
+        w.wait_stderr("libwarden watch: watching");
+        w
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    pub fn wait_stderr(&mut self, needle: &str) -> String {
+        let end = Instant::now() + WAIT;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.err_lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no stderr line with {needle:?} within {WAIT:?}; stderr:\n{}",
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Reads findings until one of `kind` for `path` arrives.
+    pub fn expect(&mut self, kind: &str, path: &str) -> Value {
+        if let Some(f) = find(&self.seen, kind, path) {
+            return f.clone();
+        }
+        let end = Instant::now() + WAIT;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let v: Value = serde_json::from_str(&l)
+                        .unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}"));
+                    self.seen.push(v.clone());
+                    if v["kind"] == kind && v["path"] == path {
+                        return v;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {kind} finding for {path} within {WAIT:?}; findings: {:#?}\nstderr:\n{}",
+                    self.seen,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Reads whatever arrives within `d` (for "nothing more" assertions).
+    pub fn drain(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        while let Ok(l) = self
+            .lines
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+        {
+            let v: Value =
+                serde_json::from_str(&l).unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}"));
+            self.seen.push(v);
+        }
+    }
+
+    /// Reads findings until `done` holds for all of them so far, or until
+    /// `within` has passed; whether `done` held. For tests that compare
+    /// whole sets and want both sets in their failure message rather than
+    /// a timeout panic.
+    pub fn read_until(&mut self, within: Duration, done: impl Fn(&[Value]) -> bool) -> bool {
+        let end = Instant::now() + within;
+        while !done(&self.seen) {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let v: Value = serde_json::from_str(&l)
+                        .unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}"));
+                    self.seen.push(v);
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    pub fn count(&self, kind: &str, path: &str) -> usize {
+        self.seen
+            .iter()
+            .filter(|f| f["kind"] == kind && f["path"] == path)
+            .count()
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
+    /// Waits (bounded) for the process to end; its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let end = Instant::now() + within;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => return st.code(),
+                Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
+                _ => panic!("watch did not exit within {within:?}:\n{}", self.stderr()),
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
