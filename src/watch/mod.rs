@@ -45,7 +45,7 @@ use crate::baseline::{self, store::Store, Baseline, Location};
 use crate::diff::{self, Classifier};
 use crate::error::{Error, Result};
 use crate::escape;
-use crate::finding::{Finding, Kind, Severity};
+use crate::finding::{Finding, Kind, Note, Severity};
 use crate::inspect::{self, Outcome};
 use crate::output::messages;
 use crate::pipeline::{Judge, Judges, Origin, Plan, Reference};
@@ -113,6 +113,7 @@ pub fn run(
         baseline,
         current: Vec::new(),
         judge: Judge::new(plan, &[], Judges::ALL, true),
+        said: HashSet::new(),
         watches: WatchSet::new(watcher),
         debounce: Debouncer::new(opts.debounce),
         transitions: Transitions::default(),
@@ -160,6 +161,8 @@ struct Engine<'a, W: notify::Watcher> {
     /// The judges, with the provenance evidence loaded at the last rescan
     /// (or when the package database changed).
     judge: Judge<'a>,
+    /// Notes already said.
+    said: HashSet<String>,
     db_sig: DbSig,
     watches: WatchSet<W>,
     debounce: Debouncer,
@@ -426,7 +429,7 @@ impl<W: notify::Watcher> Engine<'_, W> {
             Judges::EVENT,
             Some(&touched),
         );
-        messages::notes(&v.notes);
+        self.say_once(&v.notes);
         let cls = Classifier::new(&self.sp);
         if v.findings.iter().zip(&v.origins).any(|(f, o)| {
             *o == Origin::Change && matches!(cls.role(&f.path), diff::Role::LoaderConfig)
@@ -498,6 +501,8 @@ impl<W: notify::Watcher> Engine<'_, W> {
         );
         if source == Source::Startup {
             messages::notes(&v.notes);
+        } else {
+            self.say_once(&v.notes);
         }
         let news: Vec<Finding> = self
             .transitions
@@ -790,6 +795,16 @@ impl<W: notify::Watcher> Engine<'_, W> {
         };
         if !self.sinks.emit(f, &ctx) {
             self.stop = true;
+        }
+    }
+
+    /// Notes of a judgement, each once for the life of the watcher; counts
+    /// and timings (status notes) only at start.
+    fn say_once(&mut self, notes: &[Note]) {
+        for n in notes {
+            if !matches!(n, Note::Status(_)) && self.said.insert(format!("{n:?}")) {
+                messages::note(n);
+            }
         }
     }
 
