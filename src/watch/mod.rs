@@ -500,10 +500,11 @@ impl<W: notify::Watcher> Engine<'_, W> {
             None,
         );
         if source == Source::Startup {
-            messages::notes(&v.notes);
-        } else {
-            self.say_once(&v.notes);
+            for n in v.notes.iter().filter(|n| matches!(n, Note::Status(_))) {
+                messages::note(n);
+            }
         }
+        self.say_once(&v.notes);
         let news: Vec<Finding> = self
             .transitions
             .apply(&v.findings, &v.origins, |_, _| true)
