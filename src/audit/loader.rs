@@ -9,6 +9,7 @@ use std::path::Path;
 use super::objects::Object;
 use super::{bytes, show, Audit, Context};
 use crate::diff::is_loader_name;
+use crate::elf::{is_canonical_loader_name, is_glibc_loader};
 use crate::finding::{Finding, Kind, Severity};
 use crate::record::{FileClass, FileType};
 use crate::scan;
@@ -40,11 +41,6 @@ pub fn audit(cx: &Context, objs: &[Object], a: &mut Audit) {
 /// The file name of a path.
 fn name_of(p: &[u8]) -> &[u8] {
     p.rsplit(|&b| b == b'/').next().unwrap_or(p)
-}
-
-/// A glibc loader (musl's has no preload list).
-fn is_glibc_loader(name: &[u8]) -> bool {
-    is_canonical_loader_name(name) && !name.starts_with(b"ld-musl-")
 }
 
 /// A real glibc loader: named like one and carrying a loader's SONAME
@@ -84,34 +80,6 @@ fn patched(cx: &Context, objs: &[Object], a: &mut Audit) {
             ));
         }
     }
-}
-
-/// `ld-linux-x86-64.so.2`, `ld64.so.1`, `ld-musl-x86_64.so.1`, `ld-2.36.so`,
-/// `ld.so.1`, `ld-linux.so.2`: a real loader's name, nothing appended.
-pub fn is_canonical_loader_name(name: &[u8]) -> bool {
-    let Ok(s) = std::str::from_utf8(name) else {
-        return false;
-    };
-    let digits_dots = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    let ident = |t: &str| {
-        t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
-    if let Some(v) = s.strip_prefix("ld-").and_then(|r| r.strip_suffix(".so")) {
-        // Old glibc: ld-2.31.so
-        return digits_dots(v);
-    }
-    if s == "ld.so.1" {
-        return true;
-    }
-    let Some((stem, ver)) = s.split_once(".so.") else {
-        return false;
-    };
-    if !digits_dots(ver) {
-        return false;
-    }
-    (stem.starts_with("ld-linux") || stem.starts_with("ld64") || stem.starts_with("ld-musl-"))
-        && ident(stem)
 }
 
 /// Looks like a loader, but something was appended or changed in its name.

@@ -26,6 +26,7 @@ use std::path::Path;
 use md5::Digest;
 use rayon::prelude::*;
 
+use crate::elf::is_so_name;
 use crate::finding::{Finding, Kind, Severity};
 use crate::record::{FileClass, FileType, Record};
 use crate::rootfs::Root;
@@ -192,18 +193,6 @@ pub fn is_candidate(r: &Record) -> bool {
         FileClass::ElfDyn | FileClass::ElfOther | FileClass::PeDll
     ) || is_so_name(name)
         || kmod::is_module_name(name)
-}
-
-/// `*.so` or `*.so.<digit>...` (not `ld.so.cache`, `ld.so.conf`).
-pub fn is_so_name(name: &[u8]) -> bool {
-    name.windows(3).enumerate().any(|(i, w)| {
-        w == b".so"
-            && match name.get(i + 3) {
-                None => true,
-                Some(b'.') => name.get(i + 4).is_some_and(|c| c.is_ascii_digit()),
-                _ => false,
-            }
-    })
 }
 
 /// Evaluates every candidate in `records` (sorted). `baseline` (sorted)
