@@ -11,6 +11,7 @@ pub mod diff;
 pub mod elf;
 pub mod error;
 pub mod escape;
+pub mod facts;
 pub mod finding;
 pub mod inspect;
 pub mod ldconf;

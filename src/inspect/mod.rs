@@ -114,6 +114,7 @@ pub fn base_record(path: Vec<u8>, m: &Stat) -> Record {
         },
         target: None,
         class: FileClass::None,
+        facts: None,
     }
 }
 

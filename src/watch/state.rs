@@ -140,6 +140,7 @@ mod tests {
             unhashed: None,
             target: None,
             class: FileClass::ElfDyn,
+            facts: None,
         }
     }
 

@@ -317,6 +317,7 @@ impl Snapshot {
                     unhashed: None,
                     target: Some(shown),
                     class: FileClass::Other,
+                    facts: None,
                 }
             })
             .collect();
