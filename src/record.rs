@@ -6,6 +6,8 @@
 //! and digest; [`ENCODING_V2`] appends the file's [`Facts`]. Both decode (a
 //! V1 value has no facts, which makes the next inspection gather them).
 
+use std::sync::Arc;
+
 use serde::{Serialize, Serializer};
 
 use crate::escape;
@@ -186,9 +188,11 @@ pub struct Record {
     /// What the judges need from the content, gathered with the digest:
     /// `None` when the file was not looked at for facts (not a regular file,
     /// not hashed, a class that needs none, or a value written before facts
-    /// existed). Kept out of the JSON `before`/`after` records.
+    /// existed). Shared, not copied, when an unchanged file's record is
+    /// carried over from the baseline. Kept out of the JSON `before`/`after`
+    /// records.
     #[serde(skip)]
-    pub facts: Option<Box<Facts>>,
+    pub facts: Option<Arc<Facts>>,
 }
 
 fn ser_path<S: Serializer>(p: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -324,7 +328,7 @@ impl Record {
                 0 => None,
                 1 => {
                     let n = r.u32()? as usize;
-                    Some(Box::new(Facts::decode(r.take(n)?)?))
+                    Some(Arc::new(Facts::decode(r.take(n)?)?))
                 }
                 _ => return None,
             },
@@ -413,7 +417,7 @@ mod tests {
         let mut out = vec![sample(path)];
         for f in crate::facts::tests::samples() {
             let mut r = sample(path);
-            r.facts = Some(Box::new(f));
+            r.facts = Some(Arc::new(f));
             out.push(r);
         }
         out
@@ -475,7 +479,7 @@ mod tests {
     #[test]
     fn facts_with_a_wrong_length_or_garbage_are_rejected() {
         let mut r = sample(b"/x");
-        r.facts = Some(Box::default());
+        r.facts = Some(Arc::default());
         let mut v = Vec::new();
         r.encode_value(&mut v);
         // ... 1 (facts present), u32 length 4, four empty tags.

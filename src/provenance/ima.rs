@@ -97,29 +97,74 @@ pub fn read_xattr(host: &Path) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// A content digest with an IMA algorithm, fed as the content is read (the
+/// inspection feeds it from the same reads as BLAKE3).
+#[derive(Clone)]
+pub enum ContentHasher {
+    Sha1(sha1::Sha1),
+    Sha224(sha2::Sha224),
+    Sha256(sha2::Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
+}
+
+impl ContentHasher {
+    /// `None` for an algorithm libwarden does not implement.
+    pub fn new(algo: &str) -> Option<ContentHasher> {
+        Some(match algo {
+            "sha1" => ContentHasher::Sha1(sha1::Sha1::new()),
+            "sha224" => ContentHasher::Sha224(sha2::Sha224::new()),
+            "sha256" => ContentHasher::Sha256(sha2::Sha256::new()),
+            "sha384" => ContentHasher::Sha384(sha2::Sha384::new()),
+            "sha512" => ContentHasher::Sha512(sha2::Sha512::new()),
+            _ => return None,
+        })
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            ContentHasher::Sha1(d) => d.update(data),
+            ContentHasher::Sha224(d) => d.update(data),
+            ContentHasher::Sha256(d) => d.update(data),
+            ContentHasher::Sha384(d) => d.update(data),
+            ContentHasher::Sha512(d) => d.update(data),
+        }
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        match self {
+            ContentHasher::Sha1(d) => d.finalize().to_vec(),
+            ContentHasher::Sha224(d) => d.finalize().to_vec(),
+            ContentHasher::Sha256(d) => d.finalize().to_vec(),
+            ContentHasher::Sha384(d) => d.finalize().to_vec(),
+            ContentHasher::Sha512(d) => d.finalize().to_vec(),
+        }
+    }
+}
+
+/// The algorithm of the content digest an xattr value is checked against:
+/// that of its hash, or the one its signature was made over.
+pub fn content_algo(xattr: &[u8]) -> Option<&'static str> {
+    match parse(xattr)? {
+        Ima::Hash { algo, .. } | Ima::Signature { algo, .. } => Some(algo),
+        Ima::Other(_) => None,
+    }
+}
+
 /// The content's digest with `algo`, read from `reader`; `None` for an
 /// algorithm libwarden does not implement.
 pub fn digest_of(algo: &str, reader: &mut dyn Read) -> Option<std::io::Result<Vec<u8>>> {
-    fn run<D: Digest>(mut d: D, r: &mut dyn Read) -> std::io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            match r.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => d.update(buf.get(..n).unwrap_or_default()),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+    let mut d = ContentHasher::new(algo)?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => d.update(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Some(Err(e)),
         }
-        Ok(d.finalize().to_vec())
     }
-    Some(match algo {
-        "sha1" => run(sha1::Sha1::new(), reader),
-        "sha256" => run(sha2::Sha256::new(), reader),
-        "sha384" => run(sha2::Sha384::new(), reader),
-        "sha512" => run(sha2::Sha512::new(), reader),
-        "sha224" => run(sha2::Sha224::new(), reader),
-        _ => return None,
-    })
+    Some(Ok(d.finish()))
 }
 
 #[cfg(test)]
@@ -145,6 +190,20 @@ mod tests {
             })
         );
         assert_eq!(parse(&[]), None);
+    }
+
+    #[test]
+    fn content_digests_match_the_one_shot_digests() {
+        let data = b"abc";
+        let mut h = ContentHasher::new("sha256").unwrap();
+        h.update(&data[..1]);
+        h.update(&data[1..]);
+        assert_eq!(h.finish(), sha2::Sha256::digest(data).to_vec());
+        let via_reader = digest_of("sha1", &mut &data[..]).unwrap().unwrap();
+        assert_eq!(via_reader, sha1::Sha1::digest(data).to_vec());
+        assert!(ContentHasher::new("md5").is_none());
+        assert_eq!(content_algo(&[4, 6, 0]), Some("sha512"));
+        assert_eq!(content_algo(&[9]), None);
     }
 
     proptest! {
