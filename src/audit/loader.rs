@@ -14,11 +14,6 @@ use crate::finding::{Finding, Kind, Severity};
 use crate::record::{FileClass, FileType};
 use crate::scan;
 
-/// The string glibc's loader opens for its preload list.
-const PRELOAD_STRING: &[u8] = b"/etc/ld.so.preload";
-/// Loaders are a few hundred kB; this bounds a hostile one.
-const CAP: u64 = 64 << 20;
-
 /// Directories a `PT_INTERP` may name (plus `/lib/<triplet>` and
 /// `/usr/lib/<triplet>`).
 const LOADER_DIRS: &[&str] = &[
@@ -44,7 +39,9 @@ fn name_of(p: &[u8]) -> &[u8] {
 }
 
 /// A real glibc loader: named like one and carrying a loader's SONAME
-/// (which also leaves out debug-info copies with the same name).
+/// (which also leaves out debug-info copies with the same name). Whether
+/// its content still names the preload list is a fact the inspection
+/// gathered while hashing it (see [`crate::facts::PRELOAD_STRING`]).
 fn patched(cx: &Context, objs: &[Object], a: &mut Audit) {
     for r in cx.records.iter().filter(|r| {
         r.ftype == FileType::File
@@ -56,28 +53,22 @@ fn patched(cx: &Context, objs: &[Object], a: &mut Audit) {
                 .and_then(|i| objs[i].info.soname.as_deref())
                 .is_some_and(is_glibc_loader)
     }) {
-        let data = match cx.root.read_file(&super::path(&r.path), CAP) {
-            Ok(d) => d,
-            Err(e) => {
-                a.findings.push(Finding::audit(
-                    Kind::Loader,
-                    Severity::Medium,
-                    r.path.clone(),
-                    format!("dynamic loader cannot be read to verify it: {e}"),
-                ));
-                continue;
-            }
-        };
-        if !data
-            .windows(PRELOAD_STRING.len())
-            .any(|w| w == PRELOAD_STRING)
-        {
-            a.findings.push(Finding::audit(
+        match r.facts.as_deref().and_then(|f| f.preload_string) {
+            Some(true) => {}
+            Some(false) => a.findings.push(Finding::audit(
                 Kind::Loader,
                 Severity::Critical,
                 r.path.clone(),
                 "dynamic loader no longer contains \"/etc/ld.so.preload\": patched to read its preload list from another file (a rootkit technique)".into(),
-            ));
+            )),
+            // Every hashed loader has the fact; a record without it never
+            // had its content looked at.
+            None => a.findings.push(Finding::audit(
+                Kind::Loader,
+                Severity::Medium,
+                r.path.clone(),
+                "dynamic loader cannot be read to verify it: its content was not inspected".into(),
+            )),
         }
     }
 }

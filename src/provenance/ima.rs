@@ -4,18 +4,11 @@
 //! version 2). A digest is checked against the content; a signature is
 //! verified (RSA PKCS#1 v1.5 over the content digest, as `evmctl` makes
 //! them) against the keys of the `ima_keys` config, or reported as not
-//! verified when none is configured.
-
-#[cfg(unix)]
-use crate::sys::OsStrExt;
-use std::io::Read;
-use std::path::Path;
+//! verified when none is configured. The xattr is read, and the content
+//! digest computed, by the inspection (from the descriptor it hashes, with
+//! [`ContentHasher`]); this module only parses and names.
 
 use sha2::Digest;
-
-/// The xattr value is at most a few hundred bytes (an RSA-4096 signature).
-#[cfg(unix)]
-const XATTR_CAP: usize = 4096;
 
 /// What `security.ima` holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,35 +59,6 @@ pub fn parse(v: &[u8]) -> Option<Ima> {
         }
         other => Ima::Other(other),
     })
-}
-
-/// No `security.ima` outside Linux: always `None`.
-#[cfg(not(unix))]
-pub fn read_xattr(_host: &Path) -> Option<Vec<u8>> {
-    // No extended attributes (IMA is Linux's): there is nothing to read.
-    None
-}
-
-/// Reads `security.ima` of a host path without following a symlink.
-/// `None` when the file has none (or xattrs are unsupported).
-#[cfg(unix)]
-pub fn read_xattr(host: &Path) -> Option<Vec<u8>> {
-    let c = std::ffi::CString::new(host.as_os_str().as_bytes()).ok()?;
-    let mut buf = vec![0u8; XATTR_CAP];
-    // SAFETY: `c` is NUL-terminated, `buf` is valid for `buf.len()` bytes.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"security.ima".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n <= 0 {
-        return None;
-    }
-    buf.truncate(n as usize);
-    Some(buf)
 }
 
 /// A content digest with an IMA algorithm, fed as the content is read (the
@@ -151,22 +115,6 @@ pub fn content_algo(xattr: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// The content's digest with `algo`, read from `reader`; `None` for an
-/// algorithm libwarden does not implement.
-pub fn digest_of(algo: &str, reader: &mut dyn Read) -> Option<std::io::Result<Vec<u8>>> {
-    let mut d = ContentHasher::new(algo)?;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => d.update(buf.get(..n).unwrap_or_default()),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Some(Err(e)),
-        }
-    }
-    Some(Ok(d.finish()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,8 +147,9 @@ mod tests {
         h.update(&data[..1]);
         h.update(&data[1..]);
         assert_eq!(h.finish(), sha2::Sha256::digest(data).to_vec());
-        let via_reader = digest_of("sha1", &mut &data[..]).unwrap().unwrap();
-        assert_eq!(via_reader, sha1::Sha1::digest(data).to_vec());
+        let mut h = ContentHasher::new("sha1").unwrap();
+        h.update(data);
+        assert_eq!(h.finish(), sha1::Sha1::digest(data).to_vec());
         assert!(ContentHasher::new("md5").is_none());
         assert_eq!(content_algo(&[4, 6, 0]), Some("sha512"));
         assert_eq!(content_algo(&[9]), None);
