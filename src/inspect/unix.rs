@@ -25,7 +25,7 @@ use super::{
     base_record, read_and_hash, seek_start, wants_facts, Cost, Hashed, Outcome, Stat, CHUNK,
     RETRIES,
 };
-use crate::facts::MAX_XATTR;
+use crate::facts::{Facts, ImaFact, MAX_XATTR};
 use crate::record::{FileType, Record, Unhashed};
 
 /// Per-thread state reused across files: no allocation per file beyond the
@@ -239,6 +239,20 @@ impl Inspector {
             FileType::File => {
                 // Reached only when the file could not be opened.
                 r.unhashed = Some(Unhashed::Unreadable);
+                // Its security.ima can still be read without opening it,
+                // so provenance can say one is there, though not verified.
+                if wants_facts(&r.path, r.class) {
+                    if let Some(xattr) = path_ima_xattr(host) {
+                        let ima = Some(ImaFact {
+                            xattr,
+                            digest: None,
+                        });
+                        r.facts = Some(Arc::new(Facts {
+                            ima,
+                            ..Facts::default()
+                        }));
+                    }
+                }
             }
             FileType::Symlink => match std::fs::read_link(host) {
                 Ok(t) => {
@@ -409,17 +423,42 @@ impl Inspector {
 /// very file being hashed, whatever its path now names. `None` when it has
 /// none, it is larger than [`MAX_XATTR`], or xattrs are unsupported.
 pub(super) fn ima_xattr(file: &File) -> Option<Vec<u8>> {
+    read_ima(|buf| {
+        // SAFETY: a valid fd; the name is NUL-terminated; buf is valid for
+        // buf.len() bytes.
+        unsafe {
+            libc::fgetxattr(
+                file.as_raw_fd(),
+                c"security.ima".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        }
+    })
+}
+
+/// `security.ima` of a file that could not be opened, by path, without
+/// following a final symlink (`lgetxattr`).
+fn path_ima_xattr(host: &Path) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(host.as_os_str().as_bytes()).ok()?;
+    read_ima(|buf| {
+        // SAFETY: c and the name are NUL-terminated; buf is valid for
+        // buf.len() bytes.
+        unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                c"security.ima".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        }
+    })
+}
+
+/// Runs one `getxattr`-style call into a [`MAX_XATTR`] buffer.
+fn read_ima(get: impl FnOnce(&mut [u8]) -> isize) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; MAX_XATTR];
-    // SAFETY: a valid fd; the name is NUL-terminated; buf is valid for
-    // buf.len() bytes.
-    let n = unsafe {
-        libc::fgetxattr(
-            file.as_raw_fd(),
-            c"security.ima".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let n = get(&mut buf);
     if n <= 0 {
         return None;
     }
@@ -789,6 +828,29 @@ mod tests {
         };
         let ima = r.facts.unwrap().ima.clone().unwrap();
         assert_eq!((ima.xattr, ima.digest), (vec![9, 9], None));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_opened_still_reports_its_ima_xattr() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("libsecret.so");
+        std::fs::write(&p, b"x").unwrap();
+        if !set_ima(&p, &[4, 4, 1]) {
+            eprintln!("security.ima cannot be set here: skipped");
+            return;
+        }
+        let mut insp = Inspector::default();
+        let meta = insp.lstat(&p).unwrap();
+        // What the inspector records when the open was refused (as root, a
+        // mode cannot refuse it, so the refusal is taken as given).
+        let Outcome::Record(r, None) =
+            insp.record_meta(&p, b"/usr/lib/libsecret.so".to_vec(), &meta)
+        else {
+            panic!()
+        };
+        assert_eq!(r.unhashed, Some(Unhashed::Unreadable));
+        let ima = r.facts.unwrap().ima.clone().unwrap();
+        assert_eq!((ima.xattr, ima.digest), (vec![4, 4, 1], None));
     }
 
     #[test]
