@@ -96,7 +96,7 @@ impl Inspector {
     /// `prior`, a regular file whose identity (dev, inode, size, mtime,
     /// ctime) is unchanged keeps its old digest and facts without being
     /// read (unless the prior record lacks facts it should have: see
-    /// [`reusable`]).
+    /// `reusable`).
     pub fn inspect(
         &mut self,
         host: &Path,
