@@ -86,6 +86,7 @@ fn records(n: usize) -> Vec<Record> {
             unhashed: None,
             target: None,
             class: FileClass::ElfDyn,
+            facts: None,
         })
         .collect()
 }

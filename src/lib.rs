@@ -18,6 +18,7 @@ pub mod config;
 pub mod diff;
 pub mod error;
 pub mod escape;
+pub mod facts;
 pub mod finding;
 pub mod formats;
 pub mod inspect;

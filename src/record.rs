@@ -1,10 +1,17 @@
 //! What libwarden knows about one path: the unit stored in a baseline and
 //! compared by `check`. Paths are raw bytes (never lossy UTF-8), as seen
 //! inside `--root`.
+//!
+//! A record's stored value is versioned: [`ENCODING_V1`] holds the metadata
+//! and digest; [`ENCODING_V2`] appends the file's [`Facts`]. Both decode (a
+//! V1 value has no facts, which makes the next inspection gather them).
+
+use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
 use crate::escape;
+use crate::facts::Facts;
 
 /// The type of a file system entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -178,6 +185,14 @@ pub struct Record {
     #[serde(serialize_with = "ser_target", skip_serializing_if = "Option::is_none")]
     pub target: Option<Vec<u8>>,
     pub class: FileClass,
+    /// What the judges need from the content, gathered with the digest:
+    /// `None` when the file was not looked at for facts (not a regular file,
+    /// not hashed, a class that needs none, or a value written before facts
+    /// existed). Shared, not copied, when an unchanged file's record is
+    /// carried over from the baseline. Kept out of the JSON `before`/`after`
+    /// records.
+    #[serde(skip)]
+    pub facts: Option<Arc<Facts>>,
 }
 
 fn ser_path<S: Serializer>(p: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -221,9 +236,9 @@ impl Record {
     }
 
     /// Encodes everything but the path (the store's key) in a compact,
-    /// versioned binary form.
+    /// versioned binary form ([`ENCODING_V2`]).
     pub fn encode_value(&self, out: &mut Vec<u8>) {
-        out.push(ENCODING_V1);
+        out.push(ENCODING_V2);
         out.push(self.ftype.tag());
         out.push(self.class as u8);
         out.push(match self.unhashed {
@@ -257,13 +272,28 @@ impl Record {
             }
             None => out.push(0),
         }
+        match &self.facts {
+            None => out.push(0),
+            Some(f) => {
+                out.push(1);
+                // Length-prefixed, so the facts decode from exactly their
+                // own bytes.
+                let at = out.len();
+                out.extend_from_slice(&[0; 4]);
+                f.encode(out);
+                let n = (out.len() - at - 4) as u32;
+                out[at..at + 4].copy_from_slice(&n.to_le_bytes());
+            }
+        }
     }
 
-    /// Decodes a value written by [`Record::encode_value`]. `None` on any
-    /// malformed input: a corrupt baseline is reported, never trusted.
+    /// Decodes a value written by [`Record::encode_value`], or by a build
+    /// that wrote [`ENCODING_V1`]. `None` on any malformed input: a corrupt
+    /// baseline is reported, never trusted.
     pub fn decode_value(path: &[u8], v: &[u8]) -> Option<Record> {
         let mut r = Reader(v);
-        if r.u8()? != ENCODING_V1 {
+        let version = r.u8()?;
+        if version != ENCODING_V1 && version != ENCODING_V2 {
             return None;
         }
         let ftype = FileType::from_tag(r.u8()?)?;
@@ -292,6 +322,17 @@ impl Record {
             }
             _ => return None,
         };
+        let facts = match version {
+            ENCODING_V1 => None,
+            _ => match r.u8()? {
+                0 => None,
+                1 => {
+                    let n = r.u32()? as usize;
+                    Some(Arc::new(Facts::decode(r.take(n)?)?))
+                }
+                _ => return None,
+            },
+        };
         if !r.0.is_empty() {
             return None;
         }
@@ -311,11 +352,15 @@ impl Record {
             unhashed,
             target,
             class,
+            facts,
         })
     }
 }
 
-const ENCODING_V1: u8 = 1;
+/// Metadata, digest, symlink target, class.
+pub const ENCODING_V1: u8 = 1;
+/// [`ENCODING_V1`] followed by the optional, length-prefixed [`Facts`].
+pub const ENCODING_V2: u8 = 2;
 
 struct Reader<'a>(&'a [u8]);
 
@@ -363,27 +408,101 @@ mod tests {
             unhashed: None,
             target: Some(b"libfoo.so.1.2\xff".to_vec()),
             class: FileClass::ElfDyn,
+            facts: None,
         }
+    }
+
+    /// The sample without facts and with each sample of facts.
+    fn samples(path: &[u8]) -> Vec<Record> {
+        let mut out = vec![sample(path)];
+        for f in crate::facts::tests::samples() {
+            let mut r = sample(path);
+            r.facts = Some(Arc::new(f));
+            out.push(r);
+        }
+        out
     }
 
     #[test]
     fn encoding_round_trips() {
-        let r = sample(b"/usr/lib/libfoo.so.1");
-        let mut v = Vec::new();
-        r.encode_value(&mut v);
-        assert_eq!(Record::decode_value(&r.path, &v), Some(r));
+        for r in samples(b"/usr/lib/libfoo.so.1") {
+            let mut v = Vec::new();
+            r.encode_value(&mut v);
+            assert_eq!(v[0], ENCODING_V2);
+            assert_eq!(Record::decode_value(&r.path, &v), Some(r));
+        }
     }
 
     #[test]
     fn truncated_or_extended_values_are_rejected() {
-        let r = sample(b"/x");
+        for r in samples(b"/x") {
+            let mut v = Vec::new();
+            r.encode_value(&mut v);
+            for n in 0..v.len() {
+                assert_eq!(Record::decode_value(b"/x", &v[..n]), None);
+            }
+            v.push(0);
+            assert_eq!(Record::decode_value(b"/x", &v), None);
+        }
+    }
+
+    /// The value this build's predecessor wrote: V2 minus the facts byte,
+    /// under the V1 tag.
+    fn v1_value(r: &Record) -> Vec<u8> {
+        let mut bare = r.clone();
+        bare.facts = None;
+        let mut v = Vec::new();
+        bare.encode_value(&mut v);
+        assert_eq!(v.pop(), Some(0));
+        v[0] = ENCODING_V1;
+        v
+    }
+
+    #[test]
+    fn v1_values_still_decode_without_facts() {
+        let r = sample(b"/usr/lib/libfoo.so.1");
+        let v = v1_value(&r);
+        assert_eq!(Record::decode_value(&r.path, &v), Some(r.clone()));
+        for n in 0..v.len() {
+            assert_eq!(Record::decode_value(&r.path, &v[..n]), None);
+        }
+        // A V1 value carries no facts section: one appended is garbage.
+        let mut longer = v.clone();
+        longer.push(0);
+        assert_eq!(Record::decode_value(&r.path, &longer), None);
+        // And an unknown version is refused.
+        let mut v3 = v;
+        v3[0] = 3;
+        assert_eq!(Record::decode_value(&r.path, &v3), None);
+    }
+
+    #[test]
+    fn facts_with_a_wrong_length_or_garbage_are_rejected() {
+        let mut r = sample(b"/x");
+        r.facts = Some(Arc::default());
         let mut v = Vec::new();
         r.encode_value(&mut v);
-        for n in 0..v.len() {
-            assert_eq!(Record::decode_value(b"/x", &v[..n]), None);
+        // ... 1 (facts present), u32 length 4, four empty tags.
+        let at = v.len() - 4 - 4;
+        for (len, what) in [(3u32, "short"), (5, "long"), (u32::MAX, "huge")] {
+            let mut bad = v.clone();
+            bad[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            assert_eq!(Record::decode_value(b"/x", &bad), None, "{what}");
         }
-        v.push(0);
-        assert_eq!(Record::decode_value(b"/x", &v), None);
+        let mut bad = v.clone();
+        bad[at - 1] = 2;
+        assert_eq!(Record::decode_value(b"/x", &bad), None);
+        let mut bad = v;
+        let n = bad.len();
+        bad[n - 1] = 0xee;
+        assert_eq!(Record::decode_value(b"/x", &bad), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(data: Vec<u8>) {
+            let _ = Record::decode_value(b"/x", &data);
+        }
     }
 
     #[test]

@@ -10,13 +10,9 @@ use super::objects::Object;
 use super::{bytes, show, Audit, Context};
 use crate::diff::is_loader_name;
 use crate::finding::{Finding, Kind, Severity};
+use crate::formats::elf::{is_canonical_loader_name, is_glibc_loader};
 use crate::record::{FileClass, FileType};
 use crate::scan;
-
-/// The string glibc's loader opens for its preload list.
-const PRELOAD_STRING: &[u8] = b"/etc/ld.so.preload";
-/// Loaders are a few hundred kB; this bounds a hostile one.
-const CAP: u64 = 64 << 20;
 
 /// Directories a `PT_INTERP` may name (plus `/lib/<triplet>` and
 /// `/usr/lib/<triplet>`).
@@ -42,13 +38,10 @@ fn name_of(p: &[u8]) -> &[u8] {
     p.rsplit(|&b| b == b'/').next().unwrap_or(p)
 }
 
-/// A glibc loader (musl's has no preload list).
-fn is_glibc_loader(name: &[u8]) -> bool {
-    is_canonical_loader_name(name) && !name.starts_with(b"ld-musl-")
-}
-
 /// A real glibc loader: named like one and carrying a loader's SONAME
-/// (which also leaves out debug-info copies with the same name).
+/// (which also leaves out debug-info copies with the same name). Whether
+/// its content still names the preload list is a fact the inspection
+/// gathered while hashing it (see [`crate::facts::PRELOAD_STRING`]).
 fn patched(cx: &Context, objs: &[Object], a: &mut Audit) {
     for r in cx.records.iter().filter(|r| {
         r.ftype == FileType::File
@@ -60,58 +53,24 @@ fn patched(cx: &Context, objs: &[Object], a: &mut Audit) {
                 .and_then(|i| objs[i].info.soname.as_deref())
                 .is_some_and(is_glibc_loader)
     }) {
-        let data = match cx.root.read_file(&super::path(&r.path), CAP) {
-            Ok(d) => d,
-            Err(e) => {
-                a.findings.push(Finding::audit(
-                    Kind::Loader,
-                    Severity::Medium,
-                    r.path.clone(),
-                    format!("dynamic loader cannot be read to verify it: {e}"),
-                ));
-                continue;
-            }
-        };
-        if !data
-            .windows(PRELOAD_STRING.len())
-            .any(|w| w == PRELOAD_STRING)
-        {
-            a.findings.push(Finding::audit(
+        match r.facts.as_deref().and_then(|f| f.preload_string) {
+            Some(true) => {}
+            Some(false) => a.findings.push(Finding::audit(
                 Kind::Loader,
                 Severity::Critical,
                 r.path.clone(),
                 "dynamic loader no longer contains \"/etc/ld.so.preload\": patched to read its preload list from another file (a rootkit technique)".into(),
-            ));
+            )),
+            // Every hashed loader has the fact; a record without it never
+            // had its content looked at.
+            None => a.findings.push(Finding::audit(
+                Kind::Loader,
+                Severity::Medium,
+                r.path.clone(),
+                "dynamic loader cannot be read to verify it: its content was not inspected".into(),
+            )),
         }
     }
-}
-
-/// `ld-linux-x86-64.so.2`, `ld64.so.1`, `ld-musl-x86_64.so.1`, `ld-2.36.so`,
-/// `ld.so.1`, `ld-linux.so.2`: a real loader's name, nothing appended.
-pub fn is_canonical_loader_name(name: &[u8]) -> bool {
-    let Ok(s) = std::str::from_utf8(name) else {
-        return false;
-    };
-    let digits_dots = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    let ident = |t: &str| {
-        t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
-    if let Some(v) = s.strip_prefix("ld-").and_then(|r| r.strip_suffix(".so")) {
-        // Old glibc: ld-2.31.so
-        return digits_dots(v);
-    }
-    if s == "ld.so.1" {
-        return true;
-    }
-    let Some((stem, ver)) = s.split_once(".so.") else {
-        return false;
-    };
-    if !digits_dots(ver) {
-        return false;
-    }
-    (stem.starts_with("ld-linux") || stem.starts_with("ld64") || stem.starts_with("ld-musl-"))
-        && ident(stem)
 }
 
 /// Looks like a loader, but something was appended or changed in its name.

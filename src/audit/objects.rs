@@ -1,8 +1,11 @@
 //! The ELF objects the audit reads: every ELF file the scan found in the
 //! search paths (by its record's class) and every ELF file directly in the
-//! configured executable dirs. Opened inside the root without following a
-//! final symlink and without blocking, parsed with [`crate::formats::elf`] through
-//! bounded `pread`s; nothing is mapped, loaded or executed.
+//! configured executable dirs. Those of the scan come from their records'
+//! facts, parsed by the inspection from the descriptor it hashed (nothing is
+//! opened again); those of the executable dirs, which have no records, are
+//! opened inside the root without following a final symlink and without
+//! blocking, and parsed with [`crate::formats::elf`] through bounded `pread`s.
+//! Nothing is mapped, loaded or executed.
 
 use crate::sys::{MetadataExt, OpenOptionsNoFollow};
 use std::collections::HashSet;
@@ -12,6 +15,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::{bytes, Context};
+use crate::facts::ElfFact;
 use crate::formats::elf::{self, ElfError, ElfInfo};
 use crate::record::{FileClass, FileType};
 use crate::rootfs::Root;
@@ -37,19 +41,31 @@ impl Object {
     }
 }
 
-/// Parses every ELF object; counts those that could not be read.
+/// Every ELF object; counts those that could not be read or parsed.
 pub fn collect(cx: &Context, notes: &mut Vec<String>) -> Vec<Object> {
-    let from_scan: Vec<(PathBuf, u32, u32, bool)> = cx
-        .records
-        .iter()
-        .filter(|r| {
-            r.ftype == FileType::File
-                && matches!(r.class, FileClass::ElfDyn | FileClass::ElfExec)
-                && !is_debug_file(&r.path)
-        })
-        .map(|r| (super::path(&r.path), r.mode, r.uid, true))
-        .collect();
-    let known: HashSet<&Path> = from_scan.iter().map(|(p, ..)| p.as_path()).collect();
+    let mut failed = 0usize;
+    let mut out: Vec<Object> = Vec::new();
+    let mut known: HashSet<PathBuf> = HashSet::new();
+    for r in cx.records.iter().filter(|r| {
+        r.ftype == FileType::File
+            && matches!(r.class, FileClass::ElfDyn | FileClass::ElfExec)
+            && !is_debug_file(&r.path)
+    }) {
+        let path = super::path(&r.path);
+        known.insert(path.clone());
+        // An ELF record without parsed headers: the inspection could not
+        // parse them (or never gathered them).
+        match r.facts.as_deref().and_then(|f| f.elf.as_ref()) {
+            Some(ElfFact::Parsed(info)) => out.push(Object {
+                path,
+                mode: r.mode,
+                uid: r.uid,
+                in_search_path: true,
+                info: info.clone(),
+            }),
+            Some(ElfFact::Unparsable) | None => failed += 1,
+        }
+    }
     let mut todo = Vec::new();
     let mut dirs_seen = HashSet::new();
     for d in cx.exec_dirs {
@@ -72,41 +88,35 @@ pub fn collect(cx: &Context, notes: &mut Vec<String>) -> Vec<Object> {
         for n in names {
             let p = dir.join(n);
             if !known.contains(p.as_path()) {
-                todo.push((p, 0, 0, false));
+                todo.push(p);
             }
         }
     }
-    todo.extend(from_scan);
     let parsed: Vec<Result<Option<Object>, ()>> = todo
         .into_par_iter()
-        .map(|(path, mode, uid, in_sp)| read_one(cx.root, path, mode, uid, in_sp))
+        .map(|path| read_exec(cx.root, path))
         .collect();
-    let failed = parsed.iter().filter(|r| r.is_err()).count();
+    failed += parsed.iter().filter(|r| r.is_err()).count();
     if failed > 0 {
         notes.push(format!(
             "{failed} ELF file{} could not be read or parsed for the RPATH and loader audits",
             if failed == 1 { "" } else { "s" }
         ));
     }
-    let mut out: Vec<Object> = parsed.into_iter().flatten().flatten().collect();
+    out.extend(parsed.into_iter().flatten().flatten());
     // Byte order, as the records: callers binary-search it.
     out.sort_by(|a, b| bytes(&a.path).cmp(bytes(&b.path)));
     out
 }
 
-/// `Ok(None)`: not ELF (an executable dir holds scripts too). `Err`: an ELF
-/// file that could not be read or parsed.
-fn read_one(
-    root: &Root,
-    path: PathBuf,
-    mode: u32,
-    uid: u32,
-    in_search_path: bool,
-) -> Result<Option<Object>, ()> {
+/// A file of an executable dir. `Ok(None)`: not ELF (an executable dir
+/// holds scripts too), gone, or not a regular file. `Err`: an ELF file that
+/// could not be read or parsed.
+fn read_exec(root: &Root, path: PathBuf) -> Result<Option<Object>, ()> {
     let host = root.host_path(&path);
     let file = match File::options().read(true).no_follow().open(&host) {
         Ok(f) => f,
-        // Gone since the scan, or replaced by a symlink: nothing to read.
+        // Gone since the listing, or replaced by a symlink: nothing to read.
         Err(e) if crate::sys::is_not_found(&e) || crate::sys::is_loop(&e) => return Ok(None),
         Err(_) => return Err(()),
     };
@@ -114,20 +124,15 @@ fn read_one(
     if !meta.is_file() {
         return Ok(None);
     }
-    let (mode, uid) = if in_search_path {
-        (mode, uid)
-    } else {
-        (meta.mode(), meta.uid())
-    };
     match elf::parse_file(&file, meta.len()) {
         Ok(info) => Ok(Some(Object {
             path,
-            mode,
-            uid,
-            in_search_path,
+            mode: meta.mode(),
+            uid: meta.uid(),
+            in_search_path: false,
             info,
         })),
-        Err(ElfError::NotElf) if !in_search_path => Ok(None),
+        Err(ElfError::NotElf) => Ok(None),
         Err(_) => Err(()),
     }
 }

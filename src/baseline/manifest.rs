@@ -161,6 +161,7 @@ fn parse_line(line: &[u8]) -> Option<Record> {
             Some(unpct(f[8])?)
         },
         class: class_from_name(&text(f[6])?)?,
+        facts: None,
     })
 }
 
@@ -256,6 +257,7 @@ mod tests {
 
     fn meta() -> Meta {
         Meta {
+            schema: crate::baseline::store::SCHEMA,
             generation: 2,
             baseline_id: [1; 16],
             written: 5,

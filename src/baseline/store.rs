@@ -1,6 +1,6 @@
 //! The baseline store: one sled database, owned by this module alone.
 //!
-//! Layout (schema 2): the default tree holds `schema` (u32) and `current`
+//! Layout (schemas 2 and 3): the default tree holds `schema` (u32) and `current`
 //! (the [`Meta`] of the live generation); each generation's records live in
 //! a tree `gen/N` as path-sorted *chunks* of about [`CHUNK_BYTES`], keyed by
 //! the chunk's index (u32, big-endian) and holding, per record, the
@@ -16,6 +16,13 @@
 //! A generation may also own a tree `extra/N` of opaque pairs (provenance
 //! state: package versions, cached MD5s), written before the same switch
 //! and folded into the same digest.
+//!
+//! Schema 3 is schema 2 with record values that may carry the file's facts
+//! (`record::ENCODING_V2`), which a schema-2 build would refuse as corrupt:
+//! the first generation written by this build raises the stored schema so
+//! such a build says "newer schema" instead. Schema-2 stores are still read
+//! (their values are V1: no facts), and each generation's header keeps the
+//! schema it was written (and signed) with.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,7 +31,9 @@ use crate::error::{Error, Result};
 use crate::record::Record;
 
 /// The schema this build writes and understands.
-pub const SCHEMA: u32 = 2;
+pub const SCHEMA: u32 = 3;
+/// The oldest schema this build still reads (same layout, no facts).
+pub const MIN_SCHEMA: u32 = 2;
 const KEY_SCHEMA: &[u8] = b"schema";
 const KEY_CURRENT: &[u8] = b"current";
 /// How long to wait for another libwarden's lock (or a killed one's to be
@@ -40,6 +49,8 @@ const BATCH: usize = 64;
 /// Facts about one generation, stored with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Meta {
+    /// The schema the generation was written with (part of what is signed).
+    pub schema: u32,
     pub generation: u64,
     /// Random, fixed at `init`: tells one baseline from another.
     pub baseline_id: [u8; 16],
@@ -79,7 +90,7 @@ impl Meta {
 
     fn encode_unsigned(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(192 + self.root.len());
-        v.extend_from_slice(&SCHEMA.to_le_bytes());
+        v.extend_from_slice(&self.schema.to_le_bytes());
         v.extend_from_slice(&self.generation.to_le_bytes());
         v.extend_from_slice(&self.baseline_id);
         v.extend_from_slice(&self.written.to_le_bytes());
@@ -93,7 +104,7 @@ impl Meta {
     fn decode(v: &[u8]) -> Option<Meta> {
         let take = |o: usize, n: usize| v.get(o..o + n);
         let schema = u32::from_le_bytes(take(0, 4)?.try_into().ok()?);
-        if schema != SCHEMA {
+        if !(MIN_SCHEMA..=SCHEMA).contains(&schema) {
             return None;
         }
         let generation = u64::from_le_bytes(take(4, 8)?.try_into().ok()?);
@@ -113,6 +124,7 @@ impl Meta {
             _ => return None,
         };
         Some(Meta {
+            schema,
             generation,
             baseline_id,
             written,
@@ -238,7 +250,7 @@ impl Store {
                         found,
                         supported: SCHEMA,
                     })
-                } else if found < SCHEMA {
+                } else if found < MIN_SCHEMA {
                     Err(self.corrupt(format!("schema {found} is older than any this build reads")))
                 } else {
                     Ok(())
@@ -374,6 +386,12 @@ impl Store {
     ) -> Result<Meta> {
         let old = self.current_meta()?;
         let generation = old.as_ref().map_or(1, |m| m.generation + 1);
+        // Before any value of this schema is written (and flushed with the
+        // records, before the switch): a build that cannot read them must
+        // see a newer schema, not a corrupt store.
+        self.db
+            .insert(KEY_SCHEMA, &SCHEMA.to_le_bytes())
+            .map_err(|e| self.sled_err(e))?;
         let name = gen_name(generation);
         // A tree of this name can only be left over from a write that never
         // switched (a crash): start it afresh.
@@ -413,6 +431,7 @@ impl Store {
         let digest = *hasher.finalize().as_bytes();
         self.flush()?;
         let mut meta = Meta {
+            schema: SCHEMA,
             generation,
             baseline_id: old.as_ref().map_or_else(new_id, |m| m.baseline_id),
             written: now_secs(),
@@ -616,6 +635,7 @@ mod tests {
             unhashed: None,
             target: None,
             class: FileClass::Other,
+            facts: None,
         }
     }
 
@@ -690,6 +710,74 @@ mod tests {
         assert!(matches!(
             Store::open(t.path()),
             Err(Error::NewerSchema { .. })
+        ));
+    }
+
+    #[test]
+    fn schema_2_stores_are_read_and_raised_by_the_next_write() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::create(t.path(), false).unwrap();
+        // What a schema-2 build wrote: V1 values under a signed schema-2
+        // header.
+        let r = rec("/a", 1);
+        let mut v = Vec::new();
+        r.encode_value(&mut v);
+        assert_eq!(v.pop(), Some(0), "no facts");
+        v[0] = crate::record::ENCODING_V1;
+        let mut chunk = Vec::new();
+        push_pair(&mut chunk, b"/a", &v);
+        let mut h = blake3::Hasher::new();
+        digest_pair(&mut h, b"/a", &v);
+        s.db.open_tree(gen_name(1))
+            .unwrap()
+            .insert(0u32.to_be_bytes(), chunk)
+            .unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let mut meta = Meta {
+            schema: 2,
+            generation: 1,
+            baseline_id: [5; 16],
+            written: 7,
+            count: 1,
+            digest: *h.finalize().as_bytes(),
+            root: b"/".to_vec(),
+            signature: None,
+        };
+        meta.signature = Some(crate::baseline::signing::sign(&key, &meta.signed_bytes()));
+        s.db.insert(KEY_SCHEMA, &2u32.to_le_bytes()).unwrap();
+        s.db.insert(KEY_CURRENT, meta.encode()).unwrap();
+        s.db.flush().unwrap();
+        drop(s);
+
+        let s = Store::open(t.path()).unwrap();
+        let (m, recs) = s.load().unwrap();
+        assert_eq!(m, meta);
+        assert_eq!(recs, vec![r]);
+        assert!(crate::baseline::signing::verify(
+            &key.verifying_key(),
+            m.signature.as_ref(),
+            &m.signed_bytes()
+        )
+        .is_ok());
+        // The next generation is this schema, and so is the store: an older
+        // build now refuses it as newer instead of misreading it.
+        let m2 = s.write_generation(&recs, b"/", None).unwrap();
+        assert_eq!(m2.schema, SCHEMA);
+        let stored = s.db.get(KEY_SCHEMA).unwrap().unwrap();
+        assert_eq!(stored.as_ref(), SCHEMA.to_le_bytes());
+        assert_eq!(s.load().unwrap().1, recs);
+    }
+
+    #[test]
+    fn schemas_older_than_2_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::create(t.path(), false).unwrap();
+        s.db.insert(KEY_SCHEMA, &1u32.to_le_bytes()).unwrap();
+        s.db.flush().unwrap();
+        drop(s);
+        assert!(matches!(
+            Store::open(t.path()),
+            Err(Error::CorruptBaseline { .. })
         ));
     }
 

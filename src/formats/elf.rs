@@ -7,6 +7,10 @@
 //! (the whole file is never read), counts are capped, and no input can make
 //! it panic (a property test feeds it random and truncated bytes). It reads
 //! through [`ReadAt`], from a file descriptor with `pread` or from a buffer.
+//!
+//! It also owns the file-name tests for ELF objects that both the
+//! inspection (deciding which facts to gather) and the judges use: shared
+//! object names and the dynamic loader's names.
 
 use crate::sys::FileExt;
 use std::fs::File;
@@ -19,9 +23,9 @@ const MAX_PHENTSIZE: usize = 256;
 /// At most this many bytes of the dynamic section are read.
 const MAX_DYNAMIC: u64 = 1 << 20;
 /// Strings longer than this are cut (a real RPATH is far shorter).
-const MAX_STR: u64 = 4096;
+pub const MAX_STR: u64 = 4096;
 /// At most this many DT_NEEDED/DT_RPATH/DT_RUNPATH strings are kept.
-const MAX_STRINGS: usize = 1024;
+pub const MAX_STRINGS: usize = 1024;
 
 const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
@@ -370,6 +374,51 @@ fn read_str<R: ReadAt + ?Sized>(src: &R, at: u64, end: u64) -> Option<Vec<u8>> {
 /// Parses an open regular file of length `len`.
 pub fn parse_file(file: &File, len: u64) -> Result<ElfInfo, ElfError> {
     parse(&FileAt { file, len })
+}
+
+/// `*.so` or `*.so.<digit>...` (not `ld.so.cache`, `ld.so.conf`).
+pub fn is_so_name(name: &[u8]) -> bool {
+    name.windows(3).enumerate().any(|(i, w)| {
+        w == b".so"
+            && match name.get(i + 3) {
+                None => true,
+                Some(b'.') => name.get(i + 4).is_some_and(|c| c.is_ascii_digit()),
+                _ => false,
+            }
+    })
+}
+
+/// `ld-linux-x86-64.so.2`, `ld64.so.1`, `ld-musl-x86_64.so.1`, `ld-2.36.so`,
+/// `ld.so.1`, `ld-linux.so.2`: a real loader's name, nothing appended.
+pub fn is_canonical_loader_name(name: &[u8]) -> bool {
+    let Ok(s) = std::str::from_utf8(name) else {
+        return false;
+    };
+    let digits_dots = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let ident = |t: &str| {
+        t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if let Some(v) = s.strip_prefix("ld-").and_then(|r| r.strip_suffix(".so")) {
+        // Old glibc: ld-2.31.so
+        return digits_dots(v);
+    }
+    if s == "ld.so.1" {
+        return true;
+    }
+    let Some((stem, ver)) = s.split_once(".so.") else {
+        return false;
+    };
+    if !digits_dots(ver) {
+        return false;
+    }
+    (stem.starts_with("ld-linux") || stem.starts_with("ld64") || stem.starts_with("ld-musl-"))
+        && ident(stem)
+}
+
+/// A glibc loader's name (musl's loader has no preload list).
+pub fn is_glibc_loader(name: &[u8]) -> bool {
+    is_canonical_loader_name(name) && !name.starts_with(b"ld-musl-")
 }
 
 #[cfg(test)]

@@ -4,18 +4,11 @@
 //! version 2). A digest is checked against the content; a signature is
 //! verified (RSA PKCS#1 v1.5 over the content digest, as `evmctl` makes
 //! them) against the keys of the `ima_keys` config, or reported as not
-//! verified when none is configured.
-
-#[cfg(unix)]
-use crate::sys::OsStrExt;
-use std::io::Read;
-use std::path::Path;
+//! verified when none is configured. The xattr is read, and the content
+//! digest computed, by the inspection (from the descriptor it hashes, with
+//! [`ContentHasher`]); this module only parses and names.
 
 use sha2::Digest;
-
-/// The xattr value is at most a few hundred bytes (an RSA-4096 signature).
-#[cfg(unix)]
-const XATTR_CAP: usize = 4096;
 
 /// What `security.ima` holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,58 +61,58 @@ pub fn parse(v: &[u8]) -> Option<Ima> {
     })
 }
 
-/// No `security.ima` outside Linux: always `None`.
-#[cfg(not(unix))]
-pub fn read_xattr(_host: &Path) -> Option<Vec<u8>> {
-    // No extended attributes (IMA is Linux's): there is nothing to read.
-    None
+/// A content digest with an IMA algorithm, fed as the content is read (the
+/// inspection feeds it from the same reads as BLAKE3).
+#[derive(Clone)]
+pub enum ContentHasher {
+    Sha1(sha1::Sha1),
+    Sha224(sha2::Sha224),
+    Sha256(sha2::Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
 }
 
-/// Reads `security.ima` of a host path without following a symlink.
-/// `None` when the file has none (or xattrs are unsupported).
-#[cfg(unix)]
-pub fn read_xattr(host: &Path) -> Option<Vec<u8>> {
-    let c = std::ffi::CString::new(host.as_os_str().as_bytes()).ok()?;
-    let mut buf = vec![0u8; XATTR_CAP];
-    // SAFETY: `c` is NUL-terminated, `buf` is valid for `buf.len()` bytes.
-    let n = unsafe {
-        libc::lgetxattr(
-            c.as_ptr(),
-            c"security.ima".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n <= 0 {
-        return None;
+impl ContentHasher {
+    /// `None` for an algorithm libwarden does not implement.
+    pub fn new(algo: &str) -> Option<ContentHasher> {
+        Some(match algo {
+            "sha1" => ContentHasher::Sha1(sha1::Sha1::new()),
+            "sha224" => ContentHasher::Sha224(sha2::Sha224::new()),
+            "sha256" => ContentHasher::Sha256(sha2::Sha256::new()),
+            "sha384" => ContentHasher::Sha384(sha2::Sha384::new()),
+            "sha512" => ContentHasher::Sha512(sha2::Sha512::new()),
+            _ => return None,
+        })
     }
-    buf.truncate(n as usize);
-    Some(buf)
-}
 
-/// The content's digest with `algo`, read from `reader`; `None` for an
-/// algorithm libwarden does not implement.
-pub fn digest_of(algo: &str, reader: &mut dyn Read) -> Option<std::io::Result<Vec<u8>>> {
-    fn run<D: Digest>(mut d: D, r: &mut dyn Read) -> std::io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            match r.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => d.update(buf.get(..n).unwrap_or_default()),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            ContentHasher::Sha1(d) => d.update(data),
+            ContentHasher::Sha224(d) => d.update(data),
+            ContentHasher::Sha256(d) => d.update(data),
+            ContentHasher::Sha384(d) => d.update(data),
+            ContentHasher::Sha512(d) => d.update(data),
         }
-        Ok(d.finalize().to_vec())
     }
-    Some(match algo {
-        "sha1" => run(sha1::Sha1::new(), reader),
-        "sha256" => run(sha2::Sha256::new(), reader),
-        "sha384" => run(sha2::Sha384::new(), reader),
-        "sha512" => run(sha2::Sha512::new(), reader),
-        "sha224" => run(sha2::Sha224::new(), reader),
-        _ => return None,
-    })
+
+    pub fn finish(self) -> Vec<u8> {
+        match self {
+            ContentHasher::Sha1(d) => d.finalize().to_vec(),
+            ContentHasher::Sha224(d) => d.finalize().to_vec(),
+            ContentHasher::Sha256(d) => d.finalize().to_vec(),
+            ContentHasher::Sha384(d) => d.finalize().to_vec(),
+            ContentHasher::Sha512(d) => d.finalize().to_vec(),
+        }
+    }
+}
+
+/// The algorithm of the content digest an xattr value is checked against:
+/// that of its hash, or the one its signature was made over.
+pub fn content_algo(xattr: &[u8]) -> Option<&'static str> {
+    match parse(xattr)? {
+        Ima::Hash { algo, .. } | Ima::Signature { algo, .. } => Some(algo),
+        Ima::Other(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +138,21 @@ mod tests {
             })
         );
         assert_eq!(parse(&[]), None);
+    }
+
+    #[test]
+    fn content_digests_match_the_one_shot_digests() {
+        let data = b"abc";
+        let mut h = ContentHasher::new("sha256").unwrap();
+        h.update(&data[..1]);
+        h.update(&data[1..]);
+        assert_eq!(h.finish(), sha2::Sha256::digest(data).to_vec());
+        let mut h = ContentHasher::new("sha1").unwrap();
+        h.update(data);
+        assert_eq!(h.finish(), sha1::Sha1::digest(data).to_vec());
+        assert!(ContentHasher::new("md5").is_none());
+        assert_eq!(content_algo(&[4, 6, 0]), Some("sha512"));
+        assert_eq!(content_algo(&[9]), None);
     }
 
     proptest! {

@@ -4,6 +4,15 @@
 //! so each platform has its own [`Inspector`] with the same API: `unix`
 //! (fd-relative `openat`/`fstatat`, `O_NOFOLLOW|O_NONBLOCK|O_NOATIME`) and
 //! `windows` (std's portable calls, no digest reuse from file identity).
+//!
+//! The pass that hashes a file also gathers its [`Facts`] (see
+//! [`wants_facts`] for which files carry them) from the same descriptor:
+//! the `security.ima` xattr before the content is digested, its content
+//! digest and the loader's preload string from the same reads as BLAKE3,
+//! and the ELF headers and a module's signature trailer right after, from
+//! the buffer when the file fit in one read, else by bounded `pread`s. The
+//! second `fstat` comes after all of it, so a file that changed meanwhile
+//! is retried, facts and all. The judges read the facts, not the file.
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
@@ -12,16 +21,25 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::facts::{self, ElfFact, Facts, ImaFact, ModuleFact, LOADER_CAP, PRELOAD_STRING};
+use crate::formats::elf::{self, FileAt, ReadAt};
+// The pure parsers of module trailers and IMA values; nothing else of
+// provenance is used here.
+use crate::formats::{ima, kmod};
 use crate::record::{FileClass, FileType, Record, Unhashed};
 use crate::sys::MetadataExt;
 
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
+use unix::ima_xattr;
+#[cfg(unix)]
 pub use unix::*;
 
 #[cfg(windows)]
 mod windows;
+#[cfg(windows)]
+use windows::ima_xattr;
 #[cfg(windows)]
 pub use windows::*;
 
@@ -114,21 +132,56 @@ pub fn base_record(path: Vec<u8>, m: &Stat) -> Record {
         },
         target: None,
         class: FileClass::None,
+        facts: None,
     }
 }
 
-/// Reads a whole open file into BLAKE3 through `buf` (reused per thread).
-/// Returns the digest, the class sniffed from the first read, and the
-/// bytes read. Files of at least [`LARGE`] bytes use BLAKE3's
-/// multi-threaded mode while fewer than `parallel.1` inspections are
-/// running (counted in `parallel.0`), i.e. only when cores would idle.
+/// Whether a regular file's record carries [`Facts`]: ELF objects (the
+/// audits read their headers) and whatever provenance judges (shared-object
+/// and module names, PE DLLs). Every such file that is hashed gets facts,
+/// empty or not, so a record without them was never looked at.
+pub fn wants_facts(path: &[u8], class: FileClass) -> bool {
+    wants_by_name(file_name(path)) || wants_by_class(class)
+}
+
+fn wants_by_name(name: &[u8]) -> bool {
+    elf::is_so_name(name) || kmod::is_module_name(name)
+}
+
+fn wants_by_class(class: FileClass) -> bool {
+    matches!(
+        class,
+        FileClass::ElfDyn | FileClass::ElfExec | FileClass::ElfOther | FileClass::PeDll
+    )
+}
+
+fn file_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|&b| b == b'/').next().unwrap_or(path)
+}
+
+/// What one read-and-hash pass gives.
+struct Hashed {
+    digest: [u8; 32],
+    /// Sniffed from the first read.
+    class: FileClass,
+    /// Bytes read.
+    len: u64,
+    facts: Option<Arc<Facts>>,
+}
+
+/// Reads a whole open file into BLAKE3 through `buf` (reused per thread),
+/// gathering the facts of `name` (the file name) on the way. The class is
+/// sniffed from the first read. Files of at least [`LARGE`] bytes use
+/// BLAKE3's multi-threaded mode while fewer than `parallel.1` inspections
+/// are running (counted in `parallel.0`), i.e. only when cores would idle.
 fn read_and_hash(
     mut file: &File,
     buf: &mut Vec<u8>,
     size: u64,
     parallel: Option<&(Arc<AtomicUsize>, usize)>,
     cost: &mut Cost,
-) -> io::Result<([u8; 32], FileClass, u64)> {
+    name: &[u8],
+) -> io::Result<Hashed> {
     // One read sized to the file (plus one byte, to see growth) for
     // anything that fits a chunk; chunked reads beyond.
     let want = (size as usize).saturating_add(1).clamp(4096, CHUNK);
@@ -137,8 +190,12 @@ fn read_and_hash(
     }
     let mut hasher = blake3::Hasher::new();
     let mut total: u64 = 0;
+    let mut reads = 0usize;
     let mut class = FileClass::Other;
     let parallel = parallel.filter(|_| size >= LARGE);
+    // Decided from the name now, or from the class after the first read;
+    // either way before any content is digested.
+    let mut gather = wants_by_name(name).then(|| Gather::start(file, name));
     loop {
         let n = match file.read(&mut buf[..want]) {
             Ok(0) => break,
@@ -148,13 +205,20 @@ fn read_and_hash(
         };
         if total == 0 {
             class = FileClass::sniff(&buf[..n]);
+            if gather.is_none() && wants_by_class(class) {
+                gather = Some(Gather::start(file, name));
+            }
         }
         if parallel.is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores) {
             hasher.update_rayon(&buf[..n]);
         } else {
             hasher.update(&buf[..n]);
         }
+        if let Some(g) = &mut gather {
+            g.feed(&buf[..n]);
+        }
         total += n as u64;
+        reads += 1;
         // A short read of a regular file sized under one chunk is EOF.
         if want < CHUNK && total == size && n < want {
             break;
@@ -162,7 +226,142 @@ fn read_and_hash(
     }
     cost.hashed_bytes += total;
     cost.hashed = true;
-    Ok((*hasher.finalize().as_bytes(), class, total))
+    // The whole file is still in the buffer when one read took it all.
+    let whole = (reads <= 1).then(|| &buf[..total as usize]);
+    let facts = gather.map(|g| Arc::new(g.finish(file, whole, total, class)));
+    Ok(Hashed {
+        digest: *hasher.finalize().as_bytes(),
+        class,
+        len: total,
+        facts,
+    })
+}
+
+/// Facts being gathered during one hashing pass.
+struct Gather<'n> {
+    name: &'n [u8],
+    /// The `security.ima` value and the content digest it is checked
+    /// against, when libwarden implements its algorithm.
+    ima: Option<(Vec<u8>, Option<ima::ContentHasher>)>,
+    /// A glibc loader's name: searching for the preload string.
+    preload: Option<Search>,
+}
+
+impl<'n> Gather<'n> {
+    /// Reads the xattr (before the content: it says which digest to
+    /// compute alongside BLAKE3).
+    fn start(file: &File, name: &'n [u8]) -> Gather<'n> {
+        let ima = ima_xattr(file).map(|x| {
+            let hasher = ima::content_algo(&x).and_then(ima::ContentHasher::new);
+            (x, hasher)
+        });
+        Gather {
+            name,
+            ima,
+            preload: elf::is_glibc_loader(name).then(Search::default),
+        }
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        if let Some((_, Some(h))) = &mut self.ima {
+            h.update(data);
+        }
+        if let Some(s) = &mut self.preload {
+            s.feed(data);
+        }
+    }
+
+    /// The facts, once the content has been read (`whole` when it is all
+    /// in the buffer; otherwise headers and tails are read with `pread`).
+    fn finish(self, file: &File, whole: Option<&[u8]>, len: u64, class: FileClass) -> Facts {
+        match whole {
+            Some(b) => self.finish_from(b, class),
+            None => self.finish_from(&FileAt { file, len }, class),
+        }
+    }
+
+    fn finish_from<R: ReadAt + ?Sized>(self, src: &R, class: FileClass) -> Facts {
+        let elf =
+            matches!(class, FileClass::ElfDyn | FileClass::ElfExec).then(|| {
+                match elf::parse(src) {
+                    Ok(info) => ElfFact::Parsed(info),
+                    Err(_) => ElfFact::Unparsable,
+                }
+            });
+        let module = kmod::is_module_name(self.name).then(|| match module_tail(src) {
+            None => ModuleFact::Unreadable,
+            Some(tail) => match kmod::inspect(self.name, &tail) {
+                kmod::ModuleSig::Unsigned => ModuleFact::Unsigned,
+                kmod::ModuleSig::Hidden(c) => ModuleFact::Hidden(c.to_string()),
+                kmod::ModuleSig::Signed { key_id, hash } => ModuleFact::Signed {
+                    key_id: facts::text(&key_id),
+                    hash: facts::text(&hash),
+                },
+                kmod::ModuleSig::Malformed(why) => ModuleFact::Malformed(facts::text(why)),
+            },
+        });
+        Facts {
+            elf,
+            preload_string: self.preload.map(|s| s.found),
+            module,
+            ima: self.ima.map(|(xattr, h)| ImaFact {
+                xattr,
+                digest: h.map(ima::ContentHasher::finish),
+            }),
+        }
+    }
+}
+
+/// The last bytes of a module that [`kmod::inspect`] needs: the fixed
+/// trailer, then as much as it says the signature takes.
+fn module_tail<R: ReadAt + ?Sized>(src: &R) -> Option<Vec<u8>> {
+    let len = src.size();
+    let last = |n: u64| {
+        let n = n.min(len);
+        let mut b = vec![0u8; n as usize];
+        src.read_exact_at(len - n, &mut b).then_some(b)
+    };
+    let trailer = last(kmod::TRAILER as u64)?;
+    last(kmod::tail_needed(&trailer) as u64)
+}
+
+/// A search for [`PRELOAD_STRING`] in the first [`LOADER_CAP`] bytes of a
+/// stream fed in chunks, matches across chunk boundaries included.
+#[derive(Default)]
+struct Search {
+    /// The last `PRELOAD_STRING.len() - 1` bytes fed.
+    carry: Vec<u8>,
+    seen: u64,
+    found: bool,
+}
+
+impl Search {
+    fn feed(&mut self, data: &[u8]) {
+        if self.found || self.seen >= LOADER_CAP {
+            return;
+        }
+        let room = (LOADER_CAP - self.seen).min(data.len() as u64) as usize;
+        let data = &data[..room];
+        self.seen += room as u64;
+        let keep = PRELOAD_STRING.len() - 1;
+        let contains = |b: &[u8]| b.windows(PRELOAD_STRING.len()).any(|w| w == PRELOAD_STRING);
+        if !self.carry.is_empty() {
+            let mut joint = self.carry.clone();
+            joint.extend_from_slice(&data[..data.len().min(keep)]);
+            if contains(&joint) {
+                self.found = true;
+                return;
+            }
+        }
+        if contains(data) {
+            self.found = true;
+            return;
+        }
+        self.carry
+            .extend_from_slice(&data[data.len().saturating_sub(keep)..]);
+        let excess = self.carry.len().saturating_sub(keep);
+        self.carry.drain(..excess);
+    }
 }
 
 /// Rewinds a file for another hashing pass.

@@ -21,8 +21,12 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{base_record, read_and_hash, seek_start, Cost, Outcome, Stat, CHUNK, RETRIES};
-use crate::record::{FileClass, FileType, Record, Unhashed};
+use super::{
+    base_record, read_and_hash, seek_start, wants_facts, Cost, Hashed, Outcome, Stat, CHUNK,
+    RETRIES,
+};
+use crate::facts::{Facts, ImaFact, MAX_XATTR};
+use crate::record::{FileType, Record, Unhashed};
 
 /// Per-thread state reused across files: no allocation per file beyond the
 /// record itself.
@@ -90,7 +94,9 @@ impl Inspector {
     /// Inspects `host` (a path on the host) and records it under `logical`.
     /// `hint` is the type from the directory entry, when known. With
     /// `prior`, a regular file whose identity (dev, inode, size, mtime,
-    /// ctime) is unchanged keeps its old digest without being read.
+    /// ctime) is unchanged keeps its old digest and facts without being
+    /// read (unless the prior record lacks facts it should have: see
+    /// `reusable`).
     pub fn inspect(
         &mut self,
         host: &Path,
@@ -112,7 +118,7 @@ impl Inspector {
                 if !meta.is_file() {
                     return self.record_meta(host, logical, &meta);
                 }
-                if let Some(p) = prior.filter(|p| p.blake3.is_some()) {
+                if let Some(p) = prior.filter(|p| reusable(p)) {
                     if meta.same_identity(p) {
                         return Outcome::Record(reuse(base_record(logical, &meta), p), None);
                     }
@@ -120,7 +126,7 @@ impl Inspector {
                 return self.hash_file(host, logical, cost);
             }
         }
-        if let Some(p) = prior.filter(|p| p.blake3.is_some()) {
+        if let Some(p) = prior.filter(|p| reusable(p)) {
             match self.timed_lstat(host, cost) {
                 Ok(meta) => {
                     if meta.same_identity(p) {
@@ -233,6 +239,20 @@ impl Inspector {
             FileType::File => {
                 // Reached only when the file could not be opened.
                 r.unhashed = Some(Unhashed::Unreadable);
+                // Its security.ima can still be read without opening it,
+                // so provenance can say one is there, though not verified.
+                if wants_facts(&r.path, r.class) {
+                    if let Some(xattr) = path_ima_xattr(host) {
+                        let ima = Some(ImaFact {
+                            xattr,
+                            digest: None,
+                        });
+                        r.facts = Some(Arc::new(Facts {
+                            ima,
+                            ..Facts::default()
+                        }));
+                    }
+                }
             }
             FileType::Symlink => match std::fs::read_link(host) {
                 Ok(t) => {
@@ -307,12 +327,17 @@ impl Inspector {
                 return self.record_meta(host, logical, &before);
             }
             let t = self.timing.then(Instant::now);
-            let hashed = self.hash_fd(&file, before.size, cost);
+            let hashed = self.hash_fd(&file, before.size, cost, super::file_name(&logical));
             if let Some(t) = t {
                 cost.hash += t.elapsed();
             }
             match hashed {
-                Ok((hash, class, n)) => {
+                Ok(Hashed {
+                    digest,
+                    class,
+                    len: n,
+                    facts,
+                }) => {
                     let after = match self.timed_fstat(&file, cost) {
                         Ok(m) => m,
                         Err(e) => return Outcome::Failed(format!("fstat: {e}")),
@@ -323,8 +348,9 @@ impl Inspector {
                         && after.ctime == before.ctime;
                     if stable {
                         let mut rec = base_record(logical, &before);
-                        rec.blake3 = Some(hash);
+                        rec.blake3 = Some(digest);
                         rec.class = class;
+                        rec.facts = facts;
                         return Outcome::Record(rec, None);
                     }
                     last_err = "changed while it was being hashed".into();
@@ -362,14 +388,16 @@ impl Inspector {
         r
     }
 
-    /// Reads the whole file from its descriptor into BLAKE3 (see
-    /// [`read_and_hash`]), with readahead advice for large files.
+    /// Reads the whole file from its descriptor into BLAKE3 and gathers
+    /// the facts of `name` (see [`read_and_hash`]), with readahead advice
+    /// for large files.
     fn hash_fd(
         &mut self,
         file: &File,
         size: u64,
         cost: &mut Cost,
-    ) -> io::Result<([u8; 32], FileClass, u64)> {
+        name: &[u8],
+    ) -> io::Result<Hashed> {
         if self.fadvise && size > CHUNK as u64 {
             // Queue the whole file now: the disk works on the next chunks
             // while this thread hashes the current one. Advice only; its
@@ -386,8 +414,56 @@ impl Inspector {
             size,
             self.parallel_large.as_ref(),
             cost,
+            name,
         )
     }
+}
+
+/// `security.ima` of an open file, from its descriptor (`fgetxattr`): the
+/// very file being hashed, whatever its path now names. `None` when it has
+/// none, it is larger than [`MAX_XATTR`], or xattrs are unsupported.
+pub(super) fn ima_xattr(file: &File) -> Option<Vec<u8>> {
+    read_ima(|buf| {
+        // SAFETY: a valid fd; the name is NUL-terminated; buf is valid for
+        // buf.len() bytes.
+        unsafe {
+            libc::fgetxattr(
+                file.as_raw_fd(),
+                c"security.ima".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        }
+    })
+}
+
+/// `security.ima` of a file that could not be opened, by path, without
+/// following a final symlink (`lgetxattr`).
+fn path_ima_xattr(host: &Path) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(host.as_os_str().as_bytes()).ok()?;
+    read_ima(|buf| {
+        // SAFETY: c and the name are NUL-terminated; buf is valid for
+        // buf.len() bytes.
+        unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                c"security.ima".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        }
+    })
+}
+
+/// Runs one `getxattr`-style call into a [`MAX_XATTR`] buffer.
+fn read_ima(get: impl FnOnce(&mut [u8]) -> isize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; MAX_XATTR];
+    let n = get(&mut buf);
+    if n <= 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(buf)
 }
 
 /// `fstat` of an open file.
@@ -409,10 +485,20 @@ fn lstat_error(e: io::Error) -> Outcome {
     }
 }
 
-/// Today's metadata with the prior digest and class (identity unchanged).
+/// Whether a prior record can stand for an unchanged file: it has a
+/// digest, and the facts its class and name call for. A record written
+/// before facts existed has none; its file is read once more so that the
+/// judges get them (an upgraded baseline heals on the first `check`).
+fn reusable(prior: &Record) -> bool {
+    prior.blake3.is_some() && (prior.facts.is_some() || !wants_facts(&prior.path, prior.class))
+}
+
+/// Today's metadata with the prior digest, class and facts (identity
+/// unchanged).
 fn reuse(mut now: Record, prior: &Record) -> Record {
     now.blake3 = prior.blake3;
     now.class = prior.class;
+    now.facts = prior.facts.clone();
     now.unhashed = None;
     now
 }
@@ -545,5 +631,318 @@ mod tests {
         };
         assert_eq!(r.blake3, Some([9; 32]));
         assert!(!cost.hashed);
+    }
+
+    use crate::facts::{ElfFact, Facts, ImaFact, ModuleFact, PRELOAD_STRING};
+    use crate::record::FileClass;
+
+    /// Inspects `data` written to `dir/name`; the record must be clean.
+    fn facts_of(dir: &Path, name: &str, data: &[u8]) -> Record {
+        let p = dir.join(name);
+        std::fs::write(&p, data).unwrap();
+        let logical = format!("/usr/lib/{name}").into_bytes();
+        match Inspector::default().inspect(&p, logical, None, None, &mut Cost::default()) {
+            Outcome::Record(r, None) => {
+                assert_eq!(r.blake3, Some(*blake3::hash(data).as_bytes()), "{name}");
+                r
+            }
+            _ => panic!("{name}: expected a clean record"),
+        }
+    }
+
+    /// `data` padded to beyond one read chunk (the `pread` paths).
+    fn padded(data: &[u8], front: bool) -> Vec<u8> {
+        let pad = vec![0u8; CHUNK + 4096];
+        if front {
+            [&pad[..], data].concat()
+        } else {
+            [data, &pad[..]].concat()
+        }
+    }
+
+    #[test]
+    fn elf_facts_come_from_the_buffer_or_from_preads() {
+        let t = tempfile::tempdir().unwrap();
+        let elf = crate::formats::elf::tests::build(
+            true,
+            false,
+            crate::formats::elf::ET_DYN,
+            &[(14, "libx.so.1")],
+        );
+        for (name, data) in [("small.so", elf.clone()), ("large.so", padded(&elf, false))] {
+            let r = facts_of(t.path(), name, &data);
+            assert_eq!(r.class, FileClass::ElfDyn);
+            let Some(ElfFact::Parsed(info)) = r.facts.as_ref().and_then(|f| f.elf.clone()) else {
+                panic!("{name}: {:?}", r.facts)
+            };
+            assert_eq!(info.soname.as_deref(), Some(&b"libx.so.1"[..]), "{name}");
+            assert_eq!(info, crate::formats::elf::parse(data.as_slice()).unwrap());
+        }
+        // ELF magic and a dynamic type, but nothing that holds together.
+        let mut bad = elf[..64].to_vec();
+        bad[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        let r = facts_of(t.path(), "bad", &bad);
+        assert_eq!(r.class, FileClass::ElfDyn);
+        assert_eq!(r.facts.unwrap().elf, Some(ElfFact::Unparsable));
+    }
+
+    #[test]
+    fn files_that_need_no_facts_get_none_and_empty_candidates_get_empty_facts() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(facts_of(t.path(), "ld.so.conf", b"/usr/lib\n").facts, None);
+        assert_eq!(facts_of(t.path(), "libc.a", b"!<arch>\n").facts, None);
+        for name in ["libempty.so", "libc.so"] {
+            let r = facts_of(
+                t.path(),
+                name,
+                if name == "libc.so" { b"INPUT(x)" } else { b"" },
+            );
+            assert_eq!(r.facts.as_deref(), Some(&Facts::default()), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_preload_string_is_found_across_read_chunks() {
+        let t = tempfile::tempdir().unwrap();
+        let loader = "ld-linux-x86-64.so.2";
+        let mut with = vec![7u8; 3 * CHUNK];
+        // Straddling the first chunk boundary.
+        with[CHUNK - 5..CHUNK - 5 + PRELOAD_STRING.len()].copy_from_slice(PRELOAD_STRING);
+        let r = facts_of(t.path(), loader, &with);
+        assert_eq!(r.facts.unwrap().preload_string, Some(true));
+        let r = facts_of(t.path(), loader, b"\x7fELF... /etc/ld.so.preload ...");
+        assert_eq!(r.facts.unwrap().preload_string, Some(true));
+        let r = facts_of(t.path(), loader, b"/etc/ld.so.prelaod");
+        assert_eq!(r.facts.unwrap().preload_string, Some(false));
+        // Not a glibc loader's name: not searched.
+        let r = facts_of(t.path(), "ld-musl-x86_64.so.1", PRELOAD_STRING);
+        assert_eq!(r.facts.unwrap().preload_string, None);
+    }
+
+    #[test]
+    fn preload_search_finds_the_string_at_every_split() {
+        let mut data = b"0123456789abcdef0123".to_vec();
+        data.extend_from_slice(PRELOAD_STRING);
+        data.extend_from_slice(b"tail");
+        for a in 0..data.len() {
+            for b in a..data.len() {
+                let mut s = super::super::Search::default();
+                for part in [&data[..a], &data[a..b], &data[b..]] {
+                    s.feed(part);
+                }
+                assert!(s.found, "split at {a}, {b}");
+            }
+        }
+        let mut s = super::super::Search::default();
+        for c in PRELOAD_STRING[..PRELOAD_STRING.len() - 1].chunks(1) {
+            s.feed(c);
+        }
+        assert!(!s.found);
+    }
+
+    #[test]
+    fn module_facts_match_the_trailer_parser_from_buffer_and_preads() {
+        let t = tempfile::tempdir().unwrap();
+        let mut broken = b"\x7fELF module body".to_vec();
+        broken.extend_from_slice(&[0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0x10, 0]);
+        broken.extend_from_slice(crate::formats::kmod::MARKER);
+        for large in [false, true] {
+            let plain = if large {
+                padded(b"\x7fELF", false)
+            } else {
+                b"\x7fELF".to_vec()
+            };
+            let r = facts_of(t.path(), "plain.ko", &plain);
+            assert_eq!(r.facts.unwrap().module, Some(ModuleFact::Unsigned));
+            // The marker stays at the end; only the tail is ever parsed.
+            let data = if large {
+                padded(&broken, true)
+            } else {
+                broken.clone()
+            };
+            let r = facts_of(t.path(), "broken.ko", &data);
+            let expect = match crate::formats::kmod::inspect(b"broken.ko", &data) {
+                crate::formats::kmod::ModuleSig::Malformed(why) => why.to_string(),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(r.facts.unwrap().module, Some(ModuleFact::Malformed(expect)));
+        }
+        let r = facts_of(t.path(), "packed.ko.xz", b"\xfd7zXZ");
+        assert_eq!(
+            r.facts.unwrap().module,
+            Some(ModuleFact::Hidden("xz".into()))
+        );
+    }
+
+    /// Sets `security.ima` on `p`; false where the file system or the
+    /// privileges do not allow it.
+    fn set_ima(p: &Path, value: &[u8]) -> bool {
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        let rc = unsafe {
+            libc::setxattr(
+                c.as_ptr(),
+                c"security.ima".as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        rc == 0
+    }
+
+    #[test]
+    fn ima_xattr_and_its_content_digest_come_from_the_same_descriptor() {
+        use sha2::Digest;
+        let t = tempfile::tempdir().unwrap();
+        for (name, data) in [
+            ("libsmall.so", b"small library".to_vec()),
+            ("liblarge.so", padded(b"large library", true)),
+        ] {
+            let p = t.path().join(name);
+            std::fs::write(&p, &data).unwrap();
+            let mut value = vec![4u8, 4];
+            value.extend_from_slice(&[0; 32]);
+            if !set_ima(&p, &value) {
+                eprintln!("security.ima cannot be set here: skipped");
+                return;
+            }
+            let logical = format!("/usr/lib/{name}").into_bytes();
+            let Outcome::Record(r, None) =
+                Inspector::default().inspect(&p, logical, None, None, &mut Cost::default())
+            else {
+                panic!()
+            };
+            assert_eq!(
+                r.facts.unwrap().ima.clone(),
+                Some(ImaFact {
+                    xattr: value,
+                    digest: Some(sha2::Sha256::digest(&data).to_vec()),
+                }),
+                "{name}"
+            );
+        }
+        // A value of a type with no content digest is kept raw.
+        let p = t.path().join("libodd.so");
+        std::fs::write(&p, b"x").unwrap();
+        assert!(set_ima(&p, &[9, 9]));
+        let logical = b"/usr/lib/libodd.so".to_vec();
+        let Outcome::Record(r, None) =
+            Inspector::default().inspect(&p, logical, None, None, &mut Cost::default())
+        else {
+            panic!()
+        };
+        let ima = r.facts.unwrap().ima.clone().unwrap();
+        assert_eq!((ima.xattr, ima.digest), (vec![9, 9], None));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_opened_still_reports_its_ima_xattr() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("libsecret.so");
+        std::fs::write(&p, b"x").unwrap();
+        if !set_ima(&p, &[4, 4, 1]) {
+            eprintln!("security.ima cannot be set here: skipped");
+            return;
+        }
+        let mut insp = Inspector::default();
+        let meta = insp.lstat(&p).unwrap();
+        // What the inspector records when the open was refused (as root, a
+        // mode cannot refuse it, so the refusal is taken as given).
+        let Outcome::Record(r, None) =
+            insp.record_meta(&p, b"/usr/lib/libsecret.so".to_vec(), &meta)
+        else {
+            panic!()
+        };
+        assert_eq!(r.unhashed, Some(Unhashed::Unreadable));
+        let ima = r.facts.unwrap().ima.clone().unwrap();
+        assert_eq!((ima.xattr, ima.digest), (vec![4, 4, 1], None));
+    }
+
+    #[test]
+    fn a_prior_record_without_the_facts_it_needs_is_not_reused() {
+        let t = tempfile::tempdir().unwrap();
+        let elf = crate::formats::elf::tests::build(true, false, crate::formats::elf::ET_DYN, &[]);
+        for (name, data, needs) in [
+            ("lib.so.1", &elf[..], true),
+            ("mod.ko", &b"not even ELF"[..], true),
+            ("notes.txt", &b"plain"[..], false),
+        ] {
+            let p = t.path().join(name);
+            std::fs::write(&p, data).unwrap();
+            let logical = format!("/usr/lib/{name}").into_bytes();
+            let Outcome::Record(mut prior, None) =
+                Inspector::default().inspect(&p, logical.clone(), None, None, &mut Cost::default())
+            else {
+                panic!()
+            };
+            assert_eq!(prior.facts.is_some(), needs, "{name}");
+            // With its facts (or needing none): reused, facts shared.
+            let mut cost = Cost::default();
+            let Outcome::Record(r, None) = Inspector::default().inspect(
+                &p,
+                logical.clone(),
+                Some(FileType::File),
+                Some(&prior),
+                &mut cost,
+            ) else {
+                panic!()
+            };
+            assert!(!cost.hashed, "{name}");
+            assert_eq!(r.facts, prior.facts);
+            if let (Some(a), Some(b)) = (&r.facts, &prior.facts) {
+                assert!(Arc::ptr_eq(a, b));
+            }
+            // As an older build wrote it: no facts. Read again if it needs them.
+            prior.facts = None;
+            for hint in [None, Some(FileType::File)] {
+                let mut cost = Cost::default();
+                let Outcome::Record(r, None) = Inspector::default().inspect(
+                    &p,
+                    logical.clone(),
+                    hint,
+                    Some(&prior),
+                    &mut cost,
+                ) else {
+                    panic!()
+                };
+                assert_eq!(cost.hashed, needs, "{name}");
+                assert_eq!(r.facts.is_some(), needs, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_provenance_candidate_carries_facts() {
+        let classes = [
+            FileClass::None,
+            FileClass::ElfDyn,
+            FileClass::ElfExec,
+            FileClass::ElfOther,
+            FileClass::PeDll,
+            FileClass::PeExe,
+            FileClass::Other,
+        ];
+        for name in [
+            "libc.so.6",
+            "libc.so",
+            "a.ko",
+            "a.ko.zst",
+            "x.dll",
+            "ld.so.cache",
+            "crt1.o",
+        ] {
+            for class in classes {
+                let mut r = base_record(format!("/usr/lib/{name}").into_bytes(), &fstat_of_root());
+                r.ftype = FileType::File;
+                r.class = class;
+                if crate::provenance::is_candidate(&r) {
+                    assert!(wants_facts(&r.path, class), "{name} {class:?}");
+                }
+            }
+        }
+    }
+
+    fn fstat_of_root() -> Stat {
+        fstat(&File::open("/").unwrap()).unwrap()
     }
 }

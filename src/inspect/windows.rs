@@ -17,8 +17,8 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{base_record, read_and_hash, seek_start, Cost, Outcome, Stat, RETRIES};
-use crate::record::{FileClass, FileType, Record, Unhashed};
+use super::{base_record, read_and_hash, seek_start, Cost, Hashed, Outcome, Stat, RETRIES};
+use crate::record::{FileType, Record, Unhashed};
 use crate::sys::OpenOptionsNoFollow;
 
 /// Per-thread state reused across files.
@@ -92,12 +92,17 @@ impl Inspector {
                 return record_meta(host, logical, &before);
             }
             let t = self.timing.then(Instant::now);
-            let hashed = self.hash_handle(&file, before.size, cost);
+            let hashed = self.hash_handle(&file, before.size, cost, super::file_name(&logical));
             if let Some(t) = t {
                 cost.hash += t.elapsed();
             }
             match hashed {
-                Ok((hash, class, n)) => {
+                Ok(Hashed {
+                    digest,
+                    class,
+                    len: n,
+                    facts,
+                }) => {
                     let after = match file.metadata() {
                         Ok(m) => Stat::from(&m),
                         Err(e) => return Outcome::Failed(format!("metadata: {e}")),
@@ -105,8 +110,9 @@ impl Inspector {
                     if n == before.size && after.size == before.size && after.mtime == before.mtime
                     {
                         let mut rec = base_record(logical, &before);
-                        rec.blake3 = Some(hash);
+                        rec.blake3 = Some(digest);
                         rec.class = class;
+                        rec.facts = facts;
                         return Outcome::Record(rec, None);
                     }
                     last_err = "changed while it was being hashed".into();
@@ -138,15 +144,22 @@ impl Inspector {
         file: &File,
         size: u64,
         cost: &mut Cost,
-    ) -> io::Result<([u8; 32], FileClass, u64)> {
+        name: &[u8],
+    ) -> io::Result<Hashed> {
         read_and_hash(
             file,
             &mut self.buf,
             size,
             self.parallel_large.as_ref(),
             cost,
+            name,
         )
     }
+}
+
+/// No `security.ima` on Windows (IMA is Linux's): nothing to read.
+pub(super) fn ima_xattr(_file: &File) -> Option<Vec<u8>> {
+    None
 }
 
 fn record_meta(host: &Path, logical: Vec<u8>, meta: &Stat) -> Outcome {

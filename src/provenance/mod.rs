@@ -6,8 +6,11 @@
 //! `signature_invalid`, `untrusted_signer`) and the relabelling of content
 //! changes that are package upgrades (`package_update`).
 //!
-//! Nothing found in a scanned tree is executed or loaded: every file is
-//! read through an fd opened without following symlinks, with caps.
+//! Nothing found in a scanned tree is executed or loaded. Module
+//! signatures and IMA are judged from the record's facts, which the
+//! inspection gathered from the descriptor it hashed; only the package MD5
+//! (when the cached one is stale) and Authenticode read a file again,
+//! through an fd opened without following symlinks, with caps.
 
 pub mod authenticode;
 pub mod dpkg;
@@ -17,13 +20,15 @@ use crate::sys::OsStrExt;
 use crate::sys::{MetadataExt, OpenOptionsNoFollow};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::Path;
 
 use md5::Digest;
 use rayon::prelude::*;
 
+use crate::facts::ModuleFact;
 use crate::finding::{Finding, Kind, Note, Severity};
+use crate::formats::elf::is_so_name;
 use crate::formats::{ima, kmod, pe};
 use crate::record::{FileClass, FileType, Record};
 use crate::rootfs::Root;
@@ -190,18 +195,6 @@ pub fn is_candidate(r: &Record) -> bool {
         || kmod::is_module_name(name)
 }
 
-/// `*.so` or `*.so.<digit>...` (not `ld.so.cache`, `ld.so.conf`).
-pub fn is_so_name(name: &[u8]) -> bool {
-    name.windows(3).enumerate().any(|(i, w)| {
-        w == b".so"
-            && match name.get(i + 3) {
-                None => true,
-                Some(b'.') => name.get(i + 4).is_some_and(|c| c.is_ascii_digit()),
-                _ => false,
-            }
-    })
-}
-
 /// Evaluates every candidate in `records` (sorted). `baseline` (sorted)
 /// provides `manifest` evidence; `prior` the cached MD5s.
 pub fn evaluate(cx: &Context, records: &[Record], baseline: &[Record], prior: &State) -> Outcome {
@@ -353,42 +346,39 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
         evidence.push(Evidence::Manifest);
     }
 
-    // IMA.
-    let host = cx.root.host_path(Path::new(OsStr::from_bytes(&r.path)));
-    if let Some(x) = ima::read_xattr(&host) {
-        match ima::parse(&x) {
-            Some(ima::Ima::Hash { algo, digest }) => {
-                let now = open_checked(cx.root, r)
-                    .and_then(|mut f| ima::digest_of(algo, &mut f).and_then(|d| d.ok()));
-                match now {
-                    Some(d) if d == digest => evidence.push(Evidence::Ima),
-                    Some(_) => {
-                        bad = true;
-                        v.findings.push(finding(
-                            Kind::SignatureInvalid,
-                            Severity::High,
-                            format!("IMA {algo} hash in security.ima does not match the content"),
-                        ));
-                    }
-                    None => notes.push(format!("IMA {algo} hash not verified")),
+    // IMA and the module signature: facts the inspection gathered from the
+    // descriptor it hashed (the xattr, the content digest it is checked
+    // against, the module's trailer); none when it could not read the file.
+    let facts = r.facts.as_deref();
+    if let Some(x) = facts.and_then(|f| f.ima.as_ref()) {
+        let now = x.digest.as_deref();
+        match ima::parse(&x.xattr) {
+            Some(ima::Ima::Hash { algo, digest }) => match now {
+                Some(d) if d == digest.as_slice() => evidence.push(Evidence::Ima),
+                Some(_) => {
+                    bad = true;
+                    v.findings.push(finding(
+                        Kind::SignatureInvalid,
+                        Severity::High,
+                        format!("IMA {algo} hash in security.ima does not match the content"),
+                    ));
                 }
-            }
+                None => notes.push(format!("IMA {algo} hash not verified")),
+            },
             Some(ima::Ima::Signature { algo, key_id, sig }) => {
                 if cx.ima_keys.is_empty() {
                     notes.push(format!(
                         "IMA {algo} signature by key {key_id} present, not verified (no ima_keys configured)"
                     ));
                 } else {
-                    let digest = open_checked(cx.root, r)
-                        .and_then(|mut f| ima::digest_of(algo, &mut f).and_then(|d| d.ok()));
-                    let ok = digest.as_ref().is_some_and(|d| {
+                    let ok = now.is_some_and(|d| {
                         cx.ima_keys
                             .iter()
                             .any(|k| pe::rsa_verify_prehashed(k, algo, d, &sig))
                     });
                     if ok {
                         evidence.push(Evidence::Ima);
-                    } else if digest.is_none() {
+                    } else if now.is_none() {
                         notes.push(format!("IMA {algo} signature not verified (unreadable)"));
                     } else {
                         bad = true;
@@ -410,22 +400,19 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
     // Kernel module signature.
     let is_module = kmod::is_module_name(name);
     if is_module {
-        let tail = read_tail(cx.root, r, kmod::TRAILER as u64)
-            .map(|t| kmod::tail_needed(&t))
-            .and_then(|n| read_tail(cx.root, r, n as u64));
-        match tail.map(|t| kmod::inspect(name, &t)) {
-            Some(kmod::ModuleSig::Signed { key_id, hash }) => {
+        match facts.and_then(|f| f.module.as_ref()) {
+            Some(ModuleFact::Signed { key_id, hash }) => {
                 evidence.push(Evidence::ModuleSignature);
                 notes.push(format!("module signed, key {key_id}, {hash}"));
                 signer = Some(format!("key {key_id} ({hash})"));
             }
-            Some(kmod::ModuleSig::Unsigned) => {
+            Some(ModuleFact::Unsigned) => {
                 notes.push("no appended module signature".into());
             }
-            Some(kmod::ModuleSig::Hidden(c)) => notes.push(format!(
+            Some(ModuleFact::Hidden(c)) => notes.push(format!(
                 "{c}-compressed: an appended signature would be inside the compressed data, not checked"
             )),
-            Some(kmod::ModuleSig::Malformed(why)) => {
+            Some(ModuleFact::Malformed(why)) => {
                 bad = true;
                 v.findings.push(finding(
                     Kind::SignatureInvalid,
@@ -433,7 +420,7 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
                     format!("module signature block is malformed: {why}"),
                 ));
             }
-            None => notes.push("module unreadable".into()),
+            Some(ModuleFact::Unreadable) | None => notes.push("module unreadable".into()),
         }
     }
 
@@ -588,16 +575,6 @@ fn file_md5(root: &Root, r: &Record) -> Option<[u8; 16]> {
         }
     }
     Some(h.finalize().into())
-}
-
-/// The last `n` bytes of a record's file.
-fn read_tail(root: &Root, r: &Record, n: u64) -> Option<Vec<u8>> {
-    let mut f = open_checked(root, r)?;
-    let len = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(n))).ok()?;
-    let mut out = Vec::new();
-    f.take(n).read_to_end(&mut out).ok()?;
-    Some(out)
 }
 
 /// A record's whole file, if it is at most `cap` bytes.

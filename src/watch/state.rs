@@ -161,6 +161,7 @@ mod tests {
             unhashed: None,
             target: None,
             class: FileClass::ElfDyn,
+            facts: None,
         }
     }
 

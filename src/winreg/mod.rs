@@ -319,6 +319,7 @@ impl Snapshot {
                     unhashed: None,
                     target: Some(shown),
                     class: FileClass::Other,
+                    facts: None,
                 }
             })
             .collect();

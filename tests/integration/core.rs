@@ -349,3 +349,117 @@ fn killing_init_or_update_at_random_points_never_leaves_a_mixed_baseline() {
         t.run(&["update"]);
     }
 }
+
+/// Every `open`/`openat`/`openat2` of an `strace -y` log: the full path
+/// (a relative name joined to the directory its fd names) and the flags.
+fn traced_opens(log: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let Some(start) = ["openat2(", "openat(", "open("]
+            .iter()
+            .find_map(|c| line.find(c).map(|i| i + c.len()))
+        else {
+            continue;
+        };
+        let rest = &line[start..];
+        let Some(q) = rest.find('"') else { continue };
+        let dir = rest[..q]
+            .find('<')
+            .and_then(|a| rest[a + 1..q].find('>').map(|b| &rest[a + 1..a + 1 + b]));
+        let after = &rest[q + 1..];
+        let Some(e) = after.find('"') else { continue };
+        let name = &after[..e];
+        let flags = after[e + 1..].split(')').next().unwrap_or("").to_string();
+        let path = if name.starts_with('/') {
+            name.to_string()
+        } else {
+            format!("{}/{name}", dir.unwrap_or(""))
+        };
+        out.push((path, flags));
+    }
+    out
+}
+
+/// `libwarden ARGS` under strace: the files (not directories) it opened
+/// below the root's lib dirs.
+fn files_opened_in_lib_dirs(t: &TestRoot, args: &[&str]) -> Vec<String> {
+    let log = t.dir.path().join("strace.log");
+    let o = std::process::Command::new("strace")
+        .args(["-f", "-y", "-e", "trace=open,openat,openat2", "-o"])
+        .arg(&log)
+        .arg(bin())
+        .arg("--root")
+        .arg(t.root())
+        .arg("--db")
+        .arg(t.db())
+        .args(args)
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("strace must be installed (.ci/deps installs it)");
+    assert!(
+        o.status.code().is_some_and(|c| c < 64),
+        "libwarden {args:?} under strace: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let log = std::fs::read_to_string(&log).unwrap();
+    let opens = traced_opens(&log);
+    let root = t.root().to_str().unwrap().to_string();
+    assert!(
+        opens.iter().any(|(p, _)| p.starts_with(&root)),
+        "the trace shows no open under the root at all: {log}"
+    );
+    let libs: Vec<String> = ["usr/lib", "usr/lib64", "usr/local/lib"]
+        .iter()
+        .map(|d| format!("{root}/{d}/"))
+        .collect();
+    opens
+        .into_iter()
+        .filter(|(p, flags)| {
+            !flags.contains("O_DIRECTORY")
+                && !flags.contains("O_PATH")
+                && libs.iter().any(|l| p.starts_with(l))
+        })
+        .map(|(p, _)| p[root.len()..].to_string())
+        .collect()
+}
+
+#[test]
+fn an_unchanged_check_opens_no_file_in_the_search_paths() {
+    let t = TestRoot::debian();
+    // Every consumer of facts: ELF headers (audit), the loader's preload
+    // string, a module's signature trailer and an IMA hash (provenance).
+    let kdir = "usr/lib/modules/6.1.0-test/kernel";
+    t.write(&format!("{kdir}/plain.ko"), b"\x7fELF not really a module");
+    t.write("etc/lw.toml", "paths = [\"/usr/lib/modules\"]\n");
+    let lib = t.path("usr/lib/x86_64-linux-gnu/libfoo.so.1.2.3");
+    let sha = std::process::Command::new("sha256sum")
+        .arg(&lib)
+        .output()
+        .unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout)[..64].to_string();
+    let set = std::process::Command::new("setfattr")
+        .args(["-n", "security.ima", "-v"])
+        .arg(format!("0x0404{sha}"))
+        .arg(&lib)
+        .status()
+        .expect("setfattr must be installed (.ci/deps installs it)");
+    assert!(set.success());
+    let cfg = t.path("etc/lw.toml");
+    let cfg = cfg.to_str().unwrap();
+    t.run_ok(&["--config", cfg, "init"]);
+
+    let opened = files_opened_in_lib_dirs(&t, &["--config", cfg, "check"]);
+    assert!(opened.is_empty(), "an unchanged check opened {opened:?}");
+    // The trace does see the files when they are read: a paranoid check
+    // hashes each once, and only once.
+    let mut opened = files_opened_in_lib_dirs(&t, &["--config", cfg, "check", "--paranoid"]);
+    opened.sort();
+    assert_eq!(
+        opened,
+        [
+            "/usr/lib/modules/6.1.0-test/kernel/plain.ko",
+            "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            "/usr/lib/x86_64-linux-gnu/libfoo.so.1.2.3",
+        ]
+    );
+}
