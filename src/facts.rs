@@ -28,6 +28,14 @@ pub const MAX_TEXT: usize = 1024;
 pub const MAX_XATTR: usize = 4096;
 /// The largest content digest (SHA-512).
 pub const MAX_DIGEST: usize = 64;
+/// Only this much of a unit file is read for its environment lines (as the
+/// environment audit reads it).
+pub const UNIT_CAP: u64 = 1 << 20;
+/// At most this many environment lines of one unit are kept, each at most
+/// [`MAX_LINE`] bytes; a unit with more is marked incomplete and the audit
+/// reads it itself.
+pub const MAX_UNIT_LINES: usize = 256;
+pub const MAX_LINE: usize = 4096;
 
 /// The facts of one regular file; `None` fields do not apply to it (not an
 /// ELF object, not named like a loader or module, no `security.ima`).
@@ -42,6 +50,48 @@ pub struct Facts {
     pub module: Option<ModuleFact>,
     /// The `security.ima` xattr, when the file has one (Linux).
     pub ima: Option<ImaFact>,
+    /// Files in a systemd unit dir: their `Environment=` and
+    /// `EnvironmentFile=` lines.
+    pub unit: Option<UnitFact>,
+}
+
+/// The lines of a systemd unit (or drop-in) that set its environment,
+/// trimmed, with their 1-based line numbers, from its first [`UNIT_CAP`]
+/// bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnitFact {
+    pub lines: Vec<(u32, Vec<u8>)>,
+    /// False when a line was too long or there were too many: the facts do
+    /// not tell the whole story, and the audit reads the file.
+    pub complete: bool,
+}
+
+impl UnitFact {
+    /// The environment lines of `data` (a unit's first bytes).
+    pub fn of(data: &[u8]) -> UnitFact {
+        let mut f = UnitFact {
+            lines: Vec::new(),
+            complete: true,
+        };
+        for (i, line) in data.split(|&b| b == b'\n').enumerate() {
+            let t = line.trim_ascii();
+            if !(t.starts_with(b"Environment=") || t.starts_with(b"EnvironmentFile=")) {
+                continue;
+            }
+            if t.len() > MAX_LINE || f.lines.len() == MAX_UNIT_LINES || i >= u32::MAX as usize {
+                f.complete = false;
+                break;
+            }
+            f.lines.push((i as u32 + 1, t.to_vec()));
+        }
+        f
+    }
+}
+
+/// Whether `path` (logical) lies in a systemd unit dir, where the
+/// environment audit reads every file.
+pub fn is_unit_path(path: &[u8]) -> bool {
+    path.windows(16).any(|w| w == b"/systemd/system/")
 }
 
 /// An ELF object's headers, or the fact that they could not be parsed.
@@ -159,6 +209,22 @@ impl Facts {
                 }
             }
         }
+        match &self.unit {
+            None => out.push(0),
+            Some(u) => {
+                let n = u.lines.len().min(MAX_UNIT_LINES);
+                out.push(if u.complete && n == u.lines.len() {
+                    1
+                } else {
+                    2
+                });
+                out.extend_from_slice(&(n as u16).to_le_bytes());
+                for (no, line) in &u.lines[..n] {
+                    out.extend_from_slice(&no.to_le_bytes());
+                    put_bytes(out, line, MAX_LINE);
+                }
+            }
+        }
     }
 
     /// Decodes exactly what [`Facts::encode`] wrote; `None` on anything
@@ -222,6 +288,23 @@ impl Facts {
             }
             _ => return None,
         };
+        let unit = match r.u8()? {
+            0 => None,
+            tag @ (1 | 2) => {
+                let n = usize::from(r.u16()?);
+                if n > MAX_UNIT_LINES {
+                    return None;
+                }
+                let lines = (0..n)
+                    .map(|_| Some((r.u32()?, r.bytes(MAX_LINE)?)))
+                    .collect::<Option<Vec<_>>>()?;
+                Some(UnitFact {
+                    lines,
+                    complete: tag == 1,
+                })
+            }
+            _ => return None,
+        };
         if !r.0.is_empty() {
             return None;
         }
@@ -230,6 +313,7 @@ impl Facts {
             preload_string,
             module,
             ima,
+            unit,
         })
     }
 }
@@ -262,6 +346,9 @@ impl<'a> Cursor<'a> {
     }
     fn u16(&mut self) -> Option<u16> {
         Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
     fn bytes(&mut self, cap: usize) -> Option<Vec<u8>> {
         let n = usize::from(self.u16()?);
@@ -318,6 +405,10 @@ pub(crate) mod tests {
                 xattr: vec![4, 4, 1, 2],
                 digest: Some(vec![9; 32]),
             }),
+            unit: Some(UnitFact {
+                lines: vec![(3, b"Environment=LD_PRELOAD=/x.so".to_vec())],
+                complete: true,
+            }),
         };
         let other = Facts {
             elf: Some(ElfFact::Unparsable),
@@ -327,6 +418,7 @@ pub(crate) mod tests {
                 xattr: vec![3, 2],
                 digest: None,
             }),
+            unit: Some(UnitFact::default()),
         };
         let mut out = vec![Facts::default(), full, other];
         for m in [
@@ -340,6 +432,25 @@ pub(crate) mod tests {
             });
         }
         out
+    }
+
+    #[test]
+    fn unit_lines_are_the_environment_ones_and_bounded() {
+        let u = UnitFact::of(b"[Service]\n  Environment=\"LD_PRELOAD=/x.so\"\nExecStart=/bin/x\nEnvironmentFile=-/etc/default/x\n");
+        assert!(u.complete);
+        assert_eq!(
+            u.lines,
+            vec![
+                (2, b"Environment=\"LD_PRELOAD=/x.so\"".to_vec()),
+                (4, b"EnvironmentFile=-/etc/default/x".to_vec())
+            ]
+        );
+        let many = "Environment=A=1\n".repeat(MAX_UNIT_LINES + 1);
+        let u = UnitFact::of(many.as_bytes());
+        assert!(!u.complete);
+        assert_eq!(u.lines.len(), MAX_UNIT_LINES);
+        assert!(is_unit_path(b"/usr/lib/systemd/system/x.service.d/a.conf"));
+        assert!(!is_unit_path(b"/usr/lib/systemd/user/x.service"));
     }
 
     #[test]

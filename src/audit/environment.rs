@@ -5,7 +5,9 @@
 //! (`Environment=`, and the files `EnvironmentFile=` names) under
 //! `/etc/systemd/system` and `/usr/lib/systemd/system`. An empty element of
 //! a path list (`::`, a leading or trailing `:`) means the current
-//! directory and is a finding of its own.
+//! directory and is a finding of its own. Units under `/usr/lib` are
+//! records of the scan: their environment lines come from the facts the
+//! inspection kept, so an unchanged `check` does not open them again.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -170,14 +172,37 @@ fn unit_files(cx: &Context, dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A unit's environment lines: from its record's facts when the scan
+/// inspected it (a unit under `/usr/lib`: never opened again), else read.
+fn unit_lines(cx: &Context, unit: &Path) -> Option<Vec<(usize, Vec<u8>)>> {
+    let fact = crate::scan::find(cx.records, bytes(unit))
+        .and_then(|r| r.facts.as_ref())
+        .and_then(|f| f.unit.as_ref())
+        .filter(|u| u.complete);
+    if let Some(u) = fact {
+        return Some(
+            u.lines
+                .iter()
+                .map(|(n, l)| (*n as usize, l.clone()))
+                .collect(),
+        );
+    }
+    let data = cx.root.read_file(unit, CAP).ok()?;
+    Some(
+        data.split(|&b| b == b'\n')
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim_ascii().to_vec()))
+            .collect(),
+    )
+}
+
 fn scan_unit(cx: &Context, unit: &Path, a: &mut Audit) {
-    let Ok(data) = cx.root.read_file(unit, CAP) else {
+    let Some(lines) = unit_lines(cx, unit) else {
         return;
     };
-    for (i, line) in data.split(|&b| b == b'\n').enumerate() {
-        let t = line.trim_ascii();
+    for (no, t) in lines {
         if let Some(rest) = t.strip_prefix(b"Environment=") {
-            report(cx, unit, i + 1, rest, None, a);
+            report(cx, unit, no, rest, None, a);
         } else if let Some(rest) = t.strip_prefix(b"EnvironmentFile=") {
             for f in rest.split(|b| b.is_ascii_whitespace()) {
                 let f = f.strip_prefix(b"-").unwrap_or(f);

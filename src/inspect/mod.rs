@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::facts::{self, ElfFact, Facts, ImaFact, ModuleFact, LOADER_CAP, PRELOAD_STRING};
+use crate::facts::{
+    self, ElfFact, Facts, ImaFact, ModuleFact, UnitFact, LOADER_CAP, PRELOAD_STRING,
+};
 use crate::formats::elf::{self, FileAt, ReadAt};
 // The pure parsers of module trailers and IMA values; nothing else of
 // provenance is used here.
@@ -141,7 +143,13 @@ pub fn base_record(path: Vec<u8>, m: &Stat) -> Record {
 /// and module names, PE DLLs). Every such file that is hashed gets facts,
 /// empty or not, so a record without them was never looked at.
 pub fn wants_facts(path: &[u8], class: FileClass) -> bool {
-    wants_by_name(file_name(path)) || wants_by_class(class)
+    wants_by_path(path) || wants_by_class(class)
+}
+
+/// By name (shared objects, modules) or place (systemd unit dirs, which
+/// the environment audit reads whole).
+fn wants_by_path(path: &[u8]) -> bool {
+    wants_by_name(file_name(path)) || facts::is_unit_path(path)
 }
 
 fn wants_by_name(name: &[u8]) -> bool {
@@ -170,7 +178,7 @@ struct Hashed {
 }
 
 /// Reads a whole open file into BLAKE3 through `buf` (reused per thread),
-/// gathering the facts of `name` (the file name) on the way. The class is
+/// gathering the facts of `path` (logical) on the way. The class is
 /// sniffed from the first read. Files of at least [`LARGE`] bytes use
 /// BLAKE3's multi-threaded mode while fewer than `parallel.1` inspections
 /// are running (counted in `parallel.0`), i.e. only when cores would idle.
@@ -180,7 +188,7 @@ fn read_and_hash(
     size: u64,
     parallel: Option<&(Arc<AtomicUsize>, usize)>,
     cost: &mut Cost,
-    name: &[u8],
+    path: &[u8],
 ) -> io::Result<Hashed> {
     // One read sized to the file (plus one byte, to see growth) for
     // anything that fits a chunk; chunked reads beyond.
@@ -195,7 +203,7 @@ fn read_and_hash(
     let parallel = parallel.filter(|_| size >= LARGE);
     // Decided from the name now, or from the class after the first read;
     // either way before any content is digested.
-    let mut gather = wants_by_name(name).then(|| Gather::start(file, name));
+    let mut gather = wants_by_path(path).then(|| Gather::start(file, path));
     loop {
         let n = match file.read(&mut buf[..want]) {
             Ok(0) => break,
@@ -206,7 +214,7 @@ fn read_and_hash(
         if total == 0 {
             class = FileClass::sniff(&buf[..n]);
             if gather.is_none() && wants_by_class(class) {
-                gather = Some(Gather::start(file, name));
+                gather = Some(Gather::start(file, path));
             }
         }
         if parallel.is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores) {
@@ -245,12 +253,16 @@ struct Gather<'n> {
     ima: Option<(Vec<u8>, Option<ima::ContentHasher>)>,
     /// A glibc loader's name: searching for the preload string.
     preload: Option<Search>,
+    /// A file in a systemd unit dir: its first bytes, for the
+    /// environment lines.
+    unit: Option<Vec<u8>>,
 }
 
 impl<'n> Gather<'n> {
     /// Reads the xattr (before the content: it says which digest to
     /// compute alongside BLAKE3).
-    fn start(file: &File, name: &'n [u8]) -> Gather<'n> {
+    fn start(file: &File, path: &'n [u8]) -> Gather<'n> {
+        let name = file_name(path);
         let ima = ima_xattr(file).map(|x| {
             let hasher = ima::content_algo(&x).and_then(ima::ContentHasher::new);
             (x, hasher)
@@ -259,6 +271,7 @@ impl<'n> Gather<'n> {
             name,
             ima,
             preload: elf::is_glibc_loader(name).then(Search::default),
+            unit: facts::is_unit_path(path).then(Vec::new),
         }
     }
 
@@ -268,6 +281,10 @@ impl<'n> Gather<'n> {
         }
         if let Some(s) = &mut self.preload {
             s.feed(data);
+        }
+        if let Some(u) = &mut self.unit {
+            let room = (facts::UNIT_CAP as usize).saturating_sub(u.len());
+            u.extend_from_slice(&data[..data.len().min(room)]);
         }
     }
 
@@ -308,6 +325,7 @@ impl<'n> Gather<'n> {
                 xattr,
                 digest: h.map(ima::ContentHasher::finish),
             }),
+            unit: self.unit.map(|u| UnitFact::of(&u)),
         }
     }
 }

@@ -327,7 +327,7 @@ impl Inspector {
                 return self.record_meta(host, logical, &before);
             }
             let t = self.timing.then(Instant::now);
-            let hashed = self.hash_fd(&file, before.size, cost, super::file_name(&logical));
+            let hashed = self.hash_fd(&file, before.size, cost, &logical);
             if let Some(t) = t {
                 cost.hash += t.elapsed();
             }
@@ -396,7 +396,7 @@ impl Inspector {
         file: &File,
         size: u64,
         cost: &mut Cost,
-        name: &[u8],
+        path: &[u8],
     ) -> io::Result<Hashed> {
         if self.fadvise && size > CHUNK as u64 {
             // Queue the whole file now: the disk works on the next chunks
@@ -414,7 +414,7 @@ impl Inspector {
             size,
             self.parallel_large.as_ref(),
             cost,
-            name,
+            path,
         )
     }
 }

@@ -92,7 +92,7 @@ impl Inspector {
                 return record_meta(host, logical, &before);
             }
             let t = self.timing.then(Instant::now);
-            let hashed = self.hash_handle(&file, before.size, cost, super::file_name(&logical));
+            let hashed = self.hash_handle(&file, before.size, cost, &logical);
             if let Some(t) = t {
                 cost.hash += t.elapsed();
             }
@@ -144,7 +144,7 @@ impl Inspector {
         file: &File,
         size: u64,
         cost: &mut Cost,
-        name: &[u8],
+        path: &[u8],
     ) -> io::Result<Hashed> {
         read_and_hash(
             file,
@@ -152,7 +152,7 @@ impl Inspector {
             size,
             self.parallel_large.as_ref(),
             cost,
-            name,
+            path,
         )
     }
 }

@@ -242,11 +242,10 @@ fn compile_object(t: &TestRoot, rel: &str) {
 }
 
 /// One successful open in an strace log: its flags and the path of the
-/// descriptor it returned (as `-y` prints it), and the line(s) it came from.
+/// descriptor it returned (as `-y` prints it).
 struct Open {
     flags: String,
     fd_path: PathBuf,
-    line: String,
 }
 
 /// The open calls of an `strace -f -y` log: the successful ones, and the
@@ -288,11 +287,7 @@ fn opens_in(log: &str) -> (Vec<Open>, Vec<String>) {
             continue;
         }
         match parse_open(&call) {
-            Some(Ok((flags, fd_path))) => opens.push(Open {
-                flags,
-                fd_path,
-                line: format!("{pid} {call}"),
-            }),
+            Some(Ok((flags, fd_path))) => opens.push(Open { flags, fd_path }),
             Some(Err(())) => {}
             None => unknown.push(line.to_string()),
         }
@@ -357,11 +352,57 @@ fn under(p: &Path, dirs: &[PathBuf]) -> bool {
     dirs.iter().any(|d| p.starts_with(d))
 }
 
-#[test]
-fn unchanged_check_opens_no_library_file() {
-    if Command::new("strace").arg("-V").output().is_err() {
-        panic!("strace must be installed (.ci/deps installs it)");
-    }
+/// `libwarden --format json ARGS` against the fixture under `strace -f
+/// -y`: its output and the files (not directories) it opened in the
+/// library dirs, as host paths, in the order opened. Asserts that the log
+/// was understood and shows the baseline being opened (so an empty list
+/// means nothing was opened, not that strace saw nothing).
+fn traced(t: &TestRoot, args: &[&str]) -> (std::process::Output, Vec<String>) {
+    let log = t.dir.path().join("strace.log");
+    let o = Command::new("strace")
+        .args(["-f", "-y", "-e", "trace=open,openat,openat2", "-o"])
+        .arg(&log)
+        .arg(bin())
+        .arg("--root")
+        .arg(t.root())
+        .arg("--db")
+        .arg(t.db())
+        .arg("--format")
+        .arg("json")
+        .args(args)
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("strace must be installed (.ci/deps installs it)");
+    let log = std::fs::read_to_string(&log).unwrap();
+    let (opens, unknown) = opens_in(&log);
+    assert!(
+        unknown.is_empty(),
+        "strace lines this test does not understand:\n{}",
+        unknown.join("\n")
+    );
+    let db = std::fs::canonicalize(t.db()).unwrap_or(t.db());
+    assert!(
+        opens.iter().any(|o| o.fd_path.starts_with(&db)),
+        "the log shows no open of the baseline: strace saw nothing?\n{log}"
+    );
+    let dirs = library_dirs(t);
+    assert!(!dirs.is_empty());
+    let files = opens
+        .iter()
+        .filter(|o| !has_flag(&o.flags, "O_DIRECTORY") && !has_flag(&o.flags, "O_PATH"))
+        .filter(|o| under(&o.fd_path, &dirs))
+        // A directory opened without O_DIRECTORY reads no file.
+        .filter(|o| !o.fd_path.is_dir())
+        .map(|o| o.fd_path.display().to_string())
+        .collect();
+    (o, files)
+}
+
+/// A fixture with one of everything the judges learn from a file's
+/// content: ELF headers (the audit), the loader's preload string, a kernel
+/// module's signature trailer, an IMA hash (provenance), a systemd unit's
+/// environment lines (the environment audit). Baselined.
+fn facts_fixture() -> TestRoot {
     let t = TestRoot::debian();
     for (name, n) in [("liba.so.1", 1), ("libb.so.2", 2), ("libc-like.so.6", 3)] {
         t.compile_so(
@@ -382,62 +423,94 @@ fn unchanged_check_opens_no_library_file() {
     );
     // A kernel module: /usr/lib is searched as a whole tree.
     compile_object(&t, "usr/lib/modules/6.1.0/kernel/x.ko");
+    t.write(
+        "usr/lib/systemd/system/evil.service",
+        "[Service]\nEnvironment=LD_PRELOAD=/tmp/e.so\nExecStart=/bin/true\n",
+    );
+    // An IMA hash that matches (sha256, `security.ima` type 4, algo 4).
+    let lib = t.path(&format!("{MA}/liba.so.1"));
+    let sha = Command::new("sha256sum").arg(&lib).output().unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout)[..64].to_string();
+    let set = Command::new("setfattr")
+        .args(["-n", "security.ima", "-v"])
+        .arg(format!("0x0404{sha}"))
+        .arg(&lib)
+        .status()
+        .expect("setfattr must be installed (.ci/deps installs attr)");
+    assert!(set.success());
     t.init();
+    t
+}
 
-    // The module is unsigned: a standing finding (bit 8), which an
-    // unchanged check must go on reporting without reading the module.
-    let ko = "/usr/lib/modules/6.1.0/kernel/x.ko";
-    let standing = BTreeSet::from([key("unsigned", ko, "high")]);
+/// What the fixture reports on every check: an unsigned module and a unit
+/// that preloads.
+fn facts_findings() -> BTreeSet<Key> {
+    BTreeSet::from([
+        key("unsigned", "/usr/lib/modules/6.1.0/kernel/x.ko", "high"),
+        key(
+            "environment",
+            "/usr/lib/systemd/system/evil.service",
+            "high",
+        ),
+    ])
+}
+
+#[test]
+fn unchanged_check_opens_no_library_file() {
+    let t = facts_fixture();
+    // Standing findings an unchanged check must go on reporting without
+    // reading the files they are about.
     let (code, f) = t.check_json();
-    assert_eq!((code, keys(&f)), (8, standing.clone()), "{f:#?}");
-
-    let log = t.dir.path().join("strace.log");
-    let o = Command::new("strace")
-        .args(["-f", "-y", "-e", "trace=open,openat,openat2", "-o"])
-        .arg(&log)
-        .arg(bin())
-        .arg("--root")
-        .arg(t.root())
-        .arg("--db")
-        .arg(t.db())
-        .args(["--format", "json", "check"])
-        .env_remove("LD_PRELOAD")
-        .output()
-        .expect("run strace");
+    assert_eq!((code, keys(&f)), (8, facts_findings()), "{f:#?}");
+    let (o, opened) = traced(&t, &["check"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(
-        o.status.code(),
-        Some(8),
-        "check under strace exited differently: {err}"
+    assert_eq!(o.status.code(), Some(8), "under strace: {err}");
+    assert_eq!(keys(&json_lines(&o.stdout)), facts_findings(), "{err}");
+    assert!(
+        opened.is_empty(),
+        "an unchanged check opened {} file(s) in the library dirs:\n{}",
+        opened.len(),
+        opened.join("\n")
     );
-    assert_eq!(keys(&json_lines(&o.stdout)), standing, "{err}");
+}
 
-    let log = std::fs::read_to_string(&log).unwrap();
-    let (opens, unknown) = opens_in(&log);
-    assert!(
-        unknown.is_empty(),
-        "strace lines this test does not understand:\n{}",
-        unknown.join("\n")
+#[test]
+fn paranoid_check_reads_each_library_file_once() {
+    let t = facts_fixture();
+    let (o, mut opened) = traced(&t, &["check", "--paranoid"]);
+    assert_eq!(
+        keys(&json_lines(&o.stdout)),
+        facts_findings(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
-    let db = std::fs::canonicalize(t.db()).unwrap_or(t.db());
-    assert!(
-        opens.iter().any(|o| o.fd_path.starts_with(&db)),
-        "the log shows no open of the baseline: strace saw nothing?\n{log}"
-    );
-    let dirs = library_dirs(&t);
-    assert!(!dirs.is_empty());
-    let offending: Vec<&str> = opens
-        .iter()
-        .filter(|o| !has_flag(&o.flags, "O_DIRECTORY") && !has_flag(&o.flags, "O_PATH"))
-        .filter(|o| under(&o.fd_path, &dirs))
-        // A directory opened without O_DIRECTORY reads no file.
-        .filter(|o| !o.fd_path.is_dir())
-        .map(|o| o.line.as_str())
-        .collect();
-    assert!(
-        offending.is_empty(),
-        "an unchanged check opened {} file(s) in the library dirs {dirs:?}:\n{}",
-        offending.len(),
-        offending.join("\n")
-    );
+    // Every regular file of the lib dirs, each opened exactly once: the
+    // facts come from the read that hashes it.
+    let mut files: Vec<String> = Vec::new();
+    for d in library_dirs(&t) {
+        for e in walk(&d) {
+            files.push(e.display().to_string());
+        }
+    }
+    files.sort();
+    files.dedup();
+    opened.sort();
+    assert_eq!(opened, files);
+}
+
+/// Regular files at and below `dir`, symlinks not followed.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            out.extend(walk(&e.path()));
+        } else if ft.is_file() {
+            out.push(e.path());
+        }
+    }
+    out
 }
