@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use crate::audit::{self, perms::Trust};
+use crate::audit::{self, objects::ExecObjects, perms::Trust};
 use crate::baseline::Baseline;
 use crate::diff::{self, Classifier};
 use crate::finding::{Finding, Note};
@@ -220,6 +220,8 @@ pub struct Judge<'a> {
     world: Option<provenance::World>,
     /// Authenticode verdicts for provenance and the Windows audits.
     authenticode: Authenticode,
+    /// The executable dirs' ELF objects, read by the first audit.
+    exec: ExecObjects,
     /// Notes of loading, handed out with the first verdict.
     notes: Vec<Note>,
 }
@@ -244,6 +246,7 @@ impl<'a> Judge<'a> {
             plan,
             world,
             authenticode: Authenticode::new(plan.provenance.authenticode_roots.as_deref()),
+            exec: ExecObjects::default(),
             notes,
         }
     }
@@ -366,6 +369,7 @@ impl<'a> Judge<'a> {
                 trust: Trust::new(&self.plan.root, &self.plan.trusted_uids),
                 exec_dirs: &self.plan.exec_dirs,
                 authenticode: &self.authenticode,
+                exec: &self.exec,
                 registry,
                 processes: judges.processes,
             };

@@ -63,6 +63,9 @@ pub struct Context<'a> {
     pub authenticode: &'a crate::provenance::authenticode::Authenticode,
     /// The registry of a Windows image, read once per run.
     pub registry: Option<&'a crate::winreg::Registry>,
+    /// The executable dirs' ELF objects, read on first use and kept for
+    /// the judge's later runs.
+    pub exec: &'a objects::ExecObjects,
     /// Whether to audit the running processes (not on every `watch`
     /// event: they are audited at start and on each rescan).
     pub processes: bool,

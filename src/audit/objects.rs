@@ -11,6 +11,7 @@ use crate::sys::{MetadataExt, OpenOptionsNoFollow};
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -66,6 +67,30 @@ pub fn collect(cx: &Context, notes: &mut Vec<String>) -> Vec<Object> {
             Some(ElfFact::Unparsable) | None => failed += 1,
         }
     }
+    // The executable dirs are read once per judge: a watcher's events
+    // re-run the audit, and those files are not what changed.
+    let (exec, exec_failed) = cx.exec.0.get_or_init(|| exec_objects(cx, &known));
+    failed += exec_failed;
+    if failed > 0 {
+        notes.push(format!(
+            "{failed} ELF file{} could not be read or parsed for the RPATH and loader audits",
+            if failed == 1 { "" } else { "s" }
+        ));
+    }
+    out.extend(exec.iter().cloned());
+    // Byte order, as the records: callers binary-search it.
+    out.sort_by(|a, b| bytes(&a.path).cmp(bytes(&b.path)));
+    out
+}
+
+/// The ELF objects of the executable dirs (`audit_exec_dirs`), read once
+/// per judge (see [`collect`]).
+#[derive(Default)]
+pub struct ExecObjects(OnceLock<(Vec<Object>, usize)>);
+
+/// The ELF files directly in the executable dirs that are not `known`
+/// records, and how many could not be read or parsed.
+fn exec_objects(cx: &Context, known: &HashSet<PathBuf>) -> (Vec<Object>, usize) {
     let mut todo = Vec::new();
     let mut dirs_seen = HashSet::new();
     for d in cx.exec_dirs {
@@ -96,17 +121,8 @@ pub fn collect(cx: &Context, notes: &mut Vec<String>) -> Vec<Object> {
         .into_par_iter()
         .map(|path| read_exec(cx.root, path))
         .collect();
-    failed += parsed.iter().filter(|r| r.is_err()).count();
-    if failed > 0 {
-        notes.push(format!(
-            "{failed} ELF file{} could not be read or parsed for the RPATH and loader audits",
-            if failed == 1 { "" } else { "s" }
-        ));
-    }
-    out.extend(parsed.into_iter().flatten().flatten());
-    // Byte order, as the records: callers binary-search it.
-    out.sort_by(|a, b| bytes(&a.path).cmp(bytes(&b.path)));
-    out
+    let failed = parsed.iter().filter(|r| r.is_err()).count();
+    (parsed.into_iter().flatten().flatten().collect(), failed)
 }
 
 /// A file of an executable dir. `Ok(None)`: not ELF (an executable dir
