@@ -11,8 +11,9 @@
 //! ```
 //!
 //! At start and on every rescan the whole snapshot is judged with every
-//! judge, as `check` does; between rescans the engine keeps the current
-//! records, so an event's judgement sees the whole tree.
+//! judge, as `check` does; between rescans the engine keeps how the tree
+//! differs from the baseline (a small overlay), so an event's judgement
+//! sees the whole tree as it is now without a second copy of it.
 //!
 //! The engine owns all state on one thread and sleeps until the next
 //! deadline (a debounced path, the periodic rescan, the baseline poll, the
@@ -31,7 +32,7 @@ pub mod state;
 pub mod watches;
 
 use crate::sys::{MetadataExt, OsStrExt};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -111,7 +112,7 @@ pub fn run(
         registry,
         db_sig: db_sig(&loc.db),
         baseline,
-        current: Vec::new(),
+        overlay: BTreeMap::new(),
         judge: Judge::new(plan, &[], Judges::ALL, true),
         said: HashSet::new(),
         watches: WatchSet::new(watcher),
@@ -155,9 +156,9 @@ struct Engine<'a, W: notify::Watcher> {
     sp: SearchPaths,
     registry: Option<Registry>,
     baseline: Baseline,
-    /// The records as they are now (the last rescan, updated by events),
-    /// sorted by path: what an event's judgement sees.
-    current: Vec<Record>,
+    /// Where the tree now differs from the baseline (the last rescan,
+    /// updated by events): a path's record now, or `None` when it is gone.
+    overlay: BTreeMap<Vec<u8>, Option<Record>>,
     /// The judges, with the provenance evidence loaded at the last rescan
     /// (or when the package database changed).
     judge: Judge<'a>,
@@ -357,12 +358,15 @@ impl<W: notify::Watcher> Engine<'_, W> {
             todo.retain(|p| seen.insert(p.clone()));
             todo.sort();
             let root = &self.plan.root;
-            let current = &self.current;
+            let (baseline, overlay) = (&self.baseline.records, &self.overlay);
             let outs: Vec<(PathBuf, Vec<u8>, Outcome)> = todo
                 .par_iter()
                 .map(|host| {
                     let logical = root.logical_bytes(host);
-                    let prior = scan::find(current, &logical);
+                    let prior = match overlay.get(&logical) {
+                        Some(now) => now.as_ref(),
+                        None => scan::find(baseline, &logical),
+                    };
                     let out = inspect::inspect_path(host, logical.clone(), prior);
                     (host.clone(), logical, out)
                 })
@@ -383,6 +387,8 @@ impl<W: notify::Watcher> Engine<'_, W> {
                     }
                 };
                 let prior = scan::find(&self.baseline.records, &logical);
+                // Back to the baseline's state: no longer in the overlay.
+                let same = now.as_ref() == prior;
                 let is_dir = now.as_ref().is_some_and(|r| r.ftype == FileType::Dir);
                 let was_dir =
                     prior.is_some_and(|r| r.ftype == FileType::Dir) || self.watches.contains(&host);
@@ -411,7 +417,10 @@ impl<W: notify::Watcher> Engine<'_, W> {
                     }
                     more.extend(self.children(&logical).iter().map(|c| self.host(c)));
                 }
-                set_current(&mut self.current, &logical, now);
+                match now {
+                    _ if same => self.overlay.remove(&logical),
+                    now => self.overlay.insert(logical.clone(), now),
+                };
                 touched.insert(logical);
             }
             todo = more
@@ -422,13 +431,16 @@ impl<W: notify::Watcher> Engine<'_, W> {
         if touched.is_empty() || self.stop {
             return;
         }
-        self.judge.refresh(&self.current);
+        // The whole tree as it is now, for this judgement only.
+        let current = merge(&self.baseline.records, &self.overlay);
+        self.judge.refresh(&current);
         let v = self.judge.run(
             Reference::Baseline(&self.baseline),
-            (&self.sp, self.registry.as_ref(), &self.current),
+            (&self.sp, self.registry.as_ref(), &current),
             Judges::EVENT,
             Some(&touched),
         );
+        drop(current);
         self.say_once(&v.notes);
         let cls = Classifier::new(&self.sp);
         if v.findings.iter().zip(&v.origins).any(|(f, o)| {
@@ -477,28 +489,28 @@ impl<W: notify::Watcher> Engine<'_, W> {
         let started = Instant::now();
         (self.sp, self.registry) = self.plan.resolve();
         self.sync_watches();
-        let prior = std::mem::take(&mut self.current);
-        let prior = if prior.is_empty() {
-            &self.baseline.records
-        } else {
-            &prior
-        };
-        let (res, notes) = self
-            .plan
-            .collect(&self.sp, self.registry.as_ref(), prior, false);
+        // Unchanged files keep the baseline's digests and facts; files that
+        // changed since are read again (there are few of them).
+        let (res, notes) = self.plan.collect(
+            &self.sp,
+            self.registry.as_ref(),
+            &self.baseline.records,
+            false,
+        );
         if source == Source::Startup {
             messages::notes(&notes);
             messages::path_warnings(&res.warnings);
         }
-        self.current = res.records;
+        let records = res.records;
         // New evidence each rescan: the package database may have changed.
-        self.judge = Judge::new(self.plan, &self.current, Judges::ALL, true);
+        self.judge = Judge::new(self.plan, &records, Judges::ALL, true);
         let v = self.judge.run(
             Reference::Baseline(&self.baseline),
-            (&self.sp, self.registry.as_ref(), &self.current),
+            (&self.sp, self.registry.as_ref(), &records),
             Judges::ALL,
             None,
         );
+        self.overlay = overlay(&self.baseline.records, records);
         if source == Source::Startup {
             for n in v.notes.iter().filter(|n| matches!(n, Note::Status(_))) {
                 messages::note(n);
@@ -818,20 +830,42 @@ impl<W: notify::Watcher> Engine<'_, W> {
     }
 }
 
-/// Puts `now` (or nothing, for a path that is gone) in place of the
-/// record of `path` in the sorted records.
-fn set_current(records: &mut Vec<Record>, path: &[u8], now: Option<Record>) {
-    match (
-        records.binary_search_by(|r| r.path.as_slice().cmp(path)),
-        now,
-    ) {
-        (Ok(i), Some(r)) => records[i] = r,
-        (Ok(i), None) => {
-            records.remove(i);
+/// Where `now` (sorted) differs from `baseline` (sorted), by path.
+fn overlay(baseline: &[Record], now: Vec<Record>) -> BTreeMap<Vec<u8>, Option<Record>> {
+    let mut out = BTreeMap::new();
+    let mut base = baseline.iter().peekable();
+    for r in now {
+        while let Some(b) = base.next_if(|b| b.path < r.path) {
+            out.insert(b.path.clone(), None);
         }
-        (Err(i), Some(r)) => records.insert(i, r),
-        (Err(_), None) => {}
+        match base.next_if(|b| b.path == r.path) {
+            Some(b) if *b == r => {}
+            _ => {
+                out.insert(r.path.clone(), Some(r));
+            }
+        }
     }
+    for b in base {
+        out.insert(b.path.clone(), None);
+    }
+    out
+}
+
+/// The records now: `baseline` with `overlay` applied, sorted by path.
+fn merge(baseline: &[Record], overlay: &BTreeMap<Vec<u8>, Option<Record>>) -> Vec<Record> {
+    let mut out = Vec::with_capacity(baseline.len() + overlay.len());
+    let mut over = overlay.iter().peekable();
+    for b in baseline {
+        while let Some((_, now)) = over.next_if(|(p, _)| p.as_slice() < b.path.as_slice()) {
+            out.extend(now.iter().cloned());
+        }
+        match over.next_if(|(p, _)| p.as_slice() == b.path.as_slice()) {
+            Some((_, now)) => out.extend(now.iter().cloned()),
+            None => out.push(b.clone()),
+        }
+    }
+    out.extend(over.filter_map(|(_, now)| now.clone()));
+    out
 }
 
 /// Hands the memory of a scan's transient records back to the system: a
@@ -868,6 +902,40 @@ pub fn record_now(host: &Path, logical: Vec<u8>) -> Option<Record> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn rec(path: &str, h: u8) -> Record {
+        let mut r = inspect::base_record(
+            path.as_bytes().to_vec(),
+            &inspect::Stat {
+                mode: 0o100644,
+                size: 1,
+                uid: 0,
+                gid: 0,
+                dev: 1,
+                ino: 2,
+                nlink: 1,
+                mtime: (1, 0),
+                ctime: (1, 0),
+            },
+        );
+        r.blake3 = Some([h; 32]);
+        r
+    }
+
+    #[test]
+    fn the_overlay_holds_only_differences_and_merges_back() {
+        let base = vec![rec("/a", 1), rec("/b", 1), rec("/d", 1)];
+        let now = vec![rec("/a", 1), rec("/b", 2), rec("/c", 1)];
+        let o = overlay(&base, now.clone());
+        let paths: Vec<&[u8]> = o.keys().map(|k| k.as_slice()).collect();
+        assert_eq!(paths, [&b"/b"[..], b"/c", b"/d"]);
+        assert_eq!(o[&b"/d".to_vec()], None);
+        assert_eq!(merge(&base, &o), now);
+        assert!(overlay(&base, base.clone()).is_empty());
+        assert_eq!(merge(&base, &BTreeMap::new()), base);
+    }
+
     #[test]
     fn durations_read_well() {
         use std::time::Duration;
