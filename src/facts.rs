@@ -13,6 +13,8 @@
 //! anything malformed: a damaged or forged baseline value is rejected,
 //! never trusted, and never makes a large allocation.
 
+use std::sync::Arc;
+
 use crate::formats::elf::{ElfInfo, MAX_STR, MAX_STRINGS};
 
 /// The string glibc's loader opens for its preload list; rootkits patch it
@@ -97,7 +99,8 @@ pub fn is_unit_path(path: &[u8]) -> bool {
 /// An ELF object's headers, or the fact that they could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ElfFact {
-    Parsed(ElfInfo),
+    /// Shared: the audit's objects hold the same headers, not copies.
+    Parsed(Arc<ElfInfo>),
     /// ELF magic, but the headers do not hold together.
     Unparsable,
 }
@@ -246,7 +249,7 @@ impl Facts {
                 let needed = r.list()?;
                 let rpath = r.list()?;
                 let runpath = r.list()?;
-                Some(ElfFact::Parsed(ElfInfo {
+                Some(ElfFact::Parsed(Arc::new(ElfInfo {
                     is_64: flags & 1 != 0,
                     big_endian: flags & 2 != 0,
                     dynamic: flags & 4 != 0,
@@ -257,7 +260,7 @@ impl Facts {
                     needed,
                     rpath,
                     runpath,
-                }))
+                })))
             }
             _ => return None,
         };
@@ -395,7 +398,7 @@ pub(crate) mod tests {
             dynamic: true,
         };
         let full = Facts {
-            elf: Some(ElfFact::Parsed(info)),
+            elf: Some(ElfFact::Parsed(Arc::new(info))),
             preload_string: Some(true),
             module: Some(ModuleFact::Signed {
                 key_id: "01ab".into(),

@@ -299,11 +299,21 @@ impl<'a> Judge<'a> {
             ..Verdict::default()
         };
         let mut rest: Vec<(Origin, Finding)> = Vec::new();
+        // The records of the `only` paths (all of them without), sorted:
+        // a binary search per path, not a pass over the whole tree.
         let pick = |rs: &[Record]| -> Vec<Record> {
-            rs.iter()
-                .filter(|r| only.is_none_or(|o| o.contains(&r.path)))
-                .cloned()
-                .collect()
+            match only {
+                None => rs.to_vec(),
+                Some(o) => {
+                    let mut v: Vec<Record> = o
+                        .iter()
+                        .filter_map(|p| scan::find(rs, p))
+                        .cloned()
+                        .collect();
+                    v.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+                    v
+                }
+            }
         };
         let subset;
         let now: &[Record] = match only {

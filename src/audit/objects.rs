@@ -11,7 +11,7 @@ use crate::sys::{MetadataExt, OpenOptionsNoFollow};
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 
@@ -33,7 +33,8 @@ pub struct Object {
     pub uid: u32,
     /// Found by the scan of the search paths (not an executable dir).
     pub in_search_path: bool,
-    pub info: ElfInfo,
+    /// Shared with the record's facts.
+    pub info: Arc<ElfInfo>,
 }
 
 impl Object {
@@ -146,7 +147,7 @@ fn read_exec(root: &Root, path: PathBuf) -> Result<Option<Object>, ()> {
             mode: meta.mode(),
             uid: meta.uid(),
             in_search_path: false,
-            info,
+            info: Arc::new(info),
         })),
         Err(ElfError::NotElf) => Ok(None),
         Err(_) => Err(()),

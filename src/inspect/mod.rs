@@ -301,7 +301,7 @@ impl<'n> Gather<'n> {
         let elf =
             matches!(class, FileClass::ElfDyn | FileClass::ElfExec).then(|| {
                 match elf::parse(src) {
-                    Ok(info) => ElfFact::Parsed(info),
+                    Ok(info) => ElfFact::Parsed(Arc::new(info)),
                     Err(_) => ElfFact::Unparsable,
                 }
             });

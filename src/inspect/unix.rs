@@ -676,7 +676,7 @@ mod tests {
                 panic!("{name}: {:?}", r.facts)
             };
             assert_eq!(info.soname.as_deref(), Some(&b"libx.so.1"[..]), "{name}");
-            assert_eq!(info, crate::formats::elf::parse(data.as_slice()).unwrap());
+            assert_eq!(*info, crate::formats::elf::parse(data.as_slice()).unwrap());
         }
         // ELF magic and a dynamic type, but nothing that holds together.
         let mut bad = elf[..64].to_vec();
