@@ -332,11 +332,15 @@ fn put_text(out: &mut Vec<u8>, s: &str) {
     put_bytes(out, text(s).as_bytes(), MAX_TEXT);
 }
 
-/// Reads the encoding front to back; every method is `None` past the end.
-struct Cursor<'a>(&'a [u8]);
+/// Reads a binary encoding front to back (the facts here, the record in
+/// `crate::record`); every method is `None` past the end.
+pub(crate) struct Cursor<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -344,37 +348,43 @@ impl<'a> Cursor<'a> {
         self.0 = b;
         Some(a)
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Option<u16> {
+    pub(crate) fn u16(&mut self) -> Option<u16> {
         Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
     }
-    fn u32(&mut self) -> Option<u32> {
+    pub(crate) fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
-    fn bytes(&mut self, cap: usize) -> Option<Vec<u8>> {
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    pub(crate) fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    pub(crate) fn bytes(&mut self, cap: usize) -> Option<Vec<u8>> {
         let n = usize::from(self.u16()?);
         if n > cap {
             return None;
         }
         Some(self.take(n)?.to_vec())
     }
-    fn opt_bytes(&mut self, cap: usize) -> Option<Option<Vec<u8>>> {
+    pub(crate) fn opt_bytes(&mut self, cap: usize) -> Option<Option<Vec<u8>>> {
         match self.u8()? {
             0 => Some(None),
             1 => Some(Some(self.bytes(cap)?)),
             _ => None,
         }
     }
-    fn list(&mut self) -> Option<Vec<Vec<u8>>> {
+    pub(crate) fn list(&mut self) -> Option<Vec<Vec<u8>>> {
         let n = usize::from(self.u16()?);
         if n > MAX_STRINGS {
             return None;
         }
         (0..n).map(|_| self.bytes(MAX_STR as usize)).collect()
     }
-    fn text(&mut self) -> Option<String> {
+    pub(crate) fn text(&mut self) -> Option<String> {
         String::from_utf8(self.bytes(MAX_TEXT)?).ok()
     }
 }

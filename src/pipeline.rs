@@ -231,13 +231,7 @@ impl<'a> Judge<'a> {
     /// `long_lived`, nothing is cut to the names of today's records.
     pub fn new(plan: &'a Plan, records: &[Record], judges: Judges, long_lived: bool) -> Judge<'a> {
         let (world, notes) = if judges.provenance && !plan.provenance.disabled {
-            let (w, n) = provenance::World::load(
-                &plan.root,
-                &plan.provenance,
-                &plan.policy,
-                records,
-                !long_lived,
-            );
+            let (w, n) = load_world(plan, records, !long_lived);
             (Some(w), n)
         } else {
             (None, Vec::new())
@@ -259,13 +253,7 @@ impl<'a> Judge<'a> {
             .as_ref()
             .is_some_and(|w| w.is_stale(&self.plan.root, &self.plan.provenance));
         if stale {
-            let (w, n) = provenance::World::load(
-                &self.plan.root,
-                &self.plan.provenance,
-                &self.plan.policy,
-                records,
-                false,
-            );
+            let (w, n) = load_world(self.plan, records, false);
             self.world = Some(w);
             self.notes.extend(n);
         }
@@ -411,6 +399,17 @@ impl<'a> Judge<'a> {
         (v.origins, v.findings) = all.into_iter().unzip();
         v
     }
+}
+
+/// The provenance evidence for judging `records` under `plan`.
+fn load_world(plan: &Plan, records: &[Record], names_only: bool) -> (provenance::World, Vec<Note>) {
+    provenance::World::load(
+        &plan.root,
+        &plan.provenance,
+        &plan.policy,
+        records,
+        names_only,
+    )
 }
 
 /// Judges a whole snapshot once.

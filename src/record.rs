@@ -94,6 +94,17 @@ pub enum FileClass {
 }
 
 impl FileClass {
+    /// Every class, in tag order.
+    pub const ALL: [FileClass; 7] = [
+        FileClass::None,
+        FileClass::ElfDyn,
+        FileClass::ElfExec,
+        FileClass::ElfOther,
+        FileClass::PeDll,
+        FileClass::PeExe,
+        FileClass::Other,
+    ];
+
     fn from_tag(t: u8) -> Option<Self> {
         Some(match t {
             0 => FileClass::None,
@@ -291,7 +302,7 @@ impl Record {
     /// that wrote [`ENCODING_V1`]. `None` on any malformed input: a corrupt
     /// baseline is reported, never trusted.
     pub fn decode_value(path: &[u8], v: &[u8]) -> Option<Record> {
-        let mut r = Reader(v);
+        let mut r = crate::facts::Cursor(v);
         let version = r.u8()?;
         if version != ENCODING_V1 && version != ENCODING_V2 {
             return None;
@@ -333,7 +344,7 @@ impl Record {
                 _ => return None,
             },
         };
-        if !r.0.is_empty() {
+        if !r.is_empty() {
             return None;
         }
         Some(Record {
@@ -361,31 +372,6 @@ impl Record {
 pub const ENCODING_V1: u8 = 1;
 /// [`ENCODING_V1`] followed by the optional, length-prefixed [`Facts`].
 pub const ENCODING_V2: u8 = 2;
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-}
 
 #[cfg(test)]
 mod tests {

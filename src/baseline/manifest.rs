@@ -223,17 +223,7 @@ fn class_name(c: FileClass) -> &'static str {
 }
 
 fn class_from_name(s: &str) -> Option<FileClass> {
-    [
-        FileClass::None,
-        FileClass::ElfDyn,
-        FileClass::ElfExec,
-        FileClass::ElfOther,
-        FileClass::PeDll,
-        FileClass::PeExe,
-        FileClass::Other,
-    ]
-    .into_iter()
-    .find(|c| class_name(*c) == s)
+    FileClass::ALL.into_iter().find(|c| class_name(*c) == s)
 }
 
 fn type_from_name(s: &str) -> Option<FileType> {

@@ -913,15 +913,7 @@ mod tests {
 
     #[test]
     fn every_provenance_candidate_carries_facts() {
-        let classes = [
-            FileClass::None,
-            FileClass::ElfDyn,
-            FileClass::ElfExec,
-            FileClass::ElfOther,
-            FileClass::PeDll,
-            FileClass::PeExe,
-            FileClass::Other,
-        ];
+        let classes = FileClass::ALL;
         for name in [
             "libc.so.6",
             "libc.so",
