@@ -55,25 +55,16 @@ impl Baseline {
 /// `root` is the root being judged: a baseline of another root is loaded
 /// with a warning.
 pub fn load(loc: &Location, root: &[u8]) -> Result<(Baseline, Vec<Note>)> {
-    let store = Store::open(&loc.db)?;
-    let (meta, records, extra) = store.load_with_extra()?;
+    let (store, b, mut notes) = load_held(loc, None)?;
     drop(store);
-    let mut notes = verify::verify(loc, &meta, loc.verify_key.as_ref())?;
-    if meta.root != root {
+    if b.meta.root != root {
         notes.push(Note::Warning(format!(
             "this baseline was built for root {}, not {}",
-            escape::for_terminal(&meta.root),
+            escape::for_terminal(&b.meta.root),
             escape::for_terminal(root)
         )));
     }
-    Ok((
-        Baseline {
-            meta,
-            records,
-            extra,
-        },
-        notes,
-    ))
+    Ok((b, notes))
 }
 
 /// Like [`load`], but keeps the store (and its lock) for [`commit`], so a
@@ -85,7 +76,8 @@ pub fn load_held(
 ) -> Result<(Store, Baseline, Vec<Note>)> {
     let store = Store::open(&loc.db)?;
     let (meta, records, extra) = store.load_with_extra()?;
-    // Never build on a baseline that fails verification.
+    // Never build on, or judge against, a baseline that fails
+    // verification.
     let notes = verify::verify(loc, &meta, key.or(loc.verify_key.as_ref()))?;
     Ok((
         store,
