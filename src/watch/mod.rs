@@ -68,6 +68,9 @@ pub const QUEUE: usize = 65_536;
 pub const FALLBACK_INTERVAL: Duration = Duration::from_secs(30);
 /// How often the baseline's files are `stat`ed for a new generation.
 pub const BASELINE_POLL: Duration = Duration::from_secs(5);
+/// How long changed paths wait for a package transaction (the dpkg lock)
+/// to end before they are judged anyway.
+pub const PACKAGE_WAIT: Duration = Duration::from_secs(300);
 /// Paths handled per engine turn before signals are looked at again.
 const BATCH: usize = 4096;
 
@@ -115,6 +118,7 @@ pub fn run(
         overlay: BTreeMap::new(),
         judge: Judge::new(plan, &[], Judges::ALL, true),
         said: HashSet::new(),
+        busy_since: None,
         watches: WatchSet::new(watcher),
         debounce: Debouncer::new(opts.debounce),
         transitions: Transitions::default(),
@@ -164,6 +168,8 @@ struct Engine<'a, W: notify::Watcher> {
     judge: Judge<'a>,
     /// Notes already said.
     said: HashSet<String>,
+    /// Since when the dpkg lock has been seen held, while it is.
+    busy_since: Option<Instant>,
     db_sig: DbSig,
     watches: WatchSet<W>,
     debounce: Debouncer,
@@ -345,12 +351,24 @@ impl<W: notify::Watcher> Engine<'_, W> {
     /// the paths wait for it to finish: its files may not match a
     /// database it has not written yet.
     fn check_paths(&mut self, mut todo: Vec<PathBuf>, source: Source) {
+        let now = Instant::now();
         if self.judge.packages_busy() {
-            let later = Instant::now() + self.quiet_time;
-            for p in todo {
-                self.debounce.touch(p, later);
+            // A transaction takes seconds; a lock held for longer is a
+            // stuck or hostile one, and must not keep the watcher blind.
+            let since = *self.busy_since.get_or_insert(now);
+            if now.duration_since(since) < PACKAGE_WAIT {
+                let later = now + self.quiet_time;
+                for p in todo {
+                    self.debounce.touch(p, later);
+                }
+                return;
             }
-            return;
+            self.say_once(&[Note::Warning(format!(
+                "the dpkg lock has been held for over {}: judging changes without waiting for it",
+                human_duration(PACKAGE_WAIT)
+            ))]);
+        } else {
+            self.busy_since = None;
         }
         let mut seen: HashSet<PathBuf> = HashSet::new();
         let mut touched: HashSet<Vec<u8>> = HashSet::new();

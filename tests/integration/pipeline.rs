@@ -514,3 +514,59 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Holds the root's dpkg lock as dpkg does (an fcntl write lock) until
+/// dropped.
+struct DpkgLock {
+    // Held, never read: the lock lives as long as the descriptor.
+    _file: std::fs::File,
+}
+
+impl DpkgLock {
+    fn take(t: &TestRoot) -> DpkgLock {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(t.path("var/lib/dpkg/lock"))
+            .unwrap();
+        // SAFETY: a zeroed flock is valid; fcntl gets a valid fd and pointer.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl) };
+        assert_eq!(rc, 0, "cannot lock: {}", std::io::Error::last_os_error());
+        DpkgLock { _file: f }
+    }
+}
+
+/// A library that changes while dpkg holds its lock is judged when the
+/// transaction ends: its files may not match md5sums dpkg has not written
+/// yet, and a half-done upgrade must not be reported as tampering.
+#[test]
+fn watch_waits_for_a_package_transaction_to_end() {
+    let t = TestRoot::debian();
+    dpkg_root(&t);
+    let lib = format!("{MA}/libwait.so.1");
+    install(&t, "libwait1", "1.0", &[(lib.as_str(), 1)]);
+    t.init();
+    let mut w = Watch::start(&t, &["--rescan-interval", "1h"], &[]);
+    w.drain(Duration::from_millis(300));
+    let mark = w.seen.len();
+    let lock = DpkgLock::take(&t);
+    // dpkg itself cannot run while the test holds its lock: the library
+    // is rewritten as an unpacking dpkg would.
+    t.compile_so(&lib, "libwait.so.1", "int f(void){return 2;}");
+    w.drain(Duration::from_secs(2));
+    assert!(
+        w.seen[mark..].is_empty(),
+        "judged while dpkg held its lock: {:#?}",
+        brief(&w.seen[mark..])
+    );
+    drop(lock);
+    let path = format!("/{lib}");
+    let f = w.expect("content", &path);
+    assert_eq!(f["source"], "event", "{f}");
+}
