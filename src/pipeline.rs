@@ -9,6 +9,7 @@
 //! Nothing here prints: snapshots and verdicts carry their notes, and the
 //! command hands them to the output layer.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -230,18 +231,24 @@ impl<'a> Judge<'a> {
     /// Loads the evidence for judging `records` with `judges`. With
     /// `long_lived`, nothing is cut to the names of today's records.
     pub fn new(plan: &'a Plan, records: &[Record], judges: Judges, long_lived: bool) -> Judge<'a> {
-        let (world, notes) = if judges.provenance && !plan.provenance.disabled {
+        let mut j = Judge::unloaded(plan);
+        if judges.provenance && !plan.provenance.disabled {
             let (w, n) = load_world(plan, records, !long_lived);
-            (Some(w), n)
-        } else {
-            (None, Vec::new())
-        };
+            j.world = Some(w);
+            j.notes = n;
+        }
+        j
+    }
+
+    /// A judge with no evidence loaded yet (`watch`, before its first
+    /// snapshot says what the evidence is for).
+    pub fn unloaded(plan: &'a Plan) -> Judge<'a> {
         Judge {
             plan,
-            world,
+            world: None,
             authenticode: Authenticode::new(plan.provenance.authenticode_roots.as_deref()),
             exec: ExecObjects::default(),
-            notes,
+            notes: Vec::new(),
         }
     }
 
@@ -274,10 +281,10 @@ impl<'a> Judge<'a> {
     /// collected with) against `reference`. With `only`, the changes and
     /// provenance are judged for those paths alone (a `watch` event); the
     /// audit, when asked for, always looks at everything.
-    pub fn run(
+    pub fn run<'r>(
         &mut self,
-        reference: Reference,
-        snap: (&SearchPaths, Option<&Registry>, &[Record]),
+        reference: Reference<'r>,
+        snap: (&SearchPaths, Option<&Registry>, &'r [Record]),
         judges: Judges,
         only: Option<&HashSet<Vec<u8>>>,
     ) -> Verdict {
@@ -287,11 +294,11 @@ impl<'a> Judge<'a> {
             ..Verdict::default()
         };
         let mut rest: Vec<(Origin, Finding)> = Vec::new();
-        // The records of the `only` paths (all of them without), sorted:
-        // a binary search per path, not a pass over the whole tree.
-        let pick = |rs: &[Record]| -> Vec<Record> {
+        // The records of the `only` paths (all of them, borrowed, without),
+        // sorted: a binary search per path, not a pass over the whole tree.
+        let pick = |rs: &'r [Record]| -> Cow<'r, [Record]> {
             match only {
-                None => rs.to_vec(),
+                None => Cow::Borrowed(rs),
                 Some(o) => {
                     let mut v: Vec<Record> = o
                         .iter()
@@ -299,37 +306,23 @@ impl<'a> Judge<'a> {
                         .cloned()
                         .collect();
                     v.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-                    v
+                    Cow::Owned(v)
                 }
             }
         };
-        let subset;
-        let now: &[Record] = match only {
-            Some(_) => {
-                subset = pick(records);
-                &subset
-            }
-            None => records,
-        };
-        let (before, after): (Vec<Record>, Option<Vec<Record>>) = match reference {
-            Reference::Nothing => (Vec::new(), None),
-            Reference::Baseline(b) => (
-                match only {
-                    Some(_) => pick(&b.records),
-                    None => Vec::new(),
-                },
-                None,
-            ),
+        let now = pick(records);
+        // What the changes are judged against (and the `manifest`
+        // evidence), and, against a golden manifest, our records made
+        // portable as its are.
+        let (base, portable) = match reference {
+            Reference::Nothing => (Cow::Borrowed(&[][..]), None),
+            Reference::Baseline(b) => (pick(&b.records), None),
             Reference::Manifest { theirs, ours } => (pick(theirs), Some(pick(ours))),
         };
-        let base: &[Record] = match (reference, only) {
-            (Reference::Baseline(b), None) => &b.records,
-            _ => &before,
-        };
         if judges.diff {
-            let ours = after.as_deref().unwrap_or(now);
+            let ours = portable.as_deref().unwrap_or(&now);
             v.findings
-                .extend(diff::diff(base, ours, &Classifier::new(sp)));
+                .extend(diff::diff(&base, ours, &Classifier::new(sp)));
         }
         if let Reference::Baseline(b) = reference {
             v.prior = provenance::State::from_pairs(&b.extra);
@@ -339,7 +332,7 @@ impl<'a> Judge<'a> {
             let started = std::time::Instant::now();
             // The golden manifest, or the baseline, is the `manifest`
             // evidence.
-            let out = provenance::evaluate(&cx, now, base, &v.prior);
+            let mut out = provenance::evaluate(&cx, &now, &base, &v.prior);
             v.notes.push(Note::Status(format!(
                 "provenance: {} libraries judged, {} digests computed, in {:.3} s",
                 out.judged,
@@ -349,7 +342,7 @@ impl<'a> Judge<'a> {
             if matches!(reference, Reference::Baseline(_)) {
                 provenance::relabel_updates(&mut v.findings, &out, &v.prior);
             }
-            v.findings.extend(out.findings.iter().cloned());
+            v.findings.append(&mut out.findings);
             v.provenance = Some(out);
         }
         if judges.audit {
@@ -394,8 +387,7 @@ impl<'a> Judge<'a> {
             .map(|f| (Origin::Change, f))
             .chain(rest)
             .collect();
-        // Sorted by path, then kind, as every report is.
-        all.sort_by(|a, b| (&a.1.path, a.1.kind).cmp(&(&b.1.path, b.1.kind)));
+        all.sort_by(|a, b| crate::output::order(&a.1, &b.1));
         (v.origins, v.findings) = all.into_iter().unzip();
         v
     }

@@ -50,7 +50,7 @@ pub fn run(
     let v = pipeline::judge(&s.plan, Reference::Baseline(&base), &snap, Judges::CHANGES);
     messages::notes(&v.notes);
     let (prior, outcome) = (&v.prior, v.provenance.as_ref());
-    let mut accepted = v.findings.clone();
+    let mut accepted = v.findings;
     accepted.retain(|f| within(&f.path));
     if package_updates {
         // Exactly the expected upgrades; everything else stays flagged.

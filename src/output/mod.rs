@@ -22,7 +22,12 @@ pub enum Format {
 
 /// Sorts findings by path (then kind) for deterministic output.
 pub fn sort(findings: &mut [Finding]) {
-    findings.sort_by(|a, b| a.path.cmp(&b.path).then(a.kind.cmp(&b.kind)));
+    findings.sort_by(order);
+}
+
+/// The order of every report: by path, then kind.
+pub fn order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
+    a.path.cmp(&b.path).then(a.kind.cmp(&b.kind))
 }
 
 /// One finding as a JSON object.

@@ -116,7 +116,7 @@ pub fn run(
         db_sig: db_sig(&loc.db),
         baseline,
         overlay: BTreeMap::new(),
-        judge: Judge::new(plan, &[], Judges::ALL, true),
+        judge: Judge::unloaded(plan),
         said: HashSet::new(),
         busy_since: None,
         watches: WatchSet::new(watcher),
