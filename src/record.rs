@@ -228,6 +228,11 @@ fn ser_target<S: Serializer>(t: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Erro
     }
 }
 
+/// The last component of a path (the whole path when it has no `/`).
+pub fn file_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|&b| b == b'/').next().unwrap_or(path)
+}
+
 impl Record {
     /// Permission bits (with setuid/setgid/sticky), without the type.
     pub fn perm(&self) -> u32 {

@@ -11,7 +11,7 @@ use super::{bytes, show, Audit, Context};
 use crate::diff::is_loader_name;
 use crate::finding::{Finding, Kind, Severity};
 use crate::formats::elf::{is_canonical_loader_name, is_glibc_loader};
-use crate::record::{FileClass, FileType};
+use crate::record::{file_name, FileClass, FileType};
 use crate::scan;
 
 /// Directories a `PT_INTERP` may name (plus `/lib/<triplet>` and
@@ -33,11 +33,6 @@ pub fn audit(cx: &Context, objs: &[Object], a: &mut Audit) {
     interps(objs, a);
 }
 
-/// The file name of a path.
-fn name_of(p: &[u8]) -> &[u8] {
-    p.rsplit(|&b| b == b'/').next().unwrap_or(p)
-}
-
 /// A real glibc loader: named like one and carrying a loader's SONAME
 /// (which also leaves out debug-info copies with the same name). Whether
 /// its content still names the preload list is a fact the inspection
@@ -46,7 +41,7 @@ fn patched(cx: &Context, objs: &[Object], a: &mut Audit) {
     for r in cx.records.iter().filter(|r| {
         r.ftype == FileType::File
             && matches!(r.class, FileClass::ElfDyn | FileClass::ElfExec)
-            && is_glibc_loader(name_of(&r.path))
+            && is_glibc_loader(file_name(&r.path))
             && objs
                 .binary_search_by(|o| bytes(&o.path).cmp(&r.path[..]))
                 .ok()
@@ -85,7 +80,7 @@ fn backups(cx: &Context, a: &mut Audit) {
     for r in cx.records.iter().filter(|r| {
         r.ftype == FileType::File
             && r.class.is_loadable()
-            && is_backup_name(name_of(&r.path))
+            && is_backup_name(file_name(&r.path))
             && !super::objects::is_debug_file(&r.path)
     }) {
         let known = cx

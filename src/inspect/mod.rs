@@ -28,7 +28,7 @@ use crate::formats::elf::{self, FileAt, ReadAt};
 // The pure parsers of module trailers and IMA values; nothing else of
 // provenance is used here.
 use crate::formats::{ima, kmod};
-use crate::record::{FileClass, FileType, Record, Unhashed};
+use crate::record::{file_name, FileClass, FileType, Record, Unhashed};
 use crate::sys::MetadataExt;
 
 #[cfg(unix)]
@@ -161,10 +161,6 @@ fn wants_by_class(class: FileClass) -> bool {
         class,
         FileClass::ElfDyn | FileClass::ElfExec | FileClass::ElfOther | FileClass::PeDll
     )
-}
-
-fn file_name(path: &[u8]) -> &[u8] {
-    path.rsplit(|&b| b == b'/').next().unwrap_or(path)
 }
 
 /// What one read-and-hash pass gives.

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use crate::record::file_name;
 use crate::rootfs::Root;
 
 /// Where dpkg keeps its state, inside the root.
@@ -271,11 +272,6 @@ impl DpkgDb {
             v.push(o);
         }
     }
-}
-
-/// The last component of a path.
-fn file_name(p: &[u8]) -> &[u8] {
-    p.rsplit(|&b| b == b'/').next().unwrap_or(p)
 }
 
 /// A package name without its `:arch` qualifier.

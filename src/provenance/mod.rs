@@ -30,7 +30,7 @@ use crate::facts::ModuleFact;
 use crate::finding::{Finding, Kind, Note, Severity};
 use crate::formats::elf::is_so_name;
 use crate::formats::{ima, kmod, pe};
-use crate::record::{FileClass, FileType, Record};
+use crate::record::{file_name, FileClass, FileType, Record};
 use crate::rootfs::Root;
 use policy::{Evidence, Policy, ProvenanceConfig};
 
@@ -187,7 +187,7 @@ pub fn is_candidate(r: &Record) -> bool {
     if r.ftype != FileType::File {
         return false;
     }
-    let name = r.path.rsplit(|&b| b == b'/').next().unwrap_or(&r.path);
+    let name = file_name(&r.path);
     matches!(
         r.class,
         FileClass::ElfDyn | FileClass::ElfOther | FileClass::PeDll
@@ -276,7 +276,7 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
     let Some((accept, severity)) = cx.policy.rule_for(&r.path) else {
         return v;
     };
-    let name = r.path.rsplit(|&b| b == b'/').next().unwrap_or(&r.path);
+    let name = file_name(&r.path);
     let mut evidence: Vec<Evidence> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let mut bad = false;
@@ -687,11 +687,6 @@ pub fn admin_dir(cfg: &ProvenanceConfig) -> std::path::PathBuf {
     cfg.dpkg_admin_dir
         .clone()
         .unwrap_or_else(|| dpkg::ADMIN_DIR.into())
-}
-
-/// The last component of a path.
-fn file_name(p: &[u8]) -> &[u8] {
-    p.rsplit(|&b| b == b'/').next().unwrap_or(p)
 }
 
 /// Reads the PEM bundle (a host path, outside the scanned root) and every
