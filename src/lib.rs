@@ -21,6 +21,7 @@ pub mod escape;
 pub mod facts;
 pub mod finding;
 pub mod formats;
+pub mod input;
 pub mod inspect;
 pub mod output;
 pub mod pipeline;
