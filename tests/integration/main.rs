@@ -5,11 +5,16 @@ mod util;
 
 mod audit;
 mod bench;
+mod chain;
+mod confinement;
 mod core;
+mod fuzz;
 mod hostile;
+mod inputs;
 mod pipeline;
 mod provenance;
 mod regf;
+mod store_safety;
 mod trust;
 mod watch;
 mod windows;
