@@ -154,7 +154,9 @@ pub fn record(path: &Path, meta: &Meta) -> Result<()> {
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create state dir", dir, e))?;
-    let tmp = with_suffix(path, ".tmp");
+    // One temp name per process: two runs recording at once (a watch
+    // reloading beside a cron check) each rename a whole file.
+    let tmp = with_suffix(path, &format!(".tmp.{}", std::process::id()));
     // A leftover of a crash, or a symlink someone planted: unlinking
     // removes the entry itself, never what a symlink points to.
     let _ = std::fs::remove_file(&tmp);
@@ -238,7 +240,8 @@ mod tests {
         let p = t.path().join("baseline.generations");
         let victim = t.path().join("victim");
         std::fs::write(&victim, "keep").unwrap();
-        std::os::unix::fs::symlink(&victim, with_suffix(&p, ".tmp")).unwrap();
+        let tmp = with_suffix(&p, &format!(".tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, tmp).unwrap();
         record(&p, &meta(1, 1, false)).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
         assert!(seen(&p, &[1; 16]).unwrap().is_some());

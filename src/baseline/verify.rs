@@ -125,6 +125,9 @@ fn rollback_check(
                 None => "nothing for this baseline".into(),
             }
         )));
+        if meta.signature.is_none() && loc.restart_signing && must_verify {
+            restart_allowed(loc, meta, &here, notes)?;
+        }
         write_all(&places, meta, |_| true, notes)?;
         return Ok(());
     }
@@ -297,3 +300,111 @@ pub fn describe(meta: &Meta) -> String {
 }
 
 pub use crate::timefmt::utc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn loc(dir: &Path) -> Location {
+        Location {
+            db: dir.join("baseline"),
+            state_path: dir.join("baseline.generations"),
+            verify_key: None,
+            state_copy: Some(dir.join("keys/libwarden.pub.generations")),
+            accept_generation: None,
+            allow_other_root: false,
+            restart_signing: false,
+        }
+    }
+
+    fn meta(generation: u64, key: Option<&SigningKey>) -> Meta {
+        let mut m = Meta {
+            schema: 3,
+            generation,
+            baseline_id: [4; 16],
+            written: 1000 + generation as i64,
+            count: 0,
+            digest: [0; 32],
+            root: b"/".to_vec(),
+            signature: None,
+        };
+        if let Some(k) = key {
+            m.signature = Some(signing::sign(k, &m.signed_bytes()));
+        }
+        m
+    }
+
+    #[test]
+    fn a_verified_baseline_needs_rollback_state_and_either_copy_suffices() {
+        let t = tempfile::tempdir().unwrap();
+        let l = loc(t.path());
+        let sk = SigningKey::from_bytes(&[1; 32]);
+        let pk = sk.verifying_key();
+        let (m1, m2) = (meta(1, Some(&sk)), meta(2, Some(&sk)));
+        // Never seen and verified: refused, nothing recorded.
+        let e = verify(&l, &m1, Some(&pk)).unwrap_err();
+        assert!(e.to_string().contains("--accept-generation 1"), "{e}");
+        assert!(!l.state_path.exists());
+        // Unverified first use records; a fresh generation is recorded in
+        // both places.
+        verify(&l, &m1, None).unwrap();
+        record_written(&l, &m2).unwrap();
+        assert!(verify(&l, &m2, Some(&pk)).unwrap().is_empty());
+        // Either copy alone still refuses generation 1; the lost one is
+        // restored with a warning.
+        std::fs::remove_file(&l.state_path).unwrap();
+        assert!(matches!(
+            verify(&l, &m1, Some(&pk)),
+            Err(Error::Rollback { seen: 2, .. })
+        ));
+        let notes = verify(&l, &m2, Some(&pk)).unwrap();
+        assert!(format!("{notes:?}").contains("restoring"), "{notes:?}");
+        assert!(l.state_path.exists());
+        std::fs::remove_file(l.state_copy.as_ref().unwrap()).unwrap();
+        assert!(verify(&l, &m1, Some(&pk)).is_err());
+        // Re-pinning names the generation it accepts.
+        let pinned = Location {
+            accept_generation: Some(1),
+            ..l.clone()
+        };
+        assert!(verify(&pinned, &m2, Some(&pk)).is_err());
+        verify(&pinned, &m1, Some(&pk)).unwrap();
+        verify(&l, &m1, Some(&pk)).unwrap();
+    }
+
+    #[test]
+    fn signing_restarts_only_on_an_unsigned_generation_libwarden_recorded() {
+        let t = tempfile::tempdir().unwrap();
+        let sk = SigningKey::from_bytes(&[1; 32]);
+        let pk = sk.verifying_key();
+        let l = Location {
+            restart_signing: true,
+            ..loc(t.path())
+        };
+        record_written(&l, &meta(1, Some(&sk))).unwrap();
+        // Generation 2 unsigned, never recorded: written behind our back.
+        let e = verify(&l, &meta(2, None), Some(&pk)).unwrap_err();
+        assert!(e.to_string().contains("without the key"), "{e}");
+        // Recorded as written unsigned (`update --unsigned`): allowed.
+        record_written(&l, &meta(2, None)).unwrap();
+        let notes = verify(&l, &meta(2, None), Some(&pk)).unwrap();
+        assert!(format!("{notes:?}").contains("signing restarts"));
+        // Without the restart, an unsigned generation fails verification.
+        assert!(verify(&loc(t.path()), &meta(2, None), Some(&pk)).is_err());
+    }
+
+    #[test]
+    fn another_root_is_a_usage_error_unless_allowed() {
+        let t = tempfile::tempdir().unwrap();
+        let m = meta(1, None);
+        assert!(root(&loc(t.path()), &m, b"/").unwrap().is_empty());
+        let e = root(&loc(t.path()), &m, b"/srv/image").unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::code::USAGE);
+        let allowed = Location {
+            allow_other_root: true,
+            ..loc(t.path())
+        };
+        assert_eq!(root(&allowed, &m, b"/srv/image").unwrap().len(), 1);
+    }
+}
