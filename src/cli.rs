@@ -39,6 +39,15 @@ pub struct Global {
     /// Refuse a baseline not signed by this public key (libwarden.pub)
     #[arg(long, global = true, value_name = "PUB")]
     pub verify_with: Option<PathBuf>,
+    /// Re-pin rollback detection to the live baseline generation, which
+    /// must be N (after the rollback state was lost, or to accept an older
+    /// generation restored on purpose)
+    #[arg(long, global = true, value_name = "N")]
+    pub accept_generation: Option<u64>,
+    /// Use a baseline built for another root path (an image or rootfs
+    /// copied or moved to a new place); refused otherwise
+    #[arg(long, global = true)]
+    pub allow_other_root: bool,
     /// Files read at once [default: 4 per thread, at most 64]; more helps
     /// a cold disk
     #[arg(long, global = true, value_name = "N")]
@@ -79,9 +88,14 @@ pub enum Command {
         #[arg(long)]
         paranoid: bool,
         /// Sign the new generation with this secret key; the current one
-        /// must verify with its public half first
-        #[arg(long, value_name = "KEY")]
+        /// must verify with its public half first (or be an unsigned one
+        /// written by `update --unsigned`: signing restarts)
+        #[arg(long, value_name = "KEY", conflicts_with = "unsigned")]
         sign_with: Option<PathBuf>,
+        /// Write an unsigned generation over a signed one: stop signing
+        /// this baseline (refused when a public key is configured)
+        #[arg(long)]
+        unsigned: bool,
         /// Accept only `package_update` findings: changed libraries whose
         /// new content matches an upgraded package
         #[arg(long)]

@@ -55,12 +55,14 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Update {
             paranoid,
             sign_with,
+            unsigned,
             package_updates,
             paths,
         } => commands::update::run(
             &settings()?,
             *paranoid,
             sign_with.as_deref(),
+            *unsigned,
             *package_updates,
             paths,
         ),

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use crate::error::Result;
-use crate::escape;
 use crate::finding::Note;
 use crate::record::Record;
 use store::{Meta, Store};
@@ -30,6 +29,18 @@ pub struct Location {
     pub state_path: PathBuf,
     /// Every generation must carry a valid signature by this key.
     pub verify_key: Option<VerifyingKey>,
+    /// The second copy of the rollback state, beside the public key
+    /// (`rollback::copy_path`), when one is configured.
+    pub state_copy: Option<PathBuf>,
+    /// `--accept-generation N`: the operator re-pins the rollback state to
+    /// the live generation, which must be N.
+    pub accept_generation: Option<u64>,
+    /// `--allow-other-root`: a baseline built for another root path may
+    /// judge this one (an image copied to a new place).
+    pub allow_other_root: bool,
+    /// `update --sign-with`: an unsigned live generation may be built on
+    /// and signing restarted (`verify` decides whether this one may).
+    pub restart_signing: bool,
 }
 
 /// One verified generation.
@@ -52,18 +63,12 @@ impl Baseline {
 
 /// Loads the live generation and closes the store at once (the lock is
 /// held only for the read), then verifies signature and generation.
-/// `root` is the root being judged: a baseline of another root is loaded
-/// with a warning.
+/// `root` is the root being judged: a baseline of another root is refused
+/// unless the location allows it ([`verify::root`]).
 pub fn load(loc: &Location, root: &[u8]) -> Result<(Baseline, Vec<Note>)> {
     let (store, b, mut notes) = load_held(loc, None)?;
     drop(store);
-    if b.meta.root != root {
-        notes.push(Note::Warning(format!(
-            "this baseline was built for root {}, not {}",
-            escape::for_terminal(&b.meta.root),
-            escape::for_terminal(root)
-        )));
-    }
+    notes.extend(verify::root(loc, &b.meta, root)?);
     Ok((b, notes))
 }
 
@@ -108,6 +113,6 @@ pub fn commit(
 ) -> Result<Meta> {
     let meta = store.write_generation_with_extra(records, extra, root, key)?;
     drop(store);
-    rollback::record(&loc.state_path, &meta)?;
+    verify::record_written(loc, &meta)?;
     Ok(meta)
 }

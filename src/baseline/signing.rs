@@ -18,57 +18,123 @@ const PUBLIC_TAG: &str = "libwarden-ed25519-public-v1";
 pub const SECRET_FILE: &str = "libwarden.key";
 pub const PUBLIC_FILE: &str = "libwarden.pub";
 
-/// Writes a new key pair into `dir`; never overwrites an existing key.
+/// Writes a new key pair into `dir`: both files or neither. Nothing is
+/// written while either name is taken, by a file or by a symlink (even a
+/// dangling one); a directory created for the keys is 0700 whatever the
+/// umask.
 pub fn keygen(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("create key dir", dir, e))?;
-    let mut seed = [0u8; 32];
-    crate::baseline::store::fill_random(&mut seed)
-        .map_err(|e| Error::io("read random bytes for", dir, e))?;
-    let key = SigningKey::from_bytes(&seed);
+    create_private_dir(dir)?;
     let secret = dir.join(SECRET_FILE);
     let public = dir.join(PUBLIC_FILE);
     for p in [&secret, &public] {
-        if p.exists() {
+        // symlink_metadata: a dangling symlink exists too (`exists()`
+        // follows it and says no).
+        if std::fs::symlink_metadata(p).is_ok() {
             return Err(Error::Usage(format!(
                 "{} exists; not overwriting a key (move it away first)",
                 p.display()
             )));
         }
     }
+    let mut seed = [0u8; 32];
+    crate::baseline::store::fill_random(&mut seed)
+        .map_err(|e| Error::io("read random bytes for", dir, e))?;
+    let key = SigningKey::from_bytes(&seed);
     write_new(
         &secret,
         0o600,
         &format!("{SECRET_TAG} {}\n", escape::hex(&seed)),
     )?;
-    write_new(
+    let written = write_new(
         &public,
         0o644,
         &format!(
             "{PUBLIC_TAG} {}\n",
             escape::hex(key.verifying_key().as_bytes())
         ),
-    )?;
+    );
+    if let Err(e) = written {
+        // A lone secret key is worse than none: nobody knows it exists.
+        let _ = std::fs::remove_file(&secret);
+        return Err(e);
+    }
+    sync_dir(dir);
     Ok((secret, public))
 }
 
+/// Creates `dir` (and missing parents) mode 0700, set explicitly so that
+/// a umask of 000 cannot make it 0777; an existing directory is kept as
+/// it is.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+        .map_err(|e| Error::io("create key dir", dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("restrict key dir", dir, e))?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// Creates `path` exclusively, never through a symlink, and removes it
+/// again if it cannot be written whole.
 fn write_new(path: &Path, mode: u32, text: &str) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .no_follow()
         .create_mode(mode)
         .open(path)
         .map_err(|e| Error::io("create", path, e))?;
+    #[cfg(unix)]
+    {
+        // The umask may have narrowed the mode; it must not widen it, and
+        // the public key must stay readable to whoever verifies.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(mode));
+    }
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io("write", path, e))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(path);
+            Error::io("write", path, e)
+        })
 }
 
+/// A key file's text, read with [`crate::input::KEY_CAP`] as its bound
+/// and without blocking: `/dev/zero` or a FIFO given as a key is refused
+/// at once.
 fn read_tagged(path: &Path, tag: &str) -> Result<[u8; 32]> {
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+    let text = crate::input::read_bounded_text(path, crate::input::KEY_CAP).map_err(|e| match e
+        .kind()
+    {
         std::io::ErrorKind::NotFound => Error::NotFound {
             what: "key file",
             path: path.to_path_buf(),
         },
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+            Error::Usage(format!("key file {}: {e}", path.display()))
+        }
         _ => Error::io("read key", path, e),
     })?;
     let bad = || {

@@ -19,6 +19,15 @@ pub fn load_baseline(s: &Config) -> Result<baseline::Baseline> {
     Ok(b)
 }
 
+/// Like [`load_baseline`], for a command that judges nothing with it
+/// (`export`): the root it was built for does not matter.
+pub fn load_baseline_as_built(s: &Config) -> Result<baseline::Baseline> {
+    let (store, b, notes) = baseline::load_held(&s.baseline, None)?;
+    drop(store);
+    messages::notes(&notes);
+    Ok(b)
+}
+
 pub fn run(s: &Config, paranoid: bool, against: Option<&Path>) -> Result<i32> {
     let mut context = serde_json::Map::new();
     let (snap, v, what) = match against {

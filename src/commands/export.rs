@@ -13,7 +13,7 @@ pub fn run(s: &Config, sign_with: Option<&Path>, output: Option<&Path>) -> Resul
     let key = sign_with
         .map(crate::baseline::signing::load_secret)
         .transpose()?;
-    let base = super::check::load_baseline(s)?;
+    let base = super::check::load_baseline_as_built(s)?;
     let (meta, records) = (&base.meta, &base.records);
     let body = manifest::render(meta, records);
     let text = match &key {

@@ -18,15 +18,32 @@ pub fn run(
     s: &Config,
     paranoid: bool,
     sign_with: Option<&Path>,
+    unsigned: bool,
     package_updates: bool,
     paths: &[PathBuf],
 ) -> Result<i32> {
     let key = sign_with.map(baseline::signing::load_secret).transpose()?;
+    if unsigned && s.baseline.verify_key.is_some() {
+        return Err(Error::Usage(
+            "update --unsigned: a public key is configured (--verify-with or baseline_pubkey), \
+             so every generation must be signed and an unsigned one would be refused by every \
+             check; give --sign-with KEY instead"
+                .into(),
+        ));
+    }
     // Hold the store across scan and write: a concurrent update must not
     // interleave with this one. With a signing key, the current generation
-    // must carry that key's signature.
+    // must carry that key's signature, or be an unsigned one libwarden
+    // recorded as such (signing restarts: `verify` decides).
     let verify_key = key.as_ref().map(|k| k.verifying_key());
-    let (store, base, notes) = baseline::load_held(&s.baseline, verify_key.as_ref())?;
+    let loc = baseline::Location {
+        restart_signing: key.is_some(),
+        ..s.baseline.clone()
+    };
+    let (store, base, mut notes) = baseline::load_held(&loc, verify_key.as_ref())?;
+    let root = s.plan.root.host().as_os_str().as_bytes();
+    notes.extend(baseline::verify::root(&loc, &base.meta, root)?);
+    signing_kept(&base.meta, key.is_some(), unsigned, &mut notes)?;
     messages::notes(&notes);
     let snap = s.plan.snapshot(&base.records, paranoid);
     super::show(&snap);
@@ -104,7 +121,6 @@ pub fn run(
         (next, extra)
     };
 
-    let root = s.plan.root.host().as_os_str().as_bytes();
     let meta = baseline::commit(&s.baseline, store, &next, &extra, root, key.as_ref())?;
     super::emit(s, &accepted, &Default::default())?;
     let tail = format!(
@@ -114,6 +130,34 @@ pub fn run(
     );
     super::summary("update", &snap, &tail);
     Ok(0)
+}
+
+/// A signed baseline stays signed unless the operator says otherwise: an
+/// update without a key over a signed generation is refused (a usage
+/// error: the key or `--unsigned` is missing from the command line), and
+/// `--unsigned` drops signing with a warning.
+fn signing_kept(
+    live: &baseline::store::Meta,
+    have_key: bool,
+    unsigned: bool,
+    notes: &mut Vec<crate::finding::Note>,
+) -> Result<()> {
+    if have_key || live.signature.is_none() {
+        return Ok(());
+    }
+    let live = baseline::verify::describe(live);
+    if !unsigned {
+        return Err(Error::Usage(format!(
+            "the baseline is {live}: give --sign-with KEY to sign the new generation, or \
+             --unsigned to stop signing this baseline (checks with --verify-with will then \
+             refuse it)"
+        )));
+    }
+    notes.push(crate::finding::Note::Warning(format!(
+        "the baseline is {live}; as --unsigned says, the new generation is not signed \
+         and nothing proves who wrote it"
+    )));
+    Ok(())
 }
 
 /// The provenance state of the new generation. Package versions: all

@@ -69,7 +69,8 @@ impl Config {
             Some(p) => p,
             None => default_db(&root)?,
         };
-        let verify_key = match g.verify_with.as_ref().or(cfg.baseline_pubkey.as_ref()) {
+        let pubkey = g.verify_with.as_ref().or(cfg.baseline_pubkey.as_ref());
+        let verify_key = match pubkey {
             Some(p) => Some(crate::baseline::signing::load_public(p)?),
             None => None,
         };
@@ -112,6 +113,10 @@ impl Config {
                 db,
                 state_path,
                 verify_key,
+                state_copy: pubkey.map(|p| crate::baseline::rollback::copy_path(p)),
+                accept_generation: g.accept_generation,
+                allow_other_root: g.allow_other_root,
+                restart_signing: false,
             },
             manifest_exclude,
             format: match g.format {

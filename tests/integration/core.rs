@@ -349,3 +349,477 @@ fn killing_init_or_update_at_random_points_never_leaves_a_mixed_baseline() {
         t.run(&["update"]);
     }
 }
+
+/// A power cut at the K-th durable operation, for the test below: an
+/// LD_PRELOAD shim over the libc calls that change what is on disk
+/// (writes to regular files, fsync, fdatasync, sync_file_range, rename,
+/// unlink, rmdir, mkdir, truncate, fallocate). `LW_CUT_MODE=count` writes
+/// how many there were to `LW_CUT_COUNT` at exit. From the K-th on
+/// (`LW_CUT_AT`), `drop` makes every one return success without touching
+/// the disk (a file created after the cut is created in `LW_CUT_SCRATCH`
+/// instead, `O_TRUNC` truncates nothing), so the process runs on believing
+/// it wrote; `unsynced` does the same and first undoes every earlier write
+/// no sync has made durable yet (the most a power cut may lose, in order);
+/// `kill` SIGKILLs the process at the K-th (a crash: the page cache keeps
+/// every earlier write).
+const POWER_CUT_SHIM: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static long at = -1, n = 0;
+static int mode = 0; /* 0 count, 1 drop, 2 kill, 3 unsynced */
+static const char *scratch;
+
+__attribute__((constructor)) static void init(void) {
+    const char *m = getenv("LW_CUT_MODE"), *k = getenv("LW_CUT_AT");
+    if (m && !strcmp(m, "drop")) mode = 1;
+    if (m && !strcmp(m, "kill")) mode = 2;
+    if (m && !strcmp(m, "unsynced")) mode = 3;
+    if (k) at = atol(k);
+    scratch = getenv("LW_CUT_SCRATCH");
+}
+
+__attribute__((destructor)) static void fini(void) {
+    const char *p = getenv("LW_CUT_COUNT");
+    if (mode == 0 && p) {
+        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        char b[32];
+        int len = snprintf(b, sizeof b, "%ld\n", n);
+        if (fd >= 0) { (void)!write(fd, b, len); close(fd); }
+    }
+}
+
+
+/* unsynced: what each write before the cut overwrote, until a sync of its
+   file makes it durable; at the cut every undo still held is applied, newest
+   first, so the disk keeps only what was synced. */
+struct undo { dev_t dev; ino_t ino; char path[512]; off_t off, oldsize; size_t len; char *old; struct undo *prev; };
+static struct undo *undos;
+static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
+static ssize_t (*real_pread)(int, void *, size_t, off_t);
+static void remember(int fd, off_t off, size_t len) {
+    struct stat st;
+    if (mode != 3 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
+    if (!real_pread) real_pread = dlsym(RTLD_NEXT, "pread");
+    struct undo *u = calloc(1, sizeof *u);
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t l = readlink(link, u->path, sizeof u->path - 1);
+    if (l <= 0) { free(u); return; }
+    u->path[l] = 0;
+    u->dev = st.st_dev; u->ino = st.st_ino; u->off = off; u->len = len; u->oldsize = st.st_size;
+    u->old = malloc(len ? len : 1);
+    ssize_t got = off < st.st_size ? real_pread(fd, u->old, len, off) : 0;
+    if (got < 0) got = 0;
+    u->len = got; /* bytes beyond the old end go with the truncation */
+    u->prev = undos; undos = u;
+}
+static void synced(int fd, off_t off, off_t len, int whole) {
+    struct stat st;
+    if (mode != 3 || fstat(fd, &st) != 0) return;
+    for (struct undo **p = &undos; *p;) {
+        struct undo *u = *p;
+        if (u->dev == st.st_dev && u->ino == st.st_ino &&
+            (whole || (u->off >= off && (len == 0 || u->off + (off_t)u->len <= off + len)))) {
+            *p = u->prev; free(u->old); free(u);
+        } else p = &u->prev;
+    }
+}
+static void undo_all(void) {
+    static int (*ro)(const char *, int, ...);
+    static int (*rt)(int, off_t);
+    if (!ro) ro = dlsym(RTLD_NEXT, "open");
+    if (!rt) rt = dlsym(RTLD_NEXT, "ftruncate");
+    if (!real_pwrite) real_pwrite = dlsym(RTLD_NEXT, "pwrite");
+    for (struct undo *u = undos; u; u = u->prev) {
+        int fd = ro(u->path, O_WRONLY);
+        if (fd < 0) continue;
+        struct stat st;
+        if (fstat(fd, &st) == 0 && st.st_dev == u->dev && st.st_ino == u->ino) {
+            if (u->len) (void)!real_pwrite(fd, u->old, u->len, u->off);
+            if (st.st_size > u->oldsize) (void)!rt(fd, u->oldsize);
+        }
+        close(fd);
+    }
+    undos = 0;
+}
+
+/* True when this operation is lost: it is the cut or after it. */
+static int lost(void) {
+    if (mode == 0) { __atomic_add_fetch(&n, 1, __ATOMIC_SEQ_CST); return 0; }
+    long i = __atomic_add_fetch(&n, 1, __ATOMIC_SEQ_CST);
+    if (i < at) return 0;
+    if (mode == 2) { kill(getpid(), SIGKILL); for (;;) pause(); }
+    if (mode == 3 && i == at) undo_all();
+    return 1;
+}
+static int cut(void) { return (mode == 1 || mode == 3) && n >= at; }
+
+static int regular(int fd) {
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+#define REAL(ret, name, ...) \
+    static ret (*real)(__VA_ARGS__); \
+    if (!real) real = dlsym(RTLD_NEXT, name);
+
+ssize_t write(int fd, const void *b, size_t c) {
+    REAL(ssize_t, "write", int, const void *, size_t);
+    if (regular(fd) && lost()) return c;
+    remember(fd, lseek(fd, 0, SEEK_CUR), c);
+    return real(fd, b, c);
+}
+ssize_t pwrite(int fd, const void *b, size_t c, off_t o) {
+    REAL(ssize_t, "pwrite", int, const void *, size_t, off_t);
+    if (regular(fd) && lost()) return c;
+    remember(fd, o, c);
+    return real(fd, b, c, o);
+}
+ssize_t pwrite64(int fd, const void *b, size_t c, off_t o) {
+    REAL(ssize_t, "pwrite64", int, const void *, size_t, off_t);
+    if (regular(fd) && lost()) return c;
+    remember(fd, o, c);
+    return real(fd, b, c, o);
+}
+static ssize_t iolen(const struct iovec *v, int k) {
+    ssize_t s = 0;
+    for (int i = 0; i < k; i++) s += v[i].iov_len;
+    return s;
+}
+ssize_t writev(int fd, const struct iovec *v, int k) {
+    REAL(ssize_t, "writev", int, const struct iovec *, int);
+    if (regular(fd) && lost()) return iolen(v, k);
+    remember(fd, lseek(fd, 0, SEEK_CUR), iolen(v, k));
+    return real(fd, v, k);
+}
+ssize_t pwritev(int fd, const struct iovec *v, int k, off_t o) {
+    REAL(ssize_t, "pwritev", int, const struct iovec *, int, off_t);
+    if (regular(fd) && lost()) return iolen(v, k);
+    remember(fd, o, iolen(v, k));
+    return real(fd, v, k, o);
+}
+ssize_t pwritev64(int fd, const struct iovec *v, int k, off_t o) {
+    REAL(ssize_t, "pwritev64", int, const struct iovec *, int, off_t);
+    if (regular(fd) && lost()) return iolen(v, k);
+    remember(fd, o, iolen(v, k));
+    return real(fd, v, k, o);
+}
+int fsync(int fd) {
+    REAL(int, "fsync", int);
+    if (lost()) return 0;
+    synced(fd, 0, 0, 1);
+    return real(fd);
+}
+int fdatasync(int fd) {
+    REAL(int, "fdatasync", int);
+    if (lost()) return 0;
+    synced(fd, 0, 0, 1);
+    return real(fd);
+}
+int sync_file_range(int fd, off_t o, off_t c, unsigned f) {
+    REAL(int, "sync_file_range", int, off_t, off_t, unsigned);
+    if (lost()) return 0;
+    if (f & SYNC_FILE_RANGE_WAIT_AFTER) synced(fd, o, c, 0);
+    return real(fd, o, c, f);
+}
+int rename(const char *a, const char *b) {
+    REAL(int, "rename", const char *, const char *);
+    if (lost()) return 0;
+    return real(a, b);
+}
+int renameat(int d1, const char *a, int d2, const char *b) {
+    REAL(int, "renameat", int, const char *, int, const char *);
+    if (lost()) return 0;
+    return real(d1, a, d2, b);
+}
+int renameat2(int d1, const char *a, int d2, const char *b, unsigned f) {
+    REAL(int, "renameat2", int, const char *, int, const char *, unsigned);
+    if (lost()) return 0;
+    return real(d1, a, d2, b, f);
+}
+int unlink(const char *p) {
+    REAL(int, "unlink", const char *);
+    if (lost()) return 0;
+    return real(p);
+}
+int unlinkat(int d, const char *p, int f) {
+    REAL(int, "unlinkat", int, const char *, int);
+    if (lost()) return 0;
+    return real(d, p, f);
+}
+int rmdir(const char *p) {
+    REAL(int, "rmdir", const char *);
+    if (lost()) return 0;
+    return real(p);
+}
+int mkdir(const char *p, mode_t m) {
+    REAL(int, "mkdir", const char *, mode_t);
+    if (lost()) { struct stat st; if (stat(p, &st) == 0) { errno = EEXIST; return -1; } return 0; }
+    return real(p, m);
+}
+int ftruncate(int fd, off_t l) {
+    REAL(int, "ftruncate", int, off_t);
+    if (lost()) return 0;
+    return real(fd, l);
+}
+int ftruncate64(int fd, off_t l) {
+    REAL(int, "ftruncate64", int, off_t);
+    if (lost()) return 0;
+    return real(fd, l);
+}
+int fallocate(int fd, int m, off_t o, off_t l) {
+    REAL(int, "fallocate", int, int, off_t, off_t);
+    if (lost()) return 0;
+    return real(fd, m, o, l);
+}
+int fallocate64(int fd, int m, off_t o, off_t l) {
+    REAL(int, "fallocate64", int, int, off_t, off_t);
+    if (lost()) return 0;
+    return real(fd, m, o, l);
+}
+
+/* After the cut nothing new reaches the disk: a file created then is
+   created in the scratch directory, and O_TRUNC does not truncate. */
+static int reopen(int (*real)(int, const char *, int, ...), int dir, const char *p,
+                  int flags, mode_t m) {
+    if (cut() && (flags & (O_CREAT | O_TRUNC))) {
+        struct stat st;
+        if (fstatat(dir, p, &st, 0) != 0 && (flags & O_CREAT) && scratch) {
+            char tmp[4096];
+            snprintf(tmp, sizeof tmp, "%s/f%ld-%d", scratch, n, rand());
+            return real(AT_FDCWD, tmp, flags & ~O_TRUNC, m);
+        }
+        flags &= ~O_TRUNC;
+        if (flags & O_EXCL) { errno = EEXIST; return -1; }
+    }
+    return real(dir, p, flags, m);
+}
+static int openat_any(const char *name, int dir, const char *p, int flags, mode_t m) {
+    static int (*ra)(int, const char *, int, ...), (*ra64)(int, const char *, int, ...);
+    if (!ra) ra = dlsym(RTLD_NEXT, "openat");
+    if (!ra64) ra64 = dlsym(RTLD_NEXT, "openat64");
+    return reopen(name[6] ? ra64 : ra, dir, p, flags, m);
+}
+#define MODE_ARG mode_t m = 0; if (f & (O_CREAT | O_TMPFILE)) { va_list a; va_start(a, f); m = va_arg(a, int); va_end(a); }
+int open(const char *p, int f, ...) { MODE_ARG return openat_any("openat", AT_FDCWD, p, f, m); }
+int open64(const char *p, int f, ...) { MODE_ARG return openat_any("openat64", AT_FDCWD, p, f, m); }
+int openat(int d, const char *p, int f, ...) { MODE_ARG return openat_any("openat", d, p, f, m); }
+int openat64(int d, const char *p, int f, ...) { MODE_ARG return openat_any("openat64", d, p, f, m); }
+"#;
+
+/// `check --format json` with the plain binary after a cut: the exit
+/// code, the set of (kind, path) found, the generation judged against
+/// (from the summary) and stderr.
+fn judged(t: &TestRoot, db: &std::path::Path) -> (i32, Vec<(String, String)>, Option<u64>, String) {
+    let o = std::process::Command::new(bin())
+        .arg("--root")
+        .arg(t.root())
+        .arg("--db")
+        .arg(db)
+        .args(["--format", "json", "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let mut found: Vec<(String, String)> = json_lines(&o.stdout)
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().into(),
+                f["path"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    found.sort();
+    let generation = err
+        .split("against baseline generation ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|g| g.parse().ok());
+    (o.status.code().unwrap_or(-1), found, generation, err)
+}
+
+#[test]
+#[ignore = "fails on the single-sled store (22 of 159 cuts): a cut or kill -9 while sled \
+            writes its snapshot file on the first open after init (operations 4-6 of 9 of a \
+            check and of 25 of an update, 4-7 when unsynced writes are lost; 6 of 19 of init) \
+            leaves 'Read corrupted data'; the per-generation store must make it pass"]
+fn writes_dropped_after_any_point_of_an_update_leave_generation_n_or_n_minus_1() {
+    let t = TestRoot::debian();
+    for i in 0..400 {
+        t.write(
+            &format!("usr/lib/many/d{}/lib{i}.so", i % 10),
+            format!("library {i}"),
+        );
+    }
+    // The shim and a copy of the (dynamically linked) binary live beside
+    // the root, never inside the scanned tree.
+    let tools = t.dir.path().join("power-cut");
+    let scratch = tools.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let src = tools.join("shim.c");
+    std::fs::write(&src, POWER_CUT_SHIM).unwrap();
+    let shim = tools.join("shim.so");
+    let st = std::process::Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&shim)
+        .arg(&src)
+        .arg("-ldl")
+        .status()
+        .unwrap();
+    assert!(st.success(), "the shim does not build");
+    let lw = tools.join("libwarden");
+    std::fs::copy(bin(), &lw).unwrap();
+    let run = |db: &std::path::Path, args: &[&str], mode: &str, at: usize, count: &str| {
+        std::process::Command::new(&lw)
+            .arg("--root")
+            .arg(t.root())
+            .arg("--db")
+            .arg(db)
+            .arg("-q")
+            .args(args)
+            .env("LD_PRELOAD", &shim)
+            .env("LW_CUT_MODE", mode)
+            .env("LW_CUT_AT", at.to_string())
+            .env("LW_CUT_SCRATCH", &scratch)
+            .env("LW_CUT_COUNT", tools.join(count))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+    };
+    // Generation 1: lib0 says v1, libadded does not exist; generation 2:
+    // lib0 says v2 and libadded exists. Anything else is a mix.
+    let lib0 = "usr/lib/many/d0/lib0.so";
+    let added = "usr/lib/many/d1/libadded.so";
+    let gen1_state = |t: &TestRoot| {
+        t.write(lib0, "version 1");
+        let _ = std::fs::remove_file(t.path(added));
+    };
+    let gen2_state = |t: &TestRoot| {
+        t.write(lib0, "version 2");
+        t.write(added, "added in generation 2");
+    };
+    let gen1_findings = vec![
+        ("added".to_string(), format!("/{added}")),
+        ("content".to_string(), format!("/{lib0}")),
+    ];
+    // How many durable operations init and update make.
+    let counted = |name: &str| -> usize {
+        std::fs::read_to_string(tools.join(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let golden = tools.join("golden/db");
+    std::fs::create_dir_all(golden.parent().unwrap()).unwrap();
+    gen1_state(&t);
+    assert!(run(&golden, &["init"], "count", 0, "init.count").success());
+    let n_init = counted("init.count");
+    // A reader opens the store too: a `check` on the first generation.
+    let probe = tools.join("probe/db");
+    copy_baseline(&golden, &probe);
+    // (Exit 8 at most: the audit reports the shim in LD_PRELOAD.)
+    let st = run(&probe, &["check"], "count", 0, "check.count");
+    assert!(st.code().is_some_and(|c| c & !8 == 0), "check: {st:?}");
+    let n_check = counted("check.count");
+    let probe = tools.join("probe2/db");
+    copy_baseline(&golden, &probe);
+    gen2_state(&t);
+    assert!(run(&probe, &["update"], "count", 0, "update.count").success());
+    let n_update = counted("update.count");
+    eprintln!("durable operations: init {n_init}, check {n_check}, update {n_update}");
+    assert!(n_init > 3 && n_update > 3, "the shim sees nothing");
+
+    let phases = [("init", n_init), ("check", n_check), ("update", n_update)];
+    let mut failures = Vec::new();
+    let modes = ["drop", "unsynced", "kill"];
+    for mode in modes {
+        for (phase, n) in phases {
+            for k in 1..=n {
+                let db = tools.join(format!("{mode}-{phase}-{k}/db"));
+                gen1_state(&t);
+                if phase == "init" {
+                    run(&db, &["init"], mode, k, "unused");
+                } else {
+                    copy_baseline(&golden, &db);
+                    if phase == "update" {
+                        gen2_state(&t);
+                    }
+                    run(&db, &[phase], mode, k, "unused");
+                }
+                // The power is back: generation 2's files are on disk.
+                gen2_state(&t);
+                let (code, found, generation, err) = judged(&t, &db);
+                let ok = match (phase, generation) {
+                    // A cut init leaves no baseline (missing, not corrupt)
+                    // or a complete generation 1.
+                    ("init", None) => code == 65 && err.contains("no baseline"),
+                    (_, Some(1)) => code == 5 && found == gen1_findings,
+                    ("update", Some(2)) => code == 0 && found.is_empty(),
+                    _ => false,
+                };
+                // And the baseline takes the next update.
+                let next = ok
+                    && (generation.is_none() || {
+                        let o = std::process::Command::new(bin())
+                            .arg("--root")
+                            .arg(t.root())
+                            .arg("--db")
+                            .arg(&db)
+                            .args(["-q", "update"])
+                            .output()
+                            .unwrap();
+                        o.status.success() && judged(&t, &db).0 == 0
+                    });
+                if !next {
+                    failures.push(format!(
+                        "{mode} at operation {k} of {n} ({phase}): exit {code}, generation \
+                         {generation:?}, findings {found:?}, stderr: {}",
+                        err.trim()
+                    ));
+                }
+                let _ = std::fs::remove_dir_all(db.parent().unwrap());
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cuts left neither generation 1 nor 2:\n{}",
+        failures.len(),
+        modes.len() * (n_init + n_check + n_update),
+        failures.join("\n")
+    );
+}
+
+/// Copies a baseline directory and its rollback state (`<db>.generations`).
+fn copy_baseline(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success());
+    let state = |db: &std::path::Path| {
+        let mut s = db.as_os_str().to_owned();
+        s.push(".generations");
+        std::path::PathBuf::from(s)
+    };
+    if state(from).exists() {
+        std::fs::copy(state(from), state(to)).unwrap();
+    }
+}

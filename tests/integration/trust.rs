@@ -283,7 +283,14 @@ fn snapshots_taken_mid_update_open_as_a_complete_signed_generation() {
             .wrapping_add(1442695040888963407);
         std::thread::sleep(std::time::Duration::from_micros((rng >> 33) % 400_000));
         // The files as a power cut would find them: whatever reached them.
+        // The rollback state first: it is written after the generation it
+        // names, so the copy never names one newer than the store's (and
+        // a verified check refuses a baseline with no rollback state).
         let snap = t.dir.path().join(format!("snap{round}"));
+        std::fs::create_dir_all(&snap).unwrap();
+        if let Ok(state) = std::fs::read(t.dir.path().join("state/baseline.generations")) {
+            std::fs::write(snap.join("db.generations"), state).unwrap();
+        }
         copy_tree(&t.db(), &snap.join("db"));
         child.wait().unwrap();
         let o = Command::new(bin())
@@ -439,4 +446,291 @@ fn a_readdir_hook_in_ld_preload_cannot_hide_files_from_the_static_binary() {
     assert_eq!(p["severity"], "critical");
     assert_eq!(p["path"], hook.to_str().unwrap());
     assert_eq!(o.status.code().unwrap() & 9, 9, "added + policy bits");
+}
+
+/// Runs `c` to its end, or kills it and fails after [`WAIT`]: a hang is a
+/// failure, not a stuck test run.
+fn output_within(mut c: Command, what: &str) -> std::process::Output {
+    let mut child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {WAIT:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[test]
+fn deleting_the_rollback_state_does_not_accept_an_older_generation() {
+    let t = TestRoot::debian();
+    let (sk, pk) = keys(&t);
+    let state = t.dir.path().join("state/baseline.generations");
+    let copy = PathBuf::from(format!("{pk}.generations"));
+    // A fresh init records the state at once: the first verified check
+    // is not refused (and writes the copy beside the public key).
+    assert_eq!(t.run(&["init", "--sign-with", &sk]).status.code(), Some(0));
+    let o = t.run(&["--verify-with", &pk, "check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(exists(&state) && exists(&copy), "both copies of the state");
+    let old = t.dir.path().join("old-copy");
+    copy_dir(&t.db(), &old);
+    t.compile_so(
+        "usr/local/lib/libnew.so",
+        "libnew.so",
+        "int n(void){return 1;}",
+    );
+    let o = t.run(&["update", "--sign-with", &sk]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = t.run(&["--verify-with", &pk, "check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // The attacker restores the signed generation 1 and deletes the state
+    // beside it: the copy beside the key still knows generation 2.
+    std::fs::remove_dir_all(t.db()).unwrap();
+    copy_dir(&old, &t.db());
+    std::fs::remove_file(&state).unwrap();
+    for _ in 0..2 {
+        let o = t.run(&["--verify-with", &pk, "check"]);
+        assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("rolled back") && stderr(&o).contains("generation 2"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = t.run(&["update", "--sign-with", &sk]);
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+
+    // Both copies deleted: no "first use", a refusal that says how to
+    // re-pin, for check and for update alike, every time.
+    std::fs::remove_file(&copy).unwrap();
+    let _ = std::fs::remove_file(&state);
+    for args in [
+        &["--verify-with", &pk, "check"][..],
+        &["update", "--sign-with", &sk][..],
+        &["--verify-with", &pk, "check"][..],
+    ] {
+        let o = t.run(args);
+        assert_eq!(o.status.code(), Some(65), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("rollback state is missing")
+                && stderr(&o).contains("--accept-generation 1"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert!(
+        !exists(&state) && !exists(&copy),
+        "a refusal records nothing"
+    );
+
+    // Re-pinning names the generation: another number is refused.
+    let o = t.run(&["--verify-with", &pk, "--accept-generation", "2", "check"]);
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    let o = t.run(&["--verify-with", &pk, "--accept-generation", "1", "check"]);
+    let code = o.status.code().unwrap();
+    assert!(code < 64, "{code}: {}", stderr(&o));
+    assert!(stderr(&o).contains("re-pinned"), "{}", stderr(&o));
+    let o = t.run(&["--verify-with", &pk, "check"]);
+    assert!(o.status.code().unwrap() < 64, "{}", stderr(&o));
+}
+
+#[test]
+fn a_key_file_that_is_dev_zero_or_a_fifo_is_refused_at_once() {
+    let t = TestRoot::debian();
+    let (sk, _) = keys(&t);
+    assert_eq!(t.run(&["init", "--sign-with", &sk]).status.code(), Some(0));
+    let fifo = t.dir.path().join("key.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: c is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for bad in ["/dev/zero", fifo.to_str().unwrap()] {
+        for args in [
+            &["--verify-with", bad, "check"][..],
+            &["update", "--sign-with", bad][..],
+            &["init", "--force", "--sign-with", bad][..],
+            &["export", "--sign-with", bad][..],
+        ] {
+            let o = output_within(t.cmd(args), &format!("{args:?}"));
+            assert_eq!(o.status.code(), Some(64), "{args:?}: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains(bad) && stderr(&o).contains("not a regular file"),
+                "{args:?}: {}",
+                stderr(&o)
+            );
+        }
+    }
+}
+
+#[test]
+fn update_of_a_signed_baseline_without_a_key_refuses_instead_of_dropping_the_signature() {
+    let t = TestRoot::debian();
+    let (sk, pk) = keys(&t);
+    assert_eq!(t.run(&["init", "--sign-with", &sk]).status.code(), Some(0));
+    t.compile_so(
+        "usr/local/lib/libnew.so",
+        "libnew.so",
+        "int n(void){return 1;}",
+    );
+    let o = t.run(&["update"]);
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--sign-with") && stderr(&o).contains("--unsigned"),
+        "{}",
+        stderr(&o)
+    );
+    // Nothing was written: generation 1, signed, still judges.
+    let o = t.run(&["--verify-with", &pk, "--format", "json", "check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(json_lines(&o.stdout)[0]["baseline"]["generation"], 1);
+
+    // Dropping signing is explicit, and refused where a key says every
+    // generation must be signed.
+    let o = t.run(&["--verify-with", &pk, "update", "--unsigned"]);
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+    let o = t.run(&["update", "--unsigned"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not signed"), "{}", stderr(&o));
+    let (_, f) = t.check_json();
+    assert!(f.is_empty(), "{f:#?}");
+
+    // Signing restarts on the unsigned generation libwarden wrote.
+    t.compile_so(
+        "usr/local/lib/libnewer.so",
+        "libnewer.so",
+        "int m(void){return 1;}",
+    );
+    let o = t.run(&["update", "--sign-with", &sk]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("signing restarts"), "{}", stderr(&o));
+    let o = t.run(&["--verify-with", &pk, "check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("generation 3 of") && stderr(&o).contains("(signed)"),
+        "{}",
+        stderr(&o)
+    );
+
+    // An unsigned generation written behind libwarden's back is not signed
+    // over.
+    forge_generation(&t.db(), None);
+    let o = t.run(&["update", "--sign-with", &sk]);
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    assert!(stderr(&o).contains("without the key"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_baseline_of_another_root_is_not_used_silently() {
+    let t = TestRoot::debian();
+    t.init();
+    let other = TestRoot::debian();
+    let with_db = |root: &Path, args: &[&str]| {
+        let mut c = Command::new(bin());
+        c.arg("--root").arg(root).arg("--db").arg(t.db()).args(args);
+        c
+    };
+    for args in [&["check"][..], &["update"][..], &["watch"][..]] {
+        let o = output_within(with_db(&other.root(), args), &format!("{args:?}"));
+        assert_eq!(o.status.code(), Some(64), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("was built for root") && stderr(&o).contains("--allow-other-root"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    // The refused update wrote nothing.
+    let o = t.run(&["--format", "json", "check"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // A copy of the root at a new path: allowed when said, with a warning;
+    // an update then pins the baseline to the new path.
+    let moved = t.dir.path().join("moved-root");
+    copy_dir(&t.root(), &moved);
+    let o = output_within(
+        with_db(&moved, &["--allow-other-root", "check"]),
+        "check --allow-other-root",
+    );
+    assert!(o.status.code().unwrap() < 64, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--allow-other-root says"),
+        "{}",
+        stderr(&o)
+    );
+    let o = output_within(
+        with_db(&moved, &["--allow-other-root", "update"]),
+        "update --allow-other-root",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = output_within(with_db(&moved, &["check"]), "check of the moved root");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("built for root"), "{}", stderr(&o));
+    // export judges nothing: any root will do.
+    let o = output_within(with_db(&other.root(), &["export"]), "export");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn keygen_with_a_dangling_public_key_symlink_writes_nothing() {
+    let t = TestRoot::new();
+    for (planted, other) in [
+        ("libwarden.pub", "libwarden.key"),
+        ("libwarden.key", "libwarden.pub"),
+    ] {
+        let dir = t.dir.path().join(format!("keys-{planted}"));
+        std::fs::create_dir(&dir).unwrap();
+        let target = t.dir.path().join(format!("target-of-{planted}"));
+        std::os::unix::fs::symlink(&target, dir.join(planted)).unwrap();
+        let o = Command::new(bin())
+            .arg("keygen")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+        assert!(stderr(&o).contains(planted), "{}", stderr(&o));
+        assert!(
+            !exists(&dir.join(other)),
+            "{other} written beside {planted}"
+        );
+        assert!(!exists(&target), "the symlink was followed");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    }
+}
+
+#[test]
+fn keygen_under_umask_000_creates_a_private_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestRoot::new();
+    let dir = t.dir.path().join("new/keys");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" keygen \"$1\"")
+        .arg(bin())
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("libwarden.key")), 0o600);
+    assert_eq!(mode(&dir.join("libwarden.pub")), 0o644);
 }
