@@ -385,7 +385,7 @@ impl<W: notify::Watcher> Engine<'_, W> {
                         Some(now) => now.as_ref(),
                         None => scan::find(baseline, &logical),
                     };
-                    let out = inspect::inspect_path(host, logical.clone(), prior);
+                    let out = inspect::inspect_path(root, logical.clone(), prior);
                     (host.clone(), logical, out)
                 })
                 .collect();
@@ -399,6 +399,9 @@ impl<W: notify::Watcher> Engine<'_, W> {
                         Some(r)
                     }
                     Outcome::Vanished => None,
+                    // Its directory is a symlink now: nothing inside the
+                    // root is there, and its name is not to be shown.
+                    Outcome::Unreachable => None,
                     Outcome::Failed(w) => {
                         self.warn(&logical, &w);
                         continue;
@@ -911,8 +914,8 @@ pub fn human_duration(d: Duration) -> String {
 }
 
 /// The record of a path now, for callers outside the engine (and tests).
-pub fn record_now(host: &Path, logical: Vec<u8>) -> Option<Record> {
-    match inspect::inspect_path(host, logical, None) {
+pub fn record_now(root: &crate::rootfs::Root, logical: Vec<u8>) -> Option<Record> {
+    match inspect::inspect_path(root, logical, None) {
         Outcome::Record(r, _) => Some(r),
         _ => None,
     }
