@@ -14,9 +14,9 @@
 use crate::sys::OsStrExt;
 use std::ffi::OsStr;
 use std::io;
-use std::path::{Component, Path, PathBuf};
 #[cfg(unix)]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
 #[cfg(unix)]
 use std::sync::Arc;
 
@@ -356,6 +356,25 @@ impl Root {
         self.stat(logical).is_ok_and(|m| m.is_dir())
     }
 
+    /// The entries of directory `logical` with their types (a symlink is
+    /// a symlink: not followed), unsorted; an entry gone since the listing
+    /// is left out.
+    pub fn list_entries(
+        &self,
+        logical: &Path,
+    ) -> io::Result<Vec<(std::ffi::OsString, std::fs::FileType)>> {
+        let names = self.list(logical)?;
+        Ok(names
+            .into_iter()
+            .filter_map(|n| {
+                let mut p = logical.to_path_buf();
+                push(&mut p, &n);
+                let t = self.lstat(&p).ok()?.file_type();
+                Some((n, t))
+            })
+            .collect())
+    }
+
     /// Whether anything (a dangling symlink too) is at `logical`.
     pub fn exists_nofollow(&self, logical: &Path) -> bool {
         self.lstat(logical).is_ok()
@@ -379,7 +398,12 @@ fn open_dir(host: &Path) -> io::Result<OwnedFd> {
     let c = std::ffi::CString::new(host.as_os_str().as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: c is NUL-terminated; the fd is owned below.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -564,6 +588,44 @@ mod tests {
             root.resolve_lenient(Path::new("/lib/missing/x")),
             Path::new("/usr/lib/missing/x")
         );
+    }
+
+    #[test]
+    fn a_confined_open_refuses_a_symlinked_parent_even_when_the_final_name_is_a_regular_file() {
+        let t = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        std::fs::write(out.path().join("f"), b"outside").unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d/f"), b"inside").unwrap();
+        symlink(out.path(), t.path().join("a")).unwrap();
+        let root = Root::new(t.path()).unwrap();
+        // The logical path names a regular file through a symlinked
+        // directory: every confined operation refuses it.
+        let a = Path::new("/a/f");
+        let e = root.open_file(a).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+        assert!(root.lstat(a).is_err());
+        assert!(root.list(Path::new("/a")).is_err());
+        assert!(root.read_link(Path::new("/a/f")).is_err());
+        // The link itself is inside, and can be read as a link.
+        assert_eq!(root.read_link(Path::new("/a")).unwrap(), out.path());
+        assert!(root
+            .lstat(Path::new("/a"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // A real directory works.
+        let mut s = String::new();
+        use std::io::Read;
+        root.open_file(Path::new("/d/f"))
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, "inside");
+        assert_eq!(root.list(Path::new("/d")).unwrap(), vec!["f"]);
+        // read_file resolves inside the root: the absolute target is
+        // re-rooted, where nothing is.
+        assert!(root.read_file(a, 100).is_err());
     }
 
     #[test]

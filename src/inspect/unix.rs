@@ -601,13 +601,19 @@ fn reuse(mut now: Record, prior: &Record) -> Record {
 mod tests {
     use super::*;
     use std::io::Write;
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
     fn run(path: &Path, hint: Option<FileType>) -> Outcome {
-        Inspector::new(&Root::slash()).inspect_as(path, b"/x".to_vec(), hint, None, &mut Cost::default())
+        Inspector::new(&Root::slash()).inspect_as(
+            path,
+            b"/x".to_vec(),
+            hint,
+            None,
+            &mut Cost::default(),
+        )
     }
 
     #[test]
@@ -737,7 +743,13 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, data).unwrap();
         let logical = format!("/usr/lib/{name}").into_bytes();
-        match Inspector::new(&Root::slash()).inspect_as(&p, logical, None, None, &mut Cost::default()) {
+        match Inspector::new(&Root::slash()).inspect_as(
+            &p,
+            logical,
+            None,
+            None,
+            &mut Cost::default(),
+        ) {
             Outcome::Record(r, None) => {
                 assert_eq!(r.blake3, Some(*blake3::hash(data).as_bytes()), "{name}");
                 r
@@ -903,9 +915,13 @@ mod tests {
                 return;
             }
             let logical = format!("/usr/lib/{name}").into_bytes();
-            let Outcome::Record(r, None) =
-                Inspector::new(&Root::slash()).inspect_as(&p, logical, None, None, &mut Cost::default())
-            else {
+            let Outcome::Record(r, None) = Inspector::new(&Root::slash()).inspect_as(
+                &p,
+                logical,
+                None,
+                None,
+                &mut Cost::default(),
+            ) else {
                 panic!()
             };
             assert_eq!(
@@ -922,9 +938,13 @@ mod tests {
         std::fs::write(&p, b"x").unwrap();
         assert!(set_ima(&p, &[9, 9]));
         let logical = b"/usr/lib/libodd.so".to_vec();
-        let Outcome::Record(r, None) =
-            Inspector::new(&Root::slash()).inspect_as(&p, logical, None, None, &mut Cost::default())
-        else {
+        let Outcome::Record(r, None) = Inspector::new(&Root::slash()).inspect_as(
+            &p,
+            logical,
+            None,
+            None,
+            &mut Cost::default(),
+        ) else {
             panic!()
         };
         let ima = r.facts.unwrap().ima.clone().unwrap();
@@ -944,9 +964,11 @@ mod tests {
         let meta = insp.lstat(p.as_os_str().as_bytes()).unwrap();
         // What the inspector records when the open was refused (as root, a
         // mode cannot refuse it, so the refusal is taken as given).
-        let Outcome::Record(r, None) =
-            insp.record_meta(p.as_os_str().as_bytes(), b"/usr/lib/libsecret.so".to_vec(), &meta)
-        else {
+        let Outcome::Record(r, None) = insp.record_meta(
+            p.as_os_str().as_bytes(),
+            b"/usr/lib/libsecret.so".to_vec(),
+            &meta,
+        ) else {
             panic!()
         };
         assert_eq!(r.unhashed, Some(Unhashed::Unreadable));
@@ -966,9 +988,13 @@ mod tests {
             let p = t.path().join(name);
             std::fs::write(&p, data).unwrap();
             let logical = format!("/usr/lib/{name}").into_bytes();
-            let Outcome::Record(mut prior, None) =
-                Inspector::new(&Root::slash()).inspect_as(&p, logical.clone(), None, None, &mut Cost::default())
-            else {
+            let Outcome::Record(mut prior, None) = Inspector::new(&Root::slash()).inspect_as(
+                &p,
+                logical.clone(),
+                None,
+                None,
+                &mut Cost::default(),
+            ) else {
                 panic!()
             };
             assert_eq!(prior.facts.is_some(), needs, "{name}");

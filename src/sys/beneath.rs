@@ -166,7 +166,11 @@ fn walk(dir: RawFd, comps: &[&[u8]], flags: libc::c_int) -> io::Result<OwnedFd> 
     let mut cur: Option<OwnedFd> = None;
     for comp in middle {
         let from = cur.as_ref().map_or(dir, |f| f.as_raw_fd());
-        let next = match at(from, comp, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW) {
+        let next = match at(
+            from,
+            comp,
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        ) {
             Ok(fd) => fd,
             // O_NOFOLLOW|O_DIRECTORY on a symlink says ENOTDIR; say ELOOP,
             // as openat2 does, so callers see one error for "a symlink".
@@ -226,9 +230,14 @@ mod tests {
         let root = dir_fd(t.path());
         let open = |rel: &str, flags| {
             let comps: Vec<&[u8]> = rel.split('/').map(|c| c.as_bytes()).collect();
-            via(root.as_raw_fd(), &comps, flags | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            via(
+                root.as_raw_fd(),
+                &comps,
+                flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            )
         };
-        let read = |fd: OwnedFd| std::fs::read_to_string(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        let read =
+            |fd: OwnedFd| std::fs::read_to_string(format!("/proc/self/fd/{}", fd.as_raw_fd()));
         // A plain path opens.
         let f = open("a/b/f", libc::O_RDONLY).unwrap();
         assert_eq!(read(f).unwrap(), "inside");

@@ -229,9 +229,7 @@ fn read_hive_file(root: &Root, p: &Path) -> std::io::Result<Vec<u8>> {
     let mut base = Vec::with_capacity(HIVE_BASE);
     (&f).take(HIVE_BASE as u64).read_to_end(&mut base)?;
     let bins = match base.get(40..44) {
-        Some(b) if base.starts_with(b"regf") => {
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64
-        }
+        Some(b) if base.starts_with(b"regf") => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64,
         // Not a hive: the parser says so from the base block alone.
         _ => return Ok(base),
     };
