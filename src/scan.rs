@@ -228,8 +228,16 @@ pub fn scan_trees(dirs: &[&Path], opts: &ScanOptions) -> ScanResult {
     let root = Root::slash();
     let prior = Prior::new(&[]);
     let (tx, rx) = crossbeam_channel::unbounded::<Part>();
+    // Inspection is confined below `/` without following symlinks, so the
+    // operator's directories are canonicalised first (`/lib` on merged
+    // /usr is a symlink).
+    let canonical: Vec<std::path::PathBuf> = dirs
+        .iter()
+        .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()))
+        .collect();
+    let dirs: Vec<&Path> = canonical.iter().map(|d| d.as_path()).collect();
     if !dirs.is_empty() {
-        walk(&root, dirs, None, opts, &prior, tx);
+        walk(&root, &dirs, None, opts, &prior, tx);
     }
     finish(rx.into_iter().collect(), start)
 }
