@@ -53,11 +53,13 @@ fn hashing(c: &mut Criterion) {
         // The whole per-file path of a scan, page cache warm.
         let path = dir.path().join(name);
         std::fs::write(&path, &bytes).expect("write input");
-        let mut insp = Inspector::default();
-        g.bench_with_input(BenchmarkId::new("file", name), &path, |b, path| {
+        let root = libwarden::rootfs::Root::new(dir.path()).expect("bench root");
+        let mut insp = Inspector::new(&root);
+        let logical = format!("/{name}").into_bytes();
+        g.bench_with_input(BenchmarkId::new("file", name), &path, |b, _| {
             b.iter(|| {
                 let mut cost = Cost::default();
-                match insp.inspect(path, b"/x".to_vec(), None, None, &mut cost) {
+                match insp.inspect(logical.clone(), None, None, &mut cost) {
                     Outcome::Record(r, None) => black_box(r.blake3),
                     _ => panic!("inspecting the benchmark input failed"),
                 }

@@ -1,11 +1,24 @@
 //! Resolving paths inside a root (`--root DIR`, or `/`). Every symlink is
 //! followed by hand, absolute targets are re-rooted and `..` stops at the
 //! root, so nothing an image contains can lead libwarden outside it.
+//!
+//! On Unix the root is also held open (one directory descriptor, opened
+//! once), and every read below it goes through that descriptor with
+//! [`crate::sys::beneath`]: no symlink is followed on the way, so a
+//! directory swapped for a symlink to the outside while libwarden reads
+//! makes the read fail instead of leaving the root. The logical paths these
+//! operations take are canonical ([`Root::resolve`] makes them): a symlink
+//! in one is refused, never followed. On Windows the same operations use
+//! host paths, as before (no `openat` there).
 
 use crate::sys::OsStrExt;
 use std::ffi::OsStr;
 use std::io;
+#[cfg(unix)]
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+#[cfg(unix)]
+use std::sync::Arc;
 
 /// Symlinks followed while resolving one path before giving up (as Linux).
 const MAX_LINKS: usize = 40;
@@ -14,6 +27,10 @@ const MAX_LINKS: usize = 40;
 #[derive(Clone, Debug)]
 pub struct Root {
     host: PathBuf,
+    /// The root directory, opened once (`O_PATH`); `None` only if even
+    /// that failed, and then every confined operation fails.
+    #[cfg(unix)]
+    fd: Option<Arc<OwnedFd>>,
 }
 
 impl Root {
@@ -36,13 +53,21 @@ impl Root {
                 "not a directory",
             ));
         }
-        Ok(Root { host })
+        Ok(Root::at(host))
+    }
+
+    fn at(host: PathBuf) -> Root {
+        Root {
+            #[cfg(unix)]
+            fd: open_dir(&host).ok().map(Arc::new),
+            host,
+        }
     }
 
     /// The host's own `/`: on Windows, the system drive (`%SystemDrive%\`),
     /// so `/Windows/System32` is `C:\Windows\System32`.
     pub fn slash() -> Root {
-        Root { host: slash_dir() }
+        Root::at(slash_dir())
     }
 
     pub fn is_slash(&self) -> bool {
@@ -124,15 +149,16 @@ impl Root {
             }
             let mut candidate = done.clone();
             push(&mut candidate, OsStr::from_bytes(&c));
-            let host = self.host_path(&candidate);
-            let meta = std::fs::symlink_metadata(&host)?;
+            // `done` holds no symlink: the confined lstat reaches
+            // `candidate` without following one, even if the tree changes.
+            let meta = self.lstat(&candidate)?;
             let last = todo.is_empty();
             if meta.file_type().is_symlink() && (follow_last || !last) {
                 links += 1;
                 if links > MAX_LINKS {
                     return Err(crate::sys::loop_error());
                 }
-                let target = std::fs::read_link(&host)?;
+                let target = self.read_link(&candidate)?;
                 if target.is_absolute() {
                     done = PathBuf::from("/");
                 }
@@ -177,13 +203,8 @@ impl Root {
     /// path is resolved first), so a FIFO or a device planted where a config
     /// file should be cannot hang or disturb the run.
     pub fn read_file(&self, logical: &Path, cap: u64) -> io::Result<Vec<u8>> {
-        use crate::sys::OpenOptionsNoFollow;
         use std::io::Read;
-        let host = self.host_path(&self.resolve(logical)?);
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .no_follow()
-            .open(&host)?;
+        let f = self.open_file(&self.resolve(logical)?)?;
         let meta = f.metadata()?;
         if !meta.is_file() {
             return Err(io::Error::new(
@@ -221,12 +242,11 @@ impl Root {
                 let Ok(dir) = self.resolve(base) else {
                     continue;
                 };
-                let Ok(rd) = std::fs::read_dir(self.host_path(&dir)) else {
+                let Ok(rd) = self.list(&dir) else {
                     continue;
                 };
                 let mut names: Vec<_> = rd
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.file_name())
+                    .into_iter()
                     .filter(|n| {
                         (!n.as_bytes().starts_with(b".") || comp.starts_with(b"."))
                             && matcher.is_match(n)
@@ -239,6 +259,218 @@ impl Root {
         }
         current.retain(|p| self.resolve(p).is_ok());
         current
+    }
+}
+
+/// Confined operations on canonical logical paths (Unix: through the root
+/// descriptor, never following a symlink; see the module docs).
+#[cfg(unix)]
+impl Root {
+    /// The root directory's descriptor.
+    pub fn fd(&self) -> io::Result<BorrowedFd<'_>> {
+        self.fd
+            .as_deref()
+            .map(|f| f.as_fd())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
+    }
+
+    /// A shared handle on the root descriptor (for inspectors that outlive
+    /// a borrow).
+    pub fn shared_fd(&self) -> Option<Arc<OwnedFd>> {
+        self.fd.clone()
+    }
+
+    /// Opens `logical` below the root with `flags` (`O_NOFOLLOW` and
+    /// `O_CLOEXEC` added): fails if any component is a symlink.
+    pub fn open(&self, logical: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+        crate::sys::beneath::open_beneath(self.fd()?, rel_bytes(logical), flags)
+    }
+
+    /// Opens a file for reading, without blocking on a FIFO.
+    pub fn open_file(&self, logical: &Path) -> io::Result<std::fs::File> {
+        self.open(logical, libc::O_RDONLY | libc::O_NONBLOCK)
+            .map(std::fs::File::from)
+    }
+
+    /// Opens a directory (`O_PATH`: for `*at` calls, not for listing).
+    pub fn open_dir(&self, logical: &Path) -> io::Result<OwnedFd> {
+        self.open(logical, libc::O_PATH | libc::O_DIRECTORY)
+    }
+
+    /// The metadata of `logical` itself (a final symlink is not followed).
+    pub fn lstat(&self, logical: &Path) -> io::Result<std::fs::Metadata> {
+        std::fs::File::from(self.open(logical, libc::O_PATH)?).metadata()
+    }
+
+    /// The target of the symlink `logical` (`readlinkat` on the link
+    /// itself, opened `O_PATH | O_NOFOLLOW`).
+    pub fn read_link(&self, logical: &Path) -> io::Result<PathBuf> {
+        let fd = self.open(logical, libc::O_PATH)?;
+        readlink_fd(fd.as_raw_fd(), c"")
+    }
+
+    /// The names in directory `logical` (without `.` and `..`), read from
+    /// a confined descriptor, unsorted.
+    pub fn list(&self, logical: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+        let fd = self.open(logical, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        list_fd(fd)
+    }
+}
+
+/// The same operations by host path (Windows has no `openat`; today's
+/// behaviour, see the module docs).
+#[cfg(not(unix))]
+impl Root {
+    pub fn open_file(&self, logical: &Path) -> io::Result<std::fs::File> {
+        use crate::sys::OpenOptionsNoFollow;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .no_follow()
+            .open(self.host_path(logical))
+    }
+
+    pub fn lstat(&self, logical: &Path) -> io::Result<std::fs::Metadata> {
+        std::fs::symlink_metadata(self.host_path(logical))
+    }
+
+    pub fn read_link(&self, logical: &Path) -> io::Result<PathBuf> {
+        std::fs::read_link(self.host_path(logical))
+    }
+
+    pub fn list(&self, logical: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+        std::fs::read_dir(self.host_path(logical))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect()
+    }
+}
+
+impl Root {
+    /// The metadata of what `logical` names, symlinks inside the root
+    /// followed (the root's `stat`).
+    pub fn stat(&self, logical: &Path) -> io::Result<std::fs::Metadata> {
+        self.lstat(&self.resolve(logical)?)
+    }
+
+    /// Whether `logical` is a directory, symlinks inside the root followed.
+    pub fn is_dir(&self, logical: &Path) -> bool {
+        self.stat(logical).is_ok_and(|m| m.is_dir())
+    }
+
+    /// The entries of directory `logical` with their types (a symlink is
+    /// a symlink: not followed), unsorted; an entry gone since the listing
+    /// is left out.
+    pub fn list_entries(
+        &self,
+        logical: &Path,
+    ) -> io::Result<Vec<(std::ffi::OsString, std::fs::FileType)>> {
+        let names = self.list(logical)?;
+        Ok(names
+            .into_iter()
+            .filter_map(|n| {
+                let mut p = logical.to_path_buf();
+                push(&mut p, &n);
+                let t = self.lstat(&p).ok()?.file_type();
+                Some((n, t))
+            })
+            .collect())
+    }
+
+    /// Whether anything (a dangling symlink too) is at `logical`.
+    pub fn exists_nofollow(&self, logical: &Path) -> bool {
+        self.lstat(logical).is_ok()
+    }
+}
+
+/// A logical path as a path relative to the root.
+#[cfg(unix)]
+fn rel_bytes(logical: &Path) -> &[u8] {
+    let b = logical.as_os_str().as_bytes();
+    let mut i = 0;
+    while b.get(i) == Some(&b'/') {
+        i += 1;
+    }
+    &b[i..]
+}
+
+/// Opens the root directory itself (the operator named it: followed).
+#[cfg(unix)]
+fn open_dir(host: &Path) -> io::Result<OwnedFd> {
+    let c = std::ffi::CString::new(host.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: c is NUL-terminated; the fd is owned below.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `readlinkat(dir, name)`, growing the buffer for long targets.
+#[cfg(unix)]
+pub fn readlink_fd(dir: std::os::fd::RawFd, name: &std::ffi::CStr) -> io::Result<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: name is NUL-terminated; buf is valid for buf.len() bytes.
+        let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        if n < buf.len() {
+            buf.truncate(n);
+            return Ok(PathBuf::from(std::ffi::OsString::from_vec(buf)));
+        }
+        if buf.len() >= 1 << 16 {
+            return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+        }
+        buf.resize(buf.len() * 4, 0);
+    }
+}
+
+/// Lists a directory from its descriptor (`fdopendir`/`readdir`).
+#[cfg(unix)]
+fn list_fd(fd: OwnedFd) -> io::Result<Vec<std::ffi::OsString>> {
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::ffi::OsStringExt;
+    let raw = fd.into_raw_fd();
+    // SAFETY: raw is an open directory fd; on success the DIR owns it.
+    let dir = unsafe { libc::fdopendir(raw) };
+    if dir.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so raw is still ours to close.
+        unsafe { libc::close(raw) };
+        return Err(e);
+    }
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: dir is a valid DIR*; errno is cleared to tell the end
+        // from an error.
+        let ent = unsafe {
+            *libc::__errno_location() = 0;
+            libc::readdir(dir)
+        };
+        if ent.is_null() {
+            // SAFETY: reading errno right after readdir.
+            let errno = unsafe { *libc::__errno_location() };
+            // SAFETY: dir is valid and closed once.
+            unsafe { libc::closedir(dir) };
+            if errno != 0 {
+                return Err(io::Error::from_raw_os_error(errno));
+            }
+            return Ok(out);
+        }
+        // SAFETY: d_name of a returned entry is NUL-terminated.
+        let name = unsafe { std::ffi::CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            out.push(std::ffi::OsString::from_vec(name.to_vec()));
+        }
     }
 }
 
@@ -312,10 +544,9 @@ fn components(p: &Path) -> Vec<Vec<u8>> {
 
 /// The entry of `dir` named `name` in any letter case.
 pub fn find_ci(root: &Root, dir: &Path, name: &str) -> Option<PathBuf> {
-    let rd = std::fs::read_dir(root.host_path(&root.resolve(dir).ok()?)).ok()?;
+    let rd = root.list(&root.resolve(dir).ok()?).ok()?;
     let mut hits: Vec<_> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
+        .into_iter()
         .filter(|n| n.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
         .collect();
     hits.sort();
@@ -357,6 +588,44 @@ mod tests {
             root.resolve_lenient(Path::new("/lib/missing/x")),
             Path::new("/usr/lib/missing/x")
         );
+    }
+
+    #[test]
+    fn a_confined_open_refuses_a_symlinked_parent_even_when_the_final_name_is_a_regular_file() {
+        let t = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        std::fs::write(out.path().join("f"), b"outside").unwrap();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d/f"), b"inside").unwrap();
+        symlink(out.path(), t.path().join("a")).unwrap();
+        let root = Root::new(t.path()).unwrap();
+        // The logical path names a regular file through a symlinked
+        // directory: every confined operation refuses it.
+        let a = Path::new("/a/f");
+        let e = root.open_file(a).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+        assert!(root.lstat(a).is_err());
+        assert!(root.list(Path::new("/a")).is_err());
+        assert!(root.read_link(Path::new("/a/f")).is_err());
+        // The link itself is inside, and can be read as a link.
+        assert_eq!(root.read_link(Path::new("/a")).unwrap(), out.path());
+        assert!(root
+            .lstat(Path::new("/a"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // A real directory works.
+        let mut s = String::new();
+        use std::io::Read;
+        root.open_file(Path::new("/d/f"))
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert_eq!(s, "inside");
+        assert_eq!(root.list(Path::new("/d")).unwrap(), vec!["f"]);
+        // read_file resolves inside the root: the absolute target is
+        // re-rooted, where nothing is.
+        assert!(root.read_file(a, 100).is_err());
     }
 
     #[test]

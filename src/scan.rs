@@ -2,6 +2,15 @@
 //! or hidden-file rules found inside the monitored trees, never following
 //! symlinks), inspects each entry on the walker's own threads and returns
 //! the records sorted by path.
+//!
+//! The walker (`ignore`) lists directories by host path, so a directory
+//! swapped for a symlink can make it list a directory outside the root.
+//! What it lists is only a hint: every entry is inspected relative to the
+//! root's descriptor without following symlinks (see `inspect`), so only
+//! what is really inside the root is recorded; a directory that cannot be
+//! reached that way is not descended into, and its entries are dropped
+//! with one warning naming the nearest directory that can (never a name
+//! from the other side).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -193,22 +202,18 @@ pub fn scan(root: &Root, sp: &SearchPaths, opts: &ScanOptions, prior: &[Record])
         }
     });
     let mut part = Part::default();
-    let mut insp = Inspector::default();
+    let mut insp = Inspector::new(root);
     for f in sp.loose_files() {
         let logical = f.path.as_os_str().as_encoded_bytes().to_vec();
         let p = prior.get(&logical);
         let mut cost = Cost::default();
-        let out = insp.inspect(
-            &root.host_path(&f.path),
-            logical.clone(),
-            None,
-            p,
-            &mut cost,
-        );
+        let out = insp.inspect(logical.clone(), None, p, &mut cost);
         // A tracked loader file may well not exist (no preload list is the
         // normal case); its appearance is what gets reported.
-        if !matches!(out, Outcome::Vanished) {
-            part.take(logical, out, cost);
+        match out {
+            Outcome::Vanished => {}
+            Outcome::Unreachable => part.warnings.push(swapped(root, &logical)),
+            out => part.take(logical, out, cost),
         }
     }
     drop(tx);
@@ -223,8 +228,16 @@ pub fn scan_trees(dirs: &[&Path], opts: &ScanOptions) -> ScanResult {
     let root = Root::slash();
     let prior = Prior::new(&[]);
     let (tx, rx) = crossbeam_channel::unbounded::<Part>();
+    // Inspection is confined below `/` without following symlinks, so the
+    // operator's directories are canonicalised first (`/lib` on merged
+    // /usr is a symlink).
+    let canonical: Vec<std::path::PathBuf> = dirs
+        .iter()
+        .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()))
+        .collect();
+    let dirs: Vec<&Path> = canonical.iter().map(|d| d.as_path()).collect();
     if !dirs.is_empty() {
-        walk(&root, dirs, None, opts, &prior, tx);
+        walk(&root, &dirs, None, opts, &prior, tx);
     }
     finish(rx.into_iter().collect(), start)
 }
@@ -246,7 +259,13 @@ fn finish(parts: Vec<Part>, start: Instant) -> ScanResult {
     // Overlapping walks (a non-recursive dir holding a recursive one) see
     // the boundary directory twice.
     result.records.dedup_by(|a, b| a.path == b.path);
-    result.warnings.sort_by(|a, b| a.path.cmp(&b.path));
+    result
+        .warnings
+        .sort_by(|a, b| (&a.path, &a.message).cmp(&(&b.path, &b.message)));
+    // One warning per directory that changed under several threads.
+    result
+        .warnings
+        .dedup_by(|a, b| a.path == b.path && a.message == b.message);
     result.stats.entries = result.records.len() as u64;
     result.stats.elapsed = start.elapsed();
     result
@@ -383,7 +402,7 @@ struct Builder<'a> {
 
 impl<'s, 'a: 's> ParallelVisitorBuilder<'s> for Builder<'a> {
     fn build(&mut self) -> Box<dyn ParallelVisitor + 's> {
-        let mut insp = Inspector::default();
+        let mut insp = Inspector::new(self.root);
         insp.parallel_large = self.parallel_large.clone();
         insp.timing = self.timing;
         insp.fadvise = self.readahead;
@@ -395,6 +414,7 @@ impl<'s, 'a: 's> ParallelVisitorBuilder<'s> for Builder<'a> {
             part: Part::default(),
             last: self.timing.then(Instant::now),
             busy: self.parallel_large.as_ref().map(|(b, _)| b.clone()),
+            swapped: Default::default(),
         })
     }
 }
@@ -438,12 +458,13 @@ impl Part {
                 }
                 self.records.push(r);
             }
-            Outcome::Vanished => {
+            // Deleted between the listing and the open: not a warning (the
+            // diff reports it if the baseline had it). Silent also because
+            // the listing may have been of a directory outside the root
+            // (see the module docs): its names must not be shown.
+            // Unreachable entries are reported by the visitor, per directory.
+            Outcome::Vanished | Outcome::Unreachable => {
                 self.stats.other_open_stat += cost.open_stat;
-                self.warnings.push(Warning {
-                    path: logical,
-                    message: "vanished during the scan".into(),
-                })
             }
             Outcome::Failed(message) => {
                 self.stats.other_open_stat += cost.open_stat;
@@ -467,6 +488,8 @@ struct Visitor<'a> {
     /// Inspections running now, across threads (see
     /// [`Inspector::parallel_large`]).
     busy: Option<Arc<AtomicUsize>>,
+    /// Directories already warned about as changed during the walk.
+    swapped: std::collections::HashSet<Vec<u8>>,
 }
 
 impl ParallelVisitor for Visitor<'_> {
@@ -487,7 +510,7 @@ impl Visitor<'_> {
         let entry = match entry {
             Ok(e) => e,
             Err(err) => {
-                self.part.warnings.push(walk_warning(self.root, &err));
+                self.walk_error(&err);
                 return WalkState::Continue;
             }
         };
@@ -517,11 +540,16 @@ impl Visitor<'_> {
         if let Some(b) = &self.busy {
             b.fetch_add(1, Ordering::Relaxed);
         }
-        let out = self
-            .insp
-            .inspect(entry.path(), logical.clone(), hint, prior, &mut cost);
+        let out = self.insp.inspect(logical.clone(), hint, prior, &mut cost);
         if let Some(b) = &self.busy {
             b.fetch_sub(1, Ordering::Relaxed);
+        }
+        // Descend only into what is a directory inside the root right now:
+        // the walker has opened it by host path already, and if that was a
+        // symlink to the outside, its listing must not be walked.
+        let descend = matches!(&out, Outcome::Record(r, _) if r.ftype == FileType::Dir);
+        if matches!(out, Outcome::Unreachable) {
+            self.warn_swapped(&logical);
         }
         self.part.take(logical, out, cost);
         if self.part.records.len() >= PART_RECORDS {
@@ -530,8 +558,70 @@ impl Visitor<'_> {
             let _ = self.tx.send(std::mem::take(&mut self.part));
             self.part.records.reserve_exact(PART_RECORDS);
         }
-        WalkState::Continue
+        if descend {
+            WalkState::Continue
+        } else {
+            WalkState::Skip
+        }
     }
+
+    /// One warning per directory whose entries could not be reached.
+    fn warn_swapped(&mut self, logical: &[u8]) {
+        let w = swapped(self.root, logical);
+        if self.swapped.insert(w.path.clone()) {
+            self.part.warnings.push(w);
+        }
+    }
+
+    /// An error of the walker itself (a directory that cannot be listed):
+    /// reported with its path only if that path is inside the root right
+    /// now; otherwise it may be a name from outside (see the module docs).
+    fn walk_error(&mut self, err: &ignore::Error) {
+        let w = walk_warning(self.root, err);
+        use crate::sys::OsStrExt;
+        let reachable = w.path.is_empty()
+            || self
+                .root
+                .lstat(Path::new(std::ffi::OsStr::from_bytes(&w.path)))
+                .is_ok();
+        if reachable {
+            self.part.warnings.push(w);
+        } else if !err.io_error().is_some_and(crate::sys::is_not_found) {
+            self.warn_swapped(&w.path);
+        }
+    }
+}
+
+/// The message for entries dropped because their directory could not be
+/// reached inside the root.
+pub const SWAPPED: &str =
+    "entries below changed while being walked (a directory was replaced by a symlink): skipped";
+
+/// The warning for `logical`, whose directory could not be reached
+/// inside the root: it names the nearest directory that can be.
+fn swapped(root: &Root, logical: &[u8]) -> Warning {
+    Warning {
+        path: reachable_ancestor(root, logical),
+        message: SWAPPED.into(),
+    }
+}
+
+/// The nearest proper ancestor of `logical` that is a directory reached
+/// inside the root without a symlink (`/` at worst).
+fn reachable_ancestor(root: &Root, logical: &[u8]) -> Vec<u8> {
+    use crate::sys::OsStrExt;
+    let mut p = logical;
+    while let Some(i) = p.iter().rposition(|&b| b == b'/') {
+        p = &p[..i];
+        if p.is_empty() {
+            break;
+        }
+        let path = Path::new(std::ffi::OsStr::from_bytes(p));
+        if root.lstat(path).is_ok_and(|m| m.is_dir()) {
+            return p.to_vec();
+        }
+    }
+    b"/".to_vec()
 }
 
 impl Drop for Visitor<'_> {

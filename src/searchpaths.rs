@@ -116,7 +116,7 @@ impl SearchPaths {
         }
         for base in ["/lib", "/usr/lib"] {
             for d in root.glob(&Path::new(base).join("*-linux-*")) {
-                if root.resolve(&d).is_ok_and(|p| root.host_path(&p).is_dir()) {
+                if root.is_dir(&d) {
                     sp.add_dir(root, &d, Origin::Multiarch, true);
                 }
             }
@@ -179,7 +179,7 @@ impl SearchPaths {
     fn add_dir(&mut self, root: &Root, dir: &Path, origin: Origin, recursive: bool) {
         let (canonical, exists) = match root.resolve(dir) {
             Ok(p) => {
-                let is_dir = root.host_path(&p).is_dir();
+                let is_dir = root.lstat(&p).is_ok_and(|m| m.is_dir());
                 (p, is_dir)
             }
             Err(_) => (root.resolve_lenient(dir), false),
@@ -211,7 +211,7 @@ impl SearchPaths {
         if self.files.iter().any(|f| f.path == path) {
             return;
         }
-        let exists = std::fs::symlink_metadata(root.host_path(&path)).is_ok();
+        let exists = root.lstat(&path).is_ok();
         self.files.push(TrackedFile {
             path,
             origin,

@@ -146,13 +146,13 @@ pub fn audit(cx: &Context, a: &mut Audit) {
 fn unit_files(cx: &Context, dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let list = |d: &Path| -> Vec<(PathBuf, std::fs::FileType)> {
-        let Ok(rd) = std::fs::read_dir(cx.root.host_path(d)) else {
+        let Ok(rd) = cx.root.list_entries(d) else {
             return Vec::new();
         };
         let mut v: Vec<_> = rd
-            .filter_map(|e| e.ok())
+            .into_iter()
             .take(MAX_UNITS)
-            .filter_map(|e| Some((d.join(e.file_name()), e.file_type().ok()?)))
+            .map(|(n, t)| (d.join(n), t))
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v

@@ -211,7 +211,8 @@ fn shadowed<'o>(cx: &Context, objs: &'o [Object], canon: &Path, soname: &[u8]) -
 /// Notes a cache older than a configuration file or include dir.
 fn stale(cx: &Context, a: &mut Audit) {
     let mtime = |p: &Path| {
-        std::fs::symlink_metadata(cx.root.host_path(p))
+        cx.root
+            .lstat(&cx.root.resolve_parent(p).ok()?)
             .ok()
             .map(|m| (m.mtime(), m.mtime_nsec()))
     };

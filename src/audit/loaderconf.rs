@@ -47,7 +47,7 @@ fn conf_dirs(cx: &Context, a: &mut Audit) {
         let exists = cx
             .root
             .resolve(&cd.dir)
-            .is_ok_and(|p| cx.root.host_path(&p).is_dir());
+            .is_ok_and(|p| cx.root.lstat(&p).is_ok_and(|m| m.is_dir()));
         if exists {
             continue;
         }
@@ -153,10 +153,7 @@ fn shadowing(cx: &Context, objs: &[Object], a: &mut Audit) {
 
 pub(crate) fn same_file(cx: &Context, a: &Path, b: &Path) -> bool {
     use crate::sys::MetadataExt;
-    match (
-        std::fs::metadata(cx.root.host_path(a)),
-        std::fs::metadata(cx.root.host_path(b)),
-    ) {
+    match (cx.root.stat(a), cx.root.stat(b)) {
         (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
         _ => false,
     }

@@ -7,9 +7,8 @@
 //! blocking, and parsed with [`crate::formats::elf`] through bounded `pread`s.
 //! Nothing is mapped, loaded or executed.
 
-use crate::sys::{MetadataExt, OpenOptionsNoFollow};
+use crate::sys::MetadataExt;
 use std::collections::HashSet;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -101,14 +100,14 @@ fn exec_objects(cx: &Context, known: &HashSet<PathBuf>) -> (Vec<Object>, usize) 
         if !dirs_seen.insert(dir.clone()) {
             continue;
         }
-        let Ok(rd) = std::fs::read_dir(cx.root.host_path(&dir)) else {
+        let Ok(rd) = cx.root.list_entries(&dir) else {
             continue;
         };
         let mut names: Vec<_> = rd
-            .filter_map(|e| e.ok())
+            .into_iter()
             .take(MAX_EXEC_FILES)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .map(|e| e.file_name())
+            .filter(|(_, t)| t.is_file())
+            .map(|(n, _)| n)
             .collect();
         names.sort();
         for n in names {
@@ -130,8 +129,7 @@ fn exec_objects(cx: &Context, known: &HashSet<PathBuf>) -> (Vec<Object>, usize) 
 /// holds scripts too), gone, or not a regular file. `Err`: an ELF file that
 /// could not be read or parsed.
 fn read_exec(root: &Root, path: PathBuf) -> Result<Option<Object>, ()> {
-    let host = root.host_path(&path);
-    let file = match File::options().read(true).no_follow().open(&host) {
+    let file = match root.open_file(&path) {
         Ok(f) => f,
         // Gone since the listing, or replaced by a symlink: nothing to read.
         Err(e) if crate::sys::is_not_found(&e) || crate::sys::is_loop(&e) => return Ok(None),

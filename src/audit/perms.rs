@@ -27,7 +27,7 @@ impl Trust {
         let mut uids = vec![0];
         uids.extend_from_slice(extra);
         if !root.is_slash() {
-            if let Ok(m) = std::fs::metadata(root.host()) {
+            if let Ok(m) = root.lstat(Path::new("/")) {
                 uids.push(m.uid());
             }
         }
@@ -54,7 +54,7 @@ impl Trust {
 
     /// The writers of a logical path (not following a final symlink).
     pub fn writers_of(&self, root: &Root, logical: &Path) -> Option<Writers> {
-        let m = std::fs::symlink_metadata(root.host_path(logical)).ok()?;
+        let m = root.lstat(logical).ok()?;
         if m.file_type().is_symlink() {
             return None;
         }
@@ -68,7 +68,7 @@ impl Trust {
         let canonical = root.resolve_lenient(dir);
         let mut cur: Option<&Path> = Some(canonical.as_path());
         while let Some(p) = cur {
-            if std::fs::symlink_metadata(root.host_path(p)).is_ok() {
+            if root.lstat(p).is_ok() {
                 if let Some(w) = self.writers_of(root, p) {
                     return Some((p.to_path_buf(), w));
                 }

@@ -43,7 +43,11 @@ pub fn audit(cx: &Context, a: &mut Audit) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // A symlink to nowhere is still something planted there.
-            if std::fs::symlink_metadata(cx.root.host_path(p)).is_ok() {
+            if cx
+                .root
+                .resolve_parent(p)
+                .is_ok_and(|q| cx.root.lstat(&q).is_ok())
+            {
                 a.findings.push(Finding::audit(
                     Kind::Preload,
                     Severity::High,
@@ -131,7 +135,7 @@ fn judge(cx: &Context, entry: &[u8], ex: &Expansion) -> Finding {
             facts.push("in a world-writable or user directory".into());
             sev = Severity::Critical;
         }
-        match std::fs::metadata(cx.root.host_path(&cx.root.resolve_lenient(&target))) {
+        match cx.root.stat(&target) {
             Ok(m) => {
                 if cx.trust.trusts(m.uid()) {
                     facts.push(format!("exists, owned by uid {}", m.uid()));

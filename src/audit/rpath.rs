@@ -88,7 +88,7 @@ fn judge(
             let exists = cx
                 .root
                 .resolve(&dir)
-                .is_ok_and(|p| cx.root.host_path(&p).is_dir());
+                .is_ok_and(|p| cx.root.lstat(&p).is_ok_and(|m| m.is_dir()));
             match (exists, cx.trust.chain_writers(cx.root, &dir)) {
                 (true, None) => DirState::Fine,
                 (true, Some((p, w))) => DirState::Writable(p, w),

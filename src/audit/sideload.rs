@@ -73,14 +73,13 @@ fn entries(root: &Root, dir: &Path) -> Vec<(String, bool)> {
     let Ok(resolved) = root.resolve(dir) else {
         return Vec::new();
     };
-    let Ok(rd) = std::fs::read_dir(root.host_path(&resolved)) else {
+    let Ok(rd) = root.list_entries(&resolved) else {
         return Vec::new();
     };
     let mut v: Vec<(String, bool)> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let ft = e.file_type().ok()?;
-            let name = e.file_name().to_str()?.to_string();
+        .into_iter()
+        .filter_map(|(name, ft)| {
+            let name = name.to_str()?.to_string();
             if ft.is_symlink() {
                 return None;
             }
@@ -208,7 +207,7 @@ fn path_dirs(cx: &Context, reg: &Registry, sys: &BTreeSet<String>, out: &mut Aud
 /// Why non-administrators can write `dir`, or `None`.
 fn user_writable(root: &Root, dir: &Path) -> Option<&'static str> {
     use crate::sys::PermissionsExt;
-    if let Ok(m) = std::fs::metadata(root.host_path(dir)) {
+    if let Ok(m) = root.stat(dir) {
         if m.permissions().mode() & 0o002 != 0 {
             return Some("writable by everyone (mode bits)");
         }

@@ -42,7 +42,7 @@ impl Expansion {
         let triplet = format!("lib/{arch}-linux-gnu");
         let exists = |p: &str| {
             root.resolve(&Path::new("/").join(p))
-                .is_ok_and(|q| root.host_path(&q).is_dir())
+                .is_ok_and(|q| root.lstat(&q).is_ok_and(|m| m.is_dir()))
         };
         let lib = if exists(&triplet) {
             triplet

@@ -16,7 +16,6 @@
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +28,7 @@ use crate::formats::elf::{self, FileAt, ReadAt};
 // provenance is used here.
 use crate::formats::{ima, kmod};
 use crate::record::{file_name, FileClass, FileType, Record, Unhashed};
+use crate::rootfs::Root;
 use crate::sys::MetadataExt;
 
 #[cfg(unix)]
@@ -97,6 +97,10 @@ pub enum Outcome {
     Vanished,
     /// Not even the metadata could be read.
     Failed(String),
+    /// Its directory could not be reached inside the root without
+    /// following a symlink (replaced by one during the walk): nothing is
+    /// known of it, and nothing was read.
+    Unreachable,
 }
 
 /// Bytes read by one inspection (for throughput figures), and with
@@ -384,7 +388,8 @@ fn seek_start(mut file: &File) -> io::Result<()> {
     file.seek(io::SeekFrom::Start(0)).map(|_| ())
 }
 
-/// Convenience for single paths (tracked files, the watcher).
-pub fn inspect_path(host: &Path, logical: Vec<u8>, prior: Option<&Record>) -> Outcome {
-    Inspector::default().inspect(host, logical, None, prior, &mut Cost::default())
+/// Convenience for single paths (tracked files, the watcher): `logical`
+/// is a canonical path inside `root`.
+pub fn inspect_path(root: &Root, logical: Vec<u8>, prior: Option<&Record>) -> Outcome {
+    Inspector::new(root).inspect(logical, None, prior, &mut Cost::default())
 }

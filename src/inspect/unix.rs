@@ -10,13 +10,19 @@
 //! `openat` on the entry's name, so a walk that hands over one directory's
 //! entries in a row pays one path lookup per directory instead of one per
 //! file (the lookup was the largest cost of an unchanged `check`).
+//!
+//! Paths are logical (inside the root) and every lookup is confined: the
+//! parent directory is opened relative to the root's descriptor without
+//! following any symlink ([`crate::sys::beneath`]), and the entry itself
+//! with `O_NOFOLLOW` / `AT_SYMLINK_NOFOLLOW` relative to that. A parent that
+//! cannot be reached that way (a directory swapped for a symlink during the
+//! walk) gives [`Outcome::Unreachable`]: nothing outside the root is ever
+//! opened, stat'ed or recorded.
 
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +33,7 @@ use super::{
 };
 use crate::facts::{Facts, ImaFact, MAX_XATTR};
 use crate::record::{FileType, Record, Unhashed};
+use crate::rootfs::Root;
 
 /// Per-thread state reused across files: no allocation per file beyond the
 /// record itself.
@@ -44,22 +51,29 @@ pub struct Inspector {
     /// Readahead hints (`posix_fadvise`) before reading a file: helps a
     /// cold cache, costs a syscall per file when warm.
     pub fadvise: bool,
-    /// The parent directory of the last path, held open.
-    dir: Option<(PathBuf, OwnedFd)>,
+    /// The root every logical path is below.
+    root: Option<Arc<OwnedFd>>,
+    /// The parent directory (logical) of the last path, held open.
+    dir: Option<(Vec<u8>, OwnedFd)>,
     /// The last path's file name, NUL-terminated.
     name: Vec<u8>,
+    /// The last path's parent could not be reached confined.
+    unreachable: bool,
 }
 
-impl Default for Inspector {
-    fn default() -> Self {
+impl Inspector {
+    /// An inspector of paths below `root`.
+    pub fn new(root: &Root) -> Inspector {
         Inspector {
             buf: Vec::new(),
             noatime: true,
             parallel_large: None,
             timing: false,
             fadvise: false,
+            root: root.shared_fd(),
             dir: None,
             name: Vec::new(),
+            unreachable: false,
         }
     }
 }
@@ -91,15 +105,55 @@ impl Stat {
 }
 
 impl Inspector {
-    /// Inspects `host` (a path on the host) and records it under `logical`.
-    /// `hint` is the type from the directory entry, when known. With
+    /// Inspects `logical` (a canonical path inside the root) and records
+    /// it. `hint` is the type from the directory entry, when known. With
     /// `prior`, a regular file whose identity (dev, inode, size, mtime,
     /// ctime) is unchanged keeps its old digest and facts without being
     /// read (unless the prior record lacks facts it should have: see
     /// `reusable`).
     pub fn inspect(
         &mut self,
-        host: &Path,
+        logical: Vec<u8>,
+        hint: Option<FileType>,
+        prior: Option<&Record>,
+        cost: &mut Cost,
+    ) -> Outcome {
+        self.unreachable = false;
+        let lookup = logical.clone();
+        let out = self.inspect_confined(&lookup, logical, hint, prior, cost);
+        if self.unreachable {
+            // Whatever the calls said, the parent was not reached inside
+            // the root: nothing about this entry is known.
+            return Outcome::Unreachable;
+        }
+        out
+    }
+
+    /// Tests: inspects the host path `host` (below a `/` root) and records
+    /// it as `logical`, which facts depend on.
+    #[cfg(test)]
+    pub(super) fn inspect_as(
+        &mut self,
+        host: &std::path::Path,
+        logical: Vec<u8>,
+        hint: Option<FileType>,
+        prior: Option<&Record>,
+        cost: &mut Cost,
+    ) -> Outcome {
+        use std::os::unix::ffi::OsStrExt;
+        self.unreachable = false;
+        let out = self.inspect_confined(host.as_os_str().as_bytes(), logical, hint, prior, cost);
+        if self.unreachable {
+            return Outcome::Unreachable;
+        }
+        out
+    }
+
+    /// Inspects what `host` (the lookup path below the root) names and
+    /// records it under `logical`.
+    fn inspect_confined(
+        &mut self,
+        host: &[u8],
         logical: Vec<u8>,
         hint: Option<FileType>,
         prior: Option<&Record>,
@@ -142,14 +196,14 @@ impl Inspector {
         self.hash_file(host, logical, cost)
     }
 
-    fn record_lstat(&mut self, host: &Path, logical: Vec<u8>, cost: &mut Cost) -> Outcome {
+    fn record_lstat(&mut self, host: &[u8], logical: Vec<u8>, cost: &mut Cost) -> Outcome {
         match self.timed_lstat(host, cost) {
             Ok(meta) => self.record_meta(host, logical, &meta),
             Err(e) => lstat_error(e),
         }
     }
 
-    fn timed_lstat(&mut self, host: &Path, cost: &mut Cost) -> io::Result<Stat> {
+    fn timed_lstat(&mut self, host: &[u8], cost: &mut Cost) -> io::Result<Stat> {
         if !self.timing {
             return self.lstat(host);
         }
@@ -159,55 +213,53 @@ impl Inspector {
         r
     }
 
-    /// The directory fd (or `AT_FDCWD`) and NUL-terminated name that
-    /// `host` is reached by: its parent, opened once per directory.
-    fn locate(&mut self, host: &Path) -> RawFd {
+    /// The directory fd and NUL-terminated name that `logical` is reached
+    /// by: its parent, opened confined below the root once per directory.
+    /// A parent that cannot be reached gives an error, and marks the
+    /// inspection unreachable unless it is simply gone.
+    fn locate(&mut self, logical: &[u8]) -> io::Result<RawFd> {
         self.name.clear();
-        let (parent, name) = match (host.parent(), host.file_name()) {
-            (Some(p), Some(n)) if !p.as_os_str().is_empty() => (p, n),
-            _ => {
-                self.name.extend_from_slice(host.as_os_str().as_bytes());
-                self.name.push(0);
-                return libc::AT_FDCWD;
-            }
+        let trimmed = trim_slashes(logical);
+        let (parent, name): (&[u8], &[u8]) = match trimmed.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
+            None if trimmed.is_empty() => (b"", b"."),
+            None => (b"", trimmed),
         };
-        self.name.extend_from_slice(name.as_bytes());
+        if name.contains(&0) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        self.name.extend_from_slice(name);
         self.name.push(0);
         if let Some((p, fd)) = &self.dir {
-            if p == parent {
-                return fd.as_raw_fd();
+            if p.as_slice() == parent {
+                return Ok(fd.as_raw_fd());
             }
         }
         self.dir = None;
-        let mut cpath = Vec::with_capacity(parent.as_os_str().len() + 1);
-        cpath.extend_from_slice(parent.as_os_str().as_bytes());
-        cpath.push(0);
-        let Ok(c) = CStr::from_bytes_with_nul(&cpath) else {
-            return self.whole_path(host);
+        let opened = match &self.root {
+            Some(root) => crate::sys::beneath::open_beneath(
+                root.as_fd(),
+                parent,
+                libc::O_PATH | libc::O_DIRECTORY,
+            ),
+            None => Err(io::Error::from_raw_os_error(libc::EBADF)),
         };
-        // SAFETY: c is NUL-terminated; the returned fd is owned below.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            // Let the real call report what is wrong with the path.
-            return self.whole_path(host);
+        match opened {
+            Ok(owned) => {
+                let raw = owned.as_raw_fd();
+                self.dir = Some((parent.to_vec(), owned));
+                Ok(raw)
+            }
+            Err(e) => {
+                // Gone (or replaced by a file) is a vanished entry; any
+                // other failure (ELOOP: a symlink on the way) means the
+                // entry is not reachable inside the root right now.
+                if !matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) {
+                    self.unreachable = true;
+                }
+                Err(e)
+            }
         }
-        // SAFETY: fd was just opened and is owned by nothing else.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        let raw = owned.as_raw_fd();
-        self.dir = Some((parent.to_path_buf(), owned));
-        raw
-    }
-
-    fn whole_path(&mut self, host: &Path) -> RawFd {
-        self.name.clear();
-        self.name.extend_from_slice(host.as_os_str().as_bytes());
-        self.name.push(0);
-        libc::AT_FDCWD
     }
 
     fn name_ptr(&self) -> io::Result<*const libc::c_char> {
@@ -216,9 +268,61 @@ impl Inspector {
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
     }
 
+    /// The target of the symlink `logical`, by `readlinkat` on its
+    /// confined parent.
+    fn read_link(&mut self, logical: &[u8]) -> io::Result<Vec<u8>> {
+        use std::os::unix::ffi::OsStrExt;
+        let dirfd = self.locate(logical)?;
+        let name = CStr::from_bytes_with_nul(&self.name)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        crate::rootfs::readlink_fd(dirfd, name).map(|t| t.as_os_str().as_bytes().to_vec())
+    }
+
+    /// `security.ima` of a file that could not be opened for reading.
+    /// `fgetxattr` does not work on the `O_PATH` descriptor that can still
+    /// be had, and `lgetxattr` by host path would follow a swapped parent;
+    /// so the file is opened `O_PATH | O_NOFOLLOW` relative to its confined
+    /// parent, checked to be a regular file (`fstat` of that descriptor),
+    /// and read through `/proc/self/fd/N`, which names exactly that inode
+    /// (no further lookup is possible: it is not a symlink). Without
+    /// `/proc`, nothing is read.
+    fn path_ima_xattr(&mut self, logical: &[u8]) -> Option<Vec<u8>> {
+        let dirfd = self.locate(logical).ok()?;
+        let name = self.name_ptr().ok()?;
+        // SAFETY: name is NUL-terminated; the fd is owned below.
+        let fd = unsafe {
+            libc::openat(
+                dirfd,
+                name,
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: a fresh fd owned by nothing else.
+        let file = unsafe { File::from_raw_fd(fd) };
+        if !fstat(&file).ok()?.is_file() {
+            return None;
+        }
+        let c = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+        read_ima(|buf| {
+            // SAFETY: c and the name are NUL-terminated; buf is valid for
+            // buf.len() bytes.
+            unsafe {
+                libc::getxattr(
+                    c.as_ptr(),
+                    c"security.ima".as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            }
+        })
+    }
+
     /// `lstat` of `host`, relative to its (cached) parent directory.
-    pub fn lstat(&mut self, host: &Path) -> io::Result<Stat> {
-        let dirfd = self.locate(host);
+    pub fn lstat(&mut self, host: &[u8]) -> io::Result<Stat> {
+        let dirfd = self.locate(host)?;
         let name = self.name_ptr()?;
         let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
         // SAFETY: name is NUL-terminated and outlives the call; st is
@@ -233,7 +337,7 @@ impl Inspector {
 
     /// A record from metadata alone (anything but a regular file, or a file
     /// that could not be opened).
-    fn record_meta(&mut self, host: &Path, logical: Vec<u8>, meta: &Stat) -> Outcome {
+    fn record_meta(&mut self, host: &[u8], logical: Vec<u8>, meta: &Stat) -> Outcome {
         let mut r = base_record(logical, meta);
         match r.ftype {
             FileType::File => {
@@ -242,7 +346,7 @@ impl Inspector {
                 // Its security.ima can still be read without opening it,
                 // so provenance can say one is there, though not verified.
                 if wants_facts(&r.path, r.class) {
-                    if let Some(xattr) = path_ima_xattr(host) {
+                    if let Some(xattr) = self.path_ima_xattr(host) {
                         let ima = Some(ImaFact {
                             xattr,
                             digest: None,
@@ -254,9 +358,9 @@ impl Inspector {
                     }
                 }
             }
-            FileType::Symlink => match std::fs::read_link(host) {
+            FileType::Symlink => match self.read_link(host) {
                 Ok(t) => {
-                    r.target = Some(t.as_os_str().as_bytes().to_vec());
+                    r.target = Some(t);
                 }
                 Err(e) => {
                     return Outcome::Record(r, Some(format!("cannot read link: {e}")));
@@ -267,9 +371,9 @@ impl Inspector {
         Outcome::Record(r, None)
     }
 
-    fn open(&mut self, host: &Path) -> io::Result<File> {
+    fn open(&mut self, host: &[u8]) -> io::Result<File> {
         let base = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
-        let dirfd = self.locate(host);
+        let dirfd = self.locate(host)?;
         let name = self.name_ptr()?;
         let open = |flags| {
             // SAFETY: name is NUL-terminated and outlives the call.
@@ -291,7 +395,7 @@ impl Inspector {
         open(base)
     }
 
-    fn hash_file(&mut self, host: &Path, logical: Vec<u8>, cost: &mut Cost) -> Outcome {
+    fn hash_file(&mut self, host: &[u8], logical: Vec<u8>, cost: &mut Cost) -> Outcome {
         let t = self.timing.then(Instant::now);
         let opened = self.open(host);
         if let Some(t) = t {
@@ -437,24 +541,6 @@ pub(super) fn ima_xattr(file: &File) -> Option<Vec<u8>> {
     })
 }
 
-/// `security.ima` of a file that could not be opened, by path, without
-/// following a final symlink (`lgetxattr`).
-fn path_ima_xattr(host: &Path) -> Option<Vec<u8>> {
-    let c = std::ffi::CString::new(host.as_os_str().as_bytes()).ok()?;
-    read_ima(|buf| {
-        // SAFETY: c and the name are NUL-terminated; buf is valid for
-        // buf.len() bytes.
-        unsafe {
-            libc::lgetxattr(
-                c.as_ptr(),
-                c"security.ima".as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        }
-    })
-}
-
 /// Runs one `getxattr`-style call into a [`MAX_XATTR`] buffer.
 fn read_ima(get: impl FnOnce(&mut [u8]) -> isize) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; MAX_XATTR];
@@ -464,6 +550,14 @@ fn read_ima(get: impl FnOnce(&mut [u8]) -> isize) -> Option<Vec<u8>> {
     }
     buf.truncate(n as usize);
     Some(buf)
+}
+
+/// A logical path without its leading (and trailing) slashes: the path
+/// relative to the root.
+fn trim_slashes(p: &[u8]) -> &[u8] {
+    let start = p.iter().position(|&b| b != b'/').unwrap_or(p.len());
+    let end = p.iter().rposition(|&b| b != b'/').map_or(start, |i| i + 1);
+    &p[start..end.max(start)]
 }
 
 /// `fstat` of an open file.
@@ -507,11 +601,19 @@ fn reuse(mut now: Record, prior: &Record) -> Record {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
     fn run(path: &Path, hint: Option<FileType>) -> Outcome {
-        Inspector::default().inspect(path, b"/x".to_vec(), hint, None, &mut Cost::default())
+        Inspector::new(&Root::slash()).inspect_as(
+            path,
+            b"/x".to_vec(),
+            hint,
+            None,
+            &mut Cost::default(),
+        )
     }
 
     #[test]
@@ -619,7 +721,7 @@ mod tests {
         };
         prior.blake3 = Some([9; 32]); // a digest only the reuse path can give
         let mut cost = Cost::default();
-        let out = Inspector::default().inspect(
+        let out = Inspector::new(&Root::slash()).inspect_as(
             &p,
             b"/x".to_vec(),
             Some(FileType::File),
@@ -641,7 +743,13 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, data).unwrap();
         let logical = format!("/usr/lib/{name}").into_bytes();
-        match Inspector::default().inspect(&p, logical, None, None, &mut Cost::default()) {
+        match Inspector::new(&Root::slash()).inspect_as(
+            &p,
+            logical,
+            None,
+            None,
+            &mut Cost::default(),
+        ) {
             Outcome::Record(r, None) => {
                 assert_eq!(r.blake3, Some(*blake3::hash(data).as_bytes()), "{name}");
                 r
@@ -807,9 +915,13 @@ mod tests {
                 return;
             }
             let logical = format!("/usr/lib/{name}").into_bytes();
-            let Outcome::Record(r, None) =
-                Inspector::default().inspect(&p, logical, None, None, &mut Cost::default())
-            else {
+            let Outcome::Record(r, None) = Inspector::new(&Root::slash()).inspect_as(
+                &p,
+                logical,
+                None,
+                None,
+                &mut Cost::default(),
+            ) else {
                 panic!()
             };
             assert_eq!(
@@ -826,9 +938,13 @@ mod tests {
         std::fs::write(&p, b"x").unwrap();
         assert!(set_ima(&p, &[9, 9]));
         let logical = b"/usr/lib/libodd.so".to_vec();
-        let Outcome::Record(r, None) =
-            Inspector::default().inspect(&p, logical, None, None, &mut Cost::default())
-        else {
+        let Outcome::Record(r, None) = Inspector::new(&Root::slash()).inspect_as(
+            &p,
+            logical,
+            None,
+            None,
+            &mut Cost::default(),
+        ) else {
             panic!()
         };
         let ima = r.facts.unwrap().ima.clone().unwrap();
@@ -844,13 +960,15 @@ mod tests {
             eprintln!("security.ima cannot be set here: skipped");
             return;
         }
-        let mut insp = Inspector::default();
-        let meta = insp.lstat(&p).unwrap();
+        let mut insp = Inspector::new(&Root::slash());
+        let meta = insp.lstat(p.as_os_str().as_bytes()).unwrap();
         // What the inspector records when the open was refused (as root, a
         // mode cannot refuse it, so the refusal is taken as given).
-        let Outcome::Record(r, None) =
-            insp.record_meta(&p, b"/usr/lib/libsecret.so".to_vec(), &meta)
-        else {
+        let Outcome::Record(r, None) = insp.record_meta(
+            p.as_os_str().as_bytes(),
+            b"/usr/lib/libsecret.so".to_vec(),
+            &meta,
+        ) else {
             panic!()
         };
         assert_eq!(r.unhashed, Some(Unhashed::Unreadable));
@@ -870,15 +988,19 @@ mod tests {
             let p = t.path().join(name);
             std::fs::write(&p, data).unwrap();
             let logical = format!("/usr/lib/{name}").into_bytes();
-            let Outcome::Record(mut prior, None) =
-                Inspector::default().inspect(&p, logical.clone(), None, None, &mut Cost::default())
-            else {
+            let Outcome::Record(mut prior, None) = Inspector::new(&Root::slash()).inspect_as(
+                &p,
+                logical.clone(),
+                None,
+                None,
+                &mut Cost::default(),
+            ) else {
                 panic!()
             };
             assert_eq!(prior.facts.is_some(), needs, "{name}");
             // With its facts (or needing none): reused, facts shared.
             let mut cost = Cost::default();
-            let Outcome::Record(r, None) = Inspector::default().inspect(
+            let Outcome::Record(r, None) = Inspector::new(&Root::slash()).inspect_as(
                 &p,
                 logical.clone(),
                 Some(FileType::File),
@@ -896,7 +1018,7 @@ mod tests {
             prior.facts = None;
             for hint in [None, Some(FileType::File)] {
                 let mut cost = Cost::default();
-                let Outcome::Record(r, None) = Inspector::default().inspect(
+                let Outcome::Record(r, None) = Inspector::new(&Root::slash()).inspect_as(
                     &p,
                     logical.clone(),
                     hint,

@@ -19,11 +19,14 @@ use std::time::Instant;
 
 use super::{base_record, read_and_hash, seek_start, Cost, Hashed, Outcome, Stat, RETRIES};
 use crate::record::{FileType, Record, Unhashed};
+use crate::rootfs::Root;
 use crate::sys::OpenOptionsNoFollow;
 
 /// Per-thread state reused across files.
-#[derive(Default)]
 pub struct Inspector {
+    /// The root logical paths are below (host paths are derived from it:
+    /// Windows has no `openat`, so lookups are by path, as before).
+    root: Root,
     buf: Vec<u8>,
     /// Hash large files with rayon while fewer than `.1` inspections are
     /// running (counted in `.0`), i.e. only when other cores would sit idle.
@@ -35,16 +38,31 @@ pub struct Inspector {
 }
 
 impl Inspector {
-    /// Inspects `host` and records it under `logical`. `prior` is not used
-    /// for digest reuse on Windows (see the module docs).
+    /// An inspector of paths below `root`.
+    pub fn new(root: &Root) -> Inspector {
+        Inspector {
+            root: root.clone(),
+            buf: Vec::new(),
+            parallel_large: None,
+            timing: false,
+            fadvise: false,
+        }
+    }
+
+    /// Inspects `logical` (inside the root). `prior` is not used for
+    /// digest reuse on Windows (see the module docs).
     pub fn inspect(
         &mut self,
-        host: &Path,
         logical: Vec<u8>,
         _hint: Option<FileType>,
         _prior: Option<&Record>,
         cost: &mut Cost,
     ) -> Outcome {
+        use crate::sys::OsStrExt;
+        let host = self
+            .root
+            .host_path(Path::new(std::ffi::OsStr::from_bytes(&logical)));
+        let host = host.as_path();
         let t = self.timing.then(Instant::now);
         let meta = self.lstat(host);
         if let Some(t) = t {

@@ -32,7 +32,7 @@ pub fn stamp(root: &Root, admin: &Path) -> Vec<(u64, u64, i64, i64)> {
         .iter()
         .filter_map(|n| {
             let p = root.resolve(&admin.join(n)).ok()?;
-            std::fs::symlink_metadata(root.host_path(&p)).ok()
+            root.lstat(&p).ok()
         })
         .map(|m| (m.ino(), m.size(), m.mtime(), m.ctime()))
         .collect()
@@ -48,7 +48,7 @@ pub fn busy(root: &Root, admin: &Path) -> bool {
     let Ok(p) = root.resolve(&admin.join("lock")) else {
         return false;
     };
-    let Ok(f) = std::fs::File::open(root.host_path(&p)) else {
+    let Ok(f) = root.open_file(&p) else {
         return false;
     };
     // SAFETY: a zeroed flock is a valid argument; fcntl fills it in.
@@ -144,10 +144,9 @@ impl DpkgDb {
         let info = admin.join("info");
         let mut stems: Vec<(String, bool, bool)> = Vec::new();
         if let Ok(dir) = root.resolve(&info) {
-            if let Ok(rd) = std::fs::read_dir(root.host_path(&dir)) {
+            if let Ok(rd) = root.list(&dir) {
                 let mut seen: HashMap<String, usize> = HashMap::new();
-                for e in rd.flatten() {
-                    let name = e.file_name();
+                for name in rd {
                     let Some(name) = name.to_str() else { continue };
                     let (stem, is_md5) = if let Some(s) = name.strip_suffix(".md5sums") {
                         (s, true)
@@ -334,7 +333,7 @@ impl<'a> Canon<'a> {
             }
             cand.extend_from_slice(name);
             let logical = PathBuf::from(OsStr::from_bytes(&cand));
-            match std::fs::symlink_metadata(self.root.host_path(&logical)) {
+            match self.root.lstat(&logical) {
                 Ok(m) if m.file_type().is_symlink() => self
                     .root
                     .resolve_lenient(&logical)

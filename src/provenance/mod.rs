@@ -16,8 +16,8 @@ pub mod authenticode;
 pub mod dpkg;
 pub mod policy;
 
+use crate::sys::MetadataExt;
 use crate::sys::OsStrExt;
-use crate::sys::{MetadataExt, OpenOptionsNoFollow};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::io::Read;
@@ -552,10 +552,7 @@ fn evidence_name(e: &Evidence) -> &'static str {
 /// Opens a record's file for reading without following a symlink or
 /// blocking, and only if it is still the file the scan saw.
 fn open_checked(root: &Root, r: &Record) -> Option<std::fs::File> {
-    let host = root.host_path(Path::new(OsStr::from_bytes(&r.path)));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true).no_follow();
-    let f = opts.open(&host).ok()?;
+    let f = root.open_file(Path::new(OsStr::from_bytes(&r.path))).ok()?;
     let m = f.metadata().ok()?;
     let same = m.is_file() && m.ino() == r.inode && m.dev() == r.dev && m.size() == r.size;
     same.then_some(f)
@@ -736,22 +733,15 @@ fn find_catalogs(root: &Root, dir: &Path, depth: usize, out: &mut Vec<std::path:
     if depth > 4 || out.len() > 100_000 {
         return;
     }
-    let Ok(rd) = std::fs::read_dir(root.host_path(dir)) else {
+    let Ok(mut names) = root.list_entries(dir) else {
         return;
     };
-    let mut names: Vec<_> = rd.flatten().collect();
-    names.sort_by_key(|e| e.file_name());
-    for e in names {
-        let Ok(ft) = e.file_type() else { continue };
-        let logical = dir.join(e.file_name());
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, ft) in names {
+        let logical = dir.join(&name);
         if ft.is_dir() {
             find_catalogs(root, &logical, depth + 1, out);
-        } else if ft.is_file()
-            && e.file_name()
-                .as_bytes()
-                .to_ascii_lowercase()
-                .ends_with(b".cat")
-        {
+        } else if ft.is_file() && name.as_bytes().to_ascii_lowercase().ends_with(b".cat") {
             out.push(logical);
         }
     }

@@ -10,6 +10,8 @@ pub use std::os::unix::ffi::OsStrExt;
 #[cfg(unix)]
 pub use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, PermissionsExt};
 
+#[cfg(unix)]
+pub mod beneath;
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]

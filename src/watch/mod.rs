@@ -385,7 +385,7 @@ impl<W: notify::Watcher> Engine<'_, W> {
                         Some(now) => now.as_ref(),
                         None => scan::find(baseline, &logical),
                     };
-                    let out = inspect::inspect_path(host, logical.clone(), prior);
+                    let out = inspect::inspect_path(root, logical.clone(), prior);
                     (host.clone(), logical, out)
                 })
                 .collect();
@@ -399,6 +399,9 @@ impl<W: notify::Watcher> Engine<'_, W> {
                         Some(r)
                     }
                     Outcome::Vanished => None,
+                    // Its directory is a symlink now: nothing inside the
+                    // root is there, and its name is not to be shown.
+                    Outcome::Unreachable => None,
                     Outcome::Failed(w) => {
                         self.warn(&logical, &w);
                         continue;
@@ -423,8 +426,9 @@ impl<W: notify::Watcher> Engine<'_, W> {
                 }
                 if fresh {
                     // Whatever was created in it before the watch existed.
-                    if let Ok(rd) = std::fs::read_dir(&host) {
-                        more.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+                    let dir = PathBuf::from(OsStr::from_bytes(&logical));
+                    if let Ok(rd) = self.plan.root.list(&dir) {
+                        more.extend(rd.into_iter().map(|n| host.join(n)));
                     }
                 }
                 if fresh || (was_dir && !is_dir) {
@@ -619,31 +623,35 @@ impl<W: notify::Watcher> Engine<'_, W> {
     /// Every directory at and below `top` (host), not following symlinks,
     /// on one file system unless `cross`, minus excluded ones.
     fn dirs_below(&self, top: &Path, cross: bool) -> Vec<PathBuf> {
-        let Ok(meta) = std::fs::symlink_metadata(top) else {
+        // Listed and stat'ed confined below the root (by logical path):
+        // a directory swapped for a symlink is not followed outside.
+        let root = &self.plan.root;
+        let top = PathBuf::from(OsStr::from_bytes(&self.logical(top)));
+        let Ok(meta) = root.lstat(&top) else {
             return Vec::new();
         };
         if !meta.is_dir() {
             return Vec::new();
         }
         let dev = meta.dev();
-        let mut out = vec![top.to_path_buf()];
-        let mut stack = vec![top.to_path_buf()];
+        let mut out = vec![root.host_path(&top)];
+        let mut stack = vec![top];
         while let Some(d) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&d) else {
+            let Ok(rd) = root.list_entries(&d) else {
                 continue;
             };
-            for e in rd.filter_map(|e| e.ok()) {
-                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            for (name, t) in rd {
+                if !t.is_dir() {
                     continue;
                 }
-                let p = e.path();
-                if !cross && e.metadata().is_ok_and(|m| m.dev() != dev) {
+                let p = d.join(name);
+                if !cross && root.lstat(&p).is_ok_and(|m| m.dev() != dev) {
                     continue;
                 }
-                if self.excluded(&self.logical(&p)) {
+                if self.excluded(p.as_os_str().as_bytes()) {
                     continue;
                 }
-                out.push(p.clone());
+                out.push(root.host_path(&p));
                 stack.push(p);
             }
         }
@@ -654,9 +662,8 @@ impl<W: notify::Watcher> Engine<'_, W> {
     fn nearest_dir(&self, logical: &Path) -> Option<PathBuf> {
         let mut p = Some(logical);
         while let Some(cur) = p {
-            let host = self.plan.root.host_path(cur);
-            if std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
-                return Some(host);
+            if self.plan.root.lstat(cur).is_ok_and(|m| m.is_dir()) {
+                return Some(self.plan.root.host_path(cur));
             }
             p = cur.parent();
         }
@@ -729,11 +736,12 @@ impl<W: notify::Watcher> Engine<'_, W> {
                 ));
             }
             todo.push(d.clone());
-            if let Ok(rd) = std::fs::read_dir(&d) {
+            let l = PathBuf::from(OsStr::from_bytes(&self.logical(&d)));
+            if let Ok(rd) = self.plan.root.list_entries(&l) {
                 todo.extend(
-                    rd.filter_map(|e| e.ok())
-                        .filter(|e| !e.file_type().is_ok_and(|t| t.is_dir()))
-                        .map(|e| e.path()),
+                    rd.into_iter()
+                        .filter(|(_, t)| !t.is_dir())
+                        .map(|(n, _)| d.join(n)),
                 );
             }
             let l = self.logical(&d);
@@ -911,8 +919,8 @@ pub fn human_duration(d: Duration) -> String {
 }
 
 /// The record of a path now, for callers outside the engine (and tests).
-pub fn record_now(host: &Path, logical: Vec<u8>) -> Option<Record> {
-    match inspect::inspect_path(host, logical, None) {
+pub fn record_now(root: &crate::rootfs::Root, logical: Vec<u8>) -> Option<Record> {
+    match inspect::inspect_path(root, logical, None) {
         Outcome::Record(r, _) => Some(r),
         _ => None,
     }

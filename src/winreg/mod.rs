@@ -25,8 +25,13 @@ pub const ENVIRONMENT: &str = "SYSTEM\\CurrentControlSet\\Control\\Session Manag
 
 pub const PREFIX: &str = "/registry/HKLM";
 
-/// The most bytes read of one hive file (a large SOFTWARE hive is ~150 MB).
-const HIVE_CAP: u64 = 512 << 20;
+/// The largest hive file read. Real SYSTEM and SOFTWARE hives stay under
+/// 200 MB (a large SOFTWARE hive of a server with many roles is ~150 MB);
+/// a bigger file is damaged or planted to exhaust memory (a sparse 3 GB
+/// file costs the attacker no disk), and is refused before any read.
+const HIVE_CAP: u64 = 256 << 20;
+/// The base block of a hive (`regf` header), read first.
+const HIVE_BASE: usize = 4096;
 /// The most bytes of a value kept, as text, in its record.
 const SHOWN_CAP: usize = 4096;
 
@@ -188,13 +193,57 @@ fn read_hive(root: &Root, config: &Path, name: &str, notes: &mut Vec<String>) ->
         notes.push(format!("no {name} hive in the Windows image"));
         return None;
     };
-    match root.read_file(&p, HIVE_CAP) {
+    match read_hive_file(root, &p) {
         Ok(b) => Some(b),
         Err(e) => {
             notes.push(format!("{name} hive: cannot read {}: {e}", p.display()));
             None
         }
     }
+}
+
+/// Reads a hive file confined below the root, holding no more than it
+/// needs: a file over [`HIVE_CAP`] is refused from its size alone; else
+/// the base block is read, and then only the hive bins it declares (its
+/// "hive bins data size", offset 40), never the rest of the file.
+fn read_hive_file(root: &Root, p: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = root.open_file(&root.resolve(p)?)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > HIVE_CAP {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} bytes, larger than the {} MiB a hive can be: not read",
+                meta.len(),
+                HIVE_CAP >> 20
+            ),
+        ));
+    }
+    let mut base = Vec::with_capacity(HIVE_BASE);
+    (&f).take(HIVE_BASE as u64).read_to_end(&mut base)?;
+    let bins = match base.get(40..44) {
+        Some(b) if base.starts_with(b"regf") => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64,
+        // Not a hive: the parser says so from the base block alone.
+        _ => return Ok(base),
+    };
+    // A size of 0 (never written) means "the file": bounded by the cap.
+    let want = if bins == 0 {
+        meta.len()
+    } else {
+        (HIVE_BASE as u64 + bins).min(meta.len())
+    };
+    let mut out = base;
+    out.reserve_exact(want.saturating_sub(out.len() as u64) as usize);
+    (&f).take(want.saturating_sub(out.len() as u64))
+        .read_to_end(&mut out)?;
+    Ok(out)
 }
 
 /// `ControlSet00N` from `Select\Current`; `ControlSet001` when absent.
