@@ -88,7 +88,16 @@ impl SledDb {
     }
 
     fn sled_err(&self, e: sled::Error) -> Error {
+        use std::io::ErrorKind::{InvalidData, NotFound, UnexpectedEof};
         match e {
+            // A file the database refers to (a blob) is gone or short: the
+            // store is damaged, whatever the disk says.
+            sled::Error::Io(io) if matches!(io.kind(), NotFound | UnexpectedEof | InvalidData) => {
+                self.corrupt(format!(
+                    "a file of the database is missing or damaged ({})",
+                    super::watchdog::tidy(&io.to_string())
+                ))
+            }
             sled::Error::Io(io) => io_err(&self.path, "baseline", io),
             other => corrupt_at(&self.path, display(&other)),
         }

@@ -316,9 +316,14 @@ impl Store {
                 (dir.clone(), self.path.clone(), meta.clone(), extra.to_vec());
             move || write_job(&base, &dir, chunks, &extra, &meta)
         };
-        let failed = |msg: String| Error::StoreWrite {
-            path: self.path.clone(),
-            msg,
+        // A failed write removes what it wrote (space on a full disk, and
+        // no half generation for a reader to mistake for damage).
+        let failed = |msg: String| {
+            let _ = std::fs::remove_dir_all(&dir);
+            Error::StoreWrite {
+                path: self.path.clone(),
+                msg,
+            }
         };
         match watchdog::run(limit, job) {
             Outcome::Done(Ok(())) => {}
@@ -330,7 +335,10 @@ impl Store {
                     Error::CorruptBaseline { msg, .. } => failed(format!(
                         "generation {generation} did not read back intact ({msg}); {kept}"
                     )),
-                    other => other,
+                    other => {
+                        let _ = std::fs::remove_dir_all(&dir);
+                        other
+                    }
                 })
             }
             Outcome::Panicked(msg) => {
@@ -350,9 +358,13 @@ impl Store {
             Err(pointer::WriteError::Before(e)) => Err(failed(format!(
                 "cannot make generation {generation} current: {e}; {kept}"
             ))),
-            Err(pointer::WriteError::After(e)) => Err(failed(format!(
-                "generation {generation} is current, but syncing its switch failed: {e}"
-            ))),
+            // The rename happened: the generation stays.
+            Err(pointer::WriteError::After(e)) => Err(Error::StoreWrite {
+                path: self.path.clone(),
+                msg: format!(
+                    "generation {generation} is current, but syncing its switch failed: {e}"
+                ),
+            }),
         }
     }
 
