@@ -80,9 +80,9 @@ impl SledDb {
     }
 
     /// Leaves the database without running sled's `Drop` (a flush that can
-    /// block forever after a failed write). What it holds is abandoned:
-    /// only ever used for a database nothing will read again, or one only
-    /// read, whose files sled has not changed.
+    /// block forever after a failed write). What it holds (its files, its
+    /// lock) stays with the process: only for a generation whose write
+    /// failed, which nothing will read and the caller removes.
     pub fn abandon(self) {
         std::mem::forget(self)
     }

@@ -434,7 +434,7 @@ fn a_zeroed_truncated_or_bit_flipped_file_of_the_generation_is_corrupt_or_verifi
     let copy = t.dir.path().join("pristine");
     assert!(Command::new("cp")
         .arg("-a")
-        .arg(&t.db())
+        .arg(t.db())
         .arg(&copy)
         .status()
         .unwrap()
