@@ -347,10 +347,8 @@ impl Store {
                 )))
             }
             Outcome::TimedOut => {
-                return Err(failed(format!(
-                    "the baseline store did not finish writing within {}s (disk full?); {kept}",
-                    limit.as_secs()
-                )))
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(stuck(&self.path, limit, &kept));
             }
         }
         match pointer::write(&self.path, &dir_name, &meta) {
@@ -370,6 +368,17 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// The error for a writer the watchdog gave up on (exit 74).
+fn stuck(path: &Path, limit: Duration, kept: &str) -> Error {
+    Error::StoreWrite {
+        path: path.to_path_buf(),
+        msg: format!(
+            "the baseline store did not finish writing within {}s (disk full?); {kept}",
+            limit.as_secs()
+        ),
     }
 }
 
@@ -931,6 +940,28 @@ mod tests {
         assert_eq!(e.exit_code(), crate::error::code::IO);
         let (m, recs) = s.load().unwrap();
         assert_eq!((m, recs), (m1, vec![rec("/a", 1)]));
+    }
+
+    #[test]
+    fn a_writer_stuck_in_sled_ends_with_exit_74_and_says_what_is_intact() {
+        let (_never, rx) = std::sync::mpsc::channel::<()>();
+        // A job that never returns, as sled's flush after ENOSPC.
+        let limit = Duration::from_millis(300);
+        let out = watchdog::run(limit, move || {
+            let _ = rx.recv();
+        });
+        assert!(matches!(out, Outcome::TimedOut));
+        let e = stuck(
+            Path::new("/var/lib/libwarden"),
+            Duration::from_secs(45),
+            "generation 3 is intact",
+        );
+        assert_eq!(e.exit_code(), crate::error::code::IO);
+        assert_eq!(
+            e.to_string(),
+            "cannot write the baseline at /var/lib/libwarden: the baseline store did not \
+             finish writing within 45s (disk full?); generation 3 is intact"
+        );
     }
 
     #[test]
