@@ -27,6 +27,22 @@ pub enum Error {
     NoBaseline(PathBuf),
     #[error("baseline at {path} is corrupt: {msg}")]
     CorruptBaseline { path: PathBuf, msg: String },
+    /// The baseline exists but this user may not read it: an I/O
+    /// problem of the run (74), not a bad baseline (65), so that a script
+    /// never answers it with `init --force`.
+    #[error(
+        "baseline at {path} cannot be read: {source}; run libwarden as a user allowed to read it"
+    )]
+    UnreadableBaseline {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A new generation could not be written (disk full, a store stuck in
+    /// its flush, a failure inside sled); `msg` says which generation is
+    /// still the live one.
+    #[error("cannot write the baseline at {path}: {msg}")]
+    StoreWrite { path: PathBuf, msg: String },
     #[error("baseline at {path} uses schema {found}, newer than this libwarden understands ({supported}): upgrade libwarden")]
     NewerSchema {
         path: PathBuf,
@@ -73,7 +89,9 @@ impl Error {
             | Error::Rollback { .. }
             | Error::Signature { .. } => code::BASELINE,
             Error::NotFound { .. } => code::NO_INPUT,
-            Error::Io { .. } => code::IO,
+            Error::Io { .. } | Error::UnreadableBaseline { .. } | Error::StoreWrite { .. } => {
+                code::IO
+            }
             Error::Interrupted => code::INTERRUPTED,
             Error::Internal(_) => code::INTERNAL,
         }

@@ -5,11 +5,16 @@
 //! here: [`load`] (or [`load_held`] to keep the lock for a new generation)
 //! and [`commit`].
 
+mod lock;
 pub mod manifest;
+mod pointer;
 pub mod rollback;
 pub mod signing;
+mod sleddb;
+mod space;
 pub mod store;
 pub mod verify;
+mod watchdog;
 
 use std::path::PathBuf;
 
@@ -23,7 +28,8 @@ use store::{Meta, Store};
 /// Where a baseline lives and what it must satisfy to be trusted.
 #[derive(Clone, Debug)]
 pub struct Location {
-    /// The sled database directory.
+    /// The baseline directory (one sled database per generation, and the
+    /// pointer to the live one: `store`).
     pub db: PathBuf,
     /// Highest generation seen per baseline id (rollback detection).
     pub state_path: PathBuf,
@@ -61,31 +67,38 @@ impl Baseline {
     }
 }
 
-/// Loads the live generation and closes the store at once (the lock is
-/// held only for the read), then verifies signature and generation.
-/// `root` is the root being judged: a baseline of another root is refused
-/// unless the location allows it ([`verify::root`]).
+/// Loads the live generation (a reader takes no lock: it only opens a
+/// complete generation no writer touches), then verifies signature and
+/// generation. `root` is the root being judged: a baseline of another root
+/// is refused unless the location allows it ([`verify::root`]).
 pub fn load(loc: &Location, root: &[u8]) -> Result<(Baseline, Vec<Note>)> {
-    let (store, b, mut notes) = load_held(loc, None)?;
-    drop(store);
+    let (b, mut notes) = load_from(Store::open(&loc.db)?, loc, None)?;
     notes.extend(verify::root(loc, &b.meta, root)?);
     Ok((b, notes))
 }
 
-/// Like [`load`], but keeps the store (and its lock) for [`commit`], so a
-/// concurrent update cannot interleave. `key`, when given, is the key the
+/// Like [`load`], but keeps the store (and the writers' lock) for
+/// [`commit`], so a concurrent update cannot interleave. `key`, when given, is the key the
 /// live generation must verify with (else the location's).
 pub fn load_held(
     loc: &Location,
     key: Option<&VerifyingKey>,
 ) -> Result<(Store, Baseline, Vec<Note>)> {
-    let store = Store::open(&loc.db)?;
-    let (meta, records, extra) = store.load_with_extra()?;
+    let store = Store::open_for_write(&loc.db)?;
+    let (b, notes) = load_from(&store, loc, key)?;
+    Ok((store, b, notes))
+}
+
+fn load_from(
+    store: impl std::borrow::Borrow<Store>,
+    loc: &Location,
+    key: Option<&VerifyingKey>,
+) -> Result<(Baseline, Vec<Note>)> {
+    let (meta, records, extra) = store.borrow().load_with_extra()?;
     // Never build on, or judge against, a baseline that fails
     // verification.
     let notes = verify::verify(loc, &meta, key.or(loc.verify_key.as_ref()))?;
     Ok((
-        store,
         Baseline {
             meta,
             records,

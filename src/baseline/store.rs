@@ -1,41 +1,63 @@
-//! The baseline store: one sled database, owned by this module alone.
+//! The baseline store, owned by this module alone: sled (0.34) contained
+//! so that none of its failure modes reaches the live generation.
 //!
-//! Layout (schemas 2 and 3): the default tree holds `schema` (u32) and `current`
-//! (the [`Meta`] of the live generation); each generation's records live in
-//! a tree `gen/N` as path-sorted *chunks* of about [`CHUNK_BYTES`], keyed by
-//! the chunk's index (u32, big-endian) and holding, per record, the
-//! length-prefixed path and encoded value. Chunking is what makes a baseline
-//! of 70,000 files cost a few hundred sled inserts instead of 70,000 (sled's
-//! per-item cost dominated `init`); records stay individually encoded, so
-//! the digest is over the same (path, value) pairs. A write fills a fresh tree, flushes
-//! it, then switches `current` in one insert and flushes again; only then is
-//! the old tree dropped. A crash at any point leaves `current` naming a
-//! complete, flushed generation (or no baseline at all before the first
-//! switch). Loading checks the count and a BLAKE3 digest of every key and
-//! value against `current`, so a damaged store is reported, never trusted.
-//! A generation may also own a tree `extra/N` of opaque pairs (provenance
-//! state: package versions, cached MD5s), written before the same switch
-//! and folded into the same digest.
+//! Layout: the baseline path is a directory holding
+//!
+//! - `gen-<N>/`, one sled database per generation, holding only that
+//!   generation (see [`super::sleddb`]: records as path-sorted *chunks* of
+//!   about [`CHUNK_BYTES`], which makes a baseline of 70,000 files cost a
+//!   few hundred sled inserts instead of 70,000; its extra pairs; its
+//!   [`Meta`] as `current`);
+//! - `CURRENT`, the pointer naming the live generation's directory and
+//!   holding its [`Meta`] ([`super::pointer`]);
+//! - `lock`, the writers' lock ([`super::lock`]).
+//!
+//! A write takes the lock, fills a fresh `gen-<N+1>/`, flushes and closes
+//! it, opens it again twice and reads it all back against its digest (sled
+//! finishes its own recovery bookkeeping, a snapshot and consolidated
+//! pages, on the first opens after a write: done here, by the writer, so
+//! that a reader's open finds nothing left to write), syncs the
+//! directories, and only then renames a new `CURRENT` into place. A
+//! failed, killed or hung writer therefore never touches the live
+//! generation, and a reader never opens a database a writer holds or
+//! one that was not closed cleanly; generation N−1 is kept until the next
+//! write, which removes it (and any unfinished directory) once N has been
+//! current. Every sled call runs under [`super::watchdog`]: a panic is an
+//! error (reading: "corrupt"; writing: the write failed), and a writer
+//! stuck in sled ends the run with exit 74 instead of hanging. A write
+//! that clearly cannot fit in the free space ([`super::space`]) is refused
+//! before it starts.
+//!
+//! Loading checks the count and a BLAKE3 digest of every key and value
+//! against the generation's [`Meta`] (the one in `CURRENT` must equal the
+//! one in the database), so a damaged store is reported, never trusted; a
+//! store that exists but cannot be read says so (exit 74), and one that
+//! is damaged says "corrupt" (exit 65), never "no baseline".
+//!
+//! The old layout (schemas 2 and 3: one sled database at the baseline path
+//! holding `schema`, `current` and the live `gen/N` tree) is still read;
+//! the next write puts its generation in the new layout and the old files
+//! stay, as generation N−1, until the write after that.
 //!
 //! Schema 3 is schema 2 with record values that may carry the file's facts
-//! (`record::ENCODING_V2`), which a schema-2 build would refuse as corrupt:
-//! the first generation written by this build raises the stored schema so
-//! such a build says "newer schema" instead. Schema-2 stores are still read
-//! (their values are V1: no facts), and each generation's header keeps the
-//! schema it was written (and signed) with.
+//! (`record::ENCODING_V2`), which a schema-2 build would refuse as corrupt.
+//! Schema-2 stores are still read (their values are V1: no facts), and each
+//! generation's header keeps the schema it was written (and signed) with.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::lock::{self, WriterLock};
+use super::pointer::{self, Pointer};
+use super::sleddb::{Loaded, SledDb};
+use super::watchdog::{self, Outcome};
 use crate::error::{Error, Result};
 use crate::record::Record;
 
 /// The schema this build writes and understands.
 pub const SCHEMA: u32 = 3;
 /// The oldest schema this build still reads (same layout, no facts).
-pub const MIN_SCHEMA: u32 = 2;
-const KEY_SCHEMA: &[u8] = b"schema";
-const KEY_CURRENT: &[u8] = b"current";
+pub use super::sleddb::MIN_SCHEMA;
 /// How long to wait for another libwarden's lock (or a killed one's to be
 /// released) before saying the baseline is locked.
 const LOCK_WAIT: Duration = Duration::from_secs(3);
@@ -43,8 +65,510 @@ const LOCK_WAIT: Duration = Duration::from_secs(3);
 /// sled's segment size (512 KiB), so chunks stay inline in the log rather
 /// than becoming one blob file each.
 pub const CHUNK_BYTES: usize = 32 << 10;
-/// Chunks per sled batch.
-const BATCH: usize = 64;
+/// The least time a store job gets before the watchdog gives up on it; it
+/// grows by a second per MiB the job moves.
+const STORE_LIMIT: Duration = Duration::from_secs(30);
+
+/// What the baseline path holds.
+#[derive(Clone, Debug, PartialEq)]
+enum Found {
+    Nothing,
+    /// The old layout: one sled database at the path.
+    Legacy,
+    Current(Box<Pointer>),
+}
+
+/// A baseline store. Opened with [`Store::open`] it only reads; from
+/// [`Store::open_for_write`] or [`Store::create`] it holds the writers'
+/// lock until dropped.
+pub struct Store {
+    path: PathBuf,
+    lock: Option<WriterLock>,
+}
+
+impl Store {
+    /// Opens an existing baseline; [`Error::NoBaseline`] when there is
+    /// none, [`Error::CorruptBaseline`] when what is there is damaged,
+    /// [`Error::UnreadableBaseline`] when this user may not read it.
+    pub fn open(path: &Path) -> Result<Store> {
+        match survey(path)? {
+            Found::Nothing => Err(Error::NoBaseline(path.to_path_buf())),
+            _ => Ok(Store {
+                path: path.to_path_buf(),
+                lock: None,
+            }),
+        }
+    }
+
+    /// Like [`Store::open`], holding the writers' lock: a concurrent
+    /// `update` cannot interleave with the generation this one writes.
+    pub fn open_for_write(path: &Path) -> Result<Store> {
+        let mut store = Store::open(path)?;
+        store.lock = Some(lock::acquire(path, LOCK_WAIT)?);
+        Ok(store)
+    }
+
+    /// Takes the store for `init`. Unless `force`, refuses anything at the
+    /// path: a baseline, a damaged one, a file, any directory that is not
+    /// empty (bar the lock of an `init` that never wrote).
+    pub fn create(path: &Path, force: bool) -> Result<Store> {
+        if !force {
+            refuse_existing(path)?;
+        }
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_dir() => {
+                std::fs::remove_file(path).map_err(|e| io_or_unreadable(path, "replace", e))?
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_or_unreadable(path, "read baseline", e)),
+        }
+        std::fs::create_dir_all(path).map_err(|e| Error::io("create baseline dir", path, e))?;
+        restrict_dir(path);
+        let lock = lock::acquire(path, LOCK_WAIT)?;
+        if !force {
+            // Another init may have finished while this one waited.
+            refuse_existing(path)?;
+        }
+        Ok(Store {
+            path: path.to_path_buf(),
+            lock: Some(lock),
+        })
+    }
+
+    /// The live generation's facts, if a generation was ever completed.
+    pub fn current_meta(&self) -> Result<Option<Meta>> {
+        match survey(&self.path)? {
+            Found::Nothing => Ok(None),
+            Found::Current(p) => Ok(Some(p.meta)),
+            Found::Legacy => {
+                let path = self.path.clone();
+                read_job(&self.path, 0, move || {
+                    let db = SledDb::open(&path, LOCK_WAIT)?;
+                    let r = db.check_schema().and_then(|()| db.current_meta());
+                    finish_read(db, r)
+                })
+            }
+        }
+    }
+
+    /// Loads the live generation, sorted by path, after verifying it.
+    pub fn load(&self) -> Result<(Meta, Vec<Record>)> {
+        self.load_with_extra().map(|(m, r, _)| (m, r))
+    }
+
+    /// Like [`Store::load`], plus the generation's extra pairs (the
+    /// `extra/N` tree, e.g. provenance state), covered by the same digest.
+    #[allow(clippy::type_complexity)]
+    pub fn load_with_extra(&self) -> Result<(Meta, Vec<Record>, Vec<(Vec<u8>, Vec<u8>)>)> {
+        let found = survey(&self.path)?;
+        match self.load_found(&found) {
+            // A writer switched generations while this read the old one:
+            // read the new one.
+            Err(e @ (Error::CorruptBaseline { .. } | Error::Io { .. })) => {
+                match survey(&self.path) {
+                    Ok(now) if now != found => self.load_found(&now),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn load_found(&self, found: &Found) -> Result<Loaded> {
+        match found {
+            Found::Nothing => Err(Error::NoBaseline(self.path.clone())),
+            Found::Legacy => {
+                let path = self.path.clone();
+                read_job(&self.path, 0, move || {
+                    let db = SledDb::open(&path, LOCK_WAIT)?;
+                    let r = db.check_schema().and_then(|()| db.load());
+                    finish_read(db, r)
+                })
+            }
+            Found::Current(p) => {
+                let dir = self.path.join(&p.dir);
+                let want = p.meta.clone();
+                let at = dir.clone();
+                read_job(&at, want.count, move || {
+                    match std::fs::metadata(dir.join("db")) {
+                        Ok(m) if m.is_file() => {}
+                        Ok(_) => return Err(corrupt(&dir, "its data file is missing")),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            return Err(corrupt(
+                                &dir,
+                                "the current generation's directory or data file is missing",
+                            ))
+                        }
+                        Err(e) => return Err(io_or_unreadable(&dir, "read baseline", e)),
+                    }
+                    let db = SledDb::open(&dir, LOCK_WAIT)?;
+                    let r = db.check_schema().and_then(|()| db.load());
+                    let loaded = finish_read(db, r)?;
+                    if loaded.0 != want {
+                        return Err(corrupt(
+                            &dir,
+                            format!(
+                                "generation {} does not match the header its pointer holds",
+                                want.generation
+                            ),
+                        ));
+                    }
+                    Ok(loaded)
+                })
+            }
+        }
+    }
+
+    /// Writes `records` (sorted, unique paths) as a new generation and
+    /// switches to it atomically. Returns the new generation's facts.
+    pub fn write_generation(
+        &self,
+        records: &[Record],
+        root: &[u8],
+        signer: Option<&ed25519_dalek::SigningKey>,
+    ) -> Result<Meta> {
+        self.write_generation_with_extra(records, &[], root, signer)
+    }
+
+    /// Like [`Store::write_generation`], with extra (key, value) pairs
+    /// (sorted, unique keys) kept in tree `extra/N` of the same generation,
+    /// written and flushed before the switch and covered by its digest.
+    pub fn write_generation_with_extra(
+        &self,
+        records: &[Record],
+        extra: &[(Vec<u8>, Vec<u8>)],
+        root: &[u8],
+        signer: Option<&ed25519_dalek::SigningKey>,
+    ) -> Result<Meta> {
+        // A store opened only to read takes the lock for the write.
+        let _held = match self.lock {
+            Some(_) => None,
+            None => Some(lock::acquire(&self.path, LOCK_WAIT)?),
+        };
+        // A store too damaged to survey (an `init --force` replacing it)
+        // starts a new baseline.
+        let found = survey(&self.path).unwrap_or(Found::Nothing);
+        let old = match &found {
+            Found::Current(p) => Some(p.meta.clone()),
+            Found::Legacy => self.current_meta().ok().flatten(),
+            Found::Nothing => None,
+        };
+        let generation = old.as_ref().map_or(1, |m| m.generation + 1);
+        let kept = match &old {
+            Some(m) => format!("generation {} is intact", m.generation),
+            None => "no generation was written".to_string(),
+        };
+        prune(&self.path, &found);
+
+        let mut enc = Encoder::default();
+        let mut chunks = Vec::new();
+        for r in records {
+            chunks.extend(enc.push(r));
+        }
+        let (tail, count, mut hasher) = enc.finish_open();
+        chunks.extend(tail);
+        if !extra.is_empty() {
+            hasher.update(EXTRA_SEPARATOR);
+            for (k, v) in extra {
+                digest_pair(&mut hasher, k, v);
+            }
+        }
+        let payload: u64 = chunks.iter().map(|(_, c)| c.len() as u64).sum::<u64>()
+            + extra
+                .iter()
+                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .sum::<u64>();
+        let need = super::space::needed(payload);
+        if let Some(free) = super::space::available(&self.path) {
+            if free < need {
+                return Err(Error::StoreWrite {
+                    path: self.path.clone(),
+                    msg: format!(
+                        "not enough free space for generation {generation}: it needs about {}, {} are free; {kept}",
+                        mib(need),
+                        mib(free)
+                    ),
+                });
+            }
+        }
+        let mut meta = Meta {
+            schema: SCHEMA,
+            generation,
+            baseline_id: old.as_ref().map_or_else(new_id, |m| m.baseline_id),
+            written: now_secs(),
+            count,
+            digest: *hasher.finalize().as_bytes(),
+            root: root.to_vec(),
+            signature: None,
+        };
+        // Signed before the generation is written: its header is stored
+        // whole, signature included, in the same switch.
+        if let Some(key) = signer {
+            meta.signature = Some(crate::baseline::signing::sign(key, &meta.signed_bytes()));
+        }
+
+        let dir_name = pointer::gen_dir(generation);
+        let dir = self.path.join(&dir_name);
+        let limit = limit_for(3 * payload);
+        let job = {
+            let (dir, base, meta, extra) =
+                (dir.clone(), self.path.clone(), meta.clone(), extra.to_vec());
+            move || write_job(&base, &dir, chunks, &extra, &meta)
+        };
+        // A failed write removes what it wrote (space on a full disk, and
+        // no half generation for a reader to mistake for damage).
+        let failed = |msg: String| {
+            let _ = std::fs::remove_dir_all(&dir);
+            Error::StoreWrite {
+                path: self.path.clone(),
+                msg,
+            }
+        };
+        match watchdog::run(limit, job) {
+            Outcome::Done(Ok(())) => {}
+            Outcome::Done(Err(e)) => {
+                return Err(match e {
+                    Error::Io { op, path, source } => {
+                        failed(format!("{op} {}: {source}; {kept}", path.display()))
+                    }
+                    Error::CorruptBaseline { msg, .. } => failed(format!(
+                        "generation {generation} did not read back intact ({msg}); {kept}"
+                    )),
+                    other => {
+                        let _ = std::fs::remove_dir_all(&dir);
+                        other
+                    }
+                })
+            }
+            Outcome::Panicked(msg) => {
+                return Err(failed(format!(
+                    "the store failed while writing generation {generation} ({msg}); {kept}"
+                )))
+            }
+            Outcome::TimedOut => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(stuck(&self.path, limit, &kept));
+            }
+        }
+        match pointer::write(&self.path, &dir_name, &meta) {
+            Ok(()) => Ok(meta),
+            Err(pointer::WriteError::Before(e)) => Err(failed(format!(
+                "cannot make generation {generation} current: {e}; {kept}"
+            ))),
+            // The rename happened: the generation stays.
+            Err(pointer::WriteError::After(e)) => Err(Error::StoreWrite {
+                path: self.path.clone(),
+                msg: format!(
+                    "generation {generation} is current, but syncing its switch failed: {e}"
+                ),
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The error for a writer the watchdog gave up on (exit 74).
+fn stuck(path: &Path, limit: Duration, kept: &str) -> Error {
+    Error::StoreWrite {
+        path: path.to_path_buf(),
+        msg: format!(
+            "the baseline store did not finish writing within {}s (disk full?); {kept}",
+            limit.as_secs()
+        ),
+    }
+}
+
+/// The watchdog's job for a write: a fresh database in `dir`, written,
+/// closed, read back twice and synced.
+fn write_job(
+    base: &Path,
+    dir: &Path,
+    chunks: Vec<Chunk>,
+    extra: &[(Vec<u8>, Vec<u8>)],
+    meta: &Meta,
+) -> Result<()> {
+    // Left over from a write of this generation that never switched.
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io("remove unfinished generation", dir, e))
+        }
+        _ => {}
+    }
+    std::fs::create_dir(dir).map_err(|e| Error::io("create generation dir", dir, e))?;
+    restrict_dir(dir);
+    let db = SledDb::open(dir, LOCK_WAIT)?;
+    if let Err(e) = db.write(chunks, extra, meta) {
+        // Its Drop would flush again, which after ENOSPC may never return.
+        db.abandon();
+        return Err(e);
+    }
+    drop(db);
+    // sled writes a snapshot and consolidated pages on the first opens
+    // after a write: let the writer do that, on a generation nobody reads
+    // yet, so a reader's open has nothing left to write.
+    for _ in 0..2 {
+        let db = SledDb::open(dir, LOCK_WAIT)?;
+        match db.verify() {
+            Ok(m) if m == *meta => drop(db),
+            Ok(_) => {
+                db.abandon();
+                return Err(corrupt(dir, "its header changed"));
+            }
+            Err(e) => {
+                db.abandon();
+                return Err(e);
+            }
+        }
+    }
+    let sync = |d: &Path| pointer::sync_dir(d).map_err(|e| Error::io("sync", d, e));
+    sync(&dir.join("blobs"))?;
+    sync(dir)?;
+    sync(base)
+}
+
+/// Runs a read of the store under the watchdog. A panic in sled while
+/// reading is a damaged store.
+fn read_job<T: Send + 'static>(
+    at: &Path,
+    count: u64,
+    job: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let limit = limit_for(count.saturating_mul(512)) + LOCK_WAIT;
+    match watchdog::run(limit, job) {
+        Outcome::Done(r) => r,
+        Outcome::Panicked(msg) => Err(corrupt(
+            at,
+            format!("the store failed while reading it ({msg})"),
+        )),
+        Outcome::TimedOut => Err(Error::io(
+            "read baseline",
+            at,
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the store did not answer within {}s", limit.as_secs()),
+            ),
+        )),
+    }
+}
+
+/// Closes a database a reader opened, whatever the read found. (Not
+/// abandoned on failure: that would keep its sled lock for the life of the
+/// process, a `watch`; a reader's close has nothing to flush, and a close
+/// that blocked anyway is the watchdog's.)
+fn finish_read<T>(db: SledDb, r: Result<T>) -> Result<T> {
+    drop(db);
+    r
+}
+
+fn limit_for(bytes: u64) -> Duration {
+    STORE_LIMIT + Duration::from_secs(bytes >> 20)
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+}
+
+/// What the baseline path holds; never creates anything.
+fn survey(path: &Path) -> Result<Found> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Nothing),
+        Err(e) => return Err(io_or_unreadable(path, "read baseline", e)),
+        Ok(m) if !m.is_dir() => return Err(corrupt(path, "it is not a directory")),
+        Ok(_) => {}
+    }
+    if let Some(p) = pointer::read(path)? {
+        return Ok(Found::Current(Box::new(p)));
+    }
+    let rd = std::fs::read_dir(path).map_err(|e| io_or_unreadable(path, "read baseline", e))?;
+    let (mut legacy, mut other) = (false, false);
+    for e in rd {
+        let e = e.map_err(|e| io_or_unreadable(path, "read baseline", e))?;
+        match e.file_name().to_str() {
+            Some(lock::NAME) | Some(pointer::TMP) => {}
+            Some("db") => legacy = true,
+            _ => other = true,
+        }
+    }
+    if legacy {
+        Ok(Found::Legacy)
+    } else if other {
+        Err(corrupt(
+            path,
+            "it holds files but no pointer to a current generation (an interrupted first \
+             `init`, or damage); `libwarden init --force` starts a new baseline",
+        ))
+    } else {
+        Ok(Found::Nothing)
+    }
+}
+
+/// Refuses to let `init` replace anything at `path` (bar the lock file of
+/// an `init` that stopped before writing).
+fn refuse_existing(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_or_unreadable(path, "read baseline", e)),
+        Ok(m) if !m.is_dir() => return Err(Error::BaselineExists(path.to_path_buf())),
+        Ok(_) => {}
+    }
+    let rd = std::fs::read_dir(path).map_err(|e| io_or_unreadable(path, "read baseline", e))?;
+    for e in rd {
+        let e = e.map_err(|e| io_or_unreadable(path, "read baseline", e))?;
+        if e.file_name() != lock::NAME {
+            return Err(Error::BaselineExists(path.to_path_buf()));
+        }
+    }
+    Ok(())
+}
+
+/// Removes what no reader can need any more: every generation directory
+/// but the live one (N−1, kept by the last write, and unfinished ones), a
+/// stray pointer temp file and, once a generation of the new layout is
+/// live, the old layout's files. Failures are left for the next write.
+fn prune(path: &Path, found: &Found) {
+    let keep = match found {
+        Found::Current(p) => Some(p.dir.as_str()),
+        _ => None,
+    };
+    let Ok(rd) = std::fs::read_dir(path) else {
+        return;
+    };
+    let legacy_file = |n: &str| n == "db" || n == "conf" || n.starts_with("snap.");
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(n) = name.to_str() else { continue };
+        let p = e.path();
+        if pointer::is_gen_dir(n) && Some(n) != keep {
+            let _ = std::fs::remove_dir_all(&p);
+        } else if n == pointer::TMP || (keep.is_some() && legacy_file(n)) {
+            let _ = std::fs::remove_file(&p);
+        } else if keep.is_some() && n == "blobs" {
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
+}
+
+fn corrupt(path: &Path, msg: impl Into<String>) -> Error {
+    Error::CorruptBaseline {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+fn io_or_unreadable(path: &Path, op: &'static str, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        Error::UnreadableBaseline {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    } else {
+        Error::io(op, path, e)
+    }
+}
 
 /// Facts about one generation, stored with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,7 +599,7 @@ impl Meta {
         v
     }
 
-    fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let mut v = self.encode_unsigned();
         match &self.signature {
             Some((k, sig)) => {
@@ -101,7 +625,7 @@ impl Meta {
         v
     }
 
-    fn decode(v: &[u8]) -> Option<Meta> {
+    pub(super) fn decode(v: &[u8]) -> Option<Meta> {
         let take = |o: usize, n: usize| v.get(o..o + n);
         let schema = u32::from_le_bytes(take(0, 4)?.try_into().ok()?);
         if !(MIN_SCHEMA..=SCHEMA).contains(&schema) {
@@ -136,357 +660,9 @@ impl Meta {
     }
 }
 
-/// An open baseline database. Hold it briefly: sled allows one process.
-pub struct Store {
-    db: sled::Db,
-    path: PathBuf,
-}
-
-impl Store {
-    /// Opens an existing baseline; [`Error::NoBaseline`] when there is none.
-    pub fn open(path: &Path) -> Result<Store> {
-        if !path.join("conf").exists() && !path.join("db").exists() {
-            return Err(Error::NoBaseline(path.to_path_buf()));
-        }
-        let store = Store::open_db(path)?;
-        store.check_schema()?;
-        Ok(store)
-    }
-
-    /// Opens or creates the database for `init`. Refuses to touch one that
-    /// holds a baseline unless `force`.
-    pub fn create(path: &Path, force: bool) -> Result<Store> {
-        std::fs::create_dir_all(path).map_err(|e| Error::io("create baseline dir", path, e))?;
-        restrict_dir(path);
-        let store = Store::open_db(path)?;
-        store.check_schema()?;
-        if !force && store.current_meta()?.is_some() {
-            return Err(Error::BaselineExists(path.to_path_buf()));
-        }
-        store
-            .db
-            .insert(KEY_SCHEMA, &SCHEMA.to_le_bytes())
-            .map_err(|e| store.sled_err(e))?;
-        Ok(store)
-    }
-
-    fn open_db(path: &Path) -> Result<Store> {
-        let start = Instant::now();
-        loop {
-            let cfg = sled::Config::new()
-                .path(path)
-                // The records are read once per run: a large page cache
-                // would only raise peak memory.
-                .cache_capacity(8 << 20)
-                .mode(sled::Mode::HighThroughput)
-                .flush_every_ms(None);
-            // sled has panicked on damaged files; a damaged baseline must be
-            // an error, not a crash.
-            let opened = quiet_catch(|| cfg.open());
-            match opened {
-                Ok(Ok(db)) => {
-                    return Ok(Store {
-                        db,
-                        path: path.to_path_buf(),
-                    })
-                }
-                Ok(Err(sled::Error::Io(e)))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.to_string().contains("lock") =>
-                {
-                    if start.elapsed() > LOCK_WAIT {
-                        return Err(Error::Locked {
-                            path: path.to_path_buf(),
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Ok(Err(sled::Error::Io(e))) => return Err(Error::io("open baseline", path, e)),
-                Ok(Err(e)) => {
-                    return Err(Error::CorruptBaseline {
-                        path: path.to_path_buf(),
-                        msg: e.to_string(),
-                    })
-                }
-                Err(msg) => {
-                    return Err(Error::CorruptBaseline {
-                        path: path.to_path_buf(),
-                        msg: format!("the database could not be opened ({msg})"),
-                    })
-                }
-            }
-        }
-    }
-
-    fn sled_err(&self, e: sled::Error) -> Error {
-        match e {
-            sled::Error::Io(io) => Error::io("baseline", &self.path, io),
-            other => Error::CorruptBaseline {
-                path: self.path.clone(),
-                msg: other.to_string(),
-            },
-        }
-    }
-
-    fn corrupt(&self, msg: impl Into<String>) -> Error {
-        Error::CorruptBaseline {
-            path: self.path.clone(),
-            msg: msg.into(),
-        }
-    }
-
-    fn check_schema(&self) -> Result<()> {
-        match self.db.get(KEY_SCHEMA).map_err(|e| self.sled_err(e))? {
-            None => Ok(()),
-            Some(v) => {
-                let found = u32::from_le_bytes(
-                    v.as_ref()
-                        .try_into()
-                        .map_err(|_| self.corrupt("unreadable schema version"))?,
-                );
-                if found > SCHEMA {
-                    Err(Error::NewerSchema {
-                        path: self.path.clone(),
-                        found,
-                        supported: SCHEMA,
-                    })
-                } else if found < MIN_SCHEMA {
-                    Err(self.corrupt(format!("schema {found} is older than any this build reads")))
-                } else {
-                    Ok(())
-                }
-            }
-        }
-    }
-
-    /// The live generation's facts, if a generation was ever completed.
-    pub fn current_meta(&self) -> Result<Option<Meta>> {
-        match self.db.get(KEY_CURRENT).map_err(|e| self.sled_err(e))? {
-            None => Ok(None),
-            Some(v) => Meta::decode(&v)
-                .map(Some)
-                .ok_or_else(|| self.corrupt("unreadable generation header")),
-        }
-    }
-
-    /// Loads the live generation, sorted by path, after verifying it.
-    pub fn load(&self) -> Result<(Meta, Vec<Record>)> {
-        self.load_with_extra().map(|(m, r, _)| (m, r))
-    }
-
-    /// Like [`Store::load`], plus the generation's extra pairs (the
-    /// `extra/N` tree, e.g. provenance state), covered by the same digest.
-    #[allow(clippy::type_complexity)]
-    pub fn load_with_extra(&self) -> Result<(Meta, Vec<Record>, Vec<(Vec<u8>, Vec<u8>)>)> {
-        let meta = self
-            .current_meta()?
-            .ok_or_else(|| Error::NoBaseline(self.path.clone()))?;
-        let tree = self
-            .db
-            .open_tree(gen_name(meta.generation))
-            .map_err(|e| self.sled_err(e))?;
-        let mut records = Vec::with_capacity(meta.count.min(1 << 24) as usize);
-        let mut hasher = blake3::Hasher::new();
-        for (expect, item) in tree.iter().enumerate() {
-            let (k, v) = item.map_err(|e| self.sled_err(e))?;
-            if k.as_ref() != (expect as u32).to_be_bytes() {
-                return Err(self.corrupt(format!(
-                    "generation {} has a missing or foreign chunk",
-                    meta.generation
-                )));
-            }
-            let mut rest: &[u8] = &v;
-            while !rest.is_empty() {
-                let (path, value, tail) = split_pair(rest).ok_or_else(|| {
-                    self.corrupt(format!(
-                        "generation {} holds a truncated chunk",
-                        meta.generation
-                    ))
-                })?;
-                rest = tail;
-                digest_pair(&mut hasher, path, value);
-                let r = Record::decode_value(path, value).ok_or_else(|| {
-                    self.corrupt(format!(
-                        "undecodable record for {}",
-                        crate::escape::for_terminal(path)
-                    ))
-                })?;
-                records.push(r);
-            }
-        }
-        // The extra tree is hashed after the records, behind a separator,
-        // only when it holds anything: generations written without one keep
-        // their digest, and deleting or adding one breaks it.
-        let mut extra = Vec::new();
-        let extra_name = extra_name(meta.generation);
-        if self
-            .db
-            .tree_names()
-            .iter()
-            .any(|n| n.as_ref() == extra_name.as_bytes())
-        {
-            let tree = self
-                .db
-                .open_tree(&extra_name)
-                .map_err(|e| self.sled_err(e))?;
-            for item in tree.iter() {
-                let (k, v) = item.map_err(|e| self.sled_err(e))?;
-                extra.push((k.to_vec(), v.to_vec()));
-            }
-        }
-        if !extra.is_empty() {
-            hasher.update(EXTRA_SEPARATOR);
-            for (k, v) in &extra {
-                digest_pair(&mut hasher, k, v);
-            }
-        }
-        if records.len() as u64 != meta.count {
-            return Err(self.corrupt(format!(
-                "generation {} should hold {} records but holds {}",
-                meta.generation,
-                meta.count,
-                records.len()
-            )));
-        }
-        if *hasher.finalize().as_bytes() != meta.digest {
-            return Err(self.corrupt(format!(
-                "generation {} does not match its digest: records were altered",
-                meta.generation
-            )));
-        }
-        if records.windows(2).any(|w| w[0].path >= w[1].path) {
-            return Err(self.corrupt(format!(
-                "generation {} is not sorted by path",
-                meta.generation
-            )));
-        }
-        Ok((meta, records, extra))
-    }
-
-    /// Writes `records` (sorted, unique paths) as a new generation and
-    /// switches to it atomically. Returns the new generation's facts.
-    pub fn write_generation(
-        &self,
-        records: &[Record],
-        root: &[u8],
-        signer: Option<&ed25519_dalek::SigningKey>,
-    ) -> Result<Meta> {
-        self.write_generation_with_extra(records, &[], root, signer)
-    }
-
-    /// Like [`Store::write_generation`], with extra (key, value) pairs
-    /// (sorted, unique keys) kept in tree `extra/N` of the same generation,
-    /// written and flushed before the switch and covered by its digest.
-    pub fn write_generation_with_extra(
-        &self,
-        records: &[Record],
-        extra: &[(Vec<u8>, Vec<u8>)],
-        root: &[u8],
-        signer: Option<&ed25519_dalek::SigningKey>,
-    ) -> Result<Meta> {
-        let old = self.current_meta()?;
-        let generation = old.as_ref().map_or(1, |m| m.generation + 1);
-        // Before any value of this schema is written (and flushed with the
-        // records, before the switch): a build that cannot read them must
-        // see a newer schema, not a corrupt store.
-        self.db
-            .insert(KEY_SCHEMA, &SCHEMA.to_le_bytes())
-            .map_err(|e| self.sled_err(e))?;
-        let name = gen_name(generation);
-        // A tree of this name can only be left over from a write that never
-        // switched (a crash): start it afresh.
-        self.db.drop_tree(&name).map_err(|e| self.sled_err(e))?;
-        let tree = self.db.open_tree(&name).map_err(|e| self.sled_err(e))?;
-        let mut enc = Encoder::default();
-        let mut batch = sled::Batch::default();
-        let mut in_batch = 0;
-        for r in records {
-            if let Some((key, chunk)) = enc.push(r) {
-                batch.insert(&key, chunk);
-                in_batch += 1;
-                if in_batch == BATCH {
-                    tree.apply_batch(std::mem::take(&mut batch))
-                        .map_err(|e| self.sled_err(e))?;
-                    in_batch = 0;
-                }
-            }
-        }
-        let (tail, count, mut hasher) = enc.finish_open();
-        if let Some((key, chunk)) = tail {
-            batch.insert(&key, chunk);
-        }
-        tree.apply_batch(batch).map_err(|e| self.sled_err(e))?;
-        let xname = extra_name(generation);
-        self.db.drop_tree(&xname).map_err(|e| self.sled_err(e))?;
-        if !extra.is_empty() {
-            let xtree = self.db.open_tree(&xname).map_err(|e| self.sled_err(e))?;
-            hasher.update(EXTRA_SEPARATOR);
-            let mut batch = sled::Batch::default();
-            for (k, v) in extra {
-                digest_pair(&mut hasher, k, v);
-                batch.insert(k.as_slice(), v.as_slice());
-            }
-            xtree.apply_batch(batch).map_err(|e| self.sled_err(e))?;
-        }
-        let digest = *hasher.finalize().as_bytes();
-        self.flush()?;
-        let mut meta = Meta {
-            schema: SCHEMA,
-            generation,
-            baseline_id: old.as_ref().map_or_else(new_id, |m| m.baseline_id),
-            written: now_secs(),
-            count,
-            digest,
-            root: root.to_vec(),
-            signature: None,
-        };
-        // Signed inside the same insert that switches generations: a
-        // crash cannot leave a generation without its signature.
-        if let Some(key) = signer {
-            meta.signature = Some(crate::baseline::signing::sign(key, &meta.signed_bytes()));
-        }
-        self.db
-            .insert(KEY_CURRENT, meta.encode())
-            .map_err(|e| self.sled_err(e))?;
-        self.flush()?;
-        self.drop_stale(generation)?;
-        Ok(meta)
-    }
-
-    /// Drops every generation tree but `keep` (old ones and leftovers of
-    /// interrupted writes).
-    fn drop_stale(&self, keep: u64) -> Result<()> {
-        let (keep, keep_extra) = (gen_name(keep), extra_name(keep));
-        for name in self.db.tree_names() {
-            let stale_gen = name.starts_with(b"gen/") && name.as_ref() != keep.as_bytes();
-            let stale_extra = name.starts_with(b"extra/") && name.as_ref() != keep_extra.as_bytes();
-            if stale_gen || stale_extra {
-                self.db.drop_tree(&name).map_err(|e| self.sled_err(e))?;
-            }
-        }
-        self.flush()
-    }
-
-    fn flush(&self) -> Result<()> {
-        self.db.flush().map_err(|e| self.sled_err(e)).map(|_| ())
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-fn gen_name(g: u64) -> String {
-    format!("gen/{g:020}")
-}
-
-fn extra_name(g: u64) -> String {
-    format!("extra/{g:020}")
-}
-
 /// Separates the records from the extra pairs in a generation's digest
 /// (no record key is empty, so this cannot collide with a record pair).
-const EXTRA_SEPARATOR: &[u8] = b"\0\0\0\0\0\0\0\0libwarden-extra";
+pub(super) const EXTRA_SEPARATOR: &[u8] = b"\0\0\0\0\0\0\0\0libwarden-extra";
 
 /// A stored chunk: its key and its bytes.
 pub type Chunk = ([u8; 4], Vec<u8>);
@@ -529,7 +705,7 @@ impl Encoder {
 
     /// Like [`Encoder::finish`], with the digest still open for what the
     /// generation stores beside its records.
-    fn finish_open(mut self) -> (Option<Chunk>, u64, blake3::Hasher) {
+    pub(super) fn finish_open(mut self) -> (Option<Chunk>, u64, blake3::Hasher) {
         let tail = if self.chunk.is_empty() {
             None
         } else {
@@ -553,7 +729,7 @@ fn push_pair(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
 }
 
 /// One (path, value) pair off the front of a chunk, and the rest.
-fn split_pair(b: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+pub(super) fn split_pair(b: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     fn field(b: &[u8]) -> Option<(&[u8], &[u8])> {
         let n = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
         let body = b.get(4..4usize.checked_add(n)?)?;
@@ -564,7 +740,7 @@ fn split_pair(b: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     Some((k, v, b))
 }
 
-fn digest_pair(h: &mut blake3::Hasher, k: &[u8], v: &[u8]) {
+pub(super) fn digest_pair(h: &mut blake3::Hasher, k: &[u8], v: &[u8]) {
     h.update(&(k.len() as u64).to_le_bytes());
     h.update(k);
     h.update(&(v.len() as u64).to_le_bytes());
@@ -598,23 +774,9 @@ fn restrict_dir(path: &Path) {
     crate::sys::restrict_dir(path)
 }
 
-/// Runs `f`, turning a panic into an error message without printing the
-/// default panic report.
-fn quiet_catch<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    r.map_err(|p| {
-        p.downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "panic".into())
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::sleddb::{extra_name, gen_name};
     use super::*;
     use crate::record::{FileClass, FileType};
 
@@ -639,8 +801,24 @@ mod tests {
         }
     }
 
+    /// The live generation's own database, opened raw (an attacker's view).
+    fn live_db(path: &Path) -> SledDb {
+        let p = pointer::read(path).unwrap().unwrap();
+        SledDb::open(&path.join(p.dir), LOCK_WAIT).unwrap()
+    }
+
+    fn gen_dirs(path: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(path)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| pointer::is_gen_dir(n))
+            .collect();
+        v.sort();
+        v
+    }
+
     #[test]
-    fn generations_switch_and_old_ones_go() {
+    fn generations_switch_and_only_n_minus_1_is_kept() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("db");
         assert!(matches!(Store::open(&p), Err(Error::NoBaseline(_))));
@@ -654,13 +832,10 @@ mod tests {
         let (m, recs) = s.load().unwrap();
         assert_eq!(m, m2);
         assert_eq!(recs, vec![rec("/a", 3)]);
-        assert_eq!(
-            s.db.tree_names()
-                .iter()
-                .filter(|n| n.starts_with(b"gen/"))
-                .count(),
-            1
-        );
+        assert_eq!(gen_dirs(&p), [pointer::gen_dir(1), pointer::gen_dir(2)]);
+        let m3 = s.write_generation(&[rec("/a", 4)], b"/", None).unwrap();
+        assert_eq!(gen_dirs(&p), [pointer::gen_dir(2), pointer::gen_dir(3)]);
+        assert_eq!(s.current_meta().unwrap(), Some(m3));
         drop(s);
         assert!(matches!(
             Store::create(&p, false),
@@ -673,12 +848,16 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let s = Store::create(t.path(), false).unwrap();
         let m = s.write_generation(&[rec("/a", 1)], b"/", None).unwrap();
-        let tree = s.db.open_tree(gen_name(m.generation)).unwrap();
-        let mut v = Vec::new();
-        rec("/a", 9).encode_value(&mut v);
-        let mut chunk = Vec::new();
-        push_pair(&mut chunk, b"/a", &v);
-        tree.insert(0u32.to_be_bytes(), chunk).unwrap();
+        {
+            let db = live_db(t.path());
+            let tree = db.raw().open_tree(gen_name(m.generation)).unwrap();
+            let mut v = Vec::new();
+            rec("/a", 9).encode_value(&mut v);
+            let mut chunk = Vec::new();
+            push_pair(&mut chunk, b"/a", &v);
+            tree.insert(0u32.to_be_bytes(), chunk).unwrap();
+            db.raw().flush().unwrap();
+        }
         assert!(matches!(s.load(), Err(Error::CorruptBaseline { .. })));
     }
 
@@ -693,32 +872,127 @@ mod tests {
         assert_eq!(m.count, 5000);
         let (_, back) = s.load().unwrap();
         assert_eq!(back, recs);
-        let tree = s.db.open_tree(gen_name(m.generation)).unwrap();
-        assert!(tree.len() > 2, "5000 records must span several chunks");
-        tree.remove(1u32.to_be_bytes()).unwrap();
+        {
+            let db = live_db(t.path());
+            let tree = db.raw().open_tree(gen_name(m.generation)).unwrap();
+            assert!(tree.len() > 2, "5000 records must span several chunks");
+            tree.remove(1u32.to_be_bytes()).unwrap();
+            db.raw().flush().unwrap();
+        }
         assert!(matches!(s.load(), Err(Error::CorruptBaseline { .. })));
+    }
+
+    #[test]
+    fn a_header_that_disagrees_with_the_pointer_is_corrupt() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::create(t.path(), false).unwrap();
+        let m = s.write_generation(&[rec("/a", 1)], b"/", None).unwrap();
+        let mut other = m.clone();
+        other.written += 1;
+        pointer::write(t.path(), &pointer::gen_dir(m.generation), &other).unwrap();
+        assert!(matches!(s.load(), Err(Error::CorruptBaseline { .. })));
+    }
+
+    #[test]
+    fn a_readers_open_of_a_live_generation_changes_none_of_its_bytes() {
+        // What makes a check on a full disk harmless: sled finishes its
+        // recovery writes on the writer's read-backs, so a reader's open
+        // rewrites nothing (at most zeros over zeros).
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::create(t.path(), false).unwrap();
+        let recs: Vec<Record> = (0..20_000)
+            .map(|i| rec(&format!("/usr/lib/x/lib{i:06}.so"), i as u8))
+            .collect();
+        let m = s.write_generation(&recs, b"/", None).unwrap();
+        let dir = t.path().join(pointer::gen_dir(m.generation));
+        let image = |d: &Path| {
+            let mut v = Vec::new();
+            let mut stack = vec![d.to_path_buf()];
+            while let Some(p) = stack.pop() {
+                for e in std::fs::read_dir(&p).unwrap().flatten() {
+                    if e.file_type().unwrap().is_dir() {
+                        stack.push(e.path());
+                    } else {
+                        v.push((e.path(), std::fs::read(e.path()).unwrap()));
+                    }
+                }
+            }
+            v.sort();
+            v
+        };
+        let before = image(&dir);
+        for _ in 0..3 {
+            assert_eq!(s.load().unwrap().1.len(), recs.len());
+        }
+        assert!(image(&dir) == before, "a reader changed the generation");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_live_generation() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::create(t.path(), false).unwrap();
+        let m1 = s.write_generation(&[rec("/a", 1)], b"/", None).unwrap();
+        // Generation 2's directory cannot be made: a file is in the way.
+        std::fs::write(t.path().join(pointer::gen_dir(2)), b"x").unwrap();
+        let e = s.write_generation(&[rec("/a", 2)], b"/", None).unwrap_err();
+        assert!(matches!(e, Error::StoreWrite { .. }), "{e}");
+        assert!(e.to_string().contains("generation 1 is intact"), "{e}");
+        assert_eq!(e.exit_code(), crate::error::code::IO);
+        let (m, recs) = s.load().unwrap();
+        assert_eq!((m, recs), (m1, vec![rec("/a", 1)]));
+    }
+
+    #[test]
+    fn a_writer_stuck_in_sled_ends_with_exit_74_and_says_what_is_intact() {
+        let (_never, rx) = std::sync::mpsc::channel::<()>();
+        // A job that never returns, as sled's flush after ENOSPC.
+        let limit = Duration::from_millis(300);
+        let out = watchdog::run(limit, move || {
+            let _ = rx.recv();
+        });
+        assert!(matches!(out, Outcome::TimedOut));
+        let e = stuck(
+            Path::new("/var/lib/libwarden"),
+            Duration::from_secs(45),
+            "generation 3 is intact",
+        );
+        assert_eq!(e.exit_code(), crate::error::code::IO);
+        assert_eq!(
+            e.to_string(),
+            "cannot write the baseline at /var/lib/libwarden: the baseline store did not \
+             finish writing within 45s (disk full?); generation 3 is intact"
+        );
     }
 
     #[test]
     fn newer_schema_is_refused() {
         let t = tempfile::tempdir().unwrap();
         let s = Store::create(t.path(), false).unwrap();
-        s.db.insert(KEY_SCHEMA, &(SCHEMA + 1).to_le_bytes())
-            .unwrap();
-        s.db.flush().unwrap();
-        drop(s);
+        let mut m = s.write_generation(&[], b"/", None).unwrap();
+        m.schema = SCHEMA + 1;
+        pointer::write(t.path(), &pointer::gen_dir(m.generation), &m).unwrap();
         assert!(matches!(
-            Store::open(t.path()),
+            Store::open(t.path()).and_then(|s| s.load()),
+            Err(Error::NewerSchema { .. })
+        ));
+        // The same in the old layout.
+        let t = tempfile::tempdir().unwrap();
+        let db = SledDb::open(t.path(), LOCK_WAIT).unwrap();
+        db.raw()
+            .insert(b"schema", &(SCHEMA + 1).to_le_bytes())
+            .unwrap();
+        db.raw().flush().unwrap();
+        drop(db);
+        assert!(matches!(
+            Store::open(t.path()).and_then(|s| s.load()),
             Err(Error::NewerSchema { .. })
         ));
     }
 
-    #[test]
-    fn schema_2_stores_are_read_and_raised_by_the_next_write() {
-        let t = tempfile::tempdir().unwrap();
-        let s = Store::create(t.path(), false).unwrap();
-        // What a schema-2 build wrote: V1 values under a signed schema-2
-        // header.
+    /// A store as a schema-2 build wrote it: one sled database at the path,
+    /// V1 values under a signed schema-2 header.
+    fn legacy_store(path: &Path, key: &ed25519_dalek::SigningKey) -> (Meta, Record) {
+        let db = SledDb::open(path, LOCK_WAIT).unwrap();
         let r = rec("/a", 1);
         let mut v = Vec::new();
         r.encode_value(&mut v);
@@ -728,11 +1002,11 @@ mod tests {
         push_pair(&mut chunk, b"/a", &v);
         let mut h = blake3::Hasher::new();
         digest_pair(&mut h, b"/a", &v);
-        s.db.open_tree(gen_name(1))
+        db.raw()
+            .open_tree(gen_name(1))
             .unwrap()
             .insert(0u32.to_be_bytes(), chunk)
             .unwrap();
-        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         let mut meta = Meta {
             schema: 2,
             generation: 1,
@@ -743,13 +1017,21 @@ mod tests {
             root: b"/".to_vec(),
             signature: None,
         };
-        meta.signature = Some(crate::baseline::signing::sign(&key, &meta.signed_bytes()));
-        s.db.insert(KEY_SCHEMA, &2u32.to_le_bytes()).unwrap();
-        s.db.insert(KEY_CURRENT, meta.encode()).unwrap();
-        s.db.flush().unwrap();
-        drop(s);
+        meta.signature = Some(crate::baseline::signing::sign(key, &meta.signed_bytes()));
+        db.raw().insert(b"schema", &2u32.to_le_bytes()).unwrap();
+        db.raw().insert(b"current", meta.encode()).unwrap();
+        db.raw().flush().unwrap();
+        (meta, r)
+    }
 
-        let s = Store::open(t.path()).unwrap();
+    #[test]
+    fn schema_2_stores_of_the_old_layout_are_read_and_migrated_by_the_next_write() {
+        let t = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let (meta, r) = legacy_store(t.path(), &key);
+
+        let s = Store::open_for_write(t.path()).unwrap();
+        assert_eq!(s.current_meta().unwrap(), Some(meta.clone()));
         let (m, recs) = s.load().unwrap();
         assert_eq!(m, meta);
         assert_eq!(recs, vec![r]);
@@ -759,24 +1041,33 @@ mod tests {
             &m.signed_bytes()
         )
         .is_ok());
-        // The next generation is this schema, and so is the store: an older
-        // build now refuses it as newer instead of misreading it.
+        // The next generation is this schema, in the new layout; the old
+        // files stay (generation N−1) until the write after.
         let m2 = s.write_generation(&recs, b"/", None).unwrap();
-        assert_eq!(m2.schema, SCHEMA);
-        let stored = s.db.get(KEY_SCHEMA).unwrap().unwrap();
-        assert_eq!(stored.as_ref(), SCHEMA.to_le_bytes());
+        assert_eq!((m2.schema, m2.generation), (SCHEMA, 2));
+        assert_eq!(m2.baseline_id, meta.baseline_id);
+        assert_eq!(s.load().unwrap().1, recs);
+        assert!(t.path().join("db").exists() && t.path().join("conf").exists());
+        let m3 = s.write_generation(&recs, b"/", None).unwrap();
+        assert_eq!(m3.generation, 3);
+        assert!(!t.path().join("db").exists() && !t.path().join("conf").exists());
+        assert!(!t.path().join("blobs").exists());
+        assert_eq!(
+            gen_dirs(t.path()),
+            [pointer::gen_dir(2), pointer::gen_dir(3)]
+        );
         assert_eq!(s.load().unwrap().1, recs);
     }
 
     #[test]
     fn schemas_older_than_2_are_refused() {
         let t = tempfile::tempdir().unwrap();
-        let s = Store::create(t.path(), false).unwrap();
-        s.db.insert(KEY_SCHEMA, &1u32.to_le_bytes()).unwrap();
-        s.db.flush().unwrap();
-        drop(s);
+        let db = SledDb::open(t.path(), LOCK_WAIT).unwrap();
+        db.raw().insert(b"schema", &1u32.to_le_bytes()).unwrap();
+        db.raw().flush().unwrap();
+        drop(db);
         assert!(matches!(
-            Store::open(t.path()),
+            Store::open(t.path()).and_then(|s| s.load()),
             Err(Error::CorruptBaseline { .. })
         ));
     }
@@ -791,14 +1082,57 @@ mod tests {
             .unwrap();
         let (_, _, got) = s.load_with_extra().unwrap();
         assert_eq!(got, extra);
-        let x = s.db.open_tree(extra_name(m.generation)).unwrap();
-        x.insert(b"v\0libc6", b"9.99".to_vec()).unwrap();
+        {
+            let db = live_db(t.path());
+            let x = db.raw().open_tree(extra_name(m.generation)).unwrap();
+            x.insert(b"v\0libc6", b"9.99".to_vec()).unwrap();
+            db.raw().flush().unwrap();
+        }
         assert!(s.load().is_err(), "altered extra pairs must be detected");
-        x.clear().unwrap();
+        {
+            let db = live_db(t.path());
+            db.raw()
+                .open_tree(extra_name(m.generation))
+                .unwrap()
+                .clear()
+                .unwrap();
+            db.raw().flush().unwrap();
+        }
         assert!(s.load().is_err(), "removed extra pairs must be detected");
-        // A later generation without extra pairs drops the old tree.
+        // A later generation without extra pairs has none.
         s.write_generation(&[], b"/", None).unwrap();
         assert!(s.load_with_extra().unwrap().2.is_empty());
-        assert!(!s.db.tree_names().iter().any(|n| n.starts_with(b"extra/")));
+    }
+
+    #[test]
+    fn missing_damaged_and_foreign_paths_are_told_apart() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("db");
+        assert!(matches!(Store::open(&p), Err(Error::NoBaseline(_))));
+        std::fs::create_dir(&p).unwrap();
+        assert!(matches!(Store::open(&p), Err(Error::NoBaseline(_))));
+        std::fs::write(p.join("stray"), b"x").unwrap();
+        assert!(matches!(
+            Store::open(&p),
+            Err(Error::CorruptBaseline { .. })
+        ));
+        assert!(matches!(
+            Store::create(&p, false),
+            Err(Error::BaselineExists(_))
+        ));
+        let f = t.path().join("file");
+        std::fs::write(&f, b"x").unwrap();
+        assert!(matches!(
+            Store::open(&f),
+            Err(Error::CorruptBaseline { .. })
+        ));
+        assert!(matches!(
+            Store::create(&f, false),
+            Err(Error::BaselineExists(_))
+        ));
+        // --force replaces the file with a baseline.
+        let s = Store::create(&f, true).unwrap();
+        s.write_generation(&[rec("/a", 1)], b"/", None).unwrap();
+        assert_eq!(s.load().unwrap().1, vec![rec("/a", 1)]);
     }
 }

@@ -84,7 +84,7 @@ pub struct Options {
 type DbSig = Vec<(u64, u64, i64, i64)>;
 
 fn db_sig(db: &Path) -> DbSig {
-    ["db", "conf"]
+    ["db", "conf", "CURRENT"]
         .iter()
         .filter_map(|n| std::fs::metadata(db.join(n)).ok())
         .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))

@@ -67,7 +67,7 @@ fn signed_baselines_refuse_tampering_other_keys_and_missing_signatures() {
 
     // Flip one byte of one record inside the store: the digest catches it.
     {
-        let db = sled::open(t.db()).unwrap();
+        let db = sled::open(live_generation_dir(&t.db())).unwrap();
         let name = db
             .tree_names()
             .into_iter()
@@ -311,13 +311,19 @@ fn snapshots_taken_mid_update_open_as_a_complete_signed_generation() {
 }
 
 /// Copies a directory that is being written to: files that vanish while
-/// copying are skipped (as they would be absent after a crash).
+/// copying are skipped (as they would be absent after a crash). The store's
+/// `CURRENT` pointer is copied first: a power cut keeps the generation it
+/// names, which was synced before the pointer was renamed into place,
+/// whereas a pointer copied after the generations could name one whose
+/// files were copied while still being written, a state no crash leaves.
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     let Ok(rd) = std::fs::read_dir(from) else {
         return;
     };
-    for e in rd.flatten() {
+    let mut entries: Vec<_> = rd.flatten().collect();
+    entries.sort_by_key(|e| e.file_name() != "CURRENT");
+    for e in entries {
         let dst = to.join(e.file_name());
         match e.file_type() {
             Ok(t) if t.is_dir() => copy_tree(&e.path(), &dst),

@@ -395,3 +395,15 @@ impl Drop for Watch {
         let _ = self.child.wait();
     }
 }
+
+/// The directory of the live generation of the baseline at `db` (the one
+/// its `CURRENT` pointer names): where the sled database an attacker or a
+/// failing disk would damage lives.
+pub fn live_generation_dir(db: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(db.join("CURRENT")).expect("a CURRENT pointer");
+    let dir = text
+        .lines()
+        .find_map(|l| l.strip_prefix("generation "))
+        .expect("a generation line");
+    db.join(dir)
+}

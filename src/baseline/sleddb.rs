@@ -1,0 +1,356 @@
+//! One sled database of baseline generations: what the old layout keeps at
+//! the baseline path itself, and what the new layout keeps in each
+//! generation's own directory (holding that one generation). Its default
+//! tree holds `schema` (u32) and `current` (the [`Meta`] of its generation);
+//! the records live in tree `gen/N` as path-sorted chunks keyed by their
+//! index (u32, big-endian), the extra pairs in tree `extra/N`.
+//!
+//! Call these only inside [`super::watchdog::run`]: sled may panic or
+//! block, and a database whose write failed is abandoned with
+//! [`SledDb::abandon`] rather than dropped (sled's `Drop` flushes, which
+//! after ENOSPC can block forever).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::store::{digest_pair, split_pair, Chunk, Meta, EXTRA_SEPARATOR, SCHEMA};
+use crate::error::{Error, Result};
+use crate::record::Record;
+
+/// The oldest schema this build still reads (same layout, no facts).
+pub const MIN_SCHEMA: u32 = 2;
+const KEY_SCHEMA: &[u8] = b"schema";
+const KEY_CURRENT: &[u8] = b"current";
+/// Chunks per sled batch.
+const BATCH: usize = 64;
+
+/// A generation as loaded: its facts, its records (sorted by path) and its
+/// extra pairs.
+pub type Loaded = (Meta, Vec<Record>, Vec<(Vec<u8>, Vec<u8>)>);
+
+pub struct SledDb {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+impl SledDb {
+    /// Opens (or, in an empty directory, creates) the database at `path`,
+    /// waiting up to `lock_wait` for another process's sled lock.
+    pub fn open(path: &Path, lock_wait: Duration) -> Result<SledDb> {
+        let start = Instant::now();
+        loop {
+            let cfg = sled::Config::new()
+                .path(path)
+                // The records are read once per run: a large page cache
+                // would only raise peak memory.
+                .cache_capacity(8 << 20)
+                .mode(sled::Mode::HighThroughput)
+                .flush_every_ms(None);
+            // sled has panicked on damaged files; a damaged baseline must be
+            // an error, not a crash.
+            let opened = super::watchdog::quiet_catch(|| cfg.open());
+            match opened {
+                Ok(Ok(db)) => {
+                    return Ok(SledDb {
+                        db,
+                        path: path.to_path_buf(),
+                    })
+                }
+                Ok(Err(sled::Error::Io(e)))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("lock") =>
+                {
+                    if start.elapsed() > lock_wait {
+                        return Err(Error::Locked {
+                            path: path.to_path_buf(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Ok(Err(sled::Error::Io(e))) => return Err(io_err(path, "open baseline", e)),
+                Ok(Err(e)) => return Err(corrupt_at(path, display(&e))),
+                Err(msg) => {
+                    return Err(corrupt_at(
+                        path,
+                        format!("the database could not be opened ({msg})"),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Leaves the database without running sled's `Drop` (a flush that can
+    /// block forever after a failed write). What it holds (its files, its
+    /// lock) stays with the process: only for a generation whose write
+    /// failed, which nothing will read and the caller removes.
+    pub fn abandon(self) {
+        std::mem::forget(self)
+    }
+
+    fn sled_err(&self, e: sled::Error) -> Error {
+        use std::io::ErrorKind::{InvalidData, NotFound, UnexpectedEof};
+        match e {
+            // A file the database refers to (a blob) is gone or short: the
+            // store is damaged, whatever the disk says.
+            sled::Error::Io(io) if matches!(io.kind(), NotFound | UnexpectedEof | InvalidData) => {
+                self.corrupt(format!(
+                    "a file of the database is missing or damaged ({})",
+                    super::watchdog::tidy(&io.to_string())
+                ))
+            }
+            sled::Error::Io(io) => io_err(&self.path, "baseline", io),
+            other => corrupt_at(&self.path, display(&other)),
+        }
+    }
+
+    fn corrupt(&self, msg: impl Into<String>) -> Error {
+        corrupt_at(&self.path, msg.into())
+    }
+
+    pub fn check_schema(&self) -> Result<()> {
+        match self.db.get(KEY_SCHEMA).map_err(|e| self.sled_err(e))? {
+            None => Ok(()),
+            Some(v) => {
+                let found = u32::from_le_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| self.corrupt("unreadable schema version"))?,
+                );
+                if found > SCHEMA {
+                    Err(Error::NewerSchema {
+                        path: self.path.clone(),
+                        found,
+                        supported: SCHEMA,
+                    })
+                } else if found < MIN_SCHEMA {
+                    Err(self.corrupt(format!("schema {found} is older than any this build reads")))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// The facts of the database's live generation, if it has one.
+    pub fn current_meta(&self) -> Result<Option<Meta>> {
+        match self.db.get(KEY_CURRENT).map_err(|e| self.sled_err(e))? {
+            None => Ok(None),
+            Some(v) => Meta::decode(&v)
+                .map(Some)
+                .ok_or_else(|| self.corrupt("unreadable generation header")),
+        }
+    }
+
+    /// Loads and verifies the live generation: chunk order, record count,
+    /// the digest over every pair, path order.
+    pub fn load(&self) -> Result<Loaded> {
+        let (meta, records, extra) = self.scan(true)?;
+        Ok((meta, records.unwrap_or_default(), extra))
+    }
+
+    /// Reads every chunk and checks the digest and count without decoding
+    /// the records (a writer's read-back of its own generation).
+    pub fn verify(&self) -> Result<Meta> {
+        self.scan(false).map(|(m, _, _)| m)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn scan(&self, decode: bool) -> Result<(Meta, Option<Vec<Record>>, Vec<(Vec<u8>, Vec<u8>)>)> {
+        let meta = self
+            .current_meta()?
+            // The store exists (the caller checked) but names no
+            // generation: damage, not absence.
+            .ok_or_else(|| self.corrupt("it holds no complete generation"))?;
+        let tree = self
+            .db
+            .open_tree(gen_name(meta.generation))
+            .map_err(|e| self.sled_err(e))?;
+        let mut records = Vec::with_capacity(if decode {
+            meta.count.min(1 << 24) as usize
+        } else {
+            0
+        });
+        let mut count = 0u64;
+        let mut hasher = blake3::Hasher::new();
+        let mut last: Option<Vec<u8>> = None;
+        let mut sorted = true;
+        for (expect, item) in tree.iter().enumerate() {
+            let (k, v) = item.map_err(|e| self.sled_err(e))?;
+            if k.as_ref() != (expect as u32).to_be_bytes() {
+                return Err(self.corrupt(format!(
+                    "generation {} has a missing or foreign chunk",
+                    meta.generation
+                )));
+            }
+            let mut rest: &[u8] = &v;
+            while !rest.is_empty() {
+                let (path, value, tail) = split_pair(rest).ok_or_else(|| {
+                    self.corrupt(format!(
+                        "generation {} holds a truncated chunk",
+                        meta.generation
+                    ))
+                })?;
+                rest = tail;
+                digest_pair(&mut hasher, path, value);
+                count += 1;
+                if decode {
+                    let r = Record::decode_value(path, value).ok_or_else(|| {
+                        self.corrupt(format!(
+                            "undecodable record for {}",
+                            crate::escape::for_terminal(path)
+                        ))
+                    })?;
+                    records.push(r);
+                } else {
+                    if last.as_deref().is_some_and(|l| l >= path) {
+                        sorted = false;
+                    }
+                    last = Some(path.to_vec());
+                }
+            }
+        }
+        // The extra tree is hashed after the records, behind a separator,
+        // only when it holds anything: generations written without one keep
+        // their digest, and deleting or adding one breaks it.
+        let mut extra = Vec::new();
+        let extra_name = extra_name(meta.generation);
+        if self
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == extra_name.as_bytes())
+        {
+            let tree = self
+                .db
+                .open_tree(&extra_name)
+                .map_err(|e| self.sled_err(e))?;
+            for item in tree.iter() {
+                let (k, v) = item.map_err(|e| self.sled_err(e))?;
+                extra.push((k.to_vec(), v.to_vec()));
+            }
+        }
+        if !extra.is_empty() {
+            hasher.update(EXTRA_SEPARATOR);
+            for (k, v) in &extra {
+                digest_pair(&mut hasher, k, v);
+            }
+        }
+        if count != meta.count {
+            return Err(self.corrupt(format!(
+                "generation {} should hold {} records but holds {}",
+                meta.generation, meta.count, count
+            )));
+        }
+        if *hasher.finalize().as_bytes() != meta.digest {
+            return Err(self.corrupt(format!(
+                "generation {} does not match its digest: records were altered",
+                meta.generation
+            )));
+        }
+        if decode {
+            sorted = !records.windows(2).any(|w| w[0].path >= w[1].path);
+        }
+        if !sorted {
+            return Err(self.corrupt(format!(
+                "generation {} is not sorted by path",
+                meta.generation
+            )));
+        }
+        Ok((meta, decode.then_some(records), extra))
+    }
+
+    /// Writes one generation into this (fresh) database: schema, chunks,
+    /// extra pairs, flush, then `current`, flush.
+    pub fn write(
+        &self,
+        chunks: Vec<Chunk>,
+        extra: &[(Vec<u8>, Vec<u8>)],
+        meta: &Meta,
+    ) -> Result<()> {
+        // Before any value of this schema is written: a build that cannot
+        // read them must see a newer schema, not a corrupt store.
+        self.db
+            .insert(KEY_SCHEMA, &SCHEMA.to_le_bytes())
+            .map_err(|e| self.sled_err(e))?;
+        let tree = self
+            .db
+            .open_tree(gen_name(meta.generation))
+            .map_err(|e| self.sled_err(e))?;
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for (key, chunk) in chunks {
+            batch.insert(&key, chunk);
+            in_batch += 1;
+            if in_batch == BATCH {
+                tree.apply_batch(std::mem::take(&mut batch))
+                    .map_err(|e| self.sled_err(e))?;
+                in_batch = 0;
+            }
+        }
+        tree.apply_batch(batch).map_err(|e| self.sled_err(e))?;
+        if !extra.is_empty() {
+            let xtree = self
+                .db
+                .open_tree(extra_name(meta.generation))
+                .map_err(|e| self.sled_err(e))?;
+            let mut batch = sled::Batch::default();
+            for (k, v) in extra {
+                batch.insert(k.as_slice(), v.as_slice());
+            }
+            xtree.apply_batch(batch).map_err(|e| self.sled_err(e))?;
+        }
+        self.flush()?;
+        self.db
+            .insert(KEY_CURRENT, meta.encode())
+            .map_err(|e| self.sled_err(e))?;
+        self.flush()
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(|e| self.sled_err(e)).map(|_| ())
+    }
+
+    /// The raw database, for tests that play an attacker.
+    #[cfg(test)]
+    pub fn raw(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+pub fn gen_name(g: u64) -> String {
+    format!("gen/{g:020}")
+}
+
+pub fn extra_name(g: u64) -> String {
+    format!("extra/{g:020}")
+}
+
+fn corrupt_at(path: &Path, msg: String) -> Error {
+    Error::CorruptBaseline {
+        path: path.to_path_buf(),
+        msg: super::watchdog::tidy(&msg),
+    }
+}
+
+/// sled's own Display, with any Debug-formatted `io::Error` inside it
+/// (its lock message has one) rewritten.
+fn display(e: &sled::Error) -> String {
+    super::watchdog::tidy(&e.to_string())
+}
+
+fn io_err(path: &Path, op: &'static str, e: std::io::Error) -> Error {
+    // sled builds some of its errors from a `{:?}` of another.
+    let e = if e.to_string().contains("Os {") {
+        std::io::Error::new(e.kind(), super::watchdog::tidy(&e.to_string()))
+    } else {
+        e
+    };
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        Error::UnreadableBaseline {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    } else {
+        Error::io(op, path, e)
+    }
+}
