@@ -39,3 +39,55 @@ fn a_thousand_identical_include_lines_over_two_thousand_files_are_linear_and_war
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("/usr/local/lib"), "{out}");
 }
+
+fn mkfifo(p: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: c is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+#[test]
+fn a_config_or_against_file_that_is_dev_zero_or_a_fifo_is_refused_at_once() {
+    let t = TestRoot::debian();
+    let fifo = t.dir.path().join("fifo");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap().to_string();
+    // Before: /dev/zero grew without bound, a FIFO blocked forever.
+    let runs: [(&[&str], &str); 4] = [
+        (&["--config", "/dev/zero", "paths"], "bad config"),
+        (&["--config", &fifo, "paths"], "bad config"),
+        (&["check", "--against", "/dev/zero"], "check --against"),
+        (&["check", "--against", &fifo], "check --against"),
+    ];
+    for (args, says) in runs {
+        let o = output_within(t.cmd(args), Duration::from_secs(30));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(64), "{args:?}: {err}");
+        assert!(
+            err.contains(says) && err.contains("not a regular file"),
+            "{args:?}: {err}"
+        );
+    }
+    // A manifest that is there but not a manifest is still a corrupt
+    // reference, and a missing one still "does not exist".
+    t.write("../junk", "not a manifest\n");
+    let junk = t.dir.path().join("junk");
+    let o = output_within(
+        t.cmd(&["check", "--against", junk.to_str().unwrap()]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(65),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = output_within(t.cmd(&["check", "--against", "/nonexistent/m"]), BOUND);
+    assert_eq!(
+        o.status.code(),
+        Some(66),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
