@@ -88,7 +88,7 @@ pub fn to_json(f: &Finding, ctx: &Context) -> Value {
 /// full rescan's burst on a sink that is merely slow.
 pub const QUEUE: usize = 4096;
 /// How long the writers get at exit to deliver what is queued.
-const DRAIN: Duration = Duration::from_secs(3);
+const DRAIN: Duration = Duration::from_secs(2);
 /// A full sink whose writer has not taken a finding for this long is stuck
 /// (one write blocked that long): it drops instead of holding the others.
 const STUCK: Duration = Duration::from_secs(1);
@@ -334,6 +334,17 @@ impl Drop for Sinks {
     /// are stuck; a sink that lost findings is named, with how many, on
     /// stderr and to the other sinks.
     fn drop(&mut self) {
+        // Let each writer empty its queue (and, having caught up, report
+        // its own drops) while the others can still hear of it.
+        let end = Instant::now() + DRAIN;
+        for l in &self.lanes {
+            let Some(tx) = &l.tx else { continue };
+            while !(tx.is_empty() && l.shared.dropped.load(Ordering::Acquire) == 0)
+                && Instant::now() < end
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         for i in 0..self.lanes.len() {
             let l = &self.lanes[i];
             let lost = l.shared.dropped.load(Ordering::Acquire);
@@ -360,7 +371,7 @@ impl Drop for Sinks {
             let item = Arc::new((gap_finding(detail), ctx));
             for (j, other) in self.lanes.iter().enumerate() {
                 if let (true, Some(tx)) = (j != i, &other.tx) {
-                    let _ = tx.send_timeout(Job::Finding(item.clone()), DRAIN);
+                    let _ = tx.try_send(Job::Finding(item.clone()));
                 }
             }
         }
@@ -533,3 +544,95 @@ fn open_output(p: &PathBuf) -> Result<File> {
 }
 
 pub use crate::timefmt::rfc3339;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records what it is given; blocks on `gate` first while it is held.
+    struct Probe {
+        got: Arc<Mutex<Vec<(Kind, String, Option<(SystemTime, SystemTime)>)>>>,
+        gate: Option<Receiver<()>>,
+    }
+
+    impl Writer for Probe {
+        fn write(&mut self, f: &Finding, ctx: &Context) {
+            if let Some(g) = self.gate.take() {
+                let _ = g.recv();
+            }
+            self.got
+                .lock()
+                .unwrap()
+                .push((f.kind, f.detail.clone(), ctx.gap));
+        }
+    }
+
+    fn finding(i: usize) -> Finding {
+        Finding {
+            kind: Kind::Added,
+            severity: Severity::High,
+            path: format!("/lib/{i}").into_bytes(),
+            detail: String::new(),
+            changes: Vec::new(),
+            before: None,
+            after: None,
+        }
+    }
+
+    #[test]
+    fn a_stuck_sink_drops_to_its_queue_and_reports_what_it_missed_while_the_other_gets_everything()
+    {
+        let (release, gate) = crossbeam_channel::bounded::<()>(0);
+        let stuck = Arc::new(Mutex::new(Vec::new()));
+        let fast = Arc::new(Mutex::new(Vec::new()));
+        let mut sinks = Sinks { lanes: Vec::new() };
+        let (s, f) = (stuck.clone(), fast.clone());
+        sinks
+            .start("stuck".into(), false, move |_| {
+                Box::new(Probe {
+                    got: s,
+                    gate: Some(gate),
+                })
+            })
+            .unwrap();
+        sinks
+            .start("fast".into(), false, move |_| {
+                Box::new(Probe { got: f, gate: None })
+            })
+            .unwrap();
+        let ctx = Context {
+            time: SystemTime::now(),
+            source: Source::Event,
+            gap: None,
+        };
+        // One in the stuck writer's hands, QUEUE waiting, 10 more.
+        let n = QUEUE + 1 + 10;
+        for i in 0..n {
+            assert!(sinks.emit(&finding(i), &ctx));
+            if i == 0 {
+                // Let the writer take the first one before the queue fills.
+                while sinks.lanes[0].tx.as_ref().unwrap().len() > 0 {
+                    std::thread::yield_now();
+                }
+            }
+        }
+        drop(release);
+        drop(sinks);
+        let fast = fast.lock().unwrap();
+        let added = fast.iter().filter(|g| g.0 == Kind::Added).count();
+        assert_eq!(added, n, "the other sink gets every finding");
+        let told: Vec<_> = fast.iter().filter(|g| g.0 == Kind::MonitoringGap).collect();
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(told[0].1.contains("stuck cannot keep up"), "{told:?}");
+        let stuck = stuck.lock().unwrap();
+        assert_eq!(
+            stuck.iter().filter(|g| g.0 == Kind::Added).count(),
+            QUEUE + 1
+        );
+        let gap = stuck.last().unwrap();
+        assert_eq!(gap.0, Kind::MonitoringGap);
+        assert!(gap.1.contains("10 findings were dropped"), "{gap:?}");
+        assert!(gap.2.is_some_and(|(a, b)| a <= b), "{gap:?}");
+    }
+}
