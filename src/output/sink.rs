@@ -550,9 +550,11 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    type Got = Arc<Mutex<Vec<(Kind, String, Option<(SystemTime, SystemTime)>)>>>;
+
     /// Records what it is given; blocks on `gate` first while it is held.
     struct Probe {
-        got: Arc<Mutex<Vec<(Kind, String, Option<(SystemTime, SystemTime)>)>>>,
+        got: Got,
         gate: Option<Receiver<()>>,
     }
 
@@ -612,7 +614,7 @@ mod tests {
             assert!(sinks.emit(&finding(i), &ctx));
             if i == 0 {
                 // Let the writer take the first one before the queue fills.
-                while sinks.lanes[0].tx.as_ref().unwrap().len() > 0 {
+                while !sinks.lanes[0].tx.as_ref().unwrap().is_empty() {
                     std::thread::yield_now();
                 }
             }
