@@ -96,7 +96,7 @@ const STUCK: Duration = Duration::from_secs(1);
 /// it catches up (its queue runs empty); beyond it, it drops too. A burst
 /// (the startup scan of a tree far from its baseline) is not a stall: a
 /// file on a busy disk keeps every finding.
-const HOLD: Duration = Duration::from_secs(5);
+const HOLD: Duration = Duration::from_secs(10);
 
 /// One sink's end of the pipe: writes findings, in order, on its thread.
 trait Writer: Send {

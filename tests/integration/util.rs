@@ -431,3 +431,31 @@ pub fn output_within(mut cmd: Command, within: Duration) -> Output {
         stderr: e.join().unwrap(),
     }
 }
+
+impl Watch {
+    /// Sends SIGSTOP and waits (bounded) until every thread is stopped: a
+    /// thread busy in the kernel stops only on its way out.
+    pub fn stop_fully(&self) {
+        let pid = self.child.id();
+        self.signal(libc::SIGSTOP);
+        let end = Instant::now() + WAIT;
+        loop {
+            let stopped = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .map(|d| {
+                    d.filter_map(|e| e.ok()).all(|e| {
+                        std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| {
+                            // The state follows the command name in parentheses.
+                            s.rsplit_once(") ")
+                                .is_some_and(|(_, rest)| rest.starts_with('T'))
+                        })
+                    })
+                })
+                .unwrap_or(false);
+            if stopped {
+                return;
+            }
+            assert!(Instant::now() < end, "watch did not stop within {WAIT:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -583,8 +583,9 @@ fn a_monitoring_gap_after_a_stop_spans_the_stop() {
     // inotify overflow while the process cannot read.
     let mut w = Watch::start(&t, &[], &[("LIBWARDEN_TEST_DROP_EVENTS", "DROP")]);
     std::thread::sleep(Duration::from_millis(1500));
+    w.stop_fully();
+    // Every heartbeat and event the process saw was before this.
     let stopped = std::time::SystemTime::now();
-    w.signal(libc::SIGSTOP);
     // Queued while stopped: an ordinary event, delivered on resume, then
     // the lost one.
     t.write("usr/local/lib/libduring.so", "during");
