@@ -5,6 +5,7 @@
 //! canonical path, so merged `/usr` is scanned once.
 
 use crate::sys::OsStrExt;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -91,6 +92,10 @@ pub struct SearchPaths {
     pub files: Vec<TrackedFile>,
     pub ldconf: LdConf,
     pub warnings: Vec<String>,
+    /// Where each dir is in `dirs`, and the files in `files`: a loader
+    /// configuration naming thousands of either stays linear to resolve.
+    dir_index: HashMap<PathBuf, usize>,
+    file_index: HashSet<PathBuf>,
 }
 
 impl SearchPaths {
@@ -184,7 +189,11 @@ impl SearchPaths {
             }
             Err(_) => (root.resolve_lenient(dir), false),
         };
-        if let Some(d) = self.dirs.iter_mut().find(|d| d.path == canonical) {
+        if let Some(d) = self
+            .dir_index
+            .get(&canonical)
+            .and_then(|&i| self.dirs.get_mut(i))
+        {
             if !d.aliases.iter().any(|a| a == dir) {
                 d.aliases.push(dir.to_path_buf());
             }
@@ -194,6 +203,7 @@ impl SearchPaths {
             d.recursive |= recursive;
             return;
         }
+        self.dir_index.insert(canonical.clone(), self.dirs.len());
         self.dirs.push(SearchDir {
             path: canonical,
             aliases: vec![dir.to_path_buf()],
@@ -208,7 +218,7 @@ impl SearchPaths {
         let path = root
             .resolve_parent(file)
             .unwrap_or_else(|_| root.resolve_lenient(file));
-        if self.files.iter().any(|f| f.path == path) {
+        if !self.file_index.insert(path.clone()) {
             return;
         }
         let exists = root.lstat(&path).is_ok();

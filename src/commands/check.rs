@@ -7,6 +7,7 @@ use crate::baseline::{self, manifest};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::finding;
+use crate::input;
 use crate::output::{self, messages};
 use crate::pipeline::{self, Judges, Reference};
 use crate::record::Record;
@@ -80,12 +81,22 @@ pub fn run(s: &Config, paranoid: bool, against: Option<&Path>) -> Result<i32> {
 }
 
 /// Reads and (when a key is configured) verifies a golden manifest.
+///
+/// Read with a bound and without blocking. A path that cannot be a manifest
+/// at all (a device, a FIFO, a directory, a file over
+/// [`input::MANIFEST_CAP`]) is a usage error (64), as a bad `--config` is:
+/// the operator named the wrong thing, and nothing was judged. A regular
+/// file that does not parse stays a corrupt reference (65).
 fn load_manifest(s: &Config, path: &Path) -> Result<Vec<Record>> {
-    let text = std::fs::read(path).map_err(|e| match e.kind() {
+    let text = input::read_bounded(path, input::MANIFEST_CAP).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::NotFound {
             what: "manifest",
             path: path.to_path_buf(),
         },
+        std::io::ErrorKind::InvalidInput => Error::Usage(format!(
+            "check --against {}: {e}: a manifest is a regular file written by `libwarden export`",
+            path.display()
+        )),
         _ => Error::io("read manifest", path, e),
     })?;
     let m = manifest::parse(&text).map_err(|msg| Error::CorruptBaseline {

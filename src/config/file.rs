@@ -66,7 +66,9 @@ impl FileConfig {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_PATH), false),
         };
-        let text = match std::fs::read_to_string(&path) {
+        // Bounded and non-blocking: `--config /dev/zero` or a FIFO is a
+        // bad config at once, not a memory exhausted or a hang.
+        let text = match crate::input::read_bounded_text(&path, crate::input::CONFIG_CAP) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
                 return Ok(FileConfig::default())

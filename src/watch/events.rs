@@ -30,12 +30,27 @@ pub enum Msg {
     Error(String),
 }
 
+/// How often the process says it is running (see [`Gate::beat`]).
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A heartbeat this much later than the one before means the process did
+/// not run in between (SIGSTOP, a suspended machine, a starved host).
+const STALL: Duration = Duration::from_secs(3);
+/// How long after a stall an overflow is taken to come from it: the kernel
+/// hands its overflow over as soon as the process reads again.
+const STALL_RELEVANT: Duration = Duration::from_secs(60);
+
 /// Shared between the callback and the engine: when events were last
-/// handed on, and when the channel was first found full (0: never).
+/// handed on, when the channel was first found full (0: never), and when
+/// the process was last known to be running.
 #[derive(Default)]
 pub struct Gate {
     last_delivered_ms: AtomicU64,
     full_since_ms: AtomicU64,
+    /// The last heartbeat.
+    beat_ms: AtomicU64,
+    /// The last stall: the heartbeat before it, and the one that ended it.
+    stall_from_ms: AtomicU64,
+    stall_to_ms: AtomicU64,
 }
 
 impl Gate {
@@ -62,6 +77,46 @@ impl Gate {
             ms => from_ms(ms),
         }
     }
+
+    /// The process is running at `now`. Called every [`HEARTBEAT`] by
+    /// [`spawn_heartbeat`] and by the callback before it handles anything,
+    /// so whichever thread runs first after a stop sees the stall.
+    pub fn beat(&self, now: SystemTime) {
+        let ms = to_ms(now);
+        let prev = self.beat_ms.fetch_max(ms, Ordering::AcqRel);
+        if prev != 0 && ms > prev + STALL.as_millis() as u64 {
+            self.stall_to_ms.store(ms, Ordering::Release);
+            self.stall_from_ms.store(prev, Ordering::Release);
+        }
+    }
+
+    /// The lower bound of a gap found at `now`: the last moment events were
+    /// known to be read, which is before any stall that just ended (events
+    /// read after a stop were queued during it, so their delivery time says
+    /// nothing about when the kernel started losing them).
+    fn gap_start(&self, started: SystemTime, now: SystemTime) -> SystemTime {
+        let since = self.last_delivered(started);
+        let (from, to) = (
+            self.stall_from_ms.load(Ordering::Acquire),
+            self.stall_to_ms.load(Ordering::Acquire),
+        );
+        if from != 0 && to_ms(now) <= to + STALL_RELEVANT.as_millis() as u64 {
+            since.min(from_ms(from))
+        } else {
+            since
+        }
+    }
+}
+
+/// Starts the heartbeat thread (detached: it ends with the process).
+pub fn spawn_heartbeat(gate: Arc<Gate>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || loop {
+            gate.beat(SystemTime::now());
+            std::thread::sleep(HEARTBEAT);
+        })
+        .map(|_| ())
 }
 
 fn to_ms(t: SystemTime) -> u64 {
@@ -83,6 +138,7 @@ pub fn handler(
     let drop_prefix = std::env::var_os(ENV_TEST_DROP).filter(|p| !p.is_empty());
     move |res| {
         let now = SystemTime::now();
+        gate.beat(now);
         let msg = match res {
             Ok(ev) if ev.need_rescan() => overflow(&gate, started, now),
             Ok(ev) if matches!(ev.kind, EventKind::Access(_)) => return,
@@ -119,7 +175,7 @@ pub fn handler(
 
 fn overflow(gate: &Gate, started: SystemTime, now: SystemTime) -> Msg {
     Msg::Overflow {
-        since: gate.last_delivered(started),
+        since: gate.gap_start(started, now),
         at: now,
     }
 }
@@ -161,6 +217,26 @@ mod tests {
         assert!(gate.take_full().is_some());
         assert!(gate.take_full().is_none());
         assert!(matches!(rx.try_recv(), Ok(Msg::Paths(p)) if p == [PathBuf::from("/a")]));
+    }
+
+    #[test]
+    fn an_overflow_after_a_stall_starts_before_the_stall() {
+        let gate = Arc::new(Gate::default());
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        gate.beat(t0);
+        // Stopped for a minute: events queued meanwhile are read (and
+        // delivered) after it, then the overflow.
+        let resumed = t0 + Duration::from_secs(60);
+        gate.beat(resumed);
+        gate.last_delivered_ms
+            .store(to_ms(resumed), Ordering::Release);
+        let Msg::Overflow { since, at } = overflow(&gate, t0, resumed) else {
+            unreachable!()
+        };
+        assert_eq!((since, at), (t0, resumed));
+        // Long after, an overflow is about what happened since delivery.
+        let later = resumed + Duration::from_secs(3600);
+        assert_eq!(gate.gap_start(t0, later), resumed);
     }
 
     #[test]

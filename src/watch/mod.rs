@@ -102,6 +102,9 @@ pub fn run(
 ) -> Result<i32> {
     let (tx, rx) = crossbeam_channel::bounded(QUEUE);
     let gate = Arc::new(Gate::default());
+    // So that a gap after a stop (SIGSTOP, a suspend) starts before it.
+    events::spawn_heartbeat(gate.clone())
+        .map_err(|e| Error::Internal(format!("cannot start the heartbeat: {e}")))?;
     let handler = events::handler(tx, gate.clone(), SystemTime::now());
     let config = notify::Config::default().with_follow_symlinks(false);
     let watcher = notify::RecommendedWatcher::new(handler, config)
@@ -820,10 +823,34 @@ impl<W: notify::Watcher> Engine<'_, W> {
                         "libwarden watch: error: keeping baseline generation {current}, \
                          cannot load the new one: {msg}"
                     ));
+                    if refused(&e) {
+                        self.refused_generation(current, &msg);
+                    }
                 }
                 self.last_reload_error = Some(msg);
             }
         }
+    }
+
+    /// A new generation failed its trust checks (a signature, a rollback,
+    /// damage): every sink hears of it, not only stderr. Until it is
+    /// fixed the watcher judges against generation `current`, which is
+    /// not the baseline the operator last wrote: a gap in what is
+    /// monitored (an existing kind, so no consumer breaks).
+    fn refused_generation(&mut self, current: u64, why: &str) {
+        let f = Finding {
+            kind: Kind::MonitoringGap,
+            severity: Severity::High,
+            path: b"/".to_vec(),
+            detail: format!(
+                "a new baseline generation was refused; still judging against generation \
+                 {current}: {why}"
+            ),
+            changes: Vec::new(),
+            before: None,
+            after: None,
+        };
+        self.emit(&f, Source::Reload, None);
     }
 
     fn emit(&mut self, f: &Finding, source: Source, gap: Option<(SystemTime, SystemTime)>) {
@@ -854,6 +881,20 @@ impl<W: notify::Watcher> Engine<'_, W> {
             escape::for_terminal(msg.as_bytes())
         ));
     }
+}
+
+/// Whether a generation that could not be loaded was refused (its trust
+/// checks or its contents failed), rather than not loadable yet (locked by
+/// a writer, an I/O error): only a refusal is a finding.
+fn refused(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Rollback { .. }
+            | Error::Signature { .. }
+            | Error::CorruptBaseline { .. }
+            | Error::NewerSchema { .. }
+            | Error::NoBaseline(_)
+    )
 }
 
 /// Where `now` (sorted) differs from `baseline` (sorted), by path.

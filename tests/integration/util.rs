@@ -406,4 +406,66 @@ pub fn live_generation_dir(db: &Path) -> PathBuf {
         .find_map(|l| l.strip_prefix("generation "))
         .expect("a generation line");
     db.join(dir)
+/// Runs `cmd` to its end, or kills it after `within` and panics: a hang is
+/// a failure, not a stuck test run. stdout and stderr are collected.
+pub fn output_within(mut cmd: Command, within: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn libwarden");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let o = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut out, &mut b);
+        b
+    });
+    let e = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut b);
+        b
+    });
+    let end = Instant::now() + within;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("libwarden did not finish within {within:?}");
+            }
+        }
+    };
+    Output {
+        status,
+        stdout: o.join().unwrap(),
+        stderr: e.join().unwrap(),
+    }
+}
+
+impl Watch {
+    /// Sends SIGSTOP and waits (bounded) until every thread is stopped: a
+    /// thread busy in the kernel stops only on its way out.
+    pub fn stop_fully(&self) {
+        let pid = self.child.id();
+        self.signal(libc::SIGSTOP);
+        let end = Instant::now() + WAIT;
+        loop {
+            let stopped = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .map(|d| {
+                    d.filter_map(|e| e.ok()).all(|e| {
+                        std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| {
+                            // The state follows the command name in parentheses.
+                            s.rsplit_once(") ")
+                                .is_some_and(|(_, rest)| rest.starts_with('T'))
+                        })
+                    })
+                })
+                .unwrap_or(false);
+            if stopped {
+                return;
+            }
+            assert!(Instant::now() < end, "watch did not stop within {WAIT:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }

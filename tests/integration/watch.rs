@@ -441,3 +441,241 @@ fn watching_a_windows_image_compares_its_registry_values_on_each_rescan() {
         w.seen
     );
 }
+
+/// The findings in a watch's `--output` file so far.
+fn output_lines(log: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    // The last line may be half written.
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    json_lines(complete.as_bytes())
+}
+
+/// Waits (bounded) until the output file holds a finding for which `want`
+/// holds; that finding.
+fn wait_output(
+    log: &Path,
+    what: &str,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let end = Instant::now() + WAIT;
+    loop {
+        let got = output_lines(log);
+        if let Some(f) = got.iter().find(|f| want(f)) {
+            return f.clone();
+        }
+        assert!(
+            Instant::now() < end,
+            "no {what} in the output file within {WAIT:?}; {} lines, last: {:#?}",
+            got.len(),
+            got.iter().rev().take(3).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_syslog_peer_that_stops_reading_does_not_stall_the_file_output() {
+    use std::os::fd::AsRawFd;
+    let t = fixture();
+    // More findings than a sink's queue (4,096) plus the socket buffers
+    // (a send buffer grows to 4 MiB) hold: the startup scan reports each
+    // as added, in one burst.
+    const FILES: usize = 20_000;
+    for i in 0..FILES {
+        t.write(&format!("usr/local/lib/bulk/lib{i}.so"), format!("{i}"));
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Small receive buffers for the accepted connections: the peer's
+    // window fills after a few messages.
+    let small: libc::c_int = 4096;
+    // SAFETY: a valid socket and a c_int option of the right size.
+    unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    let port = listener.local_addr().unwrap().port();
+    // Accepts every connection and never reads from any.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let log = t.dir.path().join("findings.jsonl");
+    let log_arg = log.to_str().unwrap().to_string();
+    let syslog = format!("tcp://127.0.0.1:{port}");
+    let mut w = Watch::start(&t, &["--output", &log_arg, "--syslog", &syslog], &[]);
+    // The file gets every finding of the burst, whatever syslog does.
+    let end = Instant::now() + WAIT * 3;
+    loop {
+        let n = output_lines(&log)
+            .iter()
+            .filter(|f| f["kind"] == "added")
+            .count();
+        if n >= FILES {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "only {n} of {FILES} added findings in the output file:\n{}",
+            w.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The drop is reported to the file and on stderr.
+    let gap = wait_output(&log, "monitoring_gap about syslog", |f| {
+        f["kind"] == "monitoring_gap"
+            && f["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(&syslog) && d.contains("cannot keep up"))
+    });
+    assert_eq!(gap["source"], "output", "{gap}");
+    assert!(w.stderr().contains("cannot keep up"), "{}", w.stderr());
+    // And a change after the burst still reaches the file at once.
+    t.write("usr/local/lib/libafter.so", "after");
+    wait_output(&log, "added for libafter.so", |f| {
+        f["kind"] == "added" && f["path"] == "/usr/local/lib/libafter.so"
+    });
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.wait_exit(WAIT), Some(0), "{}", w.stderr());
+    // How many syslog missed is said: when it caught up (on stderr, and
+    // to syslog itself), or at exit if it never did (on stderr and to the
+    // file).
+    let err = w.stderr();
+    let counted: Vec<&str> = err
+        .lines()
+        .filter(|l| {
+            l.contains(&syslog)
+                && (l.contains("could not keep up") || l.contains("did not catch up"))
+        })
+        .collect();
+    assert!(
+        !counted.is_empty(),
+        "no count of the dropped findings:\n{err}"
+    );
+    for l in &counted {
+        eprintln!("{l}");
+        assert!(l.contains(" dropped for it between "), "{l}");
+    }
+    if err.contains("did not catch up") {
+        wait_output(&log, "the drop count at exit", |f| {
+            f["kind"] == "monitoring_gap"
+                && f["gap_start"].is_string()
+                && f["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("did not catch up"))
+        });
+    }
+}
+
+#[test]
+fn a_monitoring_gap_after_a_stop_spans_the_stop() {
+    let t = fixture();
+    // Events for DROP* names stand for what the kernel loses in an
+    // inotify overflow while the process cannot read.
+    let mut w = Watch::start(&t, &[], &[("LIBWARDEN_TEST_DROP_EVENTS", "DROP")]);
+    std::thread::sleep(Duration::from_millis(1500));
+    w.stop_fully();
+    // Every heartbeat and event the process saw was before this.
+    let stopped = std::time::SystemTime::now();
+    // Queued while stopped: an ordinary event, delivered on resume, then
+    // the lost one.
+    t.write("usr/local/lib/libduring.so", "during");
+    t.write("usr/local/lib/DROPme.so", "lost");
+    std::thread::sleep(Duration::from_secs(5));
+    let resumed = std::time::SystemTime::now();
+    w.signal(libc::SIGCONT);
+    let gap = w.expect("monitoring_gap", "/");
+    let (start, end) = (
+        gap["gap_start"].as_str().unwrap().to_string(),
+        gap["gap_end"].as_str().unwrap().to_string(),
+    );
+    // RFC 3339 UTC with milliseconds: compared as text.
+    let rfc = |t: std::time::SystemTime| {
+        let ms = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        chrono_like(ms)
+    };
+    assert!(start <= rfc(stopped), "gap starts after the stop: {gap}");
+    assert!(end >= rfc(resumed), "gap ends before the resume: {gap}");
+    // The rescan that follows finds what the lost event would have shown.
+    w.expect("added", "/usr/local/lib/DROPme.so");
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn chrono_like(ms: i64) -> String {
+    let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[test]
+fn a_refused_generation_reaches_the_output_file() {
+    let t = TestRoot::debian();
+    // Generation 1 kept aside, generation 2 current: restoring the copy
+    // of 1 under the watcher is a rollback, refused.
+    t.init();
+    let aside = t.dir.path().join("gen1");
+    copy_tree(&t.db(), &aside);
+    t.run_ok(&["update"]);
+    let log = t.dir.path().join("findings.jsonl");
+    let log_arg = log.to_str().unwrap().to_string();
+    let mut w = Watch::start(&t, &["--output", &log_arg], &[]);
+    std::fs::remove_dir_all(t.db()).unwrap();
+    copy_tree(&aside, &t.db());
+    w.signal(libc::SIGHUP);
+    w.wait_stderr("cannot load the new one");
+    let f = wait_output(&log, "a refused generation", |f| {
+        f["kind"] == "monitoring_gap"
+            && f["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("refused") && d.contains("generation 2"))
+    });
+    assert_eq!(f["severity"], "high", "{f}");
+    // Said once, not on every poll of the store.
+    w.signal(libc::SIGHUP);
+    w.wait_stderr("SIGHUP");
+    w.signal(libc::SIGTERM);
+    assert_eq!(w.wait_exit(WAIT), Some(0), "{}", w.stderr());
+    let n = output_lines(&log)
+        .iter()
+        .filter(|f| f["detail"].as_str().is_some_and(|d| d.contains("refused")))
+        .count();
+    assert_eq!(n, 1, "{:#?}", output_lines(&log));
+}
+
+/// Copies a directory tree (files and directories only).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
