@@ -520,7 +520,11 @@ fn ima(d: &[u8]) {
 
 /// An ld.so.conf tree in memory: the input is `/etc/ld.so.conf`; every
 /// include matches `a.conf` (the input again: a cycle) and `b.conf` (its
-/// second half).
+/// second half) in the pattern's directory. Every directory is the same
+/// one (as if each were a symlink to it), so a file's identity is its
+/// name: a real tree holds finitely many files, and one whose every path
+/// were a new file would make `include sub/*.conf` exponential in the
+/// nesting depth without saying anything about the parser.
 struct Conf<'a>(&'a [u8]);
 
 impl libwarden::formats::ldconf::ConfSource for Conf<'_> {
@@ -536,7 +540,7 @@ impl libwarden::formats::ldconf::ConfSource for Conf<'_> {
         vec![dir.join("a.conf"), dir.join("b.conf")]
     }
     fn identity(&self, path: &Path) -> PathBuf {
-        path.to_path_buf()
+        path.file_name().map(PathBuf::from).unwrap_or_default()
     }
 }
 
