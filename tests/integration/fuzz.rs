@@ -491,8 +491,13 @@ fn der(d: &[u8]) {
             .unwrap_or_default(),
     );
     let _ = t.add_catalog("fuzz.cat", d);
-    // The RustCrypto decoders libwarden uses, on the same inputs.
-    let _ = x509_cert::Certificate::from_der(d);
+    // The RustCrypto decoders libwarden uses, on the same inputs. Not
+    // `Certificate::from_der`: its owned types (OctetString, BitString,
+    // Any) allocate a TLV's claimed length, up to 256 MiB, before checking
+    // that the input holds it (der 0.7 `Reader::read_vec`; a one-bit flip
+    // of a 771-byte certificate made it hold 50 MB), which is why
+    // libwarden walks certificates with `formats::der` and decodes only
+    // these fixed-size values with the crate.
     let _ = x509_cert::ext::pkix::BasicConstraints::from_der(d);
     let _ = x509_cert::ext::pkix::KeyUsage::from_der(d);
     let _ = x509_cert::ext::pkix::ExtendedKeyUsage::from_der(d);
