@@ -65,6 +65,23 @@ pub fn children(body: &[u8]) -> Vec<Tlv<'_>> {
     out
 }
 
+/// The TLVs inside a constructed value when all of it parses, at most
+/// `max` of them; `None` otherwise. For values where a malformed tail must
+/// not hide anything (extensions, signed attributes), unlike [`children`].
+pub fn all_children(body: &[u8], max: usize) -> Option<Vec<Tlv<'_>>> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        if out.len() >= max {
+            return None;
+        }
+        let (t, r) = read(rest)?;
+        out.push(t);
+        rest = r;
+    }
+    Some(out)
+}
+
 /// Reads one TLV that must carry `tag`.
 pub fn expect(input: &[u8], tag: u8) -> Option<(Tlv<'_>, &[u8])> {
     let (t, rest) = read(input)?;
@@ -223,6 +240,9 @@ mod tests {
         assert_eq!(read(&long).unwrap().0.body.len(), 0x80);
         assert!(read(&[0x04, 0x85, 1, 1, 1, 1, 1]).is_none());
         assert!(read(&[0x04, 0x05, 1]).is_none());
+        assert_eq!(all_children(&[4, 1, 0, 4, 0], 2).map(|v| v.len()), Some(2));
+        assert_eq!(all_children(&[4, 1, 0, 4, 0], 1), None);
+        assert_eq!(all_children(&[4, 1, 0, 4], 8), None);
         assert_eq!(
             oid_string(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02]).unwrap(),
             "1.2.840.113549.1.7.2"
@@ -234,6 +254,7 @@ mod tests {
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..1024)) {
             let _ = read(&data);
             let _ = children(&data);
+            let _ = all_children(&data, 64);
             let _ = signed_data(&data);
             let _ = oid_string(&data);
         }

@@ -7,16 +7,41 @@
 //! bundle. Security catalogs (`CatRoot/**/*.cat`) are read the same way:
 //! a verified catalog's member digests make a DLL "catalog-signed".
 //!
+//! The chain is checked the way Windows checks one for code signing
+//! (`chain` module below): every issuing certificate must be a CA
+//! (basicConstraints cA, pathLenConstraint), the signer's keyUsage must
+//! allow digitalSignature and its extendedKeyUsage code signing, an
+//! extendedKeyUsage on an issuer constrains what it issues, and an
+//! unknown critical extension anywhere in the chain rejects it. The
+//! signed attributes' contentType must name the signed content.
+//!
 //! Limits, said plainly: RSA (PKCS#1 v1.5) signatures only (ECDSA-signed
 //! images are reported untrusted with that reason); certificate validity
-//! periods, key usages and revocation are not checked (an offline image has
-//! no trustworthy "now"); counter-signatures (timestamps) are ignored.
+//! periods and revocation are not checked (an offline image has no
+//! trustworthy "now"); name and policy constraints are not implemented (a
+//! chain marking them critical is rejected); counter-signatures
+//! (timestamps) are ignored.
 
 use std::collections::HashSet;
 
 use sha2::Digest;
 
 use super::der::{self, Tlv};
+
+pub mod chain;
+
+pub use chain::Purpose;
+
+/// The eContentType (and signed contentType attribute) of an Authenticode
+/// signature: SPC_INDIRECT_DATA.
+const SPC_INDIRECT_DATA: &str = "1.3.6.1.4.1.311.2.1.4";
+/// The eContentType of a security catalog: a certificate trust list.
+const CTL: &str = "1.3.6.1.4.1.311.10.1";
+
+/// Names the rules a verdict was judged under: part of the trust
+/// fingerprint, so a verdict cached in a baseline by a build with other
+/// rules (before the chain checks, say) is judged again, not reused.
+const RULES: &[u8] = b"authenticode rules 2: chain constraints, contentType";
 
 /// What an image's signature says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,6 +256,7 @@ impl TrustStore {
     /// under the same fingerprint.
     pub fn fingerprint(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
+        h.update(RULES);
         for r in &self.roots {
             h.update(&(r.len() as u64).to_le_bytes());
             h.update(r);
@@ -250,11 +276,12 @@ impl TrustStore {
     /// chains to a root. Returns how many digests it contributed.
     pub fn add_catalog(&mut self, name: &str, cat: &[u8]) -> Result<usize, String> {
         let sd = der::signed_data(cat).ok_or("not PKCS#7 SignedData")?;
-        if sd.content_type != "1.3.6.1.4.1.311.10.1" {
+        if sd.content_type != CTL {
             return Err(format!("content type {} is not a CTL", sd.content_type));
         }
         let content = sd.content.ok_or("no CTL content")?;
-        let signer = verify_signed_data(&sd, &content, self).map_err(|v| format!("{v:?}"))?;
+        let signer = verify_signed_data(&sd, &content, self, Purpose::Catalog)
+            .map_err(|v| format!("{v:?}"))?;
         let ctl = if content.tag == der::OCTET_STRING {
             content.body
         } else {
@@ -323,7 +350,7 @@ pub fn verify(b: &[u8], trust: Option<&TrustStore>) -> Verdict {
     let Some(sd) = der::signed_data(blob) else {
         return Verdict::Malformed("unparsable PKCS#7");
     };
-    if sd.content_type != "1.3.6.1.4.1.311.2.1.4" {
+    if sd.content_type != SPC_INDIRECT_DATA {
         return Verdict::Malformed("PKCS#7 content is not SpcIndirectDataContent");
     }
     let Some(content) = sd.content else {
@@ -338,7 +365,7 @@ pub fn verify(b: &[u8], trust: Option<&TrustStore>) -> Verdict {
         Some(_) => {}
     }
     let empty = TrustStore::default();
-    match verify_signed_data(&sd, &content, trust.unwrap_or(&empty)) {
+    match verify_signed_data(&sd, &content, trust.unwrap_or(&empty), Purpose::Code) {
         Ok(signer) => Verdict::Signed { signer },
         Err(v) => v,
     }
@@ -354,12 +381,13 @@ fn spc_digest(content: &Tlv) -> Option<(String, Vec<u8>)> {
     Some((der::oid_string(oid.body)?, dg.body.to_vec()))
 }
 
-/// Verifies the first signer of `sd` over `content` and its chain; returns
-/// the signer's subject on success.
+/// Verifies the first signer of `sd` over `content` and its chain for
+/// `purpose`; returns the signer's subject on success.
 fn verify_signed_data(
     sd: &der::SignedData,
     content: &Tlv,
     trust: &TrustStore,
+    purpose: Purpose,
 ) -> Result<String, Verdict> {
     let si = sd
         .signers
@@ -389,11 +417,11 @@ fn verify_signed_data(
         hash(halg, &[content.body]).ok_or(Verdict::BadSignature("unsupported digest algorithm"))?;
     let signed = match &si.signed_attrs {
         Some(attrs) => {
-            let md = message_digest(attrs.body)
-                .ok_or(Verdict::BadSignature("no messageDigest attribute"))?;
+            let md = message_digest(attrs.body)?;
             if md != content_digest.as_slice() {
                 return Err(Verdict::DigestMismatch);
             }
+            check_content_type(attrs.body, &sd.content_type)?;
             let mut set = attrs.raw.to_vec();
             if let Some(first) = set.first_mut() {
                 *first = der::SET;
@@ -413,30 +441,38 @@ fn verify_signed_data(
         return Err(Verdict::BadSignature("signer's signature does not verify"));
     }
     let name = describe_name(signer.subject);
-    chain_to_root(signer, &certs, trust).map_err(|why| Verdict::Untrusted {
+    chain_to_root(signer, &certs, trust, purpose).map_err(|why| Verdict::Untrusted {
         signer: name.clone(),
         why,
     })?;
     Ok(name)
 }
 
-fn chain_to_root(leaf: &Cert, pool: &[Cert], trust: &TrustStore) -> Result<(), String> {
+/// Builds the chain from `leaf` through `pool` to a configured root and
+/// checks it for `purpose` ([`chain::check`]).
+fn chain_to_root(
+    leaf: &Cert,
+    pool: &[Cert],
+    trust: &TrustStore,
+    purpose: Purpose,
+) -> Result<(), String> {
     if trust.roots.is_empty() {
         return Err("no authenticode_roots configured".into());
     }
     let roots: Vec<Cert> = trust.roots.iter().filter_map(|r| Cert::parse(r)).collect();
-    let mut cur = leaf.clone();
+    let mut path: Vec<&Cert> = vec![leaf];
+    let mut cur = leaf;
     let mut seen: HashSet<&[u8]> = HashSet::new();
     for _ in 0..8 {
         if roots.iter().any(|r| r.raw == cur.raw) {
-            return Ok(());
+            return chain::check(&path, purpose);
         }
         if let Some(r) = roots
             .iter()
             .find(|r| r.subject == cur.issuer && cur.verified_by(r))
         {
-            let _ = r;
-            return Ok(());
+            path.push(r);
+            return chain::check(&path, purpose);
         }
         let Some(up) = pool
             .iter()
@@ -450,21 +486,76 @@ fn chain_to_root(leaf: &Cert, pool: &[Cert], trust: &TrustStore) -> Result<(), S
         if !seen.insert(up.raw) {
             break;
         }
-        cur = up.clone();
+        path.push(up);
+        cur = up;
     }
     Err("certificate chain too long or looping".into())
 }
 
-fn message_digest(attrs: &[u8]) -> Option<&[u8]> {
-    for a in der::children(attrs) {
-        let (oid, rest) = der::expect(a.body, der::OID)?;
-        if der::oid_string(oid.body)? == "1.2.840.113549.1.9.4" {
+/// More signed attributes than any signer writes (Authenticode has four
+/// or five).
+const MAX_SIGNED_ATTRS: usize = 64;
+
+/// The one value of the signed attribute `oid` (`Ok(None)`: absent). The
+/// attributes must all parse; an attribute given twice or with other than
+/// one value is refused (RFC 5652 §5.3), so no second copy can say
+/// something else.
+fn signed_attr<'a>(attrs: &'a [u8], oid: &str) -> Result<Option<Tlv<'a>>, &'static str> {
+    let list =
+        der::all_children(attrs, MAX_SIGNED_ATTRS).ok_or("signed attributes do not parse")?;
+    let mut found = None;
+    for a in list {
+        let parsed = der::expect(a.body, der::OID).and_then(|(o, rest)| {
             let (set, _) = der::expect(rest, der::SET)?;
-            let (v, _) = der::expect(set.body, der::OCTET_STRING)?;
-            return Some(v.body);
+            Some((der::oid_string(o.body)?, set))
+        });
+        let Some((id, set)) = parsed.filter(|_| a.tag == der::SEQUENCE) else {
+            return Err("signed attributes do not parse");
+        };
+        if id != oid {
+            continue;
+        }
+        if found.is_some() {
+            return Err("a signed attribute appears twice");
+        }
+        match der::all_children(set.body, 2).as_deref() {
+            Some([v]) => found = Some(*v),
+            _ => return Err("a signed attribute has other than one value"),
         }
     }
-    None
+    Ok(found)
+}
+
+/// The signed messageDigest attribute.
+fn message_digest(attrs: &[u8]) -> Result<&[u8], Verdict> {
+    match signed_attr(attrs, "1.2.840.113549.1.9.4").map_err(Verdict::BadSignature)? {
+        Some(v) if v.tag == der::OCTET_STRING => Ok(v.body),
+        Some(_) => Err(Verdict::BadSignature(
+            "messageDigest is not an OCTET STRING",
+        )),
+        None => Err(Verdict::BadSignature("no messageDigest attribute")),
+    }
+}
+
+/// The signed contentType attribute must name the signed content
+/// (RFC 5652 §11.1): SPC_INDIRECT_DATA for an image, a CTL for a catalog.
+/// Without it the signer's signature could be one made over a different
+/// kind of content that happens to carry the same digest.
+fn check_content_type(attrs: &[u8], content_type: &str) -> Result<(), Verdict> {
+    let v = signed_attr(attrs, "1.2.840.113549.1.9.3")
+        .map_err(Verdict::BadSignature)?
+        .ok_or(Verdict::BadSignature("no signed contentType attribute"))?;
+    let named = (v.tag == der::OID)
+        .then(|| der::oid_string(v.body))
+        .flatten();
+    if named.as_deref() != Some(content_type) {
+        return Err(Verdict::BadSignature(if content_type == CTL {
+            "signed contentType attribute is not a certificate trust list"
+        } else {
+            "signed contentType attribute is not SPC_INDIRECT_DATA"
+        }));
+    }
+    Ok(())
 }
 
 fn hash(algo: &str, parts: &[&[u8]]) -> Option<Vec<u8>> {
@@ -565,6 +656,8 @@ struct Cert<'a> {
     subject: &'a [u8],
     spki: &'a [u8],
     ski: Option<&'a [u8]>,
+    /// What the certificate may do, or why its extensions are unusable.
+    constraints: Result<chain::Constraints, String>,
     sig_alg: String,
     sig: &'a [u8],
 }
@@ -587,9 +680,11 @@ impl<'a> Cert<'a> {
         let subject = f.next().filter(|t| t.tag == der::SEQUENCE)?;
         let spki = f.next().filter(|t| t.tag == der::SEQUENCE)?;
         let mut ski = None;
+        let mut exts = None;
         for t in f {
             if t.tag == 0xa3 {
                 ski = find_ski(t.body);
+                exts = Some(t.body);
             }
         }
         Some(Cert {
@@ -600,6 +695,7 @@ impl<'a> Cert<'a> {
             subject: subject.raw,
             spki: spki.raw,
             ski,
+            constraints: chain::constraints(exts),
             sig_alg: der::oid_string(aoid.body)?,
             sig: bits.body.get(1..)?,
         })

@@ -686,10 +686,15 @@ pub fn admin_dir(cfg: &ProvenanceConfig) -> std::path::PathBuf {
         .unwrap_or_else(|| dpkg::ADMIN_DIR.into())
 }
 
-/// Reads the PEM bundle (a host path, outside the scanned root) and every
-/// catalog under `Windows/System32/CatRoot` inside the root.
+/// The largest `authenticode_roots` bundle read: a PEM of every root a
+/// Windows or Mozilla store holds is well under 1 MiB.
+const ROOTS_CAP: u64 = 8 << 20;
+
+/// Reads the PEM bundle (a host path, outside the scanned root; bounded and
+/// never blocking, like every operator-named file) and every catalog under
+/// `Windows/System32/CatRoot` inside the root.
 pub fn load_trust(root: &Root, pem: &Path, notes: &mut Vec<Note>) -> pe::TrustStore {
-    let mut t = match std::fs::read(pem) {
+    let mut t = match crate::input::read_bounded(pem, ROOTS_CAP) {
         Ok(b) => pe::TrustStore::from_pem(&b),
         Err(e) => {
             notes.push(Note::Warning(format!(
