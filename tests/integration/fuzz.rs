@@ -726,8 +726,22 @@ fn write_generated_seeds() {
         (t.path().to_path_buf(), "/usr/lib"),
         (c.join("pe/signed.dll"), "/Windows/System32/signed.dll"),
     ];
+    // Each case is placed at its logical path inside a root of its own:
+    // the inspector reads only below a root.
     for (i, (host, logical)) in cases.iter().enumerate() {
-        match libwarden::inspect::inspect_path(host, logical.as_bytes().to_vec(), None) {
+        let image = tempfile::tempdir().unwrap();
+        let at = image.path().join(logical.trim_start_matches('/'));
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        let meta = std::fs::symlink_metadata(host).unwrap();
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(host).unwrap(), &at).unwrap();
+        } else if meta.is_dir() {
+            std::fs::create_dir_all(&at).unwrap();
+        } else {
+            std::fs::copy(host, &at).unwrap();
+        }
+        let root = libwarden::rootfs::Root::new(image.path()).unwrap();
+        match libwarden::inspect::inspect_path(&root, logical.as_bytes().to_vec(), None) {
             libwarden::inspect::Outcome::Record(r, _) => {
                 let mut v = Vec::new();
                 r.encode_value(&mut v);

@@ -406,6 +406,8 @@ pub fn live_generation_dir(db: &Path) -> PathBuf {
         .find_map(|l| l.strip_prefix("generation "))
         .expect("a generation line");
     db.join(dir)
+}
+
 /// Runs `cmd` to its end, or kills it after `within` and panics: a hang is
 /// a failure, not a stuck test run. stdout and stderr are collected.
 pub fn output_within(mut cmd: Command, within: Duration) -> Output {
