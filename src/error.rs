@@ -2,7 +2,7 @@
 //! CONTRACT.md. Every error names the path and the operation it concerns.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Exit codes shared by every command (CONTRACT.md).
 pub mod code {
@@ -102,6 +102,25 @@ impl Error {
             op,
             path: path.into(),
             source,
+        }
+    }
+
+    /// An I/O error of the baseline at `path` (`op` on `at`): a permission
+    /// refusal is its own error ("cannot be read", the baseline may be
+    /// fine), anything else plain I/O.
+    pub fn baseline_io(
+        op: &'static str,
+        path: &Path,
+        at: impl Into<PathBuf>,
+        source: io::Error,
+    ) -> Self {
+        if source.kind() == io::ErrorKind::PermissionDenied {
+            Error::UnreadableBaseline {
+                path: path.to_path_buf(),
+                source,
+            }
+        } else {
+            Error::io(op, at, source)
         }
     }
 }

@@ -130,7 +130,7 @@ pub fn write(db: &Path, dir: &str, meta: &Meta) -> Result<(), WriteError> {
         let _ = std::fs::remove_file(&tmp);
         return Err(WriteError::Before(e));
     }
-    sync_dir(db).map_err(WriteError::After)
+    crate::sys::sync_dir(db).map_err(WriteError::After)
 }
 
 /// A generation directory's name (`gen-` and 20 digits).
@@ -139,30 +139,8 @@ pub fn is_gen_dir(name: &str) -> bool {
         .is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Makes a directory's entries durable (a rename or a new file in it).
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        std::fs::File::open(dir)?.sync_all()
-    }
-    // Windows cannot open a directory as a file to flush it; NTFS journals
-    // the rename itself.
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
-}
-
 fn unreadable(db: &Path, e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::PermissionDenied {
-        Error::UnreadableBaseline {
-            path: db.to_path_buf(),
-            source: e,
-        }
-    } else {
-        Error::io("read baseline", db.join(NAME), e)
-    }
+    Error::baseline_io("read baseline", db, db.join(NAME), e)
 }
 
 #[cfg(test)]

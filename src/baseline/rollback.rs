@@ -171,23 +171,14 @@ pub fn record(path: &Path, meta: &Meta) -> Result<()> {
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)?;
-        sync_dir(dir);
+        // Best effort: the file itself was synced.
+        let _ = crate::sys::sync_dir(dir);
         Ok(())
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         Error::io("write generation state", path, e)
     })
-}
-
-/// Makes a rename in `dir` durable (Unix; a no-op elsewhere).
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
 }
 
 #[cfg(test)]

@@ -58,7 +58,8 @@ pub fn keygen(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         let _ = std::fs::remove_file(&secret);
         return Err(e);
     }
-    sync_dir(dir);
+    // Best effort: the file itself was synced.
+    let _ = crate::sys::sync_dir(dir);
     Ok((secret, public))
 }
 
@@ -85,15 +86,6 @@ fn create_private_dir(dir: &Path) -> Result<()> {
             .map_err(|e| Error::io("restrict key dir", dir, e))?;
     }
     Ok(())
-}
-
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
 }
 
 /// Creates `path` exclusively, never through a symlink, and removes it

@@ -345,12 +345,5 @@ fn io_err(path: &Path, op: &'static str, e: std::io::Error) -> Error {
     } else {
         e
     };
-    if e.kind() == std::io::ErrorKind::PermissionDenied {
-        Error::UnreadableBaseline {
-            path: path.to_path_buf(),
-            source: e,
-        }
-    } else {
-        Error::io(op, path, e)
-    }
+    Error::baseline_io(op, path, path, e)
 }

@@ -424,7 +424,7 @@ fn write_job(
             }
         }
     }
-    let sync = |d: &Path| pointer::sync_dir(d).map_err(|e| Error::io("sync", d, e));
+    let sync = |d: &Path| crate::sys::sync_dir(d).map_err(|e| Error::io("sync", d, e));
     sync(&dir.join("blobs"))?;
     sync(dir)?;
     sync(base)
@@ -560,14 +560,7 @@ fn corrupt(path: &Path, msg: impl Into<String>) -> Error {
 }
 
 fn io_or_unreadable(path: &Path, op: &'static str, e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::PermissionDenied {
-        Error::UnreadableBaseline {
-            path: path.to_path_buf(),
-            source: e,
-        }
-    } else {
-        Error::io(op, path, e)
-    }
+    Error::baseline_io(op, path, path, e)
 }
 
 /// Facts about one generation, stored with it.

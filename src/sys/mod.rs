@@ -147,3 +147,18 @@ pub fn restrict_dir(path: &std::path::Path) {
     #[cfg(not(unix))]
     let _ = path;
 }
+
+/// Makes a directory's entries durable (a rename or a new file in it).
+pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    // Windows cannot open a directory as a file to flush it; NTFS journals
+    // the rename itself.
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
