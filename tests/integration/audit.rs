@@ -626,8 +626,7 @@ fn hostile_objects_and_loader_files_never_stop_or_hang_the_audit() {
     t.write("usr/lib/x86_64-linux-gnu/libgarbage.so", &garbage);
     // A FIFO where the preload list goes, garbage for the cache.
     let fifo = t.path("etc/ld.so.preload");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    crate::util::mkfifo(&fifo, 0o644);
     t.write(
         "etc/ld.so.cache",
         b"glibc-ld.so.cache1.1\xff\xff\xff\xff\x00",

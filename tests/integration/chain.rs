@@ -399,9 +399,7 @@ fn authenticode_roots_naming_a_device_or_fifo_is_refused_without_reading_it() {
     let dll = compile_dll(&t, &format!("{SYS}/dev.dll"), 52);
     sign(&dll, &leaf, &[&leaf.1, &root.1]);
     let fifo = d.join("roots.fifo");
-    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: c is a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    crate::util::mkfifo(&fifo, 0o600);
     t.init();
     for pem in [Path::new("/dev/zero"), fifo.as_path()] {
         let cfg = roots_config(&t, pem);

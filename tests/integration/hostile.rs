@@ -39,16 +39,11 @@ fn no_panic(o: &Output) {
     assert!(!err.contains("panicked"), "panic: {err}");
 }
 
-fn mkfifo(p: &std::path::Path) {
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-}
-
 #[test]
 fn special_files_and_broken_links_never_block_or_stop_the_scan() {
     let t = TestRoot::debian();
     let lib = t.path("usr/lib/x86_64-linux-gnu");
-    mkfifo(&lib.join("libfifo.so"));
+    crate::util::mkfifo(&lib.join("libfifo.so"), 0o644);
     let _sock = std::os::unix::net::UnixListener::bind(lib.join("libsock.so")).unwrap();
     t.link("libloop2.so", "usr/lib/x86_64-linux-gnu/libloop1.so");
     t.link("libloop1.so", "usr/lib/x86_64-linux-gnu/libloop2.so");

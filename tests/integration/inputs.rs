@@ -40,18 +40,11 @@ fn a_thousand_identical_include_lines_over_two_thousand_files_are_linear_and_war
     assert!(out.contains("/usr/local/lib"), "{out}");
 }
 
-fn mkfifo(p: &std::path::Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    // SAFETY: c is a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-}
-
 #[test]
 fn a_config_or_against_file_that_is_dev_zero_or_a_fifo_is_refused_at_once() {
     let t = TestRoot::debian();
     let fifo = t.dir.path().join("fifo");
-    mkfifo(&fifo);
+    crate::util::mkfifo(&fifo, 0o600);
     let fifo = fifo.to_str().unwrap().to_string();
     // Before: /dev/zero grew without bound, a FIFO blocked forever.
     let runs: [(&[&str], &str); 4] = [

@@ -567,9 +567,7 @@ fn a_key_file_that_is_dev_zero_or_a_fifo_is_refused_at_once() {
     let (sk, _) = keys(&t);
     assert_eq!(t.run(&["init", "--sign-with", &sk]).status.code(), Some(0));
     let fifo = t.dir.path().join("key.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: c is a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    crate::util::mkfifo(&fifo, 0o600);
     for bad in ["/dev/zero", fifo.to_str().unwrap()] {
         for args in [
             &["--verify-with", bad, "check"][..],

@@ -471,3 +471,10 @@ impl Watch {
         }
     }
 }
+
+/// Makes a FIFO at `p` (for tests that plant one where a file is read).
+pub fn mkfifo(p: &Path, mode: libc::mode_t) {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: c is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), mode) }, 0);
+}
