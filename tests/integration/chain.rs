@@ -6,20 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::provenance::{compile_dll, make_ca, roots_config};
+use crate::provenance::{compile_dll, issue_cert, make_ca, roots_config, sh};
 use crate::util::{json_lines, TestRoot};
 
 const SYS: &str = "Windows/System32";
-
-fn sh(cmd: &mut Command) {
-    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 /// A key and certificate.
 type Pair = (PathBuf, PathBuf);
@@ -27,32 +17,7 @@ type Pair = (PathBuf, PathBuf);
 /// Issues `cn` under `issuer` with the extension lines `ext` (openssl
 /// `x509v3_config` syntax), a serial of its own.
 fn issue(dir: &Path, issuer: &Pair, cn: &str, serial: u32, ext: &str) -> Pair {
-    let key = dir.join(format!("{cn}.key"));
-    let csr = dir.join(format!("{cn}.csr"));
-    let crt = dir.join(format!("{cn}.pem"));
-    let cnf = dir.join(format!("{cn}.ext"));
-    std::fs::write(&cnf, ext).unwrap();
-    sh(Command::new("openssl")
-        .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj"])
-        .arg(format!("/CN={cn}"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&csr));
-    sh(Command::new("openssl")
-        .args(["x509", "-req", "-days", "3650", "-set_serial"])
-        .arg(serial.to_string())
-        .arg("-in")
-        .arg(&csr)
-        .arg("-CA")
-        .arg(&issuer.1)
-        .arg("-CAkey")
-        .arg(&issuer.0)
-        .arg("-extfile")
-        .arg(&cnf)
-        .arg("-out")
-        .arg(&crt));
-    (key, crt)
+    issue_cert(dir, issuer, cn, &["-newkey", "rsa:2048"], serial, ext)
 }
 
 /// Signs `dll` with `signer`, embedding `chain` (signer first).

@@ -9,7 +9,7 @@ use crate::util::{find, json_lines, TestRoot};
 
 const MA: &str = "usr/lib/x86_64-linux-gnu";
 
-fn sh(cmd: &mut Command) {
+pub(crate) fn sh(cmd: &mut Command) {
     let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         o.status.success(),
@@ -463,9 +463,25 @@ fn make_leaf_with(
     cn: &str,
     newkey: &[&str],
 ) -> (PathBuf, PathBuf) {
+    issue_cert(dir, ca, cn, newkey, 7, "extendedKeyUsage=codeSigning\n")
+}
+
+/// Issues `cn` (a new key made with the `openssl req` arguments `newkey`)
+/// under `ca` with the extension lines `ext` (openssl `x509v3_config`
+/// syntax) and the serial `serial`.
+pub(crate) fn issue_cert(
+    dir: &Path,
+    ca: &(PathBuf, PathBuf),
+    cn: &str,
+    newkey: &[&str],
+    serial: u32,
+    ext: &str,
+) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{cn}.key"));
     let csr = dir.join(format!("{cn}.csr"));
     let crt = dir.join(format!("{cn}.pem"));
+    let cnf = dir.join(format!("{cn}.ext"));
+    std::fs::write(&cnf, ext).unwrap();
     sh(Command::new("openssl")
         .arg("req")
         .args(newkey)
@@ -475,17 +491,17 @@ fn make_leaf_with(
         .arg(&key)
         .arg("-out")
         .arg(&csr));
-    let ext = dir.join("ext.cnf");
-    std::fs::write(&ext, "extendedKeyUsage=codeSigning\n").unwrap();
     sh(Command::new("openssl")
-        .args(["x509", "-req", "-days", "3650", "-set_serial", "7", "-in"])
+        .args(["x509", "-req", "-days", "3650", "-set_serial"])
+        .arg(serial.to_string())
+        .arg("-in")
         .arg(&csr)
         .arg("-CA")
         .arg(&ca.1)
         .arg("-CAkey")
         .arg(&ca.0)
         .arg("-extfile")
-        .arg(&ext)
+        .arg(&cnf)
         .arg("-out")
         .arg(&crt));
     (key, crt)
