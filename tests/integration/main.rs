@@ -3,17 +3,23 @@
 
 mod util;
 
+mod acknowledge;
 mod audit;
 mod bench;
 mod chain;
 mod confinement;
 mod core;
+mod depth;
 mod fuzz;
+mod guard;
 mod hostile;
 mod inputs;
+mod packagedb;
+mod packages;
 mod pipeline;
 mod provenance;
 mod regf;
+mod shipping;
 mod store_safety;
 mod trust;
 mod watch;

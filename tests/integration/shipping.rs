@@ -1,0 +1,4 @@
+//! Tests for shipping (filled in by its issue).
+
+#[allow(unused_imports)]
+use crate::util::*;
