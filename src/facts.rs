@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use crate::formats::elf::{ElfInfo, MAX_STR, MAX_STRINGS};
+use crate::formats::loaderpaths;
 
 /// The string glibc's loader opens for its preload list; rootkits patch it
 /// to move the list somewhere no one looks.
@@ -48,6 +49,10 @@ pub struct Facts {
     /// Files named like a glibc loader: whether the first [`LOADER_CAP`]
     /// bytes contain [`PRELOAD_STRING`].
     pub preload_string: Option<bool>,
+    /// A loader without [`PRELOAD_STRING`]: the absolute paths it holds
+    /// that a stock loader does not (where its preload list went), at most
+    /// [`loaderpaths::MAX_PATHS`]. Empty otherwise.
+    pub preload_paths: Vec<Vec<u8>>,
     /// Files named like a kernel module: what the tail says.
     pub module: Option<ModuleFact>,
     /// The `security.ima` xattr, when the file has one (Linux).
@@ -175,11 +180,20 @@ impl Facts {
                 }
             }
         }
-        out.push(match self.preload_string {
-            None => 0,
-            Some(true) => 1,
-            Some(false) => 2,
-        });
+        match self.preload_string {
+            None => out.push(0),
+            Some(true) => out.push(1),
+            // Tag 2 (older generations) is a patched loader without paths.
+            Some(false) if self.preload_paths.is_empty() => out.push(2),
+            Some(false) => {
+                out.push(3);
+                let n = self.preload_paths.len().min(loaderpaths::MAX_PATHS);
+                out.push(n as u8);
+                for p in &self.preload_paths[..n] {
+                    put_bytes(out, p, loaderpaths::MAX_PATH);
+                }
+            }
+        }
         match &self.module {
             None => out.push(0),
             Some(ModuleFact::Unsigned) => out.push(1),
@@ -264,10 +278,21 @@ impl Facts {
             }
             _ => return None,
         };
+        let mut preload_paths = Vec::new();
         let preload_string = match r.u8()? {
             0 => None,
             1 => Some(true),
             2 => Some(false),
+            3 => {
+                let n = usize::from(r.u8()?);
+                if n == 0 || n > loaderpaths::MAX_PATHS {
+                    return None;
+                }
+                for _ in 0..n {
+                    preload_paths.push(r.bytes(loaderpaths::MAX_PATH)?);
+                }
+                Some(false)
+            }
             _ => return None,
         };
         let module = match r.u8()? {
@@ -314,6 +339,7 @@ impl Facts {
         Some(Facts {
             elf,
             preload_string,
+            preload_paths,
             module,
             ima,
             unit,
@@ -410,6 +436,7 @@ pub(crate) mod tests {
         let full = Facts {
             elf: Some(ElfFact::Parsed(Arc::new(info))),
             preload_string: Some(true),
+            preload_paths: Vec::new(),
             module: Some(ModuleFact::Signed {
                 key_id: "01ab".into(),
                 hash: "sha256".into(),
@@ -426,6 +453,7 @@ pub(crate) mod tests {
         let other = Facts {
             elf: Some(ElfFact::Unparsable),
             preload_string: Some(false),
+            preload_paths: vec![b"/var/tmp/.hidden.x".to_vec(), b"/dev/shm/p".to_vec()],
             module: Some(ModuleFact::Malformed("truncated".into())),
             ima: Some(ImaFact {
                 xattr: vec![3, 2],

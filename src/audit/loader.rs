@@ -1,6 +1,6 @@
 //! The dynamic loader. Its bytes must still contain `/etc/ld.so.preload`
 //! (rootkits patch that string to move the preload list somewhere no one
-//! looks); every `PT_INTERP` must name a known loader path; and an ELF
+//! looks; the file it names instead is audited as the preload list); every `PT_INTERP` must name a known loader path; and an ELF
 //! file in a lib dir named like a loader backup (`ld-linux-x86-64.so.2.bak`,
 //! `ld-2.36.so.orig`) is what a loader patch leaves behind.
 
@@ -9,6 +9,7 @@ use std::path::Path;
 use super::objects::Object;
 use super::{bytes, show, Audit, Context};
 use crate::diff::is_loader_name;
+use crate::facts::PRELOAD_STRING;
 use crate::finding::{Finding, Kind, Severity};
 use crate::formats::elf::{is_canonical_loader_name, is_glibc_loader};
 use crate::record::{file_name, FileClass, FileType};
@@ -50,12 +51,7 @@ fn patched(cx: &Context, objs: &[Object], a: &mut Audit) {
     }) {
         match r.facts.as_deref().and_then(|f| f.preload_string) {
             Some(true) => {}
-            Some(false) => a.findings.push(Finding::audit(
-                Kind::Loader,
-                Severity::Critical,
-                r.path.clone(),
-                "dynamic loader no longer contains \"/etc/ld.so.preload\": patched to read its preload list from another file (a rootkit technique)".into(),
-            )),
+            Some(false) => moved_list(cx, r, a),
             // Every hashed loader has the fact; a record without it never
             // had its content looked at.
             None => a.findings.push(Finding::audit(
@@ -65,6 +61,66 @@ fn patched(cx: &Context, objs: &[Object], a: &mut Audit) {
                 "dynamic loader cannot be read to verify it: its content was not inspected".into(),
             )),
         }
+    }
+}
+
+/// A loader patched to read its preload list from another file: the
+/// finding names the file (the absolute paths in it a stock loader does
+/// not hold), and each that exists is audited as a preload list.
+fn moved_list(cx: &Context, r: &crate::record::Record, a: &mut Audit) {
+    let mut paths: Vec<&[u8]> = r
+        .facts
+        .as_deref()
+        .map(|f| f.preload_paths.iter().map(|p| &p[..]).collect())
+        .unwrap_or_default();
+    // Patched in place, the new path fits where the old one was: those
+    // come first.
+    paths.sort_by_key(|p| p.len() > PRELOAD_STRING.len());
+    let loader = super::path(&r.path);
+    let mut detail = String::from(
+        "dynamic loader no longer contains \"/etc/ld.so.preload\": patched to read its preload list from ",
+    );
+    match paths.as_slice() {
+        [] => detail.push_str("another file (a rootkit technique)"),
+        [one] => detail.push_str(&format!(
+            "{} (a rootkit technique){}",
+            show(one),
+            exists_note(cx, one)
+        )),
+        more => {
+            let names: Vec<String> = more
+                .iter()
+                .map(|p| format!("{}{}", show(p), exists_note(cx, p)))
+                .collect();
+            detail.push_str(&format!(
+                "one of the paths a stock loader does not hold: {} (a rootkit technique)",
+                names.join(", ")
+            ));
+        }
+    }
+    a.findings.push(Finding::audit(
+        Kind::Loader,
+        Severity::Critical,
+        r.path.clone(),
+        detail,
+    ));
+    for p in paths {
+        let p = super::path(p);
+        if cx
+            .root
+            .resolve(&p)
+            .is_ok_and(|q| cx.root.lstat(&q).is_ok_and(|m| m.is_file()))
+        {
+            super::preload::audit_list(cx, &p, Some(&loader), a);
+        }
+    }
+}
+
+/// Whether a path the loader names exists now, for its finding.
+fn exists_note(cx: &Context, p: &[u8]) -> &'static str {
+    match cx.root.resolve(&super::path(p)) {
+        Ok(q) if cx.root.lstat(&q).is_ok() => "",
+        _ => " (does not exist now)",
     }
 }
 

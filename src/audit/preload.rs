@@ -2,7 +2,9 @@
 //! it may have been emptied to hide, or be about to be filled). Entries are
 //! parsed as ld.so does (separated by blanks, tabs, newlines and `:`, `#`
 //! comments to the end of the line), tokens expanded, and each target judged: does it exist, who
-//! owns it, who can write its directory, does the baseline know it.
+//! owns it, who can write its directory, does the baseline know it. The
+//! file a patched loader reads instead (see `loader`) is audited the same
+//! way.
 
 use crate::sys::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -38,7 +40,15 @@ pub fn entries(data: &[u8]) -> Vec<Vec<u8>> {
 }
 
 pub fn audit(cx: &Context, a: &mut Audit) {
-    let p = Path::new(PRELOAD);
+    audit_list(cx, Path::new(PRELOAD), None, a);
+}
+
+/// Audits `p` as a preload list: the list itself, then each entry's
+/// target. `patched_loader` is the loader patched to read it instead of
+/// [`PRELOAD`]: such a list is hidden on purpose (critical), and its
+/// absence is already said by the loader's finding.
+pub fn audit_list(cx: &Context, p: &Path, patched_loader: Option<&Path>, a: &mut Audit) {
+    let at = bytes(p).to_vec();
     let data = match cx.root.read_file(p, CAP) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -51,7 +61,7 @@ pub fn audit(cx: &Context, a: &mut Audit) {
                 a.findings.push(Finding::audit(
                     Kind::Preload,
                     Severity::High,
-                    PRELOAD.as_bytes().to_vec(),
+                    at,
                     "preload list is a dangling symlink".into(),
                 ));
             }
@@ -61,37 +71,52 @@ pub fn audit(cx: &Context, a: &mut Audit) {
             a.findings.push(Finding::audit(
                 Kind::Preload,
                 Severity::High,
-                PRELOAD.as_bytes().to_vec(),
+                at,
                 format!("preload list exists but cannot be read: {e}"),
             ));
             return;
         }
     };
     let list = entries(&data);
+    let via = patched_loader
+        .map(|l| {
+            format!(
+                " (read instead of {PRELOAD} by the patched loader {})",
+                l.display()
+            )
+        })
+        .unwrap_or_default();
     let (sev, detail) = if list.is_empty() {
         (
             Severity::Medium,
-            "preload list exists but names nothing (an empty list is unusual: emptied to hide, or ready to be filled)".to_string(),
+            format!("preload list exists but names nothing (an empty list is unusual: emptied to hide, or ready to be filled){via}"),
         )
     } else {
         let names: Vec<String> = list.iter().map(|e| show(e)).collect();
         (
             Severity::High,
             format!(
-                "preload list: every dynamically linked program loads {}",
+                "preload list: every dynamically linked program loads {}{via}",
                 names.join(", ")
             ),
         )
     };
-    a.findings.push(Finding::audit(
-        Kind::Preload,
-        sev,
-        PRELOAD.as_bytes().to_vec(),
-        detail,
-    ));
+    // A list only a patched loader reads is hidden on purpose.
+    let sev = if patched_loader.is_some() {
+        Severity::Critical
+    } else {
+        sev
+    };
+    a.findings
+        .push(Finding::audit(Kind::Preload, sev, at, detail));
     let ex = Expansion::for_root(cx.root);
     for e in &list {
-        a.findings.push(judge(cx, e, &ex));
+        let mut f = judge(cx, e, &ex);
+        if patched_loader.is_some() {
+            f.severity = Severity::Critical;
+            f.detail.push_str(&format!("; listed in {}", p.display()));
+        }
+        a.findings.push(f);
     }
 }
 

@@ -5,6 +5,8 @@
 //! - `elf`: ELF headers, dynamic section (SONAME, DT_NEEDED, RPATH,
 //!   RUNPATH), `PT_INTERP`
 //! - `ldconf`: `ld.so.conf` with its `include` globs
+//! - `loaderpaths`: the absolute paths a glibc loader holds (a patched
+//!   loader's new preload list)
 //! - `pe`, `der`: PE images, Authenticode signatures and the DER they hold
 //! - `kmod`: the appended signature of a Linux kernel module
 //! - `ima`: the `security.ima` extended attribute
@@ -14,4 +16,5 @@ pub mod elf;
 pub mod ima;
 pub mod kmod;
 pub mod ldconf;
+pub mod loaderpaths;
 pub mod pe;

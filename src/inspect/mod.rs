@@ -26,7 +26,7 @@ use crate::facts::{
 use crate::formats::elf::{self, FileAt, ReadAt};
 // The pure parsers of module trailers and IMA values; nothing else of
 // provenance is used here.
-use crate::formats::{ima, kmod};
+use crate::formats::{ima, kmod, loaderpaths};
 use crate::record::{file_name, FileClass, FileType, Record, Unhashed};
 use crate::rootfs::Root;
 use crate::sys::MetadataExt;
@@ -319,6 +319,10 @@ impl<'n> Gather<'n> {
         });
         Facts {
             elf,
+            preload_paths: match &self.preload {
+                Some(s) if !s.found => s.paths.paths.clone(),
+                _ => Vec::new(),
+            },
             preload_string: self.preload.map(|s| s.found),
             module,
             ima: self.ima.map(|(xattr, h)| ImaFact {
@@ -345,22 +349,29 @@ fn module_tail<R: ReadAt + ?Sized>(src: &R) -> Option<Vec<u8>> {
 
 /// A search for [`PRELOAD_STRING`] in the first [`LOADER_CAP`] bytes of a
 /// stream fed in chunks, matches across chunk boundaries included.
+/// The absolute paths the loader holds are collected on the way: if the
+/// string is missing, they say where the preload list went.
 #[derive(Default)]
 struct Search {
     /// The last `PRELOAD_STRING.len() - 1` bytes fed.
     carry: Vec<u8>,
     seen: u64,
     found: bool,
+    paths: loaderpaths::PathScan,
 }
 
 impl Search {
     fn feed(&mut self, data: &[u8]) {
-        if self.found || self.seen >= LOADER_CAP {
+        if self.seen >= LOADER_CAP {
             return;
         }
         let room = (LOADER_CAP - self.seen).min(data.len() as u64) as usize;
         let data = &data[..room];
         self.seen += room as u64;
+        self.paths.feed(data);
+        if self.found {
+            return;
+        }
         let keep = PRELOAD_STRING.len() - 1;
         let contains = |b: &[u8]| b.windows(PRELOAD_STRING.len()).any(|w| w == PRELOAD_STRING);
         if !self.carry.is_empty() {

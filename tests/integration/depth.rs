@@ -1,4 +1,136 @@
-//! Tests for depth (filled in by its issue).
+//! Detection depth: what the loader and the kernel really do, against
+//! fixture roots of real compiled objects (and a real loader copy).
 
-#[allow(unused_imports)]
+use std::path::Path;
+
+use serde_json::Value;
+
 use crate::util::*;
+
+/// `audit --format json`: exit code and findings.
+fn audit_json(t: &TestRoot) -> (i32, Vec<Value>) {
+    let o = t.run(&["--format", "json", "audit"]);
+    let code = o.status.code().unwrap_or(-1);
+    assert!(
+        code < 16,
+        "audit failed: {code} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (code, json_lines(&o.stdout))
+}
+
+fn at<'a>(f: &'a [Value], kind: &str, path: &str) -> Vec<&'a Value> {
+    f.iter()
+        .filter(|x| x["kind"] == kind && x["path"] == path)
+        .collect()
+}
+
+/// The one finding of `kind` at `path` whose detail holds `text`.
+fn one<'a>(f: &'a [Value], kind: &str, path: &str, text: &str) -> &'a Value {
+    at(f, kind, path)
+        .into_iter()
+        .find(|x| x["detail"].as_str().unwrap_or("").contains(text))
+        .unwrap_or_else(|| panic!("no {kind} finding at {path} with {text:?}: {f:#?}"))
+}
+
+fn assert_clean(t: &TestRoot, what: &str) {
+    let (code, f) = audit_json(t);
+    assert_eq!((code, f.len()), (0, 0), "{what}: {f:#?}");
+}
+
+/// Rewrites `/etc/ld.so.preload` in the loader at `ld` to `to` (same
+/// length, as bdvl patches it), returning the original bytes.
+fn patch_loader(ld: &Path, to: &[u8]) -> Vec<u8> {
+    let orig = std::fs::read(ld).unwrap();
+    let needle = b"/etc/ld.so.preload";
+    assert_eq!(to.len(), needle.len());
+    let at_ = orig
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the loader holds the preload path");
+    let mut patched = orig.clone();
+    patched[at_..at_ + needle.len()].copy_from_slice(to);
+    std::fs::write(ld, &patched).unwrap();
+    orig
+}
+
+const LD: &str = "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+
+fn the_moved_preload_list_is_followed_in(t: &TestRoot) {
+    let arch = std::env::consts::ARCH;
+    t.compile_so(
+        &format!("usr/lib/{arch}/libhide.so"),
+        "libhide.so",
+        "int readdir_hook(void){return 1;}",
+    );
+    std::fs::create_dir_all(t.path("var/tmp")).unwrap();
+    t.write("var/tmp/.hidden.x", "/usr/lib/${PLATFORM}/libhide.so\n");
+    let orig = patch_loader(&t.path(LD), b"/var/tmp/.hidden.x");
+
+    let (code, f) = audit_json(t);
+    assert_eq!(code & 8, 8, "{f:#?}");
+    let l = one(
+        &f,
+        "loader",
+        &format!("/{LD}"),
+        "read its preload list from /var/tmp/.hidden.x (a rootkit technique)",
+    );
+    assert_eq!(l["severity"], "critical");
+    let list = one(
+        &f,
+        "preload",
+        "/var/tmp/.hidden.x",
+        "every dynamically linked program loads /usr/lib/${PLATFORM}/libhide.so (read instead of /etc/ld.so.preload by the patched loader",
+    );
+    assert_eq!(list["severity"], "critical");
+    let target = one(
+        &f,
+        "preload",
+        &format!("/usr/lib/{arch}/libhide.so"),
+        "expands to",
+    );
+    assert_eq!(target["severity"], "critical");
+    assert!(target["detail"]
+        .as_str()
+        .unwrap()
+        .contains("listed in /var/tmp/.hidden.x"));
+
+    // Without the list, the loader's finding still names where it would be.
+    std::fs::remove_file(t.path("var/tmp/.hidden.x")).unwrap();
+    let (_, f) = audit_json(t);
+    one(
+        &f,
+        "loader",
+        &format!("/{LD}"),
+        "/var/tmp/.hidden.x (a rootkit technique) (does not exist now)",
+    );
+    assert!(at(&f, "preload", "/var/tmp/.hidden.x").is_empty(), "{f:#?}");
+
+    std::fs::write(t.path(LD), &orig).unwrap();
+    std::fs::remove_file(t.path(&format!("usr/lib/{arch}/libhide.so"))).unwrap();
+    assert_clean(t, "loader restored");
+}
+
+#[test]
+fn a_patched_loaders_new_preload_list_is_audited_as_one() {
+    the_moved_preload_list_is_followed_in(&TestRoot::debian());
+}
+
+/// The same with a copy of this machine's real glibc loader: none of the
+/// other paths a stock loader holds is taken for the moved list.
+#[test]
+fn a_patched_copy_of_the_real_loader() {
+    let host = Path::new("/lib64/ld-linux-x86-64.so.2");
+    let Ok(real) = std::fs::read(host) else {
+        eprintln!("SKIPPED: no {} on this machine", host.display());
+        return;
+    };
+    if !real.windows(18).any(|w| w == b"/etc/ld.so.preload") {
+        eprintln!("SKIPPED: {} holds no /etc/ld.so.preload", host.display());
+        return;
+    }
+    let t = TestRoot::debian();
+    std::fs::write(t.path(LD), &real).unwrap();
+    assert_clean(&t, "the real loader, unpatched");
+    the_moved_preload_list_is_followed_in(&t);
+}
