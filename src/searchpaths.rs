@@ -24,6 +24,54 @@ pub const LD_SO_CONF: &str = "/etc/ld.so.conf";
 /// Names of dynamic loaders.
 const LOADER_GLOBS: &[&str] = &["ld-linux*.so*", "ld64.so*", "ld-musl-*.so*"];
 
+/// The `glibc-hwcaps` subdirectory names glibc (2.33 and later) knows, by
+/// architecture, most capable first: the loader searches
+/// `DIR/glibc-hwcaps/NAME` for each name the CPU supports before `DIR`
+/// itself, and ldconfig puts what it finds there in the cache ahead of
+/// `DIR`'s own libraries.
+pub const HWCAPS_SUBDIRS: &[&str] = &[
+    "x86-64-v4",
+    "x86-64-v3",
+    "x86-64-v2",
+    "power11",
+    "power10",
+    "power9",
+    "z17",
+    "z16",
+    "z15",
+    "z14",
+    "z13",
+];
+
+/// The `glibc-hwcaps` subdirectories of `dir` (canonical) that exist, in
+/// the order the loader searches them: the known names most capable first,
+/// then any other name (a future or foreign level still shadows its parent
+/// on a CPU that supports it), sorted. Bounded: at most 64.
+pub fn hwcaps_dirs(root: &Root, dir: &Path) -> Vec<PathBuf> {
+    let base = dir.join("glibc-hwcaps");
+    let Ok(entries) = root.list_entries(&base) else {
+        return Vec::new();
+    };
+    let mut names: Vec<std::ffi::OsString> = entries
+        .into_iter()
+        .filter(|(_, t)| t.is_dir() || t.is_symlink())
+        .map(|(n, _)| n)
+        .take(64)
+        .collect();
+    let rank = |n: &std::ffi::OsString| {
+        HWCAPS_SUBDIRS
+            .iter()
+            .position(|k| n.as_bytes() == k.as_bytes())
+            .unwrap_or(HWCAPS_SUBDIRS.len())
+    };
+    names.sort_by(|a, b| (rank(a), a).cmp(&(rank(b), b)));
+    names
+        .into_iter()
+        .map(|n| base.join(n))
+        .filter(|p| root.is_dir(p))
+        .collect()
+}
+
 /// Why a path is monitored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {

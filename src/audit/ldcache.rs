@@ -2,7 +2,9 @@
 //! directory. Parsed with a reader of our own that never panics (glibc's
 //! `glibc-ld.so.cache1.1` format, the old `ld.so-1.7.0` one, and the two
 //! combined); every entry must name an existing file inside the search
-//! paths. A cache older than its configuration is noted.
+//! paths. Entries of `glibc-hwcaps` subdirs (the cache's extension) must
+//! lie in the subdir they name. A cache older than its configuration is
+//! noted.
 
 use crate::sys::MetadataExt;
 use std::path::Path;
@@ -26,6 +28,62 @@ const NEW_MAGIC: &[u8] = b"glibc-ld.so.cache1.1";
 pub struct Entry {
     pub soname: Vec<u8>,
     pub path: Vec<u8>,
+    /// The `glibc-hwcaps` subdir name (`x86-64-v3`) of an entry the loader
+    /// prefers on CPUs that support it (glibc 2.33 and later).
+    pub hwcaps: Option<Vec<u8>>,
+}
+
+/// `cache_extension.magic`, and the tag of the section listing the
+/// `glibc-hwcaps` subdir names.
+const EXT_MAGIC: u32 = 0xeaa4_2174;
+const EXT_TAG_HWCAPS: u32 = 1;
+/// The upper half of an entry's `hwcap` when its lower half indexes the
+/// hwcaps names (`DL_CACHE_HWCAP_EXTENSION`).
+const HWCAP_EXTENSION: u32 = 1 << 30;
+/// At most this many extension sections and hwcaps names are read.
+const MAX_SECTIONS: usize = 64;
+const MAX_HWCAPS: usize = 1024;
+
+/// The `glibc-hwcaps` names of a new-format cache whose header is at
+/// `base` (offsets are relative to it), from its extension directory.
+/// Anything malformed yields no names: the entries still stand.
+fn hwcaps_names(b: &[u8], base: usize, big: bool) -> Vec<Vec<u8>> {
+    let mut names = Vec::new();
+    let Some(off) = u32_at(b, base + 32, big).filter(|&o| o != 0) else {
+        return names;
+    };
+    let Some(ext) = base.checked_add(off as usize) else {
+        return names;
+    };
+    if u32_at(b, ext, big) != Some(EXT_MAGIC) {
+        return names;
+    }
+    let count = u32_at(b, ext + 4, big).unwrap_or(0) as usize;
+    for i in 0..count.min(MAX_SECTIONS) {
+        let at = ext + 8 + i * 16;
+        let (Some(tag), Some(s_off), Some(size)) = (
+            u32_at(b, at, big),
+            u32_at(b, at + 8, big),
+            u32_at(b, at + 12, big),
+        ) else {
+            break;
+        };
+        if tag != EXT_TAG_HWCAPS {
+            continue;
+        }
+        for j in 0..(size as usize / 4).min(MAX_HWCAPS) {
+            let Some(so) = base
+                .checked_add(s_off as usize)
+                .and_then(|x| x.checked_add(j * 4))
+                .and_then(|x| u32_at(b, x, big))
+            else {
+                break;
+            };
+            names.push(str_at(b, base, so).unwrap_or_default());
+        }
+        break;
+    }
+    names
 }
 
 /// A parsed cache.
@@ -76,7 +134,11 @@ pub fn parse(b: &[u8]) -> Result<Cache, &'static str> {
             if let (Some(soname), Some(path)) =
                 (str_at(b, entries_end, key), str_at(b, entries_end, val))
             {
-                cache.old.push(Entry { soname, path });
+                cache.old.push(Entry {
+                    soname,
+                    path,
+                    hwcaps: None,
+                });
             }
         }
         // The new format may follow, 8-aligned.
@@ -109,12 +171,32 @@ pub fn parse(b: &[u8]) -> Result<Cache, &'static str> {
         if end > b.len() {
             return Err("entries beyond the end of the file");
         }
+        let names = hwcaps_names(b, base, big);
         for i in 0..n {
             let at = first + i * 24;
             let key = u32_at(b, at + 4, big).ok_or("truncated")?;
             let val = u32_at(b, at + 8, big).ok_or("truncated")?;
+            // The 64-bit hwcap as two halves, in the file's byte order.
+            let (lo, hi) = if big {
+                (u32_at(b, at + 20, big), u32_at(b, at + 16, big))
+            } else {
+                (u32_at(b, at + 16, big), u32_at(b, at + 20, big))
+            };
+            let hwcaps = match (lo, hi) {
+                (Some(lo), Some(HWCAP_EXTENSION)) => Some(
+                    names
+                        .get(lo as usize)
+                        .cloned()
+                        .unwrap_or_else(|| format!("#{lo}").into_bytes()),
+                ),
+                _ => None,
+            };
             if let (Some(soname), Some(path)) = (str_at(b, base, key), str_at(b, base, val)) {
-                cache.new.push(Entry { soname, path });
+                cache.new.push(Entry {
+                    soname,
+                    path,
+                    hwcaps,
+                });
             }
         }
     }
@@ -177,16 +259,37 @@ pub fn audit(cx: &Context, objs: &[Object], a: &mut Audit) {
                 Severity::Low,
                 "the file does not exist (a library removed without running ldconfig?)".into(),
             );
-        } else if let Some(sys) = shadowed(cx, objs, &canon, &e.soname) {
+        } else if let Some(h) = e.hwcaps.as_deref().filter(|h| !in_hwcaps_dir(&e.path, h)) {
             push(
                 Severity::High,
                 format!(
+                    "glibc-hwcaps entry for {} whose file is not in a glibc-hwcaps/{} dir (a crafted cache)",
+                    show(h),
+                    show(h)
+                ),
+            );
+        } else if let Some(sys) = shadowed(cx, objs, &canon, &e.soname) {
+            let detail = match &e.hwcaps {
+                Some(h) => format!(
+                    "a glibc-hwcaps ({}) library the loader prefers, on CPUs that support it, over the system copy {}",
+                    show(h),
+                    sys.display()
+                ),
+                None => format!(
                     "resolves to a library outside the system dirs while the system copy is {}",
                     sys.display()
                 ),
-            );
+            };
+            push(Severity::High, detail);
         }
     }
+}
+
+/// Whether `path` is directly in a `glibc-hwcaps/NAME` dir.
+fn in_hwcaps_dir(path: &[u8], name: &[u8]) -> bool {
+    let mut parts = path.rsplit(|&b| b == b'/');
+    parts.next();
+    parts.next() == Some(name) && parts.next() == Some(b"glibc-hwcaps".as_slice())
 }
 
 /// The system library with `soname` that the cache entry at `canon`
@@ -294,6 +397,56 @@ mod tests {
         }
     }
 
+    /// `build_new` with the first entry marked as the hwcaps subdir `name`
+    /// through an extension directory appended after the strings.
+    fn with_hwcaps(entries: &[(&str, &str)], name: &str) -> Vec<u8> {
+        let mut b = build_new(entries, false);
+        while b.len() % 4 != 0 {
+            b.push(0);
+        }
+        let name_at = b.len() as u32;
+        b.extend_from_slice(name.as_bytes());
+        b.push(0);
+        while b.len() % 4 != 0 {
+            b.push(0);
+        }
+        let table_at = b.len() as u32;
+        b.extend_from_slice(&name_at.to_le_bytes());
+        let ext_at = b.len() as u32;
+        b.extend_from_slice(&EXT_MAGIC.to_le_bytes());
+        b.extend_from_slice(&2u32.to_le_bytes());
+        // A generator section first (tag 0), then the hwcaps names.
+        for (tag, off, size) in [(0u32, 0u32, 0u32), (EXT_TAG_HWCAPS, table_at, 4)] {
+            for v in [tag, 0, off, size] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        b[32..36].copy_from_slice(&ext_at.to_le_bytes());
+        // hwcap of entry 0: extension flag, index 0.
+        b[48 + 16..48 + 24].copy_from_slice(&(u64::from(HWCAP_EXTENSION) << 32).to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn hwcaps_extension_entries() {
+        let b = with_hwcaps(
+            &[
+                ("libfoo.so.1", "/usr/lib/glibc-hwcaps/x86-64-v3/libfoo.so.1"),
+                ("libfoo.so.1", "/usr/lib/libfoo.so.1"),
+            ],
+            "x86-64-v3",
+        );
+        let c = parse(&b).unwrap();
+        assert_eq!(c.new[0].hwcaps.as_deref(), Some(b"x86-64-v3".as_slice()));
+        assert_eq!(c.new[1].hwcaps, None);
+        assert!(in_hwcaps_dir(&c.new[0].path, b"x86-64-v3"));
+        assert!(!in_hwcaps_dir(b"/usr/lib/libfoo.so.1", b"x86-64-v3"));
+        assert!(!in_hwcaps_dir(b"/tmp/x86-64-v3/libfoo.so.1", b"x86-64-v3"));
+        for n in 0..b.len() {
+            let _ = parse(&b[..n]);
+        }
+    }
+
     #[test]
     fn old_format_with_new_appended() {
         let mut b = OLD_MAGIC.to_vec();
@@ -315,7 +468,8 @@ mod tests {
             c.old,
             vec![Entry {
                 soname: b"libm.so".to_vec(),
-                path: b"/x/m".to_vec()
+                path: b"/x/m".to_vec(),
+                hwcaps: None,
             }]
         );
         assert!(c.new.is_empty());

@@ -1,8 +1,10 @@
 //! The search dirs `ld.so.conf` and its includes name: missing (whoever can
 //! create it decides what loads from it), relative (resolved against the
 //! current directory of whatever runs `ldconfig`), or in a temporary or
-//! user directory. And shadowing: a library in a configured dir that comes
-//! before the system dirs, carrying the SONAME of a system library.
+//! user directory. And shadowing: a library in a configured dir (or a
+//! `glibc-hwcaps` subdir, searched before its parent) that comes before the
+//! system dirs, carrying the SONAME of a system library (or its file name,
+//! when it has no SONAME).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -73,13 +75,20 @@ pub(crate) fn is_system(origins: &[Origin]) -> bool {
 }
 
 /// The search order as ldconfig builds the cache: the configured dirs in
-/// the order of the configuration, then the trusted dirs. Canonical paths,
-/// each once, with whether it is a system dir and where it was configured.
-fn search_order(cx: &Context) -> Vec<(PathBuf, bool, String)> {
+/// the order of the configuration, then the trusted dirs, each preceded by
+/// its `glibc-hwcaps` subdirs. Canonical paths, each once, with whether it
+/// is a system dir and where it was configured.
+pub(crate) fn search_order(cx: &Context) -> Vec<(PathBuf, bool, String)> {
     let mut order: Vec<(PathBuf, bool, String)> = Vec::new();
     let mut add = |p: PathBuf, why: String| {
         if order.iter().any(|(q, ..)| *q == p) {
             return;
+        }
+        for h in crate::searchpaths::hwcaps_dirs(cx.root, &p) {
+            if !order.iter().any(|(q, ..)| *q == h) {
+                let why = format!("glibc-hwcaps subdir, searched before {}", p.display());
+                order.push((h, false, why));
+            }
         }
         let system = cx
             .sp
@@ -112,10 +121,15 @@ fn shadowing(cx: &Context, objs: &[Object], a: &mut Audit) {
         .enumerate()
         .map(|(i, (p, ..))| (p.as_path(), i))
         .collect();
-    // SONAME -> (rank of its dir, path), for objects directly in a search dir.
+    // SONAME -> (rank of its dir, path), for objects directly in a search
+    // dir; an object without a SONAME goes by its file name, as ldconfig
+    // files it (and as the loader finds it when it looks in the dir).
     let mut by_soname: HashMap<&[u8], Vec<(usize, &Path)>> = HashMap::new();
     for o in objs.iter().filter(|o| o.in_search_path) {
-        let (Some(so), Some(dir)) = (o.info.soname.as_deref(), o.path.parent()) else {
+        let Some(dir) = o.path.parent() else {
+            continue;
+        };
+        let Some(so) = o.info.soname.as_deref().or_else(|| library_name(&o.path)) else {
             continue;
         };
         if let Some(&r) = rank.get(dir) {
@@ -138,17 +152,35 @@ fn shadowing(cx: &Context, objs: &[Object], a: &mut Audit) {
         if same_file(cx, first, sys) {
             continue;
         }
+        let named = if objs
+            .binary_search_by(|o| bytes(&o.path).cmp(bytes(first)))
+            .ok()
+            .is_some_and(|i| objs[i].info.soname.is_none())
+        {
+            "file name (no SONAME: ldconfig and the loader go by the name)"
+        } else {
+            "SONAME"
+        };
         a.findings.push(Finding::audit(
             Kind::LoaderConfig,
             Severity::High,
             bytes(first).to_vec(),
             format!(
-                "SONAME {} shadows the system library {}: its dir comes first in the search order ({why})",
+                "{named} {} shadows the system library {}: its dir comes first in the search order ({why})",
                 show(so),
                 sys.display()
             ),
         ));
     }
+}
+
+/// The file name of a library without a SONAME, when ldconfig would take
+/// it for one: `lib*.so*` or `ld-*.so*` (plugins named otherwise are not
+/// linked against by name).
+fn library_name(p: &Path) -> Option<&[u8]> {
+    let n = bytes(Path::new(p.file_name()?));
+    let lib = n.starts_with(b"lib") || n.starts_with(b"ld-");
+    (lib && n.windows(3).any(|w| w == b".so")).then_some(n)
 }
 
 pub(crate) fn same_file(cx: &Context, a: &Path, b: &Path) -> bool {

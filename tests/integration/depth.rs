@@ -134,3 +134,107 @@ fn a_patched_copy_of_the_real_loader() {
     assert_clean(&t, "the real loader, unpatched");
     the_moved_preload_list_is_followed_in(&t);
 }
+
+/// A shared object without a SONAME (as a hand-built implant often is).
+fn compile_so_without_soname(t: &TestRoot, rel: &str, source: &str) {
+    let out = t.path(rel);
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let src = t.dir.path().join("src-nosoname.c");
+    std::fs::write(&src, source).unwrap();
+    let status = std::process::Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("gcc must be installed (.ci/deps installs it)");
+    assert!(status.success(), "gcc failed for {rel}");
+}
+
+/// Builds the fixture's real `ld.so.cache` with this machine's ldconfig
+/// (`-X`: no links are changed), or says why not.
+fn ldconfig(t: &TestRoot) -> bool {
+    let Ok(o) = std::process::Command::new("ldconfig")
+        .arg("-X")
+        .arg("-r")
+        .arg(t.root())
+        .output()
+    else {
+        eprintln!("SKIPPED: no ldconfig on this machine");
+        return false;
+    };
+    assert!(
+        o.status.success(),
+        "ldconfig: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    true
+}
+
+#[test]
+fn a_library_in_a_glibc_hwcaps_subdir_shadows_its_parents() {
+    let t = TestRoot::debian();
+    let hw = "usr/lib/x86_64-linux-gnu/glibc-hwcaps/x86-64-v3/libfoo.so.1";
+    t.compile_so(hw, "libfoo.so.1", "int foo(void){return 666;}");
+    let (code, f) = audit_json(&t);
+    assert_eq!(code & 8, 8, "{f:#?}");
+    let s = one(
+        &f,
+        "loader_config",
+        &format!("/{hw}"),
+        "SONAME libfoo.so.1 shadows the system library /usr/lib/x86_64-linux-gnu/libfoo.so.1.2.3",
+    );
+    assert_eq!(s["severity"], "high");
+    assert!(s["detail"]
+        .as_str()
+        .unwrap()
+        .contains("glibc-hwcaps subdir, searched before /usr/lib/x86_64-linux-gnu"));
+
+    // Once ldconfig has run, the cache's hwcaps extension names it too
+    // (spelled as the configuration names its dir first, /lib/...).
+    if ldconfig(&t) {
+        let (_, f) = audit_json(&t);
+        let c = one(
+            &f,
+            "loader_config",
+            &format!("/{}", hw.trim_start_matches("usr/")),
+            "ld.so.cache entry for libfoo.so.1: a glibc-hwcaps (x86-64-v3) library the loader prefers",
+        );
+        assert_eq!(c["severity"], "high");
+    }
+    std::fs::remove_file(t.path(hw)).unwrap();
+    if ldconfig(&t) {
+        assert_clean(&t, "hwcaps library removed, cache rebuilt");
+    } else {
+        t.write("etc/ld.so.cache", empty_ld_so_cache());
+        assert_clean(&t, "hwcaps library removed");
+    }
+}
+
+#[test]
+fn a_library_without_soname_shadows_by_its_file_name() {
+    let t = TestRoot::debian();
+    // /usr/local/lib comes first in the fixture's configuration.
+    compile_so_without_soname(
+        &t,
+        "usr/local/lib/libfoo.so.1",
+        "int foo(void){return 666;}",
+    );
+    let (code, f) = audit_json(&t);
+    assert_eq!(code & 8, 8, "{f:#?}");
+    let s = one(
+        &f,
+        "loader_config",
+        "/usr/local/lib/libfoo.so.1",
+        "file name (no SONAME: ldconfig and the loader go by the name) libfoo.so.1 shadows the system library /usr/lib/x86_64-linux-gnu/libfoo.so.1.2.3",
+    );
+    assert_eq!(s["severity"], "high");
+    // A plugin not named like a library is nobody's DT_NEEDED.
+    std::fs::remove_file(t.path("usr/local/lib/libfoo.so.1")).unwrap();
+    compile_so_without_soname(&t, "usr/local/lib/plugin.so", "int p(void){return 1;}");
+    compile_so_without_soname(
+        &t,
+        "usr/lib/x86_64-linux-gnu/plugin.so",
+        "int p(void){return 2;}",
+    );
+    assert_clean(&t, "only plugins without SONAME");
+}
