@@ -6,6 +6,8 @@
 //! - `preload`: `/etc/ld.so.preload` and what it names
 //! - `loaderconf`: `ld.so.conf` search dirs and libraries shadowing
 //!   system ones
+//! - `conffiles`: the loader's configuration files as files: symlinks into
+//!   writable places, include matches that are FIFOs, devices or dirs
 //! - `ldcache`: `/etc/ld.so.cache`
 //! - `perms`: who can write search dirs, their ancestors and libraries
 //! - `rpath`: `DT_RPATH`/`DT_RUNPATH` of libraries and executables
@@ -15,6 +17,7 @@
 //! - `registry`: the registry of a Windows image
 //! - `sideload`: DLL side-loading in a Windows image
 
+pub mod conffiles;
 pub mod environment;
 pub mod ldcache;
 pub mod loader;
@@ -85,6 +88,7 @@ pub fn run(cx: &Context) -> Audit {
     let objs = objects::collect(cx, &mut a.notes);
     preload::audit(cx, &mut a);
     loaderconf::audit(cx, &objs, &mut a);
+    conffiles::audit(cx, &mut a);
     ldcache::audit(cx, &objs, &mut a);
     perms::audit(cx, &mut a);
     rpath::audit(cx, &objs, &mut a);

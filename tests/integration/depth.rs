@@ -238,3 +238,83 @@ fn a_library_without_soname_shadows_by_its_file_name() {
     );
     assert_clean(&t, "only plugins without SONAME");
 }
+
+#[test]
+fn loader_config_files_that_are_symlinks_fifos_devices_or_dirs() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestRoot::debian();
+    let chmod = |rel: &str, mode: u32| {
+        std::fs::set_permissions(t.path(rel), std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    std::fs::create_dir_all(t.path("tmp")).unwrap();
+    chmod("tmp", 0o1777);
+    t.write("tmp/evil.conf", "/tmp\n");
+    t.link("/tmp/evil.conf", "etc/ld.so.conf.d/zz-evil.conf");
+    std::fs::create_dir_all(t.path("srv/conf")).unwrap();
+    chmod("srv/conf", 0o777);
+    std::fs::rename(t.path("etc/ld.so.conf"), t.path("srv/conf/ld.so.conf")).unwrap();
+    t.link("/srv/conf/ld.so.conf", "etc/ld.so.conf");
+    mkfifo(&t.path("etc/ld.so.conf.d/fifo.conf"), 0o644);
+    std::fs::create_dir_all(t.path("etc/ld.so.conf.d/dir.conf")).unwrap();
+    let device = is_root()
+        && std::process::Command::new("mknod")
+            .arg(t.path("etc/ld.so.conf.d/dev.conf"))
+            .args(["c", "1", "3"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !device {
+        eprintln!("SKIPPED (device part): mknod needs root");
+    }
+
+    let (code, f) = audit_json(&t);
+    assert_eq!(code & 8, 8, "{f:#?}");
+    let s = one(
+        &f,
+        "loader_config",
+        "/etc/ld.so.conf.d/zz-evil.conf",
+        "symlink to /tmp/evil.conf, in a world-writable or user directory",
+    );
+    assert_eq!(s["severity"], "high");
+    let c = one(
+        &f,
+        "loader_config",
+        "/etc/ld.so.conf",
+        "symlink to /srv/conf/ld.so.conf; /srv/conf can be written by everyone",
+    );
+    assert_eq!(c["severity"], "high");
+    let fifo = one(&f, "loader_config", "/etc/ld.so.conf.d/fifo.conf", "a FIFO");
+    assert_eq!(fifo["severity"], "high");
+    let dir = one(
+        &f,
+        "loader_config",
+        "/etc/ld.so.conf.d/dir.conf",
+        "a directory",
+    );
+    assert_eq!(dir["severity"], "low");
+    if device {
+        let d = one(
+            &f,
+            "loader_config",
+            "/etc/ld.so.conf.d/dev.conf",
+            "a device",
+        );
+        assert_eq!(d["severity"], "high");
+        std::fs::remove_file(t.path("etc/ld.so.conf.d/dev.conf")).unwrap();
+    }
+
+    for p in [
+        "etc/ld.so.conf.d/zz-evil.conf",
+        "etc/ld.so.conf.d/fifo.conf",
+        "etc/ld.so.conf",
+    ] {
+        std::fs::remove_file(t.path(p)).unwrap();
+    }
+    std::fs::remove_dir(t.path("etc/ld.so.conf.d/dir.conf")).unwrap();
+    std::fs::rename(t.path("srv/conf/ld.so.conf"), t.path("etc/ld.so.conf")).unwrap();
+    chmod("srv/conf", 0o755);
+    // A symlink to a root-owned file in a root-owned dir is fine.
+    t.link("/srv/conf/ld.so.conf", "etc/ld.so.conf.d/zz-ok.conf");
+    t.write("srv/conf/ld.so.conf", "/usr/local/lib\n");
+    t.write("etc/ld.so.cache", empty_ld_so_cache());
+    assert_clean(&t, "conf files restored");
+}
