@@ -95,10 +95,11 @@ impl UnitFact {
     }
 }
 
-/// Whether `path` (logical) lies in a systemd unit dir, where the
-/// environment audit reads every file.
+/// Whether `path` (logical) lies in a systemd unit dir (system or user
+/// units), where the environment audit reads every file.
 pub fn is_unit_path(path: &[u8]) -> bool {
     path.windows(16).any(|w| w == b"/systemd/system/")
+        || path.windows(14).any(|w| w == b"/systemd/user/")
 }
 
 /// An ELF object's headers, or the fact that they could not be parsed.
@@ -491,7 +492,8 @@ pub(crate) mod tests {
         assert!(!u.complete);
         assert_eq!(u.lines.len(), MAX_UNIT_LINES);
         assert!(is_unit_path(b"/usr/lib/systemd/system/x.service.d/a.conf"));
-        assert!(!is_unit_path(b"/usr/lib/systemd/user/x.service"));
+        assert!(is_unit_path(b"/usr/lib/systemd/user/x.service"));
+        assert!(!is_unit_path(b"/usr/lib/systemd/system-generators/x"));
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! `LD_PRELOAD`, `LD_LIBRARY_PATH` and `LD_AUDIT` set for everyone: in
 //! `/etc/environment`, `/etc/environment.d/*.conf`, `/etc/profile`,
-//! `/etc/profile.d/*`,
-//! `/etc/bash.bashrc`, `/etc/security/pam_env.conf`, and systemd units
+//! `/etc/profile.d/*`, `/etc/bash.bashrc`, zsh's and csh's startup files,
+//! `/etc/security/pam_env.conf` and the files `pam_env` is told to read in
+//! `/etc/pam.d`, systemd's `DefaultEnvironment=` (`system.conf`,
+//! `user.conf` and their `.d` dirs), crontab environment lines
+//! (`/etc/crontab`, `/etc/cron.d`, the user crontabs), systemd units
 //! (`Environment=`, and the files `EnvironmentFile=` names) under
-//! `/etc/systemd/system` and `/usr/lib/systemd/system`. An empty element of
+//! `/etc/systemd/{system,user}` and `/usr/lib/systemd/{system,user}`, and
+//! what sudo keeps or sets (see `sudoers`). An empty element of
 //! a path list (`::`, a leading or trailing `:`) means the current
 //! directory and is a finding of its own. Units under `/usr/lib` are
 //! records of the scan: their environment lines come from the facts the
@@ -26,8 +30,41 @@ const ENV_FILES: &[&str] = &[
     "/etc/profile",
     "/etc/bash.bashrc",
     "/etc/security/pam_env.conf",
+    // zsh reads zshenv for every shell, scripts included.
+    "/etc/zsh/zshenv",
+    "/etc/zshenv",
+    "/etc/zsh/zprofile",
+    "/etc/zsh/zshrc",
+    "/etc/csh.cshrc",
+    "/etc/csh.login",
+    "/etc/systemd/system.conf",
+    "/etc/systemd/user.conf",
+    "/usr/lib/systemd/system.conf",
+    "/usr/lib/systemd/user.conf",
+    "/etc/crontab",
 ];
-const UNIT_DIRS: &[&str] = &["/etc/systemd/system", "/usr/lib/systemd/system"];
+/// Globs of more environment files: drop-ins of systemd's manager
+/// configuration (`DefaultEnvironment=`), crontabs.
+const ENV_GLOBS: &[&str] = &[
+    "/etc/profile.d/*",
+    // systemd's environment generators read these for user sessions.
+    "/etc/environment.d/*.conf",
+    "/etc/systemd/system.conf.d/*.conf",
+    "/etc/systemd/user.conf.d/*.conf",
+    "/usr/lib/systemd/system.conf.d/*.conf",
+    "/usr/lib/systemd/user.conf.d/*.conf",
+    "/etc/cron.d/*",
+    "/var/spool/cron/crontabs/*",
+    "/var/spool/cron/*",
+];
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/usr/lib/systemd/system",
+    "/etc/systemd/user",
+    "/usr/lib/systemd/user",
+];
+/// At most this many files of one glob are read.
+const MAX_GLOB: usize = 4096;
 
 /// One assignment of a loader variable found in a line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +76,7 @@ pub struct Assignment {
 /// The loader variables a line assigns, in any of the syntaxes that set
 /// them: `VAR=value`, `export VAR="value"`, systemd's
 /// `Environment="VAR=value" ...`, pam_env's `VAR DEFAULT=value` /
-/// `OVERRIDE=value`. A reference (`$VAR`), a test or `unset VAR` is not an
+/// `OVERRIDE=value`, csh's `setenv VAR value`. A reference (`$VAR`), a test or `unset VAR` is not an
 /// assignment. Lines starting with `#` are comments.
 pub fn assignments(line: &[u8]) -> Vec<Assignment> {
     let mut out = Vec::new();
@@ -59,8 +96,13 @@ pub fn assignments(line: &[u8]) -> Vec<Assignment> {
                 continue;
             }
             let rest = &line[at + v.len()..];
+            let setenv = line[..at].trim_ascii_end().ends_with(b"setenv")
+                && line[..at].len() > line[..at].trim_ascii_end().len();
             let value_start = if let Some(r) = rest.strip_prefix(b"=") {
                 r
+            } else if setenv && rest.first().is_some_and(|b| b.is_ascii_whitespace()) {
+                // csh: setenv VAR value
+                rest.trim_ascii_start()
             } else {
                 // pam_env.conf: VAR [DEFAULT=value] [OVERRIDE=value]
                 let r = rest.trim_ascii_start();
@@ -121,12 +163,23 @@ pub fn has_empty_element(value: &[u8], var: &str) -> bool {
 
 pub fn audit(cx: &Context, a: &mut Audit) {
     let mut files: Vec<PathBuf> = ENV_FILES.iter().map(PathBuf::from).collect();
-    files.extend(cx.root.glob(Path::new("/etc/profile.d/*")));
-    // systemd's environment generators read these for user sessions.
-    files.extend(cx.root.glob(Path::new("/etc/environment.d/*.conf")));
-    for f in &files {
-        scan_file(cx, f, None, a);
+    for g in ENV_GLOBS {
+        files.extend(cx.root.glob(Path::new(g)).into_iter().take(MAX_GLOB));
     }
+    let mut pam = pam_env_files(cx);
+    files.append(&mut pam);
+    let mut read = BTreeSet::new();
+    for f in &files {
+        // One file, however many ways it is named.
+        if read.insert(cx.root.resolve_lenient(f)) {
+            scan_file(cx, f, None, a);
+        }
+    }
+    super::sudoers::audit(cx, a, &mut |cx, file, a| {
+        if read.insert(cx.root.resolve_lenient(file)) {
+            scan_file(cx, file, None, a);
+        }
+    });
     let mut seen = BTreeSet::new();
     for d in UNIT_DIRS {
         let Ok(dir) = cx.root.resolve(Path::new(d)) else {
@@ -139,6 +192,50 @@ pub fn audit(cx: &Context, a: &mut Audit) {
             scan_unit(cx, &unit, a);
         }
     }
+}
+
+/// The files `pam_env` is told to read (`conffile=`, `envfile=`) by the
+/// PAM configuration in `/etc/pam.d`.
+fn pam_env_files(cx: &Context) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for f in cx
+        .root
+        .glob(Path::new("/etc/pam.d/*"))
+        .into_iter()
+        .take(MAX_GLOB)
+    {
+        let Ok(data) = cx.root.read_file(&f, CAP) else {
+            continue;
+        };
+        out.extend(pam_env_args(&data).into_iter().map(|p| super::path(&p)));
+    }
+    out
+}
+
+/// The absolute paths in `conffile=`/`envfile=` arguments of `pam_env.so`
+/// lines of one PAM file.
+pub fn pam_env_args(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for line in data.split(|&b| b == b'\n') {
+        let t = line.trim_ascii_start();
+        if t.starts_with(b"#") {
+            continue;
+        }
+        let mut words = t
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty());
+        if !words.any(|w| w.ends_with(b"pam_env.so") || w == b"pam_env") {
+            continue;
+        }
+        for w in words {
+            for key in [&b"conffile="[..], b"envfile="] {
+                if let Some(p) = w.strip_prefix(key).filter(|p| p.starts_with(b"/")) {
+                    out.push(p.to_vec());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Regular unit files and drop-ins below `dir` (two levels; symlinks are
@@ -214,7 +311,7 @@ fn scan_unit(cx: &Context, unit: &Path, a: &mut Audit) {
     }
 }
 
-fn scan_file(cx: &Context, file: &Path, used_by: Option<&Path>, a: &mut Audit) {
+pub(crate) fn scan_file(cx: &Context, file: &Path, used_by: Option<&Path>, a: &mut Audit) {
     let Ok(data) = cx.root.read_file(file, CAP) else {
         return;
     };
@@ -293,6 +390,28 @@ mod tests {
         assert!(vals("[ -n \"$LD_PRELOAD\" ] && echo").is_empty());
         assert!(vals("MY_LD_PRELOAD=/x").is_empty());
         assert!(vals("x=${LD_PRELOAD}").is_empty());
+        assert_eq!(
+            vals("  setenv LD_PRELOAD /tmp/x.so"),
+            p("LD_PRELOAD", "/tmp/x.so")
+        );
+        assert_eq!(
+            vals("DefaultEnvironment=\"LD_AUDIT=/a.so\" X=1"),
+            p("LD_AUDIT", "/a.so")
+        );
+        assert!(vals("setenv LD_PRELOADX /x").is_empty());
+        assert!(vals("echo $LD_PRELOAD").is_empty());
+    }
+
+    #[test]
+    fn pam_env_conffiles() {
+        let pam = b"# auth required pam_env.so conffile=/no\nsession  required pam_env.so readenv=1 envfile=/etc/default/locale\nauth optional pam_env.so conffile=/etc/security/x.conf user_readenv=0\nauth required pam_unix.so conffile=/not/this\n";
+        assert_eq!(
+            pam_env_args(pam),
+            vec![
+                b"/etc/default/locale".to_vec(),
+                b"/etc/security/x.conf".to_vec()
+            ]
+        );
     }
 
     #[test]

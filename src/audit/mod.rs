@@ -13,6 +13,7 @@
 //! - `rpath`: `DT_RPATH`/`DT_RUNPATH` of libraries and executables
 //! - `loader`: the dynamic loader itself, `PT_INTERP`, loader backups
 //! - `environment`: `LD_*` variables in environment files and units
+//! - `sudoers`: what sudo lets through of the caller's `LD_*` variables
 //! - `process`: running processes (live systems only)
 //! - `registry`: the registry of a Windows image
 //! - `sideload`: DLL side-loading in a Windows image
@@ -31,6 +32,7 @@ pub mod process;
 pub mod registry;
 pub mod rpath;
 pub mod sideload;
+pub mod sudoers;
 pub mod tokens;
 
 use std::path::PathBuf;

@@ -318,3 +318,109 @@ fn loader_config_files_that_are_symlinks_fifos_devices_or_dirs() {
     t.write("etc/ld.so.cache", empty_ld_so_cache());
     assert_clean(&t, "conf files restored");
 }
+
+/// Debian's stock sudoers.
+const SUDOERS: &str = "#\n# This file MUST be edited with the 'visudo' command as root.\n#\nDefaults\tenv_reset\nDefaults\tmail_badpass\nDefaults\tsecure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\nDefaults\tuse_pty\n\n# User privilege specification\nroot\tALL=(ALL:ALL) ALL\n\n# Allow members of group sudo to execute any command\n%sudo\tALL=(ALL:ALL) ALL\n\n@includedir /etc/sudoers.d\n";
+
+#[test]
+fn more_places_that_set_the_loaders_environment() {
+    let t = TestRoot::debian();
+    t.write("etc/sudoers", SUDOERS);
+    t.write(
+        "etc/sudoers.d/README",
+        "# sudo reads files here without a dot\n",
+    );
+    t.write("etc/pam.d/login", "session required pam_env.so readenv=1\n");
+    t.write("etc/zsh/zshenv", "# global zshenv\n");
+    t.write("etc/crontab", "SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin\n17 * * * * root cd / && run-parts --report /etc/cron.hourly\n");
+    assert_clean(&t, "stock sudoers, PAM, zshenv and crontab");
+
+    t.write(
+        "etc/sudoers.d/keep",
+        "Defaults env_keep += \"HOME \\\n  LD_PRELOAD\"\nDefaults:deploy setenv\n",
+    );
+    t.write(
+        "etc/sudoers.d/ignored.txt",
+        "Defaults env_keep += LD_AUDIT\n",
+    );
+    t.write(
+        "etc/systemd/user/evil.service",
+        "[Service]\nEnvironment=LD_PRELOAD=/tmp/u.so\nExecStart=/bin/true\n",
+    );
+    t.write(
+        "usr/lib/systemd/user/pkg.service",
+        "[Service]\nEnvironment=\"LD_AUDIT=/tmp/a.so\"\n",
+    );
+    t.write(
+        "etc/systemd/system.conf.d/10-env.conf",
+        "[Manager]\nDefaultEnvironment=\"LD_PRELOAD=/opt/p.so\" LANG=C\n",
+    );
+    t.write(
+        "etc/zsh/zshenv",
+        "# global zshenv\nexport LD_LIBRARY_PATH=/tmp/l:\n",
+    );
+    t.write("etc/csh.cshrc", "setenv LD_PRELOAD /tmp/c.so\n");
+    t.write(
+        "etc/cron.d/job",
+        "LD_PRELOAD=/tmp/cron.so\n* * * * * root /bin/true\n",
+    );
+    t.write(
+        "etc/pam.d/sshd",
+        "session required pam_env.so envfile=/etc/default/sshenv\n",
+    );
+    t.write("etc/default/sshenv", "LD_PRELOAD=/tmp/pam.so\n");
+
+    let (code, f) = audit_json(&t);
+    assert_eq!(code & 8, 8, "{f:#?}");
+    let e = "environment";
+    let k = one(
+        &f,
+        e,
+        "/etc/sudoers.d/keep",
+        "line 1: env_keep lets LD_PRELOAD through",
+    );
+    assert_eq!(k["severity"], "high");
+    assert_eq!(
+        one(&f, e, "/etc/sudoers.d/keep", "line 3: setenv")["severity"],
+        "medium"
+    );
+    assert!(at(&f, e, "/etc/sudoers.d/ignored.txt").is_empty(), "{f:#?}");
+    for (path, what, sev) in [
+        (
+            "/etc/systemd/user/evil.service",
+            "LD_PRELOAD=/tmp/u.so",
+            "high",
+        ),
+        (
+            "/usr/lib/systemd/user/pkg.service",
+            "LD_AUDIT=/tmp/a.so",
+            "high",
+        ),
+        (
+            "/etc/systemd/system.conf.d/10-env.conf",
+            "LD_PRELOAD=/opt/p.so",
+            "high",
+        ),
+        ("/etc/zsh/zshenv", "LD_LIBRARY_PATH=/tmp/l:", "medium"),
+        ("/etc/zsh/zshenv", "empty element", "high"),
+        ("/etc/csh.cshrc", "LD_PRELOAD=/tmp/c.so", "high"),
+        ("/etc/cron.d/job", "LD_PRELOAD=/tmp/cron.so", "high"),
+        ("/etc/default/sshenv", "LD_PRELOAD=/tmp/pam.so", "high"),
+    ] {
+        assert_eq!(one(&f, e, path, what)["severity"], sev, "{path}");
+    }
+
+    for p in [
+        "etc/sudoers.d/keep",
+        "etc/systemd/user/evil.service",
+        "usr/lib/systemd/user/pkg.service",
+        "etc/systemd/system.conf.d/10-env.conf",
+        "etc/csh.cshrc",
+        "etc/cron.d/job",
+        "etc/pam.d/sshd",
+    ] {
+        std::fs::remove_file(t.path(p)).unwrap();
+    }
+    t.write("etc/zsh/zshenv", "# global zshenv\n");
+    assert_clean(&t, "all removed");
+}
