@@ -68,6 +68,9 @@ pub enum Kind {
     /// A DLL a Windows program would load ahead of the system's: unsigned
     /// beside a signed program, or in a user-writable `PATH` directory.
     SideLoading,
+    /// The running kernel: tainted by an unsigned, out-of-tree or
+    /// force-loaded module, or a loaded module without a known file.
+    Kernel,
 }
 
 impl Kind {
@@ -96,6 +99,7 @@ impl Kind {
             Kind::UntrustedSigner => "untrusted_signer",
             Kind::Registry => "registry",
             Kind::SideLoading => "side_loading",
+            Kind::Kernel => "kernel",
         }
     }
 
@@ -124,7 +128,8 @@ impl Kind {
             | Kind::SignatureInvalid
             | Kind::UntrustedSigner
             | Kind::Registry
-            | Kind::SideLoading => 8,
+            | Kind::SideLoading
+            | Kind::Kernel => 8,
             Kind::MonitoringGap => 0,
         }
     }

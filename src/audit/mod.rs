@@ -15,11 +15,13 @@
 //! - `environment`: `LD_*` variables in environment files and units
 //! - `sudoers`: what sudo lets through of the caller's `LD_*` variables
 //! - `process`: running processes (live systems only)
+//! - `kernel`: the running kernel's taint and modules (live systems only)
 //! - `registry`: the registry of a Windows image
 //! - `sideload`: DLL side-loading in a Windows image
 
 pub mod conffiles;
 pub mod environment;
+pub mod kernel;
 pub mod ldcache;
 pub mod loader;
 pub mod loaderconf;
@@ -98,6 +100,7 @@ pub fn run(cx: &Context) -> Audit {
     environment::audit(cx, &mut a);
     if cx.processes {
         process::audit(cx, &mut a);
+        kernel::audit(cx, &mut a);
     }
     registry::audit(cx, &mut a);
     sideload::audit(cx, &mut a);
