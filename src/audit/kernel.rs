@@ -17,10 +17,13 @@ use crate::finding::{Finding, Kind, Severity};
 
 pub const TAINTED: &str = "/proc/sys/kernel/tainted";
 pub const PROC_MODULES: &str = "/proc/modules";
+#[cfg(target_os = "linux")]
 const OSRELEASE: &str = "/proc/sys/kernel/osrelease";
 /// `/proc/modules` of a real system is a few tens of kB; `modules.dep` a
 /// few MB.
+#[cfg(target_os = "linux")]
 const MODULES_CAP: u64 = 4 << 20;
+#[cfg(target_os = "linux")]
 const DEP_CAP: u64 = 32 << 20;
 /// At most this many modules are judged.
 const MAX_MODULES: usize = 16_384;

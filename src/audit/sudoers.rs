@@ -63,12 +63,13 @@ fn uncomment(line: &[u8]) -> &[u8] {
     for (i, &b) in line.iter().enumerate() {
         match b {
             b'"' => quoted = !quoted,
-            b'#' if !quoted && (i == 0 || line[i - 1].is_ascii_whitespace()) => {
-                // `#1000` right after a blank is a uid in a user list, not
-                // a comment.
-                if !line.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                    return &line[..i];
-                }
+            // `#1000` right after a blank is a uid in a user list, not a
+            // comment.
+            b'#' if !quoted
+                && (i == 0 || line[i - 1].is_ascii_whitespace())
+                && !line.get(i + 1).is_some_and(u8::is_ascii_digit) =>
+            {
+                return &line[..i];
             }
             _ => {}
         }
