@@ -337,8 +337,9 @@ fn more_places_that_set_the_loaders_environment() {
 
     t.write(
         "etc/sudoers.d/keep",
-        "Defaults env_keep += \"HOME \\\n  LD_PRELOAD\"\nDefaults:deploy setenv\n",
+        "Defaults env_keep += \"HOME \\\n  LD_PRELOAD\"\nDefaults:deploy setenv\nDefaults env_file=/etc/sudoenv\n",
     );
+    t.write("etc/sudoenv", "LD_AUDIT=/tmp/sudo-audit.so\n");
     t.write(
         "etc/sudoers.d/ignored.txt",
         "Defaults env_keep += LD_AUDIT\n",
@@ -406,12 +407,14 @@ fn more_places_that_set_the_loaders_environment() {
         ("/etc/csh.cshrc", "LD_PRELOAD=/tmp/c.so", "high"),
         ("/etc/cron.d/job", "LD_PRELOAD=/tmp/cron.so", "high"),
         ("/etc/default/sshenv", "LD_PRELOAD=/tmp/pam.so", "high"),
+        ("/etc/sudoenv", "LD_AUDIT=/tmp/sudo-audit.so", "high"),
     ] {
         assert_eq!(one(&f, e, path, what)["severity"], sev, "{path}");
     }
 
     for p in [
         "etc/sudoers.d/keep",
+        "etc/sudoenv",
         "etc/systemd/user/evil.service",
         "usr/lib/systemd/user/pkg.service",
         "etc/systemd/system.conf.d/10-env.conf",
@@ -423,4 +426,17 @@ fn more_places_that_set_the_loaders_environment() {
     }
     t.write("etc/zsh/zshenv", "# global zshenv\n");
     assert_clean(&t, "all removed");
+}
+
+/// The kernel is judged live only: under --root, the host's kernel is none
+/// of the image's business (its parsers and judgement are unit-tested on
+/// fixture text in `audit::kernel`).
+#[test]
+fn the_kernel_is_not_audited_under_a_root() {
+    let t = TestRoot::debian();
+    let o = t.run(&["--format", "json", "audit"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(json_lines(&o.stdout).iter().all(|f| f["kind"] != "kernel"));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .contains("the running kernel is not audited under --root"));
 }
