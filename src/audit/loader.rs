@@ -76,6 +76,9 @@ fn moved_list(cx: &Context, r: &crate::record::Record, a: &mut Audit) {
     // Patched in place, the new path fits where the old one was: those
     // come first.
     paths.sort_by_key(|p| p.len() > PRELOAD_STRING.len());
+    // The patch may also point at a file a stock loader names for another
+    // purpose: one of those that holds preload entries is a suspect too.
+    paths.extend(REUSABLE.iter().copied().filter(|p| holds_entries(cx, p)));
     let loader = super::path(&r.path);
     let mut detail = String::from(
         "dynamic loader no longer contains \"/etc/ld.so.preload\": patched to read its preload list from ",
@@ -114,6 +117,17 @@ fn moved_list(cx: &Context, r: &crate::record::Record, a: &mut Audit) {
             super::preload::audit_list(cx, &p, Some(&loader), a);
         }
     }
+}
+
+/// Files every glibc loader names, normally absent or empty, that a patch
+/// could point the preload list at without adding a string.
+const REUSABLE: &[&[u8]] = &[b"/etc/suid-debug", b"/etc/ld.so.nohwcap"];
+
+/// Whether `p` is a file whose content parses to preload entries.
+fn holds_entries(cx: &Context, p: &[u8]) -> bool {
+    cx.root
+        .read_file(&super::path(p), 1 << 20)
+        .is_ok_and(|d| !super::preload::entries(&d).is_empty())
 }
 
 /// Whether a path the loader names exists now, for its finding.

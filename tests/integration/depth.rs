@@ -440,3 +440,30 @@ fn the_kernel_is_not_audited_under_a_root() {
     assert!(String::from_utf8_lossy(&o.stderr)
         .contains("the running kernel is not audited under --root"));
 }
+
+/// Patched to a path the stock loader already names for another purpose
+/// (`/etc/suid-debug`): no new string to find, but that file now holds
+/// preload entries, and is audited as the list.
+#[test]
+fn a_loader_patched_to_a_path_it_already_names() {
+    let t = TestRoot::debian();
+    t.compile_so(
+        "usr/lib/x86_64-linux-gnu/libhide.so",
+        "libhide.so",
+        "int h(void){return 1;}",
+    );
+    t.write("etc/suid-debug", "/usr/lib/x86_64-linux-gnu/libhide.so\n");
+    assert_clean(&t, "an unpatched loader does not read it");
+    let orig = patch_loader(&t.path(LD), b"/etc/suid-debug\0\0\0");
+    let (_, f) = audit_json(&t);
+    one(&f, "loader", &format!("/{LD}"), "/etc/suid-debug");
+    let list = one(
+        &f,
+        "preload",
+        "/etc/suid-debug",
+        "libhide.so (read instead of /etc/ld.so.preload by the patched loader",
+    );
+    assert_eq!(list["severity"], "critical");
+    std::fs::write(t.path(LD), &orig).unwrap();
+    assert_clean(&t, "loader restored");
+}
