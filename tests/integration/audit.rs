@@ -561,9 +561,11 @@ fn a_process_running_with_a_deleted_preload_from_dev_shm() {
         .status()
         .unwrap();
     assert!(ok.success());
+    // The live audit hashes the whole host tree, which takes over 30 s on a
+    // loaded 2-core machine: the child must outlive it (Reap kills it).
     let child = Reap(
         Command::new("sleep")
-            .arg("30")
+            .arg("600")
             .env("LD_PRELOAD", &so)
             .spawn()
             .unwrap(),
