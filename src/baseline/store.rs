@@ -43,6 +43,14 @@
 //! (`record::ENCODING_V2`), which a schema-2 build would refuse as corrupt.
 //! Schema-2 stores are still read (their values are V1: no facts), and each
 //! generation's header keeps the schema it was written (and signed) with.
+//!
+//! Schema 4 is schema 3 with acknowledged findings among the extra pairs
+//! (keys under [`ACK_PREFIX`], `crate::acknowledge`). Only a generation
+//! that holds acknowledgements is written as schema 4: a schema-3 build
+//! would ignore them and report what the operator acknowledged, so it must
+//! refuse the generation (a newer schema, exit 65) rather than misjudge.
+//! A generation without any is written as schema 3, byte for byte what the
+//! previous build wrote, signed and verified the same way.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -54,8 +62,13 @@ use super::watchdog::{self, Outcome};
 use crate::error::{Error, Result};
 use crate::record::Record;
 
-/// The schema this build writes and understands.
-pub const SCHEMA: u32 = 3;
+/// The newest schema this build writes and understands.
+pub const SCHEMA: u32 = 4;
+/// The schema of a generation without acknowledgements.
+pub const PLAIN_SCHEMA: u32 = 3;
+/// Extra pairs under this key prefix are acknowledged findings; a
+/// generation holding any is [`SCHEMA`] 4.
+pub const ACK_PREFIX: &[u8] = b"a\0";
 /// The oldest schema this build still reads (same layout, no facts).
 pub use super::sleddb::MIN_SCHEMA;
 /// How long to wait for another libwarden's lock (or a killed one's to be
@@ -292,8 +305,13 @@ impl Store {
                 });
             }
         }
+        let schema = if extra.iter().any(|(k, _)| k.starts_with(ACK_PREFIX)) {
+            SCHEMA
+        } else {
+            PLAIN_SCHEMA
+        };
         let mut meta = Meta {
-            schema: SCHEMA,
+            schema,
             generation,
             baseline_id: old.as_ref().map_or_else(new_id, |m| m.baseline_id),
             written: now_secs(),

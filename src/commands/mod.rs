@@ -3,6 +3,7 @@
 //! exit code of its findings or an error. What they share (printing a
 //! snapshot's notes, the findings, the summary) lives here.
 
+pub mod accept;
 pub mod audit;
 pub mod bench;
 pub mod check;
@@ -13,6 +14,7 @@ pub mod paths;
 pub mod update;
 pub mod watch;
 
+use crate::acknowledge::Ack;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::finding::Finding;
@@ -35,6 +37,43 @@ pub fn emit(
     let mut out = std::io::stdout().lock();
     output::write_findings_with(&mut out, findings, s.format, context)
         .map_err(|e| Error::io("write", "stdout", e))
+}
+
+/// Like [`emit`], with the acknowledged findings among them (sorted in),
+/// each marked `"acknowledged": true` with who and when (JSON), or
+/// `[acknowledged by WHO at TIME]` (human).
+pub fn emit_with_acknowledged(
+    s: &Config,
+    findings: &[Finding],
+    acknowledged: &[(Finding, Ack)],
+    context: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let mut items: Vec<output::Marked> = findings.iter().map(output::Marked::plain).collect();
+    for (f, a) in acknowledged {
+        let at = crate::baseline::verify::utc(a.at);
+        let mut fields = serde_json::Map::new();
+        fields.insert("acknowledged".into(), serde_json::Value::Bool(true));
+        fields.insert("acknowledged_by".into(), a.by.clone().into());
+        fields.insert("acknowledged_at".into(), at.clone().into());
+        items.push(output::Marked {
+            finding: f,
+            fields,
+            tag: Some(format!("acknowledged by {} at {at}", a.by)),
+        });
+    }
+    items.sort_by(|a, b| output::order(a.finding, b.finding));
+    let mut out = std::io::stdout().lock();
+    output::write_marked(&mut out, &items, s.format, context)
+        .map_err(|e| Error::io("write", "stdout", e))
+}
+
+/// "; 3 acknowledged (not shown: `check --all` shows them)" for a summary.
+pub fn acknowledged_tail(n: usize, shown: bool) -> String {
+    match (n, shown) {
+        (0, _) => String::new(),
+        (n, true) => format!("; {n} acknowledged (shown, setting no exit bit)"),
+        (n, false) => format!("; {n} acknowledged, not shown (`check --all` shows them)"),
+    }
 }
 
 /// The one-line summary on stderr.
