@@ -110,6 +110,11 @@ pub enum Command {
         /// Accept critical findings too when no PATH is named
         #[arg(long)]
         yes: bool,
+        /// Also send what was accepted to syslog (RFC 5424, marked
+        /// source="accepted"): unix:/dev/log, udp://HOST:PORT or
+        /// tcp://HOST:PORT; may be repeated
+        #[arg(long, value_name = "TARGET")]
+        syslog: Vec<String>,
         /// Only accept changes at or below these paths (inside --root)
         #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -167,6 +172,10 @@ pub struct AcceptArgs {
     /// Write an unsigned generation over a signed one (stop signing)
     #[arg(long)]
     pub unsigned: bool,
+    /// Also send what was acknowledged to syslog (RFC 5424, marked
+    /// source="acknowledged"); may be repeated
+    #[arg(long, value_name = "TARGET")]
+    pub syslog: Vec<String>,
     /// Findings at or below these paths, or matching these globs
     /// (`/usr/lib/jvm/**`)
     #[arg(value_name = "PATH|GLOB")]

@@ -62,6 +62,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             package_updates,
             dry_run,
             yes,
+            syslog,
             paths,
         } => commands::update::run(
             &settings()?,
@@ -72,6 +73,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
                 package_updates: *package_updates,
                 dry_run: *dry_run,
                 yes: *yes,
+                syslog,
             },
             paths,
         ),

@@ -1055,7 +1055,8 @@ mod tests {
         // The next generation is this schema, in the new layout; the old
         // files stay (generation N−1) until the write after.
         let m2 = s.write_generation(&recs, b"/", None).unwrap();
-        assert_eq!((m2.schema, m2.generation), (SCHEMA, 2));
+        // (Schema 3: it holds no acknowledgement.)
+        assert_eq!((m2.schema, m2.generation), (PLAIN_SCHEMA, 2));
         assert_eq!(m2.baseline_id, meta.baseline_id);
         assert_eq!(s.load().unwrap().1, recs);
         assert!(t.path().join("db").exists() && t.path().join("conf").exists());
@@ -1113,6 +1114,40 @@ mod tests {
         // A later generation without extra pairs has none.
         s.write_generation(&[], b"/", None).unwrap();
         assert!(s.load_with_extra().unwrap().2.is_empty());
+    }
+
+    #[test]
+    fn only_a_generation_holding_acknowledgements_is_schema_4() {
+        let t = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let s = Store::create(t.path(), false).unwrap();
+        let plain = vec![(b"v\0libc6".to_vec(), b"2.36".to_vec())];
+        let m = s
+            .write_generation_with_extra(&[rec("/a", 1)], &plain, b"/", Some(&key))
+            .unwrap();
+        // What a schema-3 build writes and reads, signed the same way.
+        assert_eq!(m.schema, PLAIN_SCHEMA);
+        assert!(crate::baseline::signing::verify(
+            &key.verifying_key(),
+            m.signature.as_ref(),
+            &m.signed_bytes()
+        )
+        .is_ok());
+        assert!(std::fs::read_to_string(t.path().join("CURRENT"))
+            .unwrap()
+            .contains("schema 3\n"));
+        let mut acked = plain.clone();
+        acked.insert(0, (b"a\0rpath\0/a\0detail:x".to_vec(), vec![0; 8]));
+        let m = s
+            .write_generation_with_extra(&[rec("/a", 1)], &acked, b"/", Some(&key))
+            .unwrap();
+        assert_eq!(m.schema, SCHEMA);
+        assert_eq!(s.load_with_extra().unwrap().2, acked);
+        // The database itself says so too: a schema-3 build opening it
+        // sees a newer schema (exit 65), not damage.
+        let db = live_db(t.path());
+        let v = db.raw().get(b"schema").unwrap().unwrap();
+        assert_eq!(v.as_ref(), &SCHEMA.to_le_bytes());
     }
 
     #[test]

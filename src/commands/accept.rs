@@ -105,6 +105,7 @@ impl Selection {
 
 pub fn run(s: &Config, a: &AcceptArgs) -> Result<i32> {
     let sel = Selection::parse(a)?;
+    let mut logs = super::open_syslogs(&a.syslog)?;
     let key = a
         .sign_with
         .as_deref()
@@ -225,6 +226,7 @@ pub fn run(s: &Config, a: &AcceptArgs) -> Result<i32> {
     let mut context = serde_json::Map::new();
     context.insert("accepted".into(), serde_json::Value::Bool(true));
     super::emit_with_acknowledged(s, &[], &shown, &context)?;
+    super::send_syslogs(&mut logs, &take, crate::output::sink::Source::Acknowledged);
     let tail = format!(
         "acknowledged {} ({} acknowledgements in all); baseline {}",
         output::count_by_kind(&take),

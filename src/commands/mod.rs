@@ -76,6 +76,36 @@ pub fn acknowledged_tail(n: usize, shown: bool) -> String {
     }
 }
 
+/// Opens the `--syslog` targets of a one-shot command (a usage error for
+/// one that does not parse), before anything is written.
+pub fn open_syslogs(targets: &[String]) -> Result<Vec<output::syslog::Syslog>> {
+    targets
+        .iter()
+        .map(|t| {
+            output::syslog::Syslog::new(t).map_err(|e| Error::Usage(format!("--syslog {t}: {e}")))
+        })
+        .collect()
+}
+
+/// Sends `findings` to every syslog target, marked with `source` (what
+/// `update` accepted, what `accept` acknowledged).
+pub fn send_syslogs(
+    logs: &mut [output::syslog::Syslog],
+    findings: &[Finding],
+    source: output::sink::Source,
+) {
+    let ctx = output::sink::Context {
+        time: std::time::SystemTime::now(),
+        source,
+        gap: None,
+    };
+    for log in logs.iter_mut() {
+        for f in findings {
+            log.send(f, &ctx);
+        }
+    }
+}
+
 /// The one-line summary on stderr.
 pub fn summary(verb: &str, snap: &Snapshot, tail: &str) {
     let st = &snap.scan.stats;

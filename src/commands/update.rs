@@ -29,6 +29,8 @@ pub struct Options<'a> {
     pub package_updates: bool,
     pub dry_run: bool,
     pub yes: bool,
+    /// `--syslog` targets for what was accepted.
+    pub syslog: &'a [String],
 }
 
 /// Critical findings named before "and N more" in a refusal.
@@ -40,6 +42,7 @@ pub fn run(s: &Config, o: &Options, paths: &[PathBuf]) -> Result<i32> {
         .sign_with
         .map(baseline::signing::load_secret)
         .transpose()?;
+    let mut logs = super::open_syslogs(o.syslog)?;
     if unsigned && s.baseline.verify_key.is_some() {
         return Err(Error::Usage(
             "update --unsigned: a public key is configured (--verify-with or baseline_pubkey), \
@@ -172,6 +175,7 @@ pub fn run(s: &Config, o: &Options, paths: &[PathBuf]) -> Result<i32> {
     let mut context = serde_json::Map::new();
     context.insert("accepted".into(), serde_json::Value::Bool(true));
     super::emit(s, &accepted, &context)?;
+    super::send_syslogs(&mut logs, &accepted, crate::output::sink::Source::Accepted);
     let tail = format!(
         "accepted {}; baseline {}",
         output::count_by_kind(&accepted),

@@ -360,12 +360,23 @@ fn update_dry_run_lists_what_it_would_accept_and_writes_nothing() {
     assert_eq!(generation(&t), before);
     let (c, f) = t.check_json();
     assert_eq!(c & 1, 1, "{:?}", kinds(&f));
-    // The real one marks what it accepted.
-    let (c, f, e) = json(&t, &["update"]);
+    // The real one marks what it accepted, on stdout and in syslog.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let target = format!("udp://{}", udp.local_addr().unwrap());
+    let (c, f, e) = json(&t, &["update", "--syslog", &target]);
     assert_eq!(c, 0, "{e}");
     let a = find(&f, "added", "/usr/lib/x86_64-linux-gnu/libnew.so.1").unwrap();
     assert_eq!(a["accepted"], true);
     assert_ne!(generation(&t), before);
+    let mut buf = [0u8; 8192];
+    let n = udp.recv(&mut buf).expect("a syslog message");
+    let msg = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        msg.contains("source=\"accepted\"") && msg.contains("libnew.so.1"),
+        "{msg}"
+    );
 }
 
 #[test]
