@@ -474,3 +474,72 @@ fn the_process_audit_never_reports_the_running_libwarden() {
         "{f:#?}"
     );
 }
+
+#[test]
+fn watch_is_silent_about_what_is_acknowledged_and_loud_about_the_rest() {
+    let t = TestRoot::debian();
+    rpath_lib(&t, "/tmp/x", "int r(void){return 1;}");
+    t.init();
+    t.run_ok(&["accept", "--all-standing"]);
+    let mut w = Watch::start(&t, &[], &[]);
+    // A new library with a RUNPATH into /tmp: the event's audit reports
+    // it; the acknowledged one stays silent.
+    t.compile_so_with(
+        &format!("{MA}/libs.so.1"),
+        "libs.so.1",
+        "int s(void){return 1;}",
+        &["-Wl,--enable-new-dtags", "-Wl,-rpath,/tmp/y"],
+    );
+    w.expect("rpath", "/usr/lib/x86_64-linux-gnu/libs.so.1");
+    w.drain(std::time::Duration::from_millis(500));
+    assert_eq!(
+        w.count("rpath", "/usr/lib/x86_64-linux-gnu/libr.so.1"),
+        0,
+        "{:#?}",
+        w.seen
+    );
+}
+
+#[test]
+fn accept_all_standing_refuses_a_critical_finding_unless_named_or_yes() {
+    let t = TestRoot::debian();
+    std::fs::create_dir_all(t.path("tmp")).unwrap();
+    std::fs::set_permissions(
+        t.path("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    t.compile_so("tmp/evil.so", "evil.so", "int evil(void){return 1;}");
+    t.write("etc/ld.so.preload", "/tmp/evil.so\n");
+    t.init();
+    let (_, f) = t.check_json();
+    let c = find(&f, "preload", "/tmp/evil.so").unwrap_or_else(|| panic!("{:?}", kinds(&f)));
+    assert_eq!(c["severity"], "critical");
+    let before = generation(&t);
+    let o = t.run(&["accept", "--all-standing"]);
+    assert_eq!(code(&o), 64, "{}", err(&o));
+    assert!(err(&o).contains("/tmp/evil.so") && err(&o).contains("--yes"));
+    assert_eq!(generation(&t), before);
+    // Everything but the critical one, by kind.
+    t.run_ok(&["accept", "--kind", "preload", "/etc/ld.so.preload"]);
+    let (_, f) = t.check_json();
+    assert!(
+        find(&f, "preload", "/etc/ld.so.preload").is_none(),
+        "{:?}",
+        kinds(&f)
+    );
+    assert!(
+        find(&f, "preload", "/tmp/evil.so").is_some(),
+        "{:?}",
+        kinds(&f)
+    );
+    // Named, or with --yes, it is acknowledged.
+    t.run_ok(&["accept", "--all-standing", "--yes"]);
+    let o = t.run(&["check"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(
+        o.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
