@@ -77,6 +77,10 @@ pub enum Command {
         /// Re-hash every file, even those whose identity is unchanged
         #[arg(long)]
         paranoid: bool,
+        /// Also show acknowledged findings, marked as such (they set no
+        /// exit bit)
+        #[arg(long)]
+        all: bool,
         /// Compare with a golden manifest (from `export`) instead of the
         /// local baseline
         #[arg(long, value_name = "MANIFEST")]
@@ -100,10 +104,25 @@ pub enum Command {
         /// new content matches an upgraded package
         #[arg(long)]
         package_updates: bool,
+        /// Print what would be accepted; write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Accept critical findings too when no PATH is named
+        #[arg(long)]
+        yes: bool,
+        /// Also send what was accepted to syslog (RFC 5424, marked
+        /// source="accepted"): unix:/dev/log, udp://HOST:PORT or
+        /// tcp://HOST:PORT; may be repeated
+        #[arg(long, value_name = "TARGET")]
+        syslog: Vec<String>,
         /// Only accept changes at or below these paths (inside --root)
         #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Acknowledge standing audit and provenance findings (known, judged
+    /// harmless): recorded in a new baseline generation, silent until
+    /// their subject changes
+    Accept(AcceptArgs),
     /// List the resolved search paths, each with where it came from
     Paths,
     /// Write a new Ed25519 key pair (libwarden.key, libwarden.pub) into DIR
@@ -128,6 +147,39 @@ pub enum Command {
     Watch(WatchArgs),
     /// Hashing throughput of a tree, per phase, size class and thread count
     Bench(BenchArgs),
+}
+
+/// Options of `accept`.
+#[derive(Debug, Args)]
+pub struct AcceptArgs {
+    /// Only findings of this kind (e.g. unpackaged, rpath, process); may be
+    /// repeated
+    #[arg(long = "kind", value_name = "KIND")]
+    pub kinds: Vec<String>,
+    /// Every standing finding (of the --kind given), when no PATH is named
+    #[arg(long)]
+    pub all_standing: bool,
+    /// Acknowledge critical findings too with --all-standing
+    #[arg(long)]
+    pub yes: bool,
+    /// Print what would be acknowledged; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Sign the new generation with this secret key (needed when the
+    /// baseline is signed)
+    #[arg(long, value_name = "KEY", conflicts_with = "unsigned")]
+    pub sign_with: Option<PathBuf>,
+    /// Write an unsigned generation over a signed one (stop signing)
+    #[arg(long)]
+    pub unsigned: bool,
+    /// Also send what was acknowledged to syslog (RFC 5424, marked
+    /// source="acknowledged"); may be repeated
+    #[arg(long, value_name = "TARGET")]
+    pub syslog: Vec<String>,
+    /// Findings at or below these paths, or matching these globs
+    /// (`/usr/lib/jvm/**`)
+    #[arg(value_name = "PATH|GLOB")]
+    pub paths: Vec<String>,
 }
 
 /// Options of `watch`.

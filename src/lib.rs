@@ -3,12 +3,13 @@
 //!
 //! - app: `cli`, `config`, `commands`
 //! - engines: `pipeline` (snapshot + judge), `watch`, `bench`
-//! - judges: `diff`, `audit`, `provenance`, `selfcheck`
+//! - judges: `diff`, `audit`, `provenance`, `selfcheck`, `acknowledge`
 //! - baseline and output: `baseline`, `output`
 //! - collect: `searchpaths`, `scan`, `inspect`, `winreg`
 //! - model and formats: `record`, `finding`, `error`, `rootfs`, `formats`
 //! - platform: `sys`, `escape`, `timefmt`
 
+pub mod acknowledge;
 pub mod audit;
 pub mod baseline;
 pub mod bench;
@@ -49,23 +50,34 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Init { force, sign_with } => {
             commands::init::run(&settings()?, *force, sign_with.as_deref())
         }
-        Command::Check { paranoid, against } => {
-            commands::check::run(&settings()?, *paranoid, against.as_deref())
-        }
+        Command::Check {
+            paranoid,
+            all,
+            against,
+        } => commands::check::run(&settings()?, *paranoid, *all, against.as_deref()),
         Command::Update {
             paranoid,
             sign_with,
             unsigned,
             package_updates,
+            dry_run,
+            yes,
+            syslog,
             paths,
         } => commands::update::run(
             &settings()?,
-            *paranoid,
-            sign_with.as_deref(),
-            *unsigned,
-            *package_updates,
+            &commands::update::Options {
+                paranoid: *paranoid,
+                sign_with: sign_with.as_deref(),
+                unsigned: *unsigned,
+                package_updates: *package_updates,
+                dry_run: *dry_run,
+                yes: *yes,
+                syslog,
+            },
             paths,
         ),
+        Command::Accept(args) => commands::accept::run(&settings()?, args),
         Command::Paths => commands::paths::run(&settings()?),
         Command::Keygen { dir } => commands::keygen::run(dir),
         Command::Export { sign_with, output } => {

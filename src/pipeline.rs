@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
+use crate::acknowledge::{Ack, Acks};
 use crate::audit::{self, objects::ExecObjects, perms::Trust};
 use crate::baseline::Baseline;
 use crate::diff::{self, Classifier};
@@ -158,13 +159,14 @@ impl Judges {
         processes: false,
         selfcheck: false,
     };
-    /// `init`: provenance only, for the state it records.
-    pub const PROVENANCE: Judges = Judges {
+    /// `init`: provenance for the state it records, and the audit for the
+    /// standing findings it shows (a first baseline has no changes).
+    pub const STANDING: Judges = Judges {
         diff: false,
         provenance: true,
-        audit: false,
-        processes: false,
-        selfcheck: false,
+        audit: true,
+        processes: true,
+        selfcheck: true,
     };
     /// `audit`: the loader audit alone.
     pub const AUDIT: Judges = Judges {
@@ -201,10 +203,13 @@ pub enum Origin {
 /// What the judges said.
 #[derive(Default)]
 pub struct Verdict {
-    /// Sorted by path, then kind.
+    /// Sorted by path, then kind; neither excluded nor acknowledged.
     pub findings: Vec<Finding>,
     /// The judge of each finding (same order).
     pub origins: Vec<Origin>,
+    /// Findings an acknowledgement in the baseline silences (sorted):
+    /// `check --all` shows them, nothing else does.
+    pub acknowledged: Vec<(Finding, Ack)>,
     pub notes: Vec<Note>,
     /// Provenance's outcome (its state for the next generation, the
     /// libraries that match their package), when it ran.
@@ -225,6 +230,9 @@ pub struct Judge<'a> {
     exec: ExecObjects,
     /// Notes of loading, handed out with the first verdict.
     notes: Vec<Note>,
+    /// Acknowledgements for a run with no baseline reference (`audit`
+    /// reads them from the baseline when there is one).
+    acks: Acks,
 }
 
 impl<'a> Judge<'a> {
@@ -249,7 +257,14 @@ impl<'a> Judge<'a> {
             authenticode: Authenticode::new(plan.provenance.authenticode_roots.as_deref()),
             exec: ExecObjects::default(),
             notes: Vec::new(),
+            acks: Acks::default(),
         }
+    }
+
+    /// Silences what `acks` acknowledges when judging against no baseline
+    /// (a baseline reference brings its own).
+    pub fn acknowledge(&mut self, acks: Acks) {
+        self.acks = acks;
     }
 
     /// Reads the provenance evidence again if the package database changed
@@ -314,11 +329,24 @@ impl<'a> Judge<'a> {
         // What the changes are judged against (and the `manifest`
         // evidence), and, against a golden manifest, our records made
         // portable as its are.
-        let (base, portable) = match reference {
+        let (mut base, portable) = match reference {
             Reference::Nothing => (Cow::Borrowed(&[][..]), None),
             Reference::Baseline(b) => (pick(&b.records), None),
             Reference::Manifest { theirs, ours } => (pick(theirs), Some(pick(ours))),
         };
+        // An exclude added after the baseline was written: what it leaves
+        // out is not scanned now, so leave it out of the reference too
+        // (else every excluded file is `removed`).
+        if !self.plan.scan.excludes.is_empty()
+            && base.iter().any(|r| excluded(self.plan, sp, &r.path))
+        {
+            base = Cow::Owned(
+                base.iter()
+                    .filter(|r| !excluded(self.plan, sp, &r.path))
+                    .cloned()
+                    .collect(),
+            );
+        }
         if judges.diff {
             let ours = portable.as_deref().unwrap_or(&now);
             v.findings
@@ -387,10 +415,81 @@ impl<'a> Judge<'a> {
             .map(|f| (Origin::Change, f))
             .chain(rest)
             .collect();
+        // Excluded paths are not judged: the audit's findings about them
+        // are as silent as their changes.
+        if !self.plan.scan.excludes.is_empty() {
+            all.retain(|(_, f)| !excluded(self.plan, sp, &f.path));
+        }
         all.sort_by(|a, b| crate::output::order(&a.1, &b.1));
+        // One place for every command: what the baseline acknowledges is
+        // silent, kept aside for `check --all`.
+        let parsed;
+        let acks = match reference {
+            Reference::Baseline(b) => {
+                parsed = Acks::from_pairs(&b.extra);
+                &parsed
+            }
+            _ => &self.acks,
+        };
+        if !acks.is_empty() {
+            let mut kept = Vec::with_capacity(all.len());
+            for (o, f) in all {
+                match acks.find(&f, records) {
+                    Some(a) => {
+                        let a = a.clone();
+                        v.acknowledged.push((f, a));
+                    }
+                    None => kept.push((o, f)),
+                }
+            }
+            all = kept;
+        }
         (v.origins, v.findings) = all.into_iter().unzip();
         v
     }
+}
+
+/// Whether the configured excludes leave `path` out of the walk: the path
+/// or one of its directories below the search root it is under matches
+/// (the walk prunes an excluded directory, never a search root itself;
+/// loose tracked files and paths outside the search roots are never
+/// excluded, as the scan never leaves them out).
+pub fn excluded(plan: &Plan, sp: &SearchPaths, path: &[u8]) -> bool {
+    let ex = &plan.scan.excludes;
+    if ex.is_empty() {
+        return false;
+    }
+    use crate::sys::OsStrExt;
+    let matches = |p: &[u8]| ex.is_match(std::path::Path::new(std::ffi::OsStr::from_bytes(p)));
+    // The deepest search root above `path`: the walk starts there.
+    let top = sp
+        .walk_roots()
+        .map(|d| d.path.as_os_str().as_bytes())
+        .filter(|r| {
+            r.len() < path.len()
+                && path.starts_with(r)
+                && (r.ends_with(b"/") || path.get(r.len()) == Some(&b'/'))
+        })
+        .map(<[u8]>::len)
+        .max();
+    let Some(top) = top else {
+        return false;
+    };
+    if matches(path) {
+        return true;
+    }
+    // Every directory between that root and `path`.
+    let mut end = path.len();
+    while let Some(i) = path[..end].iter().rposition(|&b| b == b'/') {
+        if i <= top {
+            break;
+        }
+        if matches(&path[..i]) {
+            return true;
+        }
+        end = i;
+    }
+    false
 }
 
 /// The provenance evidence for judging `records` under `plan`.

@@ -101,8 +101,12 @@ fn processes() -> Vec<(u32, String)> {
     let mut out = Vec::new();
     // SAFETY: `e` is a properly sized entry with `size` set.
     let mut ok = unsafe { Process32FirstW(snap.0, &mut e) };
+    // libwarden itself is the self-check's, not a finding about the host.
+    let me = std::process::id();
     while ok != 0 {
-        out.push((e.pid, wide(&e.exe_file)));
+        if e.pid != me {
+            out.push((e.pid, wide(&e.exe_file)));
+        }
         // SAFETY: as above.
         ok = unsafe { Process32NextW(snap.0, &mut e) };
     }

@@ -5,6 +5,7 @@
 //! user directory or a writable dir, or (with a baseline) inside the search
 //! paths but missing from or different from the baseline. Processes that
 //! exit mid-read are skipped; those that could not be read are counted.
+//! libwarden's own process is never audited here (`selfcheck` judges it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -129,6 +130,12 @@ pub fn audit(cx: &Context, a: &mut Audit) {
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect();
     pids.sort_unstable();
+    // libwarden itself is not a finding about the host (`cargo run` gives
+    // it cargo's LD_LIBRARY_PATH and a binary under target/): the
+    // self-check judges this process for injection. Only this process is
+    // exempt: the cargo that started it, say, is audited as any other.
+    let me = std::process::id();
+    pids.retain(|&p| p != me);
     let (mut total, mut unreadable) = (0usize, 0usize);
     // (path, why) -> group; env (var, value) -> group.
     let mut maps_found: BTreeMap<(Vec<u8>, String), Group> = BTreeMap::new();

@@ -270,7 +270,7 @@ impl SledDb {
         // Before any value of this schema is written: a build that cannot
         // read them must see a newer schema, not a corrupt store.
         self.db
-            .insert(KEY_SCHEMA, &SCHEMA.to_le_bytes())
+            .insert(KEY_SCHEMA, &meta.schema.to_le_bytes())
             .map_err(|e| self.sled_err(e))?;
         let tree = self
             .db

@@ -43,6 +43,14 @@
 //! (`record::ENCODING_V2`), which a schema-2 build would refuse as corrupt.
 //! Schema-2 stores are still read (their values are V1: no facts), and each
 //! generation's header keeps the schema it was written (and signed) with.
+//!
+//! Schema 4 is schema 3 with acknowledged findings among the extra pairs
+//! (keys under [`ACK_PREFIX`], `crate::acknowledge`). Only a generation
+//! that holds acknowledgements is written as schema 4: a schema-3 build
+//! would ignore them and report what the operator acknowledged, so it must
+//! refuse the generation (a newer schema, exit 65) rather than misjudge.
+//! A generation without any is written as schema 3, byte for byte what the
+//! previous build wrote, signed and verified the same way.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -54,8 +62,13 @@ use super::watchdog::{self, Outcome};
 use crate::error::{Error, Result};
 use crate::record::Record;
 
-/// The schema this build writes and understands.
-pub const SCHEMA: u32 = 3;
+/// The newest schema this build writes and understands.
+pub const SCHEMA: u32 = 4;
+/// The schema of a generation without acknowledgements.
+pub const PLAIN_SCHEMA: u32 = 3;
+/// Extra pairs under this key prefix are acknowledged findings; a
+/// generation holding any is [`SCHEMA`] 4.
+pub const ACK_PREFIX: &[u8] = b"a\0";
 /// The oldest schema this build still reads (same layout, no facts).
 pub use super::sleddb::MIN_SCHEMA;
 /// How long to wait for another libwarden's lock (or a killed one's to be
@@ -292,8 +305,13 @@ impl Store {
                 });
             }
         }
+        let schema = if extra.iter().any(|(k, _)| k.starts_with(ACK_PREFIX)) {
+            SCHEMA
+        } else {
+            PLAIN_SCHEMA
+        };
         let mut meta = Meta {
-            schema: SCHEMA,
+            schema,
             generation,
             baseline_id: old.as_ref().map_or_else(new_id, |m| m.baseline_id),
             written: now_secs(),
@@ -1037,7 +1055,8 @@ mod tests {
         // The next generation is this schema, in the new layout; the old
         // files stay (generation N−1) until the write after.
         let m2 = s.write_generation(&recs, b"/", None).unwrap();
-        assert_eq!((m2.schema, m2.generation), (SCHEMA, 2));
+        // (Schema 3: it holds no acknowledgement.)
+        assert_eq!((m2.schema, m2.generation), (PLAIN_SCHEMA, 2));
         assert_eq!(m2.baseline_id, meta.baseline_id);
         assert_eq!(s.load().unwrap().1, recs);
         assert!(t.path().join("db").exists() && t.path().join("conf").exists());
@@ -1095,6 +1114,40 @@ mod tests {
         // A later generation without extra pairs has none.
         s.write_generation(&[], b"/", None).unwrap();
         assert!(s.load_with_extra().unwrap().2.is_empty());
+    }
+
+    #[test]
+    fn only_a_generation_holding_acknowledgements_is_schema_4() {
+        let t = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let s = Store::create(t.path(), false).unwrap();
+        let plain = vec![(b"v\0libc6".to_vec(), b"2.36".to_vec())];
+        let m = s
+            .write_generation_with_extra(&[rec("/a", 1)], &plain, b"/", Some(&key))
+            .unwrap();
+        // What a schema-3 build writes and reads, signed the same way.
+        assert_eq!(m.schema, PLAIN_SCHEMA);
+        assert!(crate::baseline::signing::verify(
+            &key.verifying_key(),
+            m.signature.as_ref(),
+            &m.signed_bytes()
+        )
+        .is_ok());
+        assert!(std::fs::read_to_string(t.path().join("CURRENT"))
+            .unwrap()
+            .contains("schema 3\n"));
+        let mut acked = plain.clone();
+        acked.insert(0, (b"a\0rpath\0/a\0detail:x".to_vec(), vec![0; 8]));
+        let m = s
+            .write_generation_with_extra(&[rec("/a", 1)], &acked, b"/", Some(&key))
+            .unwrap();
+        assert_eq!(m.schema, SCHEMA);
+        assert_eq!(s.load_with_extra().unwrap().2, acked);
+        // The database itself says so too: a schema-3 build opening it
+        // sees a newer schema (exit 65), not damage.
+        let db = live_db(t.path());
+        let v = db.raw().get(b"schema").unwrap().unwrap();
+        assert_eq!(v.as_ref(), &SCHEMA.to_le_bytes());
     }
 
     #[test]

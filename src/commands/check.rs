@@ -29,7 +29,8 @@ pub fn load_baseline_as_built(s: &Config) -> Result<baseline::Baseline> {
     Ok(b)
 }
 
-pub fn run(s: &Config, paranoid: bool, against: Option<&Path>) -> Result<i32> {
+/// `all`: show acknowledged findings too, marked (they set no exit bit).
+pub fn run(s: &Config, paranoid: bool, all: bool, against: Option<&Path>) -> Result<i32> {
     let mut context = serde_json::Map::new();
     let (snap, v, what) = match against {
         None => {
@@ -73,9 +74,17 @@ pub fn run(s: &Config, paranoid: bool, against: Option<&Path>) -> Result<i32> {
             (snap, v, format!("manifest {}", path.display()))
         }
     };
-    super::emit(s, &v.findings, &context)?;
+    if all {
+        super::emit_with_acknowledged(s, &v.findings, &v.acknowledged, &context)?;
+    } else {
+        super::emit(s, &v.findings, &context)?;
+    }
     messages::notes(&v.notes);
-    let tail = format!("{}; against {what}", output::count_by_kind(&v.findings));
+    let tail = format!(
+        "{}{}; against {what}",
+        output::count_by_kind(&v.findings),
+        super::acknowledged_tail(v.acknowledged.len(), all)
+    );
     super::summary("check", &snap, &tail);
     Ok(finding::exit_bits(&v.findings))
 }

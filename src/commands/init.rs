@@ -1,12 +1,16 @@
 //! `init`: snapshot every search path and write the first generation, with
-//! the provenance state it was judged with.
+//! the provenance state it was judged with; show the standing findings
+//! (audit and provenance, as `check` will report them) and how to
+//! acknowledge them. The exit code is 0 once the baseline is written: the
+//! findings are shown, not judged (`check` exits with their bits).
 
 use std::path::Path;
 
 use crate::baseline;
 use crate::config::Config;
 use crate::error::Result;
-use crate::output::messages;
+use crate::finding::Finding;
+use crate::output::{self, messages};
 use crate::pipeline::{self, Judges, Reference};
 use crate::sys::OsStrExt;
 
@@ -16,7 +20,7 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
     let store = baseline::create(&s.baseline, force)?;
     let snap = s.plan.snapshot(&[], true);
     super::show(&snap);
-    let v = pipeline::judge(&s.plan, Reference::Nothing, &snap, Judges::PROVENANCE);
+    let v = pipeline::judge(&s.plan, Reference::Nothing, &snap, Judges::STANDING);
     messages::notes(&v.notes);
     let extra = v.provenance.map(|o| o.state.to_pairs()).unwrap_or_default();
     let meta = baseline::commit(
@@ -27,6 +31,8 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
         s.plan.root.host().as_os_str().as_bytes(),
         key.as_ref(),
     )?;
+    super::emit(s, &v.findings, &Default::default())?;
+    standing_summary(&v.findings);
     let tail = format!(
         "baseline {} written to {}",
         baseline::verify::describe(&meta),
@@ -34,4 +40,36 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
     );
     super::summary("init", &snap, &tail);
     Ok(0)
+}
+
+/// One line per kind of standing finding on stderr, then how to
+/// acknowledge them.
+fn standing_summary(findings: &[Finding]) {
+    if findings.is_empty() {
+        return;
+    }
+    let mut kinds: Vec<(crate::finding::Kind, usize, crate::finding::Severity)> = Vec::new();
+    for f in findings {
+        match kinds.iter_mut().find(|(k, _, _)| *k == f.kind) {
+            Some((_, n, worst)) => {
+                *n += 1;
+                *worst = (*worst).max(f.severity);
+            }
+            None => kinds.push((f.kind, 1, f.severity)),
+        }
+    }
+    kinds.sort();
+    for (k, n, worst) in &kinds {
+        messages::status(&format!(
+            "libwarden init: standing: {n} {} (worst: {})",
+            k.name(),
+            worst.name()
+        ));
+    }
+    messages::status(&format!(
+        "libwarden init: {} standing; `check` reports them until they are fixed or \
+         acknowledged: review the list, then `libwarden accept --all-standing` (or \
+         `accept --kind KIND`, `accept PATH|GLOB..`) records them in the baseline",
+        output::count_by_kind(findings)
+    ));
 }

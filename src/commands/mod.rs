@@ -3,6 +3,7 @@
 //! exit code of its findings or an error. What they share (printing a
 //! snapshot's notes, the findings, the summary) lives here.
 
+pub mod accept;
 pub mod audit;
 pub mod bench;
 pub mod check;
@@ -13,6 +14,7 @@ pub mod paths;
 pub mod update;
 pub mod watch;
 
+use crate::acknowledge::Ack;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::finding::Finding;
@@ -35,6 +37,73 @@ pub fn emit(
     let mut out = std::io::stdout().lock();
     output::write_findings_with(&mut out, findings, s.format, context)
         .map_err(|e| Error::io("write", "stdout", e))
+}
+
+/// Like [`emit`], with the acknowledged findings among them (sorted in),
+/// each marked `"acknowledged": true` with who and when (JSON), or
+/// `[acknowledged by WHO at TIME]` (human).
+pub fn emit_with_acknowledged(
+    s: &Config,
+    findings: &[Finding],
+    acknowledged: &[(Finding, Ack)],
+    context: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let mut items: Vec<output::Marked> = findings.iter().map(output::Marked::plain).collect();
+    for (f, a) in acknowledged {
+        let at = crate::baseline::verify::utc(a.at);
+        let mut fields = serde_json::Map::new();
+        fields.insert("acknowledged".into(), serde_json::Value::Bool(true));
+        fields.insert("acknowledged_by".into(), a.by.clone().into());
+        fields.insert("acknowledged_at".into(), at.clone().into());
+        items.push(output::Marked {
+            finding: f,
+            fields,
+            tag: Some(format!("acknowledged by {} at {at}", a.by)),
+        });
+    }
+    items.sort_by(|a, b| output::order(a.finding, b.finding));
+    let mut out = std::io::stdout().lock();
+    output::write_marked(&mut out, &items, s.format, context)
+        .map_err(|e| Error::io("write", "stdout", e))
+}
+
+/// "; 3 acknowledged (not shown: `check --all` shows them)" for a summary.
+pub fn acknowledged_tail(n: usize, shown: bool) -> String {
+    match (n, shown) {
+        (0, _) => String::new(),
+        (n, true) => format!("; {n} acknowledged (shown, setting no exit bit)"),
+        (n, false) => format!("; {n} acknowledged, not shown (`check --all` shows them)"),
+    }
+}
+
+/// Opens the `--syslog` targets of a one-shot command (a usage error for
+/// one that does not parse), before anything is written.
+pub fn open_syslogs(targets: &[String]) -> Result<Vec<output::syslog::Syslog>> {
+    targets
+        .iter()
+        .map(|t| {
+            output::syslog::Syslog::new(t).map_err(|e| Error::Usage(format!("--syslog {t}: {e}")))
+        })
+        .collect()
+}
+
+/// Sends `findings` to every syslog target, marked with `source` (what
+/// `update` accepted, what `accept` acknowledged).
+pub fn send_syslogs(
+    logs: &mut [output::syslog::Syslog],
+    findings: &[Finding],
+    source: output::sink::Source,
+) {
+    let ctx = output::sink::Context {
+        time: std::time::SystemTime::now(),
+        source,
+        gap: None,
+    };
+    for log in logs.iter_mut() {
+        for f in findings {
+            log.send(f, &ctx);
+        }
+    }
 }
 
 /// The one-line summary on stderr.

@@ -1,10 +1,17 @@
 //! `update [PATH..]`: accept the current state, everywhere or only at and
-//! below the named paths, as a new generation; print what was accepted.
+//! below the named paths, as a new generation; print what was accepted
+//! (JSON lines marked `"accepted": true`; `--dry-run`: `"dry_run": true`,
+//! and nothing is written). A bare `update` (no PATH) refuses to accept a
+//! critical finding without `--yes` (exit 64): a new preload list or a
+//! patched loader is what an attack looks like, and accepting everything
+//! should not make one disappear unseen. Acknowledgements are carried
+//! into the new generation.
 
 use crate::sys::OsStrExt;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use crate::acknowledge::Acks;
 use crate::baseline;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -14,15 +21,28 @@ use crate::pipeline::{self, Judges, Reference};
 use crate::provenance;
 use crate::record::Record;
 
-pub fn run(
-    s: &Config,
-    paranoid: bool,
-    sign_with: Option<&Path>,
-    unsigned: bool,
-    package_updates: bool,
-    paths: &[PathBuf],
-) -> Result<i32> {
-    let key = sign_with.map(baseline::signing::load_secret).transpose()?;
+/// How `update` was asked to run (its flags).
+pub struct Options<'a> {
+    pub paranoid: bool,
+    pub sign_with: Option<&'a Path>,
+    pub unsigned: bool,
+    pub package_updates: bool,
+    pub dry_run: bool,
+    pub yes: bool,
+    /// `--syslog` targets for what was accepted.
+    pub syslog: &'a [String],
+}
+
+/// Critical findings named before "and N more" in a refusal.
+const SHOW_CRITICAL: usize = 5;
+
+pub fn run(s: &Config, o: &Options, paths: &[PathBuf]) -> Result<i32> {
+    let (paranoid, unsigned, package_updates) = (o.paranoid, o.unsigned, o.package_updates);
+    let key = o
+        .sign_with
+        .map(baseline::signing::load_secret)
+        .transpose()?;
+    let mut logs = super::open_syslogs(o.syslog)?;
     if unsigned && s.baseline.verify_key.is_some() {
         return Err(Error::Usage(
             "update --unsigned: a public key is configured (--verify-with or baseline_pubkey), \
@@ -43,7 +63,9 @@ pub fn run(
     let (store, base, mut notes) = baseline::load_held(&loc, verify_key.as_ref())?;
     let root = s.plan.root.host().as_os_str().as_bytes();
     notes.extend(baseline::verify::root(&loc, &base.meta, root)?);
-    signing_kept(&base.meta, key.is_some(), unsigned, &mut notes)?;
+    if !o.dry_run {
+        signing_kept(&base.meta, key.is_some(), unsigned, &mut notes)?;
+    }
     messages::notes(&notes);
     let snap = s.plan.snapshot(&base.records, paranoid);
     super::show(&snap);
@@ -74,6 +96,32 @@ pub fn run(
         accepted.retain(|f| f.kind == Kind::PackageUpdate);
     }
     output::sort(&mut accepted);
+    let critical: Vec<&crate::finding::Finding> = accepted
+        .iter()
+        .filter(|f| f.severity == crate::finding::Severity::Critical)
+        .collect();
+    let refusal =
+        (selected.is_empty() && !o.yes && !critical.is_empty()).then(|| refuse_critical(&critical));
+    if o.dry_run {
+        let mut context = serde_json::Map::new();
+        context.insert("dry_run".into(), serde_json::Value::Bool(true));
+        super::emit(s, &accepted, &context)?;
+        if let Some(why) = refusal {
+            messages::warning(&format!(
+                "without --yes, this update would be refused: {why}"
+            ));
+        }
+        let tail = format!(
+            "would accept {}; nothing written (dry run); baseline {}",
+            output::count_by_kind(&accepted),
+            base.describe()
+        );
+        super::summary("update", &snap, &tail);
+        return Ok(0);
+    }
+    if let Some(why) = refusal {
+        return Err(Error::Usage(why));
+    }
 
     let records = &snap.scan.records;
     let (next, extra) = if package_updates {
@@ -121,8 +169,13 @@ pub fn run(
         (next, extra)
     };
 
+    // What the operator acknowledged stays acknowledged.
+    let extra = Acks::from_pairs(&base.extra).merge_into(&extra);
     let meta = baseline::commit(&s.baseline, store, &next, &extra, root, key.as_ref())?;
-    super::emit(s, &accepted, &Default::default())?;
+    let mut context = serde_json::Map::new();
+    context.insert("accepted".into(), serde_json::Value::Bool(true));
+    super::emit(s, &accepted, &context)?;
+    super::send_syslogs(&mut logs, &accepted, crate::output::sink::Source::Accepted);
     let tail = format!(
         "accepted {}; baseline {}",
         output::count_by_kind(&accepted),
@@ -132,11 +185,31 @@ pub fn run(
     Ok(0)
 }
 
+/// Why a bare `update` will not accept `critical` findings (not empty).
+fn refuse_critical(critical: &[&crate::finding::Finding]) -> String {
+    let mut named: Vec<String> = critical
+        .iter()
+        .take(SHOW_CRITICAL)
+        .map(|f| format!("{} {}", f.kind.name(), crate::escape::for_terminal(&f.path)))
+        .collect();
+    if critical.len() > SHOW_CRITICAL {
+        named.push(format!("{} more", critical.len() - SHOW_CRITICAL));
+    }
+    format!(
+        "update with no PATH would accept {} critical finding{} ({}): a critical change is \
+         what an attack looks like, so it is accepted only when named (`update PATH`) or \
+         with --yes; `update --dry-run` lists everything it would accept",
+        critical.len(),
+        if critical.len() == 1 { "" } else { "s" },
+        named.join(", ")
+    )
+}
+
 /// A signed baseline stays signed unless the operator says otherwise: an
 /// update without a key over a signed generation is refused (a usage
 /// error: the key or `--unsigned` is missing from the command line), and
 /// `--unsigned` drops signing with a warning.
-fn signing_kept(
+pub(super) fn signing_kept(
     live: &baseline::store::Meta,
     have_key: bool,
     unsigned: bool,

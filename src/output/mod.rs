@@ -92,16 +92,67 @@ fn write_all(
     format: Format,
     extra: &Map<String, Value>,
 ) -> io::Result<()> {
+    let items: Vec<Marked> = findings.iter().map(Marked::plain).collect();
+    write_items(out, &items, format, extra)
+}
+
+/// A finding with what marks it out from the others in one report (an
+/// acknowledged one in `check --all`).
+pub struct Marked<'a> {
+    pub finding: &'a Finding,
+    /// Added to its JSON object.
+    pub fields: Map<String, Value>,
+    /// Appended to its human line, in brackets.
+    pub tag: Option<String>,
+}
+
+impl<'a> Marked<'a> {
+    pub fn plain(f: &'a Finding) -> Marked<'a> {
+        Marked {
+            finding: f,
+            fields: Map::new(),
+            tag: None,
+        }
+    }
+}
+
+/// [`write_findings_with`] for findings each with its own marks (in the
+/// order given: the caller sorts).
+pub fn write_marked(
+    out: &mut dyn Write,
+    items: &[Marked],
+    format: Format,
+    extra: &Map<String, Value>,
+) -> io::Result<()> {
+    match write_items(out, items, format, extra) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+fn write_items(
+    out: &mut dyn Write,
+    items: &[Marked],
+    format: Format,
+    extra: &Map<String, Value>,
+) -> io::Result<()> {
     match format {
         Format::Json => {
-            for f in findings {
-                serde_json::to_writer(&mut *out, &to_json_with(f, extra))?;
+            for m in items {
+                let mut v = to_json_with(m.finding, extra);
+                if let Value::Object(o) = &mut v {
+                    for (k, x) in &m.fields {
+                        o.insert(k.clone(), x.clone());
+                    }
+                }
+                serde_json::to_writer(&mut *out, &v)?;
                 out.write_all(b"\n")?;
             }
         }
         Format::Human => {
-            for f in findings {
-                writeln!(
+            for m in items {
+                let f = m.finding;
+                write!(
                     out,
                     "{:<8} {:<13} {}  {}",
                     f.severity.name(),
@@ -109,6 +160,10 @@ fn write_all(
                     escape::for_terminal(&f.path),
                     escape::for_terminal(f.detail.as_bytes())
                 )?;
+                match &m.tag {
+                    Some(t) => writeln!(out, "  [{}]", escape::for_terminal(t.as_bytes()))?,
+                    None => writeln!(out)?,
+                }
             }
         }
     }

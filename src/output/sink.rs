@@ -43,6 +43,10 @@ pub enum Source {
     Reload,
     /// The outputs themselves (one could not keep up).
     Output,
+    /// Not a finding now: what `update` accepted into the baseline.
+    Accepted,
+    /// Not a finding now: what `accept` acknowledged.
+    Acknowledged,
 }
 
 impl Source {
@@ -54,6 +58,8 @@ impl Source {
             Source::Fallback => "fallback",
             Source::Reload => "reload",
             Source::Output => "output",
+            Source::Accepted => "accepted",
+            Source::Acknowledged => "acknowledged",
         }
     }
 }
