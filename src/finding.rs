@@ -65,6 +65,10 @@ pub enum Kind {
     /// A Windows registry value that makes Windows load a DLL it should
     /// not, or weakens the DLL search order.
     Registry,
+    /// `guard`: a process opened a library the baseline does not know,
+    /// whose content differs from it, or that lies in a directory others
+    /// can write (the Linux analogue of Sysmon event 7, filtered).
+    Load,
     /// A DLL a Windows program would load ahead of the system's: unsigned
     /// beside a signed program, or in a user-writable `PATH` directory.
     SideLoading,
@@ -95,6 +99,7 @@ impl Kind {
             Kind::SignatureInvalid => "signature_invalid",
             Kind::UntrustedSigner => "untrusted_signer",
             Kind::Registry => "registry",
+            Kind::Load => "load",
             Kind::SideLoading => "side_loading",
         }
     }
@@ -124,7 +129,8 @@ impl Kind {
             | Kind::SignatureInvalid
             | Kind::UntrustedSigner
             | Kind::Registry
-            | Kind::SideLoading => 8,
+            | Kind::SideLoading
+            | Kind::Load => 8,
             Kind::MonitoringGap => 0,
         }
     }

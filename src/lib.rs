@@ -2,7 +2,7 @@
 //! come from. ARCHITECTURE.md draws the layers; imports point down them:
 //!
 //! - app: `cli`, `config`, `commands`
-//! - engines: `pipeline` (snapshot + judge), `watch`, `bench`
+//! - engines: `pipeline` (snapshot + judge), `watch`, `guard`, `bench`
 //! - judges: `diff`, `audit`, `provenance`, `selfcheck`
 //! - baseline and output: `baseline`, `output`
 //! - collect: `searchpaths`, `scan`, `inspect`, `winreg`
@@ -21,6 +21,8 @@ pub mod escape;
 pub mod facts;
 pub mod finding;
 pub mod formats;
+#[cfg(target_os = "linux")]
+pub mod guard;
 pub mod input;
 pub mod inspect;
 pub mod output;
@@ -74,5 +76,6 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Audit => commands::audit::run(&settings()?),
         Command::Watch(args) => commands::watch::run(&settings()?, args),
         Command::Bench(args) => commands::bench::run(&settings()?, args, &cli.global),
+        Command::Guard(args) => commands::guard::run(&settings()?, args),
     }
 }
