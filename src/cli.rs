@@ -54,11 +54,27 @@ pub struct Global {
     pub io_threads: Option<usize>,
 }
 
-/// `--format`: how findings are written.
+/// `--format`: how findings are written; for `export`, which allowlist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FormatArg {
     Human,
     Json,
+    /// `export` only: a fapolicyd trust file (path, size, SHA-256)
+    Fapolicyd,
+    /// `export` only: auditd watch rules for the search paths
+    Auditd,
+    /// `export` only: AppLocker DLL rules (Authenticode SHA-256)
+    Applocker,
+}
+
+impl FormatArg {
+    /// One of the allowlists only `export` writes.
+    pub fn is_allowlist(self) -> bool {
+        matches!(
+            self,
+            FormatArg::Fapolicyd | FormatArg::Auditd | FormatArg::Applocker
+        )
+    }
 }
 
 #[derive(Debug, Subcommand)]

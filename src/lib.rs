@@ -4,11 +4,12 @@
 //! - app: `cli`, `config`, `commands`
 //! - engines: `pipeline` (snapshot + judge), `watch`, `guard`, `bench`
 //! - judges: `diff`, `audit`, `provenance`, `selfcheck`
-//! - baseline and output: `baseline`, `output`
+//! - baseline and output: `baseline`, `output`, `allowlist`
 //! - collect: `searchpaths`, `scan`, `inspect`, `winreg`
 //! - model and formats: `record`, `finding`, `error`, `rootfs`, `formats`
 //! - platform: `sys`, `escape`, `timefmt`
 
+pub mod allowlist;
 pub mod audit;
 pub mod baseline;
 pub mod bench;
@@ -47,6 +48,11 @@ pub fn run(cli: &Cli) -> Result<i32> {
     output::messages::set_quiet(cli.global.quiet);
     // Resolved per command: keygen needs no baseline location at all.
     let settings = || Config::resolve(&cli.global);
+    if cli.global.format.is_allowlist() && !matches!(cli.command, Command::Export { .. }) {
+        return Err(error::Error::Usage(
+            "--format fapolicyd|auditd|applocker is for `export` only".into(),
+        ));
+    }
     match &cli.command {
         Command::Init { force, sign_with } => {
             commands::init::run(&settings()?, *force, sign_with.as_deref())
@@ -70,9 +76,12 @@ pub fn run(cli: &Cli) -> Result<i32> {
         ),
         Command::Paths => commands::paths::run(&settings()?),
         Command::Keygen { dir } => commands::keygen::run(dir),
-        Command::Export { sign_with, output } => {
-            commands::export::run(&settings()?, sign_with.as_deref(), output.as_deref())
-        }
+        Command::Export { sign_with, output } => commands::export::run(
+            &settings()?,
+            sign_with.as_deref(),
+            output.as_deref(),
+            cli.global.format,
+        ),
         Command::Audit => commands::audit::run(&settings()?),
         Command::Watch(args) => commands::watch::run(&settings()?, args),
         Command::Bench(args) => commands::bench::run(&settings()?, args, &cli.global),

@@ -126,6 +126,8 @@ impl Config {
             format: match g.format {
                 FormatArg::Human => Format::Human,
                 FormatArg::Json => Format::Json,
+                // `export` writes the allowlist; its messages stay human.
+                FormatArg::Fapolicyd | FormatArg::Auditd | FormatArg::Applocker => Format::Human,
             },
             quiet: g.quiet,
             threads,
