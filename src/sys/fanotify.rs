@@ -203,9 +203,7 @@ mod tests {
             pid,
         };
         // SAFETY: plain integers, viewed as bytes.
-        let bytes =
-            unsafe { std::slice::from_raw_parts((&m as *const _ as *const u8), META) }.to_vec();
-        bytes
+        unsafe { std::slice::from_raw_parts(&m as *const _ as *const u8, META) }.to_vec()
     }
 
     #[test]
