@@ -410,22 +410,42 @@ fn work(sh: &Shared, p: &Pending) {
     if !sh.opts.test_delay.is_zero() {
         std::thread::sleep(sh.opts.test_delay);
     }
-    let opener = process::opener(p.pid);
     let Some(logical) = logical_path(&sh.root, &p.fd) else {
         // Outside the guarded root (or unnamed): not this guard's business.
         p.answer(true);
         return;
     };
-    if sh.opts.mode == Mode::Monitor {
-        p.answer(true);
-    }
-    let judged = match sh.allowlist.judge(p.fd.as_fd(), &logical) {
-        Ok(j) => j,
-        Err(_) => {
-            if p.answer(true) {
-                sh.gaps.note(&sh.gaps.errors);
+    let quick = sh.allowlist.judge_cached(p.fd.as_fd(), &logical);
+    let (judged, opener) = match quick {
+        // Decided without a read and allowed in every mode: answered at
+        // once; the opener is looked up only for a finding.
+        Ok(Some(j)) if !j.verdict.refusable() => {
+            p.answer(true);
+            if j.verdict != Verdict::Known || !in_writable_dir(sh, &logical) {
+                return;
             }
-            return;
+            (j, process::opener(p.pid))
+        }
+        quick => {
+            // Read while the opener still waits for its answer: it is
+            // alive and is the process that opened.
+            let opener = process::opener(p.pid);
+            if sh.opts.mode == Mode::Monitor {
+                p.answer(true);
+            }
+            let j = match quick {
+                Ok(Some(j)) => Ok(j),
+                _ => sh.allowlist.judge(p.fd.as_fd(), &logical),
+            };
+            match j {
+                Ok(j) => (j, opener),
+                Err(_) => {
+                    if p.answer(true) {
+                        sh.gaps.note(&sh.gaps.errors);
+                    }
+                    return;
+                }
+            }
         }
     };
     let writable = judged.verdict == Verdict::Known && in_writable_dir(sh, &logical);

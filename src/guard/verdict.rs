@@ -118,14 +118,45 @@ impl Allowlist {
         }
     }
 
-    /// Judges the file open at `fd`, known to the guard as `path` (logical).
+    /// Judges the file open at `fd`, known to the guard as `path` (logical),
+    /// reading it if nothing cheaper decides.
     pub fn judge(&self, fd: BorrowedFd<'_>, path: &[u8]) -> std::io::Result<Judged> {
+        let id = match self.decide(fd, path)? {
+            Decided::Done(j) => return Ok(j),
+            Decided::NeedsRead(id) => id,
+        };
+        let c = read_content(fd, id.size)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(id, c);
+        }
+        Ok(Judged {
+            verdict: self.verdict(path, c),
+            hashed: true,
+        })
+    }
+
+    /// The verdict if it needs no read of the file (not a regular file,
+    /// the baseline's identity, a cached digest); `None` otherwise.
+    pub fn judge_cached(&self, fd: BorrowedFd<'_>, path: &[u8]) -> std::io::Result<Option<Judged>> {
+        Ok(match self.decide(fd, path)? {
+            Decided::Done(j) => Some(j),
+            Decided::NeedsRead(_) => None,
+        })
+    }
+
+    fn decide(&self, fd: BorrowedFd<'_>, path: &[u8]) -> std::io::Result<Decided> {
         let st = fstat(fd)?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Ok(Judged {
-                verdict: Verdict::NotLibrary,
+        let done = |verdict| {
+            Ok(Decided::Done(Judged {
+                verdict,
                 hashed: false,
-            });
+            }))
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return done(Verdict::NotLibrary);
         }
         let id = Identity {
             dev: st.st_dev,
@@ -133,43 +164,35 @@ impl Allowlist {
             ctime: (st.st_ctime, st.st_ctime_nsec as u32),
             size: st.st_size as u64,
         };
-        let entry = self.by_path.get(path);
         // The baseline's own file, untouched since it was hashed (a write
         // or a rename over it changes the ctime): known without a read,
         // as `check` trusts it.
-        if let Some(e) = entry {
+        if let Some(e) = self.by_path.get(path) {
             if e.identity == id && e.blake3.is_some() {
-                return Ok(Judged {
-                    verdict: Verdict::Known,
-                    hashed: false,
-                });
+                return done(Verdict::Known);
             }
         }
-        let cached = self.cache.lock().ok().and_then(|c| c.get(&id).copied());
-        let (content, hashed) = match cached {
-            Some(c) => (c, false),
-            None => {
-                let c = read_content(fd, id.size)?;
-                if let Ok(mut cache) = self.cache.lock() {
-                    if cache.len() >= CACHE_MAX {
-                        cache.clear();
-                    }
-                    cache.insert(id, c);
-                }
-                (c, true)
-            }
-        };
-        let verdict = if content.class != FileClass::ElfDyn {
-            Verdict::NotLibrary
-        } else {
-            match entry {
-                None => Verdict::Unknown,
-                Some(e) if e.blake3.is_some() && e.blake3 == content.digest => Verdict::Known,
-                Some(_) => Verdict::Differs,
-            }
-        };
-        Ok(Judged { verdict, hashed })
+        match self.cache.lock().ok().and_then(|c| c.get(&id).copied()) {
+            Some(c) => done(self.verdict(path, c)),
+            None => Ok(Decided::NeedsRead(id)),
+        }
     }
+
+    fn verdict(&self, path: &[u8], content: Content) -> Verdict {
+        if content.class != FileClass::ElfDyn {
+            return Verdict::NotLibrary;
+        }
+        match self.by_path.get(path) {
+            None => Verdict::Unknown,
+            Some(e) if e.blake3.is_some() && e.blake3 == content.digest => Verdict::Known,
+            Some(_) => Verdict::Differs,
+        }
+    }
+}
+
+enum Decided {
+    Done(Judged),
+    NeedsRead(Identity),
 }
 
 fn fstat(fd: BorrowedFd<'_>) -> std::io::Result<libc::stat> {
