@@ -89,6 +89,8 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(250);
 pub const DEFAULT_QUEUE: usize = 1024;
 /// Findings waiting for the emitter; past it they are counted and dropped.
 const FINDINGS_QUEUE: usize = 4096;
+/// Events read at once (each arrives with a descriptor).
+const READ_BATCH: usize = 128;
 /// The period of the gap report.
 const GAP_PERIOD: Duration = Duration::from_secs(1);
 
@@ -229,6 +231,19 @@ pub fn run(
     ctl: Receiver<Ctl>,
 ) -> Result<i32> {
     let (sp, _) = plan.resolve();
+    // Descriptors in flight: the queue, one per worker, one read's batch
+    // (the kernel opens one per event it hands over), and the outputs.
+    let fd_limit = crate::sys::fanotify::raise_fd_limit();
+    let room = fd_limit.saturating_sub(READ_BATCH as u64 + opts.workers as u64 + 256) as usize;
+    if opts.queue > room {
+        messages::warning(&format!(
+            "guard: --queue {} does not fit the descriptor limit ({fd_limit}): using {}",
+            opts.queue,
+            room.max(1)
+        ));
+    }
+    let mut opts = opts;
+    opts.queue = opts.queue.min(room.max(1));
     let group = Arc::new(Group::new().map_err(|e| {
         Error::Usage(format!(
             "guard: fanotify_init: {e} (the guard needs root and a kernel with \
@@ -287,7 +302,8 @@ pub fn run(
     ));
 
     let me = std::process::id() as i32;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut read_failing = false;
+    let mut buf = vec![0u8; READ_BATCH * std::mem::size_of::<libc::fanotify_event_metadata>()];
     let code = loop {
         match ctl.try_recv() {
             Ok(Ctl::Hup) | Err(crossbeam_channel::TryRecvError::Empty) => {}
@@ -298,11 +314,21 @@ pub fn run(
             continue;
         }
         let events = match group.read(&mut buf) {
-            Ok(e) => e,
+            Ok(e) => {
+                read_failing = false;
+                e
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => {
-                messages::error(&format!("guard: read fanotify events: {e}"));
-                break crate::error::code::IO;
+                // The kernel has answered the event it could not hand
+                // over (deny, for a permission event); go on, and say so.
+                gaps.note(&gaps.errors);
+                if !read_failing {
+                    messages::warning(&format!("guard: read fanotify events: {e}"));
+                }
+                read_failing = true;
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
             }
         };
         for ev in events {

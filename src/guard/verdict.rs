@@ -82,6 +82,9 @@ struct Content {
 const CACHE_MAX: usize = 65_536;
 /// Read size for hashing.
 const CHUNK: usize = 256 * 1024;
+/// What is read of a file to tell a shared object from anything else
+/// (`FileClass::sniff` wants the first 64 bytes).
+const HEAD: usize = 64;
 
 /// The baseline as an allowlist, plus the digest cache.
 pub struct Allowlist {
@@ -230,29 +233,28 @@ fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> std::io::Result<usize>
 
 /// The class from the first bytes and, for a shared object, the digest of
 /// the whole file (read to its end, whatever `size` said: the buffer is
-/// fixed, so a growing file costs time, not memory).
+/// fixed, so a growing file costs time, not memory). Any other file costs
+/// one read of [`HEAD`] bytes.
 fn read_content(fd: BorrowedFd<'_>, size: u64) -> std::io::Result<Content> {
-    let mut buf = vec![0u8; CHUNK.min(size.max(64) as usize)];
-    let n = pread(fd, &mut buf, 0)?;
-    let class = FileClass::sniff(&buf[..n]);
+    let mut head = [0u8; HEAD];
+    let n = pread(fd, &mut head, 0)?;
+    let class = FileClass::sniff(&head[..n]);
     if class != FileClass::ElfDyn {
         return Ok(Content {
             class,
             digest: None,
         });
     }
+    let mut buf = vec![0u8; CHUNK.min(size.max(HEAD as u64) as usize)];
     let mut h = blake3::Hasher::new();
-    h.update(&buf[..n]);
-    let mut off = n as u64;
-    if n > 0 {
-        loop {
-            let k = pread(fd, &mut buf, off)?;
-            if k == 0 {
-                break;
-            }
-            h.update(&buf[..k]);
-            off += k as u64;
+    let mut off = 0u64;
+    loop {
+        let k = pread(fd, &mut buf, off)?;
+        if k == 0 {
+            break;
         }
+        h.update(&buf[..k]);
+        off += k as u64;
     }
     Ok(Content {
         class,

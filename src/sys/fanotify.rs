@@ -55,15 +55,17 @@ const META: usize = std::mem::size_of::<libc::fanotify_event_metadata>();
 
 impl Group {
     /// A group for permission events (`FAN_CLASS_CONTENT`) whose event
-    /// descriptors are opened read-only, close-on-exec, without updating
-    /// the access time. `FAN_UNLIMITED_QUEUE` is not asked for: the kernel
-    /// bounds the queue and reports an overflow, which becomes a gap.
+    /// descriptors are opened read-only and close-on-exec. Not `O_NOATIME`:
+    /// without `CAP_FOWNER` that open fails for files of other owners, and
+    /// the kernel answers deny for an event whose descriptor it could not
+    /// open (`fanotify_read`), as it does when the process is out of
+    /// descriptors ([`raise_fd_limit`]).
     pub fn new() -> io::Result<Group> {
         // SAFETY: plain system call; the result is checked.
         let fd = unsafe {
             libc::fanotify_init(
                 libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC,
-                (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC | libc::O_NOATIME) as u32,
+                (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32,
             )
         };
         if fd < 0 {
@@ -150,6 +152,30 @@ impl Group {
         }
         Ok(())
     }
+}
+
+/// Raises the soft limit on open descriptors to the hard one and returns
+/// it. Every event read holds a descriptor until it is answered, and the
+/// kernel refuses (denies) the open behind an event it cannot give us a
+/// descriptor for: the queue of events in flight must stay well below it.
+pub fn raise_fd_limit() -> u64 {
+    // SAFETY: `lim` is written by getrlimit before it is read.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to an rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let want = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: valid pointer to an rlimit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    lim.rlim_cur as u64
 }
 
 /// Parses a buffer of event records. Each record's length comes from the
