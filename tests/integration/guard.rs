@@ -749,3 +749,35 @@ fn applocker_rules_hold_the_authenticode_sha256_osslsigncode_computes() {
         "{rule}\nosslsigncode: {calc}"
     );
 }
+
+#[test]
+fn enforce_never_refuses_a_config_allowlist_entry() {
+    if !fanotify_available() {
+        return;
+    }
+    let (t, key) = fixture(true);
+    let cfg = t.dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        "guard_allow = [\"/usr/lib/x86_64-linux-gnu/libevil*.so\"]\n",
+    )
+    .unwrap();
+    let mut g = Guard::start(
+        &t,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--verify-with",
+            key.unwrap().to_str().unwrap(),
+            "guard",
+            "--enforce",
+            "--scope",
+            "dirs",
+        ],
+        &[],
+    );
+    assert_eq!(dlopen(&t, EVIL).status.code(), Some(0), "allowlisted");
+    let (f, _) = g.expect("the allowed load", load_of(EVIL));
+    assert_eq!(f["verdict"], "unknown", "still reported: {f}");
+    assert_eq!(f["action"], "allowed", "{f}");
+}
