@@ -474,7 +474,8 @@ fn work(sh: &Shared, p: &Pending) {
             }
         }
     };
-    let writable = judged.verdict == Verdict::Known && in_writable_dir(sh, &logical);
+    let in_writable = in_writable_dir(sh, &logical);
+    let writable = judged.verdict == Verdict::Known && in_writable;
     let refusable = judged.verdict.refusable() && may_refuse(sh, &logical, p.pid);
     let deny = refusable && sh.opts.mode == Mode::Enforce;
     let ours = p.answer(!deny);
@@ -515,6 +516,13 @@ fn work(sh: &Shared, p: &Pending) {
     );
     fields.insert("action".into(), json!(action));
     fields.insert("mode".into(), json!(sh.opts.mode.name()));
+    fields.insert("writable_dir".into(), json!(in_writable));
+    fields.insert(
+        "in_search_paths".into(),
+        json!(sh
+            .sp
+            .covers(Path::new(std::ffi::OsStr::from_bytes(&logical)))),
+    );
     fields.insert("event_time".into(), json!(crate::timefmt::rfc3339(p.time)));
     let ctx = Context {
         time: p.time,

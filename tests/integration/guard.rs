@@ -233,6 +233,8 @@ fn an_ld_preload_of_an_unknown_library_is_a_load_finding_naming_pid_exe_uid_and_
     assert_eq!(f["action"], "allowed", "{f}");
     assert_eq!(f["source"], "guard", "{f}");
     assert_eq!(f["severity"], "high", "{f}");
+    assert_eq!(f["in_search_paths"], true, "{f}");
+    assert_eq!(f["writable_dir"], false, "{f}");
     // Latency from the event to the finding on stdout, for the record (the
     // suite never asserts on speed).
     let lat = read_at.duration_since(started).unwrap_or_default();
@@ -779,5 +781,39 @@ fn enforce_never_refuses_a_config_allowlist_entry() {
     assert_eq!(dlopen(&t, EVIL).status.code(), Some(0), "allowlisted");
     let (f, _) = g.expect("the allowed load", load_of(EVIL));
     assert_eq!(f["verdict"], "unknown", "still reported: {f}");
+    assert_eq!(f["action"], "allowed", "{f}");
+}
+
+#[test]
+fn a_baselined_library_in_a_directory_others_can_write_is_reported_not_refused() {
+    if !fanotify_available() {
+        return;
+    }
+    let t = TestRoot::debian();
+    t.compile_so(
+        "usr/local/lib/libopen.so",
+        "libopen.so",
+        "int o(void){return 3;}",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        t.path("usr/local/lib"),
+        std::fs::Permissions::from_mode(0o1777),
+    )
+    .unwrap();
+    t.init();
+    t.compile_exe(
+        "../bin/dl",
+        "#include <dlfcn.h>\nint main(int c, char **v){ return dlopen(v[1], RTLD_NOW) ? 0 : 3; }",
+        &["-ldl"],
+    );
+    let mut g = Guard::start(&t, &["guard", "--dry-run", "--scope", "dirs"], &[]);
+    assert_eq!(
+        dlopen(&t, "/usr/local/lib/libopen.so").status.code(),
+        Some(0)
+    );
+    let (f, _) = g.expect("writable_dir", load_of("/usr/local/lib/libopen.so"));
+    assert_eq!(f["verdict"], "writable_dir", "{f}");
+    assert_eq!(f["severity"], "medium", "{f}");
     assert_eq!(f["action"], "allowed", "{f}");
 }
