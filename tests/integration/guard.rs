@@ -463,10 +463,11 @@ fn a_full_verdict_queue_fails_open_with_a_gap_finding() {
             "--verdict-timeout",
             "20s",
         ],
-        &[("LIBWARDEN_GUARD_TEST_DELAY", "500ms")],
+        &[("LIBWARDEN_GUARD_TEST_DELAY", "2s")],
     );
-    // Six opens at once: one is judged, one waits, the rest find the queue
-    // full and are allowed at once.
+    // Six opens at once (each verdict takes 2 s, far longer than starting
+    // six processes even on a loaded machine): one is judged, one waits,
+    // the rest find the queue full and are allowed at once.
     let kids: Vec<Child> = (0..6)
         .map(|_| {
             Command::new("cat")
