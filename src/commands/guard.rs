@@ -18,6 +18,9 @@ pub fn run(s: &Config, args: &GuardArgs) -> Result<i32> {
     use crate::sys::fanotify::Scope;
     use crate::watch::signals;
 
+    // Before any thread exists (the baseline store starts some), so that
+    // every thread inherits the mask and only the signal thread sees them.
+    let blocked = signals::block();
     let mode = match (args.enforce, args.dry_run) {
         (_, true) => Mode::DryRun,
         (true, false) => Mode::Enforce,
@@ -38,7 +41,6 @@ pub fn run(s: &Config, args: &GuardArgs) -> Result<i32> {
                 .into(),
         ));
     }
-    let blocked = signals::block();
     let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
     signals::spawn(blocked, ctl_tx).map_err(|e| Error::Internal(format!("signal thread: {e}")))?;
     let sinks = Sinks::open(s.format, args.output.as_ref(), &args.syslog, args.stdout)?;

@@ -818,3 +818,24 @@ fn a_baselined_library_in_a_directory_others_can_write_is_reported_not_refused()
     assert_eq!(f["severity"], "medium", "{f}");
     assert_eq!(f["action"], "allowed", "{f}");
 }
+
+#[test]
+fn sigterm_ends_the_guard_cleanly() {
+    if !fanotify_available() {
+        return;
+    }
+    let (t, _) = fixture(false);
+    let mut g = Guard::start(&t, &["guard", "--scope", "dirs"], &[]);
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(g.pid(), libc::SIGTERM) };
+    let end = Instant::now() + WAIT;
+    let st = loop {
+        if let Some(st) = g.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < end, "guard did not end on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(st.code(), Some(0), "{}", g.stderr());
+    assert_eq!(dlopen(&t, EVIL).status.code(), Some(0));
+}
