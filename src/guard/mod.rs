@@ -213,6 +213,8 @@ fn ms(t: SystemTime) -> u64 {
 /// What every worker shares.
 struct Shared {
     root: crate::rootfs::Root,
+    /// Owners besides root trusted with library dirs (the config's).
+    trusted_uids: Vec<u32>,
     sp: SearchPaths,
     allowlist: Allowlist,
     /// Logical paths of the baseline's loader and libc: never refused.
@@ -263,6 +265,7 @@ pub fn run(
     let (ftx, frx) = crossbeam_channel::bounded(FINDINGS_QUEUE);
     let shared = Arc::new(Shared {
         root: plan.root.clone(),
+        trusted_uids: plan.trusted_uids.clone(),
         sp,
         allowlist: Allowlist::new(&base.records),
         protected,
@@ -570,15 +573,16 @@ fn logical_path(root: &crate::rootfs::Root, fd: &OwnedFd) -> Option<Vec<u8>> {
     Some(logical.as_os_str().as_bytes().to_vec())
 }
 
-/// Whether the library's directory is writable by others than root (or
-/// a trusted owner): sticky temporary directories included.
+/// Whether the library's directory is writable by others than its owner,
+/// or owned by someone other than root or a trusted uid: sticky temporary
+/// directories included.
 fn in_writable_dir(sh: &Shared, logical: &[u8]) -> bool {
     let Some(parent) = Path::new(std::ffi::OsStr::from_bytes(logical)).parent() else {
         return false;
     };
     use crate::sys::MetadataExt;
     match sh.root.lstat(parent) {
-        Ok(m) => m.mode() & 0o022 != 0 || m.uid() != 0,
+        Ok(m) => m.mode() & 0o022 != 0 || (m.uid() != 0 && !sh.trusted_uids.contains(&m.uid())),
         Err(_) => false,
     }
 }
