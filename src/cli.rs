@@ -54,11 +54,27 @@ pub struct Global {
     pub io_threads: Option<usize>,
 }
 
-/// `--format`: how findings are written.
+/// `--format`: how findings are written; for `export`, which allowlist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FormatArg {
     Human,
     Json,
+    /// `export` only: a fapolicyd trust file (path, size, SHA-256)
+    Fapolicyd,
+    /// `export` only: auditd watch rules for the search paths
+    Auditd,
+    /// `export` only: AppLocker DLL rules (Authenticode SHA-256)
+    Applocker,
+}
+
+impl FormatArg {
+    /// One of the allowlists only `export` writes.
+    pub fn is_allowlist(self) -> bool {
+        matches!(
+            self,
+            FormatArg::Fapolicyd | FormatArg::Auditd | FormatArg::Applocker
+        )
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +163,58 @@ pub enum Command {
     Watch(WatchArgs),
     /// Hashing throughput of a tree, per phase, size class and thread count
     Bench(BenchArgs),
+    /// Judge library loads against the baseline as they happen (Linux,
+    /// root); --enforce refuses unknown ones (signed baseline only)
+    Guard(GuardArgs),
+}
+
+/// Where `guard` places its fanotify marks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GuardScope {
+    /// The whole file system of each search dir (every mount of it)
+    Filesystem,
+    /// The mount of each search dir
+    Mount,
+    /// Only the search dirs and the directories below them in the baseline
+    Dirs,
+}
+
+/// Options of `guard`.
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// Refuse (FAN_DENY) ELF shared objects in the search paths that the
+    /// baseline does not know or whose content differs; needs a baseline
+    /// signed and verified with --verify-with (or baseline_pubkey)
+    #[arg(long)]
+    pub enforce: bool,
+    /// Judge before answering as --enforce does, report what would be
+    /// refused (action "would_deny"), refuse nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// What the marks cover
+    #[arg(long, value_enum, default_value_t = GuardScope::Filesystem)]
+    pub scope: GuardScope,
+    /// The longest an opener waits for a verdict before it is allowed
+    /// (and a monitoring_gap reported)
+    #[arg(long, value_name = "DURATION", default_value = "250ms",
+          value_parser = crate::timefmt::parse_duration)]
+    pub verdict_timeout: std::time::Duration,
+    /// Opens waiting for a verdict before further ones are allowed unjudged
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub queue: usize,
+    /// Threads judging opens
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub workers: usize,
+    /// Also append findings as JSON Lines to FILE
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also send findings to syslog (RFC 5424): unix:/dev/log,
+    /// udp://HOST:PORT or tcp://HOST:PORT; may be repeated
+    #[arg(long, value_name = "TARGET")]
+    pub syslog: Vec<String>,
+    /// Write findings to stdout even when --output or --syslog is given
+    #[arg(long)]
+    pub stdout: bool,
 }
 
 /// Options of `accept`.

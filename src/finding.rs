@@ -65,6 +65,10 @@ pub enum Kind {
     /// A Windows registry value that makes Windows load a DLL it should
     /// not, or weakens the DLL search order.
     Registry,
+    /// `guard`: a process opened a library the baseline does not know,
+    /// whose content differs from it, or that lies in a directory others
+    /// can write (the Linux analogue of Sysmon event 7, filtered).
+    Load,
     /// A DLL a Windows program would load ahead of the system's: unsigned
     /// beside a signed program, or in a user-writable `PATH` directory.
     SideLoading,
@@ -98,6 +102,7 @@ impl Kind {
             Kind::SignatureInvalid => "signature_invalid",
             Kind::UntrustedSigner => "untrusted_signer",
             Kind::Registry => "registry",
+            Kind::Load => "load",
             Kind::SideLoading => "side_loading",
             Kind::Kernel => "kernel",
         }
@@ -129,7 +134,8 @@ impl Kind {
             | Kind::UntrustedSigner
             | Kind::Registry
             | Kind::SideLoading
-            | Kind::Kernel => 8,
+            | Kind::Kernel
+            | Kind::Load => 8,
             Kind::MonitoringGap => 0,
         }
     }

@@ -2,14 +2,15 @@
 //! come from. ARCHITECTURE.md draws the layers; imports point down them:
 //!
 //! - app: `cli`, `config`, `commands`
-//! - engines: `pipeline` (snapshot + judge), `watch`, `bench`
+//! - engines: `pipeline` (snapshot + judge), `watch`, `guard`, `bench`
 //! - judges: `diff`, `audit`, `provenance`, `selfcheck`, `acknowledge`
-//! - baseline and output: `baseline`, `output`
+//! - baseline and output: `baseline`, `output`, `allowlist`
 //! - collect: `searchpaths`, `scan`, `inspect`, `winreg`
 //! - model and formats: `record`, `finding`, `error`, `rootfs`, `formats`
 //! - platform: `sys`, `escape`, `timefmt`
 
 pub mod acknowledge;
+pub mod allowlist;
 pub mod audit;
 pub mod baseline;
 pub mod bench;
@@ -22,6 +23,8 @@ pub mod escape;
 pub mod facts;
 pub mod finding;
 pub mod formats;
+#[cfg(target_os = "linux")]
+pub mod guard;
 pub mod input;
 pub mod inspect;
 pub mod output;
@@ -46,6 +49,11 @@ pub fn run(cli: &Cli) -> Result<i32> {
     output::messages::set_quiet(cli.global.quiet);
     // Resolved per command: keygen needs no baseline location at all.
     let settings = || Config::resolve(&cli.global);
+    if cli.global.format.is_allowlist() && !matches!(cli.command, Command::Export { .. }) {
+        return Err(error::Error::Usage(
+            "--format fapolicyd|auditd|applocker is for `export` only".into(),
+        ));
+    }
     match &cli.command {
         Command::Init { force, sign_with } => {
             commands::init::run(&settings()?, *force, sign_with.as_deref())
@@ -80,11 +88,15 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Accept(args) => commands::accept::run(&settings()?, args),
         Command::Paths => commands::paths::run(&settings()?),
         Command::Keygen { dir } => commands::keygen::run(dir),
-        Command::Export { sign_with, output } => {
-            commands::export::run(&settings()?, sign_with.as_deref(), output.as_deref())
-        }
+        Command::Export { sign_with, output } => commands::export::run(
+            &settings()?,
+            sign_with.as_deref(),
+            output.as_deref(),
+            cli.global.format,
+        ),
         Command::Audit => commands::audit::run(&settings()?),
         Command::Watch(args) => commands::watch::run(&settings()?, args),
         Command::Bench(args) => commands::bench::run(&settings()?, args, &cli.global),
+        Command::Guard(args) => commands::guard::run(&settings()?, args),
     }
 }

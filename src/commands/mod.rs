@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bench;
 pub mod check;
 pub mod export;
+pub mod guard;
 pub mod init;
 pub mod keygen;
 pub mod paths;
@@ -98,6 +99,7 @@ pub fn send_syslogs(
         time: std::time::SystemTime::now(),
         source,
         gap: None,
+        fields: None,
     };
     for log in logs.iter_mut() {
         for f in findings {

@@ -53,6 +53,10 @@ pub struct FileConfig {
     /// `watch`: time between full rescans, e.g. "1h", "30m", "90s"
     /// (overridden by `--rescan-interval`).
     pub rescan_interval: Option<String>,
+    /// `guard`: globs of paths (inside the root) never refused by
+    /// `guard --enforce`, whatever the baseline says of them.
+    #[serde(default)]
+    pub guard_allow: Vec<String>,
     /// Provenance: dpkg database, Authenticode roots, per-path policy.
     #[serde(default)]
     pub provenance: crate::provenance::policy::ProvenanceConfig,
@@ -86,6 +90,7 @@ impl FileConfig {
         })?;
         cfg.excludes()
             .and_then(|_| compile_globs(&cfg.manifest_exclude))
+            .and_then(|_| compile_globs(&cfg.guard_allow))
             .and_then(|_| crate::provenance::policy::Policy::new(&cfg.provenance).map(|_| ()))
             .map_err(|msg| Error::Config {
                 path: path.clone(),

@@ -29,6 +29,8 @@ pub struct Config {
     /// `--io-threads` or the config key, when given.
     pub io_set: Option<usize>,
     pub manifest_exclude: globset::GlobSet,
+    /// `guard`: paths never refused (the config's `guard_allow`).
+    pub guard_allow: globset::GlobSet,
     /// `watch`: the config file's `rescan_interval`, if set.
     pub rescan_interval: Option<std::time::Duration>,
 }
@@ -79,6 +81,7 @@ impl Config {
             .clone()
             .unwrap_or_else(|| crate::baseline::rollback::default_path(&db));
         let manifest_exclude = file::compile_globs(&cfg.manifest_exclude).map_err(Error::Usage)?;
+        let guard_allow = file::compile_globs(&cfg.guard_allow).map_err(Error::Usage)?;
         let provenance_policy =
             crate::provenance::policy::Policy::new(&cfg.provenance).map_err(Error::Usage)?;
         let rescan_interval = match &cfg.rescan_interval {
@@ -119,9 +122,12 @@ impl Config {
                 restart_signing: false,
             },
             manifest_exclude,
+            guard_allow,
             format: match g.format {
                 FormatArg::Human => Format::Human,
                 FormatArg::Json => Format::Json,
+                // `export` writes the allowlist; its messages stay human.
+                FormatArg::Fapolicyd | FormatArg::Auditd | FormatArg::Applocker => Format::Human,
             },
             quiet: g.quiet,
             threads,

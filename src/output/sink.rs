@@ -47,6 +47,9 @@ pub enum Source {
     Accepted,
     /// Not a finding now: what `accept` acknowledged.
     Acknowledged,
+    /// The load guard (`guard`): a library load, or opens it let through
+    /// unjudged.
+    Guard,
 }
 
 impl Source {
@@ -60,18 +63,22 @@ impl Source {
             Source::Output => "output",
             Source::Accepted => "accepted",
             Source::Acknowledged => "acknowledged",
+            Source::Guard => "guard",
         }
     }
 }
 
 /// The circumstances of one finding.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Context {
     pub time: SystemTime,
     pub source: Source,
     /// For a monitoring gap: the window in which changes may have been
     /// missed as events.
     pub gap: Option<(SystemTime, SystemTime)>,
+    /// Fields of the event beyond the finding's own (the guard's pid, exe,
+    /// uid, verdict), appended to the JSON object.
+    pub fields: Option<Arc<serde_json::Map<String, Value>>>,
 }
 
 /// A finding as the watcher's JSON object: the `check` object plus `time`,
@@ -84,6 +91,11 @@ pub fn to_json(f: &Finding, ctx: &Context) -> Value {
         if let Some((a, b)) = ctx.gap {
             m.insert("gap_start".into(), json!(rfc3339(a)));
             m.insert("gap_end".into(), json!(rfc3339(b)));
+        }
+        if let Some(extra) = &ctx.fields {
+            for (k, x) in extra.iter() {
+                m.entry(k.clone()).or_insert_with(|| x.clone());
+            }
         }
     }
     v
@@ -268,7 +280,7 @@ impl Sinks {
         if !self.lanes.iter().any(live) {
             return false;
         }
-        let item = Arc::new((f.clone(), *ctx));
+        let item = Arc::new((f.clone(), ctx.clone()));
         let now = SystemTime::now();
         let mut started_dropping = Vec::new();
         for (i, l) in self.lanes.iter_mut().enumerate() {
@@ -320,6 +332,7 @@ impl Sinks {
             time: since,
             source: Source::Output,
             gap: None,
+            fields: None,
         };
         let item = Arc::new((f, ctx));
         for (j, l) in self.lanes.iter().enumerate() {
@@ -373,6 +386,7 @@ impl Drop for Sinks {
                 time: SystemTime::now(),
                 source: Source::Output,
                 gap: Some((first, last)),
+                fields: None,
             };
             let item = Arc::new((gap_finding(detail), ctx));
             for (j, other) in self.lanes.iter().enumerate() {
@@ -425,6 +439,7 @@ fn drain(mut w: Box<dyn Writer>, rx: &Receiver<Job>, shared: &Shared, name: &str
                     time: SystemTime::now(),
                     source: Source::Output,
                     gap: Some((first, last)),
+                    fields: None,
                 };
                 w.write(&gap_finding(detail), &ctx);
                 shared.announced.store(false, Ordering::Release);
@@ -613,6 +628,7 @@ mod tests {
             time: SystemTime::now(),
             source: Source::Event,
             gap: None,
+            fields: None,
         };
         // One in the stuck writer's hands, QUEUE waiting, 10 more.
         let n = QUEUE + 1 + 10;

@@ -215,6 +215,17 @@ pub fn format_5424(f: &Finding, ctx: &Context, hostname: &str, pid: u32) -> Stri
         param("gap_start", &rfc3339(a));
         param("gap_end", &rfc3339(b));
     }
+    if let Some(extra) = &ctx.fields {
+        for (k, val) in extra.iter() {
+            let text = match val {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
+            param(&sd_name(k), &text);
+        }
+    }
     let v = output::to_json(f);
     for side in ["before", "after"] {
         if let Some(Value::Object(m)) = v.get(side) {
@@ -344,6 +355,7 @@ mod tests {
             time: UNIX_EPOCH,
             source: Source::Event,
             gap: None,
+            fields: None,
         };
         let m = format_5424(&f, &ctx, "host", 42);
         assert!(

@@ -162,3 +162,6 @@ pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
         Ok(())
     }
 }
+
+#[cfg(target_os = "linux")]
+pub mod fanotify;

@@ -858,6 +858,7 @@ impl<W: notify::Watcher> Engine<'_, W> {
             time: SystemTime::now(),
             source,
             gap,
+            fields: None,
         };
         if !self.sinks.emit(f, &ctx) {
             self.stop = true;
