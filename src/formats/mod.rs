@@ -8,10 +8,14 @@
 //! - `pe`, `der`: PE images, Authenticode signatures and the DER they hold
 //! - `kmod`: the appended signature of a Linux kernel module
 //! - `ima`: the `security.ima` extended attribute
+//! - `rpmheader`: the header blobs of the rpm database
+//! - `apkdb`: Alpine's `lib/apk/db/installed`
 
+pub mod apkdb;
 pub mod der;
 pub mod elf;
 pub mod ima;
 pub mod kmod;
 pub mod ldconf;
 pub mod pe;
+pub mod rpmheader;

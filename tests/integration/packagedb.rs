@@ -1,4 +1,338 @@
-//! Tests for packagedb (filled in by its issue).
+//! rpm and apk provenance: packages built with `rpmbuild` and installed
+//! with `rpm --root` into the fixture root (sqlite backend), and an apk
+//! `installed` database written from the documented format with the real
+//! SHA-1 of real libraries. The same findings as dpkg's: an edited library
+//! is `modified_vs_package`, an unowned one `unpackaged`, an upgrade a
+//! `package_update`.
 
-#[allow(unused_imports)]
-use crate::util::*;
+use std::path::Path;
+use std::process::Command;
+
+use crate::provenance::sh;
+use crate::util::{find, json_lines, TestRoot};
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// rpm and rpmbuild present (Debian's `rpm` package, in `.ci/deps`), and
+/// root (rpm --root chowns what it installs).
+fn rpm_usable() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    if !have("rpm") || !have("rpmbuild") || !root {
+        eprintln!(
+            "\n*** SKIPPED rpm test: needs rpm and rpmbuild (Debian package rpm) and root ***\n"
+        );
+        return false;
+    }
+    true
+}
+
+fn check(t: &TestRoot) -> (i32, Vec<serde_json::Value>, String) {
+    let o = t.run(&["--format", "json", "check"]);
+    (
+        o.status.code().unwrap_or(-1),
+        json_lines(&o.stdout),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn kinds(f: &[serde_json::Value]) -> Vec<(String, String)> {
+    f.iter()
+        .map(|x| {
+            (
+                x["kind"].as_str().unwrap_or("").to_string(),
+                x["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Compiles `int f(void){return n;}` into `out`.
+fn compile(t: &TestRoot, out: &Path, n: i32) {
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let src = t.dir.path().join(format!("r{n}.c"));
+    std::fs::write(&src, format!("int f(void){{return {n};}}\n")).unwrap();
+    sh(Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(out)
+        .arg(&src));
+}
+
+/// Builds an rpm `name-version-1.x86_64` holding the libraries (paths
+/// relative to `/`, each compiled from `int f(void){return N;}`) with
+/// rpmbuild, and installs (or upgrades to) it with `rpm --root`.
+fn rpm_install(t: &TestRoot, name: &str, version: &str, libs: &[(&str, i32)]) {
+    let work = t.dir.path().join(format!("rpm-{name}-{version}"));
+    let stage = work.join("stage");
+    let mut files = String::new();
+    for (rel, n) in libs {
+        compile(t, &stage.join(rel), *n);
+        files.push_str(&format!("/{rel}\n"));
+    }
+    let spec = work.join("p.spec");
+    std::fs::write(
+        &spec,
+        format!(
+            "Name: {name}\nVersion: {version}\nRelease: 1\nSummary: fixture\nLicense: MIT\n\
+             BuildArch: x86_64\n%description\nfixture\n%install\ncp -a {}/. %{{buildroot}}/\n\
+             %files\n{files}",
+            stage.display()
+        ),
+    )
+    .unwrap();
+    sh(Command::new("rpmbuild")
+        .arg("-bb")
+        .arg("--define")
+        .arg(format!("_topdir {}", work.join("top").display()))
+        // No stripping, no debuginfo, no build-id links: the libraries
+        // are installed exactly as compiled.
+        .args(["--define", "__os_install_post %{nil}"])
+        .args(["--define", "debug_package %{nil}"])
+        .args(["--define", "_build_id_links none"])
+        .arg(&spec));
+    let rpm = work
+        .join("top/RPMS/x86_64")
+        .join(format!("{name}-{version}-1.x86_64.rpm"));
+    sh(Command::new("rpm")
+        .arg("--root")
+        .arg(t.root())
+        .args(["--dbpath", "/var/lib/rpm"])
+        .args(["--define", "_db_backend sqlite"])
+        .args(["--nodeps", "--noscripts", "-U"])
+        .arg(&rpm));
+}
+
+/// The names in `var/lib/rpm`, sorted.
+fn rpmdb_listing(t: &TestRoot) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(t.path("var/lib/rpm"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn rpm_owned_libraries_are_packaged_and_edits_are_modified_vs_package() {
+    if !rpm_usable() {
+        return;
+    }
+    let t = TestRoot::new();
+    // rpm records /lib64/...; the scan sees /usr/lib64/... (lib64 -> usr/lib64).
+    rpm_install(
+        &t,
+        "librp",
+        "1.0",
+        &[("lib64/librpa.so.1", 1), ("usr/lib64/librpb.so.1", 2)],
+    );
+    assert!(t.path("usr/lib64/librpa.so.1").exists());
+    assert!(
+        t.path("var/lib/rpm/rpmdb.sqlite").exists(),
+        "rpm did not write the sqlite backend: {:?}",
+        rpmdb_listing(&t)
+    );
+    t.compile_so(
+        "usr/lib64/libstray.so.1",
+        "libstray.so.1",
+        "int s(void){return 0;}",
+    );
+    t.init();
+    let before = rpmdb_listing(&t);
+    let (code, f, err) = check(&t);
+    for p in ["/usr/lib64/librpa.so.1", "/usr/lib64/librpb.so.1"] {
+        assert!(
+            f.iter().all(|x| x["path"] != p),
+            "packaged library flagged: {:?}",
+            kinds(&f)
+        );
+    }
+    let stray = find(&f, "unpackaged", "/usr/lib64/libstray.so.1")
+        .unwrap_or_else(|| panic!("{:?} {err}", kinds(&f)));
+    assert_eq!(stray["severity"], "high");
+    assert_eq!(code & 8, 8);
+    assert!(err.contains("rpm database: 1 packages"), "{err}");
+    assert!(!err.contains("no dpkg database"), "{err}");
+    assert_eq!(
+        rpmdb_listing(&t),
+        before,
+        "reading the database wrote into the root"
+    );
+
+    // A hand edit of a packaged file: content and modified_vs_package,
+    // judged against the package's SHA-256.
+    t.compile_so(
+        "usr/lib64/librpb.so.1",
+        "librpb.so.1",
+        "int g(void){return 7;}",
+    );
+    let (code, f, _) = check(&t);
+    let p = "/usr/lib64/librpb.so.1";
+    assert!(find(&f, "content", p).is_some(), "{:?}", kinds(&f));
+    let m = find(&f, "modified_vs_package", p).unwrap_or_else(|| panic!("{:?}", kinds(&f)));
+    assert_eq!(m["severity"], "high");
+    let detail = m["detail"].as_str().unwrap();
+    assert!(detail.contains("librp.x86_64 1.0-1"), "{detail}");
+    assert!(detail.contains("sha256"), "{detail}");
+    assert_eq!(code & 4, 4);
+    assert_eq!(rpmdb_listing(&t), before);
+}
+
+#[test]
+fn rpm_upgrade_is_package_update_and_a_hand_edit_stays_content() {
+    if !rpm_usable() {
+        return;
+    }
+    let t = TestRoot::new();
+    let a = "usr/lib64/libupa.so.1";
+    let b = "usr/lib64/libupb.so.1";
+    rpm_install(&t, "libup", "1.0", &[(a, 10), (b, 11)]);
+    t.init();
+    let (code, f, _) = check(&t);
+    assert_eq!((code, f.len()), (0, 0), "{:?}", kinds(&f));
+
+    rpm_install(&t, "libup", "2.0", &[(a, 20), (b, 21)]);
+    t.compile_so(b, "libupb.so.1", "int evil(void){return 666;}");
+    let (code, f, _) = check(&t);
+    let (pa, pb) = (format!("/{a}"), format!("/{b}"));
+    let up = find(&f, "package_update", &pa).unwrap_or_else(|| panic!("{:?}", kinds(&f)));
+    assert_eq!(up["severity"], "info");
+    assert!(
+        up["detail"].as_str().unwrap().contains("1.0-1 -> 2.0-1"),
+        "{}",
+        up["detail"]
+    );
+    assert!(find(&f, "content", &pa).is_none());
+    assert!(find(&f, "content", &pb).is_some(), "{:?}", kinds(&f));
+    assert!(find(&f, "modified_vs_package", &pb).is_some());
+    assert_eq!(code & 4, 4);
+
+    // --package-updates accepts exactly the upgrade; the SHA-256s are
+    // cached in the new generation, so the next check reads nothing again.
+    let o = t.run_ok(&["--format", "json", "update", "--package-updates"]);
+    let accepted = json_lines(&o.stdout);
+    assert_eq!(
+        kinds(&accepted),
+        vec![("package_update".into(), pa.clone())]
+    );
+    let (_, f, _) = check(&t);
+    assert!(f.iter().all(|x| x["path"] != pa), "{:?}", kinds(&f));
+    assert!(find(&f, "content", &pb).is_some(), "{:?}", kinds(&f));
+}
+
+#[test]
+fn berkeley_db_rpm_database_is_a_clear_warning() {
+    let t = TestRoot::debian();
+    t.write("var/lib/rpm/Packages", vec![0u8; 4096]);
+    t.init();
+    let (code, f, err) = check(&t);
+    assert_eq!(code, 0, "{:?}", kinds(&f));
+    assert!(err.contains("Berkeley DB"), "{err}");
+    assert_eq!(err.matches("not checked").count(), 1, "{err}");
+}
+
+#[test]
+fn corrupt_rpmdb_is_a_warning_and_the_run_goes_on() {
+    let t = TestRoot::debian();
+    t.write(
+        "var/lib/rpm/rpmdb.sqlite",
+        b"SQLite format 3\0garbage".repeat(20),
+    );
+    t.init();
+    let (code, _, err) = check(&t);
+    assert_eq!(code, 0);
+    assert!(err.contains("rpm database unreadable"), "{err}");
+}
+
+/// `Q1` + base64 of the file's SHA-1, computed by openssl.
+fn apk_checksum(file: &Path) -> String {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("openssl dgst -sha1 -binary \"$1\" | base64")
+        .arg("sh")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    format!("Q1{}", String::from_utf8_lossy(&o.stdout).trim())
+}
+
+/// Writes `lib/apk/db/installed` for packages `(name, version, libs)`, each
+/// lib a path relative to `/` already in the root, with its real checksum.
+fn apk_db(t: &TestRoot, pkgs: &[(&str, &str, &[&str])]) {
+    let mut s = String::new();
+    for (name, version, libs) in pkgs {
+        s.push_str(&format!(
+            "C:Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=\nP:{name}\nV:{version}\nA:x86_64\nS:1000\nI:4096\n\
+             T:fixture\nU:https://example.org\nL:MIT\no:{name}\nt:1700000000\n"
+        ));
+        for rel in libs.iter() {
+            let (dir, file) = rel.rsplit_once('/').unwrap();
+            s.push_str(&format!("F:{dir}\nR:{file}\na:0:0:755\n"));
+            s.push_str(&format!("Z:{}\n", apk_checksum(&t.path(rel))));
+        }
+        s.push('\n');
+    }
+    t.write("lib/apk/db/installed", s);
+}
+
+#[test]
+fn apk_database_vouches_edits_unowned_and_upgrades() {
+    let t = TestRoot::new();
+    t.write("etc/ld.so.conf", "");
+    let a = "usr/lib/libapa.so.1";
+    let b = "lib/libapb.so.1"; // lib -> usr/lib: seen as /usr/lib/libapb.so.1
+    compile(&t, &t.path(a), 30);
+    compile(&t, &t.path(b), 31);
+    apk_db(&t, &[("libap", "1.0-r0", &[a, b])]);
+    t.compile_so(
+        "usr/lib/libloose.so",
+        "libloose.so",
+        "int l(void){return 0;}",
+    );
+    t.init();
+    let (code, f, err) = check(&t);
+    assert!(err.contains("apk database: 1 packages"), "{err}");
+    let pa = format!("/{a}");
+    let pb = "/usr/lib/libapb.so.1".to_string();
+    assert!(
+        f.iter().all(|x| x["path"] != pa && x["path"] != pb),
+        "{:?}",
+        kinds(&f)
+    );
+    assert!(
+        find(&f, "unpackaged", "/usr/lib/libloose.so").is_some(),
+        "{:?}",
+        kinds(&f)
+    );
+    assert_eq!(code & 8, 8);
+
+    // An edit: modified_vs_package against the SHA-1.
+    compile(&t, &t.path(b), 99);
+    let (_, f, _) = check(&t);
+    let m = find(&f, "modified_vs_package", &pb).unwrap_or_else(|| panic!("{:?}", kinds(&f)));
+    let detail = m["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("libap 1.0-r0") && detail.contains("sha1"),
+        "{detail}"
+    );
+
+    // An upgrade: new content, new database entry, new version.
+    compile(&t, &t.path(a), 40);
+    compile(&t, &t.path(b), 41);
+    apk_db(&t, &[("libap", "1.1-r0", &[a, b])]);
+    let (_, f, _) = check(&t);
+    for p in [&pa, &pb] {
+        let up = find(&f, "package_update", p).unwrap_or_else(|| panic!("{:?}", kinds(&f)));
+        assert!(up["detail"].as_str().unwrap().contains("1.0-r0 -> 1.1-r0"));
+        assert!(find(&f, "content", p).is_none());
+    }
+    // The only content change is the database file itself (it lives
+    // under /lib, a trusted directory the walk monitors like any other).
+    let changed: Vec<_> = f.iter().filter(|x| x["kind"] == "content").collect();
+    assert_eq!(changed.len(), 1, "{:?}", kinds(&f));
+    assert_eq!(changed[0]["path"], "/usr/lib/apk/db/installed");
+}
