@@ -21,6 +21,7 @@ pub mod escape;
 pub mod facts;
 pub mod finding;
 pub mod formats;
+pub mod image;
 pub mod input;
 pub mod inspect;
 pub mod output;
@@ -45,6 +46,15 @@ pub fn run(cli: &Cli) -> Result<i32> {
     output::messages::set_quiet(cli.global.quiet);
     // Resolved per command: keygen needs no baseline location at all.
     let settings = || Config::resolve(&cli.global);
+    if let Some(image) = &cli.global.image {
+        return match &cli.command {
+            Command::Paths => commands::image::paths(&settings()?, image),
+            Command::Audit => commands::image::audit(&settings()?, image),
+            _ => Err(error::Error::Usage(
+                "--image works with paths and audit (baselines of images are not done yet)".into(),
+            )),
+        };
+    }
     match &cli.command {
         Command::Init { force, sign_with } => {
             commands::init::run(&settings()?, *force, sign_with.as_deref())

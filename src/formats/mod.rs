@@ -10,6 +10,7 @@
 //! - `ima`: the `security.ima` extended attribute
 //! - `rpmheader`: the header blobs of the rpm database
 //! - `apkdb`: Alpine's `lib/apk/db/installed`
+//! - `oci`: the JSON of OCI image layouts and `docker save` archives
 
 pub mod apkdb;
 pub mod der;
@@ -17,5 +18,6 @@ pub mod elf;
 pub mod ima;
 pub mod kmod;
 pub mod ldconf;
+pub mod oci;
 pub mod pe;
 pub mod rpmheader;
