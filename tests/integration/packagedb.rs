@@ -536,3 +536,82 @@ fn clean_image_is_quiet_and_a_tampered_layer_is_refused() {
     assert_ne!(code, 0);
     assert!(err.contains("--image works with paths and audit"), "{err}");
 }
+
+/// sha256 hex of a file, by sha256sum.
+fn sha256_file(p: &Path) -> String {
+    let o = Command::new("sha256sum").arg(p).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Copies `file` into the layout's blobs; its digest and size.
+fn put_blob(oci: &Path, file: &Path) -> (String, u64) {
+    let hex = sha256_file(file);
+    let dest = oci.join("blobs/sha256").join(&hex);
+    std::fs::copy(file, &dest).unwrap();
+    (
+        format!("sha256:{hex}"),
+        std::fs::metadata(&dest).unwrap().len(),
+    )
+}
+
+#[test]
+fn zstd_layers_read_like_gzip_ones() {
+    if !image_tools() || !have("zstd") {
+        return;
+    }
+    let t = TestRoot::new();
+    let (oci, _) = build_image(&t, true);
+    // Recompress every layer with zstd (the CLI) and rewrite the manifest
+    // and index to name the new blobs, as a registry serving zstd would.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(oci.join("index.json")).unwrap()).unwrap();
+    let mdigest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mpath = oci.join("blobs/sha256").join(&mdigest["sha256:".len()..]);
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let layers = manifest["layers"].as_array_mut().unwrap();
+    assert_eq!(layers.len(), 2);
+    for (i, l) in layers.iter_mut().enumerate() {
+        let d = l["digest"].as_str().unwrap();
+        let blob = oci.join("blobs/sha256").join(&d["sha256:".len()..]);
+        let raw = t.dir.path().join(format!("layer{i}.tar"));
+        sh(Command::new("sh")
+            .arg("-c")
+            .arg("gzip -dc \"$1\" > \"$2\" && zstd -q -f \"$2\" -o \"$2.zst\"")
+            .arg("sh")
+            .arg(&blob)
+            .arg(&raw));
+        let (digest, size) = put_blob(&oci, &raw.with_extension("tar.zst"));
+        l["digest"] = digest.into();
+        l["size"] = size.into();
+        l["mediaType"] = "application/vnd.oci.image.layer.v1.tar+zstd".into();
+    }
+    let mfile = t.dir.path().join("manifest.json");
+    std::fs::write(&mfile, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let (digest, size) = put_blob(&oci, &mfile);
+    let mut index = index;
+    index["manifests"][0]["digest"] = digest.into();
+    index["manifests"][0]["size"] = size.into();
+    std::fs::write(oci.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+
+    let (code, f, err) = image_run(&t, &oci, &["audit"]);
+    assert!(err.contains("2 layers (tar+zstd, tar+zstd)"), "{err}");
+    assert!(
+        find(&f, "preload", "/etc/ld.so.preload").is_some(),
+        "{:?}",
+        kinds(&f)
+    );
+    assert!(
+        find(&f, "removed", "/usr/lib/x86_64-linux-gnu/libgone.so.1").is_some(),
+        "{:?}",
+        kinds(&f)
+    );
+    assert_eq!(code, 8 | 2);
+}
