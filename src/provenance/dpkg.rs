@@ -44,8 +44,15 @@ pub fn stamp(root: &Root, admin: &Path) -> Vec<(u64, u64, i64, i64)> {
 /// lock is taken.
 #[cfg(unix)]
 pub fn busy(root: &Root, admin: &Path) -> bool {
+    write_locked(root, &admin.join("lock"))
+}
+
+/// Whether someone holds a write lock (`fcntl`) on the file at `lock` in
+/// the root (dpkg's `lock`, rpm's `.rpm.lock`).
+#[cfg(unix)]
+pub fn write_locked(root: &Root, lock: &Path) -> bool {
     use std::os::fd::AsRawFd;
-    let Ok(p) = root.resolve(&admin.join("lock")) else {
+    let Ok(p) = root.resolve(lock) else {
         return false;
     };
     let Ok(f) = root.open_file(&p) else {
@@ -62,6 +69,11 @@ pub fn busy(root: &Root, admin: &Path) -> bool {
 
 #[cfg(not(unix))]
 pub fn busy(_root: &Root, _admin: &Path) -> bool {
+    false
+}
+
+#[cfg(not(unix))]
+pub fn write_locked(_root: &Root, _lock: &Path) -> bool {
     false
 }
 

@@ -64,6 +64,14 @@ fn locate(root: &Root) -> Option<(PathBuf, bool)> {
     None
 }
 
+/// True while an rpm transaction holds the database lock (`.rpm.lock`,
+/// an `fcntl` write lock): asked without writing or locking anything.
+pub fn busy(root: &Root) -> bool {
+    DB_DIRS
+        .iter()
+        .any(|d| super::dpkg::write_locked(root, &Path::new(d).join(".rpm.lock")))
+}
+
 /// The identity of the database file now (a watcher reloads when it
 /// changes).
 pub fn stamp(root: &Root) -> Vec<(u64, u64, i64, i64)> {

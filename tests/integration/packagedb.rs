@@ -615,3 +615,45 @@ fn zstd_layers_read_like_gzip_ones() {
     );
     assert_eq!(code, 8 | 2);
 }
+
+/// A library that changes while rpm holds its transaction lock
+/// (`.rpm.lock`, an fcntl write lock, as rpm takes it) is judged when the
+/// lock is released, as with dpkg's.
+#[test]
+fn watch_waits_for_an_rpm_transaction_to_end() {
+    if !rpm_usable() {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+    let t = TestRoot::new();
+    let lib = "usr/lib64/librpmwait.so.1";
+    rpm_install(&t, "librpmwait", "1.0", &[(lib, 1)]);
+    t.init();
+    let mut w = crate::util::Watch::start(&t, &["--rescan-interval", "1h"], &[]);
+    w.drain(Duration::from_millis(300));
+    let mark = w.seen.len();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(t.path("var/lib/rpm/.rpm.lock"))
+        .unwrap();
+    // SAFETY: a zeroed flock is valid; fcntl gets a valid fd and pointer.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl) };
+    assert_eq!(rc, 0, "cannot lock: {}", std::io::Error::last_os_error());
+    t.compile_so(lib, "librpmwait.so.1", "int f(void){return 2;}");
+    w.drain(Duration::from_secs(2));
+    assert!(
+        w.seen[mark..].is_empty(),
+        "judged while rpm held its lock: {:?}",
+        kinds(&w.seen[mark..])
+    );
+    drop(f);
+    let got = w.expect("content", &format!("/{lib}"));
+    assert_eq!(got["source"], "event", "{got}");
+}
