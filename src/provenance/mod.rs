@@ -1,16 +1,18 @@
-//! Provenance: who vouches for each library. Evidence comes from the dpkg
-//! database ([`dpkg`]), embedded Authenticode signatures ([`pe`]), kernel
-//! module signatures ([`kmod`]), IMA xattrs ([`ima`]) and the baseline
-//! itself; [`policy`] says which evidence counts where. The result is a set
+//! Provenance: who vouches for each library. Evidence comes from the
+//! package databases (dpkg [`dpkg`], rpm [`rpm`], apk [`apk`], all feeding
+//! one [`index::PackageDb`]), embedded Authenticode signatures ([`pe`]),
+//! kernel module signatures ([`kmod`]), IMA xattrs ([`ima`]) and the
+//! baseline itself; [`policy`] says which evidence counts where. The result is a set
 //! of findings (`unpackaged`, `modified_vs_package`, `unsigned`,
 //! `signature_invalid`, `untrusted_signer`) and the relabelling of content
 //! changes that are package upgrades (`package_update`).
 //!
 //! Nothing found in a scanned tree is executed or loaded. Module
 //! signatures and IMA are judged from the record's facts, which the
-//! inspection gathered from the descriptor it hashed; only the package MD5
-//! (when the cached one is stale) and Authenticode read a file again,
-//! through an fd opened without following symlinks, with caps.
+//! inspection gathered from the descriptor it hashed; only the package
+//! digests (MD5, SHA-1, SHA-256..., all in one read, when the cached ones
+//! are stale) and Authenticode read a file again, through an fd opened
+//! without following symlinks, with caps.
 
 pub mod apk;
 pub mod authenticode;
@@ -436,10 +438,10 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
                                 let p = o.and_then(|o| db.package(o));
                                 let (n, ver) =
                                     p.map_or(("?", "?"), |p| (p.name.as_str(), p.version.as_str()));
+                                // dpkg's wording stays "(md5sums)"; the
+                                // others name their algorithm.
                                 let what = match (p, o.and_then(|o| o.digest)) {
-                                    (Some(p), Some(FileDigest::Md5(_))) | (Some(p), None)
-                                        if p.manager == index::Manager::Dpkg =>
-                                    {
+                                    (Some(p), _) if p.manager == index::Manager::Dpkg => {
                                         p.manager.digests_name().to_string()
                                     }
                                     (Some(p), Some(d)) => {
