@@ -30,7 +30,7 @@ fn open(path: &Path) -> Result<Image> {
     let tar: u64 = img.layers.iter().map(|l| l.tar_bytes).sum();
     let kinds: Vec<&str> = img.layers.iter().map(|l| l.compression.name()).collect();
     messages::status(&format!(
-        "image ({}) {}{}: {} layers ({}), {} of layer data ({} unpacked in memory, nothing on disk), {} entries",
+        "image ({}) {}{}: {} layers ({}), {} of layer blobs, {} of tar streamed (nothing extracted), {} entries",
         img.format,
         img.id,
         if img.tags.is_empty() {
