@@ -171,4 +171,33 @@ accept = ["package"]
 X
 printf 'rescan_interval = "90s"\n[provenance]\ndisabled = true\n' > "$c/config/small.toml"
 : > "$c/config/empty.toml"
+
+# rpmheader: the header blob rpm stores for a tiny package it installed
+# into a scratch root (needs rpm, rpmbuild and sqlite3). The apkdb seed is
+# written by hand from apk's documented format.
+if command -v rpmbuild >/dev/null && command -v sqlite3 >/dev/null; then
+    mkdir -p "$c/rpmheader" "$t/rpm/R"
+    cat > "$t/rpm/t.spec" <<'X'
+Name: libfoo
+Version: 1.0
+Release: 1
+Summary: t
+License: MIT
+BuildArch: x86_64
+%description
+t
+%install
+mkdir -p %{buildroot}/usr/lib64 %{buildroot}/etc
+echo hello > %{buildroot}/usr/lib64/libfoo.so.1
+echo conf > %{buildroot}/etc/foo.conf
+%files
+/usr/lib64/libfoo.so.1
+%config /etc/foo.conf
+X
+    rpmbuild -bb --define "_topdir $t/rpm/top" --define '__os_install_post %{nil}' "$t/rpm/t.spec" >/dev/null
+    rpm --root "$t/rpm/R" --dbpath /var/lib/rpm --define '_db_backend sqlite' --nodeps -i \
+        "$t"/rpm/top/RPMS/x86_64/*.rpm
+    sqlite3 "$t/rpm/R/var/lib/rpm/rpmdb.sqlite" \
+        "select writefile('$c/rpmheader/libfoo-1.0-1.x86_64', blob) from Packages where hnum=1" >/dev/null
+fi
 du -sh "$c"

@@ -52,6 +52,10 @@ pub struct Global {
     /// a cold disk
     #[arg(long, global = true, value_name = "N")]
     pub io_threads: Option<usize>,
+    /// A container image to read in place instead of a root: an OCI image
+    /// layout directory or a `docker save` archive (`paths` and `audit`).
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "root")]
+    pub image: Option<PathBuf>,
 }
 
 /// `--format`: how findings are written; for `export`, which allowlist.

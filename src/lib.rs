@@ -25,6 +25,7 @@ pub mod finding;
 pub mod formats;
 #[cfg(target_os = "linux")]
 pub mod guard;
+pub mod image;
 pub mod input;
 pub mod inspect;
 pub mod output;
@@ -53,6 +54,15 @@ pub fn run(cli: &Cli) -> Result<i32> {
         return Err(error::Error::Usage(
             "--format fapolicyd|auditd|applocker is for `export` only".into(),
         ));
+    }
+    if let Some(image) = &cli.global.image {
+        return match &cli.command {
+            Command::Paths => commands::image::paths(&settings()?, image),
+            Command::Audit => commands::image::audit(&settings()?, image),
+            _ => Err(error::Error::Usage(
+                "--image works with paths and audit (baselines of images are not done yet)".into(),
+            )),
+        };
     }
     match &cli.command {
         Command::Init { force, sign_with } => {

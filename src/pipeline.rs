@@ -286,10 +286,10 @@ impl<'a> Judge<'a> {
     /// match a database it has not finished writing).
     pub fn packages_busy(&self) -> bool {
         self.world.as_ref().is_some_and(|w| w.dpkg.is_some())
-            && provenance::dpkg::busy(
+            && (provenance::dpkg::busy(
                 &self.plan.root,
                 &provenance::admin_dir(&self.plan.provenance),
-            )
+            ) || provenance::rpm::busy(&self.plan.root))
     }
 
     /// Judges `records` (with the search paths and registry they were

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod check;
 pub mod export;
 pub mod guard;
+pub mod image;
 pub mod init;
 pub mod keygen;
 pub mod paths;

@@ -267,6 +267,13 @@ fn next_state(
         if let Some(v) = hit {
             st.md5.insert(r.path.clone(), *v);
         }
+        let hit = [out.state.digests.get(&r.path), prior.digests.get(&r.path)]
+            .into_iter()
+            .flatten()
+            .find(|(hb, _)| *hb == b);
+        if let Some(v) = hit {
+            st.digests.insert(r.path.clone(), *v);
+        }
         let hit = [out.state.signers.get(&r.path), prior.signers.get(&r.path)]
             .into_iter()
             .flatten()

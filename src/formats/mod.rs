@@ -10,11 +10,17 @@
 //! - `pe`, `der`: PE images, Authenticode signatures and the DER they hold
 //! - `kmod`: the appended signature of a Linux kernel module
 //! - `ima`: the `security.ima` extended attribute
+//! - `rpmheader`: the header blobs of the rpm database
+//! - `apkdb`: Alpine's `lib/apk/db/installed`
+//! - `oci`: the JSON of OCI image layouts and `docker save` archives
 
+pub mod apkdb;
 pub mod der;
 pub mod elf;
 pub mod ima;
 pub mod kmod;
 pub mod ldconf;
 pub mod loaderpaths;
+pub mod oci;
 pub mod pe;
+pub mod rpmheader;

@@ -44,8 +44,15 @@ pub fn stamp(root: &Root, admin: &Path) -> Vec<(u64, u64, i64, i64)> {
 /// lock is taken.
 #[cfg(unix)]
 pub fn busy(root: &Root, admin: &Path) -> bool {
+    write_locked(root, &admin.join("lock"))
+}
+
+/// Whether someone holds a write lock (`fcntl`) on the file at `lock` in
+/// the root (dpkg's `lock`, rpm's `.rpm.lock`).
+#[cfg(unix)]
+pub fn write_locked(root: &Root, lock: &Path) -> bool {
     use std::os::fd::AsRawFd;
-    let Ok(p) = root.resolve(&admin.join("lock")) else {
+    let Ok(p) = root.resolve(lock) else {
         return false;
     };
     let Ok(f) = root.open_file(&p) else {
@@ -65,48 +72,17 @@ pub fn busy(_root: &Root, _admin: &Path) -> bool {
     false
 }
 
-/// One installed package instance, named as its info files are
-/// (`name` or `name:arch` for Multi-Arch: same packages).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Package {
-    pub name: String,
-    pub version: String,
+#[cfg(not(unix))]
+pub fn write_locked(_root: &Root, _lock: &Path) -> bool {
+    false
 }
 
-/// One package's claim on a path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Owner {
-    /// Index into [`DpkgDb::packages`].
-    pub pkg: u32,
-    /// The digest in the package's md5sums; `None` when it ships none.
-    pub md5: Option<[u8; 16]>,
-}
-
-/// The loaded database, keyed by canonical path.
-#[derive(Debug, Default)]
-pub struct DpkgDb {
-    pub packages: Vec<Package>,
-    files: HashMap<Vec<u8>, Vec<Owner>>,
-    /// Files listed by the packages, before filtering.
-    listed: usize,
-}
+// The index dpkg feeds (packages are named as their info files are:
+// `name`, or `name:arch` for Multi-Arch: same packages).
+use super::index::{FileDigest, Manager};
+pub use super::index::{Owner, Package, PackageDb as DpkgDb};
 
 impl DpkgDb {
-    /// Who owns `path` (canonical, as the scan records it).
-    pub fn owners(&self, path: &[u8]) -> &[Owner] {
-        self.files.get(path).map_or(&[], |v| v.as_slice())
-    }
-
-    pub fn package(&self, o: &Owner) -> Option<&Package> {
-        self.packages.get(o.pkg as usize)
-    }
-
-    /// Number of (path, owner) entries.
-    /// Files the packages list, before any filtering by name.
-    pub fn file_count(&self) -> usize {
-        self.listed
-    }
-
     /// Loads the database inside `root`. `Ok(None)` when the root has no
     /// dpkg database at all (no `status` file); an error only when it
     /// exists but cannot be read.
@@ -228,17 +204,26 @@ impl DpkgDb {
                 }
             })
             .collect();
-        let mut db = DpkgDb {
-            listed: listed.into_inner(),
-            ..DpkgDb::default()
-        };
+        let mut db = DpkgDb::default();
+        db.count_listed(listed.into_inner());
         let mut canon = Canon::new(root);
         for ((name, version, _, _), claims) in installed.into_iter().zip(parsed) {
-            let pkg = db.packages.len() as u32;
-            db.packages.push(Package { name, version });
+            let pkg = db.add_package(Package {
+                name,
+                version,
+                manager: Manager::Dpkg,
+            });
             for (md5, path) in claims {
                 let key = canon.file(&path);
-                db.add(key, Owner { pkg, md5 });
+                let digest = md5.map(FileDigest::Md5);
+                db.add(
+                    key,
+                    Owner {
+                        pkg,
+                        digest,
+                        ..Owner::default()
+                    },
+                );
             }
         }
 
@@ -247,15 +232,12 @@ impl DpkgDb {
             for d in diversions {
                 let from = canon.file(&d.from);
                 let to = canon.file(&d.to);
-                let Some(owners) = db.files.get_mut(&from) else {
-                    continue;
-                };
-                let (moved, kept): (Vec<Owner>, Vec<Owner>) = owners.iter().partition(|o| {
+                let owners = db.take(&from);
+                let (moved, kept): (Vec<Owner>, Vec<Owner>) = owners.into_iter().partition(|o| {
                     d.by.as_deref() != db.packages.get(o.pkg as usize).map(|p| base(&p.name))
                 });
-                *owners = kept;
-                if owners.is_empty() {
-                    db.files.remove(&from);
+                for o in kept {
+                    db.add(from.clone(), o);
                 }
                 for o in moved {
                     db.add(to.clone(), o);
@@ -263,13 +245,6 @@ impl DpkgDb {
             }
         }
         Ok(Some(db))
-    }
-
-    fn add(&mut self, key: Vec<u8>, o: Owner) {
-        let v = self.files.entry(key).or_default();
-        if !v.contains(&o) {
-            v.push(o);
-        }
     }
 }
 
@@ -280,20 +255,20 @@ fn base(name: &str) -> &str {
 
 /// Canonicalises dpkg's paths inside the root, one `lstat` per distinct
 /// directory: the parent is resolved (cached), the file name appended.
-struct Canon<'a> {
+pub(super) struct Canon<'a> {
     root: &'a Root,
     dirs: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 impl<'a> Canon<'a> {
-    fn new(root: &'a Root) -> Self {
+    pub(super) fn new(root: &'a Root) -> Self {
         Canon {
             root,
             dirs: HashMap::new(),
         }
     }
 
-    fn file(&mut self, path: &[u8]) -> Vec<u8> {
+    pub(super) fn file(&mut self, path: &[u8]) -> Vec<u8> {
         match path.iter().rposition(|&b| b == b'/') {
             Some(i) if i + 1 < path.len() => {
                 let (dir, name) = path.split_at(i);
@@ -571,13 +546,19 @@ mod tests {
         let o = db.owners(b"/usr/lib/x86_64-linux-gnu/libc.so.6");
         assert_eq!(o.len(), 1);
         assert_eq!(db.package(&o[0]).unwrap().version, "2.36");
-        assert_eq!(o[0].md5.unwrap()[15], 1);
+        assert_eq!(
+            o[0].digest,
+            FileDigest::from_hex(
+                super::super::index::Algo::Md5,
+                b"00000000000000000000000000000001"
+            )
+        );
         assert!(db.owners(b"/lib/x86_64-linux-gnu/libc.so.6").is_empty());
         assert!(
             db.owners(b"/usr/lib/old.so").is_empty(),
             "config-files only"
         );
-        assert_eq!(db.owners(b"/usr/lib/nomd5.so")[0].md5, None);
+        assert_eq!(db.owners(b"/usr/lib/nomd5.so")[0].digest, None);
         assert!(db.owners(b"/usr/lib/x86_64-linux-gnu/libdiv.so").is_empty());
         assert_eq!(
             db.owners(b"/usr/lib/x86_64-linux-gnu/libdiv.so.distrib")

@@ -1,20 +1,25 @@
-//! Provenance: who vouches for each library. Evidence comes from the dpkg
-//! database ([`dpkg`]), embedded Authenticode signatures ([`pe`]), kernel
-//! module signatures ([`kmod`]), IMA xattrs ([`ima`]) and the baseline
-//! itself; [`policy`] says which evidence counts where. The result is a set
+//! Provenance: who vouches for each library. Evidence comes from the
+//! package databases (dpkg [`dpkg`], rpm [`rpm`], apk [`apk`], all feeding
+//! one [`index::PackageDb`]), embedded Authenticode signatures ([`pe`]),
+//! kernel module signatures ([`kmod`]), IMA xattrs ([`ima`]) and the
+//! baseline itself; [`policy`] says which evidence counts where. The result is a set
 //! of findings (`unpackaged`, `modified_vs_package`, `unsigned`,
 //! `signature_invalid`, `untrusted_signer`) and the relabelling of content
 //! changes that are package upgrades (`package_update`).
 //!
 //! Nothing found in a scanned tree is executed or loaded. Module
 //! signatures and IMA are judged from the record's facts, which the
-//! inspection gathered from the descriptor it hashed; only the package MD5
-//! (when the cached one is stale) and Authenticode read a file again,
-//! through an fd opened without following symlinks, with caps.
+//! inspection gathered from the descriptor it hashed; only the package
+//! digests (MD5, SHA-1, SHA-256..., all in one read, when the cached ones
+//! are stale) and Authenticode read a file again, through an fd opened
+//! without following symlinks, with caps.
 
+pub mod apk;
 pub mod authenticode;
 pub mod dpkg;
+pub mod index;
 pub mod policy;
+pub mod rpm;
 
 use crate::sys::MetadataExt;
 use crate::sys::OsStrExt;
@@ -23,7 +28,7 @@ use std::ffi::OsStr;
 use std::io::Read;
 use std::path::Path;
 
-use md5::Digest;
+use index::{Algo, FileDigest, MultiHasher};
 use rayon::prelude::*;
 
 use crate::facts::ModuleFact;
@@ -57,6 +62,9 @@ pub struct Context<'a> {
 pub struct State {
     pub versions: BTreeMap<String, String>,
     pub md5: BTreeMap<Vec<u8>, ([u8; 32], [u8; 16])>,
+    /// The same for the other algorithms packages record (rpm's SHA-256,
+    /// apk's SHA-1).
+    pub digests: BTreeMap<Vec<u8>, ([u8; 32], FileDigest)>,
     /// Who signed each signed module or PE image (key id or subject),
     /// keyed by path, with the BLAKE3 of the content it was seen on.
     pub signers: BTreeMap<Vec<u8>, ([u8; 32], String)>,
@@ -69,6 +77,23 @@ pub struct State {
 pub type PeCacheEntry = ([u8; 32], [u8; 32], Vec<u8>);
 
 impl State {
+    /// The cached package digest of `algo` for `path`, if it was computed
+    /// on the content whose BLAKE3 is `blake3`.
+    pub fn cached(&self, path: &[u8], blake3: [u8; 32], algo: Algo) -> Option<FileDigest> {
+        match algo {
+            Algo::Md5 => self
+                .md5
+                .get(path)
+                .filter(|(b, _)| *b == blake3)
+                .map(|(_, m)| FileDigest::Md5(*m)),
+            _ => self
+                .digests
+                .get(path)
+                .filter(|(b, d)| *b == blake3 && d.algo() == algo)
+                .map(|(_, d)| *d),
+        }
+    }
+
     /// Key/value pairs for the store, sorted by key.
     pub fn to_pairs(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::with_capacity(self.versions.len() + self.md5.len());
@@ -77,6 +102,13 @@ impl State {
             key.extend_from_slice(k);
             let mut val = v.0.to_vec();
             val.extend_from_slice(&v.1);
+            out.push((key, val));
+        }
+        for (k, (b, d)) in &self.digests {
+            let mut key = b"d\0".to_vec();
+            key.extend_from_slice(k);
+            let mut val = b.to_vec();
+            val.extend_from_slice(&d.encode());
             out.push((key, val));
         }
         for (k, (b, who)) in &self.signers {
@@ -117,6 +149,12 @@ impl State {
                         }
                     }
                 }
+            } else if let Some(path) = k.strip_prefix(b"d\0") {
+                if let (Some(b), Some(d)) = (v.get(..32), v.get(32..)) {
+                    if let (Ok(b), Some(d)) = (b.try_into(), FileDigest::decode(d)) {
+                        s.digests.insert(path.to_vec(), (b, d));
+                    }
+                }
             } else if let Some(path) = k.strip_prefix(b"s\0") {
                 if let (Some(b), Some(who)) = (v.get(..32), v.get(32..)) {
                     if let (Ok(b), Ok(who)) = (b.try_into(), std::str::from_utf8(who)) {
@@ -154,31 +192,82 @@ pub struct Outcome {
     pub md5_computed: usize,
 }
 
-/// Loads the dpkg database of the root, or says (once) why package
-/// provenance cannot be checked.
-pub fn load_dpkg(
+/// Loads every package database of the root (dpkg, rpm, apk) into one
+/// index, or says (once) why package provenance cannot be checked. Each
+/// database loaded is reported with its size and load time.
+pub fn load_packages(
     root: &Root,
     admin: &Path,
     names: Option<&std::collections::HashSet<Vec<u8>>>,
     notes: &mut Vec<Note>,
 ) -> Option<dpkg::DpkgDb> {
-    match dpkg::DpkgDb::load_for(root, admin, names) {
-        Ok(Some(db)) => Some(db),
-        Ok(None) => {
-            notes.push(Note::Warning(format!(
-                "no dpkg database at {} in this root: package provenance not checked",
-                admin.display()
+    let mut all: Option<index::PackageDb> = None;
+    let mut loaded =
+        |db: index::PackageDb, what: &str, t: std::time::Instant, notes: &mut Vec<Note>| {
+            notes.push(Note::Status(format!(
+                "{what} database: {} packages, {} files, loaded in {:.3} s",
+                db.packages.len(),
+                db.file_count(),
+                t.elapsed().as_secs_f64()
             )));
-            None
-        }
+            match &mut all {
+                Some(a) => a.merge(db),
+                None => all = Some(db),
+            }
+        };
+    let mut failed = false;
+    let t = std::time::Instant::now();
+    match dpkg::DpkgDb::load_for(root, admin, names) {
+        Ok(Some(db)) => loaded(db, "dpkg", t, notes),
+        Ok(None) => {}
         Err(e) => {
+            failed = true;
             notes.push(Note::Warning(format!(
                 "dpkg database at {} unreadable ({e}): package provenance not checked",
                 admin.display()
             )));
-            None
         }
     }
+    let t = std::time::Instant::now();
+    match rpm::load(root, names) {
+        Ok(rpm::Found::Db(db, warnings)) => {
+            notes.extend(warnings.into_iter().map(Note::Warning));
+            loaded(db, "rpm", t, notes);
+        }
+        Ok(rpm::Found::Unsupported(why)) => {
+            failed = true;
+            notes.push(Note::Warning(format!(
+                "{why}: rpm package provenance not checked"
+            )));
+        }
+        Ok(rpm::Found::None) => {}
+        Err(e) => {
+            failed = true;
+            notes.push(Note::Warning(format!(
+                "rpm database unreadable ({e}): rpm package provenance not checked"
+            )));
+        }
+    }
+    let t = std::time::Instant::now();
+    match apk::load(root, names) {
+        Ok(Some(db)) => loaded(db, "apk", t, notes),
+        Ok(None) => {}
+        Err(e) => {
+            failed = true;
+            notes.push(Note::Warning(format!(
+                "apk database at {} unreadable ({e}): apk package provenance not checked",
+                apk::INSTALLED
+            )));
+        }
+    }
+    if all.is_none() && !failed {
+        notes.push(Note::Warning(format!(
+            "no dpkg database at {}, nor an rpm or apk database, in this root: package \
+             provenance not checked",
+            admin.display()
+        )));
+    }
+    all
 }
 
 /// Whether provenance looks at this record at all: regular files that are
@@ -214,8 +303,14 @@ pub fn evaluate(cx: &Context, records: &[Record], baseline: &[Record], prior: &S
     for v in per_file {
         out.md5_computed += v.md5_computed as usize;
         out.findings.extend(v.findings);
-        if let Some((path, b, m)) = v.md5 {
-            out.state.md5.insert(path, (b, m));
+        if let Some((path, b, digests)) = v.digests {
+            for d in digests {
+                if let FileDigest::Md5(m) = d {
+                    out.state.md5.insert(path.clone(), (b, m));
+                } else {
+                    out.state.digests.insert(path.clone(), (b, d));
+                }
+            }
         }
         if let Some((path, entry)) = v.pe {
             out.state.pe.insert(path, entry);
@@ -264,7 +359,8 @@ pub fn relabel_updates(findings: &mut [Finding], out: &Outcome, prior: &State) {
 #[derive(Default)]
 struct FileVerdict {
     findings: Vec<Finding>,
-    md5: Option<(Vec<u8>, [u8; 32], [u8; 16])>,
+    /// The package digests of the content, by BLAKE3, for the cache.
+    digests: Option<(Vec<u8>, [u8; 32], Vec<FileDigest>)>,
     matched: Option<(Vec<u8>, (String, String))>,
     md5_computed: bool,
     signer: Option<(Vec<u8>, [u8; 32], String)>,
@@ -297,26 +393,39 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
         let owners = db.owners(&r.path);
         if !owners.is_empty() {
             packaged = true;
-            let with_md5: Vec<_> = owners.iter().filter(|o| o.md5.is_some()).collect();
-            if with_md5.is_empty() {
+            let with_digest: Vec<_> = owners.iter().filter(|o| o.digest.is_some()).collect();
+            if with_digest.is_empty() {
                 evidence.push(Evidence::Package);
-                notes.push("packaged (no md5sums to verify)".into());
+                let p = owners.first().and_then(|o| db.package(o));
+                let what = p.map_or("digests", |p| p.manager.digests_name());
+                notes.push(format!("packaged (no {what} to verify)"));
             } else {
-                let md5 = match (r.blake3, prior.md5.get(&r.path)) {
-                    (Some(b), Some((pb, pm))) if b == *pb => Some(*pm),
-                    (Some(_), _) => {
+                let mut algos: Vec<Algo> = with_digest
+                    .iter()
+                    .filter_map(|o| o.digest.map(|d| d.algo()))
+                    .collect();
+                algos.sort();
+                algos.dedup();
+                let cached: Option<Vec<FileDigest>> = r
+                    .blake3
+                    .and_then(|b| algos.iter().map(|&a| prior.cached(&r.path, b, a)).collect());
+                let digests = match (r.blake3, cached) {
+                    (Some(_), Some(c)) => Some(c),
+                    (Some(_), None) => {
                         v.md5_computed = true;
-                        file_md5(cx.root, r)
+                        file_digests(cx.root, r, &algos)
                     }
                     (None, _) => None,
                 };
-                if let (Some(m), Some(b)) = (md5, r.blake3) {
-                    v.md5 = Some((r.path.clone(), b, m));
+                if let (Some(d), Some(b)) = (&digests, r.blake3) {
+                    v.digests = Some((r.path.clone(), b, d.clone()));
                 }
-                match md5 {
+                match digests {
                     None => notes.push("package digest not verified (unreadable)".into()),
-                    Some(m) => {
-                        let hit = with_md5.iter().find(|o| o.md5 == Some(m));
+                    Some(d) => {
+                        let hit = with_digest
+                            .iter()
+                            .find(|o| o.digest.is_some_and(|x| d.contains(&x)));
                         match hit.and_then(|o| db.package(o)) {
                             Some(p) => {
                                 evidence.push(Evidence::Package);
@@ -325,13 +434,25 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
                             }
                             None => {
                                 bad = true;
-                                let p = with_md5.first().and_then(|o| db.package(o));
+                                let o = with_digest.first();
+                                let p = o.and_then(|o| db.package(o));
                                 let (n, ver) =
                                     p.map_or(("?", "?"), |p| (p.name.as_str(), p.version.as_str()));
+                                // dpkg's wording stays "(md5sums)"; the
+                                // others name their algorithm.
+                                let what = match (p, o.and_then(|o| o.digest)) {
+                                    (Some(p), _) if p.manager == index::Manager::Dpkg => {
+                                        p.manager.digests_name().to_string()
+                                    }
+                                    (Some(p), Some(d)) => {
+                                        format!("{} {}", p.manager.digests_name(), d.algo().name())
+                                    }
+                                    _ => "package digests".to_string(),
+                                };
                                 v.findings.push(finding(
                                     Kind::ModifiedVsPackage,
                                     Severity::High,
-                                    format!("content does not match package {n} {ver} (md5sums)"),
+                                    format!("content does not match package {n} {ver} ({what})"),
                                 ));
                             }
                         }
@@ -558,10 +679,11 @@ fn open_checked(root: &Root, r: &Record) -> Option<std::fs::File> {
     same.then_some(f)
 }
 
-/// MD5 of a record's content (streamed, never mapped).
-fn file_md5(root: &Root, r: &Record) -> Option<[u8; 16]> {
+/// The package digests of a record's content, every algorithm in one
+/// streamed read (never mapped).
+fn file_digests(root: &Root, r: &Record, algos: &[Algo]) -> Option<Vec<FileDigest>> {
     let mut f = open_checked(root, r)?;
-    let mut h = md5::Md5::new();
+    let mut h = MultiHasher::new(algos);
     let mut buf = vec![0u8; 1 << 16];
     loop {
         match f.read(&mut buf) {
@@ -571,7 +693,7 @@ fn file_md5(root: &Root, r: &Record) -> Option<[u8; 16]> {
             Err(_) => return None,
         }
     }
-    Some(h.finalize().into())
+    Some(h.finish())
 }
 
 /// A record's whole file, if it is at most `cap` bytes.
@@ -616,8 +738,7 @@ impl World {
                 .rule_for(&r.path)
                 .is_some_and(|(accept, _)| accept.contains(&Evidence::Package))
         });
-        let started = std::time::Instant::now();
-        let dpkg_stamp = dpkg::stamp(root, &admin);
+        let dpkg_stamp = stamp(root, &admin);
         let dpkg = if wants_dpkg {
             // Only the names of the files judged here are ever looked up.
             let names: Option<std::collections::HashSet<Vec<u8>>> = names_only.then(|| {
@@ -627,18 +748,10 @@ impl World {
                     .map(|r| file_name(&r.path).to_vec())
                     .collect()
             });
-            load_dpkg(root, &admin, names.as_ref(), &mut notes)
+            load_packages(root, &admin, names.as_ref(), &mut notes)
         } else {
             None
         };
-        if let Some(db) = &dpkg {
-            notes.push(Note::Status(format!(
-                "dpkg database: {} packages, {} files, loaded in {:.3} s",
-                db.packages.len(),
-                db.file_count(),
-                started.elapsed().as_secs_f64()
-            )));
-        }
         let mut ima_keys = Vec::new();
         for p in &cfg.ima_keys {
             match std::fs::read(p) {
@@ -656,9 +769,9 @@ impl World {
         )
     }
 
-    /// Whether the dpkg database changed since this world was loaded.
+    /// Whether a package database changed since this world was loaded.
     pub fn is_stale(&self, root: &Root, cfg: &ProvenanceConfig) -> bool {
-        dpkg::stamp(root, &admin_dir(cfg)) != self.dpkg_stamp
+        stamp(root, &admin_dir(cfg)) != self.dpkg_stamp
     }
 
     /// The context [`evaluate`] judges in.
@@ -677,6 +790,14 @@ impl World {
             ima_keys: &self.ima_keys,
         }
     }
+}
+
+/// The identity of every package database's files now (dpkg, rpm, apk).
+fn stamp(root: &Root, admin: &Path) -> Vec<(u64, u64, i64, i64)> {
+    let mut v = dpkg::stamp(root, admin);
+    v.extend(rpm::stamp(root));
+    v.extend(apk::stamp(root));
+    v
 }
 
 /// dpkg's admin dir inside the root.

@@ -602,6 +602,16 @@ fn dpkg(d: &[u8]) {
     let _ = dpkg::parse_diversions(d);
 }
 
+fn rpmheader(d: &[u8]) {
+    if let Ok(h) = libwarden::formats::rpmheader::parse(d) {
+        let _ = h.evr();
+    }
+}
+
+fn apkdb(d: &[u8]) {
+    let _ = libwarden::formats::apkdb::parse(d);
+}
+
 fn config(d: &[u8]) {
     // The config is read from a file: each worker thread has its own.
     thread_local! {
@@ -629,7 +639,10 @@ macro_rules! targets {
 /// fuzz::targets::elf`.
 mod targets {
     use super::run;
-    targets!(elf, pe, der, pem, kmod, ima, ldconf, hive, manifest, record, dpkg, config);
+    targets!(
+        elf, pe, der, pem, kmod, ima, ldconf, hive, manifest, record, dpkg, config, rpmheader,
+        apkdb
+    );
 }
 
 // ---- the runner itself ---------------------------------------------------------

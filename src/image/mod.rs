@@ -1,0 +1,815 @@
+//! A container image scanned in place: an OCI image layout directory or a
+//! `docker save` archive. The manifest gives the layers in order; each
+//! layer's tar stream (plain, gzip or zstd) is read once, straight from the
+//! blob, and applied to an in-memory [`View`] with the OCI whiteout rules
+//! (`.wh.NAME` deletes NAME from the layers below, `.wh..wh..opq` empties
+//! its directory of what the layers below put there). Every regular file
+//! is hashed (BLAKE3) from the stream; small files under `/etc` are kept
+//! (the loader's configuration is read from them). Nothing from the image
+//! is extracted, executed or written anywhere, and each layer blob is
+//! checked against its manifest digest in the same read.
+//!
+//! [`View`] implements [`ldconf::ConfSource`], so `ld.so.conf` and its
+//! includes are parsed by the same code as a real root's.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use sha2::Digest;
+
+use crate::formats::ldconf;
+use crate::formats::oci::{self, Compression};
+
+/// Files kept in memory: those under `/etc` up to this size.
+const KEEP_CAP: u64 = 1 << 20;
+/// Entries in one image (a full distribution is a few hundred thousand).
+const MAX_ENTRIES: usize = 4_000_000;
+/// One path's length.
+const MAX_PATH: usize = 4096;
+/// Symlinks followed in one lookup (as the kernel's 40).
+const MAX_LINKS: usize = 40;
+
+/// What the view holds at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File {
+        size: u64,
+        blake3: [u8; 32],
+        /// The content, for small files under `/etc`.
+        data: Option<Vec<u8>>,
+    },
+    Symlink(Vec<u8>),
+    /// Devices, FIFOs: present, never read.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub kind: Kind,
+    pub mode: u32,
+    /// The layer (0-based) that put it there.
+    pub layer: usize,
+}
+
+/// Something a whiteout removed: what it was, and which layer removed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub path: Vec<u8>,
+    pub node: Node,
+    pub by_layer: usize,
+}
+
+/// The merged filesystem of an image.
+#[derive(Debug, Default)]
+pub struct View {
+    pub nodes: BTreeMap<Vec<u8>, Node>,
+    pub removed: Vec<Removed>,
+}
+
+/// One layer as read.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub digest: String,
+    pub compression: Compression,
+    /// Bytes of the blob (compressed) and of its tar stream.
+    pub blob_bytes: u64,
+    pub tar_bytes: u64,
+    pub entries: usize,
+}
+
+/// An opened image.
+#[derive(Debug)]
+pub struct Image {
+    /// `oci` or `docker-archive`.
+    pub format: &'static str,
+    /// The manifest's digest (OCI) or the config's (docker archive): what
+    /// identifies this image.
+    pub id: String,
+    pub tags: Vec<String>,
+    pub layers: Vec<Layer>,
+    /// `Env` of the image config (`LD_PRELOAD` there is a hijack of every
+    /// container started from it).
+    pub env: Vec<String>,
+    pub view: View,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0}")]
+    Format(String),
+}
+
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ImageError {
+    let w = what.to_string();
+    move |e| ImageError::Io(w, e)
+}
+
+/// Where a blob's bytes are: a file of its own, or a member of an archive.
+struct Blob {
+    file: PathBuf,
+    offset: u64,
+    len: Option<u64>,
+}
+
+impl Blob {
+    fn open(&self) -> Result<Box<dyn Read>, ImageError> {
+        let mut f = open_nofollow(&self.file).map_err(io(self.file.display()))?;
+        f.seek(SeekFrom::Start(self.offset))
+            .map_err(io(self.file.display()))?;
+        Ok(match self.len {
+            Some(n) => Box::new(f.take(n)),
+            None => Box::new(f),
+        })
+    }
+
+    fn read_small(&self) -> Result<Vec<u8>, ImageError> {
+        let mut out = Vec::new();
+        self.open()?
+            .take(oci::JSON_CAP + 1)
+            .read_to_end(&mut out)
+            .map_err(io(self.file.display()))?;
+        if out.len() as u64 > oci::JSON_CAP {
+            return Err(ImageError::Format(format!(
+                "{}: JSON over {} bytes",
+                self.file.display(),
+                oci::JSON_CAP
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// Opens an image file without following a symlink at its last component
+/// (blob names are digests; a symlink there is not a blob).
+fn open_nofollow(p: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let f = o.open(p)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
+
+impl Image {
+    /// Opens the image at `path`: an OCI layout directory (with
+    /// `index.json`) or a `docker save` tar (with `manifest.json`).
+    pub fn open(path: &Path) -> Result<Image, ImageError> {
+        let meta = std::fs::metadata(path).map_err(io(path.display()))?;
+        if meta.is_dir() {
+            Self::open_oci(path)
+        } else {
+            Self::open_archive(path)
+        }
+    }
+
+    fn open_oci(dir: &Path) -> Result<Image, ImageError> {
+        let blob = |digest: &str| -> Result<Blob, ImageError> {
+            let hex = oci::sha256_hex(digest)
+                .ok_or_else(|| ImageError::Format(format!("unsupported digest {digest:?}")))?;
+            Ok(Blob {
+                file: dir.join("blobs/sha256").join(hex),
+                offset: 0,
+                len: None,
+            })
+        };
+        let index = Blob {
+            file: dir.join("index.json"),
+            offset: 0,
+            len: None,
+        }
+        .read_small()?;
+        let mut desc = pick(&oci::parse_index(&index).map_err(ImageError::Format)?)?;
+        // An index may point at another index (a multi-platform image).
+        for _ in 0..4 {
+            if desc.media_type != oci::MEDIA_INDEX && desc.media_type != oci::MEDIA_DOCKER_LIST {
+                break;
+            }
+            let b = blob(&desc.digest)?.read_small()?;
+            desc = pick(&oci::parse_index(&b).map_err(ImageError::Format)?)?;
+        }
+        let tags = desc
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("org.opencontainers.image.ref.name"))
+            .cloned()
+            .into_iter()
+            .collect();
+        let mb = blob(&desc.digest)?.read_small()?;
+        check_sha256(&mb, &desc.digest, "manifest")?;
+        let m = oci::parse_manifest(&mb).map_err(ImageError::Format)?;
+        let config = blob(&m.config.digest)?.read_small()?;
+        let mut layers = Vec::new();
+        for l in &m.layers {
+            layers.push((l.digest.clone(), blob(&l.digest)?));
+        }
+        Self::assemble("oci", desc.digest.clone(), tags, &config, layers)
+    }
+
+    fn open_archive(file: &Path) -> Result<Image, ImageError> {
+        // One pass over the outer tar: where each member's bytes are.
+        let f = open_nofollow(file).map_err(io(file.display()))?;
+        let mut ar = tar::Archive::new(f);
+        let mut members: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for e in ar.entries().map_err(io(file.display()))? {
+            let e = e.map_err(io(file.display()))?;
+            if !e.header().entry_type().is_file() {
+                continue;
+            }
+            let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+            let name = name.trim_start_matches("./").to_string();
+            members.insert(name, (e.raw_file_position(), e.size()));
+            if members.len() > 100_000 {
+                return Err(ImageError::Format("archive with too many members".into()));
+            }
+        }
+        let member = |name: &str| -> Result<Blob, ImageError> {
+            let name = name.trim_start_matches("./");
+            let (offset, len) = members
+                .get(name)
+                .ok_or_else(|| ImageError::Format(format!("archive has no {name}")))?;
+            Ok(Blob {
+                file: file.to_path_buf(),
+                offset: *offset,
+                len: Some(*len),
+            })
+        };
+        let entries = oci::parse_docker(&member("manifest.json")?.read_small()?)
+            .map_err(ImageError::Format)?;
+        let e = entries
+            .first()
+            .ok_or_else(|| ImageError::Format("manifest.json lists no image".into()))?;
+        let config = member(&e.config)?.read_small()?;
+        let id = format!("sha256:{}", hex(&sha2::Sha256::digest(&config)));
+        let mut layers = Vec::new();
+        for l in &e.layers {
+            // Names are `<sha256>.tar`, `<id>/layer.tar` or
+            // `blobs/sha256/<sha256>`: the digest is checked when the name
+            // holds one.
+            let digest = l
+                .trim_end_matches(".tar")
+                .rsplit('/')
+                .next()
+                .filter(|h| oci::sha256_hex(&format!("sha256:{h}")).is_some())
+                .map(|h| format!("sha256:{h}"))
+                .unwrap_or_default();
+            layers.push((digest, member(l)?));
+        }
+        let tags = e.repo_tags.clone().unwrap_or_default();
+        Self::assemble("docker-archive", id, tags, &config, layers)
+    }
+
+    fn assemble(
+        format: &'static str,
+        id: String,
+        tags: Vec<String>,
+        config: &[u8],
+        layers: Vec<(String, Blob)>,
+    ) -> Result<Image, ImageError> {
+        let env = oci::parse_config(config)
+            .config
+            .and_then(|c| c.env)
+            .unwrap_or_default();
+        let mut img = Image {
+            format,
+            id,
+            tags,
+            layers: Vec::new(),
+            env,
+            view: View::default(),
+            warnings: Vec::new(),
+        };
+        for (i, (digest, blob)) in layers.into_iter().enumerate() {
+            let layer = img.apply(i, &digest, &blob)?;
+            img.layers.push(layer);
+        }
+        Ok(img)
+    }
+
+    /// Reads layer `i` and applies it to the view.
+    fn apply(&mut self, i: usize, digest: &str, blob: &Blob) -> Result<Layer, ImageError> {
+        let mut raw = Tee {
+            inner: blob.open()?,
+            sha: sha2::Sha256::new(),
+            bytes: 0,
+        };
+        let mut head = [0u8; 4];
+        let n = read_up_to(&mut raw, &mut head).map_err(io(format!("layer {}", i + 1)))?;
+        let compression = Compression::sniff(&head[..n]);
+        let chained = std::io::Cursor::new(head[..n].to_vec()).chain(&mut raw);
+        let stream: Box<dyn Read + '_> = match compression {
+            Compression::None => Box::new(chained),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(chained)),
+            Compression::Zstd => Box::new(
+                ruzstd::decoding::StreamingDecoder::new(chained)
+                    .map_err(|e| ImageError::Format(format!("layer {}: zstd: {e}", i + 1)))?,
+            ),
+        };
+        let mut counted = Counted {
+            inner: stream,
+            bytes: 0,
+        };
+        let entries = apply_tar(&mut self.view, i, &mut counted, &mut self.warnings)
+            .map_err(|e| ImageError::Format(format!("layer {} ({digest}): {e}", i + 1)))?;
+        let tar_bytes = counted.bytes;
+        drop(counted);
+        // The rest of the blob counts for its digest (tar padding, gzip
+        // trailer).
+        std::io::copy(&mut raw, &mut std::io::sink()).map_err(io(format!("layer {}", i + 1)))?;
+        let got = format!("sha256:{}", hex(&raw.sha.finalize_reset()));
+        if !digest.is_empty() && got != digest {
+            return Err(ImageError::Format(format!(
+                "layer {} does not match its digest: manifest says {digest}, the blob is {got}",
+                i + 1
+            )));
+        }
+        Ok(Layer {
+            digest: if digest.is_empty() {
+                got
+            } else {
+                digest.to_string()
+            },
+            compression,
+            blob_bytes: raw.bytes,
+            tar_bytes,
+            entries,
+        })
+    }
+}
+
+/// The manifest to read from an index: linux/amd64 if the index says
+/// platforms, else the first.
+fn pick(index: &oci::Index) -> Result<oci::Descriptor, ImageError> {
+    let m = &index.manifests;
+    m.iter()
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
+        })
+        .or_else(|| m.first())
+        .cloned()
+        .ok_or_else(|| ImageError::Format("index lists no manifest".into()))
+}
+
+fn check_sha256(bytes: &[u8], digest: &str, what: &str) -> Result<(), ImageError> {
+    let got = format!("sha256:{}", hex(&sha2::Sha256::digest(bytes)));
+    if got != digest {
+        return Err(ImageError::Format(format!(
+            "{what} does not match its digest {digest}"
+        )));
+    }
+    Ok(())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Hashes (SHA-256) and counts what passes through.
+struct Tee<R> {
+    inner: R,
+    sha: sha2::Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sha.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// `/a/b` from a tar member name (`./a/b/`, `a//b`); `None` for names
+/// that climb (`..`) or are too long.
+fn normalize(name: &[u8]) -> Option<Vec<u8>> {
+    if name.len() > MAX_PATH {
+        return None;
+    }
+    let mut out = Vec::with_capacity(name.len() + 1);
+    for c in name.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return None,
+            c => {
+                out.push(b'/');
+                out.extend_from_slice(c);
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    Some(out)
+}
+
+fn split(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(0) => (b"/", &path[1..]),
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (b"/", path),
+    }
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = dir.to_vec();
+    if p != b"/" {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+/// Paths strictly below `dir`.
+fn below<'a>(
+    nodes: &'a BTreeMap<Vec<u8>, Node>,
+    dir: &[u8],
+) -> impl Iterator<Item = (&'a Vec<u8>, &'a Node)> + 'a {
+    let mut prefix = dir.to_vec();
+    if prefix != b"/" {
+        prefix.push(b'/');
+    }
+    let start = prefix.clone();
+    nodes
+        .range(start..)
+        .take_while(move |(k, _)| k.starts_with(&prefix))
+}
+
+impl View {
+    /// Removes `path` and everything below it that a layer before `layer`
+    /// put there, remembering what went.
+    fn whiteout(&mut self, path: &[u8], layer: usize) {
+        let mut gone: Vec<Vec<u8>> = below(&self.nodes, path)
+            .filter(|(_, n)| n.layer < layer)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if self.nodes.get(path).is_some_and(|n| n.layer < layer) {
+            gone.push(path.to_vec());
+        }
+        for k in gone {
+            if let Some(node) = self.nodes.remove(&k) {
+                self.removed.push(Removed {
+                    path: k,
+                    node,
+                    by_layer: layer,
+                });
+            }
+        }
+    }
+
+    /// Resolves symlinks in `path` inside the view (absolute targets are
+    /// relative to the image's root). `None` past [`MAX_LINKS`].
+    pub fn resolve(&self, path: &[u8]) -> Option<Vec<u8>> {
+        let mut todo: Vec<Vec<u8>> = path
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .rev()
+            .map(|c| c.to_vec())
+            .collect();
+        let mut cur: Vec<u8> = b"/".to_vec();
+        let mut links = 0;
+        while let Some(c) = todo.pop() {
+            match c.as_slice() {
+                b"." => continue,
+                b".." => {
+                    cur = split(&cur).0.to_vec();
+                    continue;
+                }
+                _ => {}
+            }
+            let next = join(&cur, &c);
+            match self.nodes.get(&next).map(|n| &n.kind) {
+                Some(Kind::Symlink(t)) => {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return None;
+                    }
+                    if t.starts_with(b"/") {
+                        cur = b"/".to_vec();
+                    }
+                    todo.extend(
+                        t.split(|&b| b == b'/')
+                            .filter(|c| !c.is_empty())
+                            .rev()
+                            .map(|c| c.to_vec()),
+                    );
+                }
+                _ => cur = next,
+            }
+        }
+        Some(cur)
+    }
+
+    /// The node at `path`, symlinks followed.
+    pub fn get(&self, path: &[u8]) -> Option<&Node> {
+        self.nodes.get(&self.resolve(path)?)
+    }
+}
+
+/// Applies one layer's tar stream; returns how many entries it held.
+fn apply_tar(
+    view: &mut View,
+    layer: usize,
+    stream: &mut dyn Read,
+    warnings: &mut Vec<String>,
+) -> std::io::Result<usize> {
+    let mut ar = tar::Archive::new(stream);
+    let mut count = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    for e in ar.entries()? {
+        let mut e = e?;
+        count += 1;
+        if view.nodes.len() > MAX_ENTRIES {
+            warnings.push(format!(
+                "layer {}: more than {MAX_ENTRIES} entries; the rest is not read",
+                layer + 1
+            ));
+            break;
+        }
+        let raw = e.path_bytes().into_owned();
+        let Some(path) = normalize(&raw) else {
+            warnings.push(format!(
+                "layer {}: entry {} skipped (climbs out of the image or too long)",
+                layer + 1,
+                crate::escape::for_terminal(&raw)
+            ));
+            continue;
+        };
+        let (dir, name) = split(&path);
+        if name == b".wh..wh..opq" {
+            // Opaque: the layers below contribute nothing to this dir.
+            let dir = dir.to_vec();
+            let gone: Vec<Vec<u8>> = below(&view.nodes, &dir)
+                .filter(|(_, n)| n.layer < layer)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in gone {
+                view.whiteout(&k, layer);
+            }
+            continue;
+        }
+        if let Some(target) = name.strip_prefix(b".wh.") {
+            view.whiteout(&join(dir, target), layer);
+            continue;
+        }
+        let h = e.header();
+        let mode = h.mode().unwrap_or(0);
+        let ty = h.entry_type();
+        let kind = if ty.is_dir() {
+            Kind::Dir
+        } else if ty.is_symlink() {
+            Kind::Symlink(
+                e.link_name_bytes()
+                    .map(|l| l.into_owned())
+                    .unwrap_or_default(),
+            )
+        } else if ty.is_hard_link() {
+            // The content of the member it links to (in this layer or one
+            // below), as it is at this point.
+            let target = e
+                .link_name_bytes()
+                .and_then(|l| normalize(&l))
+                .and_then(|t| view.nodes.get(&t).map(|n| n.kind.clone()));
+            match target {
+                Some(k) => k,
+                None => {
+                    warnings.push(format!(
+                        "layer {}: hard link {} to a missing file",
+                        layer + 1,
+                        crate::escape::for_terminal(&path)
+                    ));
+                    continue;
+                }
+            }
+        } else if ty.is_file() || ty == tar::EntryType::Continuous {
+            let size = e.size();
+            let keep = path.starts_with(b"/etc/") && size <= KEEP_CAP;
+            let mut data = keep.then(|| Vec::with_capacity(size as usize));
+            let mut hasher = blake3::Hasher::new();
+            loop {
+                let n = e.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                let chunk = &buf[..n];
+                hasher.update(chunk);
+                if let Some(d) = data.as_mut() {
+                    d.extend_from_slice(chunk);
+                }
+            }
+            Kind::File {
+                size,
+                blake3: *hasher.finalize().as_bytes(),
+                data,
+            }
+        } else if matches!(
+            ty,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName
+        ) {
+            continue;
+        } else {
+            Kind::Other
+        };
+        // A directory over a directory keeps what is below it; anything
+        // else replaces the path (and, replacing a directory, its tree).
+        let was_dir = view.nodes.get(&path).is_some_and(|n| n.kind == Kind::Dir);
+        if !(was_dir && kind == Kind::Dir) {
+            let stale: Vec<Vec<u8>> = below(&view.nodes, &path).map(|(k, _)| k.clone()).collect();
+            for k in stale {
+                view.nodes.remove(&k);
+            }
+        }
+        view.nodes.insert(path, Node { kind, mode, layer });
+    }
+    Ok(count)
+}
+
+impl ldconf::ConfSource for View {
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        let p = crate::rootfs::normalize(path);
+        let key = self.resolve(p.as_os_str().as_encoded_bytes());
+        match key
+            .as_ref()
+            .and_then(|k| self.nodes.get(k))
+            .map(|n| &n.kind)
+        {
+            Some(Kind::File { data: Some(d), .. }) => Ok(d.clone()),
+            Some(Kind::File { .. }) => Err(std::io::Error::other(
+                "not kept in memory (over 1 MiB or outside /etc)",
+            )),
+            Some(_) => Err(std::io::Error::other("not a regular file")),
+            None => Err(std::io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    fn glob(&self, pattern: &Path) -> Vec<PathBuf> {
+        let pat = pattern.as_os_str().as_encoded_bytes();
+        let (dir, name) = split(pat);
+        let Ok(g) = globset::GlobBuilder::new(&String::from_utf8_lossy(name))
+            .literal_separator(true)
+            .build()
+        else {
+            return Vec::new();
+        };
+        let m = g.compile_matcher();
+        let Some(real) = self.resolve(dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<PathBuf> = below(&self.nodes, &real)
+            .filter(|(k, _)| split(k).0 == real.as_slice())
+            .filter(|(k, _)| {
+                let n = split(k).1;
+                !n.starts_with(b".") && m.is_match(String::from_utf8_lossy(n).as_ref())
+            })
+            .map(|(k, _)| {
+                let n = split(k).1;
+                PathBuf::from(String::from_utf8_lossy(&join(dir, n)).into_owned())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn identity(&self, path: &Path) -> PathBuf {
+        let b = path.as_os_str().as_encoded_bytes();
+        self.resolve(b)
+            .map(|r| PathBuf::from(String::from_utf8_lossy(&r).into_owned()))
+            .unwrap_or_else(|| path.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (name, file content, symlink target); neither: a directory.
+    type Member<'a> = (&'a str, Option<&'a [u8]>, Option<&'a str>);
+
+    fn tar_of(entries: &[Member]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            match (data, link) {
+                (Some(d), _) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(d.len() as u64);
+                    h.set_mode(0o644);
+                    // Raw name bytes: the builder refuses `..`, a hostile
+                    // layer does not.
+                    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+                    h.set_cksum();
+                    b.append(&h, *d).unwrap();
+                }
+                (None, Some(l)) => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    b.append_link(&mut h, name, l).unwrap();
+                }
+                (None, None) => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    h.set_mode(0o755);
+                    b.append_data(&mut h, name, std::io::empty()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn whiteouts_opaque_dirs_and_replacements() {
+        let mut v = View::default();
+        let mut w = Vec::new();
+        let l1 = tar_of(&[
+            ("usr/", None, None),
+            ("usr/lib/", None, None),
+            ("usr/lib/liba.so", Some(b"a"), None),
+            ("usr/lib/libb.so", Some(b"b"), None),
+            ("opt/x/", None, None),
+            ("opt/x/old", Some(b"o"), None),
+            ("lib", None, Some("usr/lib")),
+            ("../evil", Some(b"e"), None),
+        ]);
+        apply_tar(&mut v, 0, &mut l1.as_slice(), &mut w).unwrap();
+        assert!(!v.nodes.contains_key(b"/evil".as_slice()));
+        assert_eq!(w.len(), 1, "{w:?}");
+        let l2 = tar_of(&[
+            ("usr/lib/.wh.libb.so", Some(b""), None),
+            ("opt/x/.wh..wh..opq", Some(b""), None),
+            ("opt/x/new", Some(b"n"), None),
+            ("etc/ld.so.preload", Some(b"/lib/liba.so\n"), None),
+        ]);
+        apply_tar(&mut v, 1, &mut l2.as_slice(), &mut w).unwrap();
+        assert!(v.nodes.contains_key(b"/usr/lib/liba.so".as_slice()));
+        assert!(!v.nodes.contains_key(b"/usr/lib/libb.so".as_slice()));
+        assert!(!v.nodes.contains_key(b"/opt/x/old".as_slice()));
+        assert!(v.nodes.contains_key(b"/opt/x/new".as_slice()));
+        let removed: Vec<&[u8]> = v.removed.iter().map(|r| r.path.as_slice()).collect();
+        assert_eq!(removed, vec![b"/usr/lib/libb.so".as_slice(), b"/opt/x/old"]);
+        assert_eq!(v.removed[0].by_layer, 1);
+        // Symlinks resolve inside the view; /etc content is kept.
+        assert_eq!(v.resolve(b"/lib/liba.so").unwrap(), b"/usr/lib/liba.so");
+        assert!(matches!(
+            v.get(b"/lib/liba.so").map(|n| &n.kind),
+            Some(Kind::File { size: 1, .. })
+        ));
+        use crate::formats::ldconf::ConfSource;
+        assert_eq!(
+            v.read(Path::new("/etc/ld.so.preload")).unwrap(),
+            b"/lib/liba.so\n"
+        );
+    }
+
+    #[test]
+    fn symlink_loops_end() {
+        let mut v = View::default();
+        let l = tar_of(&[("a", None, Some("b")), ("b", None, Some("a"))]);
+        apply_tar(&mut v, 0, &mut l.as_slice(), &mut Vec::new()).unwrap();
+        assert_eq!(v.resolve(b"/a/x"), None);
+    }
+
+    #[test]
+    fn names_are_normalized() {
+        assert_eq!(normalize(b"./usr//lib/"), Some(b"/usr/lib".to_vec()));
+        assert_eq!(normalize(b"a/../../b"), None);
+        assert_eq!(normalize(b"."), Some(b"/".to_vec()));
+    }
+}

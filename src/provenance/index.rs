@@ -1,0 +1,369 @@
+//! The package index every package manager feeds: who owns which
+//! canonical path, with which digest (and of which algorithm), whether it is
+//! a config file, its mode. dpkg ([`super::dpkg`]), rpm ([`super::rpm`]) and
+//! apk ([`super::apk`]) each load into one [`PackageDb`], and several of
+//! them merge into one, so every rule that judges a package (ownership, a
+//! digest mismatch, an update) is written once.
+
+use std::collections::HashMap;
+
+use md5::Digest;
+
+/// A digest a package database records for a file. dpkg's md5sums are MD5,
+/// rpm's FILEDIGESTS usually SHA-256 (any of FILEDIGESTALGO's), apk's `Z:Q1`
+/// SHA-1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileDigest {
+    Md5([u8; 16]),
+    Sha1([u8; 20]),
+    Sha224([u8; 28]),
+    Sha256([u8; 32]),
+    Sha384([u8; 48]),
+    Sha512([u8; 64]),
+}
+
+/// The algorithm of a [`FileDigest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algo {
+    Md5,
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Algo {
+    pub const ALL: [Algo; 6] = [
+        Algo::Md5,
+        Algo::Sha1,
+        Algo::Sha224,
+        Algo::Sha256,
+        Algo::Sha384,
+        Algo::Sha512,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::Md5 => "md5",
+            Algo::Sha1 => "sha1",
+            Algo::Sha224 => "sha224",
+            Algo::Sha256 => "sha256",
+            Algo::Sha384 => "sha384",
+            Algo::Sha512 => "sha512",
+        }
+    }
+
+    /// The byte the baseline stores it as.
+    fn code(self) -> u8 {
+        match self {
+            Algo::Md5 => 1,
+            Algo::Sha1 => 2,
+            Algo::Sha224 => 3,
+            Algo::Sha256 => 4,
+            Algo::Sha384 => 5,
+            Algo::Sha512 => 6,
+        }
+    }
+}
+
+impl FileDigest {
+    pub fn algo(&self) -> Algo {
+        match self {
+            FileDigest::Md5(_) => Algo::Md5,
+            FileDigest::Sha1(_) => Algo::Sha1,
+            FileDigest::Sha224(_) => Algo::Sha224,
+            FileDigest::Sha256(_) => Algo::Sha256,
+            FileDigest::Sha384(_) => Algo::Sha384,
+            FileDigest::Sha512(_) => Algo::Sha512,
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            FileDigest::Md5(b) => b,
+            FileDigest::Sha1(b) => b,
+            FileDigest::Sha224(b) => b,
+            FileDigest::Sha256(b) => b,
+            FileDigest::Sha384(b) => b,
+            FileDigest::Sha512(b) => b,
+        }
+    }
+
+    /// A digest of `algo` from its raw bytes; `None` on a wrong length.
+    pub fn from_bytes(algo: Algo, b: &[u8]) -> Option<FileDigest> {
+        Some(match algo {
+            Algo::Md5 => FileDigest::Md5(b.try_into().ok()?),
+            Algo::Sha1 => FileDigest::Sha1(b.try_into().ok()?),
+            Algo::Sha224 => FileDigest::Sha224(b.try_into().ok()?),
+            Algo::Sha256 => FileDigest::Sha256(b.try_into().ok()?),
+            Algo::Sha384 => FileDigest::Sha384(b.try_into().ok()?),
+            Algo::Sha512 => FileDigest::Sha512(b.try_into().ok()?),
+        })
+    }
+
+    /// A digest of `algo` from lowercase or uppercase hex.
+    pub fn from_hex(algo: Algo, hex: &[u8]) -> Option<FileDigest> {
+        if hex.len() % 2 != 0 || hex.len() > 128 {
+            return None;
+        }
+        let mut raw = Vec::with_capacity(hex.len() / 2);
+        for pair in hex.chunks_exact(2) {
+            let hi = (*pair.first()? as char).to_digit(16)?;
+            let lo = (*pair.get(1)? as char).to_digit(16)?;
+            raw.push((hi * 16 + lo) as u8);
+        }
+        FileDigest::from_bytes(algo, &raw)
+    }
+
+    /// `algo byte ‖ digest`, as the baseline keeps it.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![self.algo().code()];
+        v.extend_from_slice(self.bytes());
+        v
+    }
+
+    pub fn decode(b: &[u8]) -> Option<FileDigest> {
+        let (code, rest) = b.split_first()?;
+        let algo = Algo::ALL.into_iter().find(|a| a.code() == *code)?;
+        FileDigest::from_bytes(algo, rest)
+    }
+}
+
+/// Streams content once into every algorithm asked for.
+pub struct MultiHasher {
+    hashers: Vec<(Algo, Box<dyn DynHasher>)>,
+}
+
+/// An object-safe view of the RustCrypto hashers.
+pub trait DynHasher: Send {
+    fn update(&mut self, data: &[u8]);
+    fn finish(self: Box<Self>) -> Vec<u8>;
+}
+
+impl<D: Digest + Send + 'static> DynHasher for D {
+    fn update(&mut self, data: &[u8]) {
+        Digest::update(self, data);
+    }
+    fn finish(self: Box<Self>) -> Vec<u8> {
+        (*self).finalize().to_vec()
+    }
+}
+
+impl MultiHasher {
+    pub fn new(algos: &[Algo]) -> MultiHasher {
+        let mut hashers: Vec<(Algo, Box<dyn DynHasher>)> = Vec::new();
+        for &a in algos {
+            if hashers.iter().any(|(b, _)| *b == a) {
+                continue;
+            }
+            let h: Box<dyn DynHasher> = match a {
+                Algo::Md5 => Box::new(md5::Md5::new()),
+                Algo::Sha1 => Box::new(sha1::Sha1::new()),
+                Algo::Sha224 => Box::new(sha2::Sha224::new()),
+                Algo::Sha256 => Box::new(sha2::Sha256::new()),
+                Algo::Sha384 => Box::new(sha2::Sha384::new()),
+                Algo::Sha512 => Box::new(sha2::Sha512::new()),
+            };
+            hashers.push((a, h));
+        }
+        MultiHasher { hashers }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        for (_, h) in &mut self.hashers {
+            h.update(data);
+        }
+    }
+
+    pub fn finish(self) -> Vec<FileDigest> {
+        self.hashers
+            .into_iter()
+            .filter_map(|(a, h)| FileDigest::from_bytes(a, &h.finish()))
+            .collect()
+    }
+}
+
+/// Which package manager a package comes from (how findings name its
+/// evidence).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Manager {
+    #[default]
+    Dpkg,
+    Rpm,
+    Apk,
+}
+
+impl Manager {
+    /// How a finding names the list of digests the content was held to.
+    pub fn digests_name(self) -> &'static str {
+        match self {
+            Manager::Dpkg => "md5sums",
+            Manager::Rpm => "rpm database",
+            Manager::Apk => "apk database",
+        }
+    }
+}
+
+/// One installed package instance. `name` is unique per instance within a
+/// manager (`name:arch` for dpkg's Multi-Arch: same, `name.arch` for rpm);
+/// `version` is the full version (rpm: `[epoch:]version-release`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    pub manager: Manager,
+}
+
+/// One package's claim on a path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// Index into [`PackageDb::packages`].
+    pub pkg: u32,
+    /// The digest the package records; `None` when it records none (a
+    /// dpkg package without md5sums, an rpm ghost or symlink).
+    pub digest: Option<FileDigest>,
+    /// Marked as a config file (rpm `%config`; dpkg conffiles are not read).
+    pub config: bool,
+    /// The mode the package installs it with, when the database says.
+    pub mode: Option<u32>,
+}
+
+/// The loaded index, keyed by canonical path.
+#[derive(Debug, Default)]
+pub struct PackageDb {
+    pub packages: Vec<Package>,
+    files: HashMap<Vec<u8>, Vec<Owner>>,
+    /// Files listed by the packages, before filtering.
+    listed: usize,
+}
+
+impl PackageDb {
+    /// Who owns `path` (canonical, as the scan records it).
+    pub fn owners(&self, path: &[u8]) -> &[Owner] {
+        self.files.get(path).map_or(&[], |v| v.as_slice())
+    }
+
+    pub fn package(&self, o: &Owner) -> Option<&Package> {
+        self.packages.get(o.pkg as usize)
+    }
+
+    /// Files the packages list, before any filtering by name.
+    pub fn file_count(&self) -> usize {
+        self.listed
+    }
+
+    /// Counts `n` more listed files (before filtering).
+    pub fn count_listed(&mut self, n: usize) {
+        self.listed += n;
+    }
+
+    /// Adds a package; its index for [`Owner::pkg`].
+    pub fn add_package(&mut self, p: Package) -> u32 {
+        self.packages.push(p);
+        (self.packages.len() - 1) as u32
+    }
+
+    /// Records `o`'s claim on the canonical path `key` (once).
+    pub fn add(&mut self, key: Vec<u8>, o: Owner) {
+        let v = self.files.entry(key).or_default();
+        if !v.contains(&o) {
+            v.push(o);
+        }
+    }
+
+    /// Removes and returns the claims on `key`.
+    pub fn take(&mut self, key: &[u8]) -> Vec<Owner> {
+        self.files.remove(key).unwrap_or_default()
+    }
+
+    /// Merges `other` in (several package managers in one root).
+    pub fn merge(&mut self, other: PackageDb) {
+        let base = self.packages.len() as u32;
+        self.packages.extend(other.packages);
+        self.listed += other.listed;
+        for (k, owners) in other.files {
+            for mut o in owners {
+                o.pkg += base;
+                self.add(k.clone(), o);
+            }
+        }
+    }
+
+    /// The package managers that fed this index.
+    pub fn managers(&self) -> Vec<Manager> {
+        let mut v: Vec<Manager> = Vec::new();
+        for p in &self.packages {
+            if !v.contains(&p.manager) {
+                v.push(p.manager);
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_round_trip_and_reject_wrong_lengths() {
+        let d = FileDigest::from_hex(Algo::Sha256, &[b'a'; 64]).unwrap();
+        assert_eq!(FileDigest::decode(&d.encode()), Some(d));
+        assert!(FileDigest::from_hex(Algo::Sha256, &[b'a'; 40]).is_none());
+        assert!(FileDigest::from_hex(Algo::Md5, b"zz").is_none());
+        assert!(FileDigest::decode(&[9, 1, 2]).is_none());
+        assert!(FileDigest::decode(&[]).is_none());
+    }
+
+    #[test]
+    fn one_pass_gives_every_algorithm() {
+        let mut h = MultiHasher::new(&[Algo::Md5, Algo::Sha256, Algo::Md5, Algo::Sha1]);
+        h.update(b"hello\n");
+        let v = h.finish();
+        assert_eq!(v.len(), 3);
+        let hex =
+            |d: &FileDigest| -> String { d.bytes().iter().map(|b| format!("{b:02x}")).collect() };
+        assert_eq!(hex(&v[0]), "b1946ac92492d2347c6235b4d2611184");
+        assert_eq!(
+            hex(&v[1]),
+            "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+        );
+        assert_eq!(hex(&v[2]), "f572d396fae9206628714fb2ce00f72e94f2258f");
+    }
+
+    #[test]
+    fn merge_rebases_package_indices() {
+        let mut a = PackageDb::default();
+        let p = a.add_package(Package {
+            name: "a".into(),
+            version: "1".into(),
+            manager: Manager::Dpkg,
+        });
+        a.add(
+            b"/x".to_vec(),
+            Owner {
+                pkg: p,
+                ..Owner::default()
+            },
+        );
+        let mut b = PackageDb::default();
+        let q = b.add_package(Package {
+            name: "b".into(),
+            version: "2".into(),
+            manager: Manager::Rpm,
+        });
+        b.add(
+            b"/x".to_vec(),
+            Owner {
+                pkg: q,
+                ..Owner::default()
+            },
+        );
+        a.merge(b);
+        let o = a.owners(b"/x");
+        assert_eq!(o.len(), 2);
+        assert_eq!(a.package(&o[1]).unwrap().name, "b");
+        assert_eq!(a.managers(), vec![Manager::Dpkg, Manager::Rpm]);
+    }
+}
