@@ -58,7 +58,10 @@ pub struct Global {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FormatArg {
     Human,
+    /// JSON Lines: one object per finding
     Json,
+    /// Elastic Common Schema 8.x documents, one per line
+    Ecs,
 }
 
 #[derive(Debug, Subcommand)]

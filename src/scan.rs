@@ -44,6 +44,8 @@ pub struct ScanOptions {
     pub readahead: bool,
     /// Time each phase per size class (for `bench`); off in normal scans.
     pub timing: bool,
+    /// Also compute SHA-256 of every hashed file (config `hashes`).
+    pub sha256: bool,
 }
 
 impl ScanOptions {
@@ -57,6 +59,7 @@ impl ScanOptions {
             io_threads: threads,
             readahead: true,
             timing: false,
+            sha256: false,
         }
     }
 
@@ -203,6 +206,7 @@ pub fn scan(root: &Root, sp: &SearchPaths, opts: &ScanOptions, prior: &[Record])
     });
     let mut part = Part::default();
     let mut insp = Inspector::new(root);
+    insp.sha256 = opts.sha256;
     for f in sp.loose_files() {
         let logical = f.path.as_os_str().as_encoded_bytes().to_vec();
         let p = prior.get(&logical);
@@ -387,6 +391,7 @@ fn walk(
         parallel_large,
         timing: opts.timing,
         readahead: opts.readahead,
+        sha256: opts.sha256,
     };
     b.build_parallel().visit(&mut builder);
 }
@@ -398,6 +403,7 @@ struct Builder<'a> {
     parallel_large: Option<(Arc<AtomicUsize>, usize)>,
     timing: bool,
     readahead: bool,
+    sha256: bool,
 }
 
 impl<'s, 'a: 's> ParallelVisitorBuilder<'s> for Builder<'a> {
@@ -406,6 +412,7 @@ impl<'s, 'a: 's> ParallelVisitorBuilder<'s> for Builder<'a> {
         insp.parallel_large = self.parallel_large.clone();
         insp.timing = self.timing;
         insp.fadvise = self.readahead;
+        insp.sha256 = self.sha256;
         Box::new(Visitor {
             root: self.root,
             prior: self.prior,

@@ -53,6 +53,11 @@ pub struct FileConfig {
     /// `watch`: time between full rescans, e.g. "1h", "30m", "90s"
     /// (overridden by `--rescan-interval`).
     pub rescan_interval: Option<String>,
+    /// Extra digests beside BLAKE3, computed in the same read, stored in
+    /// the baseline and reported (`file.hash.*` in ECS): `["sha256"]` for
+    /// matching threat intelligence. Off by default: it costs hashing time.
+    #[serde(default)]
+    pub hashes: Vec<String>,
     /// Provenance: dpkg database, Authenticode roots, per-path policy.
     #[serde(default)]
     pub provenance: crate::provenance::policy::ProvenanceConfig,

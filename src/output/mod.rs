@@ -1,12 +1,16 @@
-//! Reporters: a human table (hostile names escaped) and JSON Lines (one
-//! stable object per finding). Findings go to stdout sorted by path; the
-//! summary and warnings go to stderr. A closed pipe ends output quietly.
+//! Reporters: a human table (hostile names escaped), JSON Lines (one
+//! stable object per finding, each with `time` and `host`) and ECS
+//! documents ([`ecs`]). Findings go to stdout sorted by path; the summary
+//! and warnings go to stderr. A closed pipe ends output quietly.
 
+pub mod ecs;
 pub mod messages;
 pub mod sink;
 pub mod syslog;
 
 use std::io::{self, Write};
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
@@ -18,6 +22,28 @@ use crate::finding::Finding;
 pub enum Format {
     Human,
     Json,
+    /// Elastic Common Schema documents, one per line.
+    Ecs,
+}
+
+impl Format {
+    /// JSON of some kind on stdout (no progress, no prefixes there).
+    pub fn is_json(self) -> bool {
+        matches!(self, Format::Json | Format::Ecs)
+    }
+}
+
+static HOST: OnceLock<String> = OnceLock::new();
+
+/// What every finding line names as its `host`: this machine's name, or
+/// the root judged (`--root`), set once when the configuration is resolved.
+pub fn set_host(label: String) {
+    let _ = HOST.set(label);
+}
+
+/// The `host` of finding lines ([`set_host`], else this machine's name).
+pub fn host() -> &'static str {
+    HOST.get_or_init(crate::sys::hostname)
 }
 
 /// Sorts findings by path (then kind) for deterministic output.
@@ -72,14 +98,21 @@ pub fn write_findings(out: &mut dyn Write, findings: &[Finding], format: Format)
     write_findings_with(out, findings, format, &Map::new())
 }
 
-/// [`write_findings`] with `extra` fields on every JSON object.
+/// [`write_findings`] with `extra` fields on every JSON object. Every line
+/// carries `time` (now: when the findings were judged) and `host`.
 pub fn write_findings_with(
     out: &mut dyn Write,
     findings: &[Finding],
     format: Format,
     extra: &Map<String, Value>,
 ) -> io::Result<()> {
-    let r = write_all(out, findings, format, extra);
+    let mut extra = extra.clone();
+    let now = SystemTime::now();
+    if format == Format::Json {
+        extra.insert("time".into(), json!(crate::timefmt::rfc3339(now)));
+        extra.insert("host".into(), json!(host()));
+    }
+    let r = write_all(out, findings, format, &extra, now);
     match r {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
@@ -91,8 +124,15 @@ fn write_all(
     findings: &[Finding],
     format: Format,
     extra: &Map<String, Value>,
+    now: SystemTime,
 ) -> io::Result<()> {
     match format {
+        Format::Ecs => {
+            for f in findings {
+                serde_json::to_writer(&mut *out, &ecs::document(f, now, host(), extra))?;
+                out.write_all(b"\n")?;
+            }
+        }
         Format::Json => {
             for f in findings {
                 serde_json::to_writer(&mut *out, &to_json_with(f, extra))?;

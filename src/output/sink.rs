@@ -68,12 +68,13 @@ pub struct Context {
     pub gap: Option<(SystemTime, SystemTime)>,
 }
 
-/// A finding as the watcher's JSON object: the `check` object plus `time`,
-/// `source` and, for gaps, `gap_start`/`gap_end`.
+/// A finding as the watcher's JSON object: the `check` object (`time` and
+/// `host` included) plus `source` and, for gaps, `gap_start`/`gap_end`.
 pub fn to_json(f: &Finding, ctx: &Context) -> Value {
     let mut v = output::to_json(f);
     if let Value::Object(m) = &mut v {
         m.insert("time".into(), json!(rfc3339(ctx.time)));
+        m.insert("host".into(), json!(output::host()));
         m.insert("source".into(), json!(ctx.source.name()));
         if let Some((a, b)) = ctx.gap {
             m.insert("gap_start".into(), json!(rfc3339(a)));
@@ -468,6 +469,19 @@ impl Writer for StdoutSink {
         }
         let bytes = match self.format {
             Format::Json => json_line(f, ctx),
+            Format::Ecs => {
+                let mut extra = serde_json::Map::new();
+                extra.insert("source".into(), json!(ctx.source.name()));
+                if let Some((a, b)) = ctx.gap {
+                    extra.insert("gap_start".into(), json!(rfc3339(a)));
+                    extra.insert("gap_end".into(), json!(rfc3339(b)));
+                }
+                let mut l = output::ecs::document(f, ctx.time, output::host(), &extra)
+                    .to_string()
+                    .into_bytes();
+                l.push(b'\n');
+                l
+            }
             Format::Human => format!(
                 "{} {:<8} {:<14} {}  {}\n",
                 rfc3339(ctx.time),
