@@ -193,9 +193,13 @@ pub struct Record {
     pub blake3: Option<[u8; 32]>,
     /// SHA-256 of the same bytes, when the config asks for it (`hashes =
     /// ["sha256"]`), for matching threat intelligence; computed in the
-    /// same read as BLAKE3.
-    #[serde(serialize_with = "ser_hash", skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<[u8; 32]>,
+    /// same read as BLAKE3. Boxed: most baselines have none, and a record
+    /// stays small without it.
+    #[serde(
+        serialize_with = "ser_boxed_hash",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sha256: Option<Box<[u8; 32]>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unhashed: Option<Unhashed>,
     #[serde(serialize_with = "ser_target", skip_serializing_if = "Option::is_none")]
@@ -224,6 +228,10 @@ fn ser_hash<S: Serializer>(h: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error
         Some(h) => s.serialize_str(&escape::hex(h)),
         None => s.serialize_none(),
     }
+}
+
+fn ser_boxed_hash<S: Serializer>(h: &Option<Box<[u8; 32]>>, s: S) -> Result<S::Ok, S::Error> {
+    ser_hash(&h.as_deref().copied(), s)
 }
 
 fn ser_target<S: Serializer>(t: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
@@ -313,7 +321,7 @@ impl Record {
             }
         }
         if let Some(h) = &self.sha256 {
-            out.extend_from_slice(h);
+            out.extend_from_slice(&h[..]);
         }
     }
 
@@ -364,7 +372,7 @@ impl Record {
             },
         };
         let sha256 = match version {
-            ENCODING_V3 => Some(r.take(32)?.try_into().ok()?),
+            ENCODING_V3 => Some(Box::new(r.take(32)?.try_into().ok()?)),
             _ => None,
         };
         if !r.is_empty() {
@@ -445,7 +453,7 @@ mod tests {
             assert_eq!(Record::decode_value(&r.path, &v), Some(r.clone()));
             // With a SHA-256: V3, and every truncation or extension refused.
             let mut r = r;
-            r.sha256 = Some([3; 32]);
+            r.sha256 = Some(Box::new([3; 32]));
             let mut v = Vec::new();
             r.encode_value(&mut v);
             assert_eq!(v[0], ENCODING_V3);

@@ -463,7 +463,7 @@ impl Inspector {
                     if stable {
                         let mut rec = base_record(logical, &before);
                         rec.blake3 = Some(digest);
-                        rec.sha256 = sha256;
+                        rec.sha256 = sha256.map(Box::new);
                         rec.class = class;
                         rec.facts = facts;
                         return Outcome::Record(rec, None);
@@ -609,7 +609,7 @@ fn reusable(prior: &Record, sha256: bool) -> bool {
 fn reuse(mut now: Record, prior: &Record, sha256: bool) -> Record {
     now.blake3 = prior.blake3;
     // Dropped when no longer asked for: the record says what the config does.
-    now.sha256 = prior.sha256.filter(|_| sha256);
+    now.sha256 = prior.sha256.clone().filter(|_| sha256);
     now.class = prior.class;
     now.facts = prior.facts.clone();
     now.unhashed = None;

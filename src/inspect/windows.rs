@@ -133,7 +133,7 @@ impl Inspector {
                     {
                         let mut rec = base_record(logical, &before);
                         rec.blake3 = Some(digest);
-                        rec.sha256 = sha256;
+                        rec.sha256 = sha256.map(Box::new);
                         rec.class = class;
                         rec.facts = facts;
                         return Outcome::Record(rec, None);

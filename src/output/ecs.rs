@@ -130,7 +130,7 @@ fn file_fields(path: &[u8], r: Option<&Record>) -> Map<String, Value> {
         m.insert("target_path".into(), json!(escape::for_json(t)));
     }
     if let Some(h) = &r.sha256 {
-        m.insert("hash".into(), json!({ "sha256": escape::hex(h) }));
+        m.insert("hash".into(), json!({ "sha256": escape::hex(&h[..]) }));
     }
     m
 }
