@@ -339,3 +339,32 @@ fn sha256_hex(data: &[u8]) -> String {
     let o = c.wait_with_output().unwrap();
     String::from_utf8(o.stdout).unwrap()[..64].to_string()
 }
+
+#[test]
+fn durations_are_parsed_as_users_write_them() {
+    let t = TestRoot::new();
+    let missing = t.dir.path().join("no-such-root");
+    let missing = missing.to_str().unwrap();
+    // Accepted by the parser: the run then stops at the missing root (66),
+    // not at the flags (64).
+    for (interval, debounce) in [("1h30m", "1.5s"), ("2w", "150ms"), ("90", "1s")] {
+        let o = Command::new(bin())
+            .args(["--root", missing, "watch", "--rescan-interval", interval])
+            .args(["--debounce", debounce])
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(66),
+            "{interval} {debounce}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    for bad in ["1x", "0s", ""] {
+        let o = Command::new(bin())
+            .args(["--root", missing, "watch", "--debounce", bad])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(64), "{bad:?}");
+    }
+}
