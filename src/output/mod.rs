@@ -4,6 +4,7 @@
 //! and warnings go to stderr. A closed pipe ends output quietly.
 
 pub mod ecs;
+pub mod journal;
 pub mod messages;
 pub mod sink;
 pub mod syslog;
@@ -126,21 +127,32 @@ fn write_all(
     extra: &Map<String, Value>,
     now: SystemTime,
 ) -> io::Result<()> {
+    // Under systemd, each finding line carries its severity's priority.
+    let journal = journal::connected(journal::Stream::Stdout);
+    let prefix = |out: &mut dyn Write, f: &Finding| -> io::Result<()> {
+        if journal {
+            write!(out, "<{}>", journal::of(f.severity))?;
+        }
+        Ok(())
+    };
     match format {
         Format::Ecs => {
             for f in findings {
+                prefix(out, f)?;
                 serde_json::to_writer(&mut *out, &ecs::document(f, now, host(), extra))?;
                 out.write_all(b"\n")?;
             }
         }
         Format::Json => {
             for f in findings {
+                prefix(out, f)?;
                 serde_json::to_writer(&mut *out, &to_json_with(f, extra))?;
                 out.write_all(b"\n")?;
             }
         }
         Format::Human => {
             for f in findings {
+                prefix(out, f)?;
                 writeln!(
                     out,
                     "{:<8} {:<13} {}  {}",

@@ -302,10 +302,10 @@ impl Sinks {
     /// every other sink (which is where an operator will look).
     fn announce(&self, i: usize, since: SystemTime) {
         let name = &self.lanes[i].name;
-        eprintln!(
+        super::messages::loud_warning(&format!(
             "libwarden watch: warning: {name} cannot keep up: findings for it are dropped \
              (the other outputs get them); it gets a monitoring_gap record when it catches up"
-        );
+        ));
         let f = gap_finding(format!(
             "{name} cannot keep up: findings for it are being dropped since {} (this output \
              gets them); it gets a record of what it missed when it catches up",
@@ -363,7 +363,7 @@ impl Drop for Sinks {
                 rfc3339(first),
                 rfc3339(last)
             );
-            eprintln!("libwarden watch: warning: {detail}");
+            super::messages::loud_warning(&format!("libwarden watch: warning: {detail}"));
             let ctx = Context {
                 time: SystemTime::now(),
                 source: Source::Output,
@@ -384,12 +384,12 @@ impl Drop for Sinks {
         let end = Instant::now() + DRAIN;
         for (l, n) in self.lanes.iter().zip(queued) {
             if l.done.recv_deadline(end) == Err(RecvTimeoutError::Timeout) {
-                eprintln!(
+                super::messages::loud_warning(&format!(
                     "libwarden watch: warning: {} is stuck: up to {n} queued finding{} not \
                      delivered at exit",
                     l.name,
                     if n == 1 { "" } else { "s" }
-                );
+                ));
             }
         }
     }
@@ -415,7 +415,9 @@ fn drain(mut w: Box<dyn Writer>, rx: &Receiver<Job>, shared: &Shared, name: &str
                     rfc3339(first),
                     rfc3339(last)
                 );
-                eprintln!("libwarden watch: warning: {detail}; it has caught up");
+                super::messages::loud_warning(&format!(
+                    "libwarden watch: warning: {detail}; it has caught up"
+                ));
                 let ctx = Context {
                     time: SystemTime::now(),
                     source: Source::Output,
@@ -492,12 +494,21 @@ impl Writer for StdoutSink {
             )
             .into_bytes(),
         };
+        let bytes = if output::journal::connected(output::journal::Stream::Stdout) {
+            let mut b = format!("<{}>", output::journal::of(f.severity)).into_bytes();
+            b.extend_from_slice(&bytes);
+            b
+        } else {
+            bytes
+        };
         let mut out = io::stdout().lock();
         if let Err(e) = out.write_all(&bytes).and_then(|_| out.flush()) {
             if e.kind() == io::ErrorKind::BrokenPipe {
                 self.shared.gone.store(true, Ordering::Release);
             } else {
-                eprintln!("libwarden watch: warning: write stdout: {e}");
+                super::messages::loud_warning(&format!(
+                    "libwarden watch: warning: write stdout: {e}"
+                ));
             }
         }
     }
@@ -516,10 +527,10 @@ impl Writer for FileSink {
             Ok(()) => self.failing = false,
             Err(e) => {
                 if !self.failing {
-                    eprintln!(
+                    super::messages::loud_warning(&format!(
                         "libwarden watch: warning: write {}: {e}",
                         escape::for_terminal(self.path.as_os_str().as_encoded_bytes())
-                    );
+                    ));
                 }
                 self.failing = true;
             }
@@ -532,7 +543,7 @@ impl Writer for FileSink {
                 self.file = f;
                 self.failing = false;
             }
-            Err(e) => eprintln!("libwarden watch: warning: {e}"),
+            Err(e) => super::messages::loud_warning(&format!("libwarden watch: warning: {e}")),
         }
     }
 }

@@ -162,10 +162,10 @@ impl Syslog {
         }
         if !self.failing {
             if let Some(e) = last {
-                eprintln!(
+                super::messages::loud_warning(&format!(
                     "libwarden watch: warning: syslog {:?}: {e}; findings still go to the other outputs",
                     self.target
-                );
+                ));
             }
         }
         self.failing = true;

@@ -368,3 +368,108 @@ fn durations_are_parsed_as_users_write_them() {
         assert_eq!(o.status.code(), Some(64), "{bad:?}");
     }
 }
+
+/// A pipe: (read end, write end, "dev:ino" of the write end as systemd
+/// puts it in `JOURNAL_STREAM`).
+fn pipe_with_identity() -> (std::fs::File, std::os::fd::OwnedFd, String) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0i32; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (r, w) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::fstat(fds[1], &mut st) }, 0);
+    (r, w, format!("{}:{}", st.st_dev, st.st_ino))
+}
+
+/// Runs `args` with stdout and stderr on pipes; `journal` picks which of
+/// them `JOURNAL_STREAM` names. Returns (stdout, stderr).
+fn run_as_under_systemd(t: &TestRoot, args: &[&str], journal: &str) -> (String, String) {
+    use std::io::Read;
+    let (mut out_r, out_w, out_id) = pipe_with_identity();
+    let (mut err_r, err_w, err_id) = pipe_with_identity();
+    let id = match journal {
+        "stdout" => out_id,
+        "stderr" => err_id,
+        _ => "1:1".into(),
+    };
+    let mut c = t.cmd(args);
+    c.env("JOURNAL_STREAM", id)
+        .stdout(std::process::Stdio::from(out_w))
+        .stderr(std::process::Stdio::from(err_w));
+    let mut child = c.spawn().unwrap();
+    drop(c);
+    let mut err = String::new();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        out_r.read_to_string(&mut out).unwrap();
+        out
+    });
+    err_r.read_to_string(&mut err).unwrap();
+    let out = reader.join().unwrap();
+    child.wait().unwrap();
+    (out, err)
+}
+
+#[test]
+fn under_systemd_lines_carry_the_journal_priority_of_their_severity() {
+    let t = changed_root();
+    // A preload list: a critical or high policy finding beside the changes.
+    t.write("etc/ld.so.preload", "/tmp/evil.so\n");
+    let (out, err) = run_as_under_systemd(&t, &["check"], "stdout");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() >= 4, "{out}");
+    for l in &lines {
+        let sev = l[3..].split_whitespace().next().unwrap();
+        let want = match sev {
+            "critical" => "<2>",
+            "high" => "<3>",
+            "medium" => "<4>",
+            "low" => "<5>",
+            "info" => "<6>",
+            other => panic!("{other}: {l}"),
+        };
+        assert!(l.starts_with(want), "{l}");
+    }
+    // stderr is not the journal here: no prefixes there.
+    assert!(
+        !err.contains("<6>") && err.contains("libwarden check:"),
+        "{err}"
+    );
+
+    // JSON too: the prefix comes before the object, which journald strips.
+    let (out, _) = run_as_under_systemd(&t, &["--format", "json", "check"], "stdout");
+    for l in out.lines() {
+        assert!(l.starts_with('<') && l.as_bytes()[2] == b'>', "{l}");
+        let v: Value = serde_json::from_str(&l[3..]).unwrap();
+        assert!(v["time"].is_string());
+    }
+
+    // stderr to the journal: the summary at info, warnings at warning.
+    t.write("etc/ld.so.conf.d/gone.conf", "/no/such/dir\n");
+    let (out, err) = run_as_under_systemd(&t, &["check"], "stderr");
+    assert!(!out.starts_with('<'), "{out}");
+    let summary = err
+        .lines()
+        .find(|l| l.contains("libwarden check:"))
+        .unwrap();
+    assert!(summary.starts_with("<6>"), "{err}");
+    for l in err.lines().filter(|l| l.contains(": warning: ")) {
+        assert!(l.starts_with("<4>"), "{l}");
+    }
+    // An error (a missing baseline) at err priority.
+    let empty = TestRoot::new();
+    let (_, err) = run_as_under_systemd(&empty, &["check"], "stderr");
+    assert!(
+        err.lines().any(|l| l.starts_with("<3>libwarden: error:")),
+        "{err}"
+    );
+
+    // A JOURNAL_STREAM naming some other stream: no prefixes anywhere.
+    let (out, err) = run_as_under_systemd(&t, &["check"], "neither");
+    assert!(!out.contains("<3>") && !err.contains("<6>"), "{out}{err}");
+}
