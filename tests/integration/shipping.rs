@@ -473,3 +473,153 @@ fn under_systemd_lines_carry_the_journal_priority_of_their_severity() {
     let (out, err) = run_as_under_systemd(&t, &["check"], "neither");
     assert!(!out.contains("<3>") && !err.contains("<6>"), "{out}{err}");
 }
+
+/// The capabilities a shipped unit keeps (`CapabilityBoundingSet=`), as
+/// setpriv names them: `-all,+dac_read_search,...`.
+fn unit_bounding_set(unit: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("dist")
+        .join(unit);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let caps: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .flat_map(|v| v.split_whitespace())
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_ascii_lowercase()))
+        .collect();
+    assert!(!caps.is_empty(), "{unit} has no CapabilityBoundingSet=");
+    format!("-all,{}", caps.join(","))
+}
+
+/// `libwarden --format json audit` as the unit runs it: root, with only the
+/// unit's bounding set (`None`: this process's), no inheritable caps, no
+/// new privileges. The host's files are excluded (`cfg`): only the process
+/// audit matters here, and hashing the host would take long.
+fn audit_with_bounding_set(set: Option<&str>, t: &TestRoot) -> (Vec<Value>, String) {
+    let cfg = t.dir.path().join("processes-only.toml");
+    std::fs::write(&cfg, "exclude = [\"/**\"]\n").unwrap();
+    let mut c = Command::new("setpriv");
+    if let Some(set) = set {
+        c.args(["--bounding-set", set]);
+    }
+    let o = c
+        .args(["--inh-caps", "-all", "--no-new-privs", "--"])
+        .arg(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--format", "json", "--db"])
+        .arg(t.db())
+        .arg("audit")
+        .env_remove("LD_PRELOAD")
+        .output()
+        .unwrap();
+    (
+        json_lines(&o.stdout),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_check_units_capabilities_let_the_process_audit_read_every_process() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root (setpriv with a bounding set, a process of another user)");
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: no setpriv (util-linux)");
+        return;
+    }
+    if !Path::new("/dev/shm").is_dir() {
+        eprintln!("SKIPPED: no /dev/shm for the preloaded object");
+        return;
+    }
+    let t = TestRoot::new();
+    let so = format!("/dev/shm/lw-unit-{}.so", std::process::id());
+    let src = t.dir.path().join("p.c");
+    std::fs::write(&src, "int lw_unit(void){return 7;}\n").unwrap();
+    assert!(Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o", &so])
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::set_permissions(&so, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    // A process of another user (nobody) with a preloaded object: what a
+    // root run finds and the old unit missed.
+    let mut child = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+            "sleep",
+            "60",
+        ])
+        .env("LD_PRELOAD", &so)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let maps = format!("/proc/{pid}/maps");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&maps).is_ok_and(|m| m.contains(&so)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sleep never mapped {so}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let found = |f: &[Value]| {
+        f.iter().any(|x| {
+            x["kind"] == "process"
+                && x["detail"].as_str().is_some_and(|d| {
+                    d.contains(&format!("LD_PRELOAD={so}")) && d.contains(&format!("pid {pid} "))
+                })
+        })
+    };
+
+    let set = unit_bounding_set("libwarden-check.service");
+    let (f, err) = audit_with_bounding_set(Some(&set), &t);
+    // What root with every capability of this test reads.
+    let (root_f, root_err) = audit_with_bounding_set(None, &t);
+    // The set before CAP_SYS_PTRACE was added: the process is not read.
+    let old = set.replace(",+sys_ptrace", "");
+    let (old_f, old_err) = audit_with_bounding_set(Some(&old), &t);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&so);
+
+    assert!(set.contains("+sys_ptrace"), "{set}");
+    // Every process a root run reads (a container's init may be beyond
+    // even root: the same count is unreadable then).
+    assert_eq!(
+        unreadable(&err),
+        unreadable(&root_err),
+        "under {set}: {err}\nas root: {root_err}"
+    );
+    assert!(found(&root_f), "{root_f:#?}\n{root_err}");
+    assert!(
+        found(&f),
+        "under {set} the preloaded process of nobody was missed: {f:#?}\n{err}"
+    );
+    // And the test tells the difference: without it, it is missed.
+    assert!(
+        unreadable(&old_err) > unreadable(&root_err),
+        "{old}: {old_err}"
+    );
+    assert!(!found(&old_f), "{old}: {old_f:#?}");
+}
+
+/// N of the audit's note "N of M processes could not be read" (0 without it).
+fn unreadable(stderr: &str) -> usize {
+    stderr
+        .lines()
+        .find_map(|l| {
+            let at = l.find(" processes could not be read")?;
+            let head = &l[..at];
+            let n = head.split(" of ").next()?.rsplit(' ').next()?;
+            n.parse().ok()
+        })
+        .unwrap_or(0)
+}
