@@ -74,5 +74,6 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Audit => commands::audit::run(&settings()?),
         Command::Watch(args) => commands::watch::run(&settings()?, args),
         Command::Bench(args) => commands::bench::run(&settings()?, args, &cli.global),
+        Command::Generate { what, dir } => commands::generate::run(*what, dir),
     }
 }

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod bench;
 pub mod check;
 pub mod export;
+pub mod generate;
 pub mod init;
 pub mod keygen;
 pub mod paths;

@@ -623,3 +623,110 @@ fn unreadable(stderr: &str) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// Renders a man page with `man -l` (no pager, fixed width); its text.
+fn render_man(page: &Path) -> String {
+    let o = Command::new("man")
+        .arg("-l")
+        .arg(page)
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .env("MANWIDTH", "80")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "man -l {}: {}",
+        page.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn man_pages_and_completions_come_from_the_command_line_definition() {
+    let t = TestRoot::new();
+    let man = t.dir.path().join("man");
+    let o = Command::new(bin())
+        .arg("generate")
+        .arg("man")
+        .arg(&man)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut pages: Vec<String> = std::fs::read_dir(&man)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    pages.sort();
+    let want = [
+        "audit", "bench", "check", "export", "init", "keygen", "paths", "update", "watch",
+    ];
+    for w in want {
+        assert!(
+            pages.contains(&format!("libwarden-{w}.1")),
+            "{w}: {pages:?}"
+        );
+    }
+    assert!(pages.contains(&"libwarden.1".to_string()), "{pages:?}");
+    assert!(
+        !pages
+            .iter()
+            .any(|p| p.contains("generate") || p.contains("help")),
+        "{pages:?}"
+    );
+    if have("man") {
+        for p in &pages {
+            let text = render_man(&man.join(p));
+            assert!(
+                text.contains("NAME") && text.contains("SYNOPSIS"),
+                "{p}: {text}"
+            );
+        }
+        let main = render_man(&man.join("libwarden.1"));
+        assert!(
+            main.contains("Exit status") && main.contains("AIDE"),
+            "{main}"
+        );
+        let watch = render_man(&man.join("libwarden-watch.1"));
+        assert!(watch.contains("--rescan-interval"), "{watch}");
+    } else {
+        eprintln!("SKIPPED: no man to render the pages (man-db)");
+    }
+
+    let comp = t.dir.path().join("completions");
+    for (what, file, marker) in [
+        ("complete-bash", "libwarden", "complete -F"),
+        ("complete-zsh", "_libwarden", "#compdef libwarden"),
+        ("complete-fish", "libwarden.fish", "complete -c libwarden"),
+    ] {
+        let o = Command::new(bin())
+            .arg("generate")
+            .arg(what)
+            .arg(&comp)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{what}");
+        let text = std::fs::read_to_string(comp.join(file)).unwrap();
+        assert!(text.contains(marker), "{what}: {marker}");
+        assert!(text.contains("rescan-interval"), "{what}");
+    }
+    let o = Command::new("bash")
+        .arg("-n")
+        .arg(comp.join("libwarden"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
