@@ -42,6 +42,7 @@ use error::Result;
 
 /// Runs one parsed command line; returns the exit code.
 pub fn run(cli: &Cli) -> Result<i32> {
+    commands::mark_start();
     output::messages::set_quiet(cli.global.quiet);
     // Resolved per command: keygen needs no baseline location at all.
     let settings = || Config::resolve(&cli.global);

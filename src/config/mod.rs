@@ -99,6 +99,9 @@ impl Config {
                 readahead: true,
                 timing: false,
                 sha256,
+                // Progress only when stdout is not JSON for a program.
+                show_progress: !g.quiet && g.format == FormatArg::Human,
+                progress: None,
             },
             provenance: cfg.provenance,
             policy: provenance_policy,

@@ -6,6 +6,7 @@
 pub mod ecs;
 pub mod journal;
 pub mod messages;
+pub mod progress;
 pub mod sink;
 pub mod syslog;
 

@@ -730,3 +730,292 @@ fn man_pages_and_completions_come_from_the_command_line_definition() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// The static release binary `.ci/run` builds, if it is there.
+fn static_binary() -> Option<std::path::PathBuf> {
+    let o = Command::new("rustc").arg("-vV").output().ok()?;
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let host = text
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))?
+        .trim()
+        .to_string();
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/static")
+        .join(host)
+        .join("release/libwarden");
+    p.is_file().then_some(p)
+}
+
+fn ok(c: &mut Command) -> std::process::Output {
+    let o = c.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{c:?}: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+#[test]
+fn the_debian_package_installs_verifies_and_removes_cleanly() {
+    let Some(binary) = static_binary() else {
+        eprintln!("SKIPPED: no static release binary at target/static/HOST/release/libwarden (.ci/run builds it first)");
+        return;
+    };
+    if !is_root() {
+        eprintln!("SKIPPED: dpkg --root with maintainer scripts needs root");
+        return;
+    }
+    for tool in ["dpkg-deb", "dpkg", "systemd-analyze", "man", "gzip"] {
+        if !have(tool) {
+            eprintln!("SKIPPED: no {tool} (.ci/deps installs it)");
+            return;
+        }
+    }
+    let t = TestRoot::debian();
+    let work = t.dir.path();
+    let out = work.join("deb");
+    let built = ok(
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/deb/build"))
+            .arg(&binary)
+            .arg(&out),
+    );
+    let deb = String::from_utf8(built.stdout).unwrap().trim().to_string();
+    assert!(deb.ends_with(".deb") && Path::new(&deb).is_file(), "{deb}");
+
+    // A fresh root with an empty dpkg database; the host's own systemd
+    // units (targets the ours refer to) and /bin/kill for the verifier.
+    let r = work.join("target-root");
+    for d in [
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "usr/lib/systemd",
+        "bin",
+        "etc",
+    ] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    std::fs::write(r.join("var/lib/dpkg/status"), "").unwrap();
+    ok(Command::new("cp")
+        .arg("-a")
+        .arg("/lib/systemd/system")
+        .arg(r.join("usr/lib/systemd/")));
+    ok(Command::new("cp").arg("/bin/kill").arg(r.join("bin/kill")));
+    let dpkg = |args: &[&str]| {
+        let mut c = Command::new("dpkg");
+        c.arg(format!("--root={}", r.display()))
+            .args(["--force-script-chrootless", "--log=/dev/null"])
+            .args(args);
+        c
+    };
+    ok(&mut dpkg(&["-i", &deb]));
+
+    // What it installed.
+    let listed = String::from_utf8(ok(&mut dpkg(&["-L", "libwarden"])).stdout).unwrap();
+    let mut want: Vec<String> = [
+        "/usr/bin/libwarden",
+        "/lib/systemd/system/libwarden.service",
+        "/lib/systemd/system/libwarden-check.service",
+        "/lib/systemd/system/libwarden-check.timer",
+        "/lib/systemd/system/libwarden-notify@.service",
+        "/usr/lib/libwarden/notify",
+        "/etc/libwarden/config.toml",
+        "/etc/default/libwarden",
+        "/etc/cron.d/libwarden",
+        "/usr/share/bash-completion/completions/libwarden",
+        "/usr/share/zsh/vendor-completions/_libwarden",
+        "/usr/share/fish/vendor_completions.d/libwarden.fish",
+        "/usr/share/doc/libwarden/README.Debian",
+        "/usr/share/doc/libwarden/copyright",
+        "/usr/share/man/man1/libwarden.1.gz",
+    ]
+    .map(String::from)
+    .to_vec();
+    for c in [
+        "audit", "check", "export", "init", "keygen", "paths", "update", "watch", "bench",
+    ] {
+        want.push(format!("/usr/share/man/man1/libwarden-{c}.1.gz"));
+    }
+    for w in &want {
+        assert!(
+            listed.lines().any(|l| l == w),
+            "{w} not in dpkg -L:\n{listed}"
+        );
+    }
+    let conffiles = String::from_utf8(
+        ok(Command::new("dpkg-query")
+            .arg(format!("--root={}", r.display()))
+            .args(["-W", "-f=${Conffiles}", "libwarden"]))
+        .stdout,
+    )
+    .unwrap();
+    for c in [
+        "/etc/libwarden/config.toml",
+        "/etc/default/libwarden",
+        "/etc/cron.d/libwarden",
+    ] {
+        assert!(conffiles.contains(c), "{c} is not a conffile: {conffiles}");
+    }
+    // Installing starts nothing: no unit enabled, the cron line commented.
+    let wants = r.join("etc/systemd/system");
+    if wants.exists() {
+        let o = ok(Command::new("find")
+            .arg(&wants)
+            .arg("-name")
+            .arg("libwarden*"));
+        assert!(
+            o.stdout.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    let cron = std::fs::read_to_string(r.join("etc/cron.d/libwarden")).unwrap();
+    assert!(
+        cron.lines()
+            .all(|l| l.trim().is_empty() || l.starts_with('#')),
+        "{cron}"
+    );
+    assert!(cron.contains("/usr/bin/libwarden -q check"), "{cron}");
+
+    // The units verify, with no warning, against the installed files.
+    let units = [
+        "libwarden.service",
+        "libwarden-check.service",
+        "libwarden-check.timer",
+        "libwarden-notify@.service",
+    ];
+    let mut verify = Command::new("systemd-analyze");
+    verify
+        .args(["verify", "--man=no"])
+        .arg(format!("--root={}", r.display()));
+    for u in units {
+        verify.arg(format!("/lib/systemd/system/{u}"));
+    }
+    let v = verify.output().unwrap();
+    assert!(
+        v.status.success() && v.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    for u in units {
+        let text = std::fs::read_to_string(r.join("lib/systemd/system").join(u)).unwrap();
+        assert!(
+            !text.contains("/usr/local/"),
+            "{u} names /usr/local: {text}"
+        );
+    }
+    // Every man page renders; Documentation= of the units names pages that exist.
+    for w in want.iter().filter(|w| w.ends_with(".1.gz")) {
+        let text = render_man(&r.join(&w[1..]));
+        assert!(text.contains("NAME"), "{w}: {text}");
+    }
+
+    // The installed binary runs, with the shipped (all commented) config.
+    let lw = r.join("usr/bin/libwarden");
+    let cfg = r.join("etc/libwarden/config.toml");
+    let db = r.join("var/lib/libwarden/baseline");
+    ok(Command::new(&lw)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--root")
+        .arg(t.root())
+        .arg("--db")
+        .arg(&db)
+        .arg("init"));
+    assert!(db.exists());
+
+    // dpkg -r: program gone, configuration kept, baseline untouched.
+    ok(&mut dpkg(&["-r", "libwarden"]));
+    assert!(!lw.exists());
+    assert!(cfg.exists(), "conffiles stay until purge");
+    assert!(db.exists(), "dpkg -r removed the baseline");
+    // dpkg -P: configuration gone, baseline still untouched.
+    ok(&mut dpkg(&["-P", "libwarden"]));
+    assert!(!cfg.exists());
+    assert!(db.exists(), "dpkg -P removed the baseline");
+    let o = ok(Command::new(bin())
+        .arg("--root")
+        .arg(t.root())
+        .arg("--db")
+        .arg(&db)
+        .arg("check"));
+    assert_eq!(o.status.code(), Some(0));
+}
+
+/// Runs `args` (with the fixture's --root and --db) under `script`, so that
+/// stdout and stderr are a terminal; what the terminal showed.
+fn on_a_terminal(t: &TestRoot, args: &[&str]) -> String {
+    let mut line = format!(
+        "{} --root {} --db {}",
+        bin().display(),
+        t.root().display(),
+        t.db().display()
+    );
+    for a in args {
+        line.push(' ');
+        line.push_str(a);
+    }
+    let o = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("TERM", "xterm")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn progress_is_drawn_on_a_terminal_only_and_the_summary_times_the_whole_command() {
+    if !have("script") {
+        eprintln!("SKIPPED: no script (util-linux) to run under a terminal");
+        return;
+    }
+    let t = TestRoot::debian();
+    let shown = on_a_terminal(&t, &["init"]);
+    assert!(
+        shown.contains("libwarden scan:") && shown.contains("entries") && shown.contains("read,"),
+        "no progress line on a terminal: {shown:?}"
+    );
+    // The summary: the whole command's time, then the scan's own.
+    let summary = shown
+        .lines()
+        .find(|l| l.contains("libwarden init:"))
+        .unwrap_or_else(|| panic!("{shown:?}"));
+    let whole: f64 = summary
+        .split(") in ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let scan: f64 = summary
+        .split("(scan ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(whole >= scan, "{summary}");
+    // A check knows how many entries to expect: a bar with an ETA.
+    let shown = on_a_terminal(&t, &["check"]);
+    assert!(shown.contains("ETA"), "{shown:?}");
+    // Never with -q, nor with JSON on stdout.
+    for args in [&["-q", "check"][..], &["--format", "json", "check"][..]] {
+        let shown = on_a_terminal(&t, args);
+        assert!(!shown.contains("libwarden scan:"), "{args:?}: {shown:?}");
+    }
+    // Never on a pipe.
+    let o = t.run(&["check"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("libwarden scan:") && !err.contains('\r'),
+        "{err}"
+    );
+}
