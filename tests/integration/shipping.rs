@@ -1019,3 +1019,93 @@ fn progress_is_drawn_on_a_terminal_only_and_the_summary_times_the_whole_command(
         "{err}"
     );
 }
+
+/// Writes an executable shell script.
+fn script_file(p: &Path, body: &str) {
+    std::fs::write(p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn on_findings_the_notify_unit_logs_a_warning_and_mails_root_the_checks_output() {
+    // The nightly check as the unit runs it, with real findings.
+    let t = changed_root();
+    let check = t.run(&["--format", "json", "check"]);
+    let code = check.status.code().unwrap();
+    assert_eq!(code & 7, 7);
+    let journal = t.dir.path().join("journal.txt");
+    std::fs::write(&journal, &check.stdout).unwrap();
+    // systemd's side, as OnFailure= leaves it: the failed unit's exit status
+    // and invocation, its journal, systemd-cat; and a mailer. Stand-ins
+    // here (no systemd as PID 1 in CI); the script is the shipped one.
+    let stubs = t.dir.path().join("stubs");
+    std::fs::create_dir_all(&stubs).unwrap();
+    let log = t.dir.path().join("warning.txt");
+    let mail = t.dir.path().join("mail.txt");
+    script_file(
+        &stubs.join("systemctl"),
+        &format!(
+            "case \"$*\" in *ExecMainStatus*) echo {code};; *InvocationID*) echo 0123abcd;; esac"
+        ),
+    );
+    script_file(
+        &stubs.join("journalctl"),
+        &format!(
+            "case \"$*\" in *_SYSTEMD_INVOCATION_ID=0123abcd*) cat {};; esac",
+            journal.display()
+        ),
+    );
+    script_file(
+        &stubs.join("systemd-cat"),
+        &format!("{{ echo \"args: $*\"; cat; }} >> {}", log.display()),
+    );
+    script_file(
+        &stubs.join("sendmail"),
+        &format!("{{ echo \"args: $*\"; cat; }} > {}", mail.display()),
+    );
+    let path = format!(
+        "{}:{}",
+        stubs.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let notify = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/notify");
+    let o = Command::new(&notify)
+        .arg("libwarden-check.service")
+        .env("PATH", &path)
+        .env("SENDMAIL", stubs.join("sendmail"))
+        .env_remove("MAILTO")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let warning = std::fs::read_to_string(&log).unwrap();
+    assert!(warning.contains("-p warning"), "{warning}");
+    assert!(
+        warning.contains(&format!("libwarden-check.service on "))
+            && warning.contains(&format!("reported findings (exit {code}")),
+        "{warning}"
+    );
+    let m = std::fs::read_to_string(&mail).unwrap();
+    assert!(
+        m.contains("args: -t -oi") && m.contains("\nTo: root\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("Subject: libwarden: libwarden-check.service on "),
+        "{m}"
+    );
+    assert!(
+        m.contains("/usr/lib/x86_64-linux-gnu/libnew.so.1"),
+        "the findings are in the mail: {m}"
+    );
+    // MAILTO="" : the journal line only.
+    std::fs::remove_file(&mail).unwrap();
+    let o = Command::new(&notify)
+        .arg("libwarden-check.service")
+        .env("PATH", &path)
+        .env("SENDMAIL", stubs.join("sendmail"))
+        .env("MAILTO", "")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(!mail.exists());
+}
