@@ -28,13 +28,6 @@ pub enum Format {
     Ecs,
 }
 
-impl Format {
-    /// JSON of some kind on stdout (no progress, no prefixes there).
-    pub fn is_json(self) -> bool {
-        matches!(self, Format::Json | Format::Ecs)
-    }
-}
-
 static HOST: OnceLock<String> = OnceLock::new();
 
 /// What every finding line names as its `host`: this machine's name, or

@@ -1080,7 +1080,7 @@ fn on_findings_the_notify_unit_logs_a_warning_and_mails_root_the_checks_output()
     let warning = std::fs::read_to_string(&log).unwrap();
     assert!(warning.contains("-p warning"), "{warning}");
     assert!(
-        warning.contains(&format!("libwarden-check.service on "))
+        warning.contains("libwarden-check.service on ")
             && warning.contains(&format!("reported findings (exit {code}")),
         "{warning}"
     );
