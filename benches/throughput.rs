@@ -85,6 +85,7 @@ fn records(n: usize) -> Vec<Record> {
             mtime: (1_700_000_000 + i as i64, 0),
             ctime: (1_700_000_000 + i as i64, 0),
             blake3: Some(*blake3::hash(&i.to_le_bytes()).as_bytes()),
+            sha256: None,
             unhashed: None,
             target: None,
             class: FileClass::ElfDyn,

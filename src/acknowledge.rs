@@ -285,6 +285,7 @@ mod tests {
             mtime: (1, 0),
             ctime: (1, 0),
             blake3: Some([h; 32]),
+            sha256: None,
             unhashed: None,
             target: None,
             class: FileClass::Other,

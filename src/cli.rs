@@ -7,13 +7,33 @@ use clap::{Args, Parser, Subcommand};
 
 /// File integrity monitoring for the places shared libraries come from.
 #[derive(Debug, Parser)]
-#[command(name = "libwarden", version, about, long_about = None)]
+#[command(name = "libwarden", version, about, long_about = None, after_long_help = AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The end of `--help` and of the man page: files and exit status.
+const AFTER_HELP: &str = "\
+Files:
+  /etc/libwarden/config.toml   configuration (TOML; every key has a default)
+  /var/lib/libwarden/          baseline generations and rollback state (root)
+
+Exit status:
+  0        clean: nothing found
+  1-15     findings, a bitmask: 1 added, 2 removed, 4 changed, 8 policy
+  64       usage error (bad flag, bad config)
+  65       baseline missing, corrupt, newer, or failing its signature
+  66       a root or path given does not exist
+  70       internal error
+  74       I/O error that stopped the run
+  130      interrupted
+
+Bits 1, 2 and 4 mean what they mean to AIDE. AIDE's own errors are 14-19,
+where libwarden's 8-15 are findings: an AIDE wrapper must read 1-15 as
+findings and 64 and up as errors.";
 
 /// Options every command takes.
 #[derive(Debug, Args)]
@@ -62,7 +82,10 @@ pub struct Global {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FormatArg {
     Human,
+    /// JSON Lines: one object per finding
     Json,
+    /// Elastic Common Schema 8.x documents, one per line
+    Ecs,
     /// `export` only: a fapolicyd trust file (path, size, SHA-256)
     Fapolicyd,
     /// `export` only: auditd watch rules for the search paths
@@ -170,6 +193,28 @@ pub enum Command {
     /// Judge library loads against the baseline as they happen (Linux,
     /// root); --enforce refuses unknown ones (signed baseline only)
     Guard(GuardArgs),
+    /// Write man pages or shell completions generated from this command
+    /// line's definition into DIR (for packagers)
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generate,
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// What `generate` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generate {
+    /// libwarden.1 and libwarden-COMMAND.1 for each command
+    Man,
+    /// bash completion: libwarden
+    CompleteBash,
+    /// zsh completion: _libwarden
+    CompleteZsh,
+    /// fish completion: libwarden.fish
+    CompleteFish,
 }
 
 /// Where `guard` places its fanotify marks.

@@ -47,6 +47,7 @@ use error::Result;
 
 /// Runs one parsed command line; returns the exit code.
 pub fn run(cli: &Cli) -> Result<i32> {
+    commands::mark_start();
     output::messages::set_quiet(cli.global.quiet);
     // Resolved per command: keygen needs no baseline location at all.
     let settings = || Config::resolve(&cli.global);
@@ -108,5 +109,6 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Command::Watch(args) => commands::watch::run(&settings()?, args),
         Command::Bench(args) => commands::bench::run(&settings()?, args, &cli.global),
         Command::Guard(args) => commands::guard::run(&settings()?, args),
+        Command::Generate { what, dir } => commands::generate::run(*what, dir),
     }
 }

@@ -19,7 +19,7 @@ fn main() {
     let code = match libwarden::run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("libwarden: error: {e}");
+            libwarden::output::messages::error(&format!("libwarden: error: {e}"));
             e.exit_code()
         }
     };

@@ -85,7 +85,14 @@ impl Plan {
         prior: &[Record],
         paranoid: bool,
     ) -> Snapshot {
-        let (scan, notes) = self.collect(&sp, registry.as_ref(), prior, paranoid);
+        // A progress line on a terminal while the disk is read (init, check,
+        // update, audit; the watcher's rescans print none).
+        let display =
+            crate::output::progress::start(self.scan.show_progress, "scan", prior.len() as u64);
+        let mut opts = self.scan_options(paranoid);
+        opts.progress = display.as_ref().map(|d| d.counters.clone());
+        let (scan, notes) = self.collect_with(&sp, registry.as_ref(), prior, &opts);
+        drop(display);
         Snapshot {
             sp,
             scan,
@@ -104,7 +111,17 @@ impl Plan {
         prior: &[Record],
         paranoid: bool,
     ) -> (ScanResult, Vec<Note>) {
-        let mut scan = scan::scan(&self.root, sp, &self.scan_options(paranoid), prior);
+        self.collect_with(sp, registry, prior, &self.scan_options(paranoid))
+    }
+
+    fn collect_with(
+        &self,
+        sp: &SearchPaths,
+        registry: Option<&Registry>,
+        prior: &[Record],
+        opts: &ScanOptions,
+    ) -> (ScanResult, Vec<Note>) {
+        let mut scan = scan::scan(&self.root, sp, opts, prior);
         // A Windows image's registry values are baselined like files.
         let mut notes: Vec<Note> = winreg::add_records(registry, &mut scan.records)
             .into_iter()

@@ -191,6 +191,15 @@ pub struct Record {
     pub ctime: (i64, u32),
     #[serde(serialize_with = "ser_hash")]
     pub blake3: Option<[u8; 32]>,
+    /// SHA-256 of the same bytes, when the config asks for it (`hashes =
+    /// ["sha256"]`), for matching threat intelligence; computed in the
+    /// same read as BLAKE3. Boxed: most baselines have none, and a record
+    /// stays small without it.
+    #[serde(
+        serialize_with = "ser_boxed_hash",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sha256: Option<Box<[u8; 32]>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unhashed: Option<Unhashed>,
     #[serde(serialize_with = "ser_target", skip_serializing_if = "Option::is_none")]
@@ -219,6 +228,10 @@ fn ser_hash<S: Serializer>(h: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error
         Some(h) => s.serialize_str(&escape::hex(h)),
         None => s.serialize_none(),
     }
+}
+
+fn ser_boxed_hash<S: Serializer>(h: &Option<Box<[u8; 32]>>, s: S) -> Result<S::Ok, S::Error> {
+    ser_hash(&h.as_deref().copied(), s)
 }
 
 fn ser_target<S: Serializer>(t: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
@@ -252,9 +265,15 @@ impl Record {
     }
 
     /// Encodes everything but the path (the store's key) in a compact,
-    /// versioned binary form ([`ENCODING_V2`]).
+    /// versioned binary form: [`ENCODING_V2`], or [`ENCODING_V3`] when
+    /// there is a SHA-256 (so a baseline without extra digests stays
+    /// readable by the builds before them).
     pub fn encode_value(&self, out: &mut Vec<u8>) {
-        out.push(ENCODING_V2);
+        out.push(if self.sha256.is_some() {
+            ENCODING_V3
+        } else {
+            ENCODING_V2
+        });
         out.push(self.ftype.tag());
         out.push(self.class as u8);
         out.push(match self.unhashed {
@@ -301,6 +320,9 @@ impl Record {
                 out[at..at + 4].copy_from_slice(&n.to_le_bytes());
             }
         }
+        if let Some(h) = &self.sha256 {
+            out.extend_from_slice(&h[..]);
+        }
     }
 
     /// Decodes a value written by [`Record::encode_value`], or by a build
@@ -309,7 +331,7 @@ impl Record {
     pub fn decode_value(path: &[u8], v: &[u8]) -> Option<Record> {
         let mut r = crate::facts::Cursor(v);
         let version = r.u8()?;
-        if version != ENCODING_V1 && version != ENCODING_V2 {
+        if !(ENCODING_V1..=ENCODING_V3).contains(&version) {
             return None;
         }
         let ftype = FileType::from_tag(r.u8()?)?;
@@ -349,6 +371,10 @@ impl Record {
                 _ => return None,
             },
         };
+        let sha256 = match version {
+            ENCODING_V3 => Some(Box::new(r.take(32)?.try_into().ok()?)),
+            _ => None,
+        };
         if !r.is_empty() {
             return None;
         }
@@ -365,6 +391,7 @@ impl Record {
             mtime,
             ctime,
             blake3,
+            sha256,
             unhashed,
             target,
             class,
@@ -377,6 +404,8 @@ impl Record {
 pub const ENCODING_V1: u8 = 1;
 /// [`ENCODING_V1`] followed by the optional, length-prefixed [`Facts`].
 pub const ENCODING_V2: u8 = 2;
+/// [`ENCODING_V2`] followed by the 32-byte SHA-256 of the content.
+pub const ENCODING_V3: u8 = 3;
 
 #[cfg(test)]
 mod tests {
@@ -396,6 +425,7 @@ mod tests {
             mtime: (1_700_000_000, 5),
             ctime: (-3, 999_999_999),
             blake3: Some([7; 32]),
+            sha256: None,
             unhashed: None,
             target: Some(b"libfoo.so.1.2\xff".to_vec()),
             class: FileClass::ElfDyn,
@@ -420,7 +450,19 @@ mod tests {
             let mut v = Vec::new();
             r.encode_value(&mut v);
             assert_eq!(v[0], ENCODING_V2);
-            assert_eq!(Record::decode_value(&r.path, &v), Some(r));
+            assert_eq!(Record::decode_value(&r.path, &v), Some(r.clone()));
+            // With a SHA-256: V3, and every truncation or extension refused.
+            let mut r = r;
+            r.sha256 = Some(Box::new([3; 32]));
+            let mut v = Vec::new();
+            r.encode_value(&mut v);
+            assert_eq!(v[0], ENCODING_V3);
+            assert_eq!(Record::decode_value(&r.path, &v), Some(r.clone()));
+            for n in 0..v.len() {
+                assert_eq!(Record::decode_value(&r.path, &v[..n]), None);
+            }
+            v.push(0);
+            assert_eq!(Record::decode_value(&r.path, &v), None);
         }
     }
 
@@ -462,9 +504,9 @@ mod tests {
         longer.push(0);
         assert_eq!(Record::decode_value(&r.path, &longer), None);
         // And an unknown version is refused.
-        let mut v3 = v;
-        v3[0] = 3;
-        assert_eq!(Record::decode_value(&r.path, &v3), None);
+        let mut v4 = v;
+        v4[0] = 4;
+        assert_eq!(Record::decode_value(&r.path, &v4), None);
     }
 
     #[test]

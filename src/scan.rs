@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,23 @@ pub struct ScanOptions {
     pub readahead: bool,
     /// Time each phase per size class (for `bench`); off in normal scans.
     pub timing: bool,
+    /// Also compute SHA-256 of every hashed file (config `hashes`).
+    pub sha256: bool,
+    /// The command wants a progress display (a terminal, not `-q`, not
+    /// JSON); the engine then passes [`ScanOptions::progress`].
+    pub show_progress: bool,
+    /// Counters the walk keeps up to date for a progress display.
+    pub progress: Option<Arc<Progress>>,
+}
+
+/// What a running scan has done so far, updated by every walker thread
+/// (relaxed atomics: a display needs no ordering).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Entries inspected.
+    pub entries: AtomicU64,
+    /// Bytes read and hashed.
+    pub bytes: AtomicU64,
 }
 
 impl ScanOptions {
@@ -57,6 +74,9 @@ impl ScanOptions {
             io_threads: threads,
             readahead: true,
             timing: false,
+            sha256: false,
+            show_progress: false,
+            progress: None,
         }
     }
 
@@ -203,6 +223,7 @@ pub fn scan(root: &Root, sp: &SearchPaths, opts: &ScanOptions, prior: &[Record])
     });
     let mut part = Part::default();
     let mut insp = Inspector::new(root);
+    insp.sha256 = opts.sha256;
     for f in sp.loose_files() {
         let logical = f.path.as_os_str().as_encoded_bytes().to_vec();
         let p = prior.get(&logical);
@@ -387,6 +408,8 @@ fn walk(
         parallel_large,
         timing: opts.timing,
         readahead: opts.readahead,
+        sha256: opts.sha256,
+        progress: opts.progress.clone(),
     };
     b.build_parallel().visit(&mut builder);
 }
@@ -398,6 +421,8 @@ struct Builder<'a> {
     parallel_large: Option<(Arc<AtomicUsize>, usize)>,
     timing: bool,
     readahead: bool,
+    sha256: bool,
+    progress: Option<Arc<Progress>>,
 }
 
 impl<'s, 'a: 's> ParallelVisitorBuilder<'s> for Builder<'a> {
@@ -406,6 +431,7 @@ impl<'s, 'a: 's> ParallelVisitorBuilder<'s> for Builder<'a> {
         insp.parallel_large = self.parallel_large.clone();
         insp.timing = self.timing;
         insp.fadvise = self.readahead;
+        insp.sha256 = self.sha256;
         Box::new(Visitor {
             root: self.root,
             prior: self.prior,
@@ -415,6 +441,7 @@ impl<'s, 'a: 's> ParallelVisitorBuilder<'s> for Builder<'a> {
             last: self.timing.then(Instant::now),
             busy: self.parallel_large.as_ref().map(|(b, _)| b.clone()),
             swapped: Default::default(),
+            progress: self.progress.clone(),
         })
     }
 }
@@ -490,6 +517,7 @@ struct Visitor<'a> {
     busy: Option<Arc<AtomicUsize>>,
     /// Directories already warned about as changed during the walk.
     swapped: std::collections::HashSet<Vec<u8>>,
+    progress: Option<Arc<Progress>>,
 }
 
 impl ParallelVisitor for Visitor<'_> {
@@ -543,6 +571,10 @@ impl Visitor<'_> {
         let out = self.insp.inspect(logical.clone(), hint, prior, &mut cost);
         if let Some(b) = &self.busy {
             b.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(p) = &self.progress {
+            p.entries.fetch_add(1, Ordering::Relaxed);
+            p.bytes.fetch_add(cost.hashed_bytes, Ordering::Relaxed);
         }
         // Descend only into what is a directory inside the root right now:
         // the walker has opened it by host path already, and if that was a

@@ -1,5 +1,6 @@
 //! UTC timestamps for reports, without a date crate: ISO 8601 / RFC 3339
-//! from seconds or a `SystemTime`.
+//! from seconds or a `SystemTime`; durations as users write them
+//! (`humantime`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -45,28 +46,24 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Parses a duration such as `150ms`, `90s`, `30m`, `1h`, `1d`; a bare
-/// number is seconds. Zero is refused (it would mean busy polling).
+/// Parses a duration as people write them (`150ms`, `1.5s`, `90s`, `30m`,
+/// `1h30m`, `1h 30m`, `2w`; humantime's units), or a bare number of
+/// seconds (`90`, accepted before units were). Zero is refused: it would
+/// mean busy polling.
 pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 150ms, 90s, 30m or 1h"))?;
-    let ms = match unit.trim() {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1000),
-        "m" | "min" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        "d" => n.checked_mul(86_400_000),
-        _ => return Err(format!("{text:?}: unknown unit (use ms, s, m, h or d)")),
+    let d = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u64 = t.parse().map_err(|_| format!("{text:?} is too long"))?;
+        std::time::Duration::from_secs(n)
+    } else {
+        humantime::parse_duration(t).map_err(|e| {
+            format!("{text:?} is not a duration like 150ms, 1.5s, 30m, 1h30m or 2w ({e})")
+        })?
     };
-    match ms {
-        Some(0) => Err(format!("{text:?}: must be more than zero")),
-        Some(ms) => Ok(std::time::Duration::from_millis(ms)),
-        None => Err(format!("{text:?} is too long")),
+    if d.is_zero() {
+        return Err(format!("{text:?}: must be more than zero"));
     }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -95,5 +92,14 @@ mod tests {
         assert!(parse_duration("1x").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+        assert!(parse_duration("99999999999999999999").is_err());
+        // As users write them.
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0.0s").is_err());
     }
 }

@@ -154,6 +154,7 @@ fn parse_line(line: &[u8]) -> Option<Record> {
         mtime: (0, 0),
         ctime: (0, 0),
         blake3,
+        sha256: None,
         unhashed: None,
         target: if f[8] == b"-" {
             None
@@ -176,6 +177,8 @@ pub fn portable(r: &Record) -> Record {
     p.mtime = (0, 0);
     p.ctime = (0, 0);
     p.unhashed = None;
+    // Not in a manifest: an extra digest of one side only is no change.
+    p.sha256 = None;
     if p.ftype == FileType::Dir {
         p.size = 0;
     }

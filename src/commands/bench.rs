@@ -70,7 +70,7 @@ pub fn run(s: &Config, a: &BenchArgs, g: &Global) -> Result<i32> {
     }
     let mut out = std::io::stdout().lock();
     let r = match s.format {
-        Format::Json => write_json(&mut out, &path, cores, a.runs, &passes),
+        Format::Json | Format::Ecs => write_json(&mut out, &path, cores, a.runs, &passes),
         Format::Human => write_human(&mut out, &path, cores, a.runs, &passes),
     };
     match r {

@@ -86,7 +86,7 @@ pub fn paths(s: &Config, path: &Path) -> Result<i32> {
                 .get(d.as_bytes())
                 .is_some_and(|n| n.kind == image::Kind::Dir);
             match s.format {
-                Format::Json => writeln!(
+                Format::Json | Format::Ecs => writeln!(
                     out,
                     "{}",
                     json!({"path": escape::for_json(d.as_bytes()), "kind": "dir",
@@ -113,7 +113,7 @@ pub fn paths(s: &Config, path: &Path) -> Result<i32> {
         for (f, origin) in &files {
             let layer = layer_of(&img, f);
             match s.format {
-                Format::Json => writeln!(
+                Format::Json | Format::Ecs => writeln!(
                     out,
                     "{}",
                     json!({"path": escape::for_json(f.as_bytes()), "kind": "file",
@@ -139,7 +139,7 @@ pub fn paths(s: &Config, path: &Path) -> Result<i32> {
                 continue;
             }
             match s.format {
-                Format::Json => writeln!(
+                Format::Json | Format::Ecs => writeln!(
                     out,
                     "{}",
                     json!({"path": escape::for_json(v.as_bytes()), "kind": "env",

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bench;
 pub mod check;
 pub mod export;
+pub mod generate;
 pub mod guard;
 pub mod image;
 pub mod init;
@@ -109,17 +110,29 @@ pub fn send_syslogs(
     }
 }
 
-/// The one-line summary on stderr.
+/// When the command started (set by [`crate::run`]), for the summary's
+/// time: the whole command's, baseline load, judges and commit included.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Marks the start of the command (the first call wins).
+pub fn mark_start() {
+    let _ = STARTED.set(std::time::Instant::now());
+}
+
+/// The one-line summary on stderr: the time is the whole command's (the
+/// scan's own in parentheses).
 pub fn summary(verb: &str, snap: &Snapshot, tail: &str) {
     let st = &snap.scan.stats;
     let warnings = snap.scan.warnings.len();
+    let total = STARTED.get().map_or(st.elapsed, |t| t.elapsed());
     messages::status(&format!(
-        "libwarden {verb}: {} entries, {} files ({}), {} hashed ({}) in {:.2} s; {tail}; {} warning{}",
+        "libwarden {verb}: {} entries, {} files ({}), {} hashed ({}) in {:.2} s (scan {:.2} s); {tail}; {} warning{}",
         st.entries,
         st.files,
         output::human_bytes(st.bytes),
         st.hashed_files,
         output::human_bytes(st.hashed_bytes),
+        total.as_secs_f64(),
         st.elapsed.as_secs_f64(),
         warnings,
         if warnings == 1 { "" } else { "s" },

@@ -35,7 +35,7 @@ fn print(out: &mut dyn Write, sp: &SearchPaths, format: Format) -> std::io::Resu
     for d in &sp.dirs {
         let origins: Vec<String> = d.origins.iter().map(|o| o.to_string()).collect();
         match format {
-            Format::Json => {
+            Format::Json | Format::Ecs => {
                 let v = json!({
                     "path": escape::for_json(bytes(&d.path)),
                     "kind": "dir",
@@ -84,7 +84,7 @@ fn print(out: &mut dyn Write, sp: &SearchPaths, format: Format) -> std::io::Resu
     }
     for f in &sp.files {
         match format {
-            Format::Json => {
+            Format::Json | Format::Ecs => {
                 let v = json!({
                     "path": escape::for_json(bytes(&f.path)),
                     "kind": "file",

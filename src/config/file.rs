@@ -57,6 +57,11 @@ pub struct FileConfig {
     /// `guard --enforce`, whatever the baseline says of them.
     #[serde(default)]
     pub guard_allow: Vec<String>,
+    /// Extra digests beside BLAKE3, computed in the same read, stored in
+    /// the baseline and reported (`file.hash.*` in ECS): `["sha256"]` for
+    /// matching threat intelligence. Off by default: it costs hashing time.
+    #[serde(default)]
+    pub hashes: Vec<String>,
     /// Provenance: dpkg database, Authenticode roots, per-path policy.
     #[serde(default)]
     pub provenance: crate::provenance::policy::ProvenanceConfig,

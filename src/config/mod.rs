@@ -88,6 +88,8 @@ impl Config {
             Some(r) => Some(crate::timefmt::parse_duration(r).map_err(Error::Usage)?),
             None => None,
         };
+        let sha256 = extra_digests(&cfg.hashes)?;
+        crate::output::set_host(host_label(&root));
         let plan = Plan {
             root,
             extra_paths: cfg.paths,
@@ -99,6 +101,10 @@ impl Config {
                 io_threads,
                 readahead: true,
                 timing: false,
+                sha256,
+                // Progress only when stdout is not JSON for a program.
+                show_progress: !g.quiet && g.format == FormatArg::Human,
+                progress: None,
             },
             provenance: cfg.provenance,
             policy: provenance_policy,
@@ -128,6 +134,7 @@ impl Config {
                 FormatArg::Json => Format::Json,
                 // `export` writes the allowlist; its messages stay human.
                 FormatArg::Fapolicyd | FormatArg::Auditd | FormatArg::Applocker => Format::Human,
+                FormatArg::Ecs => Format::Ecs,
             },
             quiet: g.quiet,
             threads,
@@ -140,6 +147,35 @@ impl Config {
     pub fn io_threads_for(&self, threads: usize) -> usize {
         io_threads_for(self.io_set, threads)
     }
+}
+
+/// The `host` of finding lines: this machine, or the root judged (a
+/// `--root` image is not the machine that judges it).
+fn host_label(root: &Root) -> String {
+    if root.is_slash() {
+        crate::sys::hostname()
+    } else {
+        crate::escape::for_json(root.host().as_os_str().as_encoded_bytes())
+    }
+}
+
+/// Whether the config's `hashes` asks for SHA-256 (the one extra digest
+/// implemented); anything else is a usage error, not silently ignored.
+fn extra_digests(names: &[String]) -> Result<bool> {
+    let mut sha256 = false;
+    for n in names {
+        match n.to_ascii_lowercase().as_str() {
+            "sha256" | "sha-256" => sha256 = true,
+            // Always computed; naming it is harmless.
+            "blake3" => {}
+            other => {
+                return Err(Error::Usage(format!(
+                    "config: hashes: unknown digest {other:?} (known: sha256, blake3)"
+                )))
+            }
+        }
+    }
+    Ok(sha256)
 }
 
 /// The setting if given (never below `threads`), else four files in flight

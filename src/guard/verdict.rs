@@ -291,6 +291,7 @@ mod tests {
             mtime: (0, 0),
             ctime: (0, 0),
             blake3: Some(*blake3::hash(&elf(b"one")).as_bytes()),
+            sha256: None,
             unhashed: None,
             target: None,
             class: FileClass::ElfDyn,

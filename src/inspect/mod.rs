@@ -131,6 +131,7 @@ pub fn base_record(path: Vec<u8>, m: &Stat) -> Record {
         mtime: m.mtime,
         ctime: m.ctime,
         blake3: None,
+        sha256: None,
         unhashed: if ftype == FileType::File {
             None
         } else {
@@ -170,6 +171,8 @@ fn wants_by_class(class: FileClass) -> bool {
 /// What one read-and-hash pass gives.
 struct Hashed {
     digest: [u8; 32],
+    /// SHA-256 of the same bytes, when asked for.
+    sha256: Option<[u8; 32]>,
     /// Sniffed from the first read.
     class: FileClass,
     /// Bytes read.
@@ -189,6 +192,7 @@ fn read_and_hash(
     parallel: Option<&(Arc<AtomicUsize>, usize)>,
     cost: &mut Cost,
     path: &[u8],
+    sha256: bool,
 ) -> io::Result<Hashed> {
     // One read sized to the file (plus one byte, to see growth) for
     // anything that fits a chunk; chunked reads beyond.
@@ -197,6 +201,8 @@ fn read_and_hash(
         buf.resize(want, 0);
     }
     let mut hasher = blake3::Hasher::new();
+    // The extra digest is fed from the same buffer: no second read.
+    let mut sha = sha256.then(<sha2::Sha256 as sha2::Digest>::new);
     let mut total: u64 = 0;
     let mut reads = 0usize;
     let mut class = FileClass::Other;
@@ -225,6 +231,9 @@ fn read_and_hash(
         if let Some(g) = &mut gather {
             g.feed(&buf[..n]);
         }
+        if let Some(s) = &mut sha {
+            sha2::Digest::update(s, &buf[..n]);
+        }
         total += n as u64;
         reads += 1;
         // A short read of a regular file sized under one chunk is EOF.
@@ -239,6 +248,7 @@ fn read_and_hash(
     let facts = gather.map(|g| Arc::new(g.finish(file, whole, total, class)));
     Ok(Hashed {
         digest: *hasher.finalize().as_bytes(),
+        sha256: sha.map(|s| sha2::Digest::finalize(s).into()),
         class,
         len: total,
         facts,
@@ -402,5 +412,17 @@ fn seek_start(mut file: &File) -> io::Result<()> {
 /// Convenience for single paths (tracked files, the watcher): `logical`
 /// is a canonical path inside `root`.
 pub fn inspect_path(root: &Root, logical: Vec<u8>, prior: Option<&Record>) -> Outcome {
-    Inspector::new(root).inspect(logical, None, prior, &mut Cost::default())
+    inspect_path_with(root, logical, prior, false)
+}
+
+/// [`inspect_path`]; with `sha256`, a SHA-256 is computed alongside BLAKE3.
+pub fn inspect_path_with(
+    root: &Root,
+    logical: Vec<u8>,
+    prior: Option<&Record>,
+    sha256: bool,
+) -> Outcome {
+    let mut insp = Inspector::new(root);
+    insp.sha256 = sha256;
+    insp.inspect(logical, None, prior, &mut Cost::default())
 }

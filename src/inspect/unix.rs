@@ -51,6 +51,8 @@ pub struct Inspector {
     /// Readahead hints (`posix_fadvise`) before reading a file: helps a
     /// cold cache, costs a syscall per file when warm.
     pub fadvise: bool,
+    /// Also compute SHA-256 (config `hashes = ["sha256"]`).
+    pub sha256: bool,
     /// The root every logical path is below.
     root: Option<Arc<OwnedFd>>,
     /// The parent directory (logical) of the last path, held open.
@@ -70,6 +72,7 @@ impl Inspector {
             parallel_large: None,
             timing: false,
             fadvise: false,
+            sha256: false,
             root: root.shared_fd(),
             dir: None,
             name: Vec::new(),
@@ -172,19 +175,25 @@ impl Inspector {
                 if !meta.is_file() {
                     return self.record_meta(host, logical, &meta);
                 }
-                if let Some(p) = prior.filter(|p| reusable(p)) {
+                if let Some(p) = prior.filter(|p| reusable(p, self.sha256)) {
                     if meta.same_identity(p) {
-                        return Outcome::Record(reuse(base_record(logical, &meta), p), None);
+                        return Outcome::Record(
+                            reuse(base_record(logical, &meta), p, self.sha256),
+                            None,
+                        );
                     }
                 }
                 return self.hash_file(host, logical, cost);
             }
         }
-        if let Some(p) = prior.filter(|p| reusable(p)) {
+        if let Some(p) = prior.filter(|p| reusable(p, self.sha256)) {
             match self.timed_lstat(host, cost) {
                 Ok(meta) => {
                     if meta.same_identity(p) {
-                        return Outcome::Record(reuse(base_record(logical, &meta), p), None);
+                        return Outcome::Record(
+                            reuse(base_record(logical, &meta), p, self.sha256),
+                            None,
+                        );
                     }
                     if !meta.is_file() {
                         return self.record_meta(host, logical, &meta);
@@ -438,6 +447,7 @@ impl Inspector {
             match hashed {
                 Ok(Hashed {
                     digest,
+                    sha256,
                     class,
                     len: n,
                     facts,
@@ -453,6 +463,7 @@ impl Inspector {
                     if stable {
                         let mut rec = base_record(logical, &before);
                         rec.blake3 = Some(digest);
+                        rec.sha256 = sha256.map(Box::new);
                         rec.class = class;
                         rec.facts = facts;
                         return Outcome::Record(rec, None);
@@ -519,6 +530,7 @@ impl Inspector {
             self.parallel_large.as_ref(),
             cost,
             path,
+            self.sha256,
         )
     }
 }
@@ -583,14 +595,21 @@ fn lstat_error(e: io::Error) -> Outcome {
 /// digest, and the facts its class and name call for. A record written
 /// before facts existed has none; its file is read once more so that the
 /// judges get them (an upgraded baseline heals on the first `check`).
-fn reusable(prior: &Record) -> bool {
-    prior.blake3.is_some() && (prior.facts.is_some() || !wants_facts(&prior.path, prior.class))
+///
+/// With `sha256` asked for, a prior record without one is read again (once:
+/// the baseline written next has it).
+fn reusable(prior: &Record, sha256: bool) -> bool {
+    prior.blake3.is_some()
+        && (prior.sha256.is_some() || !sha256)
+        && (prior.facts.is_some() || !wants_facts(&prior.path, prior.class))
 }
 
 /// Today's metadata with the prior digest, class and facts (identity
 /// unchanged).
-fn reuse(mut now: Record, prior: &Record) -> Record {
+fn reuse(mut now: Record, prior: &Record, sha256: bool) -> Record {
     now.blake3 = prior.blake3;
+    // Dropped when no longer asked for: the record says what the config does.
+    now.sha256 = prior.sha256.clone().filter(|_| sha256);
     now.class = prior.class;
     now.facts = prior.facts.clone();
     now.unhashed = None;

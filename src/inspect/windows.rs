@@ -35,6 +35,8 @@ pub struct Inspector {
     pub timing: bool,
     /// Readahead hints: none on Windows (the flag is accepted and ignored).
     pub fadvise: bool,
+    /// Also compute SHA-256 (config `hashes = ["sha256"]`).
+    pub sha256: bool,
 }
 
 impl Inspector {
@@ -46,6 +48,7 @@ impl Inspector {
             parallel_large: None,
             timing: false,
             fadvise: false,
+            sha256: false,
         }
     }
 
@@ -117,6 +120,7 @@ impl Inspector {
             match hashed {
                 Ok(Hashed {
                     digest,
+                    sha256,
                     class,
                     len: n,
                     facts,
@@ -129,6 +133,7 @@ impl Inspector {
                     {
                         let mut rec = base_record(logical, &before);
                         rec.blake3 = Some(digest);
+                        rec.sha256 = sha256.map(Box::new);
                         rec.class = class;
                         rec.facts = facts;
                         return Outcome::Record(rec, None);
@@ -171,6 +176,7 @@ impl Inspector {
             self.parallel_large.as_ref(),
             cost,
             path,
+            self.sha256,
         )
     }
 }

@@ -1,12 +1,18 @@
-//! Reporters: a human table (hostile names escaped) and JSON Lines (one
-//! stable object per finding). Findings go to stdout sorted by path; the
-//! summary and warnings go to stderr. A closed pipe ends output quietly.
+//! Reporters: a human table (hostile names escaped), JSON Lines (one
+//! stable object per finding, each with `time` and `host`) and ECS
+//! documents ([`ecs`]). Findings go to stdout sorted by path; the summary
+//! and warnings go to stderr. A closed pipe ends output quietly.
 
+pub mod ecs;
+pub mod journal;
 pub mod messages;
+pub mod progress;
 pub mod sink;
 pub mod syslog;
 
 use std::io::{self, Write};
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
@@ -18,6 +24,21 @@ use crate::finding::Finding;
 pub enum Format {
     Human,
     Json,
+    /// Elastic Common Schema documents, one per line.
+    Ecs,
+}
+
+static HOST: OnceLock<String> = OnceLock::new();
+
+/// What every finding line names as its `host`: this machine's name, or
+/// the root judged (`--root`), set once when the configuration is resolved.
+pub fn set_host(label: String) {
+    let _ = HOST.set(label);
+}
+
+/// The `host` of finding lines ([`set_host`], else this machine's name).
+pub fn host() -> &'static str {
+    HOST.get_or_init(crate::sys::hostname)
 }
 
 /// Sorts findings by path (then kind) for deterministic output.
@@ -72,35 +93,23 @@ pub fn write_findings(out: &mut dyn Write, findings: &[Finding], format: Format)
     write_findings_with(out, findings, format, &Map::new())
 }
 
-/// [`write_findings`] with `extra` fields on every JSON object.
+/// [`write_findings`] with `extra` fields on every JSON object. Every line
+/// carries `time` (now: when the findings were judged) and `host`.
 pub fn write_findings_with(
     out: &mut dyn Write,
     findings: &[Finding],
     format: Format,
     extra: &Map<String, Value>,
 ) -> io::Result<()> {
-    let r = write_all(out, findings, format, extra);
-    match r {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
-}
-
-fn write_all(
-    out: &mut dyn Write,
-    findings: &[Finding],
-    format: Format,
-    extra: &Map<String, Value>,
-) -> io::Result<()> {
     let items: Vec<Marked> = findings.iter().map(Marked::plain).collect();
-    write_items(out, &items, format, extra)
+    write_marked(out, &items, format, extra)
 }
 
 /// A finding with what marks it out from the others in one report (an
 /// acknowledged one in `check --all`).
 pub struct Marked<'a> {
     pub finding: &'a Finding,
-    /// Added to its JSON object.
+    /// Added to its JSON object (under `libwarden.*` in ECS).
     pub fields: Map<String, Value>,
     /// Appended to its human line, in brackets.
     pub tag: Option<String>,
@@ -117,14 +126,20 @@ impl<'a> Marked<'a> {
 }
 
 /// [`write_findings_with`] for findings each with its own marks (in the
-/// order given: the caller sorts).
+/// order given: the caller sorts). A broken pipe is not an error.
 pub fn write_marked(
     out: &mut dyn Write,
     items: &[Marked],
     format: Format,
     extra: &Map<String, Value>,
 ) -> io::Result<()> {
-    match write_items(out, items, format, extra) {
+    let mut extra = extra.clone();
+    let now = SystemTime::now();
+    if format == Format::Json {
+        extra.insert("time".into(), json!(crate::timefmt::rfc3339(now)));
+        extra.insert("host".into(), json!(host()));
+    }
+    match write_items(out, items, format, &extra, now) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
@@ -135,10 +150,34 @@ fn write_items(
     items: &[Marked],
     format: Format,
     extra: &Map<String, Value>,
+    now: SystemTime,
 ) -> io::Result<()> {
+    // Under systemd, each finding line carries its severity's priority.
+    let journal = journal::connected(journal::Stream::Stdout);
+    let prefix = |out: &mut dyn Write, f: &Finding| -> io::Result<()> {
+        if journal {
+            write!(out, "<{}>", journal::of(f.severity))?;
+        }
+        Ok(())
+    };
     match format {
+        Format::Ecs => {
+            for m in items {
+                prefix(out, m.finding)?;
+                let doc = if m.fields.is_empty() {
+                    ecs::document(m.finding, now, host(), extra)
+                } else {
+                    let mut own = extra.clone();
+                    own.extend(m.fields.clone());
+                    ecs::document(m.finding, now, host(), &own)
+                };
+                serde_json::to_writer(&mut *out, &doc)?;
+                out.write_all(b"\n")?;
+            }
+        }
         Format::Json => {
             for m in items {
+                prefix(out, m.finding)?;
                 let mut v = to_json_with(m.finding, extra);
                 if let Value::Object(o) = &mut v {
                     for (k, x) in &m.fields {
@@ -152,6 +191,7 @@ fn write_items(
         Format::Human => {
             for m in items {
                 let f = m.finding;
+                prefix(out, f)?;
                 write!(
                     out,
                     "{:<8} {:<13} {}  {}",

@@ -81,12 +81,13 @@ pub struct Context {
     pub fields: Option<Arc<serde_json::Map<String, Value>>>,
 }
 
-/// A finding as the watcher's JSON object: the `check` object plus `time`,
-/// `source` and, for gaps, `gap_start`/`gap_end`.
+/// A finding as the watcher's JSON object: the `check` object (`time` and
+/// `host` included) plus `source` and, for gaps, `gap_start`/`gap_end`.
 pub fn to_json(f: &Finding, ctx: &Context) -> Value {
     let mut v = output::to_json(f);
     if let Value::Object(m) = &mut v {
         m.insert("time".into(), json!(rfc3339(ctx.time)));
+        m.insert("host".into(), json!(output::host()));
         m.insert("source".into(), json!(ctx.source.name()));
         if let Some((a, b)) = ctx.gap {
             m.insert("gap_start".into(), json!(rfc3339(a)));
@@ -319,10 +320,10 @@ impl Sinks {
     /// every other sink (which is where an operator will look).
     fn announce(&self, i: usize, since: SystemTime) {
         let name = &self.lanes[i].name;
-        eprintln!(
+        super::messages::loud_warning(&format!(
             "libwarden watch: warning: {name} cannot keep up: findings for it are dropped \
              (the other outputs get them); it gets a monitoring_gap record when it catches up"
-        );
+        ));
         let f = gap_finding(format!(
             "{name} cannot keep up: findings for it are being dropped since {} (this output \
              gets them); it gets a record of what it missed when it catches up",
@@ -381,7 +382,7 @@ impl Drop for Sinks {
                 rfc3339(first),
                 rfc3339(last)
             );
-            eprintln!("libwarden watch: warning: {detail}");
+            super::messages::loud_warning(&format!("libwarden watch: warning: {detail}"));
             let ctx = Context {
                 time: SystemTime::now(),
                 source: Source::Output,
@@ -403,12 +404,12 @@ impl Drop for Sinks {
         let end = Instant::now() + DRAIN;
         for (l, n) in self.lanes.iter().zip(queued) {
             if l.done.recv_deadline(end) == Err(RecvTimeoutError::Timeout) {
-                eprintln!(
+                super::messages::loud_warning(&format!(
                     "libwarden watch: warning: {} is stuck: up to {n} queued finding{} not \
                      delivered at exit",
                     l.name,
                     if n == 1 { "" } else { "s" }
-                );
+                ));
             }
         }
     }
@@ -434,7 +435,9 @@ fn drain(mut w: Box<dyn Writer>, rx: &Receiver<Job>, shared: &Shared, name: &str
                     rfc3339(first),
                     rfc3339(last)
                 );
-                eprintln!("libwarden watch: warning: {detail}; it has caught up");
+                super::messages::loud_warning(&format!(
+                    "libwarden watch: warning: {detail}; it has caught up"
+                ));
                 let ctx = Context {
                     time: SystemTime::now(),
                     source: Source::Output,
@@ -489,6 +492,19 @@ impl Writer for StdoutSink {
         }
         let bytes = match self.format {
             Format::Json => json_line(f, ctx),
+            Format::Ecs => {
+                let mut extra = serde_json::Map::new();
+                extra.insert("source".into(), json!(ctx.source.name()));
+                if let Some((a, b)) = ctx.gap {
+                    extra.insert("gap_start".into(), json!(rfc3339(a)));
+                    extra.insert("gap_end".into(), json!(rfc3339(b)));
+                }
+                let mut l = output::ecs::document(f, ctx.time, output::host(), &extra)
+                    .to_string()
+                    .into_bytes();
+                l.push(b'\n');
+                l
+            }
             Format::Human => format!(
                 "{} {:<8} {:<14} {}  {}\n",
                 rfc3339(ctx.time),
@@ -499,12 +515,21 @@ impl Writer for StdoutSink {
             )
             .into_bytes(),
         };
+        let bytes = if output::journal::connected(output::journal::Stream::Stdout) {
+            let mut b = format!("<{}>", output::journal::of(f.severity)).into_bytes();
+            b.extend_from_slice(&bytes);
+            b
+        } else {
+            bytes
+        };
         let mut out = io::stdout().lock();
         if let Err(e) = out.write_all(&bytes).and_then(|_| out.flush()) {
             if e.kind() == io::ErrorKind::BrokenPipe {
                 self.shared.gone.store(true, Ordering::Release);
             } else {
-                eprintln!("libwarden watch: warning: write stdout: {e}");
+                super::messages::loud_warning(&format!(
+                    "libwarden watch: warning: write stdout: {e}"
+                ));
             }
         }
     }
@@ -523,10 +548,10 @@ impl Writer for FileSink {
             Ok(()) => self.failing = false,
             Err(e) => {
                 if !self.failing {
-                    eprintln!(
+                    super::messages::loud_warning(&format!(
                         "libwarden watch: warning: write {}: {e}",
                         escape::for_terminal(self.path.as_os_str().as_encoded_bytes())
-                    );
+                    ));
                 }
                 self.failing = true;
             }
@@ -539,7 +564,7 @@ impl Writer for FileSink {
                 self.file = f;
                 self.failing = false;
             }
-            Err(e) => eprintln!("libwarden watch: warning: {e}"),
+            Err(e) => super::messages::loud_warning(&format!("libwarden watch: warning: {e}")),
         }
     }
 }

@@ -86,7 +86,7 @@ impl Syslog {
         Ok(Syslog {
             target: Target::parse(target)?,
             conn: None,
-            hostname: hostname(),
+            hostname: crate::sys::hostname(),
             failing: false,
         })
     }
@@ -162,10 +162,10 @@ impl Syslog {
         }
         if !self.failing {
             if let Some(e) = last {
-                eprintln!(
+                super::messages::loud_warning(&format!(
                     "libwarden watch: warning: syslog {:?}: {e}; findings still go to the other outputs",
                     self.target
-                );
+                ));
             }
         }
         self.failing = true;
@@ -274,44 +274,6 @@ fn sd_name(k: &str) -> String {
         .filter(|c| c.is_ascii_graphic() && !matches!(c, '=' | ']' | '"'))
         .take(25)
         .collect()
-}
-
-/// This host's name for the HOSTNAME field (printable ASCII, or `-`).
-#[cfg(not(unix))]
-fn hostname() -> String {
-    let name: String = std::env::var("COMPUTERNAME")
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .collect();
-    if name.is_empty() {
-        "-".into()
-    } else {
-        name
-    }
-}
-
-/// This host's name for the HOSTNAME field (printable ASCII, or `-`).
-#[cfg(unix)]
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let name: String = if r == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        buf[..end]
-            .iter()
-            .filter(|b| b.is_ascii_graphic())
-            .map(|&b| b as char)
-            .collect()
-    } else {
-        String::new()
-    };
-    if name.is_empty() {
-        "-".into()
-    } else {
-        name
-    }
 }
 
 #[cfg(test)]

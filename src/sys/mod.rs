@@ -165,3 +165,43 @@ pub fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 #[cfg(target_os = "linux")]
 pub mod fanotify;
+
+/// This host's name (printable ASCII, or `-`): the syslog HOSTNAME
+/// field, the JSON `host`.
+#[cfg(not(unix))]
+pub fn hostname() -> String {
+    let name: String = std::env::var("COMPUTERNAME")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .collect();
+    if name.is_empty() {
+        "-".into()
+    } else {
+        name
+    }
+}
+
+/// This host's name (printable ASCII, or `-`): the syslog HOSTNAME
+/// field, the JSON `host`.
+#[cfg(unix)]
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let name: String = if r == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        buf[..end]
+            .iter()
+            .filter(|b| b.is_ascii_graphic())
+            .map(|&b| b as char)
+            .collect()
+    } else {
+        String::new()
+    };
+    if name.is_empty() {
+        "-".into()
+    } else {
+        name
+    }
+}

@@ -388,7 +388,12 @@ impl<W: notify::Watcher> Engine<'_, W> {
                         Some(now) => now.as_ref(),
                         None => scan::find(baseline, &logical),
                     };
-                    let out = inspect::inspect_path(root, logical.clone(), prior);
+                    let out = inspect::inspect_path_with(
+                        root,
+                        logical.clone(),
+                        prior,
+                        self.plan.scan.sha256,
+                    );
                     (host.clone(), logical, out)
                 })
                 .collect();

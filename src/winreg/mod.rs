@@ -365,6 +365,7 @@ impl Snapshot {
                     mtime: (0, 0),
                     ctime: (0, 0),
                     blake3: Some(*h.finalize().as_bytes()),
+                    sha256: None,
                     unhashed: None,
                     target: Some(shown),
                     class: FileClass::Other,
