@@ -5,6 +5,7 @@
 //! - `elf`: ELF headers, dynamic section (SONAME, DT_NEEDED, RPATH,
 //!   RUNPATH), `PT_INTERP`
 //! - `ldconf`: `ld.so.conf` with its `include` globs
+//! - `ldcache`: `/etc/ld.so.cache`
 //! - `pe`, `der`: PE images, Authenticode signatures and the DER they hold
 //! - `kmod`: the appended signature of a Linux kernel module
 //! - `ima`: the `security.ima` extended attribute
@@ -13,5 +14,6 @@ pub mod der;
 pub mod elf;
 pub mod ima;
 pub mod kmod;
+pub mod ldcache;
 pub mod ldconf;
 pub mod pe;
