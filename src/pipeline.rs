@@ -225,6 +225,9 @@ pub struct Judge<'a> {
     exec: ExecObjects,
     /// Notes of loading, handed out with the first verdict.
     notes: Vec<Note>,
+    /// The package index with symlinks and directories, read when a
+    /// change needs explaining ([`Judge::index_for`]).
+    index: Option<provenance::Index>,
 }
 
 impl<'a> Judge<'a> {
@@ -249,7 +252,29 @@ impl<'a> Judge<'a> {
             authenticode: Authenticode::new(plan.provenance.authenticode_roots.as_deref()),
             exec: ExecObjects::default(),
             notes: Vec::new(),
+            index: None,
         }
+    }
+
+    /// The package index that knows who claims paths named `names`
+    /// (symlinks and directories too): the one read before if it covers
+    /// them and the database did not change since, else read again.
+    fn index_for(&mut self, names: &HashSet<Vec<u8>>) -> Option<&provenance::dpkg::DpkgDb> {
+        let fresh = self
+            .index
+            .as_ref()
+            .is_some_and(|i| i.covers(&self.plan.root, &self.plan.provenance, names));
+        if !fresh {
+            let mut notes = Vec::new();
+            self.index = provenance::Index::load(
+                &self.plan.root,
+                &self.plan.provenance,
+                Some(names),
+                &mut notes,
+            );
+            self.notes.extend(notes);
+        }
+        self.index.as_ref().map(|i| &i.db)
     }
 
     /// Reads the provenance evidence again if the package database changed
@@ -340,7 +365,39 @@ impl<'a> Judge<'a> {
                 started.elapsed().as_secs_f64()
             )));
             if matches!(reference, Reference::Baseline(_)) {
-                provenance::relabel_updates(&mut v.findings, &out, &v.prior);
+                // Only when packages changed since the baseline is there
+                // anything to explain (and an index to read).
+                let changed = provenance::transaction::changed(&v.prior, &out.state.versions);
+                if !changed.is_empty() {
+                    let names = provenance::transaction::names_needed(&v.findings);
+                    if !names.is_empty() {
+                        self.index_for(&names);
+                    }
+                    let world = self.world.as_ref();
+                    if let Some(world) = world {
+                        let cx =
+                            world.context(&self.plan.root, &self.plan.policy, &self.authenticode);
+                        let tx = provenance::transaction::Tx {
+                            cx: &cx,
+                            sp,
+                            records,
+                            prior: &v.prior,
+                            index: self
+                                .index
+                                .as_ref()
+                                .map(|i| &i.db)
+                                .filter(|_| !names.is_empty()),
+                        };
+                        let now_versions = out.state.versions.clone();
+                        provenance::transaction::explain(
+                            &mut v.findings,
+                            &tx,
+                            &changed,
+                            &now_versions,
+                            &mut out,
+                        );
+                    }
+                }
             }
             v.findings.append(&mut out.findings);
             v.provenance = Some(out);
@@ -413,4 +470,23 @@ pub fn judge(plan: &Plan, reference: Reference, snap: &Snapshot, judges: Judges)
         judges,
         None,
     )
+}
+
+/// Who owns each of `records` now (files, symlinks, directories): what a
+/// new generation records, so that a later check can tell a file that
+/// left with its package from one deleted by hand. Empty when provenance
+/// is off or there is no package database.
+pub fn owners(plan: &Plan, records: &[Record]) -> std::collections::BTreeMap<Vec<u8>, String> {
+    if plan.provenance.disabled {
+        return Default::default();
+    }
+    let names: HashSet<Vec<u8>> = records
+        .iter()
+        .map(|r| crate::record::file_name(&r.path).to_vec())
+        .collect();
+    let mut notes = Vec::new();
+    match provenance::Index::load(&plan.root, &plan.provenance, Some(&names), &mut notes) {
+        Some(i) => provenance::transaction::owners(&i.db, records),
+        None => Default::default(),
+    }
 }

@@ -10,8 +10,8 @@ use super::loaderconf::{is_system, same_file};
 use super::objects::Object;
 use super::{show, Audit, Context};
 use crate::finding::{Finding, Kind, Severity};
-use crate::formats::ldcache::{parse, CAP};
 pub use crate::formats::ldcache::CACHE;
+use crate::formats::ldcache::{parse, CAP};
 
 pub fn audit(cx: &Context, objs: &[Object], a: &mut Audit) {
     let p = Path::new(CACHE);

@@ -2,7 +2,7 @@
 //! below the named paths, as a new generation; print what was accepted.
 
 use crate::sys::OsStrExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::baseline;
@@ -79,12 +79,14 @@ pub fn run(
     let (next, extra) = if package_updates {
         let take: HashSet<&[u8]> = accepted.iter().map(|f| f.path.as_slice()).collect();
         let now: HashMap<&[u8], &Record> = records.iter().map(|r| (r.path.as_slice(), r)).collect();
+        // An accepted path that is gone left with its package.
         let mut next: Vec<Record> = base
             .records
             .iter()
-            .map(|r| match now.get(r.path.as_slice()) {
-                Some(n) if take.contains(r.path.as_slice()) => (*n).clone(),
-                _ => r.clone(),
+            .filter_map(|r| match now.get(r.path.as_slice()) {
+                Some(n) if take.contains(r.path.as_slice()) => Some((*n).clone()),
+                None if take.contains(r.path.as_slice()) => None,
+                _ => Some(r.clone()),
             })
             .collect();
         // Files a package installed since the baseline.
@@ -96,7 +98,8 @@ pub fn run(
                 .cloned(),
         );
         next.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-        let extra = next_state(prior, outcome, &next, Some(&take));
+        let owners = pipeline::owners(&s.plan, &next);
+        let extra = next_state(prior, outcome, &next, Some(&take), &owners);
         (next, extra)
     } else {
         let mut next: Vec<Record> = base
@@ -112,11 +115,13 @@ pub fn run(
             .map(|r| r.path.as_slice())
             .filter(|p| within(p))
             .collect();
+        let owners = pipeline::owners(&s.plan, &next);
         let extra = next_state(
             prior,
             outcome,
             &next,
             (!selected.is_empty()).then_some(&scope),
+            &owners,
         );
         (next, extra)
     };
@@ -164,11 +169,14 @@ fn signing_kept(
 /// current ones on a full update; otherwise the baseline's, with the
 /// packages of the accepted paths (`scope`) moved to their current version.
 /// Cached MD5s: whichever of old and new matches the record's BLAKE3.
+/// Owners: `owners` (now's) for the accepted paths, the baseline's for
+/// the rest.
 fn next_state(
     prior: &provenance::State,
     outcome: Option<&provenance::Outcome>,
     next: &[Record],
     scope: Option<&HashSet<&[u8]>>,
+    owners: &BTreeMap<Vec<u8>, String>,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Some(out) = outcome else {
         return prior.to_pairs();
@@ -182,10 +190,25 @@ fn next_state(
                 if let Some((pkg, ver)) = out.matched.get(*p) {
                     st.versions.insert(pkg.clone(), ver.clone());
                 }
+                // The packages a transaction explained the change with:
+                // their version now, or gone.
+                for (pkg, ver) in out.explained.get(*p).into_iter().flatten() {
+                    match ver {
+                        Some(v) => st.versions.insert(pkg.clone(), v.clone()),
+                        None => st.versions.remove(pkg),
+                    };
+                }
             }
         }
     }
     for r in next {
+        let owner = match scope {
+            Some(scope) if !scope.contains(r.path.as_slice()) => prior.owners.get(&r.path),
+            _ => owners.get(&r.path),
+        };
+        if let Some(o) = owner {
+            st.owners.insert(r.path.clone(), o.clone());
+        }
         let Some(b) = r.blake3 else { continue };
         let hit = [out.state.md5.get(&r.path), prior.md5.get(&r.path)]
             .into_iter()

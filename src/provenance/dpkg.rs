@@ -87,8 +87,16 @@ pub struct Owner {
 pub struct DpkgDb {
     pub packages: Vec<Package>,
     files: HashMap<Vec<u8>, Vec<Owner>>,
+    /// What `.list` names beyond `.md5sums` (symlinks, directories), by
+    /// canonical path: the packages (indices) that list it. Loaded only
+    /// on request ([`DpkgDb::load_with_lists`]).
+    others: HashMap<Vec<u8>, Vec<u32>>,
     /// Files listed by the packages, before filtering.
     listed: usize,
+    /// The file names kept (`None`: all of them).
+    names: Option<HashSet<Vec<u8>>>,
+    /// Whether `others` was loaded.
+    lists: bool,
 }
 
 impl DpkgDb {
@@ -99,6 +107,32 @@ impl DpkgDb {
 
     pub fn package(&self, o: &Owner) -> Option<&Package> {
         self.packages.get(o.pkg as usize)
+    }
+
+    /// Every package that claims `path` in any way (a file with or without
+    /// a digest, a symlink, a directory). Complete only for databases
+    /// loaded with lists and for names [`DpkgDb::knows_name`] accepts.
+    pub fn claimants(&self, path: &[u8]) -> Vec<&Package> {
+        let mut out: Vec<&Package> = self
+            .owners(path)
+            .iter()
+            .filter_map(|o| self.package(o))
+            .collect();
+        for i in self.others.get(path).map_or(&[][..], |v| v.as_slice()) {
+            if let Some(p) = self.packages.get(*i as usize) {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether this database can answer [`DpkgDb::claimants`] for a path
+    /// named `name`: it was loaded with lists and did not leave the name
+    /// out.
+    pub fn knows_name(&self, name: &[u8]) -> bool {
+        self.lists && self.names.as_ref().is_none_or(|n| n.contains(name))
     }
 
     /// Number of (path, owner) entries.
@@ -124,6 +158,28 @@ impl DpkgDb {
         root: &Root,
         admin: &Path,
         names: Option<&HashSet<Vec<u8>>>,
+    ) -> std::io::Result<Option<DpkgDb>> {
+        Self::load_inner(root, admin, names, false)
+    }
+
+    /// Like [`DpkgDb::load_for`], reading each package's `.list` beside
+    /// its `.md5sums` too, so that the symlinks and directories a package
+    /// ships are known ([`DpkgDb::claimants`]). Twice the reading: asked
+    /// for only when a change needs explaining, or when a generation is
+    /// written.
+    pub fn load_with_lists(
+        root: &Root,
+        admin: &Path,
+        names: Option<&HashSet<Vec<u8>>>,
+    ) -> std::io::Result<Option<DpkgDb>> {
+        Self::load_inner(root, admin, names, true)
+    }
+
+    fn load_inner(
+        root: &Root,
+        admin: &Path,
+        names: Option<&HashSet<Vec<u8>>>,
+        lists: bool,
     ) -> std::io::Result<Option<DpkgDb>> {
         let status = match root.read_file(&admin.join("status"), STATUS_CAP) {
             Ok(b) => b,
@@ -197,12 +253,13 @@ impl DpkgDb {
         });
         let wanted = |p: &[u8]| names.as_ref().is_none_or(|n| n.contains(file_name(p)));
         let listed = std::sync::atomic::AtomicUsize::new(0);
-        type Claims = Vec<(Option<[u8; 16]>, Vec<u8>)>;
+        type Claims = (Vec<(Option<[u8; 16]>, Vec<u8>)>, Vec<Vec<u8>>);
         let parsed: Vec<Claims> = installed
             .par_iter()
             .map(|(stem, _, has_md5, has_list)| {
                 if *has_md5 {
-                    root.read_file(&info.join(format!("{stem}.md5sums")), INFO_CAP)
+                    let files: Vec<(Option<[u8; 16]>, Vec<u8>)> = root
+                        .read_file(&info.join(format!("{stem}.md5sums")), INFO_CAP)
                         .map(|t| {
                             let all = parse_md5sums(&t);
                             listed.fetch_add(all.len(), std::sync::atomic::Ordering::Relaxed);
@@ -211,34 +268,60 @@ impl DpkgDb {
                                 .map(|(m, p)| (Some(m), p))
                                 .collect()
                         })
-                        .unwrap_or_default()
+                        .unwrap_or_default();
+                    // What `.list` adds: the entries md5sums does not
+                    // name (symlinks and directories have no digest).
+                    let others = if lists && *has_list {
+                        let sums: HashSet<&[u8]> =
+                            files.iter().map(|(_, p)| p.as_slice()).collect();
+                        root.read_file(&info.join(format!("{stem}.list")), INFO_CAP)
+                            .map(|t| {
+                                parse_list(&t)
+                                    .into_iter()
+                                    .filter(|p| wanted(p) && !sums.contains(p.as_slice()))
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    (files, others)
                 } else if *has_list {
                     root.read_file(&info.join(format!("{stem}.list")), INFO_CAP)
                         .map(|t| {
                             let all = parse_list(&t);
                             listed.fetch_add(all.len(), std::sync::atomic::Ordering::Relaxed);
-                            all.into_iter()
+                            let files = all
+                                .into_iter()
                                 .filter(|p| wanted(p))
                                 .map(|p| (None, p))
-                                .collect()
+                                .collect();
+                            (files, Vec::new())
                         })
                         .unwrap_or_default()
                 } else {
-                    Vec::new()
+                    (Vec::new(), Vec::new())
                 }
             })
             .collect();
         let mut db = DpkgDb {
             listed: listed.into_inner(),
+            lists,
             ..DpkgDb::default()
         };
         let mut canon = Canon::new(root);
-        for ((name, version, _, _), claims) in installed.into_iter().zip(parsed) {
+        for ((name, version, _, _), (claims, others)) in installed.into_iter().zip(parsed) {
             let pkg = db.packages.len() as u32;
             db.packages.push(Package { name, version });
             for (md5, path) in claims {
                 let key = canon.file(&path);
                 db.add(key, Owner { pkg, md5 });
+            }
+            for path in others {
+                let v = db.others.entry(canon.file(&path)).or_default();
+                if !v.contains(&pkg) {
+                    v.push(pkg);
+                }
             }
         }
 
@@ -262,6 +345,7 @@ impl DpkgDb {
                 }
             }
         }
+        db.names = names;
         Ok(Some(db))
     }
 

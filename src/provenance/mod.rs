@@ -14,7 +14,9 @@
 
 pub mod authenticode;
 pub mod dpkg;
+pub mod ldcache;
 pub mod policy;
+pub mod transaction;
 
 use crate::sys::MetadataExt;
 use crate::sys::OsStrExt;
@@ -63,6 +65,10 @@ pub struct State {
     /// Authenticode verdicts by path: (BLAKE3 of the image, trust
     /// fingerprint, encoded verdict). Re-verified when either changes.
     pub pe: BTreeMap<Vec<u8>, PeCacheEntry>,
+    /// The package that owned each path of the generation (files,
+    /// symlinks, directories), when it was written: what tells a file that
+    /// left with its package from one deleted by hand.
+    pub owners: BTreeMap<Vec<u8>, String>,
 }
 
 /// (BLAKE3 of the image, trust fingerprint, encoded [`pe::Verdict`]).
@@ -93,6 +99,11 @@ impl State {
             val.extend_from_slice(fp);
             val.extend_from_slice(verdict);
             out.push((key, val));
+        }
+        for (k, pkg) in &self.owners {
+            let mut key = b"o\0".to_vec();
+            key.extend_from_slice(k);
+            out.push((key, pkg.as_bytes().to_vec()));
         }
         for (k, v) in &self.versions {
             let mut key = b"v\0".to_vec();
@@ -131,6 +142,10 @@ impl State {
                         s.pe.insert(path.to_vec(), (b, fp, verdict.to_vec()));
                     }
                 }
+            } else if let Some(path) = k.strip_prefix(b"o\0") {
+                if let Ok(pkg) = std::str::from_utf8(v) {
+                    s.owners.insert(path.to_vec(), pkg.to_string());
+                }
             } else if let Some(name) = k.strip_prefix(b"v\0") {
                 if let (Ok(n), Ok(v)) = (std::str::from_utf8(name), std::str::from_utf8(v)) {
                     s.versions.insert(n.to_string(), v.to_string());
@@ -152,6 +167,10 @@ pub struct Outcome {
     /// Libraries evaluated, and package MD5s computed (not from the cache).
     pub judged: usize,
     pub md5_computed: usize,
+    /// The changes relabelled `package_update`, by path: the packages that
+    /// explain each, with their version now (`None`: no longer installed).
+    /// What `update --package-updates` moves to the new generation.
+    pub explained: HashMap<Vec<u8>, Vec<(String, Option<String>)>>,
 }
 
 /// Loads the dpkg database of the root, or says (once) why package
@@ -228,37 +247,6 @@ pub fn evaluate(cx: &Context, records: &[Record], baseline: &[Record], prior: &S
         }
     }
     out
-}
-
-/// Turns each `content` finding whose new content matches its package, and
-/// whose package version differs from the baseline's, into an info-level
-/// `package_update`; likewise an `added` library that matches a package
-/// installed or upgraded since the baseline. Only when the baseline
-/// recorded package versions at all (older baselines keep every change).
-pub fn relabel_updates(findings: &mut [Finding], out: &Outcome, prior: &State) {
-    if prior.versions.is_empty() {
-        return;
-    }
-    for f in findings
-        .iter_mut()
-        .filter(|f| matches!(f.kind, Kind::Content | Kind::Added))
-    {
-        let Some((pkg, now)) = out.matched.get(&f.path) else {
-            continue;
-        };
-        let detail = match (f.kind, prior.versions.get(pkg)) {
-            (_, Some(then)) if then != now => format!(
-                "package update: {pkg} {then} -> {now}; the new content matches the package"
-            ),
-            (Kind::Added, None) => {
-                format!("package install: {pkg} {now}; the new file matches the package")
-            }
-            _ => continue,
-        };
-        f.kind = Kind::PackageUpdate;
-        f.severity = Severity::Info;
-        f.detail = detail;
-    }
 }
 
 #[derive(Default)]
@@ -679,6 +667,51 @@ impl World {
     }
 }
 
+/// The package index read with lists (symlinks and directories), for the
+/// names a package transaction's changes need, and the database's stamp
+/// when it was read.
+pub struct Index {
+    pub db: dpkg::DpkgDb,
+    stamp: Vec<(u64, u64, i64, i64)>,
+}
+
+impl Index {
+    /// Reads the index for `names` (all with `None`); `None` when there
+    /// is no package database (said in a note when it is unreadable).
+    pub fn load(
+        root: &Root,
+        cfg: &ProvenanceConfig,
+        names: Option<&std::collections::HashSet<Vec<u8>>>,
+        notes: &mut Vec<Note>,
+    ) -> Option<Index> {
+        let admin = admin_dir(cfg);
+        let stamp = dpkg::stamp(root, &admin);
+        match dpkg::DpkgDb::load_with_lists(root, &admin, names) {
+            Ok(Some(db)) => Some(Index { db, stamp }),
+            Ok(None) => None,
+            Err(e) => {
+                notes.push(Note::Warning(format!(
+                    "dpkg database at {} unreadable ({e}): package transactions not explained",
+                    admin.display()
+                )));
+                None
+            }
+        }
+    }
+
+    /// Whether this index answers for `names` and the database is
+    /// unchanged since it was read.
+    pub fn covers(
+        &self,
+        root: &Root,
+        cfg: &ProvenanceConfig,
+        names: &std::collections::HashSet<Vec<u8>>,
+    ) -> bool {
+        names.iter().all(|n| self.db.knows_name(n))
+            && dpkg::stamp(root, &admin_dir(cfg)) == self.stamp
+    }
+}
+
 /// dpkg's admin dir inside the root.
 pub fn admin_dir(cfg: &ProvenanceConfig) -> std::path::PathBuf {
     cfg.dpkg_admin_dir
@@ -774,6 +807,8 @@ mod tests {
             b"/usr/lib/modules/a.ko".to_vec(),
             ([3; 32], "key 01".into()),
         );
+        s.owners
+            .insert(b"/usr/lib/libx.so.1".to_vec(), "libx1:amd64".into());
         assert_eq!(State::from_pairs(&s.to_pairs()), s);
         assert_eq!(
             State::from_pairs(&[(b"m\0/x".to_vec(), vec![1, 2])]),
