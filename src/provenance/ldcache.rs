@@ -103,17 +103,7 @@ pub fn consistent(root: &Root, sp: &SearchPaths, records: &[Record]) -> Result<u
 /// The SONAME (or `Some(None)`: none) of the shared object `path` resolves
 /// to, inside the root; `None` when it is not one.
 fn library_at(root: &Root, records: &[Record], path: &[u8]) -> Option<Option<Vec<u8>>> {
-    let r = crate::scan::find(records, path)?;
-    let r = match r.ftype {
-        FileType::File => r,
-        FileType::Symlink => {
-            let end = root
-                .resolve(Path::new(std::ffi::OsStr::from_bytes(path)))
-                .ok()?;
-            crate::scan::find(records, end.as_os_str().as_bytes())?
-        }
-        _ => return None,
-    };
+    let r = super::follow(root, records, path)?;
     if r.ftype != FileType::File || r.class != FileClass::ElfDyn {
         return None;
     }

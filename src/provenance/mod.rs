@@ -573,6 +573,32 @@ fn read_all(root: &Root, r: &Record, cap: u64) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The record `path` ends at, its symlinks followed through the records
+/// (their targets as scanned, directories canonicalised inside the root):
+/// the scan's view, not the live tree's, so that a watcher whose records
+/// lag the tree judges a path and its target alike. `None` for a dangling
+/// chain or a loop.
+pub fn follow<'r>(root: &Root, records: &'r [Record], path: &[u8]) -> Option<&'r Record> {
+    let mut p = path.to_vec();
+    for _ in 0..40 {
+        let r = crate::scan::find(records, &p)?;
+        if r.ftype != FileType::Symlink {
+            return Some(r);
+        }
+        let t = r.target.as_deref()?;
+        let mut joined = Vec::new();
+        if !t.starts_with(b"/") {
+            joined.extend_from_slice(p.get(..p.len() - file_name(&p).len()).unwrap_or(b"/"));
+        }
+        joined.extend_from_slice(t);
+        let logical = std::path::PathBuf::from(OsStr::from_bytes(&joined));
+        let name = logical.file_name()?.to_os_string();
+        let dir = root.resolve_lenient(logical.parent()?);
+        p = dir.join(name).as_os_str().as_bytes().to_vec();
+    }
+    None
+}
+
 /// The evidence provenance judges with, loaded once per run (or once per
 /// `watch` rescan): the dpkg database and the IMA keys. (Authenticode's
 /// roots and catalogs are read by [`authenticode::Authenticode`].)

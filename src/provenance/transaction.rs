@@ -38,7 +38,6 @@ use crate::diff::{became_risky, Classifier, Role};
 use crate::finding::{Finding, Kind, Severity};
 use crate::record::{file_name, FileType, Record};
 use crate::searchpaths::SearchPaths;
-use crate::sys::OsStrExt;
 
 /// What the rules look at besides the findings.
 pub struct Tx<'a> {
@@ -237,15 +236,13 @@ fn symlink(
     out: &Outcome,
 ) -> Why {
     let pkg = claimed_by_changed(tx, &f.path, changed)?;
-    let logical = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&f.path));
-    let end = tx.cx.root.resolve(&logical).ok()?;
-    let end = end.as_os_str().as_bytes();
-    let target = crate::scan::find(tx.records, end).filter(|r| r.ftype == FileType::File)?;
+    let target =
+        super::follow(tx.cx.root, tx.records, &f.path).filter(|r| r.ftype == FileType::File)?;
     let (tpkg, tver) = matching(tx, out, target)?;
     if tpkg != pkg && !changed.contains(&tpkg) {
         return None;
     }
-    let shown = crate::escape::for_terminal(end);
+    let shown = crate::escape::for_terminal(&target.path);
     let detail = format!(
         "package {}: {}; a symlink it ships, ending at {shown}, which matches package {tpkg} {tver}",
         if tx.prior.versions.contains_key(&pkg) {

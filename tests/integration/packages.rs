@@ -400,3 +400,37 @@ fn a_symlink_retargeted_by_hand_during_an_upgrade_stays_loud() {
     assert!(find(&f, "package_update", &abs(&format!("{MA}/libtx.so.1.0"))).is_some());
     assert_eq!(code & 4, 4);
 }
+
+/// `watch` judges the same transaction as `check` does, with the same
+/// `package_update` findings (the pipeline's one judge).
+#[test]
+fn watch_sees_the_transaction_as_check_does() {
+    let Some(t) = root() else { return };
+    install(&t, &v1());
+    ldconfig(&t);
+    t.init();
+    let new = abs(&format!("{MA}/libtx.so.1.2"));
+    let old = abs(&format!("{MA}/libtx.so.1.0"));
+    let link = abs(&format!("{MA}/libtx.so.1"));
+    crate::pipeline::assert_watch_matches_check(
+        &t,
+        |t| {
+            install(
+                t,
+                &Pkg {
+                    version: "1.2",
+                    libs: &[("usr/lib/x86_64-linux-gnu/libtx.so.1.2", "libtx.so.1", 3)],
+                    links: &[("libtx.so.1.2", "usr/lib/x86_64-linux-gnu/libtx.so.1")],
+                    ..v1()
+                },
+            );
+            ldconfig(t);
+        },
+        &[
+            ("package_update", &new, Some("info")),
+            ("package_update", &old, Some("info")),
+            ("package_update", &link, Some("info")),
+            ("package_update", "/etc/ld.so.cache", Some("info")),
+        ],
+    );
+}
