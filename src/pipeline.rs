@@ -166,10 +166,11 @@ impl Judges {
         processes: false,
         selfcheck: false,
     };
-    /// `audit`: the loader audit alone.
+    /// `audit`: the loader audit and provenance, with no baseline (so a
+    /// host compromised before the first `init` is judged too).
     pub const AUDIT: Judges = Judges {
         diff: false,
-        provenance: false,
+        provenance: true,
         audit: true,
         processes: true,
         selfcheck: false,

@@ -1,5 +1,8 @@
 //! `audit`: what is dangerous right now, with no baseline needed: snapshot
-//! the search paths, run the loader audit, report, exit with the bitmask.
+//! the search paths, run the loader audit and provenance (unpackaged,
+//! modified against the package, unsigned or badly signed modules and PE
+//! images), report, exit with the bitmask (provenance findings set bit 8,
+//! as in `check`).
 
 use crate::config::Config;
 use crate::error::Result;

@@ -434,3 +434,93 @@ fn watch_sees_the_transaction_as_check_does() {
         ],
     );
 }
+
+/// Compiles a relocatable object (what a kernel module is, to the ELF
+/// sniffer) at `rel`.
+fn compile_module(t: &TestRoot, rel: &str) {
+    let out = t.path(rel);
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let src = t.dir.path().join("mod.c");
+    std::fs::write(&src, "int init_module(void){return 0;}\n").unwrap();
+    sh(Command::new("gcc").arg("-c").arg("-o").arg(&out).arg(&src));
+}
+
+fn audit(t: &TestRoot) -> (i32, Vec<Value>, String) {
+    let o = t.run(&["--format", "json", "audit"]);
+    (
+        o.status.code().unwrap_or(-1),
+        json_lines(&o.stdout),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A host compromised before any `init`: `audit` needs no baseline to
+/// flag a library no package owns, a packaged one edited, and an unsigned
+/// kernel module, with bit 8.
+#[test]
+fn audit_judges_provenance_without_a_baseline() {
+    let t = TestRoot::new();
+    dpkg_root(&t);
+    t.write("etc/ld.so.conf", "/usr/lib/x86_64-linux-gnu\n");
+    install(
+        &t,
+        &Pkg {
+            libs: &[
+                ("usr/lib/x86_64-linux-gnu/libtx.so.1.0", "libtx.so.1", 1),
+                ("usr/lib/x86_64-linux-gnu/libtxb.so.1", "libtxb.so.1", 2),
+            ],
+            ..v1()
+        },
+    );
+    t.compile_so(
+        &format!("{MA}/libdropped.so.1"),
+        "libdropped.so.1",
+        "int d(void){return 0;}",
+    );
+    t.compile_so(
+        &format!("{MA}/libtxb.so.1"),
+        "libtxb.so.1",
+        "int evil(void){return 666;}",
+    );
+    // dpkg spells it /lib/modules; merged /usr puts it under /usr/lib.
+    compile_module(&t, "lib/modules/6.1.0-test/kernel/drivers/rootkit.ko");
+    assert!(!t.db().exists(), "no baseline");
+    let (code, f, err) = audit(&t);
+    let u = find(&f, "unpackaged", &abs(&format!("{MA}/libdropped.so.1")))
+        .unwrap_or_else(|| panic!("{:#?}\n{err}", kinds(&f)));
+    assert_eq!(u["severity"], "high");
+    let m = find(
+        &f,
+        "modified_vs_package",
+        &abs(&format!("{MA}/libtxb.so.1")),
+    )
+    .unwrap_or_else(|| panic!("{:#?}", kinds(&f)));
+    assert_eq!(m["severity"], "high");
+    let k = find(
+        &f,
+        "unsigned",
+        "/usr/lib/modules/6.1.0-test/kernel/drivers/rootkit.ko",
+    )
+    .unwrap_or_else(|| panic!("{:#?}", kinds(&f)));
+    assert_eq!(k["severity"], "high");
+    assert!(
+        f.iter()
+            .all(|x| x["path"] != abs(&format!("{MA}/libtx.so.1.0"))),
+        "{:#?}",
+        kinds(&f)
+    );
+    assert_eq!(code & 8, 8, "{:#?}", kinds(&f));
+    assert!(!t.db().exists(), "audit writes no baseline");
+}
+
+/// The same fixture, every library packaged and the cache built by
+/// ldconfig: `audit` is quiet and exits 0.
+#[test]
+fn audit_of_a_clean_packaged_root_is_quiet() {
+    let Some(t) = root() else { return };
+    install(&t, &v1());
+    ldconfig(&t);
+    let (code, f, err) = audit(&t);
+    assert_eq!((code, f.len()), (0, 0), "{:#?}\n{err}", kinds(&f));
+    assert!(err.contains("dpkg database: 1 packages"), "{err}");
+}
