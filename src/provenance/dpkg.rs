@@ -687,6 +687,60 @@ mod tests {
         assert!(DpkgDb::load(&r, Path::new(ADMIN_DIR)).unwrap().is_none());
     }
 
+    #[test]
+    fn lists_add_symlinks_and_directories_for_the_names_asked() {
+        let t = tempfile::tempdir().unwrap();
+        let w = |rel: &str, text: &str| {
+            let p = t.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        w(
+            "var/lib/dpkg/status",
+            "Package: libq1\nStatus: install ok installed\nVersion: 1\n",
+        );
+        w(
+            "var/lib/dpkg/info/libq1.md5sums",
+            "00000000000000000000000000000001  lib/x86_64-linux-gnu/libq.so.1.0\n",
+        );
+        w(
+            "var/lib/dpkg/info/libq1.list",
+            "/.\n/lib\n/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu/libq.so.1.0\n\
+             /lib/x86_64-linux-gnu/libq.so.1\n/lib/x86_64-linux-gnu/q-plugins\n",
+        );
+        let root = Root::new(t.path()).unwrap();
+        let admin = Path::new(ADMIN_DIR);
+        let link = b"/usr/lib/x86_64-linux-gnu/libq.so.1";
+        // Without lists: the digest-bearing file only, and no claim known.
+        let plain = DpkgDb::load(&root, admin).unwrap().unwrap();
+        assert!(plain.claimants(link).is_empty());
+        assert!(!plain.knows_name(b"libq.so.1"));
+        let all = DpkgDb::load_with_lists(&root, admin, None)
+            .unwrap()
+            .unwrap();
+        let names =
+            |p: &[u8]| -> Vec<String> { all.claimants(p).iter().map(|p| p.name.clone()).collect() };
+        assert_eq!(names(link), ["libq1"]);
+        assert_eq!(names(b"/usr/lib/x86_64-linux-gnu/q-plugins"), ["libq1"]);
+        assert_eq!(names(b"/usr/lib/x86_64-linux-gnu/libq.so.1.0"), ["libq1"]);
+        // The file with a digest is not listed twice.
+        assert_eq!(
+            all.owners(b"/usr/lib/x86_64-linux-gnu/libq.so.1.0").len(),
+            1
+        );
+        assert!(all.knows_name(b"anything"));
+        // Cut to some names: those known, the others not answered for.
+        let some: HashSet<Vec<u8>> = [b"libq.so.1".to_vec()].into_iter().collect();
+        let cut = DpkgDb::load_with_lists(&root, admin, Some(&some))
+            .unwrap()
+            .unwrap();
+        assert_eq!(cut.claimants(link).len(), 1);
+        assert!(cut.knows_name(b"libq.so.1"));
+        assert!(!cut.knows_name(b"q-plugins"));
+    }
+
     proptest! {
         #[test]
         fn parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2048)) {

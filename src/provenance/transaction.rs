@@ -122,7 +122,7 @@ pub fn explain(
         let ftype = f.after.as_ref().map(|a| a.ftype);
         let why = match (f.kind, ftype) {
             (Kind::Removed, _) => removed(f, tx, changed, now),
-            (Kind::Content | Kind::Metadata, Some(FileType::File))
+            (Kind::Content | Kind::Metadata | Kind::Added, Some(FileType::File))
                 if cls.role(&f.path) == Role::LoaderCache =>
             {
                 match super::ldcache::consistent(tx.cx.root, tx.sp, tx.records) {

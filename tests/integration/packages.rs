@@ -524,3 +524,43 @@ fn audit_of_a_clean_packaged_root_is_quiet() {
     assert_eq!((code, f.len()), (0, 0), "{:#?}\n{err}", kinds(&f));
     assert!(err.contains("dpkg database: 1 packages"), "{err}");
 }
+
+/// A rebuilt cache that names a library which is not where it says stays
+/// loud, with the reason.
+#[test]
+fn a_cache_naming_a_missing_library_stays_loud() {
+    let Some(t) = root() else { return };
+    install(&t, &v1());
+    ldconfig(&t);
+    t.init();
+    install(
+        &t,
+        &Pkg {
+            version: "1.2",
+            libs: &[("usr/lib/x86_64-linux-gnu/libtx.so.1.2", "libtx.so.1", 3)],
+            links: &[("libtx.so.1.2", "usr/lib/x86_64-linux-gnu/libtx.so.1")],
+            ..v1()
+        },
+    );
+    ldconfig(&t);
+    // The SONAME link the cache names, deleted by hand.
+    std::fs::remove_file(t.path(&format!("{MA}/libtx.so.1"))).unwrap();
+    let (code, f) = check(&t);
+    let cache = f
+        .iter()
+        .find(|x| x["path"] == "/etc/ld.so.cache")
+        .unwrap_or_else(|| panic!("{:#?}", kinds(&f)));
+    assert_ne!(cache["kind"], "package_update", "{cache}");
+    assert_ne!(cache["severity"], "info", "{cache}");
+    assert!(
+        cache["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a shared object there"),
+        "{cache}"
+    );
+    let gone = find(&f, "removed", &abs(&format!("{MA}/libtx.so.1")))
+        .unwrap_or_else(|| panic!("{:#?}", kinds(&f)));
+    assert_ne!(gone["severity"], "info");
+    assert_ne!(code, 0);
+}
