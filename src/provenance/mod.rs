@@ -574,14 +574,17 @@ fn read_all(root: &Root, r: &Record, cap: u64) -> Option<Vec<u8>> {
 }
 
 /// The record `path` ends at, its symlinks followed through the records
-/// (their targets as scanned, directories canonicalised inside the root):
+/// (sorted by path; their targets as scanned, directories canonicalised inside the root):
 /// the scan's view, not the live tree's, so that a watcher whose records
 /// lag the tree judges a path and its target alike. `None` for a dangling
 /// chain or a loop.
 pub fn follow<'r>(root: &Root, records: &'r [Record], path: &[u8]) -> Option<&'r Record> {
     let mut p = path.to_vec();
     for _ in 0..40 {
-        let r = crate::scan::find(records, &p)?;
+        let i = records
+            .binary_search_by(|r| r.path.as_slice().cmp(p.as_slice()))
+            .ok()?;
+        let r = records.get(i)?;
         if r.ftype != FileType::Symlink {
             return Some(r);
         }
