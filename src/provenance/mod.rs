@@ -100,10 +100,21 @@ impl State {
             val.extend_from_slice(verdict);
             out.push((key, val));
         }
-        for (k, pkg) in &self.owners {
+        // One pair per package, its paths NUL-separated (no path holds a
+        // NUL): a host's tens of thousands of owned paths would otherwise
+        // be as many store entries, and double the generation's size.
+        let mut by_pkg: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+        for (path, pkg) in &self.owners {
+            let v = by_pkg.entry(pkg.as_str()).or_default();
+            if !v.is_empty() {
+                v.push(0);
+            }
+            v.extend_from_slice(path);
+        }
+        for (pkg, paths) in by_pkg {
             let mut key = b"o\0".to_vec();
-            key.extend_from_slice(k);
-            out.push((key, pkg.as_bytes().to_vec()));
+            key.extend_from_slice(pkg.as_bytes());
+            out.push((key, paths));
         }
         for (k, v) in &self.versions {
             let mut key = b"v\0".to_vec();
@@ -142,9 +153,11 @@ impl State {
                         s.pe.insert(path.to_vec(), (b, fp, verdict.to_vec()));
                     }
                 }
-            } else if let Some(path) = k.strip_prefix(b"o\0") {
-                if let Ok(pkg) = std::str::from_utf8(v) {
-                    s.owners.insert(path.to_vec(), pkg.to_string());
+            } else if let Some(pkg) = k.strip_prefix(b"o\0") {
+                if let Ok(pkg) = std::str::from_utf8(pkg) {
+                    for path in v.split(|&b| b == 0).filter(|p| p.starts_with(b"/")) {
+                        s.owners.insert(path.to_vec(), pkg.to_string());
+                    }
                 }
             } else if let Some(name) = k.strip_prefix(b"v\0") {
                 if let (Ok(n), Ok(v)) = (std::str::from_utf8(name), std::str::from_utf8(v)) {
@@ -838,6 +851,9 @@ mod tests {
         );
         s.owners
             .insert(b"/usr/lib/libx.so.1".to_vec(), "libx1:amd64".into());
+        s.owners
+            .insert(b"/usr/lib/libx.so.1.2".to_vec(), "libx1:amd64".into());
+        s.owners.insert(b"/usr/lib/y".to_vec(), "liby".into());
         assert_eq!(State::from_pairs(&s.to_pairs()), s);
         assert_eq!(
             State::from_pairs(&[(b"m\0/x".to_vec(), vec![1, 2])]),
