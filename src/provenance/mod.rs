@@ -71,6 +71,9 @@ pub struct State {
     pub owners: BTreeMap<Vec<u8>, String>,
 }
 
+/// The largest value of the owners' pairs (see [`State::to_pairs`]).
+const OWNERS_CHUNK: usize = 32 << 10;
+
 /// (BLAKE3 of the image, trust fingerprint, encoded [`pe::Verdict`]).
 pub type PeCacheEntry = ([u8; 32], [u8; 32], Vec<u8>);
 
@@ -100,21 +103,30 @@ impl State {
             val.extend_from_slice(verdict);
             out.push((key, val));
         }
-        // One pair per package, its paths NUL-separated (no path holds a
-        // NUL): a host's tens of thousands of owned paths would otherwise
-        // be as many store entries, and double the generation's size.
-        let mut by_pkg: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+        // Per package, its paths NUL-separated (no path holds a NUL) in
+        // values of at most OWNERS_CHUNK bytes, keyed `o\0PKG\0N`: a host's
+        // tens of thousands of owned paths would otherwise be as many store
+        // entries, and one huge value per big package is rewritten whole by
+        // the store.
+        let mut by_pkg: BTreeMap<&str, Vec<Vec<u8>>> = BTreeMap::new();
         for (path, pkg) in &self.owners {
-            let v = by_pkg.entry(pkg.as_str()).or_default();
-            if !v.is_empty() {
-                v.push(0);
+            let chunks = by_pkg.entry(pkg.as_str()).or_default();
+            match chunks.last_mut() {
+                Some(c) if c.len() + path.len() < OWNERS_CHUNK => {
+                    c.push(0);
+                    c.extend_from_slice(path);
+                }
+                _ => chunks.push(path.clone()),
             }
-            v.extend_from_slice(path);
         }
-        for (pkg, paths) in by_pkg {
-            let mut key = b"o\0".to_vec();
-            key.extend_from_slice(pkg.as_bytes());
-            out.push((key, paths));
+        for (pkg, chunks) in by_pkg {
+            for (i, paths) in chunks.into_iter().enumerate() {
+                let mut key = b"o\0".to_vec();
+                key.extend_from_slice(pkg.as_bytes());
+                key.push(0);
+                key.extend_from_slice(&(i as u32).to_be_bytes());
+                out.push((key, paths));
+            }
         }
         for (k, v) in &self.versions {
             let mut key = b"v\0".to_vec();
@@ -153,7 +165,8 @@ impl State {
                         s.pe.insert(path.to_vec(), (b, fp, verdict.to_vec()));
                     }
                 }
-            } else if let Some(pkg) = k.strip_prefix(b"o\0") {
+            } else if let Some(rest) = k.strip_prefix(b"o\0") {
+                let pkg = rest.split(|&b| b == 0).next().unwrap_or_default();
                 if let Ok(pkg) = std::str::from_utf8(pkg) {
                     for path in v.split(|&b| b == 0).filter(|p| p.starts_with(b"/")) {
                         s.owners.insert(path.to_vec(), pkg.to_string());
@@ -838,6 +851,21 @@ mod tests {
         assert!(!is_so_name(b"ld.so.cache"));
         assert!(!is_so_name(b"ld.so.conf"));
         assert!(!is_so_name(b"x.sock"));
+    }
+
+    #[test]
+    fn many_owned_paths_are_a_few_bounded_pairs() {
+        let mut s = State::default();
+        for i in 0..5000 {
+            s.owners.insert(
+                format!("/usr/lib/jvm/jdk/lib/file-{i:05}.so").into_bytes(),
+                "openjdk-17-jre-headless:amd64".into(),
+            );
+        }
+        let pairs = s.to_pairs();
+        assert!(pairs.len() > 1 && pairs.len() < 20, "{}", pairs.len());
+        assert!(pairs.iter().all(|(_, v)| v.len() <= OWNERS_CHUNK));
+        assert_eq!(State::from_pairs(&pairs), s);
     }
 
     #[test]
