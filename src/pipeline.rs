@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use crate::audit::{self, objects::ExecObjects, perms::Trust};
 use crate::baseline::Baseline;
 use crate::diff::{self, Classifier};
-use crate::finding::{Finding, Note};
+use crate::finding::{Finding, Kind, Note};
 use crate::provenance::{
     self, authenticode::Authenticode, policy::Policy, policy::ProvenanceConfig,
 };
@@ -351,7 +351,7 @@ impl<'a> Judge<'a> {
                 .extend(diff::diff(&base, ours, &Classifier::new(sp)));
         }
         if let Reference::Baseline(b) = reference {
-            v.prior = provenance::State::from_pairs(&b.extra);
+            v.prior = provenance::State::without_owners(&b.extra);
         }
         if let (true, Some(world)) = (judges.provenance, &self.world) {
             let cx = world.context(&self.plan.root, &self.plan.policy, &self.authenticode);
@@ -370,6 +370,12 @@ impl<'a> Judge<'a> {
                 // anything to explain (and an index to read).
                 let changed = provenance::transaction::changed(&v.prior, &out.state.versions);
                 if !changed.is_empty() {
+                    // Only files gone in a transaction need the owners.
+                    if let Reference::Baseline(b) = reference {
+                        if v.findings.iter().any(|f| f.kind == Kind::Removed) {
+                            v.prior.owners = provenance::State::owners_from_pairs(&b.extra);
+                        }
+                    }
                     let names = provenance::transaction::names_needed(&v.findings);
                     if !names.is_empty() {
                         self.index_for(&names);

@@ -66,7 +66,10 @@ pub fn run(
 
     let v = pipeline::judge(&s.plan, Reference::Baseline(&base), &snap, Judges::CHANGES);
     messages::notes(&v.notes);
-    let (prior, outcome) = (&v.prior, v.provenance.as_ref());
+    // With the owners, which the judge decodes only for removals: the next
+    // generation keeps the baseline's for the paths not accepted.
+    let prior = &provenance::State::from_pairs(&base.extra);
+    let outcome = v.provenance.as_ref();
     let mut accepted = v.findings;
     accepted.retain(|f| within(&f.path));
     if package_updates {

@@ -141,6 +141,30 @@ impl State {
     /// (they can only make `check` re-read a file or keep a change as
     /// `content`, never hide one).
     pub fn from_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> State {
+        Self::decode(pairs, true)
+    }
+
+    /// [`State::from_pairs`] without the owners: what every `check` needs.
+    /// The owners (tens of thousands of paths on a host) are decoded by
+    /// [`State::owners_from_pairs`] only when a transaction removed files.
+    pub fn without_owners(pairs: &[(Vec<u8>, Vec<u8>)]) -> State {
+        Self::decode(pairs, false)
+    }
+
+    /// The owners alone.
+    pub fn owners_from_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<Vec<u8>, String> {
+        let owners = pairs.iter().filter(|(k, _)| k.starts_with(b"o\0"));
+        Self::decode_pairs(owners, true).owners
+    }
+
+    fn decode(pairs: &[(Vec<u8>, Vec<u8>)], owners: bool) -> State {
+        Self::decode_pairs(pairs.iter(), owners)
+    }
+
+    fn decode_pairs<'p>(
+        pairs: impl Iterator<Item = &'p (Vec<u8>, Vec<u8>)>,
+        owners: bool,
+    ) -> State {
         let mut s = State::default();
         for (k, v) in pairs {
             if let Some(path) = k.strip_prefix(b"m\0") {
@@ -165,7 +189,7 @@ impl State {
                         s.pe.insert(path.to_vec(), (b, fp, verdict.to_vec()));
                     }
                 }
-            } else if let Some(rest) = k.strip_prefix(b"o\0") {
+            } else if let Some(rest) = k.strip_prefix(b"o\0").filter(|_| owners) {
                 let pkg = rest.split(|&b| b == 0).next().unwrap_or_default();
                 if let Ok(pkg) = std::str::from_utf8(pkg) {
                     for path in v.split(|&b| b == 0).filter(|p| p.starts_with(b"/")) {
