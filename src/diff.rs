@@ -295,7 +295,7 @@ fn meta_changes(b: &Record, a: &Record) -> Vec<&'static str> {
 
 /// Newly writable by others, newly setuid/setgid, or handed to a non-root
 /// owner: someone else can now change what gets loaded.
-fn became_risky(b: &Record, a: &Record) -> bool {
+pub fn became_risky(b: &Record, a: &Record) -> bool {
     let gained = a.perm() & !b.perm();
     gained & 0o022 != 0 || gained & 0o6000 != 0 || (b.uid == 0 && a.uid != 0)
 }

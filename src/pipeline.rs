@@ -17,7 +17,7 @@ use crate::acknowledge::{Ack, Acks};
 use crate::audit::{self, objects::ExecObjects, perms::Trust};
 use crate::baseline::Baseline;
 use crate::diff::{self, Classifier};
-use crate::finding::{Finding, Note};
+use crate::finding::{Finding, Kind, Note};
 use crate::provenance::{
     self, authenticode::Authenticode, policy::Policy, policy::ProvenanceConfig,
 };
@@ -185,10 +185,11 @@ impl Judges {
         processes: true,
         selfcheck: true,
     };
-    /// `audit`: the loader audit alone.
+    /// `audit`: the loader audit and provenance, with no baseline (so a
+    /// host compromised before the first `init` is judged too).
     pub const AUDIT: Judges = Judges {
         diff: false,
-        provenance: false,
+        provenance: true,
         audit: true,
         processes: true,
         selfcheck: false,
@@ -250,6 +251,9 @@ pub struct Judge<'a> {
     /// Acknowledgements for a run with no baseline reference (`audit`
     /// reads them from the baseline when there is one).
     acks: Acks,
+    /// The package index with symlinks and directories, read when a
+    /// change needs explaining ([`Judge::index_for`]).
+    index: Option<provenance::Index>,
 }
 
 impl<'a> Judge<'a> {
@@ -275,6 +279,7 @@ impl<'a> Judge<'a> {
             exec: ExecObjects::default(),
             notes: Vec::new(),
             acks: Acks::default(),
+            index: None,
         }
     }
 
@@ -282,6 +287,27 @@ impl<'a> Judge<'a> {
     /// (a baseline reference brings its own).
     pub fn acknowledge(&mut self, acks: Acks) {
         self.acks = acks;
+    }
+
+    /// The package index that knows who claims paths named `names`
+    /// (symlinks and directories too): the one read before if it covers
+    /// them and the database did not change since, else read again.
+    fn index_for(&mut self, names: &HashSet<Vec<u8>>) -> Option<&provenance::dpkg::DpkgDb> {
+        let fresh = self
+            .index
+            .as_ref()
+            .is_some_and(|i| i.covers(&self.plan.root, &self.plan.provenance, names));
+        if !fresh {
+            let mut notes = Vec::new();
+            self.index = provenance::Index::load(
+                &self.plan.root,
+                &self.plan.provenance,
+                Some(names),
+                &mut notes,
+            );
+            self.notes.extend(notes);
+        }
+        self.index.as_ref().map(|i| &i.db)
     }
 
     /// Reads the provenance evidence again if the package database changed
@@ -370,7 +396,7 @@ impl<'a> Judge<'a> {
                 .extend(diff::diff(&base, ours, &Classifier::new(sp)));
         }
         if let Reference::Baseline(b) = reference {
-            v.prior = provenance::State::from_pairs(&b.extra);
+            v.prior = provenance::State::without_owners(&b.extra);
         }
         if let (true, Some(world)) = (judges.provenance, &self.world) {
             let cx = world.context(&self.plan.root, &self.plan.policy, &self.authenticode);
@@ -385,7 +411,45 @@ impl<'a> Judge<'a> {
                 started.elapsed().as_secs_f64()
             )));
             if matches!(reference, Reference::Baseline(_)) {
-                provenance::relabel_updates(&mut v.findings, &out, &v.prior);
+                // Only when packages changed since the baseline is there
+                // anything to explain (and an index to read).
+                let changed = provenance::transaction::changed(&v.prior, &out.state.versions);
+                if !changed.is_empty() {
+                    // Only files gone in a transaction need the owners.
+                    if let Reference::Baseline(b) = reference {
+                        if v.findings.iter().any(|f| f.kind == Kind::Removed) {
+                            v.prior.owners = provenance::State::owners_from_pairs(&b.extra);
+                        }
+                    }
+                    let names = provenance::transaction::names_needed(&v.findings);
+                    if !names.is_empty() {
+                        self.index_for(&names);
+                    }
+                    let world = self.world.as_ref();
+                    if let Some(world) = world {
+                        let cx =
+                            world.context(&self.plan.root, &self.plan.policy, &self.authenticode);
+                        let tx = provenance::transaction::Tx {
+                            cx: &cx,
+                            sp,
+                            records,
+                            prior: &v.prior,
+                            index: self
+                                .index
+                                .as_ref()
+                                .map(|i| &i.db)
+                                .filter(|_| !names.is_empty()),
+                        };
+                        let now_versions = out.state.versions.clone();
+                        provenance::transaction::explain(
+                            &mut v.findings,
+                            &tx,
+                            &changed,
+                            &now_versions,
+                            &mut out,
+                        );
+                    }
+                }
             }
             v.findings.append(&mut out.findings);
             v.provenance = Some(out);
@@ -529,4 +593,23 @@ pub fn judge(plan: &Plan, reference: Reference, snap: &Snapshot, judges: Judges)
         judges,
         None,
     )
+}
+
+/// Who owns each of `records` now (files, symlinks, directories): what a
+/// new generation records, so that a later check can tell a file that
+/// left with its package from one deleted by hand. Empty when provenance
+/// is off or there is no package database.
+pub fn owners(plan: &Plan, records: &[Record]) -> std::collections::BTreeMap<Vec<u8>, String> {
+    if plan.provenance.disabled {
+        return Default::default();
+    }
+    let names: HashSet<Vec<u8>> = records
+        .iter()
+        .map(|r| crate::record::file_name(&r.path).to_vec())
+        .collect();
+    let mut notes = Vec::new();
+    match provenance::Index::load(&plan.root, &plan.provenance, Some(&names), &mut notes) {
+        Some(i) => provenance::transaction::owners(&i.db, records),
+        None => Default::default(),
+    }
 }

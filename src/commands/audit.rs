@@ -1,7 +1,10 @@
 //! `audit`: what is dangerous right now, with no baseline needed: snapshot
-//! the search paths, run the loader audit, report, exit with the bitmask.
-//! When a baseline exists and verifies, what it acknowledges is silent
-//! here too; one that does not verify lends no acknowledgement.
+//! the search paths, run the loader audit and provenance (unpackaged,
+//! modified against the package, unsigned or badly signed modules and PE
+//! images), report, exit with the bitmask (provenance findings set bit 8,
+//! as in `check`). When a baseline exists and verifies, what it
+//! acknowledges is silent here too; one that does not verify lends no
+//! acknowledgement.
 
 use crate::acknowledge::Acks;
 use crate::baseline;

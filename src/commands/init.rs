@@ -22,7 +22,14 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
     super::show(&snap);
     let v = pipeline::judge(&s.plan, Reference::Nothing, &snap, Judges::STANDING);
     messages::notes(&v.notes);
-    let extra = v.provenance.map(|o| o.state.to_pairs()).unwrap_or_default();
+    let extra = v
+        .provenance
+        .map(|o| {
+            let mut state = o.state;
+            state.owners = pipeline::owners(&s.plan, &snap.scan.records);
+            state.to_pairs()
+        })
+        .unwrap_or_default();
     let meta = baseline::commit(
         &s.baseline,
         store,

@@ -8,7 +8,7 @@
 //! into the new generation.
 
 use crate::sys::OsStrExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::acknowledge::Acks;
@@ -88,7 +88,10 @@ pub fn run(s: &Config, o: &Options, paths: &[PathBuf]) -> Result<i32> {
 
     let v = pipeline::judge(&s.plan, Reference::Baseline(&base), &snap, Judges::CHANGES);
     messages::notes(&v.notes);
-    let (prior, outcome) = (&v.prior, v.provenance.as_ref());
+    // With the owners, which the judge decodes only for removals: the next
+    // generation keeps the baseline's for the paths not accepted.
+    let prior = &provenance::State::from_pairs(&base.extra);
+    let outcome = v.provenance.as_ref();
     let mut accepted = v.findings;
     accepted.retain(|f| within(&f.path));
     if package_updates {
@@ -127,12 +130,14 @@ pub fn run(s: &Config, o: &Options, paths: &[PathBuf]) -> Result<i32> {
     let (next, extra) = if package_updates {
         let take: HashSet<&[u8]> = accepted.iter().map(|f| f.path.as_slice()).collect();
         let now: HashMap<&[u8], &Record> = records.iter().map(|r| (r.path.as_slice(), r)).collect();
+        // An accepted path that is gone left with its package.
         let mut next: Vec<Record> = base
             .records
             .iter()
-            .map(|r| match now.get(r.path.as_slice()) {
-                Some(n) if take.contains(r.path.as_slice()) => (*n).clone(),
-                _ => r.clone(),
+            .filter_map(|r| match now.get(r.path.as_slice()) {
+                Some(n) if take.contains(r.path.as_slice()) => Some((*n).clone()),
+                None if take.contains(r.path.as_slice()) => None,
+                _ => Some(r.clone()),
             })
             .collect();
         // Files a package installed since the baseline.
@@ -144,7 +149,8 @@ pub fn run(s: &Config, o: &Options, paths: &[PathBuf]) -> Result<i32> {
                 .cloned(),
         );
         next.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-        let extra = next_state(prior, outcome, &next, Some(&take));
+        let owners = pipeline::owners(&s.plan, &next);
+        let extra = next_state(prior, outcome, &next, Some(&take), &owners);
         (next, extra)
     } else {
         let mut next: Vec<Record> = base
@@ -160,11 +166,13 @@ pub fn run(s: &Config, o: &Options, paths: &[PathBuf]) -> Result<i32> {
             .map(|r| r.path.as_slice())
             .filter(|p| within(p))
             .collect();
+        let owners = pipeline::owners(&s.plan, &next);
         let extra = next_state(
             prior,
             outcome,
             &next,
             (!selected.is_empty()).then_some(&scope),
+            &owners,
         );
         (next, extra)
     };
@@ -237,11 +245,14 @@ pub(super) fn signing_kept(
 /// current ones on a full update; otherwise the baseline's, with the
 /// packages of the accepted paths (`scope`) moved to their current version.
 /// Cached MD5s: whichever of old and new matches the record's BLAKE3.
+/// Owners: `owners` (now's) for the accepted paths, the baseline's for
+/// the rest.
 fn next_state(
     prior: &provenance::State,
     outcome: Option<&provenance::Outcome>,
     next: &[Record],
     scope: Option<&HashSet<&[u8]>>,
+    owners: &BTreeMap<Vec<u8>, String>,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     let Some(out) = outcome else {
         return prior.to_pairs();
@@ -255,10 +266,25 @@ fn next_state(
                 if let Some((pkg, ver)) = out.matched.get(*p) {
                     st.versions.insert(pkg.clone(), ver.clone());
                 }
+                // The packages a transaction explained the change with:
+                // their version now, or gone.
+                for (pkg, ver) in out.explained.get(*p).into_iter().flatten() {
+                    match ver {
+                        Some(v) => st.versions.insert(pkg.clone(), v.clone()),
+                        None => st.versions.remove(pkg),
+                    };
+                }
             }
         }
     }
     for r in next {
+        let owner = match scope {
+            Some(scope) if !scope.contains(r.path.as_slice()) => prior.owners.get(&r.path),
+            _ => owners.get(&r.path),
+        };
+        if let Some(o) = owner {
+            st.owners.insert(r.path.clone(), o.clone());
+        }
         let Some(b) = r.blake3 else { continue };
         let hit = [out.state.md5.get(&r.path), prior.md5.get(&r.path)]
             .into_iter()

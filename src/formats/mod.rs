@@ -7,6 +7,7 @@
 //! - `ldconf`: `ld.so.conf` with its `include` globs
 //! - `loaderpaths`: the absolute paths a glibc loader holds (a patched
 //!   loader's new preload list)
+//! - `ldcache`: `/etc/ld.so.cache`
 //! - `pe`, `der`: PE images, Authenticode signatures and the DER they hold
 //! - `kmod`: the appended signature of a Linux kernel module
 //! - `ima`: the `security.ima` extended attribute
@@ -19,6 +20,7 @@ pub mod der;
 pub mod elf;
 pub mod ima;
 pub mod kmod;
+pub mod ldcache;
 pub mod ldconf;
 pub mod loaderpaths;
 pub mod oci;

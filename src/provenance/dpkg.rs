@@ -101,6 +101,28 @@ impl DpkgDb {
         admin: &Path,
         names: Option<&HashSet<Vec<u8>>>,
     ) -> std::io::Result<Option<DpkgDb>> {
+        Self::load_inner(root, admin, names, false)
+    }
+
+    /// Like [`DpkgDb::load_for`], reading each package's `.list` beside
+    /// its `.md5sums` too, so that the symlinks and directories a package
+    /// ships are known ([`DpkgDb::claimants`]). Twice the reading: asked
+    /// for only when a change needs explaining, or when a generation is
+    /// written.
+    pub fn load_with_lists(
+        root: &Root,
+        admin: &Path,
+        names: Option<&HashSet<Vec<u8>>>,
+    ) -> std::io::Result<Option<DpkgDb>> {
+        Self::load_inner(root, admin, names, true)
+    }
+
+    fn load_inner(
+        root: &Root,
+        admin: &Path,
+        names: Option<&HashSet<Vec<u8>>>,
+        lists: bool,
+    ) -> std::io::Result<Option<DpkgDb>> {
         let status = match root.read_file(&admin.join("status"), STATUS_CAP) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -173,12 +195,13 @@ impl DpkgDb {
         });
         let wanted = |p: &[u8]| names.as_ref().is_none_or(|n| n.contains(file_name(p)));
         let listed = std::sync::atomic::AtomicUsize::new(0);
-        type Claims = Vec<(Option<[u8; 16]>, Vec<u8>)>;
+        type Claims = (Vec<(Option<[u8; 16]>, Vec<u8>)>, Vec<Vec<u8>>);
         let parsed: Vec<Claims> = installed
             .par_iter()
             .map(|(stem, _, has_md5, has_list)| {
                 if *has_md5 {
-                    root.read_file(&info.join(format!("{stem}.md5sums")), INFO_CAP)
+                    let files: Vec<(Option<[u8; 16]>, Vec<u8>)> = root
+                        .read_file(&info.join(format!("{stem}.md5sums")), INFO_CAP)
                         .map(|t| {
                             let all = parse_md5sums(&t);
                             listed.fetch_add(all.len(), std::sync::atomic::Ordering::Relaxed);
@@ -187,27 +210,47 @@ impl DpkgDb {
                                 .map(|(m, p)| (Some(m), p))
                                 .collect()
                         })
-                        .unwrap_or_default()
+                        .unwrap_or_default();
+                    // What `.list` adds: the entries md5sums does not
+                    // name (symlinks and directories have no digest).
+                    let others = if lists && *has_list {
+                        let sums: HashSet<&[u8]> =
+                            files.iter().map(|(_, p)| p.as_slice()).collect();
+                        root.read_file(&info.join(format!("{stem}.list")), INFO_CAP)
+                            .map(|t| {
+                                parse_list(&t)
+                                    .into_iter()
+                                    .filter(|p| wanted(p) && !sums.contains(p.as_slice()))
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    };
+                    (files, others)
                 } else if *has_list {
                     root.read_file(&info.join(format!("{stem}.list")), INFO_CAP)
                         .map(|t| {
                             let all = parse_list(&t);
                             listed.fetch_add(all.len(), std::sync::atomic::Ordering::Relaxed);
-                            all.into_iter()
+                            let files = all
+                                .into_iter()
                                 .filter(|p| wanted(p))
                                 .map(|p| (None, p))
-                                .collect()
+                                .collect();
+                            (files, Vec::new())
                         })
                         .unwrap_or_default()
                 } else {
-                    Vec::new()
+                    (Vec::new(), Vec::new())
                 }
             })
             .collect();
         let mut db = DpkgDb::default();
         db.count_listed(listed.into_inner());
+        db.set_lists(lists);
         let mut canon = Canon::new(root);
-        for ((name, version, _, _), claims) in installed.into_iter().zip(parsed) {
+        for ((name, version, _, _), (claims, others)) in installed.into_iter().zip(parsed) {
             let pkg = db.add_package(Package {
                 name,
                 version,
@@ -224,6 +267,9 @@ impl DpkgDb {
                         ..Owner::default()
                     },
                 );
+            }
+            for path in others {
+                db.add_other(canon.file(&path), pkg);
             }
         }
 
@@ -244,6 +290,7 @@ impl DpkgDb {
                 }
             }
         }
+        db.set_names(names);
         Ok(Some(db))
     }
 }
@@ -582,6 +629,60 @@ mod tests {
         let none = tempfile::tempdir().unwrap();
         let r = Root::new(none.path()).unwrap();
         assert!(DpkgDb::load(&r, Path::new(ADMIN_DIR)).unwrap().is_none());
+    }
+
+    #[test]
+    fn lists_add_symlinks_and_directories_for_the_names_asked() {
+        let t = tempfile::tempdir().unwrap();
+        let w = |rel: &str, text: &str| {
+            let p = t.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        w(
+            "var/lib/dpkg/status",
+            "Package: libq1\nStatus: install ok installed\nVersion: 1\n",
+        );
+        w(
+            "var/lib/dpkg/info/libq1.md5sums",
+            "00000000000000000000000000000001  lib/x86_64-linux-gnu/libq.so.1.0\n",
+        );
+        w(
+            "var/lib/dpkg/info/libq1.list",
+            "/.\n/lib\n/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu/libq.so.1.0\n\
+             /lib/x86_64-linux-gnu/libq.so.1\n/lib/x86_64-linux-gnu/q-plugins\n",
+        );
+        let root = Root::new(t.path()).unwrap();
+        let admin = Path::new(ADMIN_DIR);
+        let link = b"/usr/lib/x86_64-linux-gnu/libq.so.1";
+        // Without lists: the digest-bearing file only, and no claim known.
+        let plain = DpkgDb::load(&root, admin).unwrap().unwrap();
+        assert!(plain.claimants(link).is_empty());
+        assert!(!plain.knows_name(b"libq.so.1"));
+        let all = DpkgDb::load_with_lists(&root, admin, None)
+            .unwrap()
+            .unwrap();
+        let names =
+            |p: &[u8]| -> Vec<String> { all.claimants(p).iter().map(|p| p.name.clone()).collect() };
+        assert_eq!(names(link), ["libq1"]);
+        assert_eq!(names(b"/usr/lib/x86_64-linux-gnu/q-plugins"), ["libq1"]);
+        assert_eq!(names(b"/usr/lib/x86_64-linux-gnu/libq.so.1.0"), ["libq1"]);
+        // The file with a digest is not listed twice.
+        assert_eq!(
+            all.owners(b"/usr/lib/x86_64-linux-gnu/libq.so.1.0").len(),
+            1
+        );
+        assert!(all.knows_name(b"anything"));
+        // Cut to some names: those known, the others not answered for.
+        let some: HashSet<Vec<u8>> = [b"libq.so.1".to_vec()].into_iter().collect();
+        let cut = DpkgDb::load_with_lists(&root, admin, Some(&some))
+            .unwrap()
+            .unwrap();
+        assert_eq!(cut.claimants(link).len(), 1);
+        assert!(cut.knows_name(b"libq.so.1"));
+        assert!(!cut.knows_name(b"q-plugins"));
     }
 
     proptest! {

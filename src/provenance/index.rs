@@ -5,7 +5,7 @@
 //! them merge into one, so every rule that judges a package (ownership, a
 //! digest mismatch, an update) is written once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use md5::Digest;
 
@@ -234,8 +234,17 @@ pub struct Owner {
 pub struct PackageDb {
     pub packages: Vec<Package>,
     files: HashMap<Vec<u8>, Vec<Owner>>,
+    /// What a package lists beyond the files it has digests for (dpkg's
+    /// `.list`: symlinks, directories), by canonical path: the packages
+    /// (indices) that list it. Loaded only on request
+    /// (`DpkgDb::load_with_lists`).
+    others: HashMap<Vec<u8>, Vec<u32>>,
     /// Files listed by the packages, before filtering.
     listed: usize,
+    /// The file names kept (`None`: all of them).
+    names: Option<HashSet<Vec<u8>>>,
+    /// Whether `others` was loaded.
+    lists: bool,
 }
 
 impl PackageDb {
@@ -246,6 +255,51 @@ impl PackageDb {
 
     pub fn package(&self, o: &Owner) -> Option<&Package> {
         self.packages.get(o.pkg as usize)
+    }
+
+    /// Every package that claims `path` in any way (a file with or without
+    /// a digest, a symlink, a directory). Complete only for databases
+    /// loaded with lists and for names [`PackageDb::knows_name`] accepts.
+    pub fn claimants(&self, path: &[u8]) -> Vec<&Package> {
+        let mut out: Vec<&Package> = self
+            .owners(path)
+            .iter()
+            .filter_map(|o| self.package(o))
+            .collect();
+        for i in self.others.get(path).map_or(&[][..], |v| v.as_slice()) {
+            if let Some(p) = self.packages.get(*i as usize) {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether this database can answer [`PackageDb::claimants`] for a path
+    /// named `name`: it was loaded with lists and did not leave the name
+    /// out.
+    pub fn knows_name(&self, name: &[u8]) -> bool {
+        self.lists && self.names.as_ref().is_none_or(|n| n.contains(name))
+    }
+
+    /// Records that package `pkg` lists `key` without a digest (a symlink,
+    /// a directory).
+    pub fn add_other(&mut self, key: Vec<u8>, pkg: u32) {
+        let v = self.others.entry(key).or_default();
+        if !v.contains(&pkg) {
+            v.push(pkg);
+        }
+    }
+
+    /// Whether the lists beyond the digests were read.
+    pub fn set_lists(&mut self, lists: bool) {
+        self.lists = lists;
+    }
+
+    /// The file names the index was cut to (`None`: every name).
+    pub fn set_names(&mut self, names: Option<HashSet<Vec<u8>>>) {
+        self.names = names;
     }
 
     /// Files the packages list, before any filtering by name.
@@ -282,6 +336,14 @@ impl PackageDb {
         let base = self.packages.len() as u32;
         self.packages.extend(other.packages);
         self.listed += other.listed;
+        // Lists and the name cut describe dpkg's part; a merged index
+        // answers claimants only as far as both parts do.
+        self.lists = self.lists && other.lists;
+        for (k, pkgs) in other.others {
+            for p in pkgs {
+                self.add_other(k.clone(), p + base);
+            }
+        }
         for (k, owners) in other.files {
             for mut o in owners {
                 o.pkg += base;

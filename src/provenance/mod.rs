@@ -18,8 +18,10 @@ pub mod apk;
 pub mod authenticode;
 pub mod dpkg;
 pub mod index;
+pub mod ldcache;
 pub mod policy;
 pub mod rpm;
+pub mod transaction;
 
 use crate::sys::MetadataExt;
 use crate::sys::OsStrExt;
@@ -71,7 +73,14 @@ pub struct State {
     /// Authenticode verdicts by path: (BLAKE3 of the image, trust
     /// fingerprint, encoded verdict). Re-verified when either changes.
     pub pe: BTreeMap<Vec<u8>, PeCacheEntry>,
+    /// The package that owned each path of the generation (files,
+    /// symlinks, directories), when it was written: what tells a file that
+    /// left with its package from one deleted by hand.
+    pub owners: BTreeMap<Vec<u8>, String>,
 }
+
+/// The largest value of the owners' pairs (see [`State::to_pairs`]).
+const OWNERS_CHUNK: usize = 32 << 10;
 
 /// (BLAKE3 of the image, trust fingerprint, encoded [`pe::Verdict`]).
 pub type PeCacheEntry = ([u8; 32], [u8; 32], Vec<u8>);
@@ -126,6 +135,31 @@ impl State {
             val.extend_from_slice(verdict);
             out.push((key, val));
         }
+        // Per package, its paths NUL-separated (no path holds a NUL) in
+        // values of at most OWNERS_CHUNK bytes, keyed `o\0PKG\0N`: a host's
+        // tens of thousands of owned paths would otherwise be as many store
+        // entries, and one huge value per big package is rewritten whole by
+        // the store.
+        let mut by_pkg: BTreeMap<&str, Vec<Vec<u8>>> = BTreeMap::new();
+        for (path, pkg) in &self.owners {
+            let chunks = by_pkg.entry(pkg.as_str()).or_default();
+            match chunks.last_mut() {
+                Some(c) if c.len() + path.len() < OWNERS_CHUNK => {
+                    c.push(0);
+                    c.extend_from_slice(path);
+                }
+                _ => chunks.push(path.clone()),
+            }
+        }
+        for (pkg, chunks) in by_pkg {
+            for (i, paths) in chunks.into_iter().enumerate() {
+                let mut key = b"o\0".to_vec();
+                key.extend_from_slice(pkg.as_bytes());
+                key.push(0);
+                key.extend_from_slice(&(i as u32).to_be_bytes());
+                out.push((key, paths));
+            }
+        }
         for (k, v) in &self.versions {
             let mut key = b"v\0".to_vec();
             key.extend_from_slice(k.as_bytes());
@@ -139,6 +173,30 @@ impl State {
     /// (they can only make `check` re-read a file or keep a change as
     /// `content`, never hide one).
     pub fn from_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> State {
+        Self::decode(pairs, true)
+    }
+
+    /// [`State::from_pairs`] without the owners: what every `check` needs.
+    /// The owners (tens of thousands of paths on a host) are decoded by
+    /// [`State::owners_from_pairs`] only when a transaction removed files.
+    pub fn without_owners(pairs: &[(Vec<u8>, Vec<u8>)]) -> State {
+        Self::decode(pairs, false)
+    }
+
+    /// The owners alone.
+    pub fn owners_from_pairs(pairs: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<Vec<u8>, String> {
+        let owners = pairs.iter().filter(|(k, _)| k.starts_with(b"o\0"));
+        Self::decode_pairs(owners, true).owners
+    }
+
+    fn decode(pairs: &[(Vec<u8>, Vec<u8>)], owners: bool) -> State {
+        Self::decode_pairs(pairs.iter(), owners)
+    }
+
+    fn decode_pairs<'p>(
+        pairs: impl Iterator<Item = &'p (Vec<u8>, Vec<u8>)>,
+        owners: bool,
+    ) -> State {
         let mut s = State::default();
         for (k, v) in pairs {
             if let Some(path) = k.strip_prefix(b"m\0") {
@@ -169,6 +227,13 @@ impl State {
                         s.pe.insert(path.to_vec(), (b, fp, verdict.to_vec()));
                     }
                 }
+            } else if let Some(rest) = k.strip_prefix(b"o\0").filter(|_| owners) {
+                let pkg = rest.split(|&b| b == 0).next().unwrap_or_default();
+                if let Ok(pkg) = std::str::from_utf8(pkg) {
+                    for path in v.split(|&b| b == 0).filter(|p| p.starts_with(b"/")) {
+                        s.owners.insert(path.to_vec(), pkg.to_string());
+                    }
+                }
             } else if let Some(name) = k.strip_prefix(b"v\0") {
                 if let (Ok(n), Ok(v)) = (std::str::from_utf8(name), std::str::from_utf8(v)) {
                     s.versions.insert(n.to_string(), v.to_string());
@@ -190,6 +255,10 @@ pub struct Outcome {
     /// Libraries evaluated, and package MD5s computed (not from the cache).
     pub judged: usize,
     pub md5_computed: usize,
+    /// The changes relabelled `package_update`, by path: the packages that
+    /// explain each, with their version now (`None`: no longer installed).
+    /// What `update --package-updates` moves to the new generation.
+    pub explained: HashMap<Vec<u8>, Vec<(String, Option<String>)>>,
 }
 
 /// Loads every package database of the root (dpkg, rpm, apk) into one
@@ -323,37 +392,6 @@ pub fn evaluate(cx: &Context, records: &[Record], baseline: &[Record], prior: &S
         }
     }
     out
-}
-
-/// Turns each `content` finding whose new content matches its package, and
-/// whose package version differs from the baseline's, into an info-level
-/// `package_update`; likewise an `added` library that matches a package
-/// installed or upgraded since the baseline. Only when the baseline
-/// recorded package versions at all (older baselines keep every change).
-pub fn relabel_updates(findings: &mut [Finding], out: &Outcome, prior: &State) {
-    if prior.versions.is_empty() {
-        return;
-    }
-    for f in findings
-        .iter_mut()
-        .filter(|f| matches!(f.kind, Kind::Content | Kind::Added))
-    {
-        let Some((pkg, now)) = out.matched.get(&f.path) else {
-            continue;
-        };
-        let detail = match (f.kind, prior.versions.get(pkg)) {
-            (_, Some(then)) if then != now => format!(
-                "package update: {pkg} {then} -> {now}; the new content matches the package"
-            ),
-            (Kind::Added, None) => {
-                format!("package install: {pkg} {now}; the new file matches the package")
-            }
-            _ => continue,
-        };
-        f.kind = Kind::PackageUpdate;
-        f.severity = Severity::Info;
-        f.detail = detail;
-    }
 }
 
 #[derive(Default)]
@@ -707,6 +745,35 @@ fn read_all(root: &Root, r: &Record, cap: u64) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The record `path` ends at, its symlinks followed through the records
+/// (sorted by path; their targets as scanned, directories canonicalised inside the root):
+/// the scan's view, not the live tree's, so that a watcher whose records
+/// lag the tree judges a path and its target alike. `None` for a dangling
+/// chain or a loop.
+pub fn follow<'r>(root: &Root, records: &'r [Record], path: &[u8]) -> Option<&'r Record> {
+    let mut p = path.to_vec();
+    for _ in 0..40 {
+        let i = records
+            .binary_search_by(|r| r.path.as_slice().cmp(p.as_slice()))
+            .ok()?;
+        let r = records.get(i)?;
+        if r.ftype != FileType::Symlink {
+            return Some(r);
+        }
+        let t = r.target.as_deref()?;
+        let mut joined = Vec::new();
+        if !t.starts_with(b"/") {
+            joined.extend_from_slice(p.get(..p.len() - file_name(&p).len()).unwrap_or(b"/"));
+        }
+        joined.extend_from_slice(t);
+        let logical = std::path::PathBuf::from(OsStr::from_bytes(&joined));
+        let name = logical.file_name()?.to_os_string();
+        let dir = root.resolve_lenient(logical.parent()?);
+        p = dir.join(name).as_os_str().as_bytes().to_vec();
+    }
+    None
+}
+
 /// The evidence provenance judges with, loaded once per run (or once per
 /// `watch` rescan): the dpkg database and the IMA keys. (Authenticode's
 /// roots and catalogs are read by [`authenticode::Authenticode`].)
@@ -800,6 +867,51 @@ fn stamp(root: &Root, admin: &Path) -> Vec<(u64, u64, i64, i64)> {
     v
 }
 
+/// The package index read with lists (symlinks and directories), for the
+/// names a package transaction's changes need, and the database's stamp
+/// when it was read.
+pub struct Index {
+    pub db: dpkg::DpkgDb,
+    stamp: Vec<(u64, u64, i64, i64)>,
+}
+
+impl Index {
+    /// Reads the index for `names` (all with `None`); `None` when there
+    /// is no package database (said in a note when it is unreadable).
+    pub fn load(
+        root: &Root,
+        cfg: &ProvenanceConfig,
+        names: Option<&std::collections::HashSet<Vec<u8>>>,
+        notes: &mut Vec<Note>,
+    ) -> Option<Index> {
+        let admin = admin_dir(cfg);
+        let stamp = dpkg::stamp(root, &admin);
+        match dpkg::DpkgDb::load_with_lists(root, &admin, names) {
+            Ok(Some(db)) => Some(Index { db, stamp }),
+            Ok(None) => None,
+            Err(e) => {
+                notes.push(Note::Warning(format!(
+                    "dpkg database at {} unreadable ({e}): package transactions not explained",
+                    admin.display()
+                )));
+                None
+            }
+        }
+    }
+
+    /// Whether this index answers for `names` and the database is
+    /// unchanged since it was read.
+    pub fn covers(
+        &self,
+        root: &Root,
+        cfg: &ProvenanceConfig,
+        names: &std::collections::HashSet<Vec<u8>>,
+    ) -> bool {
+        names.iter().all(|n| self.db.knows_name(n))
+            && dpkg::stamp(root, &admin_dir(cfg)) == self.stamp
+    }
+}
+
 /// dpkg's admin dir inside the root.
 pub fn admin_dir(cfg: &ProvenanceConfig) -> std::path::PathBuf {
     cfg.dpkg_admin_dir
@@ -887,6 +999,21 @@ mod tests {
     }
 
     #[test]
+    fn many_owned_paths_are_a_few_bounded_pairs() {
+        let mut s = State::default();
+        for i in 0..5000 {
+            s.owners.insert(
+                format!("/usr/lib/jvm/jdk/lib/file-{i:05}.so").into_bytes(),
+                "openjdk-17-jre-headless:amd64".into(),
+            );
+        }
+        let pairs = s.to_pairs();
+        assert!(pairs.len() > 1 && pairs.len() < 20, "{}", pairs.len());
+        assert!(pairs.iter().all(|(_, v)| v.len() <= OWNERS_CHUNK));
+        assert_eq!(State::from_pairs(&pairs), s);
+    }
+
+    #[test]
     fn state_round_trips_through_pairs() {
         let mut s = State::default();
         s.versions.insert("libc6:amd64".into(), "2.36-9".into());
@@ -895,6 +1022,11 @@ mod tests {
             b"/usr/lib/modules/a.ko".to_vec(),
             ([3; 32], "key 01".into()),
         );
+        s.owners
+            .insert(b"/usr/lib/libx.so.1".to_vec(), "libx1:amd64".into());
+        s.owners
+            .insert(b"/usr/lib/libx.so.1.2".to_vec(), "libx1:amd64".into());
+        s.owners.insert(b"/usr/lib/y".to_vec(), "liby".into());
         assert_eq!(State::from_pairs(&s.to_pairs()), s);
         assert_eq!(
             State::from_pairs(&[(b"m\0/x".to_vec(), vec![1, 2])]),

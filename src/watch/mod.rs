@@ -461,6 +461,17 @@ impl<W: notify::Watcher> Engine<'_, W> {
         if touched.is_empty() || self.stop {
             return;
         }
+        // A rebuilt ld.so.cache is explained by the libraries it lists: when
+        // they change after it was judged (their events came later), judge
+        // it again with them.
+        let cache = crate::formats::ldcache::CACHE.as_bytes();
+        if self.overlay.contains_key(cache)
+            && touched
+                .iter()
+                .any(|p| crate::formats::elf::is_so_name(crate::record::file_name(p)))
+        {
+            touched.insert(cache.to_vec());
+        }
         // The whole tree as it is now, for this judgement only.
         let current = merge(&self.baseline.records, &self.overlay);
         self.judge.refresh(&current);

@@ -79,13 +79,17 @@ fn brief(findings: &[Value]) -> Vec<String> {
 
 /// A finding B − A must hold: kind, path and, where the scenario is about
 /// it, severity.
-type Must<'a> = (&'a str, &'a str, Option<&'a str>);
+pub(crate) type Must<'a> = (&'a str, &'a str, Option<&'a str>);
 
 /// The rule: on a fixture with a baseline, `change` gives a running watch
 /// exactly the findings it adds to `check` (B − A, as a set of keys). B − A
 /// must hold every finding of `must`, so the comparison is never between
 /// two empty sets.
-fn assert_watch_matches_check(t: &TestRoot, change: impl FnOnce(&TestRoot), must: &[Must]) {
+pub(crate) fn assert_watch_matches_check(
+    t: &TestRoot,
+    change: impl FnOnce(&TestRoot),
+    must: &[Must],
+) {
     assert!(!must.is_empty());
     let before = check_keys(t);
     let mut w = Watch::start(t, &["--rescan-interval", "1h"], &[]);

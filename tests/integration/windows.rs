@@ -74,8 +74,19 @@ pub(crate) fn write_hives(t: &TestRoot, system: &Node, software: &Node) {
     t.write("Windows/System32/config/SOFTWARE", software.to_hive());
 }
 
+/// `audit` of the registry and side-loading concerns alone: provenance
+/// (which `audit` judges too) is off, as the DLLs these tests plant are
+/// unsigned on purpose; `provenance.rs` tests their signatures.
 fn audit(t: &TestRoot) -> (i32, Vec<Value>, String) {
-    let o = t.run(&["--format", "json", "audit"]);
+    let cfg = t.dir.path().join("no-provenance.toml");
+    std::fs::write(&cfg, "[provenance]\ndisabled = true\n").unwrap();
+    let o = t.run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--format",
+        "json",
+        "audit",
+    ]);
     (
         o.status.code().unwrap_or(-1),
         json_lines(&o.stdout),
