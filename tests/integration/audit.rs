@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::util::*;
 
 /// `audit --format json`: exit code and findings.
-fn audit_json(t: &TestRoot) -> (i32, Vec<Value>) {
+pub(crate) fn audit_json(t: &TestRoot) -> (i32, Vec<Value>) {
     let o = t.run(&["--format", "json", "audit"]);
     let code = o.status.code().unwrap_or(-1);
     assert!(
@@ -22,21 +22,21 @@ fn audit_json(t: &TestRoot) -> (i32, Vec<Value>) {
 }
 
 /// The findings of `kind` at `path`.
-fn at<'a>(f: &'a [Value], kind: &str, path: &str) -> Vec<&'a Value> {
+pub(crate) fn at<'a>(f: &'a [Value], kind: &str, path: &str) -> Vec<&'a Value> {
     f.iter()
         .filter(|x| x["kind"] == kind && x["path"] == path)
         .collect()
 }
 
 /// The one finding of `kind` at `path` whose detail holds `text`.
-fn one<'a>(f: &'a [Value], kind: &str, path: &str, text: &str) -> &'a Value {
+pub(crate) fn one<'a>(f: &'a [Value], kind: &str, path: &str, text: &str) -> &'a Value {
     at(f, kind, path)
         .into_iter()
         .find(|x| x["detail"].as_str().unwrap_or("").contains(text))
         .unwrap_or_else(|| panic!("no {kind} finding at {path} with {text:?}: {f:#?}"))
 }
 
-fn assert_clean(t: &TestRoot, what: &str) {
+pub(crate) fn assert_clean(t: &TestRoot, what: &str) {
     let (code, f) = audit_json(t);
     assert_eq!((code, f.len()), (0, 0), "{what}: {f:#?}");
 }

@@ -3,40 +3,9 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-
+// The audit module's helpers: one way to run and read an audit.
+use crate::audit::{assert_clean, at, audit_json, one};
 use crate::util::*;
-
-/// `audit --format json`: exit code and findings.
-fn audit_json(t: &TestRoot) -> (i32, Vec<Value>) {
-    let o = t.run(&["--format", "json", "audit"]);
-    let code = o.status.code().unwrap_or(-1);
-    assert!(
-        code < 16,
-        "audit failed: {code} {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (code, json_lines(&o.stdout))
-}
-
-fn at<'a>(f: &'a [Value], kind: &str, path: &str) -> Vec<&'a Value> {
-    f.iter()
-        .filter(|x| x["kind"] == kind && x["path"] == path)
-        .collect()
-}
-
-/// The one finding of `kind` at `path` whose detail holds `text`.
-fn one<'a>(f: &'a [Value], kind: &str, path: &str, text: &str) -> &'a Value {
-    at(f, kind, path)
-        .into_iter()
-        .find(|x| x["detail"].as_str().unwrap_or("").contains(text))
-        .unwrap_or_else(|| panic!("no {kind} finding at {path} with {text:?}: {f:#?}"))
-}
-
-fn assert_clean(t: &TestRoot, what: &str) {
-    let (code, f) = audit_json(t);
-    assert_eq!((code, f.len()), (0, 0), "{what}: {f:#?}");
-}
 
 /// Rewrites `/etc/ld.so.preload` in the loader at `ld` to `to` (same
 /// length, as bdvl patches it), returning the original bytes.
