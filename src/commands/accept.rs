@@ -106,31 +106,16 @@ impl Selection {
 pub fn run(s: &Config, a: &AcceptArgs) -> Result<i32> {
     let sel = Selection::parse(a)?;
     let mut logs = super::open_syslogs(&a.syslog)?;
-    let key = a
-        .sign_with
-        .as_deref()
-        .map(baseline::signing::load_secret)
-        .transpose()?;
-    if a.unsigned && s.baseline.verify_key.is_some() {
-        return Err(Error::Usage(
-            "accept --unsigned: a public key is configured, so every generation must be \
-             signed; give --sign-with KEY instead"
-                .into(),
-        ));
-    }
     // Held from judging to writing, as `update` does.
-    let verify_key = key.as_ref().map(|k| k.verifying_key());
-    let loc = baseline::Location {
-        restart_signing: key.is_some(),
-        ..s.baseline.clone()
-    };
-    let (store, base, mut notes) = baseline::load_held(&loc, verify_key.as_ref())?;
+    let (store, base, key) = super::update::hold(
+        s,
+        a.sign_with.as_deref(),
+        a.unsigned,
+        a.dry_run,
+        "accept --unsigned: a public key is configured, so every generation must be \
+         signed; give --sign-with KEY instead",
+    )?;
     let root = s.plan.root.host().as_os_str().as_bytes();
-    notes.extend(baseline::verify::root(&loc, &base.meta, root)?);
-    if !a.dry_run {
-        super::update::signing_kept(&base.meta, key.is_some(), a.unsigned, &mut notes)?;
-    }
-    messages::notes(&notes);
     let snap = s.plan.snapshot(&base.records, false);
     super::show(&snap);
     let v = pipeline::judge(&s.plan, Reference::Baseline(&base), &snap, Judges::ALL);

@@ -38,35 +38,17 @@ const SHOW_CRITICAL: usize = 5;
 
 pub fn run(s: &Config, o: &Options, paths: &[PathBuf]) -> Result<i32> {
     let (paranoid, unsigned, package_updates) = (o.paranoid, o.unsigned, o.package_updates);
-    let key = o
-        .sign_with
-        .map(baseline::signing::load_secret)
-        .transpose()?;
     let mut logs = super::open_syslogs(o.syslog)?;
-    if unsigned && s.baseline.verify_key.is_some() {
-        return Err(Error::Usage(
-            "update --unsigned: a public key is configured (--verify-with or baseline_pubkey), \
-             so every generation must be signed and an unsigned one would be refused by every \
-             check; give --sign-with KEY instead"
-                .into(),
-        ));
-    }
-    // Hold the store across scan and write: a concurrent update must not
-    // interleave with this one. With a signing key, the current generation
-    // must carry that key's signature, or be an unsigned one libwarden
-    // recorded as such (signing restarts: `verify` decides).
-    let verify_key = key.as_ref().map(|k| k.verifying_key());
-    let loc = baseline::Location {
-        restart_signing: key.is_some(),
-        ..s.baseline.clone()
-    };
-    let (store, base, mut notes) = baseline::load_held(&loc, verify_key.as_ref())?;
+    let (store, base, key) = hold(
+        s,
+        o.sign_with,
+        unsigned,
+        o.dry_run,
+        "update --unsigned: a public key is configured (--verify-with or baseline_pubkey), \
+         so every generation must be signed and an unsigned one would be refused by every \
+         check; give --sign-with KEY instead",
+    )?;
     let root = s.plan.root.host().as_os_str().as_bytes();
-    notes.extend(baseline::verify::root(&loc, &base.meta, root)?);
-    if !o.dry_run {
-        signing_kept(&base.meta, key.is_some(), unsigned, &mut notes)?;
-    }
-    messages::notes(&notes);
     let snap = s.plan.snapshot(&base.records, paranoid);
     super::show(&snap);
 
@@ -211,6 +193,43 @@ fn refuse_critical(critical: &[&crate::finding::Finding]) -> String {
         if critical.len() == 1 { "" } else { "s" },
         named.join(", ")
     )
+}
+
+/// Opens the baseline for a command that writes a generation (`update`,
+/// `accept`): the signing key, the store held from judging to writing (a
+/// concurrent writer must not interleave), the live generation verified
+/// for this root and, unless `dry_run`, signing kept. With a signing key,
+/// the current generation must carry that key's signature, or be an
+/// unsigned one libwarden recorded as such (signing restarts: `verify`
+/// decides). Notes are printed.
+pub(super) fn hold(
+    s: &Config,
+    sign_with: Option<&Path>,
+    unsigned: bool,
+    dry_run: bool,
+    unsigned_refused: &str,
+) -> Result<(
+    baseline::store::Store,
+    baseline::Baseline,
+    Option<ed25519_dalek::SigningKey>,
+)> {
+    let key = sign_with.map(baseline::signing::load_secret).transpose()?;
+    if unsigned && s.baseline.verify_key.is_some() {
+        return Err(Error::Usage(unsigned_refused.into()));
+    }
+    let verify_key = key.as_ref().map(|k| k.verifying_key());
+    let loc = baseline::Location {
+        restart_signing: key.is_some(),
+        ..s.baseline.clone()
+    };
+    let (store, base, mut notes) = baseline::load_held(&loc, verify_key.as_ref())?;
+    let root = s.plan.root.host().as_os_str().as_bytes();
+    notes.extend(baseline::verify::root(&loc, &base.meta, root)?);
+    if !dry_run {
+        signing_kept(&base.meta, key.is_some(), unsigned, &mut notes)?;
+    }
+    messages::notes(&notes);
+    Ok((store, base, key))
 }
 
 /// A signed baseline stays signed unless the operator says otherwise: an
