@@ -1,0 +1,4 @@
+//! (tests added by the work on this area)
+
+#[allow(unused_imports)]
+use crate::util::*;
