@@ -535,53 +535,16 @@ fn check_merges_the_audit_and_says_what_the_baseline_knows() {
     assert_eq!(paths, sorted, "sorted by path");
 }
 
-/// Kills the child when the test ends, however it ends.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_process_running_with_a_deleted_preload_from_dev_shm() {
-    if !std::path::Path::new("/dev/shm").is_dir() {
-        eprintln!("no /dev/shm: skipped");
-        return;
-    }
     let t = TestRoot::new();
-    let so = format!("/dev/shm/lw-audit-{}.so", std::process::id());
-    let src = t.dir.path().join("p.c");
-    std::fs::write(&src, "int lw_preloaded(void){return 7;}\n").unwrap();
-    let ok = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o", &so])
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(ok.success());
     // The live audit hashes the whole host tree, which takes over 30 s on a
-    // loaded 2-core machine: the child must outlive it (Reap kills it).
-    let child = Reap(
-        Command::new("sleep")
-            .arg("600")
-            .env("LD_PRELOAD", &so)
-            .spawn()
-            .unwrap(),
-    );
-    let pid = child.0.id();
-    let maps = format!("/proc/{pid}/maps");
-    let mut loaded = false;
-    for _ in 0..100 {
-        if std::fs::read_to_string(&maps).is_ok_and(|m| m.contains(&so)) {
-            loaded = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    // loaded 2-core machine: the child must outlive it (killed on drop).
+    let Some(child) = Preloaded::start(&t, "audit", 600, false) else {
+        return;
+    };
+    let (so, pid) = (child.so.clone(), child.pid);
     std::fs::remove_file(&so).unwrap();
-    assert!(loaded, "sleep never mapped {so}");
 
     // The processes alone: provenance (which `audit` judges too) would read
     // every packaged library of this host first, for minutes in a debug
@@ -608,12 +571,7 @@ fn a_process_running_with_a_deleted_preload_from_dev_shm() {
     );
     let env = f
         .iter()
-        .find(|x| {
-            x["kind"] == "process"
-                && x["detail"].as_str().is_some_and(|d| {
-                    d.contains(&format!("LD_PRELOAD={so}")) && d.contains(&format!("pid {pid}"))
-                })
-        })
+        .find(|x| child.is_environ_finding(x))
         .unwrap_or_else(|| panic!("no environ finding: {f:#?}"));
     assert_eq!(env["severity"], "high");
     drop(child);

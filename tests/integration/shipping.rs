@@ -232,36 +232,12 @@ fn ecs_documents_pass_the_committed_ecs_field_list() {
 
 #[test]
 fn ecs_process_findings_carry_the_pid() {
-    if !Path::new("/dev/shm").is_dir() {
-        eprintln!("SKIPPED: no /dev/shm for the preloaded object");
-        return;
-    }
     let r = ecs_reference();
     let t = TestRoot::new();
-    let so = format!("/dev/shm/lw-ecs-{}.so", std::process::id());
-    let src = t.dir.path().join("p.c");
-    std::fs::write(&src, "int lw_ecs(void){return 7;}\n").unwrap();
-    assert!(Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o", &so])
-        .arg(&src)
-        .status()
-        .unwrap()
-        .success());
-    let mut child = Command::new("sleep")
-        .arg("30")
-        .env("LD_PRELOAD", &so)
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let maps = format!("/proc/{pid}/maps");
-    let deadline = std::time::Instant::now() + WAIT;
-    while !std::fs::read_to_string(&maps).is_ok_and(|m| m.contains(&so)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "sleep never mapped {so}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let Some(child) = Preloaded::start(&t, "ecs", 600, false) else {
+        return;
+    };
+    let pid = child.pid;
     // The processes alone: hashing and judging the provenance of the whole
     // host would take minutes in a debug build.
     let cfg = t.dir.path().join("processes-only.toml");
@@ -279,9 +255,7 @@ fn ecs_process_findings_carry_the_pid() {
         .env_remove("LD_PRELOAD")
         .output()
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_file(&so);
+    drop(child);
     let docs = json_lines(&o.stdout);
     for d in &docs {
         check_ecs_document(&r, d);
@@ -544,50 +518,12 @@ fn the_check_units_capabilities_let_the_process_audit_read_every_process() {
         return;
     }
     let t = TestRoot::new();
-    let so = format!("/dev/shm/lw-unit-{}.so", std::process::id());
-    let src = t.dir.path().join("p.c");
-    std::fs::write(&src, "int lw_unit(void){return 7;}\n").unwrap();
-    assert!(Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o", &so])
-        .arg(&src)
-        .status()
-        .unwrap()
-        .success());
-    std::fs::set_permissions(&so, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     // A process of another user (nobody) with a preloaded object: what a
     // root run finds and the old unit missed.
-    let mut child = Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "--",
-            "sleep",
-            "60",
-        ])
-        .env("LD_PRELOAD", &so)
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let maps = format!("/proc/{pid}/maps");
-    let deadline = std::time::Instant::now() + WAIT;
-    while !std::fs::read_to_string(&maps).is_ok_and(|m| m.contains(&so)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "sleep never mapped {so}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let found = |f: &[Value]| {
-        f.iter().any(|x| {
-            x["kind"] == "process"
-                && x["detail"].as_str().is_some_and(|d| {
-                    d.contains(&format!("LD_PRELOAD={so}")) && d.contains(&format!("pid {pid} "))
-                })
-        })
+    let Some(child) = Preloaded::start(&t, "unit", 600, true) else {
+        return;
     };
+    let found = |f: &[Value]| f.iter().any(|x| child.is_environ_finding(x));
 
     let set = unit_bounding_set("libwarden-check.service");
     let (f, err) = audit_with_bounding_set(Some(&set), &t);
@@ -596,9 +532,6 @@ fn the_check_units_capabilities_let_the_process_audit_read_every_process() {
     // The set before CAP_SYS_PTRACE was added: the process is not read.
     let old = set.replace(",+sys_ptrace", "");
     let (old_f, old_err) = audit_with_bounding_set(Some(&old), &t);
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_file(&so);
 
     assert!(set.contains("+sys_ptrace"), "{set}");
     // Every process a root run reads (a container's init may be beyond

@@ -478,3 +478,85 @@ pub fn mkfifo(p: &Path, mode: libc::mode_t) {
     // SAFETY: c is a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), mode) }, 0);
 }
+
+/// A `sleep` running with a shared object of its own preloaded
+/// (`LD_PRELOAD`) from `/dev/shm` (a writable dir, as an attacker would
+/// use), for the process audit. Killed, and the object removed, on drop.
+pub struct Preloaded {
+    child: Child,
+    /// The preloaded object's path.
+    pub so: String,
+    pub pid: u32,
+}
+
+impl Preloaded {
+    /// Builds `/dev/shm/lw-TAG-PID.so` and starts `sleep SECS` with it
+    /// preloaded (as `nobody` when `as_nobody`), returning once the object
+    /// is mapped. `None` (with a SKIPPED line) when there is no /dev/shm.
+    pub fn start(t: &TestRoot, tag: &str, secs: u32, as_nobody: bool) -> Option<Preloaded> {
+        if !Path::new("/dev/shm").is_dir() {
+            eprintln!("SKIPPED: no /dev/shm for the preloaded object");
+            return None;
+        }
+        let so = format!("/dev/shm/lw-{tag}-{}.so", std::process::id());
+        let src = t.dir.path().join(format!("preload-{tag}.c"));
+        std::fs::write(&src, "int lw_preloaded(void){return 7;}\n").unwrap();
+        assert!(Command::new("gcc")
+            .args(["-shared", "-fPIC", "-o", &so])
+            .arg(&src)
+            .status()
+            .unwrap()
+            .success());
+        std::fs::set_permissions(&so, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        let mut cmd = if as_nobody {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                "--",
+                "sleep",
+            ]);
+            c
+        } else {
+            Command::new("sleep")
+        };
+        let child = cmd
+            .arg(secs.to_string())
+            .env("LD_PRELOAD", &so)
+            .spawn()
+            .unwrap();
+        let p = Preloaded {
+            pid: child.id(),
+            child,
+            so,
+        };
+        let maps = format!("/proc/{}/maps", p.pid);
+        let deadline = Instant::now() + WAIT;
+        while !std::fs::read_to_string(&maps).is_ok_and(|m| m.contains(&p.so)) {
+            assert!(Instant::now() < deadline, "sleep never mapped {}", p.so);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(p)
+    }
+
+    /// Whether a finding is the process audit's report of this process's
+    /// `LD_PRELOAD`.
+    pub fn is_environ_finding(&self, f: &Value) -> bool {
+        f["kind"] == "process"
+            && f["detail"].as_str().is_some_and(|d| {
+                d.contains(&format!("LD_PRELOAD={}", self.so))
+                    && d.contains(&format!("pid {} ", self.pid))
+            })
+    }
+}
+
+impl Drop for Preloaded {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.so);
+    }
+}
