@@ -763,6 +763,7 @@ fn the_debian_package_installs_verifies_and_removes_cleanly() {
         "/lib/systemd/system/libwarden-check.service",
         "/lib/systemd/system/libwarden-check.timer",
         "/lib/systemd/system/libwarden-notify@.service",
+        "/lib/systemd/system/libwarden-guard.service",
         "/usr/lib/libwarden/notify",
         "/etc/libwarden/config.toml",
         "/etc/default/libwarden",
@@ -828,6 +829,7 @@ fn the_debian_package_installs_verifies_and_removes_cleanly() {
         "libwarden-check.service",
         "libwarden-check.timer",
         "libwarden-notify@.service",
+        "libwarden-guard.service",
     ];
     let mut verify = Command::new("systemd-analyze");
     verify
@@ -1024,12 +1026,14 @@ fn on_findings_the_notify_unit_logs_a_warning_and_mails_root_the_checks_output()
     assert!(warning.contains("-p warning"), "{warning}");
     assert!(
         warning.contains("libwarden-check.service on ")
-            && warning.contains(&format!("reported findings (exit {code}")),
+            && warning.contains(&format!(
+                "reported findings (exit {code}: added, removed, changed"
+            )),
         "{warning}"
     );
     let m = std::fs::read_to_string(&mail).unwrap();
     assert!(
-        m.contains("args: -t -oi") && m.contains("\nTo: root\n"),
+        m.contains("args: -t -oi -odi") && m.contains("\nTo: root\n"),
         "{m}"
     );
     assert!(
