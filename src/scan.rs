@@ -220,28 +220,26 @@ pub fn scan(root: &Root, sp: &SearchPaths, opts: &ScanOptions, prior: &[Record])
             let tx = tx.clone();
             s.spawn(move || walk(root, &dirs, depth, opts, prior, tx));
         }
-        let mut part = Part::default();
-        let mut insp = Inspector::new(root);
-        insp.sha256 = opts.sha256;
-        for f in sp.loose_files() {
-            let logical = f.path.as_os_str().as_encoded_bytes().to_vec();
-            let p = prior.get(&logical);
-            let mut cost = Cost::default();
-            let out = insp.inspect(logical.clone(), None, p, &mut cost);
-            // A tracked loader file may well not exist (no preload list is the
-            // normal case); its appearance is what gets reported.
-            match out {
-                Outcome::Vanished => {}
-                Outcome::Unreachable => part.warnings.push(swapped(root, &logical)),
-                out => part.take(logical, out, cost),
-            }
+    });
+    let mut part = Part::default();
+    let mut insp = Inspector::new(root);
+    insp.sha256 = opts.sha256;
+    for f in sp.loose_files() {
+        let logical = f.path.as_os_str().as_encoded_bytes().to_vec();
+        let p = prior.get(&logical);
+        let mut cost = Cost::default();
+        let out = insp.inspect(logical.clone(), None, p, &mut cost);
+        // A tracked loader file may well not exist (no preload list is the
+        // normal case); its appearance is what gets reported.
+        match out {
+            Outcome::Vanished => {}
+            Outcome::Unreachable => part.warnings.push(swapped(root, &logical)),
+            out => part.take(logical, out, cost),
         }
-        drop(tx);
-        // Merged while the walkers still run: with the baseline's count
-        // as the size, each batch is freed as it arrives, and the records
-        // are never held twice.
-        finish(std::iter::once(part).chain(rx), prior.len(), start)
-    })
+    }
+    drop(tx);
+
+    finish(std::iter::once(part).chain(rx).collect(), start)
 }
 
 /// Scans the trees below `dirs` (host paths) on their own: no search paths,
@@ -262,27 +260,15 @@ pub fn scan_trees(dirs: &[&Path], opts: &ScanOptions) -> ScanResult {
     if !dirs.is_empty() {
         walk(&root, &dirs, None, opts, &prior, tx);
     }
-    finish(rx, 0, start)
+    finish(rx.into_iter().collect(), start)
 }
 
-/// Merges the threads' batches into one sorted result. `expect` is how
-/// many records there were last time (0: no idea).
-fn finish(parts: impl IntoIterator<Item = Part>, expect: usize, start: Instant) -> ScanResult {
-    // Growing by doubling would briefly hold twice the records (peak
-    // memory is a stated limit). With an expected count, the batches are
-    // taken as they come, into room for that many and a margin for new
-    // files; without one, they are all kept first and the result sized
-    // exactly.
-    let (parts, capacity): (Box<dyn Iterator<Item = Part>>, usize) = if expect > 0 {
-        let margin = expect / 8 + PART_RECORDS;
-        (Box::new(parts.into_iter()), expect + margin)
-    } else {
-        let all: Vec<Part> = parts.into_iter().collect();
-        let n = all.iter().map(|p| p.records.len()).sum();
-        (Box::new(all.into_iter()), n)
-    };
+/// Merges the threads' batches into one sorted result.
+fn finish(parts: Vec<Part>, start: Instant) -> ScanResult {
+    // Sized exactly before merging: growing by doubling would briefly hold
+    // twice the records (peak memory is a stated limit).
     let mut result = ScanResult {
-        records: Vec::with_capacity(capacity),
+        records: Vec::with_capacity(parts.iter().map(|p| p.records.len()).sum()),
         ..ScanResult::default()
     };
     for p in parts {
@@ -336,15 +322,6 @@ impl<'a> Prior<'a> {
             index.insert(r.path.as_slice(), i as u32);
         }
         Prior { index, records }
-    }
-
-    /// How many records the baseline holds.
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
     }
 
     pub fn get(&self, path: &[u8]) -> Option<&'a Record> {
