@@ -234,6 +234,9 @@ pub struct Verdict {
     pub provenance: Option<provenance::Outcome>,
     /// The provenance state the reference baseline recorded.
     pub prior: provenance::State,
+    /// The package index judged with, as the next generation keeps it
+    /// (`provenance::cache`), when provenance ran with one that can.
+    pub package_cache: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The judges with what they need loaded: the provenance evidence (dpkg
@@ -260,9 +263,29 @@ impl<'a> Judge<'a> {
     /// Loads the evidence for judging `records` with `judges`. With
     /// `long_lived`, nothing is cut to the names of today's records.
     pub fn new(plan: &'a Plan, records: &[Record], judges: Judges, long_lived: bool) -> Judge<'a> {
+        Judge::new_cached(plan, records, judges, long_lived, &[])
+    }
+
+    /// [`Judge::new`] with a generation's extra pairs, whose package index
+    /// stands in for reading the databases when they did not change
+    /// (`provenance::cache`).
+    pub fn new_cached(
+        plan: &'a Plan,
+        records: &[Record],
+        judges: Judges,
+        long_lived: bool,
+        extra: &[(Vec<u8>, Vec<u8>)],
+    ) -> Judge<'a> {
         let mut j = Judge::unloaded(plan);
         if judges.provenance && !plan.provenance.disabled {
-            let (w, n) = load_world(plan, records, !long_lived);
+            let (w, n) = provenance::World::load_cached(
+                &plan.root,
+                &plan.provenance,
+                &plan.policy,
+                records,
+                !long_lived,
+                extra,
+            );
             j.world = Some(w);
             j.notes = n;
         }
@@ -453,6 +476,7 @@ impl<'a> Judge<'a> {
             }
             v.findings.append(&mut out.findings);
             v.provenance = Some(out);
+            v.package_cache = self.world.as_ref().and_then(provenance::World::cache_pair);
         }
         if judges.audit {
             let baseline = match reference {
@@ -586,7 +610,11 @@ fn load_world(plan: &Plan, records: &[Record], names_only: bool) -> (provenance:
 
 /// Judges a whole snapshot once.
 pub fn judge(plan: &Plan, reference: Reference, snap: &Snapshot, judges: Judges) -> Verdict {
-    let mut j = Judge::new(plan, &snap.scan.records, judges, false);
+    let extra = match reference {
+        Reference::Baseline(b) => &b.extra[..],
+        _ => &[],
+    };
+    let mut j = Judge::new_cached(plan, &snap.scan.records, judges, false, extra);
     j.run(
         reference,
         (&snap.sp, snap.registry.as_ref(), &snap.scan.records),

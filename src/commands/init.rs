@@ -22,7 +22,7 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
     super::show(&snap);
     let v = pipeline::judge(&s.plan, Reference::Nothing, &snap, Judges::STANDING);
     messages::notes(&v.notes);
-    let extra = v
+    let mut extra = v
         .provenance
         .map(|o| {
             let mut state = o.state;
@@ -30,6 +30,10 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
             state.to_pairs()
         })
         .unwrap_or_default();
+    // The package index for the checks after it (unchanged databases are
+    // not read again).
+    extra.extend(v.package_cache);
+    extra.sort();
     let meta = baseline::commit(
         &s.baseline,
         store,

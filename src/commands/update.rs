@@ -159,7 +159,10 @@ pub fn run(s: &Config, o: &Options, paths: &[PathBuf]) -> Result<i32> {
         (next, extra)
     };
 
-    // What the operator acknowledged stays acknowledged.
+    // What the operator acknowledged stays acknowledged; the package index
+    // judged with is kept for the next check.
+    let mut extra = extra;
+    extra.extend(v.package_cache.clone());
     let extra = Acks::from_pairs(&base.extra).merge_into(&extra);
     let meta = baseline::commit(&s.baseline, store, &next, &extra, root, key.as_ref())?;
     let mut context = serde_json::Map::new();

@@ -229,6 +229,17 @@ pub struct Owner {
     pub mode: Option<u32>,
 }
 
+/// The version byte of [`PackageDb::encode`]'s output.
+const CACHE_VERSION: u8 = 1;
+
+/// A length-prefixed (u16) byte string; longer ones are cut (no name,
+/// version or path of a package database comes near).
+fn put(out: &mut Vec<u8>, b: &[u8]) {
+    let b = &b[..b.len().min(usize::from(u16::MAX))];
+    out.extend_from_slice(&(b.len() as u16).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
 /// The loaded index, keyed by canonical path.
 #[derive(Debug, Default)]
 pub struct PackageDb {
@@ -281,6 +292,12 @@ impl PackageDb {
     /// out.
     pub fn knows_name(&self, name: &[u8]) -> bool {
         self.lists && self.names.as_ref().is_none_or(|n| n.contains(name))
+    }
+
+    /// Whether claims on files named `name` were kept (the index was not
+    /// cut to names leaving it out).
+    pub fn keeps_name(&self, name: &[u8]) -> bool {
+        self.names.as_ref().is_none_or(|n| n.contains(name))
     }
 
     /// Records that package `pkg` lists `key` without a digest (a symlink,
@@ -350,6 +367,124 @@ impl PackageDb {
                 self.add(k.clone(), o);
             }
         }
+    }
+
+    /// The index as a generation stores it (see `provenance::cache`):
+    /// packages, the names it was cut to, and the claims on the paths it
+    /// kept. `None` for an index that cannot stand in for a database read
+    /// (one of every name, or one with lists: those are not cached).
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        let names = self.names.as_ref().filter(|_| !self.lists)?;
+        let mut out = vec![CACHE_VERSION];
+        out.extend_from_slice(&(self.packages.len() as u32).to_le_bytes());
+        for p in &self.packages {
+            out.push(p.manager as u8);
+            put(&mut out, p.name.as_bytes());
+            put(&mut out, p.version.as_bytes());
+        }
+        let mut sorted: Vec<&Vec<u8>> = names.iter().collect();
+        sorted.sort();
+        out.extend_from_slice(&(sorted.len() as u32).to_le_bytes());
+        for n in sorted {
+            put(&mut out, n);
+        }
+        let mut files: Vec<(&Vec<u8>, &Vec<Owner>)> = self.files.iter().collect();
+        files.sort_by(|a, b| a.0.cmp(b.0));
+        out.extend_from_slice(&(files.len() as u32).to_le_bytes());
+        for (path, owners) in files {
+            put(&mut out, path);
+            out.extend_from_slice(&(owners.len().min(u16::MAX as usize) as u16).to_le_bytes());
+            for o in owners.iter().take(u16::MAX as usize) {
+                out.extend_from_slice(&o.pkg.to_le_bytes());
+                let flags = u8::from(o.config)
+                    | u8::from(o.mode.is_some()) << 1
+                    | u8::from(o.digest.is_some()) << 2;
+                out.push(flags);
+                if let Some(m) = o.mode {
+                    out.extend_from_slice(&m.to_le_bytes());
+                }
+                if let Some(d) = &o.digest {
+                    put(&mut out, &d.encode());
+                }
+            }
+        }
+        out.extend_from_slice(&(self.listed as u64).to_le_bytes());
+        Some(out)
+    }
+
+    /// Reads what [`PackageDb::encode`] wrote; `None` on anything
+    /// malformed (the caller then reads the databases).
+    pub fn decode(b: &[u8]) -> Option<PackageDb> {
+        let mut r = crate::facts::Cursor(b);
+        if r.u8()? != CACHE_VERSION {
+            return None;
+        }
+        // Counts are bounded by the bytes left: each item takes at least
+        // a few, so nothing is allocated past what the input holds.
+        let room = |r: &crate::facts::Cursor, n: u32, least: usize| -> Option<usize> {
+            let n = n as usize;
+            (n.checked_mul(least)? <= r.0.len()).then_some(n)
+        };
+        let mut db = PackageDb::default();
+        let n = r.u32()?;
+        let n = room(&r, n, 5)?;
+        db.packages.reserve_exact(n);
+        for _ in 0..n {
+            let manager = match r.u8()? {
+                0 => Manager::Dpkg,
+                1 => Manager::Rpm,
+                2 => Manager::Apk,
+                _ => return None,
+            };
+            let name = String::from_utf8(r.bytes(usize::from(u16::MAX))?).ok()?;
+            let version = String::from_utf8(r.bytes(usize::from(u16::MAX))?).ok()?;
+            db.packages.push(Package {
+                name,
+                version,
+                manager,
+            });
+        }
+        let n = r.u32()?;
+        let n = room(&r, n, 2)?;
+        let mut names = HashSet::with_capacity(n);
+        for _ in 0..n {
+            names.insert(r.bytes(usize::from(u16::MAX))?);
+        }
+        db.names = Some(names);
+        let n = r.u32()?;
+        let n = room(&r, n, 4)?;
+        db.files.reserve(n);
+        for _ in 0..n {
+            let path = r.bytes(usize::from(u16::MAX))?;
+            let k = r.u16()?;
+            let k = room(&r, u32::from(k), 5)?;
+            let mut owners = Vec::with_capacity(k);
+            for _ in 0..k {
+                let pkg = r.u32()?;
+                if pkg as usize >= db.packages.len() {
+                    return None;
+                }
+                let flags = r.u8()?;
+                if flags & !0b111 != 0 {
+                    return None;
+                }
+                let mode = if flags & 2 != 0 { Some(r.u32()?) } else { None };
+                let digest = if flags & 4 != 0 {
+                    Some(FileDigest::decode(&r.bytes(usize::from(u8::MAX))?)?)
+                } else {
+                    None
+                };
+                owners.push(Owner {
+                    pkg,
+                    digest,
+                    config: flags & 1 != 0,
+                    mode,
+                });
+            }
+            db.files.insert(path, owners);
+        }
+        db.listed = usize::try_from(r.u64()?).ok()?;
+        r.is_empty().then_some(db)
     }
 
     /// The package managers that fed this index.

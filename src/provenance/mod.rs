@@ -16,6 +16,7 @@
 
 pub mod apk;
 pub mod authenticode;
+pub mod cache;
 pub mod dpkg;
 pub mod index;
 pub mod ldcache;
@@ -796,6 +797,20 @@ impl World {
         records: &[Record],
         names_only: bool,
     ) -> (World, Vec<Note>) {
+        Self::load_cached(root, cfg, policy, records, names_only, &[])
+    }
+
+    /// [`World::load`], taking the package index from a generation's
+    /// `extra` pairs when the databases did not change since it was stored
+    /// ([`cache`]).
+    pub fn load_cached(
+        root: &Root,
+        cfg: &ProvenanceConfig,
+        policy: &Policy,
+        records: &[Record],
+        names_only: bool,
+        extra: &[(Vec<u8>, Vec<u8>)],
+    ) -> (World, Vec<Note>) {
         let mut notes = Vec::new();
         let admin = admin_dir(cfg);
         // A Windows image (or a tree whose rules never ask for packages)
@@ -815,7 +830,17 @@ impl World {
                     .map(|r| file_name(&r.path).to_vec())
                     .collect()
             });
-            load_packages(root, &admin, names.as_ref(), &mut notes)
+            let t = std::time::Instant::now();
+            match names
+                .as_ref()
+                .and_then(|n| cache::lookup(extra, &dpkg_stamp, n))
+            {
+                Some(db) => {
+                    notes.extend(cache::notes(&db, t.elapsed()));
+                    Some(db)
+                }
+                None => load_packages(root, &admin, names.as_ref(), &mut notes),
+            }
         } else {
             None
         };
@@ -834,6 +859,12 @@ impl World {
             },
             notes,
         )
+    }
+
+    /// The extra pair that keeps this world's package index for the next
+    /// run ([`cache`]), when it can stand in for a read.
+    pub fn cache_pair(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        cache::pair(self.dpkg.as_ref()?, &self.dpkg_stamp)
     }
 
     /// Whether a package database changed since this world was loaded.
