@@ -211,7 +211,8 @@ warm_round() {
     run "$WALK_X" warm "$WORK/walk-extra.sh"
     run "$CHECK_X" warm "$BIN" -q "${EXTRA_CFG[@]}" --db "$WORK/db-changed" check
     run "$BENCH" warm "$BIN" -q --threads "$CORES" bench "$BENCH_TREE"
-    cp "$WORK/stdout" "$WORK/bench.out"
+    # Its md5: line may come on either stream.
+    cat "$WORK/stdout" "$WORK/err" >"$WORK/bench.out"
     if [ "$HAVE_AIDE" = 1 ]; then
         fresh; run "$AIDE_W" warm aide --init -c "$WORK/aide.conf" --workers="$CORES"
         if [ "$EXTRA" = 1 ]; then
