@@ -35,6 +35,9 @@ pub struct Pass {
     pub store: Duration,
     /// Regular files by [`scan::SizeClass`].
     pub classes: [ClassStats; 3],
+    /// The process's peak resident set during the pass, in bytes (see
+    /// [`peak_rss`]); `None` where the platform does not say.
+    pub peak_rss: Option<u64>,
 }
 
 impl Pass {
@@ -53,6 +56,7 @@ pub fn measure(dir: &Path, threads: usize, io_threads: usize) -> Pass {
     let mut opts = ScanOptions::with_threads(threads);
     opts.io_threads = io_threads.max(threads);
     opts.timing = true;
+    peak_rss::reset();
     let start = Instant::now();
     let res = scan::scan_trees(&[dir], &opts);
     let t = Instant::now();
@@ -68,6 +72,8 @@ pub fn measure(dir: &Path, threads: usize, io_threads: usize) -> Pass {
     std::hint::black_box((encoded, count, digest));
     let store = t.elapsed();
     let wall = start.elapsed();
+    // Read while the records are still alive: they are the pass's peak.
+    let peak_rss = peak_rss::read();
     let st = &res.stats;
     Pass {
         threads,
@@ -82,6 +88,83 @@ pub fn measure(dir: &Path, threads: usize, io_threads: usize) -> Pass {
         hash: st.hash(),
         store,
         classes: st.classes,
+        peak_rss,
+    }
+}
+
+/// How much more a pass costs per 10,000 extra entries: the slope between
+/// a pass over a smaller tree of the same shape and one over the larger.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Growth {
+    /// Entries of the smaller and the larger tree.
+    pub entries: (u64, u64),
+    /// Wall seconds of the two passes.
+    pub wall: (f64, f64),
+    /// Peak RSS bytes of the two passes, when known.
+    pub peak_rss: Option<(u64, u64)>,
+}
+
+impl Growth {
+    /// `None` when the larger tree is not larger.
+    pub fn between(small: &Pass, large: &Pass) -> Option<Growth> {
+        (large.entries > small.entries).then(|| Growth {
+            entries: (small.entries, large.entries),
+            wall: (small.wall.as_secs_f64(), large.wall.as_secs_f64()),
+            peak_rss: small.peak_rss.zip(large.peak_rss),
+        })
+    }
+
+    fn per_10k(&self, small: f64, large: f64) -> f64 {
+        let extra = (self.entries.1 - self.entries.0) as f64;
+        (large - small) / extra * 10_000.0
+    }
+
+    /// Extra wall seconds per 10,000 extra entries.
+    pub fn wall_per_10k(&self) -> f64 {
+        self.per_10k(self.wall.0, self.wall.1)
+    }
+
+    /// Extra peak RSS bytes per 10,000 extra entries (negative when noise
+    /// or memory kept from the earlier pass outweighs the growth).
+    pub fn rss_per_10k(&self) -> Option<f64> {
+        self.peak_rss.map(|(s, l)| self.per_10k(s as f64, l as f64))
+    }
+}
+
+/// The process's peak resident set, per pass. Linux keeps a high-water
+/// mark (`VmHWM`) that writing 5 to `/proc/self/clear_refs` resets to the
+/// current RSS, so each pass reports its own peak rather than the run's.
+/// What the allocator kept from an earlier pass counts in the next one's
+/// peak; passes over larger trees come later, so they mostly reuse it.
+pub mod peak_rss {
+    /// Starts a new high-water mark at the current RSS.
+    pub fn reset() {
+        #[cfg(target_os = "linux")]
+        {
+            // Without it (an old kernel, a locked-down /proc) the figure is
+            // the process's peak so far: still an upper bound.
+            let _ = std::fs::write("/proc/self/clear_refs", "5");
+        }
+    }
+
+    /// The peak RSS in bytes since the last [`reset`].
+    pub fn read() -> Option<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            let status = std::fs::read_to_string("/proc/self/status").ok()?;
+            parse_vm_hwm(&status)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            None
+        }
+    }
+
+    /// `VmHWM:     1234 kB` from a `/proc/<pid>/status` text, in bytes.
+    pub fn parse_vm_hwm(status: &str) -> Option<u64> {
+        let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+        let kb = line.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()?;
+        kb.checked_mul(1024)
     }
 }
 
@@ -242,6 +325,14 @@ pub fn generate(dir: &Path, scale: f64) -> io::Result<Generated> {
     Ok(g)
 }
 
+/// Where `--generate DIR` keeps its half-scale companion for the growth
+/// figure: beside DIR (inside, it would be part of the measured tree).
+pub fn half_dir(dir: &Path) -> Option<std::path::PathBuf> {
+    let mut name = dir.file_name()?.to_os_string();
+    name.push(".half");
+    Some(dir.with_file_name(name))
+}
+
 /// 8 MiB of xorshift bytes: incompressible content to slice files from.
 fn pool() -> Vec<u8> {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -258,6 +349,80 @@ fn pool() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vm_hwm_is_parsed_and_bad_text_refused() {
+        let st = "Name:\tx\nVmPeak:\t  9 kB\nVmHWM:\t   13564 kB\nVmRSS:\t 1 kB\n";
+        assert_eq!(peak_rss::parse_vm_hwm(st), Some(13564 * 1024));
+        for bad in [
+            "",
+            "VmHWM:\n",
+            "VmHWM: x kB\n",
+            "VmHWM: 12\n",
+            "VmHWM: 99999999999999999999 kB",
+        ] {
+            assert_eq!(peak_rss::parse_vm_hwm(bad), None, "{bad:?}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn peak_rss_of_a_pass_sees_its_allocation() {
+        peak_rss::reset();
+        let before = peak_rss::read().expect("VmHWM on Linux");
+        let v = vec![1u8; 64 << 20];
+        // Touch every page so it is resident.
+        let sum: u64 = v.iter().step_by(4096).map(|&b| b as u64).sum();
+        std::hint::black_box(sum);
+        let after = peak_rss::read().unwrap();
+        assert!(after >= before + (60 << 20), "{before} -> {after}");
+        drop(v);
+    }
+
+    #[test]
+    fn growth_is_the_slope_per_10k_entries() {
+        let pass = |entries, wall_ms, rss| Pass {
+            threads: 1,
+            io_threads: 1,
+            entries,
+            files: 0,
+            bytes: 0,
+            warnings: 0,
+            wall: Duration::from_millis(wall_ms),
+            walk: Duration::ZERO,
+            open_stat: Duration::ZERO,
+            hash: Duration::ZERO,
+            store: Duration::ZERO,
+            classes: Default::default(),
+            peak_rss: rss,
+        };
+        let g = Growth::between(
+            &pass(10_000, 500, Some(30 << 20)),
+            &pass(30_000, 1500, Some(40 << 20)),
+        )
+        .unwrap();
+        assert!((g.wall_per_10k() - 0.5).abs() < 1e-9);
+        assert_eq!(g.rss_per_10k(), Some((5 << 20) as f64));
+        let g = Growth::between(&pass(1, 1, None), &pass(2, 1, Some(1))).unwrap();
+        assert_eq!(g.rss_per_10k(), None);
+        assert!(Growth::between(&pass(5, 1, None), &pass(5, 2, None)).is_none());
+    }
+
+    #[test]
+    fn half_tree_sits_beside_the_tree() {
+        use std::path::PathBuf;
+        assert_eq!(
+            half_dir(Path::new("/tmp/t")),
+            Some(PathBuf::from("/tmp/t.half"))
+        );
+        assert_eq!(
+            half_dir(Path::new("/tmp/t/")),
+            Some(PathBuf::from("/tmp/t.half"))
+        );
+        assert_eq!(half_dir(Path::new("t")), Some(PathBuf::from("t.half")));
+        assert_eq!(half_dir(Path::new("/")), None);
+        assert_eq!(half_dir(Path::new("..")), None);
+    }
 
     #[test]
     fn size_classes_of_the_shape_hold() {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::bench::{self, Pass};
+use crate::bench::{self, Growth, Pass};
 use crate::cli::{BenchArgs, Global};
 
 use crate::config::Config;
@@ -26,17 +26,14 @@ pub fn run(s: &Config, a: &BenchArgs, g: &Global) -> Result<i32> {
     if !(a.scale > 0.0 && a.scale <= 100.0) {
         return Err(Error::Usage("bench --scale: above 0, at most 100".into()));
     }
+    let mut half = None;
     if let Some(dir) = &a.generate {
-        let gen = bench::generate(dir, a.scale).map_err(|e| Error::io("generate", dir, e))?;
-        messages::status(&format!(
-            "libwarden bench: {} {}: {} files ({}), {} directories, {} symlink",
-            if gen.written { "generated" } else { "reusing" },
-            escape::for_terminal(bytes(dir)),
-            gen.files,
-            output::human_bytes(gen.bytes),
-            gen.dirs,
-            gen.symlinks
-        ));
+        generate(dir, a.scale)?;
+        // The growth figure's smaller tree: same shape, half the scale.
+        let h = bench::half_dir(dir)
+            .ok_or_else(|| Error::Usage("bench --generate: DIR needs a name".into()))?;
+        generate(&h, a.scale / 2.0)?;
+        half = Some(h);
     }
     let path: PathBuf = a
         .path
@@ -51,15 +48,19 @@ pub fn run(s: &Config, a: &BenchArgs, g: &Global) -> Result<i32> {
         Some(n) => vec![n.min(1024)],
         None => (1..=cores).collect(),
     };
+    let io_for = |t: usize| s.io_set.map_or(t, |n| n.max(t));
+    // The smaller tree first, in a process that has not yet grown, so that
+    // memory kept from a larger pass does not inflate its peak.
+    let half_pass = half.as_ref().and_then(|h| {
+        let t = *counts.last()?;
+        Some(median_pass(h, t, io_for(t), a.runs))
+    });
     let mut passes = Vec::new();
     for &t in &counts {
         // One file in flight per thread unless asked otherwise, so that the
         // sweep shows how hashing scales with cores; `--io-threads` (or the
         // config key) adds files in flight, as for a cold disk.
-        let io = s.io_set.map_or(t, |n| n.max(t));
-        let mut runs: Vec<Pass> = (0..a.runs).map(|_| bench::measure(&path, t, io)).collect();
-        runs.sort_by_key(|p| p.wall);
-        let median = runs.swap_remove(runs.len() / 2);
+        let median = median_pass(&path, t, io_for(t), a.runs);
         messages::status(&format!(
             "libwarden bench: {} thread{}: {:.3} s",
             t,
@@ -68,10 +69,14 @@ pub fn run(s: &Config, a: &BenchArgs, g: &Global) -> Result<i32> {
         ));
         passes.push(median);
     }
+    let growth = half_pass
+        .as_ref()
+        .zip(passes.last())
+        .and_then(|(h, p)| Growth::between(h, p));
     let mut out = std::io::stdout().lock();
     let r = match s.format {
-        Format::Json | Format::Ecs => write_json(&mut out, &path, cores, a.runs, &passes),
-        Format::Human => write_human(&mut out, &path, cores, a.runs, &passes),
+        Format::Json | Format::Ecs => write_json(&mut out, &path, cores, a.runs, &passes, growth),
+        Format::Human => write_human(&mut out, &path, cores, a.runs, &passes, growth),
     };
     match r {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
@@ -79,6 +84,30 @@ pub fn run(s: &Config, a: &BenchArgs, g: &Global) -> Result<i32> {
         }
         _ => Ok(0),
     }
+}
+
+/// Builds (or reuses) a `--generate` tree and says which.
+fn generate(dir: &Path, scale: f64) -> Result<()> {
+    let gen = bench::generate(dir, scale).map_err(|e| Error::io("generate", dir, e))?;
+    messages::status(&format!(
+        "libwarden bench: {} {}: {} files ({}), {} directories, {} symlink",
+        if gen.written { "generated" } else { "reusing" },
+        escape::for_terminal(bytes(dir)),
+        gen.files,
+        output::human_bytes(gen.bytes),
+        gen.dirs,
+        gen.symlinks
+    ));
+    Ok(())
+}
+
+/// The median (by wall time) of `runs` passes.
+fn median_pass(path: &Path, threads: usize, io: usize, runs: usize) -> Pass {
+    let mut all: Vec<Pass> = (0..runs)
+        .map(|_| bench::measure(path, threads, io))
+        .collect();
+    all.sort_by_key(|p| p.wall);
+    all.swap_remove(all.len() / 2)
 }
 
 fn bytes(p: &Path) -> &[u8] {
@@ -97,8 +126,9 @@ fn write_json(
     cores: usize,
     runs: usize,
     passes: &[Pass],
+    growth: Option<Growth>,
 ) -> std::io::Result<()> {
-    for p in passes {
+    for (i, p) in passes.iter().enumerate() {
         let classes: Vec<_> = SizeClass::ALL
             .iter()
             .map(|&c| {
@@ -112,7 +142,7 @@ fn write_json(
                 })
             })
             .collect();
-        let v = json!({
+        let mut v = json!({
             "path": escape::for_json(bytes(path)),
             "cores": cores,
             "threads": p.threads,
@@ -132,10 +162,29 @@ fn write_json(
                 "store_s": secs(p.store),
             },
             "classes": classes,
+            "peak_rss_bytes": p.peak_rss,
         });
+        // Measured at the sweep's last thread count: on that line only.
+        if let (Some(g), true) = (growth, i + 1 == passes.len()) {
+            v["growth"] = growth_json(&g);
+        }
         writeln!(out, "{v}")?;
     }
     out.flush()
+}
+
+fn growth_json(g: &Growth) -> serde_json::Value {
+    json!({
+        "entries": [g.entries.0, g.entries.1],
+        "wall_s": [g.wall.0, g.wall.1],
+        "peak_rss_bytes": g.peak_rss.map(|(a, b)| [a, b]),
+        "wall_s_per_10k_entries": g.wall_per_10k(),
+        "peak_rss_bytes_per_10k_entries": g.rss_per_10k(),
+    })
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1u64 << 20) as f64
 }
 
 fn write_human(
@@ -144,6 +193,7 @@ fn write_human(
     cores: usize,
     runs: usize,
     passes: &[Pass],
+    growth: Option<Growth>,
 ) -> std::io::Result<()> {
     let Some(first) = passes.first() else {
         return Ok(());
@@ -163,17 +213,19 @@ fn write_human(
     writeln!(out)?;
     writeln!(
         out,
-        "threads  io   wall s      MB/s    files/s  |  thread-seconds: walk  open+stat    hash   store"
+        "threads  io   wall s      MB/s    files/s  peak RSS MiB  |  thread-seconds: walk  open+stat    hash   store"
     )?;
     for p in passes {
+        let rss = p.peak_rss.map_or("-".into(), |b| format!("{:.1}", mib(b)));
         writeln!(
             out,
-            "{:>7} {:>3} {:>8.3} {:>9.1} {:>10.0}  |                 {:>5.3} {:>10.3} {:>7.3} {:>7.3}",
+            "{:>7} {:>3} {:>8.3} {:>9.1} {:>10.0} {:>13}  |                 {:>5.3} {:>10.3} {:>7.3} {:>7.3}",
             p.threads,
             p.io_threads,
             secs(p.wall),
             p.mb_per_s(),
             p.files_per_s(),
+            rss,
             secs(p.walk),
             secs(p.open_stat),
             secs(p.hash),
@@ -205,5 +257,33 @@ fn write_human(
             )?;
         }
     }
+    if let Some(g) = growth {
+        write_growth(out, &g)?;
+    }
     out.flush()
+}
+
+/// The slope between the half-scale and the full generated tree.
+fn write_growth(out: &mut dyn Write, g: &Growth) -> std::io::Result<()> {
+    writeln!(out)?;
+    let rss = |b: Option<u64>| b.map_or("-".into(), |b| format!("{:.1} MiB", mib(b)));
+    writeln!(
+        out,
+        "growth: {} -> {} entries: wall {:.3} -> {:.3} s, peak RSS {} -> {}",
+        g.entries.0,
+        g.entries.1,
+        g.wall.0,
+        g.wall.1,
+        rss(g.peak_rss.map(|p| p.0)),
+        rss(g.peak_rss.map(|p| p.1)),
+    )?;
+    writeln!(
+        out,
+        "growth per 10k entries: {:+.3} s wall, {} peak RSS",
+        g.wall_per_10k(),
+        g.rss_per_10k().map_or("-".into(), |b| format!(
+            "{:+.2} MiB",
+            b / (1u64 << 20) as f64
+        )),
+    )
 }

@@ -211,3 +211,76 @@ fn check_rehashes_a_file_whose_mtime_was_reset() {
         "{f:#?}"
     );
 }
+
+/// Every pass reports its peak RSS, and `--generate` adds the slope between
+/// a half-scale tree beside DIR and DIR itself: entries counted exactly,
+/// time and memory per 10k extra entries derived from the two passes.
+#[test]
+fn generate_reports_peak_rss_and_growth_per_10k_entries() {
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    let half = t.path().join("tree.half");
+    let (code, lines, err) = bench(
+        &[
+            "--format",
+            "json",
+            "--threads",
+            "1",
+            "bench",
+            "--generate",
+            tree.to_str().unwrap(),
+            "--scale",
+            "0.004",
+        ],
+        &t.path().join("db"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("tree.half"), "{err}");
+    let l = &lines[0];
+    let (full_entries, ..) = count(&tree);
+    let (half_entries, ..) = count(&half);
+    assert!(half_entries < full_entries, "{half_entries} {full_entries}");
+    let g = &l["growth"];
+    assert_eq!(
+        g["entries"],
+        serde_json::json!([half_entries, full_entries])
+    );
+    let wall: Vec<f64> = g["wall_s"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(wall[1], l["wall_s"].as_f64().unwrap());
+    let per_10k = (wall[1] - wall[0]) / (full_entries - half_entries) as f64 * 1e4;
+    assert!((g["wall_s_per_10k_entries"].as_f64().unwrap() - per_10k).abs() < 1e-6);
+    if cfg!(target_os = "linux") {
+        // The process's resident set: at least the binary and its heap.
+        let rss = l["peak_rss_bytes"].as_u64().unwrap();
+        assert!(rss > 1 << 20 && rss < 4 << 30, "{rss}");
+        let pair = g["peak_rss_bytes"].as_array().unwrap();
+        assert_eq!(pair[1].as_u64(), Some(rss));
+        let (a, b) = (pair[0].as_u64().unwrap(), rss);
+        let slope = (b as f64 - a as f64) / (full_entries - half_entries) as f64 * 1e4;
+        let got = g["peak_rss_bytes_per_10k_entries"].as_f64().unwrap();
+        assert!((got - slope).abs() < 1.0, "{got} {slope}");
+    } else {
+        eprintln!("SKIPPED: peak RSS is reported on Linux only");
+    }
+
+    // The human table shows the same figures.
+    let o = Command::new(bin())
+        .args(["--threads", "1", "bench", "--generate"])
+        .arg(&tree)
+        .args(["--scale", "0.004"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("peak RSS MiB"), "{out}");
+    assert!(
+        out.contains(&format!("growth: {half_entries} -> {full_entries} entries")),
+        "{out}"
+    );
+    assert!(out.contains("growth per 10k entries: "), "{out}");
+}
