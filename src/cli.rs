@@ -188,6 +188,10 @@ pub enum Command {
     Audit,
     /// Realtime monitoring plus periodic full rescans, until SIGTERM
     Watch(WatchArgs),
+    /// Run `watch` as a Windows service (Windows only; on Linux use the
+    /// systemd units in dist/)
+    #[command(subcommand)]
+    Service(ServiceCmd),
     /// Hashing throughput of a tree, per phase, size class and thread count
     Bench(BenchArgs),
     /// Judge library loads against the baseline as they happen (Linux,
@@ -321,6 +325,26 @@ pub struct WatchArgs {
     /// Write findings to stdout even when --output or --syslog is given
     #[arg(long)]
     pub stdout: bool,
+    /// Also report findings to the Windows Application event log (source
+    /// libwarden; Windows only)
+    #[arg(long)]
+    pub eventlog: bool,
+}
+
+/// `service`: the Windows service that runs `watch`.
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Register the service (automatic start, LocalSystem) to run `watch`
+    /// with these options and the global --config, --db, --root,
+    /// --threads, --verify-with given here; findings go to the
+    /// Application event log (source libwarden), and to --output/--syslog
+    /// if given. Registers the event source too.
+    Install(WatchArgs),
+    /// Stop and delete the service, remove the event source
+    Uninstall,
+    /// The service itself, as the Service Control Manager starts it
+    #[command(hide = true)]
+    Run(WatchArgs),
 }
 
 /// Options of `bench`.

@@ -14,6 +14,7 @@ pub mod image;
 pub mod init;
 pub mod keygen;
 pub mod paths;
+pub mod service;
 pub mod update;
 pub mod watch;
 
