@@ -39,8 +39,15 @@ fn duration(d: std::time::Duration) -> OsString {
 }
 
 /// The arguments the service is started with: the global options that
-/// shape the watch, then `service run` and the watch options.
-pub fn launch_arguments(global: &Global, args: &WatchArgs) -> Result<Vec<OsString>> {
+/// shape the watch, then `service run` and the watch options. `db` is the
+/// baseline the installing administrator's own commands resolve to: named
+/// explicitly, because the service account's `%ProgramData%` need not be
+/// the administrator's (under Wine it is not).
+pub fn launch_arguments(
+    global: &Global,
+    db: Option<&Path>,
+    args: &WatchArgs,
+) -> Result<Vec<OsString>> {
     let mut v: Vec<OsString> = Vec::new();
     let path = |flag: &str, p: &Option<std::path::PathBuf>, v: &mut Vec<OsString>| {
         if let Some(p) = p {
@@ -51,7 +58,11 @@ pub fn launch_arguments(global: &Global, args: &WatchArgs) -> Result<Vec<OsStrin
     };
     path("--config", &global.config, &mut v)?;
     path("--root", &global.root, &mut v)?;
-    path("--db", &global.db, &mut v)?;
+    path(
+        "--db",
+        &global.db.clone().or(db.map(Path::to_path_buf)),
+        &mut v,
+    )?;
     path("--verify-with", &global.verify_with, &mut v)?;
     if let Some(n) = global.threads {
         v.extend(["--threads".into(), n.to_string().into()]);
@@ -90,9 +101,9 @@ mod windows {
             ServiceCmd::Install(args) => {
                 let exe = std::env::current_exe()
                     .map_err(|e| Error::Internal(format!("the running executable: {e}")))?;
-                let launch = launch_arguments(global, args)?;
                 // Refuse now what the service would fail on at every start.
-                Config::resolve(global)?;
+                let s = Config::resolve(global)?;
+                let launch = launch_arguments(global, Some(&s.baseline.db), args)?;
                 crate::service::install(&exe, launch)?;
                 messages::status(&format!(
                     "libwarden service: installed {} (automatic start, LocalSystem); start it with `sc start {}`",
@@ -164,7 +175,7 @@ mod tests {
         let Command::Service(ServiceCmd::Install(args)) = &cli.command else {
             panic!("{cli:?}")
         };
-        let launch = launch_arguments(&cli.global, args).unwrap();
+        let launch = launch_arguments(&cli.global, Some(Path::new("/default/db")), args).unwrap();
         let back = parse(&launch);
         let Command::Service(ServiceCmd::Run(run)) = &back.command else {
             panic!("{back:?}")
