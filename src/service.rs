@@ -48,7 +48,31 @@ const ID_STOPPED: u32 = 101;
 const ID_FAILED: u32 = 102;
 
 fn scm_error(what: &str, e: windows_service::Error) -> Error {
-    Error::Internal(format!("{what}: {e} ({e:?})"))
+    const ERROR_ACCESS_DENIED: i32 = 5;
+    const ERROR_SERVICE_DOES_NOT_EXIST: i32 = 1060;
+    const ERROR_SERVICE_EXISTS: i32 = 1073;
+    let os = match &e {
+        windows_service::Error::Winapi(io) => io.raw_os_error(),
+        _ => None,
+    };
+    match os {
+        Some(ERROR_SERVICE_EXISTS) => Error::Usage(format!(
+            "{what}: the service {NAME} is already installed (`libwarden service uninstall` first to change its options)"
+        )),
+        Some(ERROR_SERVICE_DOES_NOT_EXIST) => {
+            Error::Usage(format!("{what}: the service {NAME} is not installed"))
+        }
+        Some(ERROR_ACCESS_DENIED) => Error::Usage(format!(
+            "{what}: access denied (run as Administrator)"
+        )),
+        _ => {
+            let detail = match &e {
+                windows_service::Error::Winapi(io) => io.to_string(),
+                other => format!("{other} ({other:?})"),
+            };
+            Error::Internal(format!("{what}: {detail}"))
+        }
+    }
 }
 
 /// Registers the service (automatic start, LocalSystem) to run `exe`

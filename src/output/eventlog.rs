@@ -159,7 +159,7 @@ mod windows {
         let name_file = wide(OsStr::new("EventMessageFile"));
         let name_types = wide(OsStr::new("TypesSupported"));
         // SAFETY: h is an open key; data pointers and sizes match.
-        let r = unsafe {
+        let (a, b) = unsafe {
             let a = RegSetValueExW(
                 h,
                 name_file.as_ptr(),
@@ -177,9 +177,9 @@ mod windows {
                 4,
             );
             RegCloseKey(h);
-            check("set EventMessageFile", a).and_then(|_| check("set TypesSupported", b))
+            (a, b)
         };
-        r
+        check("set EventMessageFile", a).and_then(|_| check("set TypesSupported", b))
     }
 
     /// Removes the event source's key; absent already is fine.
