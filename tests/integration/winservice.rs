@@ -177,6 +177,10 @@ fn watch_runs_as_a_windows_service_under_wine_and_reports_to_the_event_log() {
     let (st, out) = state(&w);
     assert_eq!(st.as_deref(), Some("STOPPED"), "{out}");
     assert!(out.contains("SERVICE_NAME: libwarden"), "{out}");
+    // A second install is refused, and says how to change the options.
+    let o = w.libwarden(&[&root[..], &["service", "install"]].concat());
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    assert!(text(&o).contains("already installed"), "{}", text(&o));
     let o = w.wine(&[
         "reg",
         "query",
@@ -294,6 +298,9 @@ fn watch_runs_as_a_windows_service_under_wine_and_reports_to_the_event_log() {
         "the event source is left: {}",
         text(&o)
     );
+    let o = w.libwarden(&["service", "uninstall"]);
+    assert_eq!(o.status.code(), Some(64), "{}", text(&o));
+    assert!(text(&o).contains("not installed"), "{}", text(&o));
 
     let _ = holder.kill();
     let _ = holder.wait();
