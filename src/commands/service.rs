@@ -196,4 +196,17 @@ mod tests {
         );
         assert_eq!(back.global.threads, Some(3));
     }
+
+    #[test]
+    fn without_db_the_resolved_baseline_is_named() {
+        let cli = parse(&["service".into(), "install".into()]);
+        let Command::Service(ServiceCmd::Install(args)) = &cli.command else {
+            panic!("{cli:?}")
+        };
+        let launch = launch_arguments(&cli.global, Some(Path::new("/resolved/db")), args).unwrap();
+        let back = parse(&launch);
+        assert_eq!(back.global.db.as_deref(), Some(Path::new("/resolved/db")));
+        assert!(matches!(back.command, Command::Service(ServiceCmd::Run(_))));
+        assert_eq!(back.global.config, None);
+    }
 }
