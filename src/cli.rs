@@ -76,6 +76,11 @@ pub struct Global {
     /// layout directory or a `docker save` archive (`paths` and `audit`).
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "root")]
     pub image: Option<PathBuf>,
+    /// Also report the findings of check, audit and watch to the Windows
+    /// Application event log (source libwarden, registered by `service
+    /// install`; Windows only)
+    #[arg(long, global = true)]
+    pub eventlog: bool,
 }
 
 /// `--format`: how findings are written; for `export`, which allowlist.
@@ -325,10 +330,6 @@ pub struct WatchArgs {
     /// Write findings to stdout even when --output or --syslog is given
     #[arg(long)]
     pub stdout: bool,
-    /// Also report findings to the Windows Application event log (source
-    /// libwarden; Windows only)
-    #[arg(long)]
-    pub eventlog: bool,
 }
 
 /// `service`: the Windows service that runs `watch`.

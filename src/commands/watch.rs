@@ -19,7 +19,7 @@ pub fn run(s: &Config, args: &WatchArgs) -> Result<i32> {
     let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
     signals::spawn(blocked, ctl_tx).map_err(|e| Error::Internal(format!("signal thread: {e}")))?;
 
-    engine(s, args, args.eventlog, ctl_rx, &|| {})
+    engine(s, args, s.eventlog, ctl_rx, &|| {})
 }
 
 /// The watcher with its stop messages from elsewhere (the signal thread,

@@ -83,6 +83,20 @@ pub fn data(f: &Finding, ctx: &Context) -> Vec<u8> {
     super::sink::to_json(f, ctx).to_string().into_bytes()
 }
 
+/// The event data of a one-shot command's finding (`check`, `audit`):
+/// its JSON line, `extra` and `time`/`host` included.
+pub fn data_with(f: &Finding, extra: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+    let mut v = super::to_json_with(f, extra);
+    if let serde_json::Value::Object(m) = &mut v {
+        m.insert(
+            "time".into(),
+            crate::timefmt::rfc3339(std::time::SystemTime::now()).into(),
+        );
+        m.insert("host".into(), super::host().into());
+    }
+    v.to_string().into_bytes()
+}
+
 /// `ReportEventW` refuses strings over 31,839 characters and data over
 /// 61,440 bytes; a finding never comes near, but a hostile detail must
 /// not lose the event, so both are cut.
@@ -211,11 +225,11 @@ mod windows {
             Ok(EventLog(h))
         }
 
-        /// One event; false when the log refused it.
-        pub fn report(&self, f: &Finding, ctx: &Context) -> bool {
+        /// One event with `data` (the finding's JSON object); false when
+        /// the log refused it.
+        pub fn report(&self, f: &Finding, data: &[u8]) -> bool {
             let text = wide(OsStr::new(bounded_text(&text(f))));
-            let mut data = data(f, ctx);
-            data.truncate(MAX_DATA);
+            let data = &data[..data.len().min(MAX_DATA)];
             let strings = [text.as_ptr()];
             // SAFETY: one valid string, data pointer and size match.
             let ok = unsafe {

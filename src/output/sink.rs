@@ -626,7 +626,7 @@ struct EventLogSink {
 #[cfg(windows)]
 impl Writer for EventLogSink {
     fn write(&mut self, f: &Finding, ctx: &Context) {
-        let ok = self.log.report(f, ctx);
+        let ok = self.log.report(f, &output::eventlog::data(f, ctx));
         if !ok && !self.failing {
             super::messages::loud_warning(&format!(
                 "libwarden watch: warning: the event log refused an event: {}",

@@ -287,6 +287,33 @@ fn watch_runs_as_a_windows_service_under_wine_and_reports_to_the_event_log() {
         log()
     );
 
+    // `check --eventlog` (the Task Scheduler route): the same finding,
+    // with the event type of its severity, from a one-shot command.
+    let o = w
+        .wine_cmd(&[
+            w.bin().join("libwarden.exe").to_str().unwrap(),
+            "--root",
+            "C:\\fixture",
+            "--db",
+            "C:\\fixture-db",
+            "--eventlog",
+            "check",
+        ])
+        .env(
+            "WINEDEBUG",
+            "-all,err+eventlog,warn+eventlog,trace+eventlog",
+        )
+        .output()
+        .expect("wine runs");
+    assert_eq!(o.status.code().map(|c| c & 1), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .any(|l| l.contains(&line) && l.contains("new PE DLL")),
+        "wanted {line}\n{}",
+        text(&o)
+    );
+
     // Uninstall: neither the service nor the event source is left.
     let o = w.libwarden(&["service", "uninstall"]);
     assert_eq!(o.status.code(), Some(0), "service uninstall: {}", text(&o));
@@ -307,7 +334,7 @@ fn watch_runs_as_a_windows_service_under_wine_and_reports_to_the_event_log() {
 }
 
 /// The Linux build refuses the command with a usage error that points to
-/// the systemd units, and `watch --eventlog` likewise.
+/// the systemd units, and `--eventlog` (check, watch) likewise.
 #[test]
 fn service_is_windows_only_elsewhere() {
     let t = crate::util::TestRoot::new();
@@ -319,6 +346,8 @@ fn service_is_windows_only_elsewhere() {
         "{err}"
     );
     let o = t.run(&["service", "uninstall"]);
+    assert_eq!(o.status.code(), Some(64), "{o:?}");
+    let o = t.run(&["check", "--eventlog"]);
     assert_eq!(o.status.code(), Some(64), "{o:?}");
     let o = t.run(&["watch", "--eventlog"]);
     assert_eq!(o.status.code(), Some(64), "{o:?}");
