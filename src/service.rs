@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use windows_service::service::{
-    ServiceAccess, ServiceControl, ServiceControlAccept, ServiceErrorControl, ServiceExitCode,
+    ServiceAccess, ServiceAction, ServiceActionType, ServiceControl, ServiceControlAccept,
+    ServiceErrorControl, ServiceExitCode, ServiceFailureActions, ServiceFailureResetPeriod,
     ServiceInfo, ServiceStartType, ServiceState, ServiceStatus, ServiceType,
 };
 use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
@@ -75,9 +76,11 @@ fn scm_error(what: &str, e: windows_service::Error) -> Error {
     }
 }
 
-/// Registers the service (automatic start, LocalSystem) to run `exe`
-/// with `args`, and the event source.
-pub fn install(exe: &Path, args: Vec<OsString>) -> Result<()> {
+/// Registers the service (automatic start, LocalSystem, restarted a
+/// minute after a crash, twice a day at most) to run `exe` with `args`,
+/// and the event source. Returns a warning when the restart policy could
+/// not be set (the service is installed without it).
+pub fn install(exe: &Path, args: Vec<OsString>) -> Result<Option<String>> {
     let scm = ServiceManager::local_computer(
         None::<&str>,
         ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE,
@@ -98,13 +101,35 @@ pub fn install(exe: &Path, args: Vec<OsString>) -> Result<()> {
         account_password: None,
     };
     let svc = scm
-        .create_service(&info, ServiceAccess::CHANGE_CONFIG)
+        .create_service(&info, ServiceAccess::CHANGE_CONFIG | ServiceAccess::START)
         .map_err(|e| scm_error("create the service", e))?;
     // A description is a nicety: Wine's SCM, for one, may refuse it.
     let _ = svc.set_description(DESCRIPTION);
+    // Only a crash (the process gone without reporting Stopped) restarts
+    // it: a clean stop with an error code (no baseline) does not loop.
+    let restart = ServiceAction {
+        action_type: ServiceActionType::Restart,
+        delay: Duration::from_secs(60),
+    };
+    let warning = svc
+        .update_failure_actions(ServiceFailureActions {
+            reset_period: ServiceFailureResetPeriod::After(Duration::from_secs(86_400)),
+            reboot_msg: None,
+            command: None,
+            actions: Some(vec![
+                restart.clone(),
+                restart,
+                ServiceAction {
+                    action_type: ServiceActionType::None,
+                    delay: Duration::ZERO,
+                },
+            ]),
+        })
+        .err()
+        .map(|e| format!("the restart-on-crash policy was not set: {e}"));
     eventlog::register_source(exe)
         .map_err(|e| Error::Internal(format!("register the event source: {e}")))?;
-    Ok(())
+    Ok(warning)
 }
 
 /// Stops the service if it runs, deletes it, and removes the event source.

@@ -104,9 +104,11 @@ mod windows {
                 // Refuse now what the service would fail on at every start.
                 let s = Config::resolve(global)?;
                 let launch = launch_arguments(global, Some(&s.baseline.db), args)?;
-                crate::service::install(&exe, launch)?;
+                if let Some(w) = crate::service::install(&exe, launch)? {
+                    messages::warning(&format!("libwarden service: warning: {w}"));
+                }
                 messages::status(&format!(
-                    "libwarden service: installed {} (automatic start, LocalSystem); start it with `sc start {}`",
+                    "libwarden service: installed {} (automatic start, LocalSystem, restarted after a crash); start it with `sc start {}`",
                     crate::service::NAME,
                     crate::service::NAME
                 ));
