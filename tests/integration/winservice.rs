@@ -3,7 +3,8 @@
 //! event source, `sc start` runs it (StartPending, then Running), a DLL
 //! dropped into the watched System32 of a fixture root is reported, `sc
 //! stop` ends it (Stopped, exit 0, the process gone), `service uninstall`
-//! removes both registrations.
+//! removes both registrations; a service without its baseline stops with
+//! exit 65 and an error event.
 //!
 //! The Event Log: Wine keeps no event log that can be read back
 //! (`ReportEventW` records nothing; it writes each string to its debug
@@ -331,6 +332,51 @@ fn watch_runs_as_a_windows_service_under_wine_and_reports_to_the_event_log() {
     let o = w.libwarden(&["service", "uninstall"]);
     assert_eq!(o.status.code(), Some(64), "{}", text(&o));
     assert!(text(&o).contains("not installed"), "{}", text(&o));
+
+    // A service that cannot start (no baseline at its --db) stops with
+    // the exit code as its service-specific code, and says why as an
+    // error event.
+    let o = w.libwarden(&[
+        "--root",
+        "C:\\fixture",
+        "--db",
+        "C:\\no-baseline",
+        "service",
+        "install",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "service install: {}", text(&o));
+    let o = w.wine(&["sc", "start", "libwarden"]);
+    assert!(o.status.success(), "sc start: {}", text(&o));
+    let out = wait_for(
+        "the failed service to stop",
+        || {
+            let (st, out) = state(&w);
+            (st.as_deref() == Some("STOPPED") && !out.contains("WIN32_EXIT_CODE    : 0 "))
+                .then_some(out)
+        },
+        || format!("{}\n{}", state(&w).1, log()),
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("SERVICE_EXIT_CODE") && l.contains(": 65 ")),
+        "{out}"
+    );
+    wait_for(
+        "the failure's error event",
+        || {
+            log()
+                .lines()
+                .any(|l| {
+                    l.contains(
+                        ":err:eventlog:ReportEventW L\"libwarden service: error: no baseline",
+                    )
+                })
+                .then_some(())
+        },
+        log,
+    );
+    let o = w.libwarden(&["service", "uninstall"]);
+    assert_eq!(o.status.code(), Some(0), "service uninstall: {}", text(&o));
 
     let _ = holder.kill();
     let _ = holder.wait();
