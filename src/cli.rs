@@ -76,6 +76,11 @@ pub struct Global {
     /// layout directory or a `docker save` archive (`paths` and `audit`).
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "root")]
     pub image: Option<PathBuf>,
+    /// Also report the findings of check, audit and watch to the Windows
+    /// Application event log (source libwarden, registered by `service
+    /// install`; Windows only)
+    #[arg(long, global = true)]
+    pub eventlog: bool,
 }
 
 /// `--format`: how findings are written; for `export`, which allowlist.
@@ -188,6 +193,10 @@ pub enum Command {
     Audit,
     /// Realtime monitoring plus periodic full rescans, until SIGTERM
     Watch(WatchArgs),
+    /// Run `watch` as a Windows service (Windows only; on Linux use the
+    /// systemd units in dist/)
+    #[command(subcommand)]
+    Service(ServiceCmd),
     /// Hashing throughput of a tree, per phase, size class and thread count
     Bench(BenchArgs),
     /// Judge library loads against the baseline as they happen (Linux,
@@ -321,6 +330,22 @@ pub struct WatchArgs {
     /// Write findings to stdout even when --output or --syslog is given
     #[arg(long)]
     pub stdout: bool,
+}
+
+/// `service`: the Windows service that runs `watch`.
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Register the service (automatic start, LocalSystem) to run `watch`
+    /// with these options and the global --config, --db, --root,
+    /// --threads, --verify-with given here; findings go to the
+    /// Application event log (source libwarden), and to --output/--syslog
+    /// if given. Registers the event source too.
+    Install(WatchArgs),
+    /// Stop and delete the service, remove the event source
+    Uninstall,
+    /// The service itself, as the Service Control Manager starts it
+    #[command(hide = true)]
+    Run(WatchArgs),
 }
 
 /// Options of `bench`.

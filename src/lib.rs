@@ -36,6 +36,8 @@ pub mod rootfs;
 pub mod scan;
 pub mod searchpaths;
 pub mod selfcheck;
+#[cfg(windows)]
+pub mod service;
 pub mod sys;
 pub mod timefmt;
 pub mod watch;
@@ -107,6 +109,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
         ),
         Command::Audit => commands::audit::run(&settings()?),
         Command::Watch(args) => commands::watch::run(&settings()?, args),
+        Command::Service(cmd) => commands::service::run(&cli.global, cmd),
         Command::Bench(args) => commands::bench::run(&settings()?, args, &cli.global),
         Command::Guard(args) => commands::guard::run(&settings()?, args),
         Command::Generate { what, dir } => commands::generate::run(*what, dir),

@@ -27,6 +27,7 @@ pub fn run(s: &Config) -> Result<i32> {
         None,
     );
     super::emit(s, &v.findings, &Default::default())?;
+    super::to_eventlog(s, &v.findings, &Default::default())?;
     messages::notes(&v.notes);
     let tail = format!(
         "{}{}",

@@ -79,6 +79,7 @@ pub fn run(s: &Config, paranoid: bool, all: bool, against: Option<&Path>) -> Res
     } else {
         super::emit(s, &v.findings, &context)?;
     }
+    super::to_eventlog(s, &v.findings, &context)?;
     messages::notes(&v.notes);
     let tail = format!(
         "{}{}; against {what}",

@@ -14,6 +14,7 @@ pub mod image;
 pub mod init;
 pub mod keygen;
 pub mod paths;
+pub mod service;
 pub mod update;
 pub mod watch;
 
@@ -68,6 +69,37 @@ pub fn emit_with_acknowledged(
     let mut out = std::io::stdout().lock();
     output::write_marked(&mut out, &items, s.format, context)
         .map_err(|e| Error::io("write", "stdout", e))
+}
+
+/// With `--eventlog`, the findings of a one-shot command (`check`,
+/// `audit`) to the Windows event log too, each with its JSON line
+/// (`context` included) as the event data; a no-op otherwise.
+pub fn to_eventlog(
+    s: &Config,
+    findings: &[Finding],
+    context: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    if !s.eventlog {
+        return Ok(());
+    }
+    #[cfg(windows)]
+    {
+        let log = output::eventlog::EventLog::open()
+            .map_err(|e| Error::Internal(format!("open the event log: {e}")))?;
+        let refused = findings
+            .iter()
+            .filter(|f| !log.report(f, &output::eventlog::data_with(f, context)))
+            .count();
+        if refused > 0 {
+            messages::warning(&format!(
+                "libwarden: warning: the event log refused {refused} of {} events",
+                findings.len()
+            ));
+        }
+    }
+    #[cfg(not(windows))]
+    let _ = (findings, context);
+    Ok(())
 }
 
 /// "; 3 acknowledged (not shown: `check --all` shows them)" for a summary.

@@ -19,6 +19,20 @@ pub fn run(s: &Config, args: &WatchArgs) -> Result<i32> {
     let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
     signals::spawn(blocked, ctl_tx).map_err(|e| Error::Internal(format!("signal thread: {e}")))?;
 
+    engine(s, args, s.eventlog, ctl_rx, &|| {})
+}
+
+/// The watcher with its stop messages from elsewhere (the signal thread,
+/// or the Service Control Manager for `service run`); `ready` is called
+/// once the sinks are open and the baseline is loaded, just before the
+/// watch starts.
+pub fn engine(
+    s: &Config,
+    args: &WatchArgs,
+    eventlog: bool,
+    ctl_rx: crossbeam_channel::Receiver<signals::Ctl>,
+    ready: &dyn Fn(),
+) -> Result<i32> {
     let opts = Options {
         rescan_interval: args
             .rescan_interval
@@ -26,9 +40,16 @@ pub fn run(s: &Config, args: &WatchArgs) -> Result<i32> {
             .unwrap_or(DEFAULT_RESCAN),
         debounce: args.debounce,
     };
-    let sinks = Sinks::open(s.format, args.output.as_ref(), &args.syslog, args.stdout)?;
+    let sinks = Sinks::open_with(
+        s.format,
+        args.output.as_ref(),
+        &args.syslog,
+        eventlog,
+        args.stdout,
+    )?;
     // The baseline is read into memory and the store closed at once:
     // `check` and `update` keep working beside the watcher.
     let base = super::check::load_baseline(s)?;
+    ready();
     watch::run(&s.plan, &s.baseline, opts, sinks, ctl_rx, base)
 }

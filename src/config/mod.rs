@@ -33,10 +33,17 @@ pub struct Config {
     pub guard_allow: globset::GlobSet,
     /// `watch`: the config file's `rescan_interval`, if set.
     pub rescan_interval: Option<std::time::Duration>,
+    /// `--eventlog`: findings also to the Windows event log.
+    pub eventlog: bool,
 }
 
 impl Config {
     pub fn resolve(g: &Global) -> Result<Config> {
+        if g.eventlog && !cfg!(windows) {
+            return Err(Error::Usage(
+                "--eventlog: the Windows Event Log is Windows only (on Linux use --syslog or the journal)".into(),
+            ));
+        }
         let cfg = FileConfig::load(g.config.as_deref())?;
         let root = match &g.root {
             None => Root::slash(),
@@ -140,6 +147,7 @@ impl Config {
             threads,
             io_set,
             rescan_interval,
+            eventlog: g.eventlog,
         })
     }
 

@@ -4,6 +4,7 @@
 //! and warnings go to stderr. A closed pipe ends output quietly.
 
 pub mod ecs;
+pub mod eventlog;
 pub mod journal;
 pub mod messages;
 pub mod progress;

@@ -198,6 +198,33 @@ impl Sinks {
         syslog: &[String],
         stdout: bool,
     ) -> Result<Sinks> {
+        Sinks::open_with(format, output, syslog, false, stdout)
+    }
+
+    /// [`Sinks::open`], plus the Windows Event Log when `eventlog` (an
+    /// error elsewhere): with it, as with a file, stdout is written only
+    /// with `stdout`.
+    pub fn open_with(
+        format: Format,
+        output: Option<&PathBuf>,
+        syslog: &[String],
+        eventlog: bool,
+        stdout: bool,
+    ) -> Result<Sinks> {
+        #[cfg(windows)]
+        let eventlog = match eventlog {
+            false => None,
+            true => Some(
+                output::eventlog::EventLog::open()
+                    .map_err(|e| Error::Internal(format!("open the event log: {e}")))?,
+            ),
+        };
+        #[cfg(not(windows))]
+        if eventlog {
+            return Err(Error::Usage(
+                "--eventlog: the Windows Event Log is Windows only (on Linux use --syslog or the journal)".into(),
+            ));
+        }
         let file = match output {
             None => None,
             Some(p) => Some(FileSink {
@@ -215,7 +242,11 @@ impl Sinks {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut sinks = Sinks { lanes: Vec::new() };
-        if stdout || (file.is_none() && syslog.is_empty()) {
+        #[cfg(windows)]
+        let none_else = file.is_none() && syslog.is_empty() && eventlog.is_none();
+        #[cfg(not(windows))]
+        let none_else = file.is_none() && syslog.is_empty();
+        if stdout || none_else {
             sinks.start("stdout".into(), true, |shared| {
                 Box::new(StdoutSink { format, shared })
             })?;
@@ -229,6 +260,15 @@ impl Sinks {
         }
         for (t, s) in syslog {
             sinks.start(format!("syslog {t}"), false, |_| Box::new(SyslogSink(s)))?;
+        }
+        #[cfg(windows)]
+        if let Some(log) = eventlog {
+            sinks.start("the event log".into(), false, |_| {
+                Box::new(EventLogSink {
+                    log,
+                    failing: false,
+                })
+            })?;
         }
         Ok(sinks)
     }
@@ -574,6 +614,26 @@ struct SyslogSink(Syslog);
 impl Writer for SyslogSink {
     fn write(&mut self, f: &Finding, ctx: &Context) {
         self.0.send(f, ctx);
+    }
+}
+
+#[cfg(windows)]
+struct EventLogSink {
+    log: output::eventlog::EventLog,
+    failing: bool,
+}
+
+#[cfg(windows)]
+impl Writer for EventLogSink {
+    fn write(&mut self, f: &Finding, ctx: &Context) {
+        let ok = self.log.report(f, &output::eventlog::data(f, ctx));
+        if !ok && !self.failing {
+            super::messages::loud_warning(&format!(
+                "libwarden watch: warning: the event log refused an event: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        self.failing = !ok;
     }
 }
 

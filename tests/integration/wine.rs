@@ -35,7 +35,7 @@ __declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) {
 }
 "#;
 
-fn skip(why: &str) {
+pub(crate) fn skip(why: &str) {
     eprintln!("\n*** SKIPPED Wine test: {why} ***\n");
 }
 
@@ -89,12 +89,12 @@ fn works(cmd: &str, arg: &str) -> bool {
 }
 
 /// A fresh Wine prefix and the Windows build with its shim.
-struct Wine {
-    dir: tempfile::TempDir,
+pub(crate) struct Wine {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Wine {
-    fn new() -> Option<Wine> {
+    pub(crate) fn new() -> Option<Wine> {
         let Some(exe) = windows_exe() else {
             skip("the Rust target is not installed: `rustup target add x86_64-pc-windows-gnu` (.ci/deps does it)");
             return None;
@@ -127,32 +127,32 @@ impl Wine {
         Some(w)
     }
 
-    fn bin(&self) -> PathBuf {
+    pub(crate) fn bin(&self) -> PathBuf {
         self.dir.path().join("bin")
     }
 
-    fn prefix(&self) -> PathBuf {
+    pub(crate) fn prefix(&self) -> PathBuf {
         self.dir.path().join("prefix")
     }
 
-    fn c(&self, rel: &str) -> PathBuf {
+    pub(crate) fn c(&self, rel: &str) -> PathBuf {
         self.prefix().join("drive_c").join(rel)
     }
 
     /// `wine ARGS` in this prefix, from the directory of the build.
-    fn wine(&self, args: &[&str]) -> Output {
+    pub(crate) fn wine(&self, args: &[&str]) -> Output {
         self.wine_cmd(args).output().expect("wine runs")
     }
 
     /// The Windows build with `args`, as a command to spawn.
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let exe = self.bin().join("libwarden.exe");
         let mut all = vec![exe.to_str().unwrap()];
         all.extend_from_slice(args);
         self.wine_cmd(&all)
     }
 
-    fn wine_cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn wine_cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("wine");
         c.args(args)
             .current_dir(self.bin())
@@ -168,7 +168,7 @@ impl Wine {
     }
 
     /// The Windows build with `args`.
-    fn libwarden(&self, args: &[&str]) -> Output {
+    pub(crate) fn libwarden(&self, args: &[&str]) -> Output {
         let exe = self.bin().join("libwarden.exe");
         let mut all = vec![exe.to_str().unwrap()];
         all.extend_from_slice(args);
