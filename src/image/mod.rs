@@ -12,23 +12,36 @@
 //! [`View`] implements [`ldconf::ConfSource`], so `ld.so.conf` and its
 //! includes are parsed by the same code as a real root's.
 
+pub mod records;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use sha2::Digest;
 
+use crate::facts::Facts;
 use crate::formats::ldconf;
+use crate::record::FileClass;
 use crate::formats::oci::{self, Compression};
 
 /// Files kept in memory: those under `/etc` up to this size.
 const KEEP_CAP: u64 = 1 << 20;
 /// Entries in one image (a full distribution is a few hundred thousand).
 const MAX_ENTRIES: usize = 4_000_000;
+/// Bytes [`FileClass::sniff`] looks at.
+const HEAD: usize = 64;
 /// One path's length.
 const MAX_PATH: usize = 4096;
 /// Symlinks followed in one lookup (as the kernel's 40).
 const MAX_LINKS: usize = 40;
+/// Files up to this size are held in memory while they stream past, so
+/// their facts (ELF headers, a loader's preload string) are parsed with
+/// the same parsers as a file on disk; the bytes are dropped right after.
+/// Larger files get a digest and a class, no facts.
+pub const FACTS_CAP: u64 = 64 << 20;
 
 /// What the view holds at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +50,11 @@ pub enum Kind {
     File {
         size: u64,
         blake3: [u8; 32],
+        /// Sniffed from the first bytes, as a scan does.
+        class: FileClass,
+        /// What the judges need of the content (as [`crate::inspect`]
+        /// gathers it on a host), for files up to [`FACTS_CAP`].
+        facts: Option<Arc<Facts>>,
         /// The content, for small files under `/etc`.
         data: Option<Vec<u8>>,
     },
@@ -48,7 +66,12 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub kind: Kind,
+    /// Permission bits as the tar header gives them (no file type).
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds, from the tar header.
+    pub mtime: i64,
     /// The layer (0-based) that put it there.
     pub layer: usize,
 }
@@ -554,6 +577,8 @@ fn apply_tar(
     let mut ar = tar::Archive::new(stream);
     let mut count = 0usize;
     let mut buf = vec![0u8; 1 << 16];
+    // Reused for every member: one allocation per layer, not per file.
+    let mut held: Vec<u8> = Vec::new();
     for e in ar.entries()? {
         let mut e = e?;
         count += 1;
@@ -592,6 +617,9 @@ fn apply_tar(
         }
         let h = e.header();
         let mode = h.mode().unwrap_or(0);
+        let uid = h.uid().ok().and_then(|u| u32::try_from(u).ok()).unwrap_or(0);
+        let gid = h.gid().ok().and_then(|g| u32::try_from(g).ok()).unwrap_or(0);
+        let mtime = h.mtime().ok().and_then(|t| i64::try_from(t).ok()).unwrap_or(0);
         let ty = h.entry_type();
         let kind = if ty.is_dir() {
             Kind::Dir
@@ -622,7 +650,10 @@ fn apply_tar(
         } else if ty.is_file() || ty == tar::EntryType::Continuous {
             let size = e.size();
             let keep = path.starts_with(b"/etc/") && size <= KEEP_CAP;
-            let mut data = keep.then(|| Vec::with_capacity(size as usize));
+            // The whole content while it streams (bounded), for the
+            // facts; else the first bytes, for the class.
+            let whole = size <= FACTS_CAP;
+            held.clear();
             let mut hasher = blake3::Hasher::new();
             loop {
                 let n = e.read(&mut buf)?;
@@ -631,14 +662,25 @@ fn apply_tar(
                 }
                 let chunk = &buf[..n];
                 hasher.update(chunk);
-                if let Some(d) = data.as_mut() {
-                    d.extend_from_slice(chunk);
-                }
+                let room = if whole {
+                    (FACTS_CAP as usize).saturating_sub(held.len())
+                } else {
+                    HEAD.saturating_sub(held.len())
+                };
+                held.extend_from_slice(&chunk[..n.min(room)]);
             }
+            let class = FileClass::sniff(&held[..held.len().min(HEAD)]);
+            let facts = if whole {
+                crate::inspect::facts_of_bytes(&path, class, &held).map(Arc::new)
+            } else {
+                None
+            };
             Kind::File {
                 size,
                 blake3: *hasher.finalize().as_bytes(),
-                data,
+                class,
+                facts,
+                data: keep.then(|| held.clone()),
             }
         } else if matches!(
             ty,
@@ -657,7 +699,17 @@ fn apply_tar(
                 view.nodes.remove(&k);
             }
         }
-        view.nodes.insert(path, Node { kind, mode, layer });
+        view.nodes.insert(
+            path,
+            Node {
+                kind,
+                mode,
+                uid,
+                gid,
+                mtime,
+                layer,
+            },
+        );
     }
     Ok(count)
 }
