@@ -24,8 +24,8 @@ use sha2::Digest;
 
 use crate::facts::Facts;
 use crate::formats::ldconf;
-use crate::record::FileClass;
 use crate::formats::oci::{self, Compression};
+use crate::record::FileClass;
 
 /// Files kept in memory: those under `/etc` up to this size.
 const KEEP_CAP: u64 = 1 << 20;
@@ -617,9 +617,21 @@ fn apply_tar(
         }
         let h = e.header();
         let mode = h.mode().unwrap_or(0);
-        let uid = h.uid().ok().and_then(|u| u32::try_from(u).ok()).unwrap_or(0);
-        let gid = h.gid().ok().and_then(|g| u32::try_from(g).ok()).unwrap_or(0);
-        let mtime = h.mtime().ok().and_then(|t| i64::try_from(t).ok()).unwrap_or(0);
+        let uid = h
+            .uid()
+            .ok()
+            .and_then(|u| u32::try_from(u).ok())
+            .unwrap_or(0);
+        let gid = h
+            .gid()
+            .ok()
+            .and_then(|g| u32::try_from(g).ok())
+            .unwrap_or(0);
+        let mtime = h
+            .mtime()
+            .ok()
+            .and_then(|t| i64::try_from(t).ok())
+            .unwrap_or(0);
         let ty = h.entry_type();
         let kind = if ty.is_dir() {
             Kind::Dir

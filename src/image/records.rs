@@ -43,7 +43,9 @@ pub fn search_paths(view: &View) -> SearchPaths {
     let mut files: Vec<TrackedFile> = Vec::new();
     let mut warnings = Vec::new();
     let add_dir = |dirs: &mut Vec<SearchDir>, dir: &Path, origin: Origin, recursive: bool| {
-        let canonical = view.resolve(bytes(dir)).unwrap_or_else(|| bytes(dir).to_vec());
+        let canonical = view
+            .resolve(bytes(dir))
+            .unwrap_or_else(|| bytes(dir).to_vec());
         let exists = view
             .nodes
             .get(&canonical)
@@ -306,12 +308,11 @@ mod tests {
         assert_eq!(z.mode, S_IFREG | 0o755);
         assert_eq!(z.blake3, Some(*blake3::hash(b"z").as_bytes()));
         // /lib is /usr/lib in this image: one dir, two spellings.
-        let usr = m
-            .sp
-            .dirs
-            .iter()
-            .find(|d| d.path == Path::new("/usr/lib"))
-            .map(|d| d.aliases.len());
+        let usr =
+            m.sp.dirs
+                .iter()
+                .find(|d| d.path == Path::new("/usr/lib"))
+                .map(|d| d.aliases.len());
         assert_eq!(usr, Some(2));
     }
 }
