@@ -518,6 +518,37 @@ impl View {
         }
     }
 
+    /// Turns every ancestor of `path` that is not a directory into one
+    /// (put there by `layer`), dropping what was below it.
+    fn make_parents_dirs(&mut self, path: &[u8], layer: usize) {
+        let mut at = 1;
+        while let Some(i) = path[at..].iter().position(|&b| b == b'/') {
+            let anc = &path[..at + i];
+            at += i + 1;
+            match self.nodes.get(anc) {
+                Some(n) if n.kind != Kind::Dir => {
+                    let stale: Vec<Vec<u8>> =
+                        below(&self.nodes, anc).map(|(k, _)| k.clone()).collect();
+                    for k in stale {
+                        self.nodes.remove(&k);
+                    }
+                    self.nodes.insert(
+                        anc.to_vec(),
+                        Node {
+                            kind: Kind::Dir,
+                            mode: 0o755,
+                            uid: 0,
+                            gid: 0,
+                            mtime: 0,
+                            layer,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Resolves symlinks in `path` inside the view (absolute targets are
     /// relative to the image's root). `None` past [`MAX_LINKS`].
     pub fn resolve(&self, path: &[u8]) -> Option<Vec<u8>> {
@@ -702,6 +733,12 @@ fn apply_tar(
         } else {
             Kind::Other
         };
+        // A member under a name a lower layer made a symlink (or a file):
+        // extracted into its own layer, that name is a directory there,
+        // and the merged filesystem shows the directory. Left a symlink
+        // here, the member would sit at a key nothing resolves to, hidden
+        // from the records and the audits.
+        view.make_parents_dirs(&path, layer);
         // A directory over a directory keeps what is below it; anything
         // else replaces the path (and, replacing a directory, its tree).
         let was_dir = view.nodes.get(&path).is_some_and(|n| n.kind == Kind::Dir);
@@ -860,6 +897,28 @@ mod tests {
             v.read(Path::new("/etc/ld.so.preload")).unwrap(),
             b"/lib/liba.so\n"
         );
+    }
+
+    #[test]
+    fn a_member_under_a_lower_layers_symlink_is_seen_at_its_own_path() {
+        let mut v = View::default();
+        let mut w = Vec::new();
+        let l1 = tar_of(&[
+            ("usr/", None, None),
+            ("usr/lib/", None, None),
+            ("usr/lib/libc.so.6", Some(b"c"), None),
+            ("lib", None, Some("usr/lib")),
+        ]);
+        apply_tar(&mut v, 0, &mut l1.as_slice(), &mut w).unwrap();
+        // Layer 2 names lib/ only through its member, no directory entry.
+        let l2 = tar_of(&[("lib/libhide.so", Some(b"h"), None)]);
+        apply_tar(&mut v, 1, &mut l2.as_slice(), &mut w).unwrap();
+        assert_eq!(
+            v.nodes.get(b"/lib".as_slice()).map(|n| &n.kind),
+            Some(&Kind::Dir)
+        );
+        assert!(v.get(b"/lib/libhide.so").is_some());
+        assert!(v.get(b"/usr/lib/libc.so.6").is_some());
     }
 
     #[test]

@@ -260,6 +260,39 @@ fn image_baseline_names_are_confined_and_other_commands_still_refuse_image() {
     assert!(!err.contains("corrupt"), "{err}");
     // The host's init is not refused because image baselines exist.
     t.init();
+    // Signing as the host's: a signed image generation verifies, an
+    // unsigned one is refused when a key is required.
+    let keys = t.dir.path().join("keys");
+    let o = Command::new(bin())
+        .arg("keygen")
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (secret, public) = (keys.join("libwarden.key"), keys.join("libwarden.pub"));
+    let (secret, public) = (secret.to_str().unwrap(), public.to_str().unwrap());
+    let (code, _, err) = image_run(
+        &t,
+        &v1,
+        &["--name", "signed", "init", "--sign-with", secret],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, f, err) = image_run(
+        &t,
+        &v1,
+        &["--name", "signed", "--verify-with", public, "check"],
+    );
+    assert_eq!((code, f.len()), (0, 0), "{err}");
+    assert!(err.contains("(signed)"), "{err}");
+    let (code, _, err) = image_run(
+        &t,
+        &v1,
+        &["--name", "../../escape", "--verify-with", public, "check"],
+    );
+    assert_eq!(
+        code, 65,
+        "an unsigned image baseline under a required key: {err}"
+    );
     let (code, _, err) = image_run(&t, &v1, &["update"]);
     assert_eq!(code, 64, "{err}");
     let (code, _, err) = image_run(&t, &v1, &["check", "--against", "/nonexistent"]);
