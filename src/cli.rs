@@ -73,7 +73,8 @@ pub struct Global {
     #[arg(long, global = true, value_name = "N")]
     pub io_threads: Option<usize>,
     /// A container image to read in place instead of a root: an OCI image
-    /// layout directory or a `docker save` archive (`paths` and `audit`).
+    /// layout directory or a `docker save` archive (`paths`, `audit`,
+    /// `init`, `check`).
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "root")]
     pub image: Option<PathBuf>,
     /// Also report the findings of check, audit and watch to the Windows
@@ -81,6 +82,11 @@ pub struct Global {
     /// install`; Windows only)
     #[arg(long, global = true)]
     pub eventlog: bool,
+    /// With --image: the name of the image's baseline [default: the
+    /// image's digest]; `check --image NEW --name OLD` judges NEW against
+    /// OLD's baseline
+    #[arg(long, global = true, value_name = "NAME", requires = "image")]
+    pub name: Option<String>,
 }
 
 /// `--format`: how findings are written; for `export`, which allowlist.

@@ -62,8 +62,24 @@ pub fn run(cli: &Cli) -> Result<i32> {
         return match &cli.command {
             Command::Paths => commands::image::paths(&settings()?, image),
             Command::Audit => commands::image::audit(&settings()?, image),
+            Command::Init { force, sign_with } => commands::image::init(
+                &settings()?,
+                image,
+                cli.global.name.as_deref(),
+                *force,
+                sign_with.as_deref(),
+            ),
+            Command::Check { against: None, .. } => {
+                commands::image::check(&settings()?, image, cli.global.name.as_deref())
+            }
+            Command::Check {
+                against: Some(_), ..
+            } => Err(error::Error::Usage(
+                "check --image compares with the image's own baseline (--name), not --against"
+                    .into(),
+            )),
             _ => Err(error::Error::Usage(
-                "--image works with paths and audit (baselines of images are not done yet)".into(),
+                "--image works with paths, audit, init and check".into(),
             )),
         };
     }

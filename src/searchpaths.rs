@@ -16,13 +16,13 @@ use crate::winreg::Registry;
 /// Directories glibc searches after the cache, whatever the configuration.
 pub const TRUSTED_DIRS: &[&str] = &["/lib", "/usr/lib", "/lib64", "/usr/lib64"];
 /// Other architecture-specific library directories, when present.
-const EXTRA_ARCH_DIRS: &[&str] = &["/lib32", "/usr/lib32", "/libx32", "/usr/libx32"];
+pub const EXTRA_ARCH_DIRS: &[&str] = &["/lib32", "/usr/lib32", "/libx32", "/usr/libx32"];
 /// The loader's configuration and state, tracked whether they exist or not:
 /// the appearance of one (a preload list above all) is a finding.
 pub const LOADER_FILES: &[&str] = &["/etc/ld.so.conf", "/etc/ld.so.preload", "/etc/ld.so.cache"];
 pub const LD_SO_CONF: &str = "/etc/ld.so.conf";
 /// Names of dynamic loaders.
-const LOADER_GLOBS: &[&str] = &["ld-linux*.so*", "ld64.so*", "ld-musl-*.so*"];
+pub const LOADER_GLOBS: &[&str] = &["ld-linux*.so*", "ld64.so*", "ld-musl-*.so*"];
 
 /// The `glibc-hwcaps` subdirectory names glibc (2.33 and later) knows, by
 /// architecture, most capable first: the loader searches
@@ -225,6 +225,31 @@ impl SearchPaths {
         for d in extra {
             sp.add_dir(root, d, Origin::Config, true);
         }
+        sp.mark_covered();
+        sp
+    }
+
+    /// A set resolved elsewhere (a container image's view, which is not a
+    /// [`Root`]): `dirs` and `files` deduplicated by their canonical paths
+    /// already. Marks covered dirs as [`SearchPaths::resolve`] does.
+    pub fn from_parts(
+        dirs: Vec<SearchDir>,
+        files: Vec<TrackedFile>,
+        ldconf: LdConf,
+        warnings: Vec<String>,
+    ) -> SearchPaths {
+        let mut sp = SearchPaths {
+            dir_index: dirs
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.path.clone(), i))
+                .collect(),
+            file_index: files.iter().map(|f| f.path.clone()).collect(),
+            dirs,
+            files,
+            ldconf,
+            warnings,
+        };
         sp.mark_covered();
         sp
     }

@@ -49,6 +49,42 @@ pub struct Location {
     pub restart_signing: bool,
 }
 
+/// Longest image baseline name (`--name`).
+pub const IMAGE_NAME_MAX: usize = 200;
+
+impl Location {
+    /// The location of the baseline of the container image named `name`:
+    /// a store of its own under [`store::IMAGES_DIR`] of this baseline
+    /// directory, with the same keys, signing and rollback state (which
+    /// keeps the highest generation per baseline id, so the two never mix).
+    /// The host's generations are never read or written through it.
+    pub fn for_image(&self, name: &str) -> std::result::Result<Location, String> {
+        if name.is_empty() || name.len() > IMAGE_NAME_MAX {
+            return Err(format!(
+                "an image baseline name is 1 to {IMAGE_NAME_MAX} bytes"
+            ));
+        }
+        let mut loc = self.clone();
+        loc.db = self.db.join(store::IMAGES_DIR).join(image_dir_name(name));
+        Ok(loc)
+    }
+}
+
+/// `name` as one safe directory name: bytes outside `[A-Za-z0-9._-]`
+/// percent-encoded (so `sha256:ab..` is `sha256%3Aab..`, and no name can
+/// climb out with `/` or be `.` or `..`).
+fn image_dir_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 8);
+    for b in name.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => out.push(b as char),
+            b'.' if !out.is_empty() => out.push('.'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// One verified generation.
 #[derive(Debug)]
 pub struct Baseline {
@@ -128,4 +164,17 @@ pub fn commit(
     drop(store);
     verify::record_written(loc, &meta)?;
     Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names_stay_one_directory_below_images() {
+        assert_eq!(image_dir_name("sha256:ab12"), "sha256%3Aab12");
+        assert_eq!(image_dir_name("../x"), "%2E.%2Fx");
+        assert_eq!(image_dir_name(".."), "%2E.");
+        assert_eq!(image_dir_name("app-v1.2"), "app-v1.2");
+    }
 }

@@ -69,6 +69,10 @@ pub const PLAIN_SCHEMA: u32 = 3;
 /// Extra pairs under this key prefix are acknowledged findings; a
 /// generation holding any is [`SCHEMA`] 4.
 pub const ACK_PREFIX: &[u8] = b"a\0";
+/// The directory inside a baseline path that holds the baselines of
+/// container images (`crate::baseline::Location::for_image`), one store
+/// each; the host's store never reads, counts or prunes it.
+pub const IMAGES_DIR: &str = "images";
 /// The oldest schema this build still reads (same layout, no facts).
 pub use super::sleddb::MIN_SCHEMA;
 /// How long to wait for another libwarden's lock (or a killed one's to be
@@ -506,7 +510,7 @@ fn survey(path: &Path) -> Result<Found> {
     for e in rd {
         let e = e.map_err(|e| io_or_unreadable(path, "read baseline", e))?;
         match e.file_name().to_str() {
-            Some(lock::NAME) | Some(pointer::TMP) => {}
+            Some(lock::NAME) | Some(pointer::TMP) | Some(IMAGES_DIR) => {}
             Some("db") => legacy = true,
             _ => other = true,
         }
@@ -536,7 +540,7 @@ fn refuse_existing(path: &Path) -> Result<()> {
     let rd = std::fs::read_dir(path).map_err(|e| io_or_unreadable(path, "read baseline", e))?;
     for e in rd {
         let e = e.map_err(|e| io_or_unreadable(path, "read baseline", e))?;
-        if e.file_name() != lock::NAME {
+        if e.file_name() != lock::NAME && e.file_name() != IMAGES_DIR {
             return Err(Error::BaselineExists(path.to_path_buf()));
         }
     }

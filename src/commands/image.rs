@@ -1,7 +1,10 @@
-//! `--image PATH` for `paths` and `audit`: the image's own loader
-//! configuration, and what in its layers hijacks the loader (a preload
-//! list, `LD_*` in the image config's environment, libraries deleted by a
-//! whiteout in an upper layer), read in place by [`crate::image`].
+//! `--image PATH` for `paths`, `audit`, `init` and `check`: the image's
+//! own loader configuration; what in its layers hijacks the loader (a
+//! preload list, `LD_*` in the image config's environment, libraries
+//! deleted by a whiteout in an upper layer); and a baseline per image
+//! (`--name NAME`, by default the image's digest) kept beside the host's,
+//! which `check --image` diffs the image against with the same diff as a
+//! host's `check`. Everything is read in place by [`crate::image`].
 
 use std::io::Write;
 use std::path::Path;
@@ -9,13 +12,15 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::audit::preload;
+use crate::baseline;
 use crate::config::Config;
+use crate::diff;
 use crate::error::{Error, Result};
 use crate::escape;
 use crate::finding::{self, Finding, Kind, Severity};
 use crate::formats::elf::is_so_name;
 use crate::formats::ldconf;
-use crate::image::{self, Image};
+use crate::image::{self, records, Image};
 use crate::output::{self, messages, Format};
 use crate::searchpaths::TRUSTED_DIRS;
 
@@ -243,6 +248,176 @@ pub fn audit(s: &Config, path: &Path) -> Result<i32> {
     messages::status(&format!(
         "libwarden audit --image: {}",
         output::count_by_kind(&f)
+    ));
+    Ok(finding::exit_bits(&f))
+}
+
+/// The extra pairs of an image generation: what image it was built from.
+const IMAGE_PREFIX: &[u8] = b"i\0";
+
+/// The root an image baseline is recorded for: its name, so the baseline
+/// of one name never judges another by accident.
+fn image_root(name: &str) -> Vec<u8> {
+    format!("image:{name}").into_bytes()
+}
+
+fn image_pairs(img: &Image, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let layers: Vec<&str> = img.layers.iter().map(|l| l.digest.as_str()).collect();
+    let mut v: Vec<(Vec<u8>, Vec<u8>)> = [
+        ("format", img.format.to_string()),
+        ("id", img.id.clone()),
+        ("layers", layers.join("\n")),
+        ("name", name.to_string()),
+        ("tags", img.tags.join("\n")),
+    ]
+    .into_iter()
+    .map(|(k, v)| ([IMAGE_PREFIX, k.as_bytes()].concat(), v.into_bytes()))
+    .collect();
+    v.sort();
+    v
+}
+
+fn pair<'a>(extra: &'a [(Vec<u8>, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
+    let k = [IMAGE_PREFIX, key.as_bytes()].concat();
+    extra
+        .iter()
+        .find(|(x, _)| *x == k)
+        .map(|(_, v)| v.as_slice())
+}
+
+fn location(s: &Config, img: &Image, name: Option<&str>) -> Result<(String, baseline::Location)> {
+    let name = name.unwrap_or(&img.id).to_string();
+    let loc = s.baseline.for_image(&name).map_err(|e| {
+        Error::Usage(format!(
+            "--name {}: {e}",
+            escape::for_terminal(name.as_bytes())
+        ))
+    })?;
+    Ok((name, loc))
+}
+
+/// The layer (1-based) a finding's path comes from: the one that put it
+/// there, or for a removed path the one whose whiteout removed it.
+fn layer_of_finding(img: &Image, f: &Finding) -> Option<usize> {
+    if f.kind == Kind::Removed {
+        return img
+            .view
+            .removed
+            .iter()
+            .rev()
+            .find(|r| r.path == f.path)
+            .map(|r| r.by_layer + 1);
+    }
+    img.view.nodes.get(&f.path).map(|n| n.layer + 1)
+}
+
+fn emit_image(
+    s: &Config,
+    img: &Image,
+    findings: &[Finding],
+    context: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let items: Vec<output::Marked> = findings
+        .iter()
+        .map(|f| {
+            let mut m = output::Marked::plain(f);
+            if let Some(l) = layer_of_finding(img, f) {
+                m.fields.insert("layer".into(), l.into());
+                m.tag = Some(format!("layer {l}"));
+            }
+            m
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    output::write_marked(&mut out, &items, s.format, context)
+        .map_err(|e| Error::io("write", "stdout", e))
+}
+
+/// `init --image PATH [--name NAME]`: the image's records as the first
+/// generation of its own baseline; its audit findings are shown (exit 0
+/// once written, as `init`).
+pub fn init(
+    s: &Config,
+    path: &Path,
+    name: Option<&str>,
+    force: bool,
+    sign_with: Option<&Path>,
+) -> Result<i32> {
+    let key = sign_with.map(baseline::signing::load_secret).transpose()?;
+    let img = open(path)?;
+    let (name, loc) = location(s, &img, name)?;
+    let store = baseline::create(&loc, force)?;
+    let m = records::monitored(&img.view);
+    m.sp.warnings.iter().for_each(|w| messages::warning(w));
+    let f = findings(&img);
+    let meta = baseline::commit(
+        &loc,
+        store,
+        &m.records,
+        &image_pairs(&img, &name),
+        &image_root(&name),
+        key.as_ref(),
+    )?;
+    let mut context = serde_json::Map::new();
+    context.insert("image".into(), img.id.clone().into());
+    context.insert("image_name".into(), name.clone().into());
+    emit_image(s, &img, &f, &context)?;
+    messages::status(&format!(
+        "libwarden init --image: {} records of {} search dirs; {} standing; image baseline {} \
+         {} written to {}",
+        m.records.len(),
+        m.sp.walk_roots().count(),
+        output::count_by_kind(&f),
+        escape::for_terminal(name.as_bytes()),
+        baseline::verify::describe(&meta),
+        loc.db.display()
+    ));
+    Ok(0)
+}
+
+/// `check --image PATH [--name NAME]`: the image against the baseline of
+/// NAME (by default its own digest), with the diff of a host's `check`,
+/// plus its audit findings; exit bits as `check`.
+pub fn check(s: &Config, path: &Path, name: Option<&str>) -> Result<i32> {
+    let img = open(path)?;
+    let (name, loc) = location(s, &img, name)?;
+    let (base, notes) = baseline::load(&loc, &image_root(&name))?;
+    messages::notes(&notes);
+    let m = records::monitored(&img.view);
+    m.sp.warnings.iter().for_each(|w| messages::warning(w));
+    let mut f = diff::diff(&base.records, &m.records, &diff::Classifier::new(&m.sp));
+    // A whiteout that removed a baselined library is the diff's `removed`
+    // already (with the layer that removed it); the audit says it once.
+    let diffed: std::collections::BTreeSet<Vec<u8>> = f
+        .iter()
+        .filter(|x| x.kind == Kind::Removed)
+        .map(|x| x.path.clone())
+        .collect();
+    f.extend(
+        findings(&img)
+            .into_iter()
+            .filter(|x| !(x.kind == Kind::Removed && diffed.contains(&x.path))),
+    );
+    f.sort_by(output::order);
+    let mut context = serde_json::Map::new();
+    context.insert("image".into(), img.id.clone().into());
+    context.insert("image_name".into(), name.clone().into());
+    context.insert(
+        "baseline".into(),
+        json!({
+            "generation": base.meta.generation,
+            "written": baseline::verify::utc(base.meta.written),
+            "signed": base.meta.signature.is_some(),
+            "image": pair(&base.extra, "id").map(|v| String::from_utf8_lossy(v).into_owned()),
+        }),
+    );
+    emit_image(s, &img, &f, &context)?;
+    messages::status(&format!(
+        "libwarden check --image: {} records; {}; against image baseline {} {}",
+        m.records.len(),
+        output::count_by_kind(&f),
+        escape::for_terminal(name.as_bytes()),
+        base.describe()
     ));
     Ok(finding::exit_bits(&f))
 }

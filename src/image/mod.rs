@@ -12,23 +12,36 @@
 //! [`View`] implements [`ldconf::ConfSource`], so `ld.so.conf` and its
 //! includes are parsed by the same code as a real root's.
 
+pub mod records;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use sha2::Digest;
 
+use crate::facts::Facts;
 use crate::formats::ldconf;
 use crate::formats::oci::{self, Compression};
+use crate::record::FileClass;
 
 /// Files kept in memory: those under `/etc` up to this size.
 const KEEP_CAP: u64 = 1 << 20;
 /// Entries in one image (a full distribution is a few hundred thousand).
 const MAX_ENTRIES: usize = 4_000_000;
+/// Bytes [`FileClass::sniff`] looks at.
+const HEAD: usize = 64;
 /// One path's length.
 const MAX_PATH: usize = 4096;
 /// Symlinks followed in one lookup (as the kernel's 40).
 const MAX_LINKS: usize = 40;
+/// Files up to this size are held in memory while they stream past, so
+/// their facts (ELF headers, a loader's preload string) are parsed with
+/// the same parsers as a file on disk; the bytes are dropped right after.
+/// Larger files get a digest and a class, no facts.
+pub const FACTS_CAP: u64 = 64 << 20;
 
 /// What the view holds at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +50,11 @@ pub enum Kind {
     File {
         size: u64,
         blake3: [u8; 32],
+        /// Sniffed from the first bytes, as a scan does.
+        class: FileClass,
+        /// What the judges need of the content (as [`crate::inspect`]
+        /// gathers it on a host), for files up to [`FACTS_CAP`].
+        facts: Option<Arc<Facts>>,
         /// The content, for small files under `/etc`.
         data: Option<Vec<u8>>,
     },
@@ -48,7 +66,12 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub kind: Kind,
+    /// Permission bits as the tar header gives them (no file type).
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds, from the tar header.
+    pub mtime: i64,
     /// The layer (0-based) that put it there.
     pub layer: usize,
 }
@@ -495,6 +518,37 @@ impl View {
         }
     }
 
+    /// Turns every ancestor of `path` that is not a directory into one
+    /// (put there by `layer`), dropping what was below it.
+    fn make_parents_dirs(&mut self, path: &[u8], layer: usize) {
+        let mut at = 1;
+        while let Some(i) = path[at..].iter().position(|&b| b == b'/') {
+            let anc = &path[..at + i];
+            at += i + 1;
+            match self.nodes.get(anc) {
+                Some(n) if n.kind != Kind::Dir => {
+                    let stale: Vec<Vec<u8>> =
+                        below(&self.nodes, anc).map(|(k, _)| k.clone()).collect();
+                    for k in stale {
+                        self.nodes.remove(&k);
+                    }
+                    self.nodes.insert(
+                        anc.to_vec(),
+                        Node {
+                            kind: Kind::Dir,
+                            mode: 0o755,
+                            uid: 0,
+                            gid: 0,
+                            mtime: 0,
+                            layer,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Resolves symlinks in `path` inside the view (absolute targets are
     /// relative to the image's root). `None` past [`MAX_LINKS`].
     pub fn resolve(&self, path: &[u8]) -> Option<Vec<u8>> {
@@ -554,6 +608,8 @@ fn apply_tar(
     let mut ar = tar::Archive::new(stream);
     let mut count = 0usize;
     let mut buf = vec![0u8; 1 << 16];
+    // Reused for every member: one allocation per layer, not per file.
+    let mut held: Vec<u8> = Vec::new();
     for e in ar.entries()? {
         let mut e = e?;
         count += 1;
@@ -592,6 +648,21 @@ fn apply_tar(
         }
         let h = e.header();
         let mode = h.mode().unwrap_or(0);
+        let uid = h
+            .uid()
+            .ok()
+            .and_then(|u| u32::try_from(u).ok())
+            .unwrap_or(0);
+        let gid = h
+            .gid()
+            .ok()
+            .and_then(|g| u32::try_from(g).ok())
+            .unwrap_or(0);
+        let mtime = h
+            .mtime()
+            .ok()
+            .and_then(|t| i64::try_from(t).ok())
+            .unwrap_or(0);
         let ty = h.entry_type();
         let kind = if ty.is_dir() {
             Kind::Dir
@@ -622,7 +693,10 @@ fn apply_tar(
         } else if ty.is_file() || ty == tar::EntryType::Continuous {
             let size = e.size();
             let keep = path.starts_with(b"/etc/") && size <= KEEP_CAP;
-            let mut data = keep.then(|| Vec::with_capacity(size as usize));
+            // The whole content while it streams (bounded), for the
+            // facts; else the first bytes, for the class.
+            let whole = size <= FACTS_CAP;
+            held.clear();
             let mut hasher = blake3::Hasher::new();
             loop {
                 let n = e.read(&mut buf)?;
@@ -631,14 +705,25 @@ fn apply_tar(
                 }
                 let chunk = &buf[..n];
                 hasher.update(chunk);
-                if let Some(d) = data.as_mut() {
-                    d.extend_from_slice(chunk);
-                }
+                let room = if whole {
+                    (FACTS_CAP as usize).saturating_sub(held.len())
+                } else {
+                    HEAD.saturating_sub(held.len())
+                };
+                held.extend_from_slice(&chunk[..n.min(room)]);
             }
+            let class = FileClass::sniff(&held[..held.len().min(HEAD)]);
+            let facts = if whole {
+                crate::inspect::facts_of_bytes(&path, class, &held).map(Arc::new)
+            } else {
+                None
+            };
             Kind::File {
                 size,
                 blake3: *hasher.finalize().as_bytes(),
-                data,
+                class,
+                facts,
+                data: keep.then(|| held.clone()),
             }
         } else if matches!(
             ty,
@@ -648,6 +733,12 @@ fn apply_tar(
         } else {
             Kind::Other
         };
+        // A member under a name a lower layer made a symlink (or a file):
+        // extracted into its own layer, that name is a directory there,
+        // and the merged filesystem shows the directory. Left a symlink
+        // here, the member would sit at a key nothing resolves to, hidden
+        // from the records and the audits.
+        view.make_parents_dirs(&path, layer);
         // A directory over a directory keeps what is below it; anything
         // else replaces the path (and, replacing a directory, its tree).
         let was_dir = view.nodes.get(&path).is_some_and(|n| n.kind == Kind::Dir);
@@ -657,7 +748,17 @@ fn apply_tar(
                 view.nodes.remove(&k);
             }
         }
-        view.nodes.insert(path, Node { kind, mode, layer });
+        view.nodes.insert(
+            path,
+            Node {
+                kind,
+                mode,
+                uid,
+                gid,
+                mtime,
+                layer,
+            },
+        );
     }
     Ok(count)
 }
@@ -796,6 +897,28 @@ mod tests {
             v.read(Path::new("/etc/ld.so.preload")).unwrap(),
             b"/lib/liba.so\n"
         );
+    }
+
+    #[test]
+    fn a_member_under_a_lower_layers_symlink_is_seen_at_its_own_path() {
+        let mut v = View::default();
+        let mut w = Vec::new();
+        let l1 = tar_of(&[
+            ("usr/", None, None),
+            ("usr/lib/", None, None),
+            ("usr/lib/libc.so.6", Some(b"c"), None),
+            ("lib", None, Some("usr/lib")),
+        ]);
+        apply_tar(&mut v, 0, &mut l1.as_slice(), &mut w).unwrap();
+        // Layer 2 names lib/ only through its member, no directory entry.
+        let l2 = tar_of(&[("lib/libhide.so", Some(b"h"), None)]);
+        apply_tar(&mut v, 1, &mut l2.as_slice(), &mut w).unwrap();
+        assert_eq!(
+            v.nodes.get(b"/lib".as_slice()).map(|n| &n.kind),
+            Some(&Kind::Dir)
+        );
+        assert!(v.get(b"/lib/libhide.so").is_some());
+        assert!(v.get(b"/usr/lib/libc.so.6").is_some());
     }
 
     #[test]

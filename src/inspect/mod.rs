@@ -255,6 +255,25 @@ fn read_and_hash(
     })
 }
 
+/// The facts of a file whose whole content is in memory (a container
+/// image's layer member, read from its stream): the same parsers as a
+/// file on disk, without the `security.ima` xattr (a tar member has none
+/// that libwarden reads). `None` when the file needs no facts.
+pub fn facts_of_bytes(path: &[u8], class: FileClass, data: &[u8]) -> Option<Facts> {
+    if !wants_facts(path, class) {
+        return None;
+    }
+    let name = file_name(path);
+    let mut g = Gather {
+        name,
+        ima: None,
+        preload: elf::is_glibc_loader(name).then(Search::default),
+        unit: facts::is_unit_path(path).then(Vec::new),
+    };
+    g.feed(data);
+    Some(g.finish_from(data, class))
+}
+
 /// Facts being gathered during one hashing pass.
 struct Gather<'n> {
     name: &'n [u8],

@@ -531,10 +531,13 @@ fn clean_image_is_quiet_and_a_tampered_layer_is_refused() {
     let (code, _, err) = image_run(&t, &oci, &["audit"]);
     assert_ne!(code, 0);
     assert!(err.contains("does not match its digest"), "{err}");
-    // --image works with paths and audit only, for now.
-    let (code, _, err) = image_run(&t, &oci, &["check"]);
+    // --image works with paths, audit, init and check only.
+    let (code, _, err) = image_run(&t, &oci, &["update"]);
     assert_ne!(code, 0);
-    assert!(err.contains("--image works with paths and audit"), "{err}");
+    assert!(
+        err.contains("--image works with paths, audit, init and check"),
+        "{err}"
+    );
 }
 
 /// sha256 hex of a file, by sha256sum.
