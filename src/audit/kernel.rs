@@ -325,9 +325,16 @@ pub fn audit(cx: &Context, a: &mut Audit) {
     if !cx.root.is_slash() {
         a.notes
             .push("the running kernel is not audited under --root".into());
-        return;
+    } else {
+        #[cfg(target_os = "linux")]
+        live(cx, a);
     }
-    #[cfg(target_os = "linux")]
+}
+
+/// The running kernel's taint and modules, against the baseline's module
+/// files when there is one.
+#[cfg(target_os = "linux")]
+fn live(cx: &Context, a: &mut Audit) {
     {
         let k = read_live(cx.root);
         let known = |p: &Path| {
