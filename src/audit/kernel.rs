@@ -335,16 +335,14 @@ pub fn audit(cx: &Context, a: &mut Audit) {
 /// files when there is one.
 #[cfg(target_os = "linux")]
 fn live(cx: &Context, a: &mut Audit) {
-    {
-        let k = read_live(cx.root);
-        let known = |p: &Path| {
-            let canon = cx.root.resolve_lenient(p);
-            cx.baseline
-                .is_some_and(|b| crate::scan::find(b, super::bytes(&canon)).is_some())
-        };
-        let ask: Option<&dyn Fn(&Path) -> bool> = cx.baseline.map(|_| &known as _);
-        judge(&k, ask, a);
-    }
+    let k = read_live(cx.root);
+    let known = |p: &Path| {
+        let canon = cx.root.resolve_lenient(p);
+        cx.baseline
+            .is_some_and(|b| crate::scan::find(b, super::bytes(&canon)).is_some())
+    };
+    let ask: Option<&dyn Fn(&Path) -> bool> = cx.baseline.map(|_| &known as _);
+    judge(&k, ask, a);
 }
 
 #[cfg(test)]
