@@ -68,10 +68,13 @@ pub fn run(s: &Config, a: &BenchArgs, g: &Global) -> Result<i32> {
         ));
         passes.push(median);
     }
+    // After the passes, so it does not warm or cool anything they measure.
+    let md5 = bench::md5_rates();
     let mut out = std::io::stdout().lock();
     let r = match s.format {
-        Format::Json | Format::Ecs => write_json(&mut out, &path, cores, a.runs, &passes),
-        Format::Human => write_human(&mut out, &path, cores, a.runs, &passes),
+        Format::Json | Format::Ecs => write_json(&mut out, &path, cores, a.runs, &passes, &md5),
+        Format::Human => write_human(&mut out, &path, cores, a.runs, &passes)
+            .and_then(|_| writeln!(out, "\n{}", md5.line())),
     };
     match r {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
@@ -97,6 +100,7 @@ fn write_json(
     cores: usize,
     runs: usize,
     passes: &[Pass],
+    md5: &bench::Md5Rates,
 ) -> std::io::Result<()> {
     for p in passes {
         let classes: Vec<_> = SizeClass::ALL
@@ -132,6 +136,12 @@ fn write_json(
                 "store_s": secs(p.store),
             },
             "classes": classes,
+            "md5": {
+                "single_stream_gb_s": md5.single,
+                "multi_buffer_gb_s": md5.multi,
+                "lanes": md5.lanes,
+                "simd": md5.kind,
+            },
         });
         writeln!(out, "{v}")?;
     }
