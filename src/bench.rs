@@ -168,6 +168,93 @@ pub mod peak_rss {
     }
 }
 
+/// MD5 throughput on one core: one stream at a time (what verifying one
+/// file costs) against [`md5lanes::LANES`] streams in SIMD lanes.
+#[derive(Clone, Copy, Debug)]
+pub struct Md5Rates {
+    /// GB/s (10^9 bytes) of one stream, the `md-5` crate.
+    pub single: f64,
+    /// GB/s of all lanes together.
+    pub multi: f64,
+    pub lanes: usize,
+    /// "avx2", or "scalar" on a CPU without it.
+    pub kind: &'static str,
+}
+
+/// Measures [`Md5Rates`] in memory on a fixed set of buffers (one per lane,
+/// of slightly different sizes, fed in 1 MiB pieces as the scan reads), the
+/// best of three rounds each: no file system, one thread.
+pub fn md5_rates() -> Md5Rates {
+    use crate::md5lanes::{Lanes, LANES};
+    use md5::Digest;
+    let bufs: Vec<Vec<u8>> = (0..LANES)
+        .map(|i| {
+            let mut x = 0x2545_f491_4f6c_dd1du64 ^ i as u64;
+            (0..(4 << 20) - i * 4096)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        })
+        .collect();
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let best = |f: &mut dyn FnMut()| {
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+    };
+    let single = best(&mut || {
+        for b in &bufs {
+            std::hint::black_box(md5::Md5::digest(b));
+        }
+    });
+    let mut kind = "scalar";
+    let multi = best(&mut || {
+        let mut lanes = Lanes::new();
+        kind = lanes.kind();
+        let mut at = 0;
+        loop {
+            let part: Vec<&[u8]> = bufs
+                .iter()
+                .map(|b| &b[at.min(b.len())..(at + (1 << 20)).min(b.len())])
+                .collect();
+            if part.iter().all(|p| p.is_empty()) {
+                break;
+            }
+            lanes.update(&part);
+            at += 1 << 20;
+        }
+        for i in 0..LANES {
+            std::hint::black_box(lanes.finish(i));
+        }
+    });
+    let rate = |d: Duration| total as f64 / 1e9 / d.as_secs_f64().max(1e-9);
+    Md5Rates {
+        single: rate(single),
+        multi: rate(multi),
+        lanes: LANES,
+        kind,
+    }
+}
+
+impl Md5Rates {
+    /// The line `bench` prints (scripts grep for `^md5:`).
+    pub fn line(&self) -> String {
+        format!(
+            "md5: single-stream {:.2} GB/s per core, multi-buffer ({} lanes, {}) {:.2} GB/s per core",
+            self.single, self.lanes, self.kind, self.multi
+        )
+    }
+}
+
 /// What `--generate` wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Generated {

@@ -28,6 +28,7 @@ pub mod guard;
 pub mod image;
 pub mod input;
 pub mod inspect;
+pub mod md5lanes;
 pub mod output;
 pub mod pipeline;
 pub mod provenance;

@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::acknowledge::{Ack, Acks};
 use crate::audit::{self, objects::ExecObjects, perms::Trust};
@@ -91,6 +92,13 @@ impl Plan {
             crate::output::progress::start(self.scan.show_progress, "scan", prior.len() as u64);
         let mut opts = self.scan_options(paranoid);
         opts.progress = display.as_ref().map(|d| d.counters.clone());
+        // When every file is read anyway (no prior to reuse), the packaged
+        // ones get their MD5 in the same read: the index is read first.
+        // A check of unchanged files reads none and loads nothing more.
+        if paranoid || prior.is_empty() {
+            opts.md5_paths =
+                provenance::World::md5_paths(&self.root, &self.provenance).map(Arc::new);
+        }
         let (scan, notes) = self.collect_with(&sp, registry.as_ref(), prior, &opts);
         drop(display);
         Snapshot {
@@ -257,6 +265,8 @@ pub struct Judge<'a> {
     /// The package index with symlinks and directories, read when a
     /// change needs explaining ([`Judge::index_for`]).
     index: Option<provenance::Index>,
+    /// MD5s the scan computed in its read ([`ScanResult::md5`]).
+    scan_md5: Option<Arc<crate::inspect::ContentMd5>>,
 }
 
 impl<'a> Judge<'a> {
@@ -303,7 +313,14 @@ impl<'a> Judge<'a> {
             notes: Vec::new(),
             acks: Acks::default(),
             index: None,
+            scan_md5: None,
         }
+    }
+
+    /// Lets provenance use the MD5s `scan` computed instead of reading
+    /// those files again.
+    pub fn use_scan_digests(&mut self, scan: &ScanResult) {
+        self.scan_md5 = Some(scan.md5.clone());
     }
 
     /// Silences what `acks` acknowledges when judging against no baseline
@@ -422,15 +439,17 @@ impl<'a> Judge<'a> {
             v.prior = provenance::State::without_owners(&b.extra);
         }
         if let (true, Some(world)) = (judges.provenance, &self.world) {
-            let cx = world.context(&self.plan.root, &self.plan.policy, &self.authenticode);
+            let mut cx = world.context(&self.plan.root, &self.plan.policy, &self.authenticode);
+            cx.scan_md5 = self.scan_md5.as_deref();
             let started = std::time::Instant::now();
             // The golden manifest, or the baseline, is the `manifest`
             // evidence.
             let mut out = provenance::evaluate(&cx, &now, &base, &v.prior);
             v.notes.push(Note::Status(format!(
-                "provenance: {} libraries judged, {} digests computed, in {:.3} s",
+                "provenance: {} libraries judged, {} digests computed ({} in the scan's read), in {:.3} s",
                 out.judged,
                 out.md5_computed,
+                out.md5_from_scan,
                 started.elapsed().as_secs_f64()
             )));
             if matches!(reference, Reference::Baseline(_)) {
@@ -615,6 +634,7 @@ pub fn judge(plan: &Plan, reference: Reference, snap: &Snapshot, judges: Judges)
         _ => &[],
     };
     let mut j = Judge::new_cached(plan, &snap.scan.records, judges, false, extra);
+    j.use_scan_digests(&snap.scan);
     j.run(
         reference,
         (&snap.sp, snap.registry.as_ref(), &snap.scan.records),

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use ignore::{DirEntry, ParallelVisitor, ParallelVisitorBuilder, WalkBuilder, WalkState};
 
-use crate::inspect::{Cost, Inspector, Outcome};
+#[cfg(unix)]
+use crate::inspect::LaneEngine;
+use crate::inspect::{ContentMd5, Cost, Inspector, Md5Paths, Outcome};
 use crate::record::{FileType, Record};
 use crate::rootfs::Root;
 use crate::searchpaths::SearchPaths;
@@ -51,6 +53,10 @@ pub struct ScanOptions {
     pub show_progress: bool,
     /// Counters the walk keeps up to date for a progress display.
     pub progress: Option<Arc<Progress>>,
+    /// Paths whose package digest is an MD5, known before the walk: their
+    /// MD5 is computed in the same read as BLAKE3 and handed to provenance
+    /// in [`ScanResult::md5`]. `None`: provenance reads them again itself.
+    pub md5_paths: Option<Arc<Md5Paths>>,
 }
 
 /// What a running scan has done so far, updated by every walker thread
@@ -77,6 +83,7 @@ impl ScanOptions {
             sha256: false,
             show_progress: false,
             progress: None,
+            md5_paths: None,
         }
     }
 
@@ -192,6 +199,10 @@ pub struct ScanResult {
     pub records: Vec<Record>,
     pub warnings: Vec<Warning>,
     pub stats: Stats,
+    /// MD5s computed in the scan's read (see [`ScanOptions::md5_paths`]),
+    /// by the BLAKE3 of the same content; sorted by BLAKE3 (see
+    /// [`crate::md5lanes::md5_of`]).
+    pub md5: Arc<ContentMd5>,
 }
 
 /// Scans everything `sp` monitors. `prior` (sorted by path) lets unchanged
@@ -224,6 +235,7 @@ pub fn scan(root: &Root, sp: &SearchPaths, opts: &ScanOptions, prior: &[Record])
     let mut part = Part::default();
     let mut insp = Inspector::new(root);
     insp.sha256 = opts.sha256;
+    insp.md5_paths = opts.md5_paths.clone();
     for f in sp.loose_files() {
         let logical = f.path.as_os_str().as_encoded_bytes().to_vec();
         let p = prior.get(&logical);
@@ -237,6 +249,7 @@ pub fn scan(root: &Root, sp: &SearchPaths, opts: &ScanOptions, prior: &[Record])
             out => part.take(logical, out, cost),
         }
     }
+    part.md5s = std::mem::take(&mut insp.md5s);
     drop(tx);
 
     finish(std::iter::once(part).chain(rx).collect(), start)
@@ -271,7 +284,9 @@ fn finish(parts: Vec<Part>, start: Instant) -> ScanResult {
         records: Vec::with_capacity(parts.iter().map(|p| p.records.len()).sum()),
         ..ScanResult::default()
     };
+    let mut md5: ContentMd5 = Vec::new();
     for p in parts {
+        md5.extend(p.md5s);
         result.records.extend(p.records);
         result.warnings.extend(p.warnings);
         add_stats(&mut result.stats, &p.stats);
@@ -287,6 +302,9 @@ fn finish(parts: Vec<Part>, start: Instant) -> ScanResult {
     result
         .warnings
         .dedup_by(|a, b| a.path == b.path && a.message == b.message);
+    md5.sort_unstable();
+    md5.dedup_by(|a, b| a.0 == b.0);
+    result.md5 = Arc::new(md5);
     result.stats.entries = result.records.len() as u64;
     result.stats.elapsed = start.elapsed();
     result
@@ -409,6 +427,7 @@ fn walk(
         timing: opts.timing,
         readahead: opts.readahead,
         sha256: opts.sha256,
+        md5_paths: opts.md5_paths.clone(),
         progress: opts.progress.clone(),
     };
     b.build_parallel().visit(&mut builder);
@@ -422,6 +441,7 @@ struct Builder<'a> {
     timing: bool,
     readahead: bool,
     sha256: bool,
+    md5_paths: Option<Arc<Md5Paths>>,
     progress: Option<Arc<Progress>>,
 }
 
@@ -432,7 +452,12 @@ impl<'s, 'a: 's> ParallelVisitorBuilder<'s> for Builder<'a> {
         insp.timing = self.timing;
         insp.fadvise = self.readahead;
         insp.sha256 = self.sha256;
+        insp.md5_paths = self.md5_paths.clone();
+        #[cfg(unix)]
+        let lanes = (self.md5_paths.is_some() && LaneEngine::useful()).then(LaneEngine::new);
         Box::new(Visitor {
+            #[cfg(unix)]
+            lanes,
             root: self.root,
             prior: self.prior,
             tx: self.tx.clone(),
@@ -456,6 +481,8 @@ struct Part {
     records: Vec<Record>,
     warnings: Vec<Warning>,
     stats: Stats,
+    /// MD5s computed in this thread's reads.
+    md5s: ContentMd5,
 }
 
 impl Part {
@@ -505,6 +532,10 @@ impl Part {
 }
 
 struct Visitor<'a> {
+    /// Packaged files read in turns for multi-buffer MD5 (see
+    /// [`LaneEngine`]); `None` when no MD5s are wanted or no SIMD lanes.
+    #[cfg(unix)]
+    lanes: Option<LaneEngine<'a>>,
     root: &'a Root,
     prior: &'a Prior<'a>,
     tx: Sender<Part>,
@@ -564,6 +595,20 @@ impl Visitor<'_> {
             }
         });
         let prior = self.prior.get(&logical);
+        #[cfg(unix)]
+        if let Some(lanes) = self.lanes.as_mut().filter(|_| {
+            hint == Some(FileType::File)
+                && self
+                    .insp
+                    .md5_paths
+                    .as_ref()
+                    .is_some_and(|m| m.contains(&logical))
+        }) {
+            lanes.defer(&mut self.insp, logical, hint, prior);
+            self.take_lanes();
+            // A regular file by its entry: nothing to descend into.
+            return WalkState::Skip;
+        }
         let mut cost = Cost::default();
         if let Some(b) = &self.busy {
             b.fetch_add(1, Ordering::Relaxed);
@@ -572,14 +617,24 @@ impl Visitor<'_> {
         if let Some(b) = &self.busy {
             b.fetch_sub(1, Ordering::Relaxed);
         }
-        if let Some(p) = &self.progress {
-            p.entries.fetch_add(1, Ordering::Relaxed);
-            p.bytes.fetch_add(cost.hashed_bytes, Ordering::Relaxed);
-        }
         // Descend only into what is a directory inside the root right now:
         // the walker has opened it by host path already, and if that was a
         // symlink to the outside, its listing must not be walked.
         let descend = matches!(&out, Outcome::Record(r, _) if r.ftype == FileType::Dir);
+        self.keep(logical, out, cost);
+        if descend {
+            WalkState::Continue
+        } else {
+            WalkState::Skip
+        }
+    }
+
+    /// Adds one inspection's outcome to this thread's batch.
+    fn keep(&mut self, logical: Vec<u8>, out: Outcome, cost: Cost) {
+        if let Some(p) = &self.progress {
+            p.entries.fetch_add(1, Ordering::Relaxed);
+            p.bytes.fetch_add(cost.hashed_bytes, Ordering::Relaxed);
+        }
         if matches!(out, Outcome::Unreachable) {
             self.warn_swapped(&logical);
         }
@@ -587,13 +642,22 @@ impl Visitor<'_> {
         if self.part.records.len() >= PART_RECORDS {
             // Hand over full batches: a thread's vector never grows by
             // doubling past this, so the merge holds the records about once.
+            self.part.md5s = std::mem::take(&mut self.insp.md5s);
             let _ = self.tx.send(std::mem::take(&mut self.part));
             self.part.records.reserve_exact(PART_RECORDS);
         }
-        if descend {
-            WalkState::Continue
-        } else {
-            WalkState::Skip
+    }
+
+    /// What the lanes finished, into the batch.
+    #[cfg(unix)]
+    fn take_lanes(&mut self) {
+        let done = self
+            .lanes
+            .as_mut()
+            .map(|l| l.take_done())
+            .unwrap_or_default();
+        for (logical, out, cost) in done {
+            self.keep(logical, out, cost);
         }
     }
 
@@ -658,6 +722,13 @@ fn reachable_ancestor(root: &Root, logical: &[u8]) -> Vec<u8> {
 
 impl Drop for Visitor<'_> {
     fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(mut lanes) = self.lanes.take() {
+            lanes.drain(&mut self.insp);
+            self.lanes = Some(lanes);
+            self.take_lanes();
+        }
+        self.part.md5s = std::mem::take(&mut self.insp.md5s);
         let _ = self.tx.send(std::mem::take(&mut self.part));
     }
 }

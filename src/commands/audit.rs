@@ -19,6 +19,7 @@ pub fn run(s: &Config) -> Result<i32> {
     let snap = s.plan.snapshot(&[], false);
     super::show(&snap);
     let mut judge = pipeline::Judge::new(&s.plan, &snap.scan.records, Judges::AUDIT, false);
+    judge.use_scan_digests(&snap.scan);
     judge.acknowledge(acknowledgements(s));
     let v = judge.run(
         Reference::Nothing,

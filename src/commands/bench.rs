@@ -73,10 +73,15 @@ pub fn run(s: &Config, a: &BenchArgs, g: &Global) -> Result<i32> {
         .as_ref()
         .zip(passes.last())
         .and_then(|(h, p)| Growth::between(h, p));
+    // After the passes, so it does not warm or cool anything they measure.
+    let md5 = bench::md5_rates();
     let mut out = std::io::stdout().lock();
     let r = match s.format {
-        Format::Json | Format::Ecs => write_json(&mut out, &path, cores, a.runs, &passes, growth),
-        Format::Human => write_human(&mut out, &path, cores, a.runs, &passes, growth),
+        Format::Json | Format::Ecs => {
+            write_json(&mut out, &path, cores, a.runs, &passes, growth, &md5)
+        }
+        Format::Human => write_human(&mut out, &path, cores, a.runs, &passes, growth)
+            .and_then(|_| writeln!(out, "\n{}", md5.line())),
     };
     match r {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
@@ -127,6 +132,7 @@ fn write_json(
     runs: usize,
     passes: &[Pass],
     growth: Option<Growth>,
+    md5: &bench::Md5Rates,
 ) -> std::io::Result<()> {
     for (i, p) in passes.iter().enumerate() {
         let classes: Vec<_> = SizeClass::ALL
@@ -163,6 +169,12 @@ fn write_json(
             },
             "classes": classes,
             "peak_rss_bytes": p.peak_rss,
+            "md5": {
+                "single_stream_gb_s": md5.single,
+                "multi_buffer_gb_s": md5.multi,
+                "lanes": md5.lanes,
+                "simd": md5.kind,
+            },
         });
         // Measured at the sweep's last thread count: on that line only.
         if let (Some(g), true) = (growth, i + 1 == passes.len()) {

@@ -24,6 +24,7 @@ use crate::facts::{
     self, ElfFact, Facts, ImaFact, ModuleFact, UnitFact, LOADER_CAP, PRELOAD_STRING,
 };
 use crate::formats::elf::{self, FileAt, ReadAt};
+pub use crate::md5lanes::{ContentMd5, Md5Paths};
 // The pure parsers of module trailers and IMA values; nothing else of
 // provenance is used here.
 use crate::formats::{ima, kmod, loaderpaths};
@@ -31,6 +32,10 @@ use crate::record::{file_name, FileClass, FileType, Record, Unhashed};
 use crate::rootfs::Root;
 use crate::sys::MetadataExt;
 
+#[cfg(unix)]
+mod lanes;
+#[cfg(unix)]
+pub use lanes::LaneEngine;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
@@ -173,6 +178,8 @@ struct Hashed {
     digest: [u8; 32],
     /// SHA-256 of the same bytes, when asked for.
     sha256: Option<[u8; 32]>,
+    /// MD5 of the same bytes, when asked for (a dpkg-owned file).
+    md5: Option<[u8; 16]>,
     /// Sniffed from the first read.
     class: FileClass,
     /// Bytes read.
@@ -185,6 +192,7 @@ struct Hashed {
 /// sniffed from the first read. Files of at least [`LARGE`] bytes use
 /// BLAKE3's multi-threaded mode while fewer than `parallel.1` inspections
 /// are running (counted in `parallel.0`), i.e. only when cores would idle.
+#[allow(clippy::too_many_arguments)]
 fn read_and_hash(
     mut file: &File,
     buf: &mut Vec<u8>,
@@ -193,23 +201,16 @@ fn read_and_hash(
     cost: &mut Cost,
     path: &[u8],
     sha256: bool,
+    md5: bool,
 ) -> io::Result<Hashed> {
     // One read sized to the file (plus one byte, to see growth) for
     // anything that fits a chunk; chunked reads beyond.
-    let want = (size as usize).saturating_add(1).clamp(4096, CHUNK);
+    let want = read_size(size, CHUNK);
     if buf.len() < want {
         buf.resize(want, 0);
     }
-    let mut hasher = blake3::Hasher::new();
-    // The extra digest is fed from the same buffer: no second read.
-    let mut sha = sha256.then(<sha2::Sha256 as sha2::Digest>::new);
-    let mut total: u64 = 0;
-    let mut reads = 0usize;
-    let mut class = FileClass::Other;
+    let mut r = Reading::new(file, path, sha256, md5);
     let parallel = parallel.filter(|_| size >= LARGE);
-    // Decided from the name now, or from the class after the first read;
-    // either way before any content is digested.
-    let mut gather = wants_by_path(path).then(|| Gather::start(file, path));
     loop {
         let n = match file.read(&mut buf[..want]) {
             Ok(0) => break,
@@ -217,42 +218,100 @@ fn read_and_hash(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if total == 0 {
-            class = FileClass::sniff(&buf[..n]);
-            if gather.is_none() && wants_by_class(class) {
-                gather = Some(Gather::start(file, path));
-            }
-        }
-        if parallel.is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores) {
-            hasher.update_rayon(&buf[..n]);
-        } else {
-            hasher.update(&buf[..n]);
-        }
-        if let Some(g) = &mut gather {
-            g.feed(&buf[..n]);
-        }
-        if let Some(s) = &mut sha {
-            sha2::Digest::update(s, &buf[..n]);
-        }
-        total += n as u64;
-        reads += 1;
-        // A short read of a regular file sized under one chunk is EOF.
-        if want < CHUNK && total == size && n < want {
+        let rayon = parallel.is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores);
+        r.feed(file, path, &buf[..n], rayon);
+        if r.at_end(size, n, want, CHUNK) {
             break;
         }
     }
-    cost.hashed_bytes += total;
-    cost.hashed = true;
-    // The whole file is still in the buffer when one read took it all.
-    let whole = (reads <= 1).then(|| &buf[..total as usize]);
-    let facts = gather.map(|g| Arc::new(g.finish(file, whole, total, class)));
-    Ok(Hashed {
-        digest: *hasher.finalize().as_bytes(),
-        sha256: sha.map(|s| sha2::Digest::finalize(s).into()),
-        class,
-        len: total,
-        facts,
-    })
+    Ok(r.finish(file, buf, cost))
+}
+
+/// The size of each read of a file of `size` bytes, at most `chunk`: the
+/// whole file plus one byte (to see growth) when it fits.
+fn read_size(size: u64, chunk: usize) -> usize {
+    (size as usize).saturating_add(1).clamp(4096, chunk)
+}
+
+/// One file being read: the digests and facts fed from each read, in
+/// order. Whoever reads (the inspector's loop, or the lanes that read
+/// several files in turn) feeds it the same bytes the same way.
+struct Reading {
+    hasher: blake3::Hasher,
+    /// The extra digests are fed from the same buffer: no second read.
+    sha: Option<sha2::Sha256>,
+    md5: Option<md5::Md5>,
+    total: u64,
+    reads: usize,
+    class: FileClass,
+    /// Decided from the name now, or from the class after the first read;
+    /// either way before any content is digested.
+    gather: Option<Gather>,
+}
+
+impl Reading {
+    fn new(file: &File, path: &[u8], sha256: bool, md5: bool) -> Reading {
+        Reading {
+            hasher: blake3::Hasher::new(),
+            sha: sha256.then(<sha2::Sha256 as sha2::Digest>::new),
+            md5: md5.then(<md5::Md5 as md5::Digest>::new),
+            total: 0,
+            reads: 0,
+            class: FileClass::Other,
+            gather: wants_by_path(path).then(|| Gather::start(file, path)),
+        }
+    }
+
+    /// The bytes of the next read (never empty) of the file at `path`.
+    fn feed(&mut self, file: &File, path: &[u8], data: &[u8], rayon: bool) {
+        if self.total == 0 {
+            self.class = FileClass::sniff(data);
+            if self.gather.is_none() && wants_by_class(self.class) {
+                self.gather = Some(Gather::start(file, path));
+            }
+        }
+        if rayon {
+            self.hasher.update_rayon(data);
+        } else {
+            self.hasher.update(data);
+        }
+        if let Some(g) = &mut self.gather {
+            g.feed(data);
+        }
+        if let Some(s) = &mut self.sha {
+            sha2::Digest::update(s, data);
+        }
+        if let Some(m) = &mut self.md5 {
+            md5::Digest::update(m, data);
+        }
+        self.total += data.len() as u64;
+        self.reads += 1;
+    }
+
+    /// Whether the last read (`n` bytes of `want` asked) was the last: a
+    /// short read of a regular file sized under one read (`chunk`) is EOF.
+    fn at_end(&self, size: u64, n: usize, want: usize, chunk: usize) -> bool {
+        want < chunk && self.total == size && n < want
+    }
+
+    /// The digests and facts; `buf` holds the last read's bytes (the whole
+    /// file when one read took it all).
+    fn finish(self, file: &File, buf: &[u8], cost: &mut Cost) -> Hashed {
+        cost.hashed_bytes += self.total;
+        cost.hashed = true;
+        let whole = (self.reads <= 1).then(|| &buf[..self.total as usize]);
+        let facts = self
+            .gather
+            .map(|g| Arc::new(g.finish(file, whole, self.total, self.class)));
+        Hashed {
+            digest: *self.hasher.finalize().as_bytes(),
+            sha256: self.sha.map(|s| sha2::Digest::finalize(s).into()),
+            md5: self.md5.map(|m| md5::Digest::finalize(m).into()),
+            class: self.class,
+            len: self.total,
+            facts,
+        }
+    }
 }
 
 /// The facts of a file whose whole content is in memory (a container
@@ -265,7 +324,7 @@ pub fn facts_of_bytes(path: &[u8], class: FileClass, data: &[u8]) -> Option<Fact
     }
     let name = file_name(path);
     let mut g = Gather {
-        name,
+        name: name.to_vec(),
         ima: None,
         preload: elf::is_glibc_loader(name).then(Search::default),
         unit: facts::is_unit_path(path).then(Vec::new),
@@ -275,8 +334,8 @@ pub fn facts_of_bytes(path: &[u8], class: FileClass, data: &[u8]) -> Option<Fact
 }
 
 /// Facts being gathered during one hashing pass.
-struct Gather<'n> {
-    name: &'n [u8],
+struct Gather {
+    name: Vec<u8>,
     /// The `security.ima` value and the content digest it is checked
     /// against, when libwarden implements its algorithm.
     ima: Option<(Vec<u8>, Option<ima::ContentHasher>)>,
@@ -287,19 +346,19 @@ struct Gather<'n> {
     unit: Option<Vec<u8>>,
 }
 
-impl<'n> Gather<'n> {
+impl Gather {
     /// Reads the xattr (before the content: it says which digest to
     /// compute alongside BLAKE3).
-    fn start(file: &File, path: &'n [u8]) -> Gather<'n> {
-        let name = file_name(path);
+    fn start(file: &File, path: &[u8]) -> Gather {
+        let name = file_name(path).to_vec();
         let ima = ima_xattr(file).map(|x| {
             let hasher = ima::content_algo(&x).and_then(ima::ContentHasher::new);
             (x, hasher)
         });
         Gather {
+            preload: elf::is_glibc_loader(&name).then(Search::default),
             name,
             ima,
-            preload: elf::is_glibc_loader(name).then(Search::default),
             unit: facts::is_unit_path(path).then(Vec::new),
         }
     }
@@ -334,9 +393,9 @@ impl<'n> Gather<'n> {
                     Err(_) => ElfFact::Unparsable,
                 }
             });
-        let module = kmod::is_module_name(self.name).then(|| match module_tail(src) {
+        let module = kmod::is_module_name(&self.name).then(|| match module_tail(src) {
             None => ModuleFact::Unreadable,
-            Some(tail) => match kmod::inspect(self.name, &tail) {
+            Some(tail) => match kmod::inspect(&self.name, &tail) {
                 kmod::ModuleSig::Unsigned => ModuleFact::Unsigned,
                 kmod::ModuleSig::Hidden(c) => ModuleFact::Hidden(c.to_string()),
                 kmod::ModuleSig::Signed { key_id, hash } => ModuleFact::Signed {

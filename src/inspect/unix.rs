@@ -28,12 +28,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{
-    base_record, read_and_hash, seek_start, wants_facts, Cost, Hashed, Outcome, Stat, CHUNK,
-    RETRIES,
+    base_record, read_and_hash, seek_start, wants_facts, ContentMd5, Cost, Hashed, Md5Paths,
+    Outcome, Stat, CHUNK, RETRIES,
 };
 use crate::facts::{Facts, ImaFact, MAX_XATTR};
 use crate::record::{FileType, Record, Unhashed};
 use crate::rootfs::Root;
+
+/// What [`Inspector::prepare`] leaves to do.
+pub(super) enum Prepared {
+    Done(Outcome),
+    /// A regular file to open and read, recorded under this path.
+    Read(Vec<u8>),
+}
 
 /// Per-thread state reused across files: no allocation per file beyond the
 /// record itself.
@@ -53,6 +60,11 @@ pub struct Inspector {
     pub fadvise: bool,
     /// Also compute SHA-256 (config `hashes = ["sha256"]`).
     pub sha256: bool,
+    /// Also compute MD5 of these paths (their package digest), kept in
+    /// [`Inspector::md5s`].
+    pub md5_paths: Option<Arc<Md5Paths>>,
+    /// The MD5s computed, by BLAKE3, for files recorded with a digest.
+    pub md5s: ContentMd5,
     /// The root every logical path is below.
     root: Option<Arc<OwnedFd>>,
     /// The parent directory (logical) of the last path, held open.
@@ -60,7 +72,7 @@ pub struct Inspector {
     /// The last path's file name, NUL-terminated.
     name: Vec<u8>,
     /// The last path's parent could not be reached confined.
-    unreachable: bool,
+    pub(super) unreachable: bool,
 }
 
 impl Inspector {
@@ -73,6 +85,8 @@ impl Inspector {
             timing: false,
             fadvise: false,
             sha256: false,
+            md5_paths: None,
+            md5s: Vec::new(),
             root: root.shared_fd(),
             dir: None,
             name: Vec::new(),
@@ -162,47 +176,63 @@ impl Inspector {
         prior: Option<&Record>,
         cost: &mut Cost,
     ) -> Outcome {
+        match self.prepare(host, logical, hint, prior, cost) {
+            Prepared::Done(out) => out,
+            Prepared::Read(logical) => self.hash_file(host, logical, cost),
+        }
+    }
+
+    /// Everything of an inspection before the content is read: what needs
+    /// no read (not a regular file, an unchanged identity) is done here.
+    pub(super) fn prepare(
+        &mut self,
+        host: &[u8],
+        logical: Vec<u8>,
+        hint: Option<FileType>,
+        prior: Option<&Record>,
+        cost: &mut Cost,
+    ) -> Prepared {
         match hint {
             Some(FileType::File) => {}
-            Some(_) => return self.record_lstat(host, logical, cost),
+            Some(_) => return Prepared::Done(self.record_lstat(host, logical, cost)),
             None => {
                 // Type unknown: one lstat decides, and serves the
                 // incremental check as well.
                 let meta = match self.timed_lstat(host, cost) {
                     Ok(m) => m,
-                    Err(e) => return lstat_error(e),
+                    Err(e) => return Prepared::Done(lstat_error(e)),
                 };
                 if !meta.is_file() {
-                    return self.record_meta(host, logical, &meta);
+                    return Prepared::Done(self.record_meta(host, logical, &meta));
                 }
                 if let Some(p) = prior.filter(|p| reusable(p, self.sha256)) {
                     if meta.same_identity(p) {
-                        return Outcome::Record(
+                        return Prepared::Done(Outcome::Record(
                             reuse(base_record(logical, &meta), p, self.sha256),
                             None,
-                        );
+                        ));
                     }
                 }
-                return self.hash_file(host, logical, cost);
+                return Prepared::Read(logical);
             }
         }
         if let Some(p) = prior.filter(|p| reusable(p, self.sha256)) {
             match self.timed_lstat(host, cost) {
                 Ok(meta) => {
                     if meta.same_identity(p) {
-                        return Outcome::Record(
+                        return Prepared::Done(Outcome::Record(
                             reuse(base_record(logical, &meta), p, self.sha256),
                             None,
-                        );
+                        ));
                     }
                     if !meta.is_file() {
-                        return self.record_meta(host, logical, &meta);
+                        return Prepared::Done(self.record_meta(host, logical, &meta));
                     }
                 }
-                Err(e) => return lstat_error(e),
+                Err(e) => return Prepared::Done(lstat_error(e)),
             }
         }
-        self.hash_file(host, logical, cost)
+        Prepared::Read(logical)
     }
 
     fn record_lstat(&mut self, host: &[u8], logical: Vec<u8>, cost: &mut Cost) -> Outcome {
@@ -287,6 +317,20 @@ impl Inspector {
         crate::rootfs::readlink_fd(dirfd, name).map(|t| t.as_os_str().as_bytes().to_vec())
     }
 
+    /// Readahead advice for a large file, when asked for.
+    pub(super) fn advise(&self, file: &File, size: u64) {
+        if self.fadvise && size > CHUNK as u64 {
+            // Queue the whole file now: the disk works on the next chunks
+            // while this thread hashes the current one. Advice only; its
+            // failure changes nothing.
+            // SAFETY: plain syscalls on a valid fd.
+            unsafe {
+                libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+                libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+            }
+        }
+    }
+
     /// `security.ima` of a file that could not be opened for reading.
     /// `fgetxattr` does not work on the `O_PATH` descriptor that can still
     /// be had, and `lgetxattr` by host path would follow a swapped parent;
@@ -346,7 +390,7 @@ impl Inspector {
 
     /// A record from metadata alone (anything but a regular file, or a file
     /// that could not be opened).
-    fn record_meta(&mut self, host: &[u8], logical: Vec<u8>, meta: &Stat) -> Outcome {
+    pub(super) fn record_meta(&mut self, host: &[u8], logical: Vec<u8>, meta: &Stat) -> Outcome {
         let mut r = base_record(logical, meta);
         match r.ftype {
             FileType::File => {
@@ -405,15 +449,32 @@ impl Inspector {
     }
 
     fn hash_file(&mut self, host: &[u8], logical: Vec<u8>, cost: &mut Cost) -> Outcome {
+        let (file, logical) = match self.open_to_read(host, logical, cost) {
+            Ok(f) => f,
+            Err(out) => return out,
+        };
+        self.hash_open(host, logical, file, cost, None)
+    }
+
+    /// Opens a regular file to read it; what was there instead (gone, a
+    /// symlink, a FIFO, unreadable) is the outcome. (Large as errors go:
+    /// it is the record itself, made once per file either way.)
+    #[allow(clippy::result_large_err)]
+    pub(super) fn open_to_read(
+        &mut self,
+        host: &[u8],
+        logical: Vec<u8>,
+        cost: &mut Cost,
+    ) -> Result<(File, Vec<u8>), Outcome> {
         let t = self.timing.then(Instant::now);
         let opened = self.open(host);
         if let Some(t) = t {
             cost.open_stat += t.elapsed();
         }
-        let file = match opened {
-            Ok(f) => f,
+        match opened {
+            Ok(f) => Ok((f, logical)),
             Err(e) => {
-                return match e.raw_os_error() {
+                Err(match e.raw_os_error() {
                     Some(libc::ENOENT) | Some(libc::ENOTDIR) => Outcome::Vanished,
                     // Replaced by a symlink, FIFO, socket (ENXIO) or device
                     // since the directory was read: record what is there now.
@@ -426,28 +487,49 @@ impl Inspector {
                         }
                         other => other,
                     },
-                };
+                })
             }
-        };
+        }
+    }
+
+    /// [`Inspector::hash_file`] from the open file on: `fstat`, read and
+    /// hash, `fstat` again, retried while the file changes.
+    /// With `first`, the first try was made elsewhere (the lanes: the
+    /// `fstat` before it and what reading gave), and is judged the same.
+    pub(super) fn hash_open(
+        &mut self,
+        host: &[u8],
+        logical: Vec<u8>,
+        file: File,
+        cost: &mut Cost,
+        mut first: Option<(Stat, io::Result<Hashed>)>,
+    ) -> Outcome {
         let mut last_err = String::new();
         for _ in 0..RETRIES {
-            let before = match self.timed_fstat(&file, cost) {
-                Ok(m) => m,
-                Err(e) => return Outcome::Failed(format!("fstat: {e}")),
+            let (before, hashed) = match first.take() {
+                Some(done) => done,
+                None => {
+                    let before = match self.timed_fstat(&file, cost) {
+                        Ok(m) => m,
+                        Err(e) => return Outcome::Failed(format!("fstat: {e}")),
+                    };
+                    if !before.is_file() {
+                        // A FIFO or device swapped in: record it, never read it.
+                        return self.record_meta(host, logical, &before);
+                    }
+                    let t = self.timing.then(Instant::now);
+                    let hashed = self.hash_fd(&file, before.size, cost, &logical);
+                    if let Some(t) = t {
+                        cost.hash += t.elapsed();
+                    }
+                    (before, hashed)
+                }
             };
-            if !before.is_file() {
-                // A FIFO or device swapped in: record it, never read it.
-                return self.record_meta(host, logical, &before);
-            }
-            let t = self.timing.then(Instant::now);
-            let hashed = self.hash_fd(&file, before.size, cost, &logical);
-            if let Some(t) = t {
-                cost.hash += t.elapsed();
-            }
             match hashed {
                 Ok(Hashed {
                     digest,
                     sha256,
+                    md5,
                     class,
                     len: n,
                     facts,
@@ -464,6 +546,9 @@ impl Inspector {
                         let mut rec = base_record(logical, &before);
                         rec.blake3 = Some(digest);
                         rec.sha256 = sha256.map(Box::new);
+                        if let Some(m) = md5 {
+                            self.md5s.push((digest, m));
+                        }
                         rec.class = class;
                         rec.facts = facts;
                         return Outcome::Record(rec, None);
@@ -493,7 +578,7 @@ impl Inspector {
         )
     }
 
-    fn timed_fstat(&self, file: &File, cost: &mut Cost) -> io::Result<Stat> {
+    pub(super) fn timed_fstat(&self, file: &File, cost: &mut Cost) -> io::Result<Stat> {
         if !self.timing {
             return fstat(file);
         }
@@ -513,16 +598,8 @@ impl Inspector {
         cost: &mut Cost,
         path: &[u8],
     ) -> io::Result<Hashed> {
-        if self.fadvise && size > CHUNK as u64 {
-            // Queue the whole file now: the disk works on the next chunks
-            // while this thread hashes the current one. Advice only; its
-            // failure changes nothing.
-            // SAFETY: plain syscalls on a valid fd.
-            unsafe {
-                libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
-                libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
-            }
-        }
+        self.advise(file, size);
+        let md5 = self.md5_paths.as_ref().is_some_and(|m| m.contains(path));
         read_and_hash(
             file,
             &mut self.buf,
@@ -531,6 +608,7 @@ impl Inspector {
             cost,
             path,
             self.sha256,
+            md5,
         )
     }
 }

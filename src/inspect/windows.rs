@@ -17,7 +17,10 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{base_record, read_and_hash, seek_start, Cost, Hashed, Outcome, Stat, RETRIES};
+use super::{
+    base_record, read_and_hash, seek_start, ContentMd5, Cost, Hashed, Md5Paths, Outcome, Stat,
+    RETRIES,
+};
 use crate::record::{FileType, Record, Unhashed};
 use crate::rootfs::Root;
 use crate::sys::OpenOptionsNoFollow;
@@ -37,6 +40,11 @@ pub struct Inspector {
     pub fadvise: bool,
     /// Also compute SHA-256 (config `hashes = ["sha256"]`).
     pub sha256: bool,
+    /// Also compute MD5 of these paths (their package digest), kept in
+    /// [`Inspector::md5s`].
+    pub md5_paths: Option<Arc<Md5Paths>>,
+    /// The MD5s computed, by BLAKE3, for files recorded with a digest.
+    pub md5s: ContentMd5,
 }
 
 impl Inspector {
@@ -49,6 +57,8 @@ impl Inspector {
             timing: false,
             fadvise: false,
             sha256: false,
+            md5_paths: None,
+            md5s: Vec::new(),
         }
     }
 
@@ -121,6 +131,7 @@ impl Inspector {
                 Ok(Hashed {
                     digest,
                     sha256,
+                    md5,
                     class,
                     len: n,
                     facts,
@@ -134,6 +145,9 @@ impl Inspector {
                         let mut rec = base_record(logical, &before);
                         rec.blake3 = Some(digest);
                         rec.sha256 = sha256.map(Box::new);
+                        if let Some(m) = md5 {
+                            self.md5s.push((digest, m));
+                        }
                         rec.class = class;
                         rec.facts = facts;
                         return Outcome::Record(rec, None);
@@ -169,6 +183,7 @@ impl Inspector {
         cost: &mut Cost,
         path: &[u8],
     ) -> io::Result<Hashed> {
+        let md5 = self.md5_paths.as_ref().is_some_and(|m| m.contains(path));
         read_and_hash(
             file,
             &mut self.buf,
@@ -177,6 +192,7 @@ impl Inspector {
             cost,
             path,
             self.sha256,
+            md5,
         )
     }
 }

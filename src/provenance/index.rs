@@ -343,6 +343,14 @@ impl PackageDb {
         }
     }
 
+    /// The paths some package records a digest of algorithm `algo` for.
+    pub fn paths_with(&self, algo: Algo) -> impl Iterator<Item = &[u8]> + '_ {
+        self.files
+            .iter()
+            .filter(move |(_, o)| o.iter().any(|o| o.digest.is_some_and(|d| d.algo() == algo)))
+            .map(|(p, _)| p.as_slice())
+    }
+
     /// Removes and returns the claims on `key`.
     pub fn take(&mut self, key: &[u8]) -> Vec<Owner> {
         self.files.remove(key).unwrap_or_default()

@@ -56,6 +56,10 @@ pub struct Context<'a> {
     pub authenticode: &'a authenticode::Authenticode,
     /// Public keys (SPKI DER) that IMA signatures are verified against.
     pub ima_keys: &'a [Vec<u8>],
+    /// MD5s the scan computed in its own read, by BLAKE3
+    /// (the scan's `ScanResult::md5`): used instead of reading a file
+    /// again. Without them (or for a file not among them) the file is read.
+    pub scan_md5: Option<&'a crate::md5lanes::ContentMd5>,
 }
 
 /// What provenance keeps in the baseline beside the records: the package
@@ -256,6 +260,8 @@ pub struct Outcome {
     /// Libraries evaluated, and package MD5s computed (not from the cache).
     pub judged: usize,
     pub md5_computed: usize,
+    /// Of those, the digests the scan computed in its own read.
+    pub md5_from_scan: usize,
     /// The changes relabelled `package_update`, by path: the packages that
     /// explain each, with their version now (`None`: no longer installed).
     /// What `update --package-updates` moves to the new generation.
@@ -372,6 +378,7 @@ pub fn evaluate(cx: &Context, records: &[Record], baseline: &[Record], prior: &S
     out.judged = per_file.len();
     for v in per_file {
         out.md5_computed += v.md5_computed as usize;
+        out.md5_from_scan += v.md5_from_scan as usize;
         out.findings.extend(v.findings);
         if let Some((path, b, digests)) = v.digests {
             for d in digests {
@@ -402,6 +409,7 @@ struct FileVerdict {
     digests: Option<(Vec<u8>, [u8; 32], Vec<FileDigest>)>,
     matched: Option<(Vec<u8>, (String, String))>,
     md5_computed: bool,
+    md5_from_scan: bool,
     signer: Option<(Vec<u8>, [u8; 32], String)>,
     pe: Option<(Vec<u8>, PeCacheEntry)>,
 }
@@ -450,9 +458,11 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
                     .and_then(|b| algos.iter().map(|&a| prior.cached(&r.path, b, a)).collect());
                 let digests = match (r.blake3, cached) {
                     (Some(_), Some(c)) => Some(c),
-                    (Some(_), None) => {
+                    (Some(b), None) => {
                         v.md5_computed = true;
-                        file_digests(cx.root, r, &algos)
+                        let from_scan = scan_digests(cx, b, &algos);
+                        v.md5_from_scan = from_scan.is_some();
+                        from_scan.or_else(|| file_digests(cx.root, r, &algos))
                     }
                     (None, _) => None,
                 };
@@ -718,6 +728,17 @@ fn open_checked(root: &Root, r: &Record) -> Option<std::fs::File> {
     same.then_some(f)
 }
 
+/// The package digests of content `blake3` from what the scan computed in
+/// the read that gave the BLAKE3: the same bytes, so the same verdict as
+/// reading the file again. Only when MD5 is all that is asked.
+fn scan_digests(cx: &Context, blake3: [u8; 32], algos: &[Algo]) -> Option<Vec<FileDigest>> {
+    if algos != [Algo::Md5] {
+        return None;
+    }
+    let m = crate::md5lanes::md5_of(cx.scan_md5?, &blake3)?;
+    Some(vec![FileDigest::Md5(m)])
+}
+
 /// The package digests of a record's content, every algorithm in one
 /// streamed read (never mapped).
 fn file_digests(root: &Root, r: &Record, algos: &[Algo]) -> Option<Vec<FileDigest>> {
@@ -787,6 +808,23 @@ pub struct World {
 }
 
 impl World {
+    /// The paths of `root` whose package digest is an MD5 (dpkg's
+    /// md5sums), for the scan to compute it in its own read
+    /// (the scan's `ScanOptions::md5_paths`); `None` when provenance is
+    /// off or there is no dpkg database (what goes wrong reading it is said
+    /// when the evidence itself is loaded).
+    pub fn md5_paths(root: &Root, cfg: &ProvenanceConfig) -> Option<crate::md5lanes::Md5Paths> {
+        if cfg.disabled {
+            return None;
+        }
+        let db = dpkg::DpkgDb::load_for(root, &admin_dir(cfg), None).ok()??;
+        let mut set = crate::md5lanes::Md5Paths::default();
+        for p in db.paths_with(Algo::Md5) {
+            set.insert(p);
+        }
+        Some(set)
+    }
+
     /// Loads what judging `records` needs. With `names_only`, the dpkg
     /// index keeps only the file names of `records` (a one-shot run);
     /// without, all of it (a watcher judges files that appear later).
@@ -886,6 +924,7 @@ impl World {
             pe_trust: authenticode.trust(root),
             authenticode,
             ima_keys: &self.ima_keys,
+            scan_md5: None,
         }
     }
 }

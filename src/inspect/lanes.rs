@@ -1,0 +1,390 @@
+//! Packaged files read in turns, several per walker thread, so that their
+//! MD5s share the SIMD lanes of one core ([`crate::md5lanes`]): MD5 of one
+//! stream is serial, but eight files are eight independent streams.
+//!
+//! A file whose package digest is an MD5 is handed to the [`LaneEngine`]
+//! instead of being inspected at once. The engine prepares, opens and
+//! `fstat`s it exactly as the inspector does (the same code), then reads
+//! one chunk of each open file per step, feeding each file's BLAKE3 and
+//! facts as the inspector's own loop would and all the MD5s together. A
+//! file that ends leaves its lane, and the next deferred file takes it, so
+//! small files never wait for large ones; at most [`LANES`] files are open
+//! per thread. The end of each file goes through the inspector's own check
+//! ([`Inspector::hash_open`] with the try already made): the second
+//! `fstat`, and the retries of a file that changed while it was read.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read};
+use std::time::Instant;
+
+use super::unix::{Inspector, Prepared};
+use super::{read_size, Cost, Outcome, Reading, Stat};
+use crate::md5lanes::{Lanes, LANES};
+use crate::record::{FileType, Record};
+
+/// Bytes read per lane per step: eight lanes hold 2 MiB per thread.
+const LANE_CHUNK: usize = 256 << 10;
+
+/// A deferred file: its logical path, directory-entry type and prior record.
+type Pending<'r> = (Vec<u8>, Option<FileType>, Option<&'r Record>);
+
+/// One thread's files in the lanes, and those waiting for one.
+pub struct LaneEngine<'r> {
+    pending: VecDeque<Pending<'r>>,
+    lanes: Vec<Option<Lane>>,
+    /// One read buffer per lane (allocated on first use).
+    bufs: Vec<Vec<u8>>,
+    md5: Lanes,
+    done: Vec<(Vec<u8>, Outcome, Cost)>,
+}
+
+/// A file being read in a lane.
+struct Lane {
+    logical: Vec<u8>,
+    file: File,
+    before: Stat,
+    reading: Reading,
+    want: usize,
+    cost: Cost,
+    ended: bool,
+    error: Option<io::Error>,
+}
+
+impl Default for LaneEngine<'_> {
+    fn default() -> Self {
+        LaneEngine::new()
+    }
+}
+
+impl<'r> LaneEngine<'r> {
+    pub fn new() -> LaneEngine<'r> {
+        LaneEngine {
+            pending: VecDeque::new(),
+            lanes: (0..LANES).map(|_| None).collect(),
+            bufs: (0..LANES).map(|_| Vec::new()).collect(),
+            md5: Lanes::new(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Whether lanes are worth it on this CPU (else the MD5 is computed
+    /// in the inspector's own read, one file at a time).
+    pub fn useful() -> bool {
+        crate::md5lanes::simd_available()
+    }
+
+    /// Takes `logical` (a regular file, by its directory entry) into the
+    /// lanes; runs them while every lane is busy.
+    pub fn defer(
+        &mut self,
+        insp: &mut Inspector,
+        logical: Vec<u8>,
+        hint: Option<FileType>,
+        prior: Option<&'r Record>,
+    ) {
+        self.pending.push_back((logical, hint, prior));
+        self.fill(insp);
+        while self.lanes.iter().all(|l| l.is_some()) {
+            self.step(insp);
+            self.fill(insp);
+        }
+    }
+
+    /// Reads everything deferred to its end.
+    pub fn drain(&mut self, insp: &mut Inspector) {
+        loop {
+            self.fill(insp);
+            if self.lanes.iter().all(|l| l.is_none()) {
+                break;
+            }
+            self.step(insp);
+        }
+    }
+
+    /// The inspections finished so far: (logical path, outcome, cost).
+    pub fn take_done(&mut self) -> Vec<(Vec<u8>, Outcome, Cost)> {
+        std::mem::take(&mut self.done)
+    }
+
+    /// Starts deferred files in the free lanes.
+    fn fill(&mut self, insp: &mut Inspector) {
+        for i in 0..LANES {
+            while self.lanes[i].is_none() {
+                let Some((logical, hint, prior)) = self.pending.pop_front() else {
+                    return;
+                };
+                self.lanes[i] = self.start(insp, logical, hint, prior);
+            }
+        }
+    }
+
+    /// The inspector's steps up to the first read; `None` when the file
+    /// needs no read (or cannot be read), its outcome then being done.
+    fn start(
+        &mut self,
+        insp: &mut Inspector,
+        logical: Vec<u8>,
+        hint: Option<FileType>,
+        prior: Option<&Record>,
+    ) -> Option<Lane> {
+        let mut cost = Cost::default();
+        insp.unreachable = false;
+        let key = logical.clone();
+        let prepared = insp.prepare(&key, logical, hint, prior, &mut cost);
+        let logical = match prepared {
+            Prepared::Done(out) => {
+                self.finished(insp, key, out, cost);
+                return None;
+            }
+            Prepared::Read(l) => l,
+        };
+        let (file, logical) = match insp.open_to_read(&key, logical, &mut cost) {
+            Ok(f) => f,
+            Err(out) => {
+                self.finished(insp, key, out, cost);
+                return None;
+            }
+        };
+        if insp.unreachable {
+            self.finished(insp, key, Outcome::Unreachable, cost);
+            return None;
+        }
+        let before = match insp.timed_fstat(&file, &mut cost) {
+            Ok(m) => m,
+            Err(e) => {
+                self.finished(insp, key, Outcome::Failed(format!("fstat: {e}")), cost);
+                return None;
+            }
+        };
+        if !before.is_file() {
+            // A FIFO or device swapped in: record it, never read it.
+            let out = insp.record_meta(&key, logical, &before);
+            self.finished(insp, key, out, cost);
+            return None;
+        }
+        insp.advise(&file, before.size);
+        // The MD5 is the lanes' (the reading computes none itself).
+        let reading = Reading::new(&file, &logical, insp.sha256, false);
+        Some(Lane {
+            logical,
+            file,
+            before,
+            reading,
+            want: read_size(before.size, LANE_CHUNK),
+            cost,
+            ended: false,
+            error: None,
+        })
+    }
+
+    /// One chunk of every busy lane: read, digested, MD5s together; lanes
+    /// whose file ended are finished and freed.
+    fn step(&mut self, insp: &mut Inspector) {
+        let t = insp.timing.then(Instant::now);
+        let mut got = [0usize; LANES];
+        for ((lane, buf), got) in self.lanes.iter_mut().zip(&mut self.bufs).zip(&mut got) {
+            let Some(l) = lane else { continue };
+            if buf.len() < l.want {
+                buf.resize(l.want, 0);
+            }
+            loop {
+                match l.file.read(&mut buf[..l.want]) {
+                    Ok(0) => l.ended = true,
+                    Ok(n) => {
+                        *got = n;
+                        l.reading.feed(&l.file, &l.logical, &buf[..n], false);
+                        l.ended = l.reading.at_end(l.before.size, n, l.want, LANE_CHUNK);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => l.error = Some(e),
+                }
+                break;
+            }
+        }
+        let inputs: Vec<&[u8]> = self
+            .bufs
+            .iter()
+            .zip(&got)
+            .map(|(b, &n)| b.get(..n).unwrap_or(&[]))
+            .collect();
+        self.md5.update(&inputs);
+        if let Some(t) = t {
+            // The step's time, shared by the files it read.
+            let busy = got.iter().filter(|&&n| n > 0).count().max(1) as u32;
+            let share = t.elapsed() / busy;
+            for (l, &n) in self.lanes.iter_mut().zip(&got) {
+                if let (Some(l), true) = (l, n > 0) {
+                    l.cost.hash += share;
+                }
+            }
+        }
+        for i in 0..LANES {
+            if self.lanes[i]
+                .as_ref()
+                .is_some_and(|l| l.ended || l.error.is_some())
+            {
+                self.finish(insp, i);
+            }
+        }
+    }
+
+    /// Lane `i`'s file has been read: its digests go through the
+    /// inspector's stability check (and retries) like any other try.
+    fn finish(&mut self, insp: &mut Inspector, i: usize) {
+        let Some(mut l) = self.lanes[i].take() else {
+            return;
+        };
+        let md5 = self.md5.finish(i);
+        let tried = match l.error.take() {
+            Some(e) => Err(e),
+            None => {
+                let mut h = l.reading.finish(&l.file, &self.bufs[i], &mut l.cost);
+                h.md5 = md5;
+                Ok(h)
+            }
+        };
+        let key = l.logical.clone();
+        insp.unreachable = false;
+        let out = insp.hash_open(
+            &key,
+            l.logical,
+            l.file,
+            &mut l.cost,
+            Some((l.before, tried)),
+        );
+        let out = if insp.unreachable {
+            Outcome::Unreachable
+        } else {
+            out
+        };
+        self.finished(insp, key, out, l.cost);
+    }
+
+    fn finished(&mut self, insp: &mut Inspector, key: Vec<u8>, out: Outcome, cost: Cost) {
+        // Whatever the calls said, a parent not reached inside the root
+        // means nothing is known of the entry (as `Inspector::inspect`).
+        let out = if insp.unreachable {
+            Outcome::Unreachable
+        } else {
+            out
+        };
+        insp.unreachable = false;
+        self.done.push((key, out, cost));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::Md5Paths;
+    use crate::rootfs::Root;
+    use md5::Digest;
+    use std::os::unix::ffi::OsStrExt;
+    use std::sync::Arc;
+
+    fn bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// Files of many sizes (small ones among large ones, more files than
+    /// lanes), an ELF object whose facts must come out the same, and a
+    /// name that is not a regular file by the time it is opened.
+    #[test]
+    fn lanes_give_the_inspectors_records_and_the_md5_of_each_file() {
+        let t = tempfile::tempdir().unwrap();
+        let elf = crate::formats::elf::tests::build(
+            true,
+            false,
+            crate::formats::elf::ET_DYN,
+            &[(14, "libx.so.1")],
+        );
+        let sizes = [
+            0usize,
+            1,
+            63,
+            64,
+            4095,
+            4096,
+            LANE_CHUNK - 1,
+            LANE_CHUNK,
+            LANE_CHUNK + 1,
+            3 << 20,
+            100,
+            200,
+            (1 << 20) + 7,
+            5,
+            9 << 20,
+            17,
+            33,
+            70_000,
+        ];
+        let mut files: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let p = t.path().join(format!("lib{i}.so.1"));
+            let data = if i == 3 {
+                elf.clone()
+            } else {
+                bytes(i as u64, n)
+            };
+            std::fs::write(&p, &data).unwrap();
+            files.push((p.as_os_str().as_bytes().to_vec(), data));
+        }
+        // Listed as a file, a directory by the time it is looked at.
+        let odd = t.path().join("libdir.so");
+        std::fs::create_dir(&odd).unwrap();
+        let mut paths = Md5Paths::default();
+        for (p, _) in &files {
+            paths.insert(p);
+        }
+        let root = Root::slash();
+        let mut insp = Inspector::new(&root);
+        insp.md5_paths = Some(Arc::new(paths));
+        let mut engine = LaneEngine::new();
+        for (p, _) in &files {
+            engine.defer(&mut insp, p.clone(), Some(FileType::File), None);
+        }
+        engine.defer(
+            &mut insp,
+            odd.as_os_str().as_bytes().to_vec(),
+            Some(FileType::File),
+            None,
+        );
+        engine.drain(&mut insp);
+        let done = engine.take_done();
+        assert_eq!(done.len(), files.len() + 1);
+        let md5s = std::mem::take(&mut insp.md5s);
+        for (p, data) in &files {
+            let (_, out, cost) = done.iter().find(|(k, _, _)| k == p).unwrap();
+            let Outcome::Record(r, None) = out else {
+                panic!("{}: not a clean record", String::from_utf8_lossy(p))
+            };
+            let mut cost2 = Cost::default();
+            let Outcome::Record(want, None) =
+                Inspector::new(&root).inspect(p.clone(), None, None, &mut cost2)
+            else {
+                panic!()
+            };
+            assert_eq!(r, &want, "{}", data.len());
+            assert_eq!(cost.hashed_bytes, data.len() as u64);
+            let b3 = r.blake3.unwrap();
+            let m = md5s.iter().find(|(b, _)| *b == b3).map(|(_, m)| *m);
+            let expect: [u8; 16] = md5::Md5::digest(data).into();
+            assert_eq!(m, Some(expect), "md5 of {} bytes", data.len());
+        }
+        let odd = odd.as_os_str().as_bytes();
+        let (_, out, _) = done.iter().find(|(k, _, _)| k == odd).unwrap();
+        assert!(
+            matches!(out, Outcome::Record(r, _) if r.ftype == FileType::Dir),
+            "the directory is recorded as one"
+        );
+    }
+}

@@ -1,0 +1,760 @@
+//! MD5 (RFC 1321) for package digests: dpkg records an MD5 of every file it
+//! installs, and verifying a library means computing one. MD5 of one stream
+//! is serial (each block's compression needs the previous one's result), so
+//! a core computes it at about one block per ~300 cycles whatever its SIMD
+//! width; independent files, however, can share a core: with AVX2 eight
+//! 32-bit lanes compress one block of each of eight files in one pass.
+//!
+//! [`Md5`] is the scalar hasher, whose state can be stepped block by block
+//! and finished; [`Lanes`] holds [`LANES`] of them and compresses the blocks
+//! they have in common with AVX2 when the CPU has it (detected at run time),
+//! the rest (a lane's partial block, a single busy lane) with the scalar
+//! code. A lane's hasher can be taken out at any time ([`Lanes::take`]) and
+//! finished or fed on its own: the lanes are only a faster way to step the
+//! same states, and give the same digests as the scalar path bit for bit
+//! (tested against the `md-5` crate).
+//!
+//! The paths that want an MD5 ([`Md5Paths`]) and the MD5s a scan computed
+//! ([`ContentMd5`]) are kept here too, so that the scan and provenance
+//! share them without depending on each other.
+//!
+//! This module depends on nothing else of the crate.
+
+/// The paths whose package digest is an MD5 (dpkg's md5sums), known
+/// before the walk so that the MD5 is computed in the same read as BLAKE3
+/// instead of in a second read by provenance. Kept as 64-bit hashes of the
+/// paths: a collision only costs an MD5 nobody asked for (provenance looks
+/// the result up by the content's BLAKE3), and ~100k packaged files take
+/// about a megabyte instead of ten.
+#[derive(Debug, Default)]
+pub struct Md5Paths {
+    hashes: std::collections::HashSet<u64>,
+}
+
+impl Md5Paths {
+    pub fn insert(&mut self, path: &[u8]) {
+        self.hashes.insert(path_hash(path));
+    }
+
+    pub fn contains(&self, path: &[u8]) -> bool {
+        self.hashes.contains(&path_hash(path))
+    }
+
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+}
+
+/// SipHash with fixed keys: the same value for a path in every thread.
+fn path_hash(path: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new();
+    path.hash(&mut h);
+    h.finish()
+}
+
+/// MD5s computed in the scan's read, by the BLAKE3 of the same bytes:
+/// what provenance needs of a file's content, whatever its path. Sorted
+/// by BLAKE3 once the scan is done (see [`md5_of`]).
+pub type ContentMd5 = Vec<([u8; 32], [u8; 16])>;
+
+/// The MD5 of the content whose BLAKE3 is `blake3`, from a sorted
+/// [`ContentMd5`].
+pub fn md5_of(md5: &ContentMd5, blake3: &[u8; 32]) -> Option<[u8; 16]> {
+    md5.binary_search_by(|(b, _)| b.cmp(blake3))
+        .ok()
+        .and_then(|i| md5.get(i))
+        .map(|(_, m)| *m)
+}
+
+/// Lanes compressed together: the 32-bit lanes of one AVX2 register.
+pub const LANES: usize = 8;
+
+const BLOCK: usize = 64;
+
+const INIT: [u32; 4] = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
+
+/// The additive constants: `floor(abs(sin(i + 1)) * 2^32)`.
+const K: [u32; 64] = [
+    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
+    0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
+    0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
+    0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
+    0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
+    0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
+    0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
+];
+
+/// The 16 little-endian words of a block.
+fn words(block: &[u8]) -> [u32; 16] {
+    let mut w = [0u32; 16];
+    for (w, c) in w.iter_mut().zip(block.chunks_exact(4)) {
+        *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    w
+}
+
+/// One block into one state (`block` is exactly [`BLOCK`] bytes long).
+fn compress(state: &mut [u32; 4], block: &[u8]) {
+    let w = words(block);
+    let [mut a, mut b, mut c, mut d] = *state;
+    macro_rules! step {
+        ($f:ident, $a:ident, $b:ident, $c:ident, $d:ident, $w:expr, $k:expr, $s:literal) => {
+            let f = $f($b, $c, $d);
+            $a = $b.wrapping_add(
+                $a.wrapping_add(f)
+                    .wrapping_add($k)
+                    .wrapping_add($w)
+                    .rotate_left($s),
+            );
+        };
+    }
+    #[inline(always)]
+    fn f(b: u32, c: u32, d: u32) -> u32 {
+        d ^ (b & (c ^ d))
+    }
+    #[inline(always)]
+    fn g(b: u32, c: u32, d: u32) -> u32 {
+        c ^ (d & (b ^ c))
+    }
+    #[inline(always)]
+    fn h(b: u32, c: u32, d: u32) -> u32 {
+        b ^ c ^ d
+    }
+    #[inline(always)]
+    fn i(b: u32, c: u32, d: u32) -> u32 {
+        c ^ (b | !d)
+    }
+    step!(f, a, b, c, d, w[0], K[0], 7);
+    step!(f, d, a, b, c, w[1], K[1], 12);
+    step!(f, c, d, a, b, w[2], K[2], 17);
+    step!(f, b, c, d, a, w[3], K[3], 22);
+    step!(f, a, b, c, d, w[4], K[4], 7);
+    step!(f, d, a, b, c, w[5], K[5], 12);
+    step!(f, c, d, a, b, w[6], K[6], 17);
+    step!(f, b, c, d, a, w[7], K[7], 22);
+    step!(f, a, b, c, d, w[8], K[8], 7);
+    step!(f, d, a, b, c, w[9], K[9], 12);
+    step!(f, c, d, a, b, w[10], K[10], 17);
+    step!(f, b, c, d, a, w[11], K[11], 22);
+    step!(f, a, b, c, d, w[12], K[12], 7);
+    step!(f, d, a, b, c, w[13], K[13], 12);
+    step!(f, c, d, a, b, w[14], K[14], 17);
+    step!(f, b, c, d, a, w[15], K[15], 22);
+    step!(g, a, b, c, d, w[1], K[16], 5);
+    step!(g, d, a, b, c, w[6], K[17], 9);
+    step!(g, c, d, a, b, w[11], K[18], 14);
+    step!(g, b, c, d, a, w[0], K[19], 20);
+    step!(g, a, b, c, d, w[5], K[20], 5);
+    step!(g, d, a, b, c, w[10], K[21], 9);
+    step!(g, c, d, a, b, w[15], K[22], 14);
+    step!(g, b, c, d, a, w[4], K[23], 20);
+    step!(g, a, b, c, d, w[9], K[24], 5);
+    step!(g, d, a, b, c, w[14], K[25], 9);
+    step!(g, c, d, a, b, w[3], K[26], 14);
+    step!(g, b, c, d, a, w[8], K[27], 20);
+    step!(g, a, b, c, d, w[13], K[28], 5);
+    step!(g, d, a, b, c, w[2], K[29], 9);
+    step!(g, c, d, a, b, w[7], K[30], 14);
+    step!(g, b, c, d, a, w[12], K[31], 20);
+    step!(h, a, b, c, d, w[5], K[32], 4);
+    step!(h, d, a, b, c, w[8], K[33], 11);
+    step!(h, c, d, a, b, w[11], K[34], 16);
+    step!(h, b, c, d, a, w[14], K[35], 23);
+    step!(h, a, b, c, d, w[1], K[36], 4);
+    step!(h, d, a, b, c, w[4], K[37], 11);
+    step!(h, c, d, a, b, w[7], K[38], 16);
+    step!(h, b, c, d, a, w[10], K[39], 23);
+    step!(h, a, b, c, d, w[13], K[40], 4);
+    step!(h, d, a, b, c, w[0], K[41], 11);
+    step!(h, c, d, a, b, w[3], K[42], 16);
+    step!(h, b, c, d, a, w[6], K[43], 23);
+    step!(h, a, b, c, d, w[9], K[44], 4);
+    step!(h, d, a, b, c, w[12], K[45], 11);
+    step!(h, c, d, a, b, w[15], K[46], 16);
+    step!(h, b, c, d, a, w[2], K[47], 23);
+    step!(i, a, b, c, d, w[0], K[48], 6);
+    step!(i, d, a, b, c, w[7], K[49], 10);
+    step!(i, c, d, a, b, w[14], K[50], 15);
+    step!(i, b, c, d, a, w[5], K[51], 21);
+    step!(i, a, b, c, d, w[12], K[52], 6);
+    step!(i, d, a, b, c, w[3], K[53], 10);
+    step!(i, c, d, a, b, w[10], K[54], 15);
+    step!(i, b, c, d, a, w[1], K[55], 21);
+    step!(i, a, b, c, d, w[8], K[56], 6);
+    step!(i, d, a, b, c, w[15], K[57], 10);
+    step!(i, c, d, a, b, w[6], K[58], 15);
+    step!(i, b, c, d, a, w[13], K[59], 21);
+    step!(i, a, b, c, d, w[4], K[60], 6);
+    step!(i, d, a, b, c, w[11], K[61], 10);
+    step!(i, c, d, a, b, w[2], K[62], 15);
+    step!(i, b, c, d, a, w[9], K[63], 21);
+    state[0] = state[0].wrapping_add(a);
+    state[1] = state[1].wrapping_add(b);
+    state[2] = state[2].wrapping_add(c);
+    state[3] = state[3].wrapping_add(d);
+}
+
+/// A streaming MD5: [`Md5::update`] any number of times, then
+/// [`Md5::finalize`].
+#[derive(Clone, Debug)]
+pub struct Md5 {
+    state: [u32; 4],
+    /// A partial block waiting for more bytes.
+    buf: [u8; BLOCK],
+    buffered: usize,
+    /// Bytes fed so far (the length MD5 appends, modulo 2^64 bits).
+    len: u64,
+}
+
+impl Default for Md5 {
+    fn default() -> Md5 {
+        Md5::new()
+    }
+}
+
+impl Md5 {
+    pub fn new() -> Md5 {
+        Md5 {
+            state: INIT,
+            buf: [0; BLOCK],
+            buffered: 0,
+            len: 0,
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        let rest = self.top_up(data);
+        let mut blocks = rest.chunks_exact(BLOCK);
+        for b in &mut blocks {
+            compress(&mut self.state, b);
+        }
+        self.keep(blocks.remainder());
+    }
+
+    /// Counts `data` and completes the buffered partial block from it
+    /// (compressing it when full); what is left of `data` starts on a block
+    /// boundary (or is empty while a partial block is still buffered).
+    fn top_up<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
+        self.len = self.len.wrapping_add(data.len() as u64);
+        if self.buffered == 0 {
+            return data;
+        }
+        let n = (BLOCK - self.buffered).min(data.len());
+        self.buf[self.buffered..self.buffered + n].copy_from_slice(&data[..n]);
+        self.buffered += n;
+        if self.buffered == BLOCK {
+            let block = self.buf;
+            compress(&mut self.state, &block);
+            self.buffered = 0;
+        }
+        &data[n..]
+    }
+
+    /// Buffers a tail shorter than a block (after [`Md5::top_up`] left the
+    /// buffer empty, or with an empty tail).
+    fn keep(&mut self, tail: &[u8]) {
+        debug_assert!(tail.is_empty() || self.buffered == 0);
+        debug_assert!(tail.len() < BLOCK);
+        let n = tail.len().min(BLOCK - self.buffered);
+        self.buf[self.buffered..self.buffered + n].copy_from_slice(&tail[..n]);
+        self.buffered += n;
+    }
+
+    pub fn finalize(mut self) -> [u8; 16] {
+        let bits = self.len.wrapping_mul(8);
+        let mut pad = [0u8; 2 * BLOCK];
+        pad[0] = 0x80;
+        // 0x80, zeros to 56 mod 64, then the length in bits.
+        let zeros = (BLOCK + 55 - self.buffered) % BLOCK;
+        let n = 1 + zeros;
+        pad[n..n + 8].copy_from_slice(&bits.to_le_bytes());
+        self.update(&pad[..n + 8]);
+        debug_assert_eq!(self.buffered, 0);
+        let mut out = [0u8; 16];
+        for (o, s) in out.chunks_exact_mut(4).zip(self.state) {
+            o.copy_from_slice(&s.to_le_bytes());
+        }
+        out
+    }
+}
+
+/// [`LANES`] MD5 hashers stepped together: [`Lanes::update`] feeds each
+/// lane its own bytes, and the blocks two or more lanes have at once are
+/// compressed in one SIMD pass.
+#[derive(Clone, Debug)]
+pub struct Lanes {
+    lanes: [Md5; LANES],
+    simd: bool,
+}
+
+impl Default for Lanes {
+    fn default() -> Lanes {
+        Lanes::new()
+    }
+}
+
+impl Lanes {
+    /// Lanes using AVX2 when this CPU has it.
+    pub fn new() -> Lanes {
+        Lanes {
+            lanes: Default::default(),
+            simd: simd_available(),
+        }
+    }
+
+    /// Lanes that compress one block at a time (for comparison).
+    pub fn scalar() -> Lanes {
+        Lanes {
+            lanes: Default::default(),
+            simd: false,
+        }
+    }
+
+    /// Whether blocks of several lanes are compressed together.
+    pub fn is_simd(&self) -> bool {
+        self.simd
+    }
+
+    /// What the multi-buffer path is, for figures ("avx2", "scalar").
+    pub fn kind(&self) -> &'static str {
+        if self.simd {
+            "avx2"
+        } else {
+            "scalar"
+        }
+    }
+
+    /// Feeds `inputs[i]` to lane `i` (at most [`LANES`] inputs; lanes
+    /// beyond `inputs.len()` get nothing).
+    pub fn update(&mut self, inputs: &[&[u8]]) {
+        let mut rest: [&[u8]; LANES] = [&[]; LANES];
+        for ((r, lane), d) in rest.iter_mut().zip(&mut self.lanes).zip(inputs) {
+            *r = lane.top_up(d);
+        }
+        loop {
+            let busy = rest.iter().filter(|r| r.len() >= BLOCK).count();
+            if busy == 0 {
+                break;
+            }
+            if busy == 1 || !self.simd {
+                // Nothing to share a pass with: the scalar code is faster.
+                for (r, lane) in rest.iter_mut().zip(&mut self.lanes) {
+                    let full = r.len() / BLOCK * BLOCK;
+                    for b in r[..full].chunks_exact(BLOCK) {
+                        compress(&mut lane.state, b);
+                    }
+                    *r = &r[full..];
+                }
+                break;
+            }
+            // As many blocks as every busy lane has; then count again.
+            let steps = rest
+                .iter()
+                .filter(|r| r.len() >= BLOCK)
+                .map(|r| r.len() / BLOCK)
+                .min()
+                .unwrap_or(0);
+            let mut states = [[0u32; 4]; LANES];
+            let mut active = [false; LANES];
+            for i in 0..LANES {
+                active[i] = rest[i].len() >= BLOCK;
+                states[i] = self.lanes[i].state;
+            }
+            compress_lanes(&mut states, &rest, &active, steps);
+            for i in 0..LANES {
+                if active[i] {
+                    self.lanes[i].state = states[i];
+                    rest[i] = &rest[i][steps * BLOCK..];
+                }
+            }
+        }
+        for (r, lane) in rest.iter().zip(&mut self.lanes) {
+            lane.keep(r);
+        }
+    }
+
+    /// Feeds one lane alone.
+    pub fn update_lane(&mut self, lane: usize, data: &[u8]) {
+        if let Some(l) = self.lanes.get_mut(lane) {
+            l.update(data);
+        }
+    }
+
+    /// Takes lane `lane`'s hasher out (to finish it or feed it on its own),
+    /// leaving a fresh one; `None` for a lane that does not exist.
+    pub fn take(&mut self, lane: usize) -> Option<Md5> {
+        self.lanes.get_mut(lane).map(std::mem::take)
+    }
+
+    /// Puts a hasher into lane `lane` (it goes on from its state).
+    pub fn put(&mut self, lane: usize, h: Md5) {
+        if let Some(l) = self.lanes.get_mut(lane) {
+            *l = h;
+        }
+    }
+
+    /// The digest of lane `lane`, which starts again empty.
+    pub fn finish(&mut self, lane: usize) -> Option<[u8; 16]> {
+        self.take(lane).map(Md5::finalize)
+    }
+}
+
+/// Whether this CPU can run the AVX2 lanes.
+pub fn simd_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `steps` blocks of each active lane's data (which holds at least that
+/// many) into its state; inactive lanes' states are left as they were.
+fn compress_lanes(
+    states: &mut [[u32; 4]; LANES],
+    data: &[&[u8]; LANES],
+    active: &[bool; LANES],
+    steps: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if simd_available() {
+        let before = *states;
+        for step in 0..steps {
+            let mut blocks = [[0u32; 16]; LANES];
+            for i in 0..LANES {
+                if active[i] {
+                    blocks[i] = words(&data[i][step * BLOCK..(step + 1) * BLOCK]);
+                }
+            }
+            // SAFETY: AVX2 was detected on this CPU just above; the
+            // function reads and writes only the two arrays it is given.
+            unsafe { avx2::compress8(states, &blocks) };
+        }
+        for i in 0..LANES {
+            if !active[i] {
+                states[i] = before[i];
+            }
+        }
+        return;
+    }
+    for i in 0..LANES {
+        if active[i] {
+            for b in data[i][..steps * BLOCK].chunks_exact(BLOCK) {
+                compress(&mut states[i], b);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{K, LANES};
+    use std::arch::x86_64::*;
+
+    /// One block of each lane into its state: word `j` of every lane's
+    /// block in one register, the four state words likewise, and the 64
+    /// steps of MD5 on all eight lanes at once.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn compress8(states: &mut [[u32; 4]; LANES], blocks: &[[u32; 16]; LANES]) {
+        let lane_word = |j: usize| -> __m256i {
+            let mut v = [0u32; LANES];
+            for (v, b) in v.iter_mut().zip(blocks) {
+                *v = b[j];
+            }
+            // v is 32 readable bytes.
+            _mm256_loadu_si256(v.as_ptr().cast())
+        };
+        let state_word = |j: usize| -> __m256i {
+            let mut v = [0u32; LANES];
+            for (v, s) in v.iter_mut().zip(states.iter()) {
+                *v = s[j];
+            }
+            _mm256_loadu_si256(v.as_ptr().cast())
+        };
+        let mut w = [_mm256_setzero_si256(); 16];
+        for (j, w) in w.iter_mut().enumerate() {
+            *w = lane_word(j);
+        }
+        let (a0, b0, c0, d0) = (state_word(0), state_word(1), state_word(2), state_word(3));
+        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+        let ones = _mm256_set1_epi32(-1);
+        macro_rules! f {
+            ($b:expr, $c:expr, $d:expr) => {
+                _mm256_xor_si256($d, _mm256_and_si256($b, _mm256_xor_si256($c, $d)))
+            };
+        }
+        macro_rules! g {
+            ($b:expr, $c:expr, $d:expr) => {
+                _mm256_xor_si256($c, _mm256_and_si256($d, _mm256_xor_si256($b, $c)))
+            };
+        }
+        macro_rules! h {
+            ($b:expr, $c:expr, $d:expr) => {
+                _mm256_xor_si256(_mm256_xor_si256($b, $c), $d)
+            };
+        }
+        macro_rules! i {
+            ($b:expr, $c:expr, $d:expr) => {
+                _mm256_xor_si256($c, _mm256_or_si256($b, _mm256_xor_si256($d, ones)))
+            };
+        }
+        macro_rules! step {
+            ($f:ident, $a:ident, $b:ident, $c:ident, $d:ident, $w:expr, $k:expr, $s:literal) => {
+                let t = _mm256_add_epi32(
+                    _mm256_add_epi32($a, $f!($b, $c, $d)),
+                    _mm256_add_epi32($w, _mm256_set1_epi32($k as i32)),
+                );
+                let r = _mm256_or_si256(
+                    _mm256_slli_epi32::<$s>(t),
+                    _mm256_srli_epi32::<{ 32 - $s }>(t),
+                );
+                $a = _mm256_add_epi32($b, r);
+            };
+        }
+        step!(f, a, b, c, d, w[0], K[0], 7);
+        step!(f, d, a, b, c, w[1], K[1], 12);
+        step!(f, c, d, a, b, w[2], K[2], 17);
+        step!(f, b, c, d, a, w[3], K[3], 22);
+        step!(f, a, b, c, d, w[4], K[4], 7);
+        step!(f, d, a, b, c, w[5], K[5], 12);
+        step!(f, c, d, a, b, w[6], K[6], 17);
+        step!(f, b, c, d, a, w[7], K[7], 22);
+        step!(f, a, b, c, d, w[8], K[8], 7);
+        step!(f, d, a, b, c, w[9], K[9], 12);
+        step!(f, c, d, a, b, w[10], K[10], 17);
+        step!(f, b, c, d, a, w[11], K[11], 22);
+        step!(f, a, b, c, d, w[12], K[12], 7);
+        step!(f, d, a, b, c, w[13], K[13], 12);
+        step!(f, c, d, a, b, w[14], K[14], 17);
+        step!(f, b, c, d, a, w[15], K[15], 22);
+        step!(g, a, b, c, d, w[1], K[16], 5);
+        step!(g, d, a, b, c, w[6], K[17], 9);
+        step!(g, c, d, a, b, w[11], K[18], 14);
+        step!(g, b, c, d, a, w[0], K[19], 20);
+        step!(g, a, b, c, d, w[5], K[20], 5);
+        step!(g, d, a, b, c, w[10], K[21], 9);
+        step!(g, c, d, a, b, w[15], K[22], 14);
+        step!(g, b, c, d, a, w[4], K[23], 20);
+        step!(g, a, b, c, d, w[9], K[24], 5);
+        step!(g, d, a, b, c, w[14], K[25], 9);
+        step!(g, c, d, a, b, w[3], K[26], 14);
+        step!(g, b, c, d, a, w[8], K[27], 20);
+        step!(g, a, b, c, d, w[13], K[28], 5);
+        step!(g, d, a, b, c, w[2], K[29], 9);
+        step!(g, c, d, a, b, w[7], K[30], 14);
+        step!(g, b, c, d, a, w[12], K[31], 20);
+        step!(h, a, b, c, d, w[5], K[32], 4);
+        step!(h, d, a, b, c, w[8], K[33], 11);
+        step!(h, c, d, a, b, w[11], K[34], 16);
+        step!(h, b, c, d, a, w[14], K[35], 23);
+        step!(h, a, b, c, d, w[1], K[36], 4);
+        step!(h, d, a, b, c, w[4], K[37], 11);
+        step!(h, c, d, a, b, w[7], K[38], 16);
+        step!(h, b, c, d, a, w[10], K[39], 23);
+        step!(h, a, b, c, d, w[13], K[40], 4);
+        step!(h, d, a, b, c, w[0], K[41], 11);
+        step!(h, c, d, a, b, w[3], K[42], 16);
+        step!(h, b, c, d, a, w[6], K[43], 23);
+        step!(h, a, b, c, d, w[9], K[44], 4);
+        step!(h, d, a, b, c, w[12], K[45], 11);
+        step!(h, c, d, a, b, w[15], K[46], 16);
+        step!(h, b, c, d, a, w[2], K[47], 23);
+        step!(i, a, b, c, d, w[0], K[48], 6);
+        step!(i, d, a, b, c, w[7], K[49], 10);
+        step!(i, c, d, a, b, w[14], K[50], 15);
+        step!(i, b, c, d, a, w[5], K[51], 21);
+        step!(i, a, b, c, d, w[12], K[52], 6);
+        step!(i, d, a, b, c, w[3], K[53], 10);
+        step!(i, c, d, a, b, w[10], K[54], 15);
+        step!(i, b, c, d, a, w[1], K[55], 21);
+        step!(i, a, b, c, d, w[8], K[56], 6);
+        step!(i, d, a, b, c, w[15], K[57], 10);
+        step!(i, c, d, a, b, w[6], K[58], 15);
+        step!(i, b, c, d, a, w[13], K[59], 21);
+        step!(i, a, b, c, d, w[4], K[60], 6);
+        step!(i, d, a, b, c, w[11], K[61], 10);
+        step!(i, c, d, a, b, w[2], K[62], 15);
+        step!(i, b, c, d, a, w[9], K[63], 21);
+        let out = [
+            _mm256_add_epi32(a, a0),
+            _mm256_add_epi32(b, b0),
+            _mm256_add_epi32(c, c0),
+            _mm256_add_epi32(d, d0),
+        ];
+        for (j, v) in out.iter().enumerate() {
+            let mut lanes = [0u32; LANES];
+            // lanes is 32 writable bytes.
+            _mm256_storeu_si256(lanes.as_mut_ptr().cast(), *v);
+            for (s, x) in states.iter_mut().zip(lanes) {
+                s[j] = x;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use md5::Digest;
+
+    /// Deterministic bytes (xorshift), so a failure can be replayed.
+    fn bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    fn reference(data: &[u8]) -> [u8; 16] {
+        md5::Md5::digest(data).into()
+    }
+
+    fn scalar(data: &[u8]) -> [u8; 16] {
+        let mut h = Md5::new();
+        h.update(data);
+        h.finalize()
+    }
+
+    #[test]
+    fn scalar_matches_md5_crate_for_every_length_to_4k() {
+        for len in 0..=4096 {
+            let d = bytes(len as u64, len);
+            assert_eq!(scalar(&d), reference(&d), "length {len}");
+        }
+        // RFC 1321's own examples.
+        assert_eq!(scalar(b"abc"), reference(b"abc"));
+        assert_eq!(
+            scalar(b""),
+            [
+                0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8,
+                0x42, 0x7e
+            ]
+        );
+    }
+
+    #[test]
+    fn lanes_match_md5_crate_for_every_length_to_4k() {
+        for simd in [true, false] {
+            // Eight different lengths per pass, every length covered.
+            for base in (0..=4096usize).step_by(LANES) {
+                let data: Vec<Vec<u8>> = (0..LANES)
+                    .map(|i| bytes((base + i) as u64 ^ 0xabc, base + i))
+                    .collect();
+                let mut lanes = if simd { Lanes::new() } else { Lanes::scalar() };
+                let inputs: Vec<&[u8]> = data.iter().map(|d| d.as_slice()).collect();
+                lanes.update(&inputs);
+                for (i, d) in data.iter().enumerate() {
+                    assert_eq!(lanes.finish(i), Some(reference(d)), "length {}", d.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lanes_of_unequal_lengths_fed_in_odd_pieces() {
+        for piece in [1usize, 7, 63, 64, 65, 1000, 4097, 1 << 20] {
+            // Several MiB in one lane only where the pieces are large (a
+            // debug build steps the small ones slowly).
+            let big = if piece >= 1000 { 3 << 20 } else { 20_000 };
+            let lens = [0usize, 1, 63, 64, 65, 1000, 7_001, big];
+            let data: Vec<Vec<u8>> = lens
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| bytes(i as u64 + 7, n))
+                .collect();
+            let mut lanes = Lanes::new();
+            let mut at = [0usize; LANES];
+            loop {
+                // Each lane gets a piece of a different size per step.
+                let inputs: Vec<&[u8]> = (0..LANES)
+                    .map(|i| {
+                        let want = piece + i * 3;
+                        let end = (at[i] + want).min(data[i].len());
+                        let s = &data[i][at[i]..end];
+                        at[i] = end;
+                        s
+                    })
+                    .collect();
+                if inputs.iter().all(|s| s.is_empty()) {
+                    break;
+                }
+                lanes.update(&inputs);
+            }
+            for (i, d) in data.iter().enumerate() {
+                assert_eq!(
+                    lanes.finish(i),
+                    Some(reference(d)),
+                    "lane {i}, piece {piece}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_lane_refilled_with_a_new_file_starts_clean() {
+        let a = bytes(1, 5000);
+        let b = bytes(2, 300);
+        let c = bytes(3, 9000);
+        let mut lanes = Lanes::new();
+        lanes.update(&[&a, &c[..4000]]);
+        assert_eq!(lanes.finish(0), Some(reference(&a)));
+        lanes.update(&[&b, &c[4000..]]);
+        assert_eq!(lanes.finish(0), Some(reference(&b)));
+        assert_eq!(lanes.finish(1), Some(reference(&c)));
+        assert_eq!(lanes.finish(LANES), None);
+        // A lane's state handed to the scalar path midway and back.
+        lanes.update(&[&a[..100], &c[..3000]]);
+        let mut h = lanes.take(1).unwrap();
+        h.update(&c[3000..5001]);
+        lanes.put(1, h);
+        lanes.update(&[&a[100..], &c[5001..]]);
+        assert_eq!(lanes.finish(0), Some(reference(&a)));
+        assert_eq!(lanes.finish(1), Some(reference(&c)));
+    }
+
+    #[test]
+    fn large_inputs_match() {
+        // Several MiB: one stream, and lanes of unequal large sizes fed in
+        // 1 MiB pieces as the scan reads.
+        let big = bytes(99, 6 << 20);
+        assert_eq!(scalar(&big), reference(&big));
+        let inputs: Vec<&[u8]> = (0..LANES)
+            .map(|i| &big[i * 1000..(2 << 20) + i * 77_777])
+            .collect();
+        let mut lanes = Lanes::new();
+        for chunk in 0..3 {
+            let part: Vec<&[u8]> = inputs
+                .iter()
+                .map(|d| &d[(chunk << 20).min(d.len())..((chunk + 1) << 20).min(d.len())])
+                .collect();
+            lanes.update(&part);
+        }
+        for (i, d) in inputs.iter().enumerate() {
+            assert_eq!(lanes.finish(i), Some(reference(d)), "lane {i}");
+        }
+    }
+
+    #[test]
+    fn simd_is_used_where_the_cpu_has_it() {
+        assert_eq!(Lanes::new().is_simd(), simd_available());
+        assert!(!Lanes::scalar().is_simd());
+    }
+}
