@@ -100,6 +100,79 @@ fn words(block: &[u8]) -> [u32; 16] {
     w
 }
 
+/// The 64 steps of MD5 (RFC 1321, 3.4), each with its round function, word,
+/// constant and shift, expanded by the caller's `step!` (scalar or 8
+/// lanes): one schedule for both. The state variables and the words are
+/// passed in, since names written here would not reach the caller's.
+macro_rules! md5_steps {
+    ($step:ident, $a:ident, $b:ident, $c:ident, $d:ident, $w:ident) => {
+        $step!(f, $a, $b, $c, $d, $w[0], K[0], 7);
+        $step!(f, $d, $a, $b, $c, $w[1], K[1], 12);
+        $step!(f, $c, $d, $a, $b, $w[2], K[2], 17);
+        $step!(f, $b, $c, $d, $a, $w[3], K[3], 22);
+        $step!(f, $a, $b, $c, $d, $w[4], K[4], 7);
+        $step!(f, $d, $a, $b, $c, $w[5], K[5], 12);
+        $step!(f, $c, $d, $a, $b, $w[6], K[6], 17);
+        $step!(f, $b, $c, $d, $a, $w[7], K[7], 22);
+        $step!(f, $a, $b, $c, $d, $w[8], K[8], 7);
+        $step!(f, $d, $a, $b, $c, $w[9], K[9], 12);
+        $step!(f, $c, $d, $a, $b, $w[10], K[10], 17);
+        $step!(f, $b, $c, $d, $a, $w[11], K[11], 22);
+        $step!(f, $a, $b, $c, $d, $w[12], K[12], 7);
+        $step!(f, $d, $a, $b, $c, $w[13], K[13], 12);
+        $step!(f, $c, $d, $a, $b, $w[14], K[14], 17);
+        $step!(f, $b, $c, $d, $a, $w[15], K[15], 22);
+        $step!(g, $a, $b, $c, $d, $w[1], K[16], 5);
+        $step!(g, $d, $a, $b, $c, $w[6], K[17], 9);
+        $step!(g, $c, $d, $a, $b, $w[11], K[18], 14);
+        $step!(g, $b, $c, $d, $a, $w[0], K[19], 20);
+        $step!(g, $a, $b, $c, $d, $w[5], K[20], 5);
+        $step!(g, $d, $a, $b, $c, $w[10], K[21], 9);
+        $step!(g, $c, $d, $a, $b, $w[15], K[22], 14);
+        $step!(g, $b, $c, $d, $a, $w[4], K[23], 20);
+        $step!(g, $a, $b, $c, $d, $w[9], K[24], 5);
+        $step!(g, $d, $a, $b, $c, $w[14], K[25], 9);
+        $step!(g, $c, $d, $a, $b, $w[3], K[26], 14);
+        $step!(g, $b, $c, $d, $a, $w[8], K[27], 20);
+        $step!(g, $a, $b, $c, $d, $w[13], K[28], 5);
+        $step!(g, $d, $a, $b, $c, $w[2], K[29], 9);
+        $step!(g, $c, $d, $a, $b, $w[7], K[30], 14);
+        $step!(g, $b, $c, $d, $a, $w[12], K[31], 20);
+        $step!(h, $a, $b, $c, $d, $w[5], K[32], 4);
+        $step!(h, $d, $a, $b, $c, $w[8], K[33], 11);
+        $step!(h, $c, $d, $a, $b, $w[11], K[34], 16);
+        $step!(h, $b, $c, $d, $a, $w[14], K[35], 23);
+        $step!(h, $a, $b, $c, $d, $w[1], K[36], 4);
+        $step!(h, $d, $a, $b, $c, $w[4], K[37], 11);
+        $step!(h, $c, $d, $a, $b, $w[7], K[38], 16);
+        $step!(h, $b, $c, $d, $a, $w[10], K[39], 23);
+        $step!(h, $a, $b, $c, $d, $w[13], K[40], 4);
+        $step!(h, $d, $a, $b, $c, $w[0], K[41], 11);
+        $step!(h, $c, $d, $a, $b, $w[3], K[42], 16);
+        $step!(h, $b, $c, $d, $a, $w[6], K[43], 23);
+        $step!(h, $a, $b, $c, $d, $w[9], K[44], 4);
+        $step!(h, $d, $a, $b, $c, $w[12], K[45], 11);
+        $step!(h, $c, $d, $a, $b, $w[15], K[46], 16);
+        $step!(h, $b, $c, $d, $a, $w[2], K[47], 23);
+        $step!(i, $a, $b, $c, $d, $w[0], K[48], 6);
+        $step!(i, $d, $a, $b, $c, $w[7], K[49], 10);
+        $step!(i, $c, $d, $a, $b, $w[14], K[50], 15);
+        $step!(i, $b, $c, $d, $a, $w[5], K[51], 21);
+        $step!(i, $a, $b, $c, $d, $w[12], K[52], 6);
+        $step!(i, $d, $a, $b, $c, $w[3], K[53], 10);
+        $step!(i, $c, $d, $a, $b, $w[10], K[54], 15);
+        $step!(i, $b, $c, $d, $a, $w[1], K[55], 21);
+        $step!(i, $a, $b, $c, $d, $w[8], K[56], 6);
+        $step!(i, $d, $a, $b, $c, $w[15], K[57], 10);
+        $step!(i, $c, $d, $a, $b, $w[6], K[58], 15);
+        $step!(i, $b, $c, $d, $a, $w[13], K[59], 21);
+        $step!(i, $a, $b, $c, $d, $w[4], K[60], 6);
+        $step!(i, $d, $a, $b, $c, $w[11], K[61], 10);
+        $step!(i, $c, $d, $a, $b, $w[2], K[62], 15);
+        $step!(i, $b, $c, $d, $a, $w[9], K[63], 21);
+    };
+}
+
 /// One block into one state (`block` is exactly [`BLOCK`] bytes long).
 fn compress(state: &mut [u32; 4], block: &[u8]) {
     let w = words(block);
@@ -131,70 +204,7 @@ fn compress(state: &mut [u32; 4], block: &[u8]) {
     fn i(b: u32, c: u32, d: u32) -> u32 {
         c ^ (b | !d)
     }
-    step!(f, a, b, c, d, w[0], K[0], 7);
-    step!(f, d, a, b, c, w[1], K[1], 12);
-    step!(f, c, d, a, b, w[2], K[2], 17);
-    step!(f, b, c, d, a, w[3], K[3], 22);
-    step!(f, a, b, c, d, w[4], K[4], 7);
-    step!(f, d, a, b, c, w[5], K[5], 12);
-    step!(f, c, d, a, b, w[6], K[6], 17);
-    step!(f, b, c, d, a, w[7], K[7], 22);
-    step!(f, a, b, c, d, w[8], K[8], 7);
-    step!(f, d, a, b, c, w[9], K[9], 12);
-    step!(f, c, d, a, b, w[10], K[10], 17);
-    step!(f, b, c, d, a, w[11], K[11], 22);
-    step!(f, a, b, c, d, w[12], K[12], 7);
-    step!(f, d, a, b, c, w[13], K[13], 12);
-    step!(f, c, d, a, b, w[14], K[14], 17);
-    step!(f, b, c, d, a, w[15], K[15], 22);
-    step!(g, a, b, c, d, w[1], K[16], 5);
-    step!(g, d, a, b, c, w[6], K[17], 9);
-    step!(g, c, d, a, b, w[11], K[18], 14);
-    step!(g, b, c, d, a, w[0], K[19], 20);
-    step!(g, a, b, c, d, w[5], K[20], 5);
-    step!(g, d, a, b, c, w[10], K[21], 9);
-    step!(g, c, d, a, b, w[15], K[22], 14);
-    step!(g, b, c, d, a, w[4], K[23], 20);
-    step!(g, a, b, c, d, w[9], K[24], 5);
-    step!(g, d, a, b, c, w[14], K[25], 9);
-    step!(g, c, d, a, b, w[3], K[26], 14);
-    step!(g, b, c, d, a, w[8], K[27], 20);
-    step!(g, a, b, c, d, w[13], K[28], 5);
-    step!(g, d, a, b, c, w[2], K[29], 9);
-    step!(g, c, d, a, b, w[7], K[30], 14);
-    step!(g, b, c, d, a, w[12], K[31], 20);
-    step!(h, a, b, c, d, w[5], K[32], 4);
-    step!(h, d, a, b, c, w[8], K[33], 11);
-    step!(h, c, d, a, b, w[11], K[34], 16);
-    step!(h, b, c, d, a, w[14], K[35], 23);
-    step!(h, a, b, c, d, w[1], K[36], 4);
-    step!(h, d, a, b, c, w[4], K[37], 11);
-    step!(h, c, d, a, b, w[7], K[38], 16);
-    step!(h, b, c, d, a, w[10], K[39], 23);
-    step!(h, a, b, c, d, w[13], K[40], 4);
-    step!(h, d, a, b, c, w[0], K[41], 11);
-    step!(h, c, d, a, b, w[3], K[42], 16);
-    step!(h, b, c, d, a, w[6], K[43], 23);
-    step!(h, a, b, c, d, w[9], K[44], 4);
-    step!(h, d, a, b, c, w[12], K[45], 11);
-    step!(h, c, d, a, b, w[15], K[46], 16);
-    step!(h, b, c, d, a, w[2], K[47], 23);
-    step!(i, a, b, c, d, w[0], K[48], 6);
-    step!(i, d, a, b, c, w[7], K[49], 10);
-    step!(i, c, d, a, b, w[14], K[50], 15);
-    step!(i, b, c, d, a, w[5], K[51], 21);
-    step!(i, a, b, c, d, w[12], K[52], 6);
-    step!(i, d, a, b, c, w[3], K[53], 10);
-    step!(i, c, d, a, b, w[10], K[54], 15);
-    step!(i, b, c, d, a, w[1], K[55], 21);
-    step!(i, a, b, c, d, w[8], K[56], 6);
-    step!(i, d, a, b, c, w[15], K[57], 10);
-    step!(i, c, d, a, b, w[6], K[58], 15);
-    step!(i, b, c, d, a, w[13], K[59], 21);
-    step!(i, a, b, c, d, w[4], K[60], 6);
-    step!(i, d, a, b, c, w[11], K[61], 10);
-    step!(i, c, d, a, b, w[2], K[62], 15);
-    step!(i, b, c, d, a, w[9], K[63], 21);
+    md5_steps!(step, a, b, c, d, w);
     state[0] = state[0].wrapping_add(a);
     state[1] = state[1].wrapping_add(b);
     state[2] = state[2].wrapping_add(c);
@@ -524,70 +534,7 @@ mod avx2 {
                 $a = _mm256_add_epi32($b, r);
             };
         }
-        step!(f, a, b, c, d, w[0], K[0], 7);
-        step!(f, d, a, b, c, w[1], K[1], 12);
-        step!(f, c, d, a, b, w[2], K[2], 17);
-        step!(f, b, c, d, a, w[3], K[3], 22);
-        step!(f, a, b, c, d, w[4], K[4], 7);
-        step!(f, d, a, b, c, w[5], K[5], 12);
-        step!(f, c, d, a, b, w[6], K[6], 17);
-        step!(f, b, c, d, a, w[7], K[7], 22);
-        step!(f, a, b, c, d, w[8], K[8], 7);
-        step!(f, d, a, b, c, w[9], K[9], 12);
-        step!(f, c, d, a, b, w[10], K[10], 17);
-        step!(f, b, c, d, a, w[11], K[11], 22);
-        step!(f, a, b, c, d, w[12], K[12], 7);
-        step!(f, d, a, b, c, w[13], K[13], 12);
-        step!(f, c, d, a, b, w[14], K[14], 17);
-        step!(f, b, c, d, a, w[15], K[15], 22);
-        step!(g, a, b, c, d, w[1], K[16], 5);
-        step!(g, d, a, b, c, w[6], K[17], 9);
-        step!(g, c, d, a, b, w[11], K[18], 14);
-        step!(g, b, c, d, a, w[0], K[19], 20);
-        step!(g, a, b, c, d, w[5], K[20], 5);
-        step!(g, d, a, b, c, w[10], K[21], 9);
-        step!(g, c, d, a, b, w[15], K[22], 14);
-        step!(g, b, c, d, a, w[4], K[23], 20);
-        step!(g, a, b, c, d, w[9], K[24], 5);
-        step!(g, d, a, b, c, w[14], K[25], 9);
-        step!(g, c, d, a, b, w[3], K[26], 14);
-        step!(g, b, c, d, a, w[8], K[27], 20);
-        step!(g, a, b, c, d, w[13], K[28], 5);
-        step!(g, d, a, b, c, w[2], K[29], 9);
-        step!(g, c, d, a, b, w[7], K[30], 14);
-        step!(g, b, c, d, a, w[12], K[31], 20);
-        step!(h, a, b, c, d, w[5], K[32], 4);
-        step!(h, d, a, b, c, w[8], K[33], 11);
-        step!(h, c, d, a, b, w[11], K[34], 16);
-        step!(h, b, c, d, a, w[14], K[35], 23);
-        step!(h, a, b, c, d, w[1], K[36], 4);
-        step!(h, d, a, b, c, w[4], K[37], 11);
-        step!(h, c, d, a, b, w[7], K[38], 16);
-        step!(h, b, c, d, a, w[10], K[39], 23);
-        step!(h, a, b, c, d, w[13], K[40], 4);
-        step!(h, d, a, b, c, w[0], K[41], 11);
-        step!(h, c, d, a, b, w[3], K[42], 16);
-        step!(h, b, c, d, a, w[6], K[43], 23);
-        step!(h, a, b, c, d, w[9], K[44], 4);
-        step!(h, d, a, b, c, w[12], K[45], 11);
-        step!(h, c, d, a, b, w[15], K[46], 16);
-        step!(h, b, c, d, a, w[2], K[47], 23);
-        step!(i, a, b, c, d, w[0], K[48], 6);
-        step!(i, d, a, b, c, w[7], K[49], 10);
-        step!(i, c, d, a, b, w[14], K[50], 15);
-        step!(i, b, c, d, a, w[5], K[51], 21);
-        step!(i, a, b, c, d, w[12], K[52], 6);
-        step!(i, d, a, b, c, w[3], K[53], 10);
-        step!(i, c, d, a, b, w[10], K[54], 15);
-        step!(i, b, c, d, a, w[1], K[55], 21);
-        step!(i, a, b, c, d, w[8], K[56], 6);
-        step!(i, d, a, b, c, w[15], K[57], 10);
-        step!(i, c, d, a, b, w[6], K[58], 15);
-        step!(i, b, c, d, a, w[13], K[59], 21);
-        step!(i, a, b, c, d, w[4], K[60], 6);
-        step!(i, d, a, b, c, w[11], K[61], 10);
-        step!(i, c, d, a, b, w[2], K[62], 15);
-        step!(i, b, c, d, a, w[9], K[63], 21);
+        md5_steps!(step, a, b, c, d, w);
         let out = [
             _mm256_add_epi32(a, a0),
             _mm256_add_epi32(b, b0),

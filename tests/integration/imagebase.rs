@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::provenance::sh;
-use crate::util::{bin, find, json_lines, live_generation_dir, TestRoot};
+use crate::util::{bin, find, image_run, kinds, live_generation_dir, TestRoot};
 
 /// umoci and skopeo present (Debian packages umoci and skopeo, in
 /// `.ci/deps`).
@@ -95,34 +95,6 @@ fn build_versions(t: &TestRoot) -> (PathBuf, PathBuf, PathBuf) {
         let _ = std::fs::remove_dir_all(b);
     }
     (v1, v2, tar)
-}
-
-fn image_run(t: &TestRoot, image: &Path, args: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
-    let o = Command::new(bin())
-        .arg("--db")
-        .arg(t.db())
-        .arg("--image")
-        .arg(image)
-        .args(["--format", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        json_lines(&o.stdout),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn kinds(f: &[serde_json::Value]) -> Vec<(String, String)> {
-    f.iter()
-        .map(|x| {
-            (
-                x["kind"].as_str().unwrap_or("").to_string(),
-                x["path"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
 }
 
 /// Every file under `dir` with its size and mtime: what reading must not

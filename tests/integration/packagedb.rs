@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::provenance::sh;
-use crate::util::{find, json_lines, TestRoot};
+use crate::util::{find, image_run, json_lines, kinds, TestRoot};
 
 fn have(tool: &str) -> bool {
     Command::new(tool)
@@ -38,17 +38,6 @@ fn check(t: &TestRoot) -> (i32, Vec<serde_json::Value>, String) {
         json_lines(&o.stdout),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-fn kinds(f: &[serde_json::Value]) -> Vec<(String, String)> {
-    f.iter()
-        .map(|x| {
-            (
-                x["kind"].as_str().unwrap_or("").to_string(),
-                x["path"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
 }
 
 /// Compiles `int f(void){return n;}` into `out`.
@@ -425,23 +414,6 @@ fn listing(dir: &Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> 
     }
     out.sort();
     out
-}
-
-fn image_run(t: &TestRoot, image: &Path, args: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
-    let o = Command::new(crate::util::bin())
-        .arg("--db")
-        .arg(t.db())
-        .arg("--image")
-        .arg(image)
-        .args(["--format", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        json_lines(&o.stdout),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{find, json_lines, TestRoot};
+use crate::util::{find, json_lines, kinds, TestRoot};
 
 const MA: &str = "usr/lib/x86_64-linux-gnu";
 
@@ -90,17 +90,6 @@ pub fn roots_config(t: &TestRoot, pem: &std::path::Path) -> String {
         format!("[provenance]\nauthenticode_roots = \"{}\"\n", pem.display()),
     );
     t.path("etc/lw.toml").to_str().unwrap().to_string()
-}
-
-fn kinds(f: &[serde_json::Value]) -> Vec<(String, String)> {
-    f.iter()
-        .map(|x| {
-            (
-                x["kind"].as_str().unwrap_or("").to_string(),
-                x["path"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -560,3 +560,34 @@ impl Drop for Preloaded {
         let _ = std::fs::remove_file(&self.so);
     }
 }
+
+/// The (kind, path) of each finding, in order.
+pub fn kinds(f: &[Value]) -> Vec<(String, String)> {
+    f.iter()
+        .map(|x| {
+            (
+                x["kind"].as_str().unwrap_or("").to_string(),
+                x["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `libwarden --db DB --image IMAGE --format json ARGS`: exit code, JSON
+/// lines, stderr.
+pub fn image_run(t: &TestRoot, image: &Path, args: &[&str]) -> (i32, Vec<Value>, String) {
+    let o = Command::new(bin())
+        .arg("--db")
+        .arg(t.db())
+        .arg("--image")
+        .arg(image)
+        .args(["--format", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        json_lines(&o.stdout),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
