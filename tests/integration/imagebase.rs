@@ -5,39 +5,12 @@
 //! unpacking the first and repacking a layer that adds, edits and deletes
 //! (a whiteout) libraries; exported with skopeo as a `docker save` archive.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
+use crate::packagedb::{compile, image_tools, listing};
 use crate::provenance::sh;
 use crate::util::{bin, find, image_run, kinds, live_generation_dir, TestRoot};
-
-/// umoci and skopeo present (Debian packages umoci and skopeo, in
-/// `.ci/deps`).
-fn image_tools() -> bool {
-    let ok = ["umoci", "skopeo"].iter().all(|t| {
-        Command::new(t)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !ok {
-        eprintln!(
-            "\n*** SKIPPED image baseline test: needs umoci and skopeo (Debian packages) ***\n"
-        );
-    }
-    ok
-}
-
-/// `int f(void){return n;}` compiled into `out`.
-fn gcc_so(t: &TestRoot, out: &Path, n: i32) {
-    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let src = t.dir.path().join(format!("ib{n}.c"));
-    std::fs::write(&src, format!("int f(void){{return {n};}}\n")).unwrap();
-    sh(Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(out)
-        .arg(&src));
-}
 
 const MA: &str = "usr/lib/x86_64-linux-gnu";
 
@@ -66,9 +39,9 @@ fn build_versions(t: &TestRoot) -> (PathBuf, PathBuf, PathBuf) {
     .unwrap();
     std::fs::write(rootfs.join("etc/ld.so.conf.d/app.conf"), "/opt/app/lib\n").unwrap();
     std::fs::create_dir_all(rootfs.join("opt/app/lib")).unwrap();
-    gcc_so(t, &rootfs.join(MA).join("libgone.so.1"), 60);
-    gcc_so(t, &rootfs.join(MA).join("libmod.so.1"), 61);
-    gcc_so(t, &rootfs.join(MA).join("libkeep.so.1"), 62);
+    compile(t, &rootfs.join(MA).join("libgone.so.1"), 60);
+    compile(t, &rootfs.join(MA).join("libmod.so.1"), 61);
+    compile(t, &rootfs.join(MA).join("libkeep.so.1"), 62);
     sh(Command::new("umoci")
         .args(["repack", "--refresh-bundle", "--image", &l1])
         .arg(&b1));
@@ -81,8 +54,8 @@ fn build_versions(t: &TestRoot) -> (PathBuf, PathBuf, PathBuf) {
         .arg(&b2));
     let rootfs = b2.join("rootfs");
     std::fs::remove_file(rootfs.join(MA).join("libgone.so.1")).unwrap();
-    gcc_so(t, &rootfs.join(MA).join("libmod.so.1"), 71);
-    gcc_so(t, &rootfs.join("opt/app/lib/libnew.so.1"), 72);
+    compile(t, &rootfs.join(MA).join("libmod.so.1"), 71);
+    compile(t, &rootfs.join("opt/app/lib/libnew.so.1"), 72);
     sh(Command::new("umoci")
         .args(["repack", "--image", &l2])
         .arg(&b2));
@@ -95,26 +68,6 @@ fn build_versions(t: &TestRoot) -> (PathBuf, PathBuf, PathBuf) {
         let _ = std::fs::remove_dir_all(b);
     }
     (v1, v2, tar)
-}
-
-/// Every file under `dir` with its size and mtime: what reading must not
-/// change.
-fn listing(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let m = std::fs::symlink_metadata(e.path()).unwrap();
-            if m.is_dir() {
-                todo.push(e.path());
-            } else {
-                out.push((e.path(), m.len(), m.modified().unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

@@ -41,7 +41,7 @@ fn check(t: &TestRoot) -> (i32, Vec<serde_json::Value>, String) {
 }
 
 /// Compiles `int f(void){return n;}` into `out`.
-fn compile(t: &TestRoot, out: &Path, n: i32) {
+pub(crate) fn compile(t: &TestRoot, out: &Path, n: i32) {
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let src = t.dir.path().join(format!("r{n}.c"));
     std::fs::write(&src, format!("int f(void){{return {n};}}\n")).unwrap();
@@ -330,7 +330,7 @@ fn apk_database_vouches_edits_unowned_and_upgrades() {
 
 /// umoci and skopeo present (Debian packages umoci and skopeo, in
 /// `.ci/deps`).
-fn image_tools() -> bool {
+pub(crate) fn image_tools() -> bool {
     let ok = Command::new("umoci")
         .arg("--version")
         .output()
@@ -398,7 +398,7 @@ fn build_image(t: &TestRoot, hijack: bool) -> (std::path::PathBuf, std::path::Pa
 
 /// Every file under `dir` with its size and mtime: what reading must not
 /// change.
-fn listing(dir: &Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+pub(crate) fn listing(dir: &Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
