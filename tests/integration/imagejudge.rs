@@ -1,0 +1,1 @@
+//! Provenance and the walk's audits on an image's in-memory view.

@@ -1,0 +1,1 @@
+//! Image baselines: update, accept, export, tags.

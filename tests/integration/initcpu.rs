@@ -1,0 +1,1 @@
+//! Default init: one package index parse, full MD5 lanes.

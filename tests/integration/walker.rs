@@ -1,0 +1,1 @@
+//! The Linux directory-fd walker gives what the portable walker gives.
