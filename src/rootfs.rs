@@ -10,6 +10,14 @@
 //! operations take are canonical ([`Root::resolve`] makes them): a symlink
 //! in one is refused, never followed. On Windows the same operations use
 //! host paths, as before (no `openat` there).
+//!
+//! A root can also be a [`Tree`]: a filesystem held in memory (a container
+//! image's merged layers, [`crate::image::View`]), answering the same
+//! operations from what it holds. Every consumer of `Root` (provenance,
+//! the audits) then judges an image with the code that judges a host,
+//! without knowing which it reads. A tree has no descriptor: anything that
+//! needs one (a lock probe, the walker) fails on it, as on a root that
+//! could not be opened.
 
 use crate::sys::OsStrExt;
 use std::ffi::OsStr;
@@ -17,7 +25,6 @@ use std::io;
 #[cfg(unix)]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
-#[cfg(unix)]
 use std::sync::Arc;
 
 /// Symlinks followed while resolving one path before giving up (as Linux).
@@ -27,6 +34,8 @@ const MAX_LINKS: usize = 40;
 #[derive(Clone, Debug)]
 pub struct Root {
     host: PathBuf,
+    /// An in-memory tree that answers instead of the host directory.
+    tree: Option<Arc<dyn Tree>>,
     /// The root directory, opened once (`O_PATH`); `None` only if even
     /// that failed, and then every confined operation fails.
     #[cfg(unix)]
@@ -61,7 +70,24 @@ impl Root {
             #[cfg(unix)]
             fd: open_dir(&host).ok().map(Arc::new),
             host,
+            tree: None,
         }
+    }
+
+    /// A root answered by `tree`; `label` stands where a host directory
+    /// would (the baseline's root key, messages). Never `/`.
+    pub fn of_tree(label: &str, tree: Arc<dyn Tree>) -> Root {
+        Root {
+            host: PathBuf::from(label),
+            tree: Some(tree),
+            #[cfg(unix)]
+            fd: None,
+        }
+    }
+
+    /// The in-memory tree behind this root, if it is one.
+    pub fn tree(&self) -> Option<&dyn Tree> {
+        self.tree.as_deref()
     }
 
     /// The host's own `/`: on Windows, the system drive (`%SystemDrive%\`),
@@ -71,7 +97,7 @@ impl Root {
     }
 
     pub fn is_slash(&self) -> bool {
-        self.host == slash_dir()
+        self.tree.is_none() && self.host == slash_dir()
     }
 
     /// The host directory behind the root.
@@ -204,6 +230,10 @@ impl Root {
     /// file should be cannot hang or disturb the run.
     pub fn read_file(&self, logical: &Path, cap: u64) -> io::Result<Vec<u8>> {
         use std::io::Read;
+        if let Some(t) = &self.tree {
+            let p = self.resolve(logical)?;
+            return t.read(rel_os(&p), cap);
+        }
         let f = self.open_file(&self.resolve(logical)?)?;
         let meta = f.metadata()?;
         if !meta.is_file() {
@@ -283,6 +313,9 @@ impl Root {
     /// Opens `logical` below the root with `flags` (`O_NOFOLLOW` and
     /// `O_CLOEXEC` added): fails if any component is a symlink.
     pub fn open(&self, logical: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+        if self.tree.is_some() {
+            return Err(no_descriptor());
+        }
         crate::sys::beneath::open_beneath(self.fd()?, rel_bytes(logical), flags)
     }
 
@@ -298,13 +331,21 @@ impl Root {
     }
 
     /// The metadata of `logical` itself (a final symlink is not followed).
-    pub fn lstat(&self, logical: &Path) -> io::Result<std::fs::Metadata> {
-        std::fs::File::from(self.open(logical, libc::O_PATH)?).metadata()
+    pub fn lstat(&self, logical: &Path) -> io::Result<Meta> {
+        if let Some(t) = &self.tree {
+            return t.lstat(rel_os(logical));
+        }
+        std::fs::File::from(self.open(logical, libc::O_PATH)?)
+            .metadata()
+            .map(|m| Meta::of(&m))
     }
 
     /// The target of the symlink `logical` (`readlinkat` on the link
     /// itself, opened `O_PATH | O_NOFOLLOW`).
     pub fn read_link(&self, logical: &Path) -> io::Result<PathBuf> {
+        if let Some(t) = &self.tree {
+            return t.read_link(rel_os(logical));
+        }
         let fd = self.open(logical, libc::O_PATH)?;
         readlink_fd(fd.as_raw_fd(), c"")
     }
@@ -312,6 +353,9 @@ impl Root {
     /// The names in directory `logical` (without `.` and `..`), read from
     /// a confined descriptor, unsorted.
     pub fn list(&self, logical: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+        if let Some(t) = &self.tree {
+            return t.list(rel_os(logical));
+        }
         let fd = self.open(logical, libc::O_RDONLY | libc::O_DIRECTORY)?;
         list_fd(fd)
     }
@@ -323,21 +367,33 @@ impl Root {
 impl Root {
     pub fn open_file(&self, logical: &Path) -> io::Result<std::fs::File> {
         use crate::sys::OpenOptionsNoFollow;
+        if self.tree.is_some() {
+            return Err(no_descriptor());
+        }
         std::fs::OpenOptions::new()
             .read(true)
             .no_follow()
             .open(self.host_path(logical))
     }
 
-    pub fn lstat(&self, logical: &Path) -> io::Result<std::fs::Metadata> {
-        std::fs::symlink_metadata(self.host_path(logical))
+    pub fn lstat(&self, logical: &Path) -> io::Result<Meta> {
+        if let Some(t) = &self.tree {
+            return t.lstat(rel_os(logical));
+        }
+        std::fs::symlink_metadata(self.host_path(logical)).map(|m| Meta::of(&m))
     }
 
     pub fn read_link(&self, logical: &Path) -> io::Result<PathBuf> {
+        if let Some(t) = &self.tree {
+            return t.read_link(rel_os(logical));
+        }
         std::fs::read_link(self.host_path(logical))
     }
 
     pub fn list(&self, logical: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+        if let Some(t) = &self.tree {
+            return t.list(rel_os(logical));
+        }
         std::fs::read_dir(self.host_path(logical))?
             .map(|e| e.map(|e| e.file_name()))
             .collect()
@@ -347,7 +403,7 @@ impl Root {
 impl Root {
     /// The metadata of what `logical` names, symlinks inside the root
     /// followed (the root's `stat`).
-    pub fn stat(&self, logical: &Path) -> io::Result<std::fs::Metadata> {
+    pub fn stat(&self, logical: &Path) -> io::Result<Meta> {
         self.lstat(&self.resolve(logical)?)
     }
 
@@ -359,10 +415,7 @@ impl Root {
     /// The entries of directory `logical` with their types (a symlink is
     /// a symlink: not followed), unsorted; an entry gone since the listing
     /// is left out.
-    pub fn list_entries(
-        &self,
-        logical: &Path,
-    ) -> io::Result<Vec<(std::ffi::OsString, std::fs::FileType)>> {
+    pub fn list_entries(&self, logical: &Path) -> io::Result<Vec<(std::ffi::OsString, FileKind)>> {
         let names = self.list(logical)?;
         Ok(names
             .into_iter()
@@ -378,6 +431,184 @@ impl Root {
     /// Whether anything (a dangling symlink too) is at `logical`.
     pub fn exists_nofollow(&self, logical: &Path) -> bool {
         self.lstat(logical).is_ok()
+    }
+}
+
+/// What an in-memory tree answers (see the module docs). Paths are
+/// canonical logical paths (`/usr/lib/x`), as the confined operations
+/// take them: a symlink on the way is not followed ([`Root::resolve`]
+/// follows them, through [`Tree::lstat`] and [`Tree::read_link`]).
+pub trait Tree: Send + Sync + std::fmt::Debug {
+    /// The metadata of the entry itself.
+    fn lstat(&self, logical: &OsStr) -> io::Result<Meta>;
+    /// A symlink's target.
+    fn read_link(&self, logical: &OsStr) -> io::Result<PathBuf>;
+    /// The names in a directory, unsorted.
+    fn list(&self, logical: &OsStr) -> io::Result<Vec<std::ffi::OsString>>;
+    /// A regular file's content, at most `cap` bytes; an error when the
+    /// tree does not hold it (it keeps only what the judges read).
+    fn read(&self, logical: &OsStr, cap: u64) -> io::Result<Vec<u8>>;
+    /// The facts of a regular file's content, gathered when it was read.
+    fn facts(&self, logical: &OsStr) -> Option<Arc<crate::facts::Facts>>;
+    /// The digest (`md5`, `sha1`, `sha256`...) of a regular file's
+    /// content, when the tree computed it (the package databases' own
+    /// digests of the files they own).
+    fn digest(&self, logical: &OsStr, algo: &str) -> Option<Vec<u8>>;
+}
+
+/// The error of an operation that needs a descriptor on a tree.
+fn no_descriptor() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "an in-memory tree has no file descriptors",
+    )
+}
+
+/// The logical path as a tree takes it.
+fn rel_os(logical: &Path) -> &OsStr {
+    logical.as_os_str()
+}
+
+/// What [`Root::lstat`] tells about an entry: the fields of `stat(2)`
+/// libwarden reads, the same for a host file and an in-memory tree's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Type and permission bits (`st_mode`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+    pub ctime: i64,
+    pub ctime_nsec: i64,
+}
+
+impl Meta {
+    /// From a host file's metadata.
+    pub fn of(m: &std::fs::Metadata) -> Meta {
+        use crate::sys::MetadataExt;
+        Meta {
+            mode: m.mode(),
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.size(),
+            dev: m.dev(),
+            ino: m.ino(),
+            nlink: m.nlink(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+            ctime: m.ctime(),
+            ctime_nsec: m.ctime_nsec(),
+        }
+    }
+
+    pub fn file_type(&self) -> FileKind {
+        FileKind(self.mode & crate::sys::S_IFMT)
+    }
+    pub fn is_dir(&self) -> bool {
+        self.file_type().is_dir()
+    }
+    pub fn is_file(&self) -> bool {
+        self.file_type().is_file()
+    }
+    pub fn is_symlink(&self) -> bool {
+        self.file_type().is_symlink()
+    }
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+}
+
+/// The type bits of an entry's mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileKind(pub u32);
+
+impl FileKind {
+    pub fn is_dir(&self) -> bool {
+        self.0 == crate::sys::S_IFDIR
+    }
+    pub fn is_file(&self) -> bool {
+        self.0 == crate::sys::S_IFREG
+    }
+    pub fn is_symlink(&self) -> bool {
+        self.0 == crate::sys::S_IFLNK
+    }
+    pub fn is_fifo(&self) -> bool {
+        self.0 == crate::sys::S_IFIFO
+    }
+    pub fn is_socket(&self) -> bool {
+        self.0 == crate::sys::S_IFSOCK
+    }
+    pub fn is_block_device(&self) -> bool {
+        self.0 == crate::sys::S_IFBLK
+    }
+    pub fn is_char_device(&self) -> bool {
+        self.0 == crate::sys::S_IFCHR
+    }
+}
+
+/// Metadata of a tree entry read through the platform's extension trait,
+/// so code written against `std::fs::Metadata` reads both alike.
+impl crate::sys::MetadataExt for Meta {
+    fn dev(&self) -> u64 {
+        self.dev
+    }
+    fn ino(&self) -> u64 {
+        self.ino
+    }
+    fn mode(&self) -> u32 {
+        self.mode
+    }
+    fn nlink(&self) -> u64 {
+        self.nlink
+    }
+    fn uid(&self) -> u32 {
+        self.uid
+    }
+    fn gid(&self) -> u32 {
+        self.gid
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn mtime(&self) -> i64 {
+        self.mtime
+    }
+    fn mtime_nsec(&self) -> i64 {
+        self.mtime_nsec
+    }
+    fn ctime(&self) -> i64 {
+        self.ctime
+    }
+    fn ctime_nsec(&self) -> i64 {
+        self.ctime_nsec
+    }
+    #[cfg(unix)]
+    fn rdev(&self) -> u64 {
+        0
+    }
+    #[cfg(unix)]
+    fn atime(&self) -> i64 {
+        self.mtime
+    }
+    #[cfg(unix)]
+    fn atime_nsec(&self) -> i64 {
+        self.mtime_nsec
+    }
+    #[cfg(unix)]
+    fn blksize(&self) -> u64 {
+        4096
+    }
+    #[cfg(unix)]
+    fn blocks(&self) -> u64 {
+        self.size.div_ceil(512)
     }
 }
 

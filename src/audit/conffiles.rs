@@ -95,7 +95,6 @@ fn judge(cx: &Context, p: &Path, include_match: bool, a: &mut Audit) {
     let Ok(m) = cx.root.stat(p) else {
         return;
     };
-    use crate::sys::FileTypeExt;
     let ft = m.file_type();
     let what = if ft.is_fifo() {
         Some((Severity::High, "a FIFO: ldconfig blocks on it, or reads whatever a writer feeds it then (configuration that is never on disk)"))

@@ -242,7 +242,7 @@ pub fn pam_env_args(data: &[u8]) -> Vec<Vec<u8>> {
 /// skipped: they point at units read elsewhere, or at /dev/null).
 fn unit_files(cx: &Context, dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let list = |d: &Path| -> Vec<(PathBuf, std::fs::FileType)> {
+    let list = |d: &Path| -> Vec<(PathBuf, crate::rootfs::FileKind)> {
         let Ok(rd) = cx.root.list_entries(d) else {
             return Vec::new();
         };

@@ -129,6 +129,25 @@ fn exec_objects(cx: &Context, known: &HashSet<PathBuf>) -> (Vec<Object>, usize) 
 /// holds scripts too), gone, or not a regular file. `Err`: an ELF file that
 /// could not be read or parsed.
 fn read_exec(root: &Root, path: PathBuf) -> Result<Option<Object>, ()> {
+    // An in-memory tree (an image) parsed each file's headers as its
+    // layer streamed past: the same facts, nothing to open.
+    if let Some(tree) = root.tree() {
+        let meta = root.lstat(&path).map_err(|_| ())?;
+        if !meta.is_file() {
+            return Ok(None);
+        }
+        return match tree.facts(path.as_os_str()).and_then(|f| f.elf.clone()) {
+            Some(ElfFact::Parsed(info)) => Ok(Some(Object {
+                path,
+                mode: meta.mode(),
+                uid: meta.uid(),
+                in_search_path: false,
+                info,
+            })),
+            Some(ElfFact::Unparsable) => Err(()),
+            None => Ok(None),
+        };
+    }
     let file = match root.open_file(&path) {
         Ok(f) => f,
         // Gone since the listing, or replaced by a symlink: nothing to read.

@@ -206,9 +206,8 @@ fn path_dirs(cx: &Context, reg: &Registry, sys: &BTreeSet<String>, out: &mut Aud
 
 /// Why non-administrators can write `dir`, or `None`.
 fn user_writable(root: &Root, dir: &Path) -> Option<&'static str> {
-    use crate::sys::PermissionsExt;
     if let Ok(m) = root.stat(dir) {
-        if m.permissions().mode() & 0o002 != 0 {
+        if crate::sys::MetadataExt::mode(&m) & 0o002 != 0 {
             return Some("writable by everyone (mode bits)");
         }
     }

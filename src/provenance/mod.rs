@@ -742,6 +742,17 @@ fn scan_digests(cx: &Context, blake3: [u8; 32], algos: &[Algo]) -> Option<Vec<Fi
 /// The package digests of a record's content, every algorithm in one
 /// streamed read (never mapped).
 fn file_digests(root: &Root, r: &Record, algos: &[Algo]) -> Option<Vec<FileDigest>> {
+    // An in-memory tree (an image) computed the package digests of the
+    // files its package database owns from the layer streams, and only
+    // for the content whose BLAKE3 is the record's.
+    if let Some(tree) = root.tree() {
+        let p = OsStr::from_bytes(&r.path);
+        let mut out = Vec::with_capacity(algos.len());
+        for &a in algos {
+            out.push(FileDigest::from_bytes(a, &tree.digest(p, a.name())?)?);
+        }
+        return Some(out);
+    }
     let mut f = open_checked(root, r)?;
     let mut h = MultiHasher::new(algos);
     let mut buf = vec![0u8; 1 << 16];
@@ -758,6 +769,12 @@ fn file_digests(root: &Root, r: &Record, algos: &[Algo]) -> Option<Vec<FileDiges
 
 /// A record's whole file, if it is at most `cap` bytes.
 fn read_all(root: &Root, r: &Record, cap: u64) -> Option<Vec<u8>> {
+    if root.tree().is_some() {
+        // What the tree keeps in memory (nothing else can be read).
+        return root
+            .read_file(Path::new(OsStr::from_bytes(&r.path)), cap)
+            .ok();
+    }
     let f = open_checked(root, r)?;
     if f.metadata().ok()?.len() > cap {
         return None;
