@@ -26,6 +26,7 @@ pub mod formats;
 #[cfg(target_os = "linux")]
 pub mod guard;
 pub mod image;
+pub mod imagejudge;
 pub mod input;
 pub mod inspect;
 pub mod md5lanes;

@@ -317,6 +317,20 @@ impl<'a> Judge<'a> {
         }
     }
 
+    /// The digest algorithms (`md5`, `sha256`...) the loaded package
+    /// databases record for their files: what an image computes for
+    /// provenance in its second pass ([`crate::imagejudge`]).
+    pub fn package_algos(&self) -> Vec<&'static str> {
+        let Some(db) = self.world.as_ref().and_then(|w| w.dpkg.as_ref()) else {
+            return Vec::new();
+        };
+        provenance::index::Algo::ALL
+            .into_iter()
+            .filter(|a| db.paths_with(*a).next().is_some())
+            .map(|a| a.name())
+            .collect()
+    }
+
     /// Lets provenance use the MD5s `scan` computed instead of reading
     /// those files again.
     pub fn use_scan_digests(&mut self, scan: &ScanResult) {

@@ -14,14 +14,15 @@ use serde_json::json;
 use crate::audit::preload;
 use crate::baseline;
 use crate::config::Config;
-use crate::diff;
 use crate::error::{Error, Result};
 use crate::escape;
 use crate::finding::{self, Finding, Kind, Severity};
 use crate::formats::elf::is_so_name;
 use crate::formats::ldconf;
-use crate::image::{self, records, Image};
+use crate::image::{self, Image};
+use crate::imagejudge;
 use crate::output::{self, messages, Format};
+use crate::pipeline::{Judges, Reference};
 use crate::searchpaths::TRUSTED_DIRS;
 
 /// Environment variables of an image config that change what the loader
@@ -58,7 +59,7 @@ fn open(path: &Path) -> Result<Image> {
 /// The search directories of the image: the trusted ones, then those its
 /// `ld.so.conf` names, with where each comes from.
 fn search_dirs(img: &Image) -> (Vec<(String, Vec<String>)>, ldconf::LdConf) {
-    let conf = ldconf::parse(&img.view, Path::new("/etc/ld.so.conf"));
+    let conf = ldconf::parse(&*img.view, Path::new("/etc/ld.so.conf"));
     let mut dirs: Vec<(String, Vec<String>)> = Vec::new();
     let mut add = |d: String, origin: String| match dirs.iter_mut().find(|(p, _)| *p == d) {
         Some((_, o)) => o.push(origin),
@@ -241,12 +242,61 @@ pub fn findings(img: &Image) -> Vec<Finding> {
     out
 }
 
+/// The host's judges on the image ([`imagejudge`]), their findings with
+/// the image's own ([`findings`]: the config's `Env`, whiteouts) added,
+/// each said once.
+fn judged(
+    s: &Config,
+    img: &Image,
+    name: &str,
+    reference: Reference,
+    judges: Judges,
+) -> Result<(imagejudge::Judged, Vec<Finding>)> {
+    let iplan = imagejudge::plan_of(&s.plan, img, &image_label(name));
+    let j = imagejudge::judge(&iplan, img, reference, judges)
+        .map_err(|e| Error::Usage(format!("image: {e}")))?;
+    messages::notes(&j.verdict.notes);
+    j.monitored
+        .sp
+        .warnings
+        .iter()
+        .for_each(|w| messages::warning(w));
+    let mut f = j.verdict.findings.clone();
+    // The preload audit reports the preload list as on a host (its detail
+    // gets the image's: which layer put it there, and what it names); a
+    // whiteout that removed a baselined library is the diff's `removed`.
+    for x in findings(img) {
+        match f.iter_mut().find(|y| y.path == x.path && y.kind == x.kind) {
+            Some(y) if x.kind == Kind::Preload => {
+                y.detail = format!("{}; {}", y.detail, x.detail);
+            }
+            Some(_) => {}
+            None => f.push(x),
+        }
+    }
+    f.sort_by(output::order);
+    Ok((j, f))
+}
+
+/// What stands for the host directory of an image's root (and is its
+/// baseline's root key).
+fn image_label(name: &str) -> String {
+    String::from_utf8_lossy(&image_root(name)).into_owned()
+}
+
+/// `audit --image PATH`: the image's loader configuration, provenance and
+/// the loader audit, with the judges of a host's `audit`.
 pub fn audit(s: &Config, path: &Path) -> Result<i32> {
     let img = open(path)?;
-    let f = findings(&img);
-    super::emit(s, &f, &Default::default())?;
+    let name = img.id.clone();
+    let (j, f) = judged(s, &img, &name, Reference::Nothing, Judges::AUDIT)?;
+    let mut context = serde_json::Map::new();
+    context.insert("image".into(), img.id.clone().into());
+    context.insert("image_name".into(), name.into());
+    emit_image(s, &img, &f, &context)?;
     messages::status(&format!(
-        "libwarden audit --image: {}",
+        "libwarden audit --image: {} records; {}",
+        j.monitored.records.len(),
         output::count_by_kind(&f)
     ));
     Ok(finding::exit_bits(&f))
@@ -347,14 +397,27 @@ pub fn init(
     let img = open(path)?;
     let (name, loc) = location(s, &img, name)?;
     let store = baseline::create(&loc, force)?;
-    let m = records::monitored(&img.view);
-    m.sp.warnings.iter().for_each(|w| messages::warning(w));
-    let f = findings(&img);
+    let (j, f) = judged(s, &img, &name, Reference::Nothing, Judges::STANDING)?;
+    let m = &j.monitored;
+    // The provenance state, as a host's `init` keeps it, for the package
+    // updates `check --image` explains.
+    let mut extra = j
+        .verdict
+        .provenance
+        .map(|o| {
+            let mut state = o.state;
+            let iplan = imagejudge::plan_of(&s.plan, &img, &image_label(&name));
+            state.owners = crate::pipeline::owners(&iplan, &m.records);
+            state.to_pairs()
+        })
+        .unwrap_or_default();
+    extra.extend(image_pairs(&img, &name));
+    extra.sort();
     let meta = baseline::commit(
         &loc,
         store,
         &m.records,
-        &image_pairs(&img, &name),
+        &extra,
         &image_root(&name),
         key.as_ref(),
     )?;
@@ -383,22 +446,10 @@ pub fn check(s: &Config, path: &Path, name: Option<&str>) -> Result<i32> {
     let (name, loc) = location(s, &img, name)?;
     let (base, notes) = baseline::load(&loc, &image_root(&name))?;
     messages::notes(&notes);
-    let m = records::monitored(&img.view);
-    m.sp.warnings.iter().for_each(|w| messages::warning(w));
-    let mut f = diff::diff(&base.records, &m.records, &diff::Classifier::new(&m.sp));
-    // A whiteout that removed a baselined library is the diff's `removed`
-    // already (with the layer that removed it); the audit says it once.
-    let diffed: std::collections::BTreeSet<Vec<u8>> = f
-        .iter()
-        .filter(|x| x.kind == Kind::Removed)
-        .map(|x| x.path.clone())
-        .collect();
-    f.extend(
-        findings(&img)
-            .into_iter()
-            .filter(|x| !(x.kind == Kind::Removed && diffed.contains(&x.path))),
-    );
-    f.sort_by(output::order);
+    // The judges of a host's `check`: the diff against the image's
+    // baseline, provenance, the audit.
+    let (j, f) = judged(s, &img, &name, Reference::Baseline(&base), Judges::ALL)?;
+    let m = &j.monitored;
     let mut context = serde_json::Map::new();
     context.insert("image".into(), img.id.clone().into());
     context.insert("image_name".into(), name.clone().into());

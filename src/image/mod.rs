@@ -10,7 +10,15 @@
 //! checked against its manifest digest in the same read.
 //!
 //! [`View`] implements [`ldconf::ConfSource`], so `ld.so.conf` and its
-//! includes are parsed by the same code as a real root's.
+//! includes are parsed by the same code as a real root's, and
+//! [`rootfs::Tree`], so a [`rootfs::Root`] over it lets provenance and the
+//! audits judge the image with the code that judges a host. For them the
+//! view also keeps the package databases (dpkg's `status`, `info/*.md5sums`
+//! and `.list`, `diversions`; `rpmdb.sqlite`; apk's `installed`), each
+//! capped, and [`Image::package_digests`] computes, in a second pass over
+//! the layers that hold them, the package digests (MD5, SHA-256, SHA-1) of
+//! the files asked for: which files a package database owns is only known
+//! once every layer is applied.
 
 pub mod records;
 
@@ -26,9 +34,18 @@ use crate::facts::Facts;
 use crate::formats::ldconf;
 use crate::formats::oci::{self, Compression};
 use crate::record::FileClass;
+use crate::rootfs::{self, Meta};
+use crate::sys::OsStrExt;
 
 /// Files kept in memory: those under `/etc` up to this size.
 const KEEP_CAP: u64 = 1 << 20;
+/// The package databases kept in memory, each up to this size (dpkg's
+/// `status` of a full distribution is a few MiB, `rpmdb.sqlite` tens).
+const DB_KEEP_CAP: u64 = 256 << 20;
+/// One `info/*.md5sums` / `.list` file.
+const INFO_KEEP_CAP: u64 = 64 << 20;
+/// All package database files kept together.
+const DB_KEEP_TOTAL: u64 = 1 << 30;
 /// Entries in one image (a full distribution is a few hundred thousand).
 const MAX_ENTRIES: usize = 4_000_000;
 /// Bytes [`FileClass::sniff`] looks at.
@@ -84,11 +101,21 @@ pub struct Removed {
     pub by_layer: usize,
 }
 
+/// Package digests by content: BLAKE3 → (algorithm name, digest).
+pub type Digests = BTreeMap<[u8; 32], Vec<(&'static str, Vec<u8>)>>;
+
 /// The merged filesystem of an image.
 #[derive(Debug, Default)]
 pub struct View {
     pub nodes: BTreeMap<Vec<u8>, Node>,
     pub removed: Vec<Removed>,
+    /// Package digests computed by [`Image::package_digests`], keyed by the
+    /// BLAKE3 of the bytes they were computed from (so a layer changed
+    /// between the passes gives no digest, never a wrong one).
+    pub digests: std::sync::OnceLock<Digests>,
+    /// Bytes of package database files kept so far (bounded by
+    /// [`DB_KEEP_TOTAL`]).
+    kept_db: u64,
 }
 
 /// One layer as read.
@@ -115,8 +142,11 @@ pub struct Image {
     /// `Env` of the image config (`LD_PRELOAD` there is a hijack of every
     /// container started from it).
     pub env: Vec<String>,
-    pub view: View,
+    /// Shared with the [`rootfs::Root`] the judges read it through.
+    pub view: Arc<View>,
     pub warnings: Vec<String>,
+    /// The layer blobs in order (for [`Image::package_digests`]).
+    blobs: Vec<(String, Blob)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +163,7 @@ fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ImageError
 }
 
 /// Where a blob's bytes are: a file of its own, or a member of an archive.
+#[derive(Debug, Clone)]
 struct Blob {
     file: PathBuf,
     offset: u64,
@@ -309,18 +340,67 @@ impl Image {
             tags,
             layers: Vec::new(),
             env,
-            view: View::default(),
+            view: Arc::new(View::default()),
             warnings: Vec::new(),
+            blobs: Vec::new(),
         };
+        let mut view = View::default();
         for (i, (digest, blob)) in layers.into_iter().enumerate() {
-            let layer = img.apply(i, &digest, &blob)?;
+            let layer = img.apply(i, &digest, &blob, &mut view)?;
             img.layers.push(layer);
+            img.blobs.push((digest, blob));
         }
+        img.view = Arc::new(view);
         Ok(img)
     }
 
-    /// Reads layer `i` and applies it to the view.
-    fn apply(&mut self, i: usize, digest: &str, blob: &Blob) -> Result<Layer, ImageError> {
+    /// A root over the view, for the judges (`label` stands for its host
+    /// directory: the image's name).
+    pub fn root(&self, label: &str) -> rootfs::Root {
+        rootfs::Root::of_tree(label, self.view.clone())
+    }
+
+    /// Computes, for each path of `wanted` that is a regular file in the
+    /// view, its digests with the algorithms named (`md5`, `sha1`,
+    /// `sha256`, `sha512`...), by reading again the layers that put those
+    /// files there (only those). Recorded once in [`View::digests`]; a
+    /// second call does nothing. Returns how many files were hashed.
+    pub fn package_digests(
+        &self,
+        wanted: &[Vec<u8>],
+        algos: &[&'static str],
+    ) -> Result<usize, ImageError> {
+        let mut by_layer: BTreeMap<usize, std::collections::HashSet<&[u8]>> = BTreeMap::new();
+        if !algos.is_empty() {
+            for p in wanted {
+                if let Some(n) = self.view.nodes.get(p) {
+                    if matches!(n.kind, Kind::File { .. }) {
+                        by_layer.entry(n.layer).or_default().insert(p.as_slice());
+                    }
+                }
+            }
+        }
+        let mut out = Digests::new();
+        let mut hashed = 0usize;
+        for (layer, paths) in &by_layer {
+            let Some((_, blob)) = self.blobs.get(*layer) else {
+                continue;
+            };
+            hashed += digest_layer(blob, *layer, &self.view, paths, algos, &mut out)
+                .map_err(|e| ImageError::Format(format!("layer {}: {e}", layer + 1)))?;
+        }
+        let _ = self.view.digests.set(out);
+        Ok(hashed)
+    }
+
+    /// Reads layer `i` and applies it to `view`.
+    fn apply(
+        &mut self,
+        i: usize,
+        digest: &str,
+        blob: &Blob,
+        view: &mut View,
+    ) -> Result<Layer, ImageError> {
         let mut raw = Tee {
             inner: blob.open()?,
             sha: sha2::Sha256::new(),
@@ -342,7 +422,7 @@ impl Image {
             inner: stream,
             bytes: 0,
         };
-        let entries = apply_tar(&mut self.view, i, &mut counted, &mut self.warnings)
+        let entries = apply_tar(view, i, &mut counted, &mut self.warnings)
             .map_err(|e| ImageError::Format(format!("layer {} ({digest}): {e}", i + 1)))?;
         let tar_bytes = counted.bytes;
         drop(counted);
@@ -368,6 +448,138 @@ impl Image {
             entries,
         })
     }
+}
+
+/// The tar stream of a blob, decompressed as its first bytes say.
+fn tar_stream<'r>(raw: &'r mut dyn Read) -> Result<Box<dyn Read + 'r>, ImageError> {
+    let mut head = [0u8; 4];
+    let n = read_up_to(raw, &mut head).map_err(io("layer"))?;
+    let chained = std::io::Cursor::new(head[..n].to_vec()).chain(raw);
+    Ok(match Compression::sniff(&head[..n]) {
+        Compression::None => Box::new(chained),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(chained)),
+        Compression::Zstd => Box::new(
+            ruzstd::decoding::StreamingDecoder::new(chained)
+                .map_err(|e| ImageError::Format(format!("zstd: {e}")))?,
+        ),
+    })
+}
+
+/// One hasher of [`Image::package_digests`].
+enum PkgHasher {
+    Md5(md5::Md5),
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl PkgHasher {
+    fn new(algo: &str) -> Option<PkgHasher> {
+        Some(match algo {
+            "md5" => PkgHasher::Md5(md5::Md5::new()),
+            "sha1" => PkgHasher::Sha1(sha1::Sha1::new()),
+            "sha256" => PkgHasher::Sha256(sha2::Sha256::new()),
+            "sha512" => PkgHasher::Sha512(sha2::Sha512::new()),
+            _ => return None,
+        })
+    }
+    fn update(&mut self, b: &[u8]) {
+        match self {
+            PkgHasher::Md5(h) => h.update(b),
+            PkgHasher::Sha1(h) => h.update(b),
+            PkgHasher::Sha256(h) => h.update(b),
+            PkgHasher::Sha512(h) => h.update(b),
+        }
+    }
+    fn finish(self) -> Vec<u8> {
+        match self {
+            PkgHasher::Md5(h) => h.finalize().to_vec(),
+            PkgHasher::Sha1(h) => h.finalize().to_vec(),
+            PkgHasher::Sha256(h) => h.finalize().to_vec(),
+            PkgHasher::Sha512(h) => h.finalize().to_vec(),
+        }
+    }
+}
+
+/// The second pass over one layer: the members at `paths` that are still
+/// what the view shows (put there by this layer) are hashed with BLAKE3
+/// and `algos`; the digests go into `out` under the BLAKE3 just computed.
+fn digest_layer(
+    blob: &Blob,
+    layer: usize,
+    view: &View,
+    paths: &std::collections::HashSet<&[u8]>,
+    algos: &[&'static str],
+    out: &mut Digests,
+) -> Result<usize, ImageError> {
+    let mut raw = blob.open()?;
+    let stream = tar_stream(&mut raw)?;
+    let mut ar = tar::Archive::new(stream);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut hashed = 0usize;
+    let err = |e: std::io::Error| ImageError::Format(e.to_string());
+    for e in ar.entries().map_err(err)? {
+        let mut e = e.map_err(err)?;
+        let ty = e.header().entry_type();
+        if !(ty.is_file() || ty == tar::EntryType::Continuous) {
+            continue;
+        }
+        let Some(path) = normalize(&e.path_bytes()) else {
+            continue;
+        };
+        if !paths.contains(path.as_slice()) || view.nodes.get(&path).map(|n| n.layer) != Some(layer)
+        {
+            continue;
+        }
+        let mut b3 = blake3::Hasher::new();
+        let mut hs: Vec<(&'static str, PkgHasher)> = algos
+            .iter()
+            .filter_map(|a| PkgHasher::new(a).map(|h| (*a, h)))
+            .collect();
+        loop {
+            let n = e.read(&mut buf).map_err(err)?;
+            if n == 0 {
+                break;
+            }
+            b3.update(&buf[..n]);
+            for (_, h) in &mut hs {
+                h.update(&buf[..n]);
+            }
+        }
+        let digests = hs.into_iter().map(|(a, h)| (a, h.finish())).collect();
+        out.insert(*b3.finalize().as_bytes(), digests);
+        hashed += 1;
+    }
+    Ok(hashed)
+}
+
+/// How much of a file at `path` the view keeps in memory: the small files
+/// under `/etc` (the loader's configuration, environment files, sudoers)
+/// and the package databases the judges read.
+fn keep_cap(path: &[u8]) -> Option<u64> {
+    if path.starts_with(b"/etc/") {
+        return Some(KEEP_CAP);
+    }
+    for dir in [
+        &b"/var/lib/dpkg/"[..],
+        b"/usr/lib/sysimage/rpm/",
+        b"/var/lib/rpm/",
+    ] {
+        if let Some(rest) = path.strip_prefix(dir) {
+            if let Some(name) = rest.strip_prefix(b"info/") {
+                let listed = name.ends_with(b".md5sums")
+                    || name.ends_with(b".list")
+                    || name.ends_with(b".conffiles");
+                return (listed && !name.contains(&b'/')).then_some(INFO_KEEP_CAP);
+            }
+            let db = matches!(
+                rest,
+                b"status" | b"diversions" | b"rpmdb.sqlite" | b"rpmdb.sqlite-wal"
+            );
+            return db.then_some(DB_KEEP_CAP);
+        }
+    }
+    (path == b"/lib/apk/db/installed").then_some(INFO_KEEP_CAP)
 }
 
 /// The manifest to read from an index: linux/amd64 if the index says
@@ -692,10 +904,29 @@ fn apply_tar(
             }
         } else if ty.is_file() || ty == tar::EntryType::Continuous {
             let size = e.size();
-            let keep = path.starts_with(b"/etc/") && size <= KEEP_CAP;
+            let keep = match keep_cap(&path) {
+                Some(cap) if size <= cap && !path.starts_with(b"/etc/") => {
+                    // A package database: bounded in total, too.
+                    let room = view.kept_db + size <= DB_KEEP_TOTAL;
+                    if room {
+                        view.kept_db += size;
+                    } else {
+                        warnings.push(format!(
+                            "layer {}: {} not kept (package databases over {} in all)",
+                            layer + 1,
+                            crate::escape::for_terminal(&path),
+                            DB_KEEP_TOTAL
+                        ));
+                    }
+                    room
+                }
+                Some(cap) => size <= cap,
+                None => false,
+            };
             // The whole content while it streams (bounded), for the
-            // facts; else the first bytes, for the class.
-            let whole = size <= FACTS_CAP;
+            // facts and what is kept; else the first bytes, for the class.
+            let whole = size <= FACTS_CAP || keep;
+            let hold_cap = if keep { size.max(FACTS_CAP) } else { FACTS_CAP };
             held.clear();
             let mut hasher = blake3::Hasher::new();
             loop {
@@ -706,14 +937,14 @@ fn apply_tar(
                 let chunk = &buf[..n];
                 hasher.update(chunk);
                 let room = if whole {
-                    (FACTS_CAP as usize).saturating_sub(held.len())
+                    (hold_cap as usize).saturating_sub(held.len())
                 } else {
                     HEAD.saturating_sub(held.len())
                 };
                 held.extend_from_slice(&chunk[..n.min(room)]);
             }
             let class = FileClass::sniff(&held[..held.len().min(HEAD)]);
-            let facts = if whole {
+            let facts = if size <= FACTS_CAP {
                 crate::inspect::facts_of_bytes(&path, class, &held).map(Arc::new)
             } else {
                 None
@@ -761,6 +992,127 @@ fn apply_tar(
         );
     }
     Ok(count)
+}
+
+/// A stable stand-in for an inode number: the path's hash (a tar stream
+/// has no inodes; two paths must not look like one file to the audits
+/// that compare identities).
+fn pseudo_ino(path: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish() | 1
+}
+
+fn not_found() -> std::io::Error {
+    std::io::ErrorKind::NotFound.into()
+}
+
+/// The view as a root's tree ([`rootfs::Tree`]): the judges read the
+/// image through [`rootfs::Root`] as they read a host directory.
+impl rootfs::Tree for View {
+    fn lstat(&self, logical: &std::ffi::OsStr) -> std::io::Result<Meta> {
+        let p = logical.as_bytes();
+        let node = match self.nodes.get(p) {
+            Some(n) => n,
+            // The image's root directory, when no layer names `./`.
+            None if p == b"/" => {
+                return Ok(Meta {
+                    mode: crate::sys::S_IFDIR | 0o755,
+                    dev: 1,
+                    ino: pseudo_ino(p),
+                    nlink: 1,
+                    ..Meta::default()
+                })
+            }
+            None => return Err(not_found()),
+        };
+        let (ty, size) = match &node.kind {
+            Kind::Dir => (crate::sys::S_IFDIR, 0),
+            Kind::File { size, .. } => (crate::sys::S_IFREG, *size),
+            Kind::Symlink(t) => (crate::sys::S_IFLNK, t.len() as u64),
+            // A device or FIFO: never opened; its type is not kept, and
+            // a FIFO is what the audits treat as "not a file" alike.
+            Kind::Other => (crate::sys::S_IFIFO, 0),
+        };
+        Ok(Meta {
+            mode: ty | (node.mode & 0o7777),
+            uid: node.uid,
+            gid: node.gid,
+            size,
+            dev: 1,
+            ino: pseudo_ino(p),
+            nlink: 1,
+            mtime: node.mtime,
+            ..Meta::default()
+        })
+    }
+
+    fn read_link(&self, logical: &std::ffi::OsStr) -> std::io::Result<PathBuf> {
+        match self.nodes.get(logical.as_bytes()).map(|n| &n.kind) {
+            Some(Kind::Symlink(t)) => Ok(PathBuf::from(std::ffi::OsStr::from_bytes(t))),
+            Some(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a symlink",
+            )),
+            None => Err(not_found()),
+        }
+    }
+
+    fn list(&self, logical: &std::ffi::OsStr) -> std::io::Result<Vec<std::ffi::OsString>> {
+        let p = logical.as_bytes();
+        match self.nodes.get(p).map(|n| &n.kind) {
+            Some(Kind::Dir) => {}
+            None if p == b"/" => {}
+            Some(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a directory",
+                ))
+            }
+            None => return Err(not_found()),
+        }
+        Ok(below(&self.nodes, p)
+            .filter(|(k, _)| split(k).0 == p)
+            .map(|(k, _)| std::ffi::OsStr::from_bytes(split(k).1).to_os_string())
+            .collect())
+    }
+
+    fn read(&self, logical: &std::ffi::OsStr, cap: u64) -> std::io::Result<Vec<u8>> {
+        match self.nodes.get(logical.as_bytes()).map(|n| &n.kind) {
+            Some(Kind::File { data: Some(d), .. }) => {
+                Ok(d[..d.len().min(usize::try_from(cap).unwrap_or(usize::MAX))].to_vec())
+            }
+            Some(Kind::File { .. }) => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "content not kept in memory from the image's layers",
+            )),
+            Some(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )),
+            None => Err(not_found()),
+        }
+    }
+
+    fn facts(&self, logical: &std::ffi::OsStr) -> Option<Arc<Facts>> {
+        match &self.nodes.get(logical.as_bytes())?.kind {
+            Kind::File { facts, .. } => facts.clone(),
+            _ => None,
+        }
+    }
+
+    fn digest(&self, logical: &std::ffi::OsStr, algo: &str) -> Option<Vec<u8>> {
+        let Kind::File { blake3, .. } = &self.nodes.get(logical.as_bytes())?.kind else {
+            return None;
+        };
+        self.digests
+            .get()?
+            .get(blake3)?
+            .iter()
+            .find(|(a, _)| *a == algo)
+            .map(|(_, d)| d.clone())
+    }
 }
 
 impl ldconf::ConfSource for View {
