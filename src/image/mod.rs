@@ -579,7 +579,12 @@ fn keep_cap(path: &[u8]) -> Option<u64> {
             return db.then_some(DB_KEEP_CAP);
         }
     }
-    (path == b"/lib/apk/db/installed").then_some(INFO_KEEP_CAP)
+    // `/lib` is often `usr/lib` (merged `/usr`): the member is then there.
+    matches!(
+        path,
+        b"/lib/apk/db/installed" | b"/usr/lib/apk/db/installed"
+    )
+    .then_some(INFO_KEEP_CAP)
 }
 
 /// The manifest to read from an index: linux/amd64 if the index says

@@ -223,3 +223,93 @@ fn a_clean_packaged_image_is_quiet_for_audit_init_and_check_as_its_root_is() {
     assert!(find(&f, "rpath", &format!("/{MA}/librun.so.1")).is_some());
     assert_ne!(code, 0);
 }
+
+/// `audit --image` of a two-layer image of `t` (layer 2 made by
+/// `change`) and `audit --root` of the same tree: both, findings and exit.
+fn image_and_root(
+    t: &TestRoot,
+    change: impl FnOnce(&TestRoot),
+) -> (
+    (i32, Vec<serde_json::Value>, String),
+    (i32, Vec<serde_json::Value>),
+) {
+    let l = Layers::new(t);
+    l.layer(t, true);
+    change(t);
+    l.layer(t, false);
+    let img = image_run(t, &l.img, &["audit"]);
+    let (hcode, hf, _) = host_run(t, &["audit"]);
+    (img, (hcode, hf))
+}
+
+#[test]
+fn an_rpm_image_is_judged_against_its_rpmdb_sqlite_sha256() {
+    if !image_tools() || !crate::packagedb::rpm_usable() {
+        return;
+    }
+    let t = TestRoot::new();
+    crate::packagedb::rpm_install(
+        &t,
+        "librp",
+        "1.0",
+        &[("usr/lib64/librpa.so.1", 1), ("usr/lib64/librpb.so.1", 2)],
+    );
+    let ((code, f, err), (hcode, hf)) = image_and_root(&t, |t| {
+        t.compile_so(
+            "usr/lib64/librpb.so.1",
+            "librpb.so.1",
+            "int g(void){return 7;}",
+        );
+        t.compile_so(
+            "usr/lib64/libstray.so.1",
+            "libstray.so.1",
+            "int s(void){return 0;}",
+        );
+    });
+    assert!(err.contains("rpm database: 1 packages"), "{err}");
+    assert!(err.contains("package digests (sha256)"), "{err}");
+    let m = find(&f, "modified_vs_package", "/usr/lib64/librpb.so.1")
+        .unwrap_or_else(|| panic!("{:?}\n{err}", kinds(&f)));
+    let detail = m["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("librp.x86_64 1.0-1") && detail.contains("sha256"),
+        "{detail}"
+    );
+    assert!(find(&f, "unpackaged", "/usr/lib64/libstray.so.1").is_some());
+    assert!(
+        f.iter().all(|x| x["path"] != "/usr/lib64/librpa.so.1"),
+        "the untouched packaged library is vouched for: {:?}",
+        kinds(&f)
+    );
+    assert_eq!(set(&f), set(&hf), "image vs root: {err}");
+    assert_eq!(code, hcode);
+    assert_eq!(code & 8, 8);
+}
+
+#[test]
+fn an_apk_image_is_judged_against_its_installed_sha1() {
+    if !image_tools() {
+        return;
+    }
+    let t = TestRoot::new();
+    t.write("etc/ld.so.conf", "");
+    let a = "usr/lib/libapa.so.1";
+    let b = "usr/lib/libapb.so.1";
+    crate::packagedb::compile(&t, &t.path(a), 30);
+    crate::packagedb::compile(&t, &t.path(b), 31);
+    crate::packagedb::apk_db(&t, &[("libap", "1.0-r0", &[a, b])]);
+    let ((code, f, err), (hcode, hf)) = image_and_root(&t, |t| {
+        crate::packagedb::compile(t, &t.path(b), 99);
+    });
+    assert!(err.contains("apk database: 1 packages"), "{err}");
+    let m = find(&f, "modified_vs_package", &format!("/{b}"))
+        .unwrap_or_else(|| panic!("{:?}\n{err}", kinds(&f)));
+    assert!(m["detail"].as_str().unwrap().contains("sha1"), "{m}");
+    assert!(
+        f.iter().all(|x| x["path"] != format!("/{a}")),
+        "{:?}",
+        kinds(&f)
+    );
+    assert_eq!(set(&f), set(&hf), "image vs root: {err}");
+    assert_eq!(code, hcode);
+}

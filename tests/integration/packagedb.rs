@@ -20,7 +20,7 @@ fn have(tool: &str) -> bool {
 
 /// rpm and rpmbuild present (Debian's `rpm` package, in `.ci/deps`), and
 /// root (rpm --root chowns what it installs).
-fn rpm_usable() -> bool {
+pub(crate) fn rpm_usable() -> bool {
     let root = unsafe { libc::geteuid() } == 0;
     if !have("rpm") || !have("rpmbuild") || !root {
         eprintln!(
@@ -54,7 +54,7 @@ pub(crate) fn compile(t: &TestRoot, out: &Path, n: i32) {
 /// Builds an rpm `name-version-1.x86_64` holding the libraries (paths
 /// relative to `/`, each compiled from `int f(void){return N;}`) with
 /// rpmbuild, and installs (or upgrades to) it with `rpm --root`.
-fn rpm_install(t: &TestRoot, name: &str, version: &str, libs: &[(&str, i32)]) {
+pub(crate) fn rpm_install(t: &TestRoot, name: &str, version: &str, libs: &[(&str, i32)]) {
     let work = t.dir.path().join(format!("rpm-{name}-{version}"));
     let stage = work.join("stage");
     let mut files = String::new();
@@ -251,7 +251,7 @@ fn apk_checksum(file: &Path) -> String {
 
 /// Writes `lib/apk/db/installed` for packages `(name, version, libs)`, each
 /// lib a path relative to `/` already in the root, with its real checksum.
-fn apk_db(t: &TestRoot, pkgs: &[(&str, &str, &[&str])]) {
+pub(crate) fn apk_db(t: &TestRoot, pkgs: &[(&str, &str, &[&str])]) {
     let mut s = String::new();
     for (name, version, libs) in pkgs {
         s.push_str(&format!(
