@@ -1020,8 +1020,10 @@ impl rootfs::Tree for View {
         let p = logical.as_bytes();
         let node = match self.nodes.get(p) {
             Some(n) => n,
-            // The image's root directory, when no layer names `./`.
-            None if p == b"/" => {
+            // The image's root directory, when no layer names `./`, or
+            // a directory a layer names only through its members (an
+            // extraction creates it).
+            None if p == b"/" || below(&self.nodes, p).next().is_some() => {
                 return Ok(Meta {
                     mode: crate::sys::S_IFDIR | 0o755,
                     dev: 1,
@@ -1068,7 +1070,7 @@ impl rootfs::Tree for View {
         let p = logical.as_bytes();
         match self.nodes.get(p).map(|n| &n.kind) {
             Some(Kind::Dir) => {}
-            None if p == b"/" => {}
+            None if p == b"/" || below(&self.nodes, p).next().is_some() => {}
             Some(_) => {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
@@ -1077,10 +1079,22 @@ impl rootfs::Tree for View {
             }
             None => return Err(not_found()),
         }
-        Ok(below(&self.nodes, p)
-            .filter(|(k, _)| split(k).0 == p)
-            .map(|(k, _)| std::ffi::OsStr::from_bytes(split(k).1).to_os_string())
-            .collect())
+        // The children, and the first component of deeper paths whose
+        // directories no member names.
+        let mut names: Vec<std::ffi::OsString> = Vec::new();
+        let skip = if p == b"/" { 1 } else { p.len() + 1 };
+        for (k, _) in below(&self.nodes, p) {
+            let rest = &k[skip.min(k.len())..];
+            let name = rest.split(|&b| b == b'/').next().unwrap_or_default();
+            if names.last().map(|n| n.as_bytes()) != Some(name) {
+                names.push(std::ffi::OsStr::from_bytes(name).to_os_string());
+            }
+        }
+        // `a`, `a-b`, `a/x`: byte order puts a sibling between a name
+        // and its subtree.
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 
     fn read(&self, logical: &std::ffi::OsStr, cap: u64) -> std::io::Result<Vec<u8>> {
@@ -1276,6 +1290,74 @@ mod tests {
         );
         assert!(v.get(b"/lib/libhide.so").is_some());
         assert!(v.get(b"/usr/lib/libc.so.6").is_some());
+    }
+
+    #[test]
+    fn a_root_over_the_view_answers_as_a_host_root_does() {
+        let mut v = View::default();
+        let mut w = Vec::new();
+        let l1 = tar_of(&[
+            ("usr/", None, None),
+            ("usr/lib/", None, None),
+            ("usr/lib/libz.so.1", Some(b"\x7fELF not really"), None),
+            ("lib", None, Some("usr/lib")),
+            ("etc/", None, None),
+            ("etc/ld.so.conf", Some(b"/opt\n"), None),
+            ("var/lib/dpkg/status", Some(b"Package: z\n"), None),
+            (
+                "var/lib/dpkg/info/z.md5sums",
+                Some(b"0  usr/lib/libz.so.1\n"),
+                None,
+            ),
+            ("var/lib/dpkg/info/z.postinst", Some(b"#!/bin/sh\n"), None),
+            ("srv/big", Some(b"not kept"), None),
+        ]);
+        apply_tar(&mut v, 0, &mut l1.as_slice(), &mut w).unwrap();
+        let root = rootfs::Root::of_tree("image:x", Arc::new(v));
+        assert!(!root.is_slash());
+        assert_eq!(
+            root.resolve(Path::new("/lib/libz.so.1")).unwrap(),
+            Path::new("/usr/lib/libz.so.1")
+        );
+        assert!(root.lstat(Path::new("/lib")).unwrap().is_symlink());
+        let m = root.stat(Path::new("/lib/libz.so.1")).unwrap();
+        assert!(m.is_file() && m.len() == 15 && m.mode & 0o777 == 0o644);
+        assert!(root.is_dir(Path::new("/")));
+        let mut names = root.list(Path::new("/usr/lib")).unwrap();
+        names.sort();
+        assert_eq!(names, vec!["libz.so.1"]);
+        // /var is named only through its members: a directory all the same.
+        assert!(root.is_dir(Path::new("/var/lib")));
+        assert_eq!(root.list(Path::new("/var")).unwrap(), vec!["lib"]);
+        let mut top = root.list(Path::new("/")).unwrap();
+        top.sort();
+        assert_eq!(top, vec!["etc", "lib", "srv", "usr", "var"]);
+        // Kept: /etc and the package databases (capped reads); not kept:
+        // anything else, and package scripts.
+        assert_eq!(
+            root.read_file(Path::new("/etc/ld.so.conf"), 3).unwrap(),
+            b"/op"
+        );
+        assert!(root
+            .read_file(Path::new("/var/lib/dpkg/status"), 1 << 20)
+            .is_ok());
+        assert!(root
+            .read_file(Path::new("/var/lib/dpkg/info/z.md5sums"), 1 << 20)
+            .is_ok());
+        assert!(root
+            .read_file(Path::new("/var/lib/dpkg/info/z.postinst"), 1 << 20)
+            .is_err());
+        assert!(root.read_file(Path::new("/srv/big"), 1 << 20).is_err());
+        assert!(root.read_file(Path::new("/usr/lib"), 1 << 20).is_err());
+        // No descriptors on a tree: whatever needs one fails.
+        assert!(root.open_file(Path::new("/etc/ld.so.conf")).is_err());
+        assert!(root.lstat(Path::new("/nope")).is_err());
+        // Package digests are only what the second pass computed.
+        let t = root.tree().unwrap();
+        assert_eq!(
+            t.digest(std::ffi::OsStr::new("/usr/lib/libz.so.1"), "md5"),
+            None
+        );
     }
 
     #[test]
