@@ -13,6 +13,8 @@ use std::process::Command;
 
 use crate::packagedb::{image_tools, listing};
 use crate::provenance::{dpkg_root, install, sh};
+use serde_json::Value;
+
 use crate::util::{find, image_run, json_lines, kinds, TestRoot};
 
 const MA: &str = "usr/lib/x86_64-linux-gnu";
@@ -224,15 +226,12 @@ fn a_clean_packaged_image_is_quiet_for_audit_init_and_check_as_its_root_is() {
     assert_ne!(code, 0);
 }
 
+/// Exit code, JSON findings, stderr.
+type Run = (i32, Vec<Value>, String);
+
 /// `audit --image` of a two-layer image of `t` (layer 2 made by
 /// `change`) and `audit --root` of the same tree: both, findings and exit.
-fn image_and_root(
-    t: &TestRoot,
-    change: impl FnOnce(&TestRoot),
-) -> (
-    (i32, Vec<serde_json::Value>, String),
-    (i32, Vec<serde_json::Value>),
-) {
+fn image_and_root(t: &TestRoot, change: impl FnOnce(&TestRoot)) -> (Run, (i32, Vec<Value>)) {
     let l = Layers::new(t);
     l.layer(t, true);
     change(t);
