@@ -281,7 +281,9 @@ impl Watch {
             stderr,
             seen: Vec::new(),
         };
-        w.wait_stderr("libwarden watch: watching");
+        // The startup scan of a large fixture on a loaded machine takes
+        // longer than one ordinary wait.
+        w.wait_stderr_within("libwarden watch: watching", WAIT * 3);
         w
     }
 
@@ -291,14 +293,18 @@ impl Watch {
 
     /// Waits for a stderr line containing `needle`.
     pub fn wait_stderr(&mut self, needle: &str) -> String {
-        let end = Instant::now() + WAIT;
+        self.wait_stderr_within(needle, WAIT)
+    }
+
+    pub fn wait_stderr_within(&mut self, needle: &str, wait: Duration) -> String {
+        let end = Instant::now() + wait;
         loop {
             let left = end.saturating_duration_since(Instant::now());
             match self.err_lines.recv_timeout(left) {
                 Ok(l) if l.contains(needle) => return l,
                 Ok(_) => {}
                 Err(_) => panic!(
-                    "no stderr line with {needle:?} within {WAIT:?}; stderr:\n{}",
+                    "no stderr line with {needle:?} within {wait:?}; stderr:\n{}",
                     self.stderr()
                 ),
             }

@@ -225,7 +225,12 @@ fn watch_runs_as_a_windows_service_under_wine_and_reports_to_the_event_log() {
 
     // A DLL dropped into the watched System32 is reported, to the file
     // and to the event log (a medium finding: a warning event).
-    crate::provenance::compile_dll_at(&w.c("fixture/Windows/System32/dropped.dll"), scratch, 22);
+    // Built outside the watched dir and renamed in, as a dropper would:
+    // a DLL the startup scan catches half-written would first be a "new
+    // file" of low severity.
+    let staged =
+        crate::provenance::compile_dll_at(&w.c("fixture/staging/dropped.dll"), scratch, 22);
+    std::fs::rename(&staged, w.c("fixture/Windows/System32/dropped.dll")).unwrap();
     let out = w.c("findings.jsonl");
     let added = wait_for(
         "the added finding",
