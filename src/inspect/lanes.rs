@@ -16,10 +16,11 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::unix::{Inspector, Prepared};
-use super::{read_size, Cost, Outcome, Reading, Stat};
+use super::{read_size, Cost, Outcome, Reading, Stat, LARGE};
 use crate::md5lanes::{Lanes, LANES};
 use crate::record::{FileType, Record};
 
@@ -182,6 +183,13 @@ impl<'r> LaneEngine<'r> {
     /// whose file ended are finished and freed.
     fn step(&mut self, insp: &mut Inspector) {
         let t = insp.timing.then(Instant::now);
+        // A large file's BLAKE3 takes the other cores while they would
+        // idle (the inspector's own rule): the walk is over elsewhere and
+        // these lanes are what is left. The caller counts itself busy.
+        let rayon = insp
+            .parallel_large
+            .as_ref()
+            .is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores);
         let mut got = [0usize; LANES];
         for ((lane, buf), got) in self.lanes.iter_mut().zip(&mut self.bufs).zip(&mut got) {
             let Some(l) = lane else { continue };
@@ -193,7 +201,8 @@ impl<'r> LaneEngine<'r> {
                     Ok(0) => l.ended = true,
                     Ok(n) => {
                         *got = n;
-                        l.reading.feed(&l.file, &l.logical, &buf[..n], false);
+                        let rayon = rayon && l.before.size >= LARGE;
+                        l.reading.feed(&l.file, &l.logical, &buf[..n], rayon);
                         l.ended = l.reading.at_end(l.before.size, n, l.want, LANE_CHUNK);
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
