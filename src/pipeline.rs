@@ -121,13 +121,23 @@ impl Plan {
         // ones get their MD5 in the same read: the index is read first.
         // A check of unchanged files reads none and loads nothing more.
         // Read once: the judge and the owners cut what they need from it.
-        let packages = (paranoid || prior.is_empty())
+        let mut packages = (paranoid || prior.is_empty())
             .then(|| provenance::Packages::read(&self.root, &self.provenance, lists))
-            .flatten()
-            .map(Arc::new);
+            .flatten();
         opts.md5_paths = packages.as_ref().and_then(|p| p.md5_paths()).map(Arc::new);
         let (scan, notes) = self.collect_with(&sp, registry.as_ref(), prior, &opts);
         drop(display);
+        // Only this snapshot's records are judged with it: the claims on
+        // other names (documentation, executables, locales) go.
+        if let Some(p) = &mut packages {
+            let names: HashSet<Vec<u8>> = scan
+                .records
+                .iter()
+                .map(|r| crate::record::file_name(&r.path).to_vec())
+                .collect();
+            p.retain_names(&names);
+        }
+        let packages = packages.map(Arc::new);
         Snapshot {
             sp,
             scan,
@@ -710,9 +720,10 @@ pub fn owners_of(
     if plan.provenance.disabled {
         return Default::default();
     }
+    let names = records.iter().map(|r| crate::record::file_name(&r.path));
     if let Some(db) = snap
         .and_then(|s| s.packages.as_deref())
-        .and_then(|p| p.with_lists())
+        .and_then(|p| p.with_lists(names))
     {
         return provenance::transaction::owners(db, records);
     }

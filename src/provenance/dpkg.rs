@@ -685,17 +685,38 @@ mod tests {
             &["libdiv.so", "copyright", "absent.so"],
             &["libc.so", "libz.so.1.3"],
         ];
+        // The same once the full read keeps only the names of a scan's
+        // records (every name asked for below, and one more).
+        let mut kept = DpkgDb::load_with_lists(&root, admin, None)
+            .unwrap()
+            .unwrap();
+        let mut all: HashSet<Vec<u8>> = sets
+            .iter()
+            .flat_map(|s| s.iter())
+            .map(|n| n.as_bytes().to_vec())
+            .collect();
+        all.insert(b"libc.so.6".to_vec());
+        kept.retain_names(&all);
+        assert!(!kept.lists_every_name());
+        assert!(kept.knows_name(b"libc.so"));
+        assert!(!kept.knows_name(b"nomd5.so.2"));
+        assert_eq!(
+            kept.claimants(b"/usr/lib/x86_64-linux-gnu/libc.so").len(),
+            1
+        );
         for set in sets {
             let names: HashSet<Vec<u8>> = set.iter().map(|n| n.as_bytes().to_vec()).collect();
             let read = DpkgDb::load_for(&root, admin, Some(&names))
                 .unwrap()
                 .unwrap();
-            let cut = full.cut_to(&names);
-            assert!(!cut.lists_every_name());
-            // The encoding holds packages, the names cut to, every claim
-            // and the count listed: equal bytes, equal indexes.
-            assert_eq!(cut.encode(), read.encode(), "{set:?}");
-            assert!(cut.encode().is_some());
+            for from in [&full, &kept] {
+                let cut = from.cut_to(&names);
+                assert!(!cut.lists_every_name());
+                // The encoding holds packages, the names cut to, every
+                // claim and the count listed: equal bytes, equal indexes.
+                assert_eq!(cut.encode(), read.encode(), "{set:?}");
+                assert!(cut.encode().is_some());
+            }
         }
     }
 

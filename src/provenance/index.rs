@@ -362,6 +362,24 @@ impl PackageDb {
         }
     }
 
+    /// Drops the claims on files not named in `names` (nor pinned), lists
+    /// included: what a read cut to those names would have kept.
+    pub fn retain_names(&mut self, names: &HashSet<Vec<u8>>) {
+        let mut keep: HashSet<Vec<u8>> = names
+            .iter()
+            .chain(&self.pinned)
+            .filter(|n| self.keeps_name(n))
+            .cloned()
+            .collect();
+        keep.shrink_to_fit();
+        let kept = |k: &Vec<u8>| keep.contains(crate::record::file_name(k));
+        self.files.retain(|k, _| kept(k));
+        self.others.retain(|k, _| kept(k));
+        self.files.shrink_to_fit();
+        self.others.shrink_to_fit();
+        self.names = Some(keep);
+    }
+
     /// Files the packages list, before any filtering by name.
     pub fn file_count(&self) -> usize {
         self.listed

@@ -879,14 +879,23 @@ impl Packages {
         Some(set)
     }
 
-    /// The index of every name with lists (symlinks and directories), when
-    /// it was read with them.
-    pub fn with_lists(&self) -> Option<&dpkg::DpkgDb> {
-        self.dpkg
-            .as_ref()
-            .ok()?
-            .as_ref()
-            .filter(|db| db.lists_every_name())
+    /// The index with lists (symlinks and directories), when it was read
+    /// with them and answers for every name in `names`.
+    pub fn with_lists<'n>(
+        &self,
+        mut names: impl Iterator<Item = &'n [u8]>,
+    ) -> Option<&dpkg::DpkgDb> {
+        let db = self.dpkg.as_ref().ok()?.as_ref()?;
+        names.all(|n| db.knows_name(n)).then_some(db)
+    }
+
+    /// Keeps only what judging files named in `names` can ask (the
+    /// snapshot's records, once the walk is over): memory for the rest of
+    /// the run.
+    pub fn retain_names(&mut self, names: &std::collections::HashSet<Vec<u8>>) {
+        if let Ok(Some(db)) = &mut self.dpkg {
+            db.retain_names(names);
+        }
     }
 
     /// What reading the database cut to `names` would give.
