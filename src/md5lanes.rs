@@ -390,6 +390,64 @@ impl Lanes {
         }
     }
 
+    /// Feeds each lane as much of `inputs[i]` as it can share SIMD passes
+    /// with the others, and returns how many bytes of each it took: whole
+    /// blocks as far as the shortest input with one goes (all of them for
+    /// an input that is alone, or without SIMD), and a tail shorter than a
+    /// block whole. The caller keeps the rest for the next call, refilling
+    /// the lanes that took everything: lanes stay busy together instead of
+    /// one long input finishing alone in scalar code.
+    pub fn update_some(&mut self, inputs: &[&[u8]]) -> [usize; LANES] {
+        let mut used = [0usize; LANES];
+        let mut rest: [&[u8]; LANES] = [&[]; LANES];
+        for ((r, lane), d) in rest.iter_mut().zip(&mut self.lanes).zip(inputs) {
+            *r = lane.top_up(d);
+        }
+        let busy = rest.iter().filter(|r| r.len() >= BLOCK).count();
+        if busy >= 2 && self.simd {
+            let steps = rest
+                .iter()
+                .filter(|r| r.len() >= BLOCK)
+                .map(|r| r.len() / BLOCK)
+                .min()
+                .unwrap_or(0);
+            let mut states = [[0u32; 4]; LANES];
+            let mut active = [false; LANES];
+            for i in 0..LANES {
+                active[i] = rest[i].len() >= BLOCK;
+                states[i] = self.lanes[i].state;
+            }
+            compress_lanes(&mut states, &rest, &active, steps);
+            for i in 0..LANES {
+                if active[i] {
+                    self.lanes[i].state = states[i];
+                    rest[i] = &rest[i][steps * BLOCK..];
+                }
+            }
+        } else {
+            // Nothing to share a pass with: the scalar code is faster.
+            for (r, lane) in rest.iter_mut().zip(&mut self.lanes) {
+                let full = r.len() / BLOCK * BLOCK;
+                for b in r[..full].chunks_exact(BLOCK) {
+                    compress(&mut lane.state, b);
+                }
+                *r = &r[full..];
+            }
+        }
+        for (i, (r, lane)) in rest.iter().zip(&mut self.lanes).enumerate() {
+            let given = inputs.get(i).map_or(0, |d| d.len());
+            if r.len() < BLOCK {
+                lane.keep(r);
+                used[i] = given;
+            } else {
+                used[i] = given - r.len();
+                // top_up counted all of it; the rest comes again.
+                lane.len = lane.len.wrapping_sub(r.len() as u64);
+            }
+        }
+        used
+    }
+
     /// Feeds one lane alone.
     pub fn update_lane(&mut self, lane: usize, data: &[u8]) {
         if let Some(l) = self.lanes.get_mut(lane) {
@@ -738,6 +796,46 @@ mod tests {
         lanes.update(&[&a[100..], &c[5001..]]);
         assert_eq!(lanes.finish(0), Some(reference(&a)));
         assert_eq!(lanes.finish(1), Some(reference(&c)));
+    }
+
+    /// Inputs taken in part, the rest given again with more appended (as
+    /// the scan's lanes refill), give every lane its digest.
+    #[test]
+    fn lanes_taken_in_part_match() {
+        for simd in [true, false] {
+            let lens = [0usize, 1, 64, 65, 200, 4_000, 70_001, 300_000];
+            let data: Vec<Vec<u8>> = lens
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| bytes(i as u64 + 11, n))
+                .collect();
+            let mut lanes = if simd { Lanes::new() } else { Lanes::scalar() };
+            // Per lane: bytes taken, and bytes handed so far (a window
+            // that grows by a different piece per lane while it is not
+            // taken whole).
+            let mut taken = [0usize; LANES];
+            let mut handed = [0usize; LANES];
+            let mut calls = 0;
+            while (0..LANES).any(|i| taken[i] < data[i].len()) {
+                for i in 0..LANES {
+                    if handed[i] == taken[i] {
+                        handed[i] = (handed[i] + 1000 + i * 4097).min(data[i].len());
+                    }
+                }
+                let inputs: Vec<&[u8]> =
+                    (0..LANES).map(|i| &data[i][taken[i]..handed[i]]).collect();
+                let used = lanes.update_some(&inputs);
+                for i in 0..LANES {
+                    assert!(used[i] <= inputs[i].len());
+                    taken[i] += used[i];
+                }
+                calls += 1;
+                assert!(calls < 100_000, "no progress");
+            }
+            for (i, d) in data.iter().enumerate() {
+                assert_eq!(lanes.finish(i), Some(reference(d)), "lane {i}, simd {simd}");
+            }
+        }
     }
 
     #[test]
