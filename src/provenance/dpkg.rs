@@ -22,6 +22,9 @@ pub const ADMIN_DIR: &str = "/var/lib/dpkg";
 const STATUS_CAP: u64 = 256 << 20;
 /// Cap on one `.md5sums`/`.list` file.
 const INFO_CAP: u64 = 64 << 20;
+/// Packages whose info files are parsed together (in parallel) before
+/// their claims go into the index.
+const PARSE_BATCH: usize = 128;
 
 /// The identity of the database's files now (`status`, `info/`, the
 /// diversions): it changes when a package transaction writes them, so a
@@ -197,82 +200,83 @@ impl DpkgDb {
         let wanted = |p: &[u8]| names.as_ref().is_none_or(|n| n.contains(file_name(p)));
         let listed = std::sync::atomic::AtomicUsize::new(0);
         type Claims = (Vec<(Option<[u8; 16]>, Vec<u8>)>, Vec<Vec<u8>>);
-        let parsed: Vec<Claims> = installed
-            .par_iter()
-            .map(|(stem, _, has_md5, has_list)| {
-                if *has_md5 {
-                    let files: Vec<(Option<[u8; 16]>, Vec<u8>)> = root
-                        .read_file(&info.join(format!("{stem}.md5sums")), INFO_CAP)
-                        .map(|t| {
-                            let all = parse_md5sums(&t);
-                            listed.fetch_add(all.len(), std::sync::atomic::Ordering::Relaxed);
-                            all.into_iter()
-                                .filter(|(_, p)| wanted(p))
-                                .map(|(m, p)| (Some(m), p))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    // What `.list` adds: the entries md5sums does not
-                    // name (symlinks and directories have no digest).
-                    let others = if lists && *has_list {
-                        let sums: HashSet<&[u8]> =
-                            files.iter().map(|(_, p)| p.as_slice()).collect();
-                        root.read_file(&info.join(format!("{stem}.list")), INFO_CAP)
-                            .map(|t| {
-                                parse_list(&t)
-                                    .into_iter()
-                                    .filter(|p| wanted(p) && !sums.contains(p.as_slice()))
-                                    .collect()
-                            })
-                            .unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    };
-                    (files, others)
-                } else if *has_list {
+        let parse = |(stem, _, has_md5, has_list): &(String, String, bool, bool)| -> Claims {
+            if *has_md5 {
+                let files: Vec<(Option<[u8; 16]>, Vec<u8>)> = root
+                    .read_file(&info.join(format!("{stem}.md5sums")), INFO_CAP)
+                    .map(|t| {
+                        let all = parse_md5sums(&t);
+                        listed.fetch_add(all.len(), std::sync::atomic::Ordering::Relaxed);
+                        all.into_iter()
+                            .filter(|(_, p)| wanted(p))
+                            .map(|(m, p)| (Some(m), p))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                // What `.list` adds: the entries md5sums does not
+                // name (symlinks and directories have no digest).
+                let others = if lists && *has_list {
+                    let sums: HashSet<&[u8]> = files.iter().map(|(_, p)| p.as_slice()).collect();
                     root.read_file(&info.join(format!("{stem}.list")), INFO_CAP)
                         .map(|t| {
-                            let all = parse_list(&t);
-                            listed.fetch_add(all.len(), std::sync::atomic::Ordering::Relaxed);
-                            let files = all
+                            parse_list(&t)
                                 .into_iter()
-                                .filter(|p| wanted(p))
-                                .map(|p| (None, p))
-                                .collect();
-                            (files, Vec::new())
+                                .filter(|p| wanted(p) && !sums.contains(p.as_slice()))
+                                .collect()
                         })
                         .unwrap_or_default()
                 } else {
-                    (Vec::new(), Vec::new())
-                }
-            })
-            .collect();
+                    Vec::new()
+                };
+                (files, others)
+            } else if *has_list {
+                root.read_file(&info.join(format!("{stem}.list")), INFO_CAP)
+                    .map(|t| {
+                        let all = parse_list(&t);
+                        listed.fetch_add(all.len(), std::sync::atomic::Ordering::Relaxed);
+                        let files = all
+                            .into_iter()
+                            .filter(|p| wanted(p))
+                            .map(|p| (None, p))
+                            .collect();
+                        (files, Vec::new())
+                    })
+                    .unwrap_or_default()
+            } else {
+                (Vec::new(), Vec::new())
+            }
+        };
         let mut db = DpkgDb::default();
-        db.count_listed(listed.into_inner());
         db.set_lists(lists);
         let mut canon = Canon::new(root);
-        for ((name, version, _, _), (claims, others)) in installed.into_iter().zip(parsed) {
-            let pkg = db.add_package(Package {
-                name,
-                version,
-                manager: Manager::Dpkg,
-            });
-            for (md5, path) in claims {
-                let key = canon.file(&path);
-                let digest = md5.map(FileDigest::Md5);
-                db.add(
-                    key,
-                    Owner {
-                        pkg,
-                        digest,
-                        ..Owner::default()
-                    },
-                );
-            }
-            for path in others {
-                db.add_other(canon.file(&path), pkg);
+        // A batch of packages parsed at a time: besides the index, the
+        // parsed lines of a batch are held, not those of every package.
+        for batch in installed.chunks(PARSE_BATCH) {
+            let parsed: Vec<Claims> = batch.par_iter().map(parse).collect();
+            for ((name, version, _, _), (claims, others)) in batch.iter().zip(parsed) {
+                let pkg = db.add_package(Package {
+                    name: name.clone(),
+                    version: version.clone(),
+                    manager: Manager::Dpkg,
+                });
+                for (md5, path) in claims {
+                    let key = canon.file(&path);
+                    let digest = md5.map(FileDigest::Md5);
+                    db.add(
+                        key,
+                        Owner {
+                            pkg,
+                            digest,
+                            ..Owner::default()
+                        },
+                    );
+                }
+                for path in others {
+                    db.add_other(canon.file(&path), pkg);
+                }
             }
         }
+        db.count_listed(listed.load(std::sync::atomic::Ordering::Relaxed));
 
         // A diverted file of package P (not the diverter) lives at `to`.
         {
