@@ -258,7 +258,8 @@ pub struct PackageDb {
     lists: bool,
     /// Names every cut keeps (those a dpkg diversion involves: a claim
     /// moves from one name to the other).
-    pinned: HashSet<Vec<u8>>,
+    /// (Boxed: the index stays small to move around.)
+    pinned: Box<[Vec<u8>]>,
 }
 
 impl PackageDb {
@@ -330,7 +331,7 @@ impl PackageDb {
 
     /// Names [`PackageDb::cut_to`] always keeps.
     pub fn set_pinned(&mut self, names: HashSet<Vec<u8>>) {
-        self.pinned = names;
+        self.pinned = names.into_iter().collect();
     }
 
     /// A copy cut to claims on files named in `names` (and the pinned
@@ -340,7 +341,7 @@ impl PackageDb {
     pub fn cut_to(&self, names: &HashSet<Vec<u8>>) -> PackageDb {
         let mut keep: HashSet<Vec<u8>> = names
             .iter()
-            .chain(&self.pinned)
+            .chain(self.pinned.iter())
             .filter(|n| self.keeps_name(n))
             .cloned()
             .collect();
@@ -367,7 +368,7 @@ impl PackageDb {
     pub fn retain_names(&mut self, names: &HashSet<Vec<u8>>) {
         let mut keep: HashSet<Vec<u8>> = names
             .iter()
-            .chain(&self.pinned)
+            .chain(self.pinned.iter())
             .filter(|n| self.keeps_name(n))
             .cloned()
             .collect();
@@ -422,7 +423,12 @@ impl PackageDb {
         let base = self.packages.len() as u32;
         self.packages.extend(other.packages);
         self.listed += other.listed;
-        self.pinned.extend(other.pinned);
+        self.pinned = self
+            .pinned
+            .iter()
+            .chain(other.pinned.iter())
+            .cloned()
+            .collect();
         // Lists and the name cut describe dpkg's part; a merged index
         // answers claimants only as far as both parts do.
         self.lists = self.lists && other.lists;
