@@ -390,6 +390,64 @@ impl Lanes {
         }
     }
 
+    /// Feeds each lane as much of `inputs[i]` as it can share SIMD passes
+    /// with the others, and returns how many bytes of each it took: whole
+    /// blocks as far as the shortest input with one goes (all of them for
+    /// an input that is alone, or without SIMD), and a tail shorter than a
+    /// block whole. The caller keeps the rest for the next call, refilling
+    /// the lanes that took everything: lanes stay busy together instead of
+    /// one long input finishing alone in scalar code.
+    pub fn update_some(&mut self, inputs: &[&[u8]]) -> [usize; LANES] {
+        let mut used = [0usize; LANES];
+        let mut rest: [&[u8]; LANES] = [&[]; LANES];
+        for ((r, lane), d) in rest.iter_mut().zip(&mut self.lanes).zip(inputs) {
+            *r = lane.top_up(d);
+        }
+        let busy = rest.iter().filter(|r| r.len() >= BLOCK).count();
+        if busy >= 2 && self.simd {
+            let steps = rest
+                .iter()
+                .filter(|r| r.len() >= BLOCK)
+                .map(|r| r.len() / BLOCK)
+                .min()
+                .unwrap_or(0);
+            let mut states = [[0u32; 4]; LANES];
+            let mut active = [false; LANES];
+            for i in 0..LANES {
+                active[i] = rest[i].len() >= BLOCK;
+                states[i] = self.lanes[i].state;
+            }
+            compress_lanes(&mut states, &rest, &active, steps);
+            for i in 0..LANES {
+                if active[i] {
+                    self.lanes[i].state = states[i];
+                    rest[i] = &rest[i][steps * BLOCK..];
+                }
+            }
+        } else {
+            // Nothing to share a pass with: the scalar code is faster.
+            for (r, lane) in rest.iter_mut().zip(&mut self.lanes) {
+                let full = r.len() / BLOCK * BLOCK;
+                for b in r[..full].chunks_exact(BLOCK) {
+                    compress(&mut lane.state, b);
+                }
+                *r = &r[full..];
+            }
+        }
+        for (i, (r, lane)) in rest.iter().zip(&mut self.lanes).enumerate() {
+            let given = inputs.get(i).map_or(0, |d| d.len());
+            if r.len() < BLOCK {
+                lane.keep(r);
+                used[i] = given;
+            } else {
+                used[i] = given - r.len();
+                // top_up counted all of it; the rest comes again.
+                lane.len = lane.len.wrapping_sub(r.len() as u64);
+            }
+        }
+        used
+    }
+
     /// Feeds one lane alone.
     pub fn update_lane(&mut self, lane: usize, data: &[u8]) {
         if let Some(l) = self.lanes.get_mut(lane) {
@@ -438,18 +496,27 @@ fn compress_lanes(
 ) {
     #[cfg(target_arch = "x86_64")]
     if simd_available() {
-        let before = *states;
-        for step in 0..steps {
-            let mut blocks = [[0u32; 16]; LANES];
-            for i in 0..LANES {
-                if active[i] {
-                    blocks[i] = words(&data[i][step * BLOCK..(step + 1) * BLOCK]);
-                }
+        // An inactive lane reads an active lane's bytes (always valid for
+        // `steps` blocks) and its result is thrown away: no branch per lane
+        // in the loop, no buffer of zeros to point at.
+        let Some(any) = (0..LANES).find(|&i| active[i]) else {
+            return;
+        };
+        let mut ptrs = [data[any].as_ptr(); LANES];
+        for i in 0..LANES {
+            if active[i] && data[i].len() >= steps * BLOCK {
+                ptrs[i] = data[i].as_ptr();
+            } else if active[i] {
+                // Not what the caller passes (it counts whole blocks); a
+                // lane short of bytes is never read past its end.
+                return compress_lanes_scalar(states, data, active, steps);
             }
-            // SAFETY: AVX2 was detected on this CPU just above; the
-            // function reads and writes only the two arrays it is given.
-            unsafe { avx2::compress8(states, &blocks) };
         }
+        let before = *states;
+        // SAFETY: AVX2 was detected on this CPU just above; every pointer
+        // is valid for `steps` blocks (checked above), and the function
+        // writes only `states`.
+        unsafe { avx2::compress8(states, &ptrs, steps) };
         for i in 0..LANES {
             if !active[i] {
                 states[i] = before[i];
@@ -457,9 +524,19 @@ fn compress_lanes(
         }
         return;
     }
+    compress_lanes_scalar(states, data, active, steps)
+}
+
+fn compress_lanes_scalar(
+    states: &mut [[u32; 4]; LANES],
+    data: &[&[u8]; LANES],
+    active: &[bool; LANES],
+    steps: usize,
+) {
     for i in 0..LANES {
         if active[i] {
-            for b in data[i][..steps * BLOCK].chunks_exact(BLOCK) {
+            let end = (steps * BLOCK).min(data[i].len() / BLOCK * BLOCK);
+            for b in data[i][..end].chunks_exact(BLOCK) {
                 compress(&mut states[i], b);
             }
         }
@@ -468,38 +545,34 @@ fn compress_lanes(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{K, LANES};
+    use super::{BLOCK, K, LANES};
     use std::arch::x86_64::*;
 
-    /// One block of each lane into its state: word `j` of every lane's
-    /// block in one register, the four state words likewise, and the 64
-    /// steps of MD5 on all eight lanes at once.
+    /// `blocks` consecutive blocks of each lane (lane `i`'s from
+    /// `ptrs[i]`) into its state. The state stays in registers from one
+    /// block to the next; each block's sixteen words are brought into
+    /// word-major order (word `j` of every lane in one register) by two
+    /// 8x8 transposes of eight 32-byte loads, not gathered one by one.
     ///
     /// # Safety
-    /// The CPU must support AVX2.
+    /// The CPU must support AVX2, and each `ptrs[i]` must be valid for
+    /// reads of `blocks * 64` bytes.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn compress8(states: &mut [[u32; 4]; LANES], blocks: &[[u32; 16]; LANES]) {
-        let lane_word = |j: usize| -> __m256i {
-            let mut v = [0u32; LANES];
-            for (v, b) in v.iter_mut().zip(blocks) {
-                *v = b[j];
-            }
-            // v is 32 readable bytes.
-            _mm256_loadu_si256(v.as_ptr().cast())
-        };
+    pub(super) unsafe fn compress8(
+        states: &mut [[u32; 4]; LANES],
+        ptrs: &[*const u8; LANES],
+        blocks: usize,
+    ) {
         let state_word = |j: usize| -> __m256i {
             let mut v = [0u32; LANES];
             for (v, s) in v.iter_mut().zip(states.iter()) {
                 *v = s[j];
             }
+            // v is 32 readable bytes.
             _mm256_loadu_si256(v.as_ptr().cast())
         };
-        let mut w = [_mm256_setzero_si256(); 16];
-        for (j, w) in w.iter_mut().enumerate() {
-            *w = lane_word(j);
-        }
-        let (a0, b0, c0, d0) = (state_word(0), state_word(1), state_word(2), state_word(3));
-        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
+        let (mut a, mut b, mut c, mut d) =
+            (state_word(0), state_word(1), state_word(2), state_word(3));
         let ones = _mm256_set1_epi32(-1);
         macro_rules! f {
             ($b:expr, $c:expr, $d:expr) => {
@@ -534,14 +607,25 @@ mod avx2 {
                 $a = _mm256_add_epi32($b, r);
             };
         }
-        md5_steps!(step, a, b, c, d, w);
-        let out = [
-            _mm256_add_epi32(a, a0),
-            _mm256_add_epi32(b, b0),
-            _mm256_add_epi32(c, c0),
-            _mm256_add_epi32(d, d0),
-        ];
-        for (j, v) in out.iter().enumerate() {
+        for n in 0..blocks {
+            let mut w = [_mm256_setzero_si256(); 16];
+            for half in 0..2 {
+                let at = n * BLOCK + half * 32;
+                // Row i: words 8*half..8*half+8 of lane i (MD5's words are
+                // little-endian, as x86 loads them).
+                let r: [__m256i; LANES] =
+                    std::array::from_fn(|i| _mm256_loadu_si256(ptrs[i].add(at).cast()));
+                let cols = transpose8(r);
+                w[half * 8..half * 8 + 8].copy_from_slice(&cols);
+            }
+            let (a0, b0, c0, d0) = (a, b, c, d);
+            md5_steps!(step, a, b, c, d, w);
+            a = _mm256_add_epi32(a, a0);
+            b = _mm256_add_epi32(b, b0);
+            c = _mm256_add_epi32(c, c0);
+            d = _mm256_add_epi32(d, d0);
+        }
+        for (j, v) in [a, b, c, d].iter().enumerate() {
             let mut lanes = [0u32; LANES];
             // lanes is 32 writable bytes.
             _mm256_storeu_si256(lanes.as_mut_ptr().cast(), *v);
@@ -549,6 +633,43 @@ mod avx2 {
                 s[j] = x;
             }
         }
+    }
+
+    /// Rows of eight 32-bit words to columns: out[j] holds word j of
+    /// rows 0..8.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn transpose8(r: [__m256i; LANES]) -> [__m256i; LANES] {
+        // Pairs of rows interleaved by word, then by pairs of words: each
+        // 128-bit half then holds one column's four rows (the low half
+        // columns 0-3, the high half columns 4-7)...
+        let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+        let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+        let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+        let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+        let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+        let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+        let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+        let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+        let u0 = _mm256_unpacklo_epi64(t0, t2);
+        let u1 = _mm256_unpackhi_epi64(t0, t2);
+        let u2 = _mm256_unpacklo_epi64(t1, t3);
+        let u3 = _mm256_unpackhi_epi64(t1, t3);
+        let u4 = _mm256_unpacklo_epi64(t4, t6);
+        let u5 = _mm256_unpackhi_epi64(t4, t6);
+        let u6 = _mm256_unpacklo_epi64(t5, t7);
+        let u7 = _mm256_unpackhi_epi64(t5, t7);
+        // ...and rows 0-3 meet rows 4-7 across the halves.
+        [
+            _mm256_permute2x128_si256::<0x20>(u0, u4),
+            _mm256_permute2x128_si256::<0x20>(u1, u5),
+            _mm256_permute2x128_si256::<0x20>(u2, u6),
+            _mm256_permute2x128_si256::<0x20>(u3, u7),
+            _mm256_permute2x128_si256::<0x31>(u0, u4),
+            _mm256_permute2x128_si256::<0x31>(u1, u5),
+            _mm256_permute2x128_si256::<0x31>(u2, u6),
+            _mm256_permute2x128_si256::<0x31>(u3, u7),
+        ]
     }
 }
 
@@ -675,6 +796,46 @@ mod tests {
         lanes.update(&[&a[100..], &c[5001..]]);
         assert_eq!(lanes.finish(0), Some(reference(&a)));
         assert_eq!(lanes.finish(1), Some(reference(&c)));
+    }
+
+    /// Inputs taken in part, the rest given again with more appended (as
+    /// the scan's lanes refill), give every lane its digest.
+    #[test]
+    fn lanes_taken_in_part_match() {
+        for simd in [true, false] {
+            let lens = [0usize, 1, 64, 65, 200, 4_000, 70_001, 300_000];
+            let data: Vec<Vec<u8>> = lens
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| bytes(i as u64 + 11, n))
+                .collect();
+            let mut lanes = if simd { Lanes::new() } else { Lanes::scalar() };
+            // Per lane: bytes taken, and bytes handed so far (a window
+            // that grows by a different piece per lane while it is not
+            // taken whole).
+            let mut taken = [0usize; LANES];
+            let mut handed = [0usize; LANES];
+            let mut calls = 0;
+            while (0..LANES).any(|i| taken[i] < data[i].len()) {
+                for i in 0..LANES {
+                    if handed[i] == taken[i] {
+                        handed[i] = (handed[i] + 1000 + i * 4097).min(data[i].len());
+                    }
+                }
+                let inputs: Vec<&[u8]> =
+                    (0..LANES).map(|i| &data[i][taken[i]..handed[i]]).collect();
+                let used = lanes.update_some(&inputs);
+                for i in 0..LANES {
+                    assert!(used[i] <= inputs[i].len());
+                    taken[i] += used[i];
+                }
+                calls += 1;
+                assert!(calls < 100_000, "no progress");
+            }
+            for (i, d) in data.iter().enumerate() {
+                assert_eq!(lanes.finish(i), Some(reference(d)), "lane {i}, simd {simd}");
+            }
+        }
     }
 
     #[test]

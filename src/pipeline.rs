@@ -53,6 +53,10 @@ pub struct Snapshot {
     pub registry: Option<Registry>,
     /// Search-path warnings and what could not be read of the registry.
     pub notes: Vec<Note>,
+    /// The package database as read before the walk (a walk that reads
+    /// every file), for the judge and the owners to use instead of reading
+    /// it again.
+    pub packages: Option<Arc<provenance::Packages>>,
 }
 
 impl Plan {
@@ -78,6 +82,14 @@ impl Plan {
         self.snapshot_of(sp, registry, prior, paranoid)
     }
 
+    /// The snapshot a first generation is made of: every file read, and
+    /// the package database read once with its lists, which give the
+    /// owners the generation records ([`owners_of`]).
+    pub fn snapshot_to_record(&self) -> Snapshot {
+        let (sp, registry) = self.resolve();
+        self.snapshot_read(sp, registry, &[], true, true)
+    }
+
     /// [`Plan::snapshot`] of search paths already resolved.
     pub fn snapshot_of(
         &self,
@@ -85,6 +97,19 @@ impl Plan {
         registry: Option<Registry>,
         prior: &[Record],
         paranoid: bool,
+    ) -> Snapshot {
+        self.snapshot_read(sp, registry, prior, paranoid, false)
+    }
+
+    /// [`Plan::snapshot_of`]; with `lists`, a package database read before
+    /// the walk includes each package's lists.
+    fn snapshot_read(
+        &self,
+        sp: SearchPaths,
+        registry: Option<Registry>,
+        prior: &[Record],
+        paranoid: bool,
+        lists: bool,
     ) -> Snapshot {
         // A progress line on a terminal while the disk is read (init, check,
         // update, audit; the watcher's rescans print none).
@@ -95,17 +120,30 @@ impl Plan {
         // When every file is read anyway (no prior to reuse), the packaged
         // ones get their MD5 in the same read: the index is read first.
         // A check of unchanged files reads none and loads nothing more.
-        if paranoid || prior.is_empty() {
-            opts.md5_paths =
-                provenance::World::md5_paths(&self.root, &self.provenance).map(Arc::new);
-        }
+        // Read once: the judge and the owners cut what they need from it.
+        let mut packages = (paranoid || prior.is_empty())
+            .then(|| provenance::Packages::read(&self.root, &self.provenance, lists))
+            .flatten();
+        opts.md5_paths = packages.as_ref().and_then(|p| p.md5_paths()).map(Arc::new);
         let (scan, notes) = self.collect_with(&sp, registry.as_ref(), prior, &opts);
         drop(display);
+        // Only this snapshot's records are judged with it: the claims on
+        // other names (documentation, executables, locales) go.
+        if let Some(p) = &mut packages {
+            let names: HashSet<Vec<u8>> = scan
+                .records
+                .iter()
+                .map(|r| crate::record::file_name(&r.path).to_vec())
+                .collect();
+            p.retain_names(&names);
+        }
+        let packages = packages.map(Arc::new);
         Snapshot {
             sp,
             scan,
             registry,
             notes,
+            packages,
         }
     }
 
@@ -286,15 +324,29 @@ impl<'a> Judge<'a> {
         long_lived: bool,
         extra: &[(Vec<u8>, Vec<u8>)],
     ) -> Judge<'a> {
+        Judge::new_read(plan, records, judges, long_lived, extra, None)
+    }
+
+    /// [`Judge::new_cached`] with the package database the snapshot read
+    /// (see [`Snapshot::packages`]).
+    fn new_read(
+        plan: &'a Plan,
+        records: &[Record],
+        judges: Judges,
+        long_lived: bool,
+        extra: &[(Vec<u8>, Vec<u8>)],
+        read: Option<&provenance::Packages>,
+    ) -> Judge<'a> {
         let mut j = Judge::unloaded(plan);
         if judges.provenance && !plan.provenance.disabled {
-            let (w, n) = provenance::World::load_cached(
+            let (w, n) = provenance::World::load_read(
                 &plan.root,
                 &plan.provenance,
                 &plan.policy,
                 records,
                 !long_lived,
                 extra,
+                read,
             );
             j.world = Some(w);
             j.notes = n;
@@ -647,7 +699,14 @@ pub fn judge(plan: &Plan, reference: Reference, snap: &Snapshot, judges: Judges)
         Reference::Baseline(b) => &b.extra[..],
         _ => &[],
     };
-    let mut j = Judge::new_cached(plan, &snap.scan.records, judges, false, extra);
+    let mut j = Judge::new_read(
+        plan,
+        &snap.scan.records,
+        judges,
+        false,
+        extra,
+        snap.packages.as_deref(),
+    );
     j.use_scan_digests(&snap.scan);
     j.run(
         reference,
@@ -662,8 +721,25 @@ pub fn judge(plan: &Plan, reference: Reference, snap: &Snapshot, judges: Judges)
 /// left with its package from one deleted by hand. Empty when provenance
 /// is off or there is no package database.
 pub fn owners(plan: &Plan, records: &[Record]) -> std::collections::BTreeMap<Vec<u8>, String> {
+    owners_of(plan, records, None)
+}
+
+/// [`owners`], from the package database `snap` read with its lists
+/// ([`Plan::snapshot_to_record`]) when it did.
+pub fn owners_of(
+    plan: &Plan,
+    records: &[Record],
+    snap: Option<&Snapshot>,
+) -> std::collections::BTreeMap<Vec<u8>, String> {
     if plan.provenance.disabled {
         return Default::default();
+    }
+    let names = records.iter().map(|r| crate::record::file_name(&r.path));
+    if let Some(db) = snap
+        .and_then(|s| s.packages.as_deref())
+        .and_then(|p| p.with_lists(names))
+    {
+        return provenance::transaction::owners(db, records);
     }
     let names: HashSet<Vec<u8>> = records
         .iter()

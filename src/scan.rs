@@ -604,7 +604,15 @@ impl Visitor<'_> {
                     .as_ref()
                     .is_some_and(|m| m.contains(&logical))
         }) {
+            // Reading in the lanes counts as an inspection running (the
+            // gate of BLAKE3's multi-threaded mode).
+            if let Some(b) = &self.busy {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
             lanes.defer(&mut self.insp, logical, hint, prior);
+            if let Some(b) = &self.busy {
+                b.fetch_sub(1, Ordering::Relaxed);
+            }
             self.take_lanes();
             // A regular file by its entry: nothing to descend into.
             return WalkState::Skip;
@@ -724,7 +732,13 @@ impl Drop for Visitor<'_> {
     fn drop(&mut self) {
         #[cfg(unix)]
         if let Some(mut lanes) = self.lanes.take() {
+            if let Some(b) = &self.busy {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
             lanes.drain(&mut self.insp);
+            if let Some(b) = &self.busy {
+                b.fetch_sub(1, Ordering::Relaxed);
+            }
             self.lanes = Some(lanes);
             self.take_lanes();
         }

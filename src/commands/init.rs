@@ -18,7 +18,7 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
     let key = sign_with.map(baseline::signing::load_secret).transpose()?;
     // Take the store (and its lock) first: a refused init scans nothing.
     let store = baseline::create(&s.baseline, force)?;
-    let snap = s.plan.snapshot(&[], true);
+    let snap = s.plan.snapshot_to_record();
     super::show(&snap);
     let v = pipeline::judge(&s.plan, Reference::Nothing, &snap, Judges::STANDING);
     messages::notes(&v.notes);
@@ -26,7 +26,7 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
         .provenance
         .map(|o| {
             let mut state = o.state;
-            state.owners = pipeline::owners(&s.plan, &snap.scan.records);
+            state.owners = pipeline::owners_of(&s.plan, &snap.scan.records, Some(&snap));
             state.to_pairs()
         })
         .unwrap_or_default();

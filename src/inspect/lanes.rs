@@ -16,10 +16,11 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::unix::{Inspector, Prepared};
-use super::{read_size, Cost, Outcome, Reading, Stat};
+use super::{read_size, Cost, Outcome, Reading, Stat, LARGE};
 use crate::md5lanes::{Lanes, LANES};
 use crate::record::{FileType, Record};
 
@@ -49,6 +50,10 @@ struct Lane {
     cost: Cost,
     ended: bool,
     error: Option<io::Error>,
+    /// Bytes of the last read in the lane's buffer, and how many of them
+    /// the MD5 took so far: the next read waits until it took them all.
+    filled: usize,
+    taken: usize,
 }
 
 impl Default for LaneEngine<'_> {
@@ -175,16 +180,32 @@ impl<'r> LaneEngine<'r> {
             cost,
             ended: false,
             error: None,
+            filled: 0,
+            taken: 0,
         })
     }
 
-    /// One chunk of every busy lane: read, digested, MD5s together; lanes
-    /// whose file ended are finished and freed.
+    /// One step of every busy lane: a lane whose last read the MD5 took
+    /// whole reads its next chunk (digested and gathered at once), then
+    /// the MD5s take what the lanes have in common ([`Lanes::update_some`]),
+    /// so a long file shares its SIMD passes with the files that come
+    /// after the short ones instead of running alone. Lanes whose file
+    /// ended and whose bytes are all taken are finished and freed.
     fn step(&mut self, insp: &mut Inspector) {
         let t = insp.timing.then(Instant::now);
-        let mut got = [0usize; LANES];
-        for ((lane, buf), got) in self.lanes.iter_mut().zip(&mut self.bufs).zip(&mut got) {
+        // A large file's BLAKE3 takes the other cores while they would
+        // idle (the inspector's own rule): the walk is over elsewhere and
+        // these lanes are what is left. The caller counts itself busy.
+        let rayon = insp
+            .parallel_large
+            .as_ref()
+            .is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores);
+        let mut worked = [false; LANES];
+        for ((lane, buf), worked) in self.lanes.iter_mut().zip(&mut self.bufs).zip(&mut worked) {
             let Some(l) = lane else { continue };
+            if l.taken < l.filled || l.ended || l.error.is_some() {
+                continue;
+            }
             if buf.len() < l.want {
                 buf.resize(l.want, 0);
             }
@@ -192,8 +213,10 @@ impl<'r> LaneEngine<'r> {
                 match l.file.read(&mut buf[..l.want]) {
                     Ok(0) => l.ended = true,
                     Ok(n) => {
-                        *got = n;
-                        l.reading.feed(&l.file, &l.logical, &buf[..n], false);
+                        *worked = true;
+                        (l.filled, l.taken) = (n, 0);
+                        let rayon = rayon && l.before.size >= LARGE;
+                        l.reading.feed(&l.file, &l.logical, &buf[..n], rayon);
                         l.ended = l.reading.at_end(l.before.size, n, l.want, LANE_CHUNK);
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -205,16 +228,25 @@ impl<'r> LaneEngine<'r> {
         let inputs: Vec<&[u8]> = self
             .bufs
             .iter()
-            .zip(&got)
-            .map(|(b, &n)| b.get(..n).unwrap_or(&[]))
+            .zip(&self.lanes)
+            .map(|(b, l)| match l {
+                Some(l) if l.error.is_none() => b.get(l.taken..l.filled).unwrap_or(&[]),
+                _ => &[],
+            })
             .collect();
-        self.md5.update(&inputs);
+        let used = self.md5.update_some(&inputs);
+        for ((l, &n), worked) in self.lanes.iter_mut().zip(&used).zip(&mut worked) {
+            if let Some(l) = l {
+                l.taken += n;
+                *worked |= n > 0;
+            }
+        }
         if let Some(t) = t {
-            // The step's time, shared by the files it read.
-            let busy = got.iter().filter(|&&n| n > 0).count().max(1) as u32;
+            // The step's time, shared by the files it read or digested.
+            let busy = worked.iter().filter(|&&w| w).count().max(1) as u32;
             let share = t.elapsed() / busy;
-            for (l, &n) in self.lanes.iter_mut().zip(&got) {
-                if let (Some(l), true) = (l, n > 0) {
+            for (l, &w) in self.lanes.iter_mut().zip(&worked) {
+                if let (Some(l), true) = (l, w) {
                     l.cost.hash += share;
                 }
             }
@@ -222,7 +254,7 @@ impl<'r> LaneEngine<'r> {
         for i in 0..LANES {
             if self.lanes[i]
                 .as_ref()
-                .is_some_and(|l| l.ended || l.error.is_some())
+                .is_some_and(|l| (l.ended && l.taken >= l.filled) || l.error.is_some())
             {
                 self.finish(insp, i);
             }

@@ -256,6 +256,10 @@ pub struct PackageDb {
     names: Option<HashSet<Vec<u8>>>,
     /// Whether `others` was loaded.
     lists: bool,
+    /// Names every cut keeps (those a dpkg diversion involves: a claim
+    /// moves from one name to the other).
+    /// (Boxed: the index stays small to move around.)
+    pinned: Box<[Vec<u8>]>,
 }
 
 impl PackageDb {
@@ -294,6 +298,12 @@ impl PackageDb {
         self.lists && self.names.as_ref().is_none_or(|n| n.contains(name))
     }
 
+    /// Whether this database answers [`PackageDb::claimants`] for every
+    /// path (read with lists, cut to no names).
+    pub fn lists_every_name(&self) -> bool {
+        self.lists && self.names.is_none()
+    }
+
     /// Whether claims on files named `name` were kept (the index was not
     /// cut to names leaving it out).
     pub fn keeps_name(&self, name: &[u8]) -> bool {
@@ -317,6 +327,58 @@ impl PackageDb {
     /// The file names the index was cut to (`None`: every name).
     pub fn set_names(&mut self, names: Option<HashSet<Vec<u8>>>) {
         self.names = names;
+    }
+
+    /// Names [`PackageDb::cut_to`] always keeps.
+    pub fn set_pinned(&mut self, names: HashSet<Vec<u8>>) {
+        self.pinned = names.into_iter().collect();
+    }
+
+    /// A copy cut to claims on files named in `names` (and the pinned
+    /// names), without the lists: the index that reading the database
+    /// with that cut gives, taken from one read of every name instead of
+    /// a second read.
+    pub fn cut_to(&self, names: &HashSet<Vec<u8>>) -> PackageDb {
+        let mut keep: HashSet<Vec<u8>> = names
+            .iter()
+            .chain(self.pinned.iter())
+            .filter(|n| self.keeps_name(n))
+            .cloned()
+            .collect();
+        keep.shrink_to_fit();
+        let files = self
+            .files
+            .iter()
+            .filter(|(k, _)| keep.contains(crate::record::file_name(k)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        PackageDb {
+            packages: self.packages.clone(),
+            files,
+            others: HashMap::new(),
+            listed: self.listed,
+            names: Some(keep),
+            lists: false,
+            pinned: self.pinned.clone(),
+        }
+    }
+
+    /// Drops the claims on files not named in `names` (nor pinned), lists
+    /// included: what a read cut to those names would have kept.
+    pub fn retain_names(&mut self, names: &HashSet<Vec<u8>>) {
+        let mut keep: HashSet<Vec<u8>> = names
+            .iter()
+            .chain(self.pinned.iter())
+            .filter(|n| self.keeps_name(n))
+            .cloned()
+            .collect();
+        keep.shrink_to_fit();
+        let kept = |k: &Vec<u8>| keep.contains(crate::record::file_name(k));
+        self.files.retain(|k, _| kept(k));
+        self.others.retain(|k, _| kept(k));
+        self.files.shrink_to_fit();
+        self.others.shrink_to_fit();
+        self.names = Some(keep);
     }
 
     /// Files the packages list, before any filtering by name.
@@ -361,6 +423,12 @@ impl PackageDb {
         let base = self.packages.len() as u32;
         self.packages.extend(other.packages);
         self.listed += other.listed;
+        self.pinned = self
+            .pinned
+            .iter()
+            .chain(other.pinned.iter())
+            .cloned()
+            .collect();
         // Lists and the name cut describe dpkg's part; a merged index
         // answers claimants only as far as both parts do.
         self.lists = self.lists && other.lists;

@@ -277,14 +277,26 @@ pub fn load_packages(
     names: Option<&std::collections::HashSet<Vec<u8>>>,
     notes: &mut Vec<Note>,
 ) -> Option<dpkg::DpkgDb> {
+    load_packages_with(root, admin, names, None, notes)
+}
+
+/// [`load_packages`], with dpkg's index taken from `read` (one read of
+/// the whole database made earlier in the run) instead of reading it again.
+fn load_packages_with(
+    root: &Root,
+    admin: &Path,
+    names: Option<&std::collections::HashSet<Vec<u8>>>,
+    read: Option<&Packages>,
+    notes: &mut Vec<Note>,
+) -> Option<dpkg::DpkgDb> {
     let mut all: Option<index::PackageDb> = None;
     let mut loaded =
-        |db: index::PackageDb, what: &str, t: std::time::Instant, notes: &mut Vec<Note>| {
+        |db: index::PackageDb, what: &str, took: std::time::Duration, notes: &mut Vec<Note>| {
             notes.push(Note::Status(format!(
                 "{what} database: {} packages, {} files, loaded in {:.3} s",
                 db.packages.len(),
                 db.file_count(),
-                t.elapsed().as_secs_f64()
+                took.as_secs_f64()
             )));
             match &mut all {
                 Some(a) => a.merge(db),
@@ -293,8 +305,19 @@ pub fn load_packages(
         };
     let mut failed = false;
     let t = std::time::Instant::now();
-    match dpkg::DpkgDb::load_for(root, admin, names) {
-        Ok(Some(db)) => loaded(db, "dpkg", t, notes),
+    let dpkg = match (read, names) {
+        (Some(r), Some(names)) => r.dpkg_for(names),
+        _ => dpkg::DpkgDb::load_for(root, admin, names),
+    };
+    match dpkg {
+        // The time is the read's, wherever it was made.
+        Ok(Some(db)) => {
+            let took = match (read, names) {
+                (Some(r), Some(_)) => r.took,
+                _ => t.elapsed(),
+            };
+            loaded(db, "dpkg", took, notes)
+        }
         Ok(None) => {}
         Err(e) => {
             failed = true;
@@ -308,7 +331,7 @@ pub fn load_packages(
     match rpm::load(root, names) {
         Ok(rpm::Found::Db(db, warnings)) => {
             notes.extend(warnings.into_iter().map(Note::Warning));
-            loaded(db, "rpm", t, notes);
+            loaded(db, "rpm", t.elapsed(), notes);
         }
         Ok(rpm::Found::Unsupported(why)) => {
             failed = true;
@@ -326,7 +349,7 @@ pub fn load_packages(
     }
     let t = std::time::Instant::now();
     match apk::load(root, names) {
-        Ok(Some(db)) => loaded(db, "apk", t, notes),
+        Ok(Some(db)) => loaded(db, "apk", t.elapsed(), notes),
         Ok(None) => {}
         Err(e) => {
             failed = true;
@@ -824,22 +847,91 @@ pub struct World {
     pub dpkg_stamp: Vec<(u64, u64, i64, i64)>,
 }
 
-impl World {
-    /// The paths of `root` whose package digest is an MD5 (dpkg's
-    /// md5sums), for the scan to compute it in its own read
-    /// (the scan's `ScanOptions::md5_paths`); `None` when provenance is
-    /// off or there is no dpkg database (what goes wrong reading it is said
-    /// when the evidence itself is loaded).
-    pub fn md5_paths(root: &Root, cfg: &ProvenanceConfig) -> Option<crate::md5lanes::Md5Paths> {
+/// dpkg's index read once, before a walk that reads every file, for every
+/// use the run has of it: the paths whose MD5 the scan computes in its read
+/// ([`Packages::md5_paths`]), the index provenance judges with (cut to the
+/// judged names, as a read with that cut gives: [`World::load_read`]), and,
+/// read with lists, the owners a new generation records
+/// ([`Packages::with_lists`]). One parse instead of three.
+pub struct Packages {
+    /// The index of every name, or why it could not be read.
+    dpkg: Result<Option<dpkg::DpkgDb>, String>,
+    /// dpkg's files before they were read ([`dpkg::stamp`]).
+    stamp: Vec<(u64, u64, i64, i64)>,
+    took: std::time::Duration,
+}
+
+impl Packages {
+    /// Reads dpkg's database of `root` (with `lists`, each package's
+    /// `.list` too); `None` when provenance is off.
+    pub fn read(root: &Root, cfg: &ProvenanceConfig, lists: bool) -> Option<Packages> {
         if cfg.disabled {
             return None;
         }
-        let db = dpkg::DpkgDb::load_for(root, &admin_dir(cfg), None).ok()??;
+        let admin = admin_dir(cfg);
+        let stamp = dpkg::stamp(root, &admin);
+        let t = std::time::Instant::now();
+        let dpkg = if lists {
+            dpkg::DpkgDb::load_with_lists(root, &admin, None)
+        } else {
+            dpkg::DpkgDb::load_for(root, &admin, None)
+        };
+        Some(Packages {
+            dpkg: dpkg.map_err(|e| e.to_string()),
+            stamp,
+            took: t.elapsed(),
+        })
+    }
+
+    /// The paths whose package digest is an MD5 (dpkg's md5sums), for the
+    /// scan to compute it in its own read (the scan's
+    /// `ScanOptions::md5_paths`); `None` when there is no dpkg database
+    /// (what went wrong reading it is said when the evidence is loaded).
+    pub fn md5_paths(&self) -> Option<crate::md5lanes::Md5Paths> {
+        let db = self.dpkg.as_ref().ok()?.as_ref()?;
         let mut set = crate::md5lanes::Md5Paths::default();
         for p in db.paths_with(Algo::Md5) {
             set.insert(p);
         }
         Some(set)
+    }
+
+    /// The index with lists (symlinks and directories), when it was read
+    /// with them and answers for every name in `names`.
+    pub fn with_lists<'n>(
+        &self,
+        mut names: impl Iterator<Item = &'n [u8]>,
+    ) -> Option<&dpkg::DpkgDb> {
+        let db = self.dpkg.as_ref().ok()?.as_ref()?;
+        names.all(|n| db.knows_name(n)).then_some(db)
+    }
+
+    /// Keeps only what judging files named in `names` can ask (the
+    /// snapshot's records, once the walk is over): memory for the rest of
+    /// the run.
+    pub fn retain_names(&mut self, names: &std::collections::HashSet<Vec<u8>>) {
+        if let Ok(Some(db)) = &mut self.dpkg {
+            db.retain_names(names);
+        }
+    }
+
+    /// What reading the database cut to `names` would give.
+    fn dpkg_for(
+        &self,
+        names: &std::collections::HashSet<Vec<u8>>,
+    ) -> std::io::Result<Option<dpkg::DpkgDb>> {
+        match &self.dpkg {
+            Err(e) => Err(std::io::Error::other(e.clone())),
+            Ok(db) => Ok(db.as_ref().map(|db| db.cut_to(names))),
+        }
+    }
+}
+
+impl World {
+    /// The paths of `root` whose package digest is an MD5 (see
+    /// [`Packages::md5_paths`]), from a read of its own.
+    pub fn md5_paths(root: &Root, cfg: &ProvenanceConfig) -> Option<crate::md5lanes::Md5Paths> {
+        Packages::read(root, cfg, false)?.md5_paths()
     }
 
     /// Loads what judging `records` needs. With `names_only`, the dpkg
@@ -866,6 +958,22 @@ impl World {
         names_only: bool,
         extra: &[(Vec<u8>, Vec<u8>)],
     ) -> (World, Vec<Note>) {
+        Self::load_read(root, cfg, policy, records, names_only, extra, None)
+    }
+
+    /// [`World::load_cached`], with dpkg's index cut from `read` (made
+    /// earlier in the run) instead of read again, for a one-shot run
+    /// (`names_only`).
+    pub fn load_read(
+        root: &Root,
+        cfg: &ProvenanceConfig,
+        policy: &Policy,
+        records: &[Record],
+        names_only: bool,
+        extra: &[(Vec<u8>, Vec<u8>)],
+        read: Option<&Packages>,
+    ) -> (World, Vec<Note>) {
+        let read = read.filter(|_| names_only);
         let mut notes = Vec::new();
         let admin = admin_dir(cfg);
         // A Windows image (or a tree whose rules never ask for packages)
@@ -875,7 +983,16 @@ impl World {
                 .rule_for(&r.path)
                 .is_some_and(|(accept, _)| accept.contains(&Evidence::Package))
         });
-        let dpkg_stamp = stamp(root, &admin);
+        // The stamp of what was read: a change since shows at the next run.
+        let dpkg_stamp = match read {
+            Some(r) => {
+                let mut v = r.stamp.clone();
+                v.extend(rpm::stamp(root));
+                v.extend(apk::stamp(root));
+                v
+            }
+            None => stamp(root, &admin),
+        };
         let dpkg = if wants_dpkg {
             // Only the names of the files judged here are ever looked up.
             let names: Option<std::collections::HashSet<Vec<u8>>> = names_only.then(|| {
@@ -894,7 +1011,7 @@ impl World {
                     notes.extend(cache::notes(&db, t.elapsed()));
                     Some(db)
                 }
-                None => load_packages(root, &admin, names.as_ref(), &mut notes),
+                None => load_packages_with(root, &admin, names.as_ref(), read, &mut notes),
             }
         } else {
             None
