@@ -3,7 +3,17 @@
 //! symlinks), inspects each entry on the walker's own threads and returns
 //! the records sorted by path.
 //!
-//! The walker (`ignore`) lists directories by host path, so a directory
+//! Two walkers give the same records and warnings ([`Walker`]). On Linux
+//! directories are listed by descriptor ([`crate::sys::dirwalk`]): each is
+//! opened relative to its parent's descriptor without following a symlink,
+//! and its entries are inspected relative to the same descriptor, so the
+//! walk is confined by construction and costs one `fstatat` per entry
+//! (none for a regular file that will be read anyway: its `fstat` after
+//! the open serves) plus `openat`/`getdents64`/`close` per directory. A
+//! directory swapped for a symlink between its `fstatat` and its open
+//! fails the open (`O_NOFOLLOW`) and is reported as [`SWAPPED`].
+//!
+//! The portable walker (`ignore`, every platform) lists directories by host path, so a directory
 //! swapped for a symlink can make it list a directory outside the root.
 //! What it lists is only a hint: every entry is inspected relative to the
 //! root's descriptor without following symlinks (see `inspect`), so only
@@ -21,6 +31,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use ignore::{DirEntry, ParallelVisitor, ParallelVisitorBuilder, WalkBuilder, WalkState};
+#[cfg(target_os = "linux")]
+use std::ffi::CString;
+#[cfg(target_os = "linux")]
+use std::os::fd::{AsFd, OwnedFd};
+
+#[cfg(target_os = "linux")]
+use crate::sys::dirwalk::{self, DirReader};
 
 #[cfg(unix)]
 use crate::inspect::LaneEngine;
@@ -205,9 +222,31 @@ pub struct ScanResult {
     pub md5: Arc<ContentMd5>,
 }
 
+/// Which walker lists the directories (both give the same results; the
+/// portable one is kept for other platforms and to compare against).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walker {
+    /// By directory descriptor on Linux ([`crate::sys::dirwalk`]); the
+    /// portable walker elsewhere.
+    Native,
+    /// The `ignore` crate's parallel walker, by path.
+    Portable,
+}
+
 /// Scans everything `sp` monitors. `prior` (sorted by path) lets unchanged
 /// files keep their digests without being read.
 pub fn scan(root: &Root, sp: &SearchPaths, opts: &ScanOptions, prior: &[Record]) -> ScanResult {
+    scan_with(root, sp, opts, prior, Walker::Native)
+}
+
+/// [`scan`] with the walker chosen.
+pub fn scan_with(
+    root: &Root,
+    sp: &SearchPaths,
+    opts: &ScanOptions,
+    prior: &[Record],
+    walker: Walker,
+) -> ScanResult {
     let start = Instant::now();
     let prior = if opts.paranoid { &[][..] } else { prior };
     let prior = &Prior::new(prior);
@@ -229,7 +268,7 @@ pub fn scan(root: &Root, sp: &SearchPaths, opts: &ScanOptions, prior: &[Record])
                 continue;
             }
             let tx = tx.clone();
-            s.spawn(move || walk(root, &dirs, depth, opts, prior, tx));
+            s.spawn(move || walk(root, &dirs, depth, opts, prior, tx, walker));
         }
     });
     let mut part = Part::default();
@@ -258,6 +297,11 @@ pub fn scan(root: &Root, sp: &SearchPaths, opts: &ScanOptions, prior: &[Record])
 /// Scans the trees below `dirs` (host paths) on their own: no search paths,
 /// no baseline, every file hashed (for `bench`).
 pub fn scan_trees(dirs: &[&Path], opts: &ScanOptions) -> ScanResult {
+    scan_trees_with(dirs, opts, Walker::Native)
+}
+
+/// [`scan_trees`] with the walker chosen.
+pub fn scan_trees_with(dirs: &[&Path], opts: &ScanOptions, walker: Walker) -> ScanResult {
     let start = Instant::now();
     let root = Root::slash();
     let prior = Prior::new(&[]);
@@ -271,7 +315,7 @@ pub fn scan_trees(dirs: &[&Path], opts: &ScanOptions) -> ScanResult {
         .collect();
     let dirs: Vec<&Path> = canonical.iter().map(|d| d.as_path()).collect();
     if !dirs.is_empty() {
-        walk(&root, &dirs, None, opts, &prior, tx);
+        walk(&root, &dirs, None, opts, &prior, tx, walker);
     }
     finish(rx.into_iter().collect(), start)
 }
@@ -389,6 +433,25 @@ fn walk(
     opts: &ScanOptions,
     prior: &Prior,
     tx: Sender<Part>,
+    walker: Walker,
+) {
+    #[cfg(target_os = "linux")]
+    if walker == Walker::Native {
+        return walk_fds(root, dirs, max_depth, opts, prior, tx);
+    }
+    let _ = walker;
+    walk_ignore(root, dirs, max_depth, opts, prior, tx)
+}
+
+/// The portable walk: `ignore`'s parallel walker lists by host path, the
+/// visitor inspects confined (see the module docs).
+fn walk_ignore(
+    root: &Root,
+    dirs: &[&Path],
+    max_depth: Option<usize>,
+    opts: &ScanOptions,
+    prior: &Prior,
+    tx: Sender<Part>,
 ) {
     let mut b = WalkBuilder::new(root.host_path(dirs[0]));
     for d in &dirs[1..] {
@@ -417,20 +480,204 @@ fn walk(
             e.depth() == 0 || !ex.is_match(Path::new(std::ffi::OsStr::from_bytes(&logical)))
         });
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let parallel_large = (cores > 1).then(|| (Arc::new(AtomicUsize::new(0)), cores));
-    let mut builder = Builder {
-        root,
-        prior,
-        tx,
-        parallel_large,
-        timing: opts.timing,
-        readahead: opts.readahead,
-        sha256: opts.sha256,
-        md5_paths: opts.md5_paths.clone(),
-        progress: opts.progress.clone(),
-    };
+    let mut builder = Builder::new(root, prior, tx, opts);
     b.build_parallel().visit(&mut builder);
+}
+
+/// A directory to list (descriptor walk).
+#[cfg(target_os = "linux")]
+struct DirJob {
+    logical: Vec<u8>,
+    /// Its depth below the walk root (0: the root itself).
+    depth: usize,
+    /// The walk root's device, when the walk stays on one filesystem.
+    dev: Option<u64>,
+    /// Its parent's descriptor and its name there; `None` for a walk root,
+    /// which is inspected and opened confined below the root.
+    from: Option<(Arc<OwnedFd>, CString)>,
+}
+
+/// One thread of the descriptor walk: the visitor the portable walk uses
+/// too, and a buffer for listings.
+#[cfg(target_os = "linux")]
+struct FdWalker<'a> {
+    v: Visitor<'a>,
+    reader: DirReader,
+}
+
+/// The descriptor walk (Linux; see the module docs): the same pruning,
+/// excludes, depth limit and outcomes as [`walk_ignore`].
+#[cfg(target_os = "linux")]
+fn walk_fds(
+    root: &Root,
+    dirs: &[&Path],
+    max_depth: Option<usize>,
+    opts: &ScanOptions,
+    prior: &Prior,
+    tx: Sender<Part>,
+) {
+    let builder = Builder::new(root, prior, tx, opts);
+    let jobs = dirs
+        .iter()
+        .map(|d| DirJob {
+            logical: root.logical_bytes(&root.host_path(d)),
+            depth: 0,
+            dev: None,
+            from: None,
+        })
+        .collect();
+    let excludes = (!opts.excludes.is_empty()).then_some(&*opts.excludes);
+    let cross = opts.cross_filesystems;
+    dirwalk::run(
+        opts.walker_threads(),
+        jobs,
+        || FdWalker {
+            v: builder.visitor(),
+            reader: DirReader::new(),
+        },
+        |w, job, more| w.walk_dir(job, max_depth, cross, excludes, more),
+    );
+}
+
+#[cfg(target_os = "linux")]
+impl FdWalker<'_> {
+    /// Lists one directory and inspects its entries; the subdirectories to
+    /// descend into go to `more`.
+    fn walk_dir(
+        &mut self,
+        job: DirJob,
+        max_depth: Option<usize>,
+        cross: bool,
+        excludes: Option<&globset::GlobSet>,
+        more: &mut Vec<DirJob>,
+    ) {
+        let DirJob {
+            logical,
+            depth,
+            mut dev,
+            from,
+        } = job;
+        let opened = match from {
+            Some((parent, name)) => dirwalk::open_dir_at(parent.as_fd(), &name),
+            None => {
+                // A walk root: its own record first, as any entry's.
+                let Some(root_dev) = self.v.timed_inspect(logical.clone(), None) else {
+                    return;
+                };
+                if !cross {
+                    dev = Some(root_dev);
+                }
+                if max_depth == Some(0) {
+                    return;
+                }
+                use crate::sys::OsStrExt;
+                let path = Path::new(std::ffi::OsStr::from_bytes(&logical));
+                self.v.root.open(path, libc::O_RDONLY | libc::O_DIRECTORY)
+            }
+        };
+        let fd = match opened {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => {
+                self.v.dir_error(&logical, &e);
+                return;
+            }
+        };
+        self.v.insp.enter_dir(&logical, fd.clone());
+        let child_depth = depth + 1;
+        let descend_below = max_depth.is_none_or(|m| child_depth < m);
+        self.reader.reset();
+        let mut path = logical.clone();
+        if !path.ends_with(b"/") {
+            path.push(b'/');
+        }
+        let base = path.len();
+        loop {
+            let entry = match self.reader.next(fd.as_fd()) {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(e) => {
+                    self.v.dir_error(&logical, &e);
+                    break;
+                }
+            };
+            path.truncate(base);
+            path.extend_from_slice(entry.bytes());
+            if let Some(ex) = excludes {
+                use crate::sys::OsStrExt;
+                if ex.is_match(Path::new(std::ffi::OsStr::from_bytes(&path))) {
+                    continue;
+                }
+            }
+            let hint = match entry.dtype {
+                dirwalk::DT_REG => Some(FileType::File),
+                dirwalk::DT_DIR => Some(FileType::Dir),
+                dirwalk::DT_LNK => Some(FileType::Symlink),
+                dirwalk::DT_FIFO => Some(FileType::Fifo),
+                dirwalk::DT_SOCK => Some(FileType::Socket),
+                dirwalk::DT_CHR => Some(FileType::CharDevice),
+                dirwalk::DT_BLK => Some(FileType::BlockDevice),
+                // DT_UNKNOWN (or anything new): the inspector's lstat decides.
+                _ => None,
+            };
+            let name = entry.name.to_owned();
+            let Some(sub_dev) = self.v.timed_inspect(path.clone(), hint) else {
+                continue;
+            };
+            // A directory on another filesystem is recorded, not entered
+            // (as `ignore`'s same_file_system).
+            if descend_below && dev.is_none_or(|d| d == sub_dev) {
+                more.push(DirJob {
+                    logical: path.clone(),
+                    depth: child_depth,
+                    dev,
+                    from: Some((fd.clone(), name)),
+                });
+            }
+        }
+    }
+}
+
+impl<'a> Builder<'a> {
+    fn new(root: &'a Root, prior: &'a Prior<'a>, tx: Sender<Part>, opts: &ScanOptions) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let parallel_large = (cores > 1).then(|| (Arc::new(AtomicUsize::new(0)), cores));
+        Builder {
+            root,
+            prior,
+            tx,
+            parallel_large,
+            timing: opts.timing,
+            readahead: opts.readahead,
+            sha256: opts.sha256,
+            md5_paths: opts.md5_paths.clone(),
+            progress: opts.progress.clone(),
+        }
+    }
+
+    /// One walker thread's visitor.
+    fn visitor(&self) -> Visitor<'a> {
+        let mut insp = Inspector::new(self.root);
+        insp.parallel_large = self.parallel_large.clone();
+        insp.timing = self.timing;
+        insp.fadvise = self.readahead;
+        insp.sha256 = self.sha256;
+        insp.md5_paths = self.md5_paths.clone();
+        #[cfg(unix)]
+        let lanes = (self.md5_paths.is_some() && LaneEngine::useful()).then(LaneEngine::new);
+        Visitor {
+            #[cfg(unix)]
+            lanes,
+            root: self.root,
+            prior: self.prior,
+            tx: self.tx.clone(),
+            insp,
+            part: Part::default(),
+            last: self.timing.then(Instant::now),
+            busy: self.parallel_large.as_ref().map(|(b, _)| b.clone()),
+            swapped: Default::default(),
+            progress: self.progress.clone(),
+        }
+    }
 }
 
 struct Builder<'a> {
@@ -447,27 +694,7 @@ struct Builder<'a> {
 
 impl<'s, 'a: 's> ParallelVisitorBuilder<'s> for Builder<'a> {
     fn build(&mut self) -> Box<dyn ParallelVisitor + 's> {
-        let mut insp = Inspector::new(self.root);
-        insp.parallel_large = self.parallel_large.clone();
-        insp.timing = self.timing;
-        insp.fadvise = self.readahead;
-        insp.sha256 = self.sha256;
-        insp.md5_paths = self.md5_paths.clone();
-        #[cfg(unix)]
-        let lanes = (self.md5_paths.is_some() && LaneEngine::useful()).then(LaneEngine::new);
-        Box::new(Visitor {
-            #[cfg(unix)]
-            lanes,
-            root: self.root,
-            prior: self.prior,
-            tx: self.tx.clone(),
-            insp,
-            part: Part::default(),
-            last: self.timing.then(Instant::now),
-            busy: self.parallel_large.as_ref().map(|(b, _)| b.clone()),
-            swapped: Default::default(),
-            progress: self.progress.clone(),
-        })
+        Box::new(self.visitor())
     }
 }
 
@@ -594,6 +821,34 @@ impl Visitor<'_> {
                 FileType::Unknown
             }
         });
+        // Descend only into what is a directory inside the root right now:
+        // the walker has opened it by host path already, and if that was a
+        // symlink to the outside, its listing must not be walked.
+        if self.inspect_entry(logical, hint).is_some() {
+            WalkState::Continue
+        } else {
+            WalkState::Skip
+        }
+    }
+
+    /// [`Visitor::inspect_entry`], the time since the last one counted as
+    /// walking (with timing).
+    #[cfg(target_os = "linux")]
+    fn timed_inspect(&mut self, logical: Vec<u8>, hint: Option<FileType>) -> Option<u64> {
+        if let Some(last) = self.last {
+            self.part.stats.walk += last.elapsed();
+        }
+        let dev = self.inspect_entry(logical, hint);
+        if self.last.is_some() {
+            self.last = Some(Instant::now());
+        }
+        dev
+    }
+
+    /// Inspects one entry (in the lanes, or now) and keeps its outcome;
+    /// the device of what is a directory inside the root right now, the
+    /// only thing a walk may descend into.
+    fn inspect_entry(&mut self, logical: Vec<u8>, hint: Option<FileType>) -> Option<u64> {
         let prior = self.prior.get(&logical);
         #[cfg(unix)]
         if let Some(lanes) = self.lanes.as_mut().filter(|_| {
@@ -615,7 +870,7 @@ impl Visitor<'_> {
             }
             self.take_lanes();
             // A regular file by its entry: nothing to descend into.
-            return WalkState::Skip;
+            return None;
         }
         let mut cost = Cost::default();
         if let Some(b) = &self.busy {
@@ -625,15 +880,37 @@ impl Visitor<'_> {
         if let Some(b) = &self.busy {
             b.fetch_sub(1, Ordering::Relaxed);
         }
-        // Descend only into what is a directory inside the root right now:
-        // the walker has opened it by host path already, and if that was a
-        // symlink to the outside, its listing must not be walked.
-        let descend = matches!(&out, Outcome::Record(r, _) if r.ftype == FileType::Dir);
+        let dir_dev = match &out {
+            Outcome::Record(r, _) if r.ftype == FileType::Dir => Some(r.dev),
+            _ => None,
+        };
         self.keep(logical, out, cost);
-        if descend {
-            WalkState::Continue
-        } else {
-            WalkState::Skip
+        dir_dev
+    }
+
+    /// A directory that could not be opened or listed (descriptor walk):
+    /// gone is nothing to say (the diff reports it), a symlink now is a
+    /// swapped directory, anything else a warning on the directory, as the
+    /// portable walker words it.
+    #[cfg(target_os = "linux")]
+    fn dir_error(&mut self, logical: &[u8], e: &std::io::Error) {
+        use crate::sys::OsStrExt;
+        let swapped = || {
+            let path = Path::new(std::ffi::OsStr::from_bytes(logical));
+            self.root
+                .lstat(path)
+                .is_ok_and(|m| m.file_type().is_symlink())
+        };
+        match e.raw_os_error() {
+            Some(libc::ENOENT) => {}
+            // A symlink fails the open as "not a directory" (O_DIRECTORY
+            // comes first): only a symlink now means swapped.
+            Some(libc::ELOOP) => self.warn_swapped(logical),
+            Some(libc::ENOTDIR) if swapped() => self.warn_swapped(logical),
+            _ => self.part.warnings.push(Warning {
+                path: logical.to_vec(),
+                message: e.to_string(),
+            }),
         }
     }
 

@@ -53,7 +53,16 @@ pub fn audit(cx: &Context, objs: &[Object], a: &mut Audit) {
             continue;
         }
         let logical = super::path(&e.path);
-        let canon = cx.root.resolve_lenient(&logical);
+        // One resolution per entry where one gives both answers: each
+        // costs a confined lstat per component (and a readlink per
+        // symlink), and a cache holds thousands of entries. A path with
+        // `.` or `..` is resolved leniently on its own (lexical
+        // normalisation first, which the strict resolution does not do).
+        let resolved = cx.root.resolve(&logical);
+        let canon = match &resolved {
+            Ok(p) if crate::rootfs::normalize(&logical) == logical => p.clone(),
+            _ => cx.root.resolve_lenient(&logical),
+        };
         let inside = cx.sp.covers(&canon)
             || cx
                 .sp
@@ -65,7 +74,7 @@ pub fn audit(cx: &Context, objs: &[Object], a: &mut Audit) {
                 Severity::High,
                 "points outside the search paths (a cache crafted or built from a changed configuration)".into(),
             );
-        } else if cx.root.resolve(&logical).is_err() {
+        } else if resolved.is_err() {
             push(
                 Severity::Low,
                 "the file does not exist (a library removed without running ldconfig?)".into(),

@@ -100,13 +100,13 @@ fn exec_objects(cx: &Context, known: &HashSet<PathBuf>) -> (Vec<Object>, usize) 
         if !dirs_seen.insert(dir.clone()) {
             continue;
         }
-        let Ok(rd) = cx.root.list_entries(&dir) else {
+        let Ok(rd) = cx.root.list_types(&dir) else {
             continue;
         };
         let mut names: Vec<_> = rd
             .into_iter()
             .take(MAX_EXEC_FILES)
-            .filter(|(_, t)| t.is_file())
+            .filter(|(_, t)| *t == FileType::File)
             .map(|(n, _)| n)
             .collect();
         names.sort();

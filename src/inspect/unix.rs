@@ -67,8 +67,10 @@ pub struct Inspector {
     pub md5s: ContentMd5,
     /// The root every logical path is below.
     root: Option<Arc<OwnedFd>>,
-    /// The parent directory (logical) of the last path, held open.
-    dir: Option<(Vec<u8>, OwnedFd)>,
+    /// The parent directory (logical, without outer slashes) of the last
+    /// path, held open; shared with a walker that listed it (see
+    /// [`Inspector::enter_dir`]).
+    dir: Option<(Vec<u8>, Arc<OwnedFd>)>,
     /// The last path's file name, NUL-terminated.
     name: Vec<u8>,
     /// The last path's parent could not be reached confined.
@@ -122,6 +124,14 @@ impl Stat {
 }
 
 impl Inspector {
+    /// The entries of directory `logical` are looked up relative to `fd`
+    /// from now on (until a path of another directory comes): a walker
+    /// that opened the directory confined to list it hands its descriptor
+    /// over, so the directory is not looked up again by path.
+    pub fn enter_dir(&mut self, logical: &[u8], fd: Arc<OwnedFd>) {
+        self.dir = Some((trim_slashes(logical).to_vec(), fd));
+    }
+
     /// Inspects `logical` (a canonical path inside the root) and records
     /// it. `hint` is the type from the directory entry, when known. With
     /// `prior`, a regular file whose identity (dev, inode, size, mtime,
@@ -286,7 +296,7 @@ impl Inspector {
         match opened {
             Ok(owned) => {
                 let raw = owned.as_raw_fd();
-                self.dir = Some((parent.to_vec(), owned));
+                self.dir = Some((parent.to_vec(), Arc::new(owned)));
                 Ok(raw)
             }
             Err(e) => {

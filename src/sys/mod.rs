@@ -12,6 +12,8 @@ pub use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, PermissionsExt};
 
 #[cfg(unix)]
 pub mod beneath;
+#[cfg(target_os = "linux")]
+pub mod dirwalk;
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
