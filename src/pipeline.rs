@@ -98,6 +98,8 @@ impl Plan {
         if paranoid || prior.is_empty() {
             opts.md5_paths =
                 provenance::World::md5_paths(&self.root, &self.provenance).map(Arc::new);
+            // What parsing the package database freed, before the walk.
+            crate::sys::release_free_memory();
         }
         let (scan, notes) = self.collect_with(&sp, registry.as_ref(), prior, &opts);
         drop(display);
@@ -130,6 +132,9 @@ impl Plan {
         opts: &ScanOptions,
     ) -> (ScanResult, Vec<Note>) {
         let mut scan = scan::scan(&self.root, sp, opts, prior);
+        // The walkers' batches, read buffers and the baseline's index are
+        // freed: give their pages back before the judges allocate.
+        crate::sys::release_free_memory();
         // A Windows image's registry values are baselined like files.
         let mut notes: Vec<Note> = winreg::add_records(registry, &mut scan.records)
             .into_iter()
