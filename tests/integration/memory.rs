@@ -6,6 +6,9 @@ use crate::util::*;
 /// `wait4`'s rusage of that one child (the test harness runs other tests'
 /// children meanwhile, which `RUSAGE_CHILDREN` would mix in).
 #[cfg(target_os = "linux")]
+// The child is reaped by the wait4 below, which std's `wait` cannot do
+// with the child's own rusage.
+#[allow(clippy::zombie_processes)]
 fn exit_and_peak_kib(mut c: std::process::Command) -> (i32, i64) {
     use std::process::Stdio;
     let child = c
