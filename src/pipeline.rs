@@ -125,6 +125,10 @@ impl Plan {
             .then(|| provenance::Packages::read(&self.root, &self.provenance, lists))
             .flatten();
         opts.md5_paths = packages.as_ref().and_then(|p| p.md5_paths()).map(Arc::new);
+        if packages.is_some() {
+            // What parsing the package database freed, before the walk.
+            crate::sys::release_free_memory();
+        }
         let (scan, notes) = self.collect_with(&sp, registry.as_ref(), prior, &opts);
         drop(display);
         // Only this snapshot's records are judged with it: the claims on
@@ -168,6 +172,9 @@ impl Plan {
         opts: &ScanOptions,
     ) -> (ScanResult, Vec<Note>) {
         let mut scan = scan::scan(&self.root, sp, opts, prior);
+        // The walkers' batches, read buffers and the baseline's index are
+        // freed: give their pages back before the judges allocate.
+        crate::sys::release_free_memory();
         // A Windows image's registry values are baselined like files.
         let mut notes: Vec<Note> = winreg::add_records(registry, &mut scan.records)
             .into_iter()

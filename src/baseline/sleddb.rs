@@ -23,6 +23,15 @@ const KEY_SCHEMA: &[u8] = b"schema";
 const KEY_CURRENT: &[u8] = b"current";
 /// Chunks per sled batch.
 const BATCH: usize = 64;
+/// sled's page cache for a writer. The records are written once per run:
+/// a large cache would only raise peak memory.
+const WRITE_CACHE: u64 = 8 << 20;
+/// sled's page cache for a reader: each chunk is read once, in order, and
+/// decoded at once, so cached pages are never asked for again. What the
+/// cache held stays in the heap after the database is closed (the decoded
+/// records were allocated between its pages), so it counts towards the
+/// peak of the whole run, not just the load.
+const READ_CACHE: u64 = 1 << 20;
 
 /// A generation as loaded: its facts, its records (sorted by path) and its
 /// extra pairs.
@@ -34,16 +43,25 @@ pub struct SledDb {
 }
 
 impl SledDb {
-    /// Opens (or, in an empty directory, creates) the database at `path`,
-    /// waiting up to `lock_wait` for another process's sled lock.
+    /// Opens (or, in an empty directory, creates) the database at `path`
+    /// to write a generation, waiting up to `lock_wait` for another
+    /// process's sled lock.
     pub fn open(path: &Path, lock_wait: Duration) -> Result<SledDb> {
+        Self::open_with(path, lock_wait, WRITE_CACHE)
+    }
+
+    /// Like [`SledDb::open`], for reading a generation once (load, verify):
+    /// a smaller page cache, as every page is read once, in key order.
+    pub fn open_read(path: &Path, lock_wait: Duration) -> Result<SledDb> {
+        Self::open_with(path, lock_wait, READ_CACHE)
+    }
+
+    fn open_with(path: &Path, lock_wait: Duration, cache: u64) -> Result<SledDb> {
         let start = Instant::now();
         loop {
             let cfg = sled::Config::new()
                 .path(path)
-                // The records are read once per run: a large page cache
-                // would only raise peak memory.
-                .cache_capacity(8 << 20)
+                .cache_capacity(cache)
                 .mode(sled::Mode::HighThroughput)
                 .flush_every_ms(None);
             // sled has panicked on damaged files; a damaged baseline must be
@@ -263,7 +281,7 @@ impl SledDb {
     /// extra pairs, flush, then `current`, flush.
     pub fn write(
         &self,
-        chunks: Vec<Chunk>,
+        chunks: impl IntoIterator<Item = Chunk>,
         extra: &[(Vec<u8>, Vec<u8>)],
         meta: &Meta,
     ) -> Result<()> {

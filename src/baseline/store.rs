@@ -161,7 +161,7 @@ impl Store {
             Found::Legacy => {
                 let path = self.path.clone();
                 read_job(&self.path, 0, move || {
-                    let db = SledDb::open(&path, LOCK_WAIT)?;
+                    let db = SledDb::open_read(&path, LOCK_WAIT)?;
                     let r = db.check_schema().and_then(|()| db.current_meta());
                     finish_read(db, r)
                 })
@@ -198,7 +198,7 @@ impl Store {
             Found::Legacy => {
                 let path = self.path.clone();
                 read_job(&self.path, 0, move || {
-                    let db = SledDb::open(&path, LOCK_WAIT)?;
+                    let db = SledDb::open_read(&path, LOCK_WAIT)?;
                     let r = db.check_schema().and_then(|()| db.load());
                     finish_read(db, r)
                 })
@@ -219,7 +219,7 @@ impl Store {
                         }
                         Err(e) => return Err(io_or_unreadable(&dir, "read baseline", e)),
                     }
-                    let db = SledDb::open(&dir, LOCK_WAIT)?;
+                    let db = SledDb::open_read(&dir, LOCK_WAIT)?;
                     let r = db.check_schema().and_then(|()| db.load());
                     let loaded = finish_read(db, r)?;
                     if loaded.0 != want {
@@ -277,21 +277,27 @@ impl Store {
             None => "no generation was written".to_string(),
         };
         prune(&self.path, &found);
+        // What the judges freed, before sled's pages are allocated.
+        crate::sys::release_free_memory();
 
+        // The digest, the count and the size first, keeping no chunk: the
+        // write encodes the records again, a chunk at a time (see
+        // `encode_into`), so the encoded generation is never held whole
+        // beside the records and sled's own copies of it.
         let mut enc = Encoder::default();
-        let mut chunks = Vec::new();
+        let mut chunk_bytes = 0u64;
         for r in records {
-            chunks.extend(enc.push(r));
+            chunk_bytes += enc.push(r).map_or(0, |(_, c)| c.len() as u64);
         }
         let (tail, count, mut hasher) = enc.finish_open();
-        chunks.extend(tail);
+        chunk_bytes += tail.map_or(0, |(_, c)| c.len() as u64);
         if !extra.is_empty() {
             hasher.update(EXTRA_SEPARATOR);
             for (k, v) in extra {
                 digest_pair(&mut hasher, k, v);
             }
         }
-        let payload: u64 = chunks.iter().map(|(_, c)| c.len() as u64).sum::<u64>()
+        let payload: u64 = chunk_bytes
             + extra
                 .iter()
                 .map(|(k, v)| (k.len() + v.len()) as u64)
@@ -333,10 +339,11 @@ impl Store {
         let dir_name = pointer::gen_dir(generation);
         let dir = self.path.join(&dir_name);
         let limit = limit_for(3 * payload);
+        let (chunks_tx, chunks) = crossbeam_channel::bounded::<Chunk>(STREAM_CHUNKS);
         let job = {
             let (dir, base, meta, extra) =
                 (dir.clone(), self.path.clone(), meta.clone(), extra.to_vec());
-            move || write_job(&base, &dir, chunks, &extra, &meta)
+            move || write_job(&base, &dir, chunks.into_iter(), &extra, &meta)
         };
         // A failed write removes what it wrote (space on a full disk, and
         // no half generation for a reader to mistake for damage).
@@ -347,7 +354,12 @@ impl Store {
                 msg,
             }
         };
-        match watchdog::run(limit, job) {
+        let deadline = std::time::Instant::now() + limit;
+        let outcome = std::thread::scope(|s| {
+            s.spawn(move || encode_into(records, &chunks_tx, deadline));
+            watchdog::run(limit, job)
+        });
+        match outcome {
             Outcome::Done(Ok(())) => {}
             Outcome::Done(Err(e)) => {
                 return Err(match e {
@@ -404,12 +416,40 @@ fn stuck(path: &Path, limit: Duration, kept: &str) -> Error {
     }
 }
 
+/// Chunks in flight between the encoder and the store thread: about a
+/// sled batch, so the encoder runs ahead of sled by at most one.
+const STREAM_CHUNKS: usize = 64;
+
+/// Encodes `records` into `tx` for the store thread, a chunk at a time.
+/// Stops when the store thread stops taking them (its write failed: it
+/// dropped the receiver) or at the watchdog's deadline (it is stuck), so
+/// the caller never waits on a store thread it has given up on.
+fn encode_into(
+    records: &[Record],
+    tx: &crossbeam_channel::Sender<Chunk>,
+    deadline: std::time::Instant,
+) {
+    let mut enc = Encoder::default();
+    for r in records {
+        if let Some(c) = enc.push(r) {
+            if tx.send_deadline(c, deadline).is_err() {
+                return;
+            }
+        }
+    }
+    if let (Some(c), _, _) = enc.finish() {
+        let _ = tx.send_deadline(c, deadline);
+    }
+}
+
 /// The watchdog's job for a write: a fresh database in `dir`, written,
-/// closed, read back twice and synced.
+/// closed, read back twice and synced. `chunks` ends when the encoder is
+/// done; the read-back checks them against `meta`'s count and digest (an
+/// encoder that stopped early is a failed write, not a short generation).
 fn write_job(
     base: &Path,
     dir: &Path,
-    chunks: Vec<Chunk>,
+    chunks: impl Iterator<Item = Chunk>,
     extra: &[(Vec<u8>, Vec<u8>)],
     meta: &Meta,
 ) -> Result<()> {
@@ -433,7 +473,7 @@ fn write_job(
     // after a write: let the writer do that, on a generation nobody reads
     // yet, so a reader's open has nothing left to write.
     for _ in 0..2 {
-        let db = SledDb::open(dir, LOCK_WAIT)?;
+        let db = SledDb::open_read(dir, LOCK_WAIT)?;
         match db.verify() {
             Ok(m) if m == *meta => drop(db),
             Ok(_) => {
@@ -483,6 +523,8 @@ fn read_job<T: Send + 'static>(
 /// that blocked anyway is the watchdog's.)
 fn finish_read<T>(db: SledDb, r: Result<T>) -> Result<T> {
     drop(db);
+    // sled's pages and blobs were freed between the decoded records.
+    crate::sys::release_free_memory();
     r
 }
 
@@ -896,6 +938,63 @@ mod tests {
             db.raw().flush().unwrap();
         }
         assert!(matches!(s.load(), Err(Error::CorruptBaseline { .. })));
+    }
+
+    #[test]
+    fn records_of_many_batches_stream_into_the_store() {
+        // More chunks than the encoder may run ahead of the store thread,
+        // and than one sled batch: the stream must block, resume and end.
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::create(t.path(), false).unwrap();
+        let recs: Vec<Record> = (0..40_000)
+            .map(|i| {
+                rec(
+                    &format!("/usr/lib/x86_64-linux-gnu/lib{i:06}.so.1"),
+                    i as u8,
+                )
+            })
+            .collect();
+        let m = s.write_generation(&recs, b"/", None).unwrap();
+        assert_eq!(m.count, 40_000);
+        let (_, back) = s.load().unwrap();
+        assert_eq!(back, recs);
+        let db = live_db(t.path());
+        let tree = db.raw().open_tree(gen_name(m.generation)).unwrap();
+        assert!(
+            tree.len() > 2 * STREAM_CHUNKS,
+            "{} chunks: not enough to test the stream",
+            tree.len()
+        );
+    }
+
+    #[test]
+    fn a_stream_that_ends_early_fails_the_write() {
+        // The encoder stops at the watchdog's deadline: what reached the
+        // store is short of the header's count and digest, and the
+        // writer's read-back refuses it.
+        let t = tempfile::tempdir().unwrap();
+        let recs: Vec<Record> = (0..3000)
+            .map(|i| rec(&format!("/usr/lib/lib{i:06}.so"), i as u8))
+            .collect();
+        let mut enc = Encoder::default();
+        let mut chunks: Vec<Chunk> = recs.iter().filter_map(|r| enc.push(r)).collect();
+        let (tail, count, digest) = enc.finish();
+        chunks.extend(tail);
+        assert!(chunks.len() > 2);
+        let meta = Meta {
+            schema: PLAIN_SCHEMA,
+            generation: 1,
+            baseline_id: [1; 16],
+            written: 0,
+            count,
+            digest,
+            root: b"/".to_vec(),
+            signature: None,
+        };
+        let dir = t.path().join(pointer::gen_dir(1));
+        let short = chunks.len() - 1;
+        let r = write_job(t.path(), &dir, chunks.into_iter().take(short), &[], &meta);
+        assert!(matches!(r, Err(Error::CorruptBaseline { .. })), "{r:?}");
     }
 
     #[test]
