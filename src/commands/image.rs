@@ -14,7 +14,6 @@ use serde_json::json;
 use crate::audit::preload;
 use crate::baseline;
 use crate::config::Config;
-use crate::diff;
 use crate::error::{Error, Result};
 use crate::escape;
 use crate::finding::{self, Finding, Kind, Severity};
@@ -28,9 +27,24 @@ use crate::searchpaths::TRUSTED_DIRS;
 /// loads in every container started from it.
 const LOADER_ENV: [&str; 3] = ["LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH"];
 
-fn open(path: &Path) -> Result<Image> {
-    let img =
-        Image::open(path).map_err(|e| Error::Usage(format!("image {}: {e}", path.display())))?;
+/// The image `--image` (and `--tag`) names: the path, and the tag given
+/// either way (both, differing, is a usage error).
+pub(super) fn image_ref(s: &Config, arg: &Path) -> Result<(std::path::PathBuf, Option<String>)> {
+    let (path, tag) = image::split_ref(arg);
+    match (tag, s.image_tag.clone()) {
+        (Some(a), Some(b)) if a != b => Err(Error::Usage(format!(
+            "--image {} names tag {a:?}, --tag says {b:?}",
+            arg.display()
+        ))),
+        (a, b) => Ok((path, a.or(b))),
+    }
+}
+
+pub(super) fn open(s: &Config, arg: &Path) -> Result<Image> {
+    let (path, tag) = image_ref(s, arg)?;
+    let path = path.as_path();
+    let img = Image::open_tagged(path, tag.as_deref())
+        .map_err(|e| Error::Usage(format!("image {}: {e}", path.display())))?;
     let blob: u64 = img.layers.iter().map(|l| l.blob_bytes).sum();
     let tar: u64 = img.layers.iter().map(|l| l.tar_bytes).sum();
     let kinds: Vec<&str> = img.layers.iter().map(|l| l.compression.name()).collect();
@@ -81,7 +95,7 @@ fn layer_of(img: &Image, path: &str) -> Option<usize> {
 }
 
 pub fn paths(s: &Config, path: &Path) -> Result<i32> {
-    let img = open(path)?;
+    let img = open(s, path)?;
     let (dirs, conf) = search_dirs(&img);
     let mut out = std::io::stdout().lock();
     let mut print = || -> std::io::Result<()> {
@@ -242,7 +256,7 @@ pub fn findings(img: &Image) -> Vec<Finding> {
 }
 
 pub fn audit(s: &Config, path: &Path) -> Result<i32> {
-    let img = open(path)?;
+    let img = open(s, path)?;
     let f = findings(&img);
     super::emit(s, &f, &Default::default())?;
     messages::status(&format!(
@@ -253,15 +267,15 @@ pub fn audit(s: &Config, path: &Path) -> Result<i32> {
 }
 
 /// The extra pairs of an image generation: what image it was built from.
-const IMAGE_PREFIX: &[u8] = b"i\0";
+pub(super) const IMAGE_PREFIX: &[u8] = b"i\0";
 
 /// The root an image baseline is recorded for: its name, so the baseline
 /// of one name never judges another by accident.
-fn image_root(name: &str) -> Vec<u8> {
+pub(super) fn image_root(name: &str) -> Vec<u8> {
     format!("image:{name}").into_bytes()
 }
 
-fn image_pairs(img: &Image, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(super) fn image_pairs(img: &Image, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     let layers: Vec<&str> = img.layers.iter().map(|l| l.digest.as_str()).collect();
     let mut v: Vec<(Vec<u8>, Vec<u8>)> = [
         ("format", img.format.to_string()),
@@ -277,7 +291,7 @@ fn image_pairs(img: &Image, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     v
 }
 
-fn pair<'a>(extra: &'a [(Vec<u8>, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
+pub(super) fn pair<'a>(extra: &'a [(Vec<u8>, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
     let k = [IMAGE_PREFIX, key.as_bytes()].concat();
     extra
         .iter()
@@ -285,15 +299,40 @@ fn pair<'a>(extra: &'a [(Vec<u8>, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
         .map(|(_, v)| v.as_slice())
 }
 
-fn location(s: &Config, img: &Image, name: Option<&str>) -> Result<(String, baseline::Location)> {
-    let name = name.unwrap_or(&img.id).to_string();
-    let loc = s.baseline.for_image(&name).map_err(|e| {
-        Error::Usage(format!(
-            "--name {}: {e}",
-            escape::for_terminal(name.as_bytes())
-        ))
-    })?;
-    Ok((name, loc))
+/// The name and location of an image's baseline: `name`, or by default
+/// the image id. A baseline older versions wrote under an OCI image's
+/// manifest digest (`legacy`) is used when none exists under its id yet,
+/// with a note saying how to move it.
+pub(super) fn location(
+    s: &Config,
+    id: &str,
+    legacy: Option<&str>,
+    name: Option<&str>,
+) -> Result<(String, baseline::Location)> {
+    let at = |name: &str| {
+        s.baseline.for_image(name).map_err(|e| {
+            Error::Usage(format!(
+                "--name {}: {e}",
+                escape::for_terminal(name.as_bytes())
+            ))
+        })
+    };
+    if let Some(n) = name {
+        return Ok((n.to_string(), at(n)?));
+    }
+    let loc = at(id)?;
+    if let Some(old) = legacy.filter(|_| !loc.db.exists()) {
+        let old_loc = at(old)?;
+        if old_loc.db.exists() {
+            messages::info(&format!(
+                "image baseline found under the manifest digest {old} (as older versions \
+                 named OCI images); the image id {id} names it from now on: `init --image \
+                 ... --force` writes it there, or pass --name {old} to keep using this one"
+            ));
+            return Ok((old.to_string(), old_loc));
+        }
+    }
+    Ok((id.to_string(), loc))
 }
 
 /// The layer (1-based) a finding's path comes from: the one that put it
@@ -311,13 +350,25 @@ fn layer_of_finding(img: &Image, f: &Finding) -> Option<usize> {
     img.view.nodes.get(&f.path).map(|n| n.layer + 1)
 }
 
-fn emit_image(
+pub(super) fn emit_image(
     s: &Config,
     img: &Image,
     findings: &[Finding],
     context: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<()> {
-    let items: Vec<output::Marked> = findings
+    emit_image_with(s, img, findings, &[], context)
+}
+
+/// [`emit_image`] with acknowledged findings sorted in, marked as the
+/// host's `check --all` marks them.
+pub(super) fn emit_image_with(
+    s: &Config,
+    img: &Image,
+    findings: &[Finding],
+    acknowledged: &[(Finding, crate::acknowledge::Ack)],
+    context: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let mut items: Vec<output::Marked> = findings
         .iter()
         .map(|f| {
             let mut m = output::Marked::plain(f);
@@ -328,6 +379,20 @@ fn emit_image(
             m
         })
         .collect();
+    for (f, a) in acknowledged {
+        let at = baseline::verify::utc(a.at);
+        let mut m = output::Marked::plain(f);
+        if let Some(l) = layer_of_finding(img, f) {
+            m.fields.insert("layer".into(), l.into());
+        }
+        m.fields.insert("acknowledged".into(), true.into());
+        m.fields
+            .insert("acknowledged_by".into(), a.by.clone().into());
+        m.fields.insert("acknowledged_at".into(), at.clone().into());
+        m.tag = Some(format!("acknowledged by {} at {at}", a.by));
+        items.push(m);
+    }
+    items.sort_by(|a, b| output::order(a.finding, b.finding));
     let mut out = std::io::stdout().lock();
     output::write_marked(&mut out, &items, s.format, context)
         .map_err(|e| Error::io("write", "stdout", e))
@@ -344,8 +409,8 @@ pub fn init(
     sign_with: Option<&Path>,
 ) -> Result<i32> {
     let key = sign_with.map(baseline::signing::load_secret).transpose()?;
-    let img = open(path)?;
-    let (name, loc) = location(s, &img, name)?;
+    let img = open(s, path)?;
+    let (name, loc) = location(s, &img.id, None, name)?;
     let store = baseline::create(&loc, force)?;
     let m = records::monitored(&img.view);
     m.sp.warnings.iter().for_each(|w| messages::warning(w));
@@ -378,26 +443,17 @@ pub fn init(
 /// `check --image PATH [--name NAME]`: the image against the baseline of
 /// NAME (by default its own digest), with the diff of a host's `check`,
 /// plus its audit findings; exit bits as `check`.
-pub fn check(s: &Config, path: &Path, name: Option<&str>) -> Result<i32> {
-    let img = open(path)?;
-    let (name, loc) = location(s, &img, name)?;
+pub fn check(s: &Config, path: &Path, name: Option<&str>, all: bool) -> Result<i32> {
+    let img = open(s, path)?;
+    let (name, loc) = location(s, &img.id, img.manifest_digest.as_deref(), name)?;
     let (base, notes) = baseline::load(&loc, &image_root(&name))?;
     messages::notes(&notes);
     let m = records::monitored(&img.view);
     m.sp.warnings.iter().for_each(|w| messages::warning(w));
-    let mut f = diff::diff(&base.records, &m.records, &diff::Classifier::new(&m.sp));
-    // A whiteout that removed a baselined library is the diff's `removed`
-    // already (with the layer that removed it); the audit says it once.
-    let diffed: std::collections::BTreeSet<Vec<u8>> = f
-        .iter()
-        .filter(|x| x.kind == Kind::Removed)
-        .map(|x| x.path.clone())
-        .collect();
-    f.extend(
-        findings(&img)
-            .into_iter()
-            .filter(|x| !(x.kind == Kind::Removed && diffed.contains(&x.path))),
-    );
+    let (mut f, standing) = super::imageops::judge(&img, &base.records, &m);
+    // What `accept --image` acknowledged is silent (shown with --all).
+    let (standing, acked) = super::imageops::split_acknowledged(&base.extra, &m.records, standing);
+    f.extend(standing);
     f.sort_by(output::order);
     let mut context = serde_json::Map::new();
     context.insert("image".into(), img.id.clone().into());
@@ -411,13 +467,15 @@ pub fn check(s: &Config, path: &Path, name: Option<&str>) -> Result<i32> {
             "image": pair(&base.extra, "id").map(|v| String::from_utf8_lossy(v).into_owned()),
         }),
     );
-    emit_image(s, &img, &f, &context)?;
+    let shown: &[(Finding, crate::acknowledge::Ack)] = if all { &acked } else { &[] };
+    emit_image_with(s, &img, &f, shown, &context)?;
     messages::status(&format!(
-        "libwarden check --image: {} records; {}; against image baseline {} {}",
+        "libwarden check --image: {} records; {}; against image baseline {} {}{}",
         m.records.len(),
         output::count_by_kind(&f),
         escape::for_terminal(name.as_bytes()),
-        base.describe()
+        base.describe(),
+        super::acknowledged_tail(acked.len(), all)
     ));
     Ok(finding::exit_bits(&f))
 }
