@@ -69,6 +69,12 @@ pub(super) fn split_acknowledged(
     (open, acked)
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 fn context(img: &Image, name: &str, mark: &str) -> serde_json::Map<String, serde_json::Value> {
     let mut c = serde_json::Map::new();
     c.insert(mark.into(), serde_json::Value::Bool(true));
@@ -198,8 +204,23 @@ pub fn update(
     next.extend(m.records.iter().filter(|r| within(&r.path)).cloned());
     next.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     // What image the generation was last taken from, and what the
-    // operator acknowledged (kept).
-    let extra = Acks::from_pairs(&base.extra).merge_into(&img_cmd::image_pairs(&img, &name));
+    // operator acknowledged (kept). Accepting that a library is gone
+    // accepts the whiteout that removed it: that standing finding would
+    // otherwise take the removal's place in the next check.
+    let mut acks = Acks::from_pairs(&base.extra);
+    let gone: std::collections::BTreeSet<&[u8]> = accepted
+        .iter()
+        .filter(|f| f.kind == Kind::Removed)
+        .map(|f| f.path.as_slice())
+        .collect();
+    let (by, now) = (acknowledge::who(), unix_now());
+    for f in img_cmd::findings(&img)
+        .iter()
+        .filter(|f| f.kind == Kind::Removed && gone.contains(f.path.as_slice()))
+    {
+        acks.accept_standing(f, &m.records, &by, now);
+    }
+    let extra = acks.merge_into(&img_cmd::image_pairs(&img, &name));
     let meta = baseline::commit(&loc, store, &next, &extra, &root, key.as_ref())?;
     img_cmd::emit_image(s, &img, &accepted, &context(&img, &name, "accepted"))?;
     super::send_syslogs(&mut logs, &accepted, output::sink::Source::Accepted);
@@ -235,6 +256,8 @@ pub fn accept(s: &Config, path: &Path, name: Option<&str>, a: &AcceptArgs) -> Re
     )?;
     let m = records::monitored(&img.view);
     let (changes, standing) = judge(&img, &base.records, &m);
+    // Acknowledged already: not shown again, as the host's.
+    let (standing, _) = split_acknowledged(&base.extra, &m.records, standing);
     let changes: Vec<Finding> = changes
         .into_iter()
         .filter(|f| sel.path_ok(f) && (sel.kinds.is_empty() || sel.kind_ok(f)))
@@ -270,10 +293,7 @@ pub fn accept(s: &Config, path: &Path, name: Option<&str>, a: &AcceptArgs) -> Re
             if critical.len() == 1 { "" } else { "s" }
         )
     });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let by = acknowledge::who();
+    let (by, now) = (acknowledge::who(), unix_now());
     let mut acks = Acks::from_pairs(&base.extra);
     let before = acks.len();
     let mut shown = Vec::with_capacity(take.len());
