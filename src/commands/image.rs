@@ -18,10 +18,8 @@ use crate::error::{Error, Result};
 use crate::escape;
 use crate::finding::{self, Finding, Kind, Severity};
 use crate::formats::elf::is_so_name;
-use crate::formats::ldconf;
 use crate::image::{self, records, Image};
 use crate::output::{self, messages, Format};
-use crate::searchpaths::TRUSTED_DIRS;
 
 /// Environment variables of an image config that change what the loader
 /// loads in every container started from it.
@@ -69,87 +67,19 @@ pub(super) fn open(s: &Config, arg: &Path) -> Result<Image> {
     Ok(img)
 }
 
-/// The search directories of the image: the trusted ones, then those its
-/// `ld.so.conf` names, with where each comes from.
-fn search_dirs(img: &Image) -> (Vec<(String, Vec<String>)>, ldconf::LdConf) {
-    let conf = ldconf::parse(&img.view, Path::new("/etc/ld.so.conf"));
-    let mut dirs: Vec<(String, Vec<String>)> = Vec::new();
-    let mut add = |d: String, origin: String| match dirs.iter_mut().find(|(p, _)| *p == d) {
-        Some((_, o)) => o.push(origin),
-        None => dirs.push((d, vec![origin])),
-    };
-    for d in &conf.dirs {
-        add(
-            d.dir.display().to_string(),
-            format!("{}:{}", d.file.display(), d.line),
-        );
-    }
-    for d in TRUSTED_DIRS {
-        add(d.to_string(), "trusted".into());
-    }
-    (dirs, conf)
+fn layer_of(img: &Image, path: &[u8]) -> Option<usize> {
+    img.view.nodes.get(path).map(|n| n.layer + 1)
 }
 
-fn layer_of(img: &Image, path: &str) -> Option<usize> {
-    img.view.get(path.as_bytes()).map(|n| n.layer + 1)
-}
-
+/// `paths --image`: the search dirs and loader files `init --image`
+/// monitors ([`records::search_paths`]), with their origins and the layer
+/// each file comes from, then the loader variables of the image config.
 pub fn paths(s: &Config, path: &Path) -> Result<i32> {
     let img = open(s, path)?;
-    let (dirs, conf) = search_dirs(&img);
+    let sp = records::search_paths(&img.view);
     let mut out = std::io::stdout().lock();
     let mut print = || -> std::io::Result<()> {
-        for (d, origins) in &dirs {
-            let exists = img
-                .view
-                .get(d.as_bytes())
-                .is_some_and(|n| n.kind == image::Kind::Dir);
-            match s.format {
-                Format::Json | Format::Ecs => writeln!(
-                    out,
-                    "{}",
-                    json!({"path": escape::for_json(d.as_bytes()), "kind": "dir",
-                           "origins": origins, "exists": exists})
-                )?,
-                Format::Human => writeln!(
-                    out,
-                    "{:<40} {}{}",
-                    escape::for_terminal(d.as_bytes()),
-                    escape::for_terminal(origins.join(", ").as_bytes()),
-                    if exists { "" } else { " (missing)" }
-                )?,
-            }
-        }
-        let mut files: Vec<(String, String)> = conf
-            .files
-            .iter()
-            .map(|f| (f.display().to_string(), "ld.so.conf".to_string()))
-            .collect();
-        if !files.iter().any(|(f, _)| f == "/etc/ld.so.conf") {
-            files.insert(0, ("/etc/ld.so.conf".into(), "ld.so.conf".into()));
-        }
-        files.push((preload::PRELOAD.into(), "preload".into()));
-        for (f, origin) in &files {
-            let layer = layer_of(&img, f);
-            match s.format {
-                Format::Json | Format::Ecs => writeln!(
-                    out,
-                    "{}",
-                    json!({"path": escape::for_json(f.as_bytes()), "kind": "file",
-                           "origins": [origin], "exists": layer.is_some(), "layer": layer})
-                )?,
-                Format::Human => writeln!(
-                    out,
-                    "{:<40} {}{}",
-                    escape::for_terminal(f.as_bytes()),
-                    origin,
-                    match layer {
-                        Some(l) => format!(" (layer {l})"),
-                        None => " (absent)".into(),
-                    }
-                )?,
-            }
-        }
+        super::paths::print(&mut out, &sp, s.format, &|p| layer_of(&img, p))?;
         for e in &img.env {
             let Some((k, v)) = e.split_once('=') else {
                 continue;
@@ -179,7 +109,7 @@ pub fn paths(s: &Config, path: &Path) -> Result<i32> {
         }
         _ => {}
     }
-    conf.warnings.iter().for_each(|w| messages::warning(w));
+    sp.warnings.iter().for_each(|w| messages::warning(w));
     Ok(0)
 }
 

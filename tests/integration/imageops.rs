@@ -329,6 +329,49 @@ fn export_and_images_list_image_baselines() {
     // --name on a host command is a usage error.
     assert_eq!(run_db(&t, &["--name", "one", "check"]).0, 64);
 
+    // paths --image: the dirs and files the baseline holds records of,
+    // each record under one of them.
+    let (code, p, err) = image_run(&t, &v2, &["paths"]);
+    assert_eq!(code, 0, "{err}");
+    let dirs: Vec<&str> = p
+        .iter()
+        .filter(|x| x["kind"] == "dir")
+        .map(|x| x["path"].as_str().unwrap())
+        .collect();
+    let files: Vec<&str> = p
+        .iter()
+        .filter(|x| x["kind"] == "file")
+        .map(|x| x["path"].as_str().unwrap())
+        .collect();
+    let app = p.iter().find(|x| x["path"] == "/opt/app/lib").unwrap();
+    assert_eq!(app["origins"][0], "/etc/ld.so.conf.d/app.conf:1");
+    assert_eq!(app["exists"], true);
+    let ma = p.iter().find(|x| x["path"] == format!("/{MA}")).unwrap();
+    assert_eq!(ma["exists"], true, "{ma}");
+    let pre = p
+        .iter()
+        .find(|x| x["path"] == "/etc/ld.so.preload")
+        .unwrap();
+    assert_eq!(
+        (pre["exists"].clone(), pre["layer"].clone()),
+        (true.into(), 2.into())
+    );
+    let paths: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split('\t').next().map(str::to_string))
+        .collect();
+    assert!(paths.len() >= 5, "{text}");
+    for r in &paths {
+        assert!(
+            files.contains(&r.as_str())
+                || dirs
+                    .iter()
+                    .any(|d| r == d || r.starts_with(&format!("{}/", d.trim_end_matches('/')))),
+            "{r} is in the baseline but under no dir of paths --image: {dirs:?} {files:?}"
+        );
+    }
+
     let l = listed(&t);
     assert_eq!(l.len(), 2, "{l:?}");
     let one = l.iter().find(|x| x["name"] == "one").unwrap();
