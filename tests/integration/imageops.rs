@@ -439,3 +439,67 @@ fn two_tag_layout_needs_a_tag_and_each_tag_has_its_own_baseline() {
     assert_eq!(code, 64, "{err}");
     assert_eq!(listed(&t).len(), 2);
 }
+
+/// Every value under a key named `key`, anywhere in `v`.
+fn values_of<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == key {
+                    out.push(x);
+                }
+                values_of(x, key, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| values_of(x, key, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn image_ecs_has_member_mtime_no_1970_ctime_and_images_dir_is_private() {
+    if !image_tools() {
+        return;
+    }
+    let t = TestRoot::new();
+    let im = build(&t);
+    assert_eq!(
+        image_run(&t, &im.tag("v1"), &["--name", "app", "init"]).0,
+        0
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for d in [t.db(), t.db().join("images"), t.db().join("images/app")] {
+            let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{d:?} is {mode:o}");
+        }
+    }
+    let o = Command::new(crate::util::bin())
+        .arg("--db")
+        .arg(t.db())
+        .arg("--image")
+        .arg(im.tag("v2"))
+        .args(["--name", "app", "--format", "ecs", "check"])
+        .output()
+        .unwrap();
+    let docs = json_lines(&o.stdout);
+    assert!(!docs.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    let content = docs
+        .iter()
+        .find(|d| d.to_string().contains("libmod.so.1") && d.to_string().contains("\"content\""))
+        .unwrap_or_else(|| panic!("{docs:?}"));
+    // The ECS `file.*` of an image's record: the member's mtime, no
+    // ctime or inode (a tar member has none; the raw records under
+    // `libwarden.before/after` keep their zeros, as in the JSON output).
+    let mtime = content["file"]["mtime"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{content}"));
+    assert!(!mtime.starts_with("1970"), "{content}");
+    for d in &docs {
+        let mut c = Vec::new();
+        values_of(&d["file"], "ctime", &mut c);
+        values_of(&d["file"], "inode", &mut c);
+        assert!(c.is_empty(), "a tar member has no ctime or inode: {d}");
+    }
+}
