@@ -12,6 +12,7 @@
 //! [`View`] implements [`ldconf::ConfSource`], so `ld.so.conf` and its
 //! includes are parsed by the same code as a real root's.
 
+mod hold;
 pub mod records;
 
 use std::collections::BTreeMap;
@@ -884,37 +885,37 @@ fn apply_tar(
         } else if ty.is_file() || ty == tar::EntryType::Continuous {
             let size = e.size();
             let keep = path.starts_with(b"/etc/") && size <= KEEP_CAP;
-            // The whole content while it streams (bounded), for the
-            // facts; else the first bytes, for the class.
-            let whole = size <= FACTS_CAP;
+            // As little as the facts need, decided from the first bytes
+            // (`hold`): everything, the first bytes, or the ranges the ELF
+            // parser reads.
             held.clear();
+            let mut hold = hold::Holding::new(&path, size, keep);
             let mut hasher = blake3::Hasher::new();
             loop {
                 let n = e.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
-                let chunk = &buf[..n];
-                hasher.update(chunk);
-                let room = if whole {
-                    (FACTS_CAP as usize).saturating_sub(held.len())
-                } else {
-                    HEAD.saturating_sub(held.len())
-                };
-                held.extend_from_slice(&chunk[..n.min(room)]);
+                hasher.update(&buf[..n]);
+                hold.feed(&buf[..n], &mut held);
             }
-            let class = FileClass::sniff(&held[..held.len().min(HEAD)]);
-            let facts = if whole {
-                crate::inspect::facts_of_bytes(&path, class, &held).map(Arc::new)
-            } else {
-                None
-            };
+            let (class, facts, warning) = hold.finish(&held);
+            if let Some(w) = warning {
+                warnings.push(format!("layer {}: {w}", layer + 1));
+            }
+            let facts = facts.map(Arc::new);
+            let data = keep.then(|| held.clone());
+            // One member's bytes are not kept for the next: a large one
+            // held whole gives its memory back.
+            if held.capacity() > hold::SPARSE_HEAD {
+                held = Vec::new();
+            }
             Kind::File {
                 size,
                 blake3: *hasher.finalize().as_bytes(),
                 class,
                 facts,
-                data: keep.then(|| held.clone()),
+                data,
             }
         } else if matches!(
             ty,
