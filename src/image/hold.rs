@@ -27,6 +27,8 @@ const SPARSE_MIN: u64 = 2 << 20;
 /// Parser runs on one object before giving up on holding it in ranges.
 const MAX_ROUNDS: usize = 64;
 
+// One lives per member while it streams: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Mode {
     /// Until the first bytes say what the file is.
     Undecided,
