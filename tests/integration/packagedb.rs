@@ -507,7 +507,7 @@ fn clean_image_is_quiet_and_a_tampered_layer_is_refused() {
     let (code, _, err) = image_run(&t, &oci, &["watch"]);
     assert_ne!(code, 0);
     assert!(
-        err.contains("--image works with paths, audit, init and check"),
+        err.contains("--image works with paths, audit, init, check"),
         "{err}"
     );
 }
