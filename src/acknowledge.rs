@@ -95,7 +95,9 @@ impl Ack {
     fn decode(k: &[u8], v: &[u8]) -> Option<Ack> {
         let rest = k.strip_prefix(ACK_PREFIX)?;
         let kind_end = rest.iter().position(|&b| b == 0)?;
-        let kind = kind_named(std::str::from_utf8(&rest[..kind_end]).ok()?)?;
+        let name = std::str::from_utf8(&rest[..kind_end]).ok()?;
+        let kind =
+            kind_named(name).or_else(|| (name == Kind::Removed.name()).then_some(Kind::Removed))?;
         let rest = &rest[kind_end + 1..];
         // Paths hold no NUL: the first one ends it; the state may hold any.
         let path_end = rest.iter().position(|&b| b == 0)?;
@@ -185,6 +187,35 @@ impl Acks {
         }
         let (path, state) = subject(f, records);
         self.by_subject.get(&(f.kind, path, state))
+    }
+
+    /// Like [`Acks::find`], for a standing fact of an image that has a
+    /// change's kind: a library deleted by a whiteout in an upper layer
+    /// (`removed`). Only the image commands ask this, for the findings of
+    /// their audit, never for a diff's.
+    pub fn find_standing(&self, f: &Finding, records: &[Record]) -> Option<&Ack> {
+        if f.kind != Kind::Removed {
+            return self.find(f, records);
+        }
+        let (path, state) = subject(f, records);
+        self.by_subject.get(&(f.kind, path, state))
+    }
+
+    /// Like [`Acks::accept`], for the findings [`Acks::find_standing`]
+    /// knows.
+    pub fn accept_standing(&mut self, f: &Finding, records: &[Record], by: &str, at: i64) -> bool {
+        if f.kind != Kind::Removed {
+            return self.accept(f, records, by, at);
+        }
+        let (path, state) = subject(f, records);
+        self.insert(Ack {
+            kind: f.kind,
+            path,
+            state,
+            by: by.to_string(),
+            at,
+        });
+        true
     }
 
     /// Acknowledges `f` in its current state; false when its kind cannot

@@ -73,8 +73,9 @@ pub struct Global {
     #[arg(long, global = true, value_name = "N")]
     pub io_threads: Option<usize>,
     /// A container image to read in place instead of a root: an OCI image
-    /// layout directory or a `docker save` archive (`paths`, `audit`,
-    /// `init`, `check`).
+    /// layout directory or a `docker save` archive, optionally with a tag
+    /// (`DIR:TAG`, `FILE.tar:NAME:TAG`) (`paths`, `audit`, `init`,
+    /// `check`, `update`, `accept`, `export`).
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "root")]
     pub image: Option<PathBuf>,
     /// Also report the findings of check, audit and watch to the Windows
@@ -83,10 +84,15 @@ pub struct Global {
     #[arg(long, global = true)]
     pub eventlog: bool,
     /// With --image: the name of the image's baseline [default: the
-    /// image's digest]; `check --image NEW --name OLD` judges NEW against
-    /// OLD's baseline
-    #[arg(long, global = true, value_name = "NAME", requires = "image")]
+    /// image's id, the digest of its config]; `check --image NEW --name
+    /// OLD` judges NEW against OLD's baseline
+    #[arg(long, global = true, value_name = "NAME")]
     pub name: Option<String>,
+    /// With --image: which image of a layout or archive holding several
+    /// (an OCI `ref.name`, a docker `RepoTags` entry); `--image PATH:TAG`
+    /// says the same
+    #[arg(long, global = true, value_name = "TAG", requires = "image")]
+    pub tag: Option<String>,
 }
 
 /// `--format`: how findings are written; for `export`, which allowlist.
@@ -193,6 +199,9 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// List the image baselines (`init --image`) of this baseline
+    /// directory: name, image id, tags, generation, date
+    Images,
     /// Audit the loader: preload list, configuration, writable paths,
     /// RPATH/RUNPATH, the loader itself, environment files, running
     /// processes (needs no baseline)

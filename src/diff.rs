@@ -74,6 +74,18 @@ pub fn is_loader_name(name: &[u8]) -> bool {
 }
 
 /// Compares `before` and `after` (both sorted by path, unique).
+/// The kinds [`diff`] reports: what changed against a baseline (the rest
+/// are standing findings of the judges).
+pub const KINDS: [Kind; 7] = [
+    Kind::Added,
+    Kind::Removed,
+    Kind::Type,
+    Kind::Link,
+    Kind::Content,
+    Kind::Unverified,
+    Kind::Metadata,
+];
+
 pub fn diff(before: &[Record], after: &[Record], cls: &Classifier) -> Vec<Finding> {
     let mut out = Vec::new();
     let (mut i, mut j) = (0, 0);

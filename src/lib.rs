@@ -71,9 +71,44 @@ pub fn run(cli: &Cli) -> Result<i32> {
                 *force,
                 sign_with.as_deref(),
             ),
-            Command::Check { against: None, .. } => {
-                commands::image::check(&settings()?, image, cli.global.name.as_deref())
+            Command::Check {
+                against: None, all, ..
+            } => commands::image::check(&settings()?, image, cli.global.name.as_deref(), *all),
+            Command::Update {
+                paranoid,
+                sign_with,
+                unsigned,
+                package_updates,
+                dry_run,
+                yes,
+                syslog,
+                paths,
+            } => commands::imageops::update(
+                &settings()?,
+                image,
+                cli.global.name.as_deref(),
+                &commands::update::Options {
+                    paranoid: *paranoid,
+                    sign_with: sign_with.as_deref(),
+                    unsigned: *unsigned,
+                    package_updates: *package_updates,
+                    dry_run: *dry_run,
+                    yes: *yes,
+                    syslog,
+                },
+                paths,
+            ),
+            Command::Accept(args) => {
+                commands::imageops::accept(&settings()?, image, cli.global.name.as_deref(), args)
             }
+            Command::Export { sign_with, output } => commands::imageops::export(
+                &settings()?,
+                Some(image),
+                cli.global.name.as_deref(),
+                sign_with.as_deref(),
+                output.as_deref(),
+                cli.global.format,
+            ),
             Command::Check {
                 against: Some(_), ..
             } => Err(error::Error::Usage(
@@ -81,7 +116,24 @@ pub fn run(cli: &Cli) -> Result<i32> {
                     .into(),
             )),
             _ => Err(error::Error::Usage(
-                "--image works with paths, audit, init and check".into(),
+                "--image works with paths, audit, init, check, update, accept and export".into(),
+            )),
+        };
+    }
+    if let Some(name) = &cli.global.name {
+        // Only an image baseline has a name; `export --name` reads one
+        // without the image at hand.
+        return match &cli.command {
+            Command::Export { sign_with, output } => commands::imageops::export(
+                &settings()?,
+                None,
+                Some(name),
+                sign_with.as_deref(),
+                output.as_deref(),
+                cli.global.format,
+            ),
+            _ => Err(error::Error::Usage(
+                "--name names an image baseline: give --image too (or use `export --name`)".into(),
             )),
         };
     }
@@ -126,6 +178,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             cli.global.format,
         ),
         Command::Audit => commands::audit::run(&settings()?),
+        Command::Images => commands::imageops::list(&settings()?),
         Command::Watch(args) => commands::watch::run(&settings()?, args),
         Command::Service(cmd) => commands::service::run(&cli.global, cmd),
         Command::Bench(args) => commands::bench::run(&settings()?, args, &cli.global),

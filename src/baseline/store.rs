@@ -140,8 +140,23 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_or_unreadable(path, "read baseline", e)),
         }
+        // An image's store sits in `<db>/images/`: that directory (and the
+        // baseline directory, when this creates it) is as private as each
+        // store, or the image names would be listed to every user.
+        let images = path
+            .parent()
+            .filter(|p| p.file_name().is_some_and(|n| n == IMAGES_DIR));
+        let db_new = images
+            .and_then(|i| i.parent())
+            .filter(|d| !d.as_os_str().is_empty() && !d.exists());
         std::fs::create_dir_all(path).map_err(|e| Error::io("create baseline dir", path, e))?;
         restrict_dir(path);
+        if let Some(i) = images {
+            restrict_dir(i);
+        }
+        if let Some(d) = db_new {
+            restrict_dir(d);
+        }
         let lock = lock::acquire(path, LOCK_WAIT)?;
         if !force {
             // Another init may have finished while this one waited.

@@ -21,16 +21,16 @@ use crate::sys::OsStrExt;
 const SHOW_CRITICAL: usize = 5;
 
 /// What the command line selects.
-struct Selection {
-    kinds: Vec<crate::finding::Kind>,
+pub(super) struct Selection {
+    pub(super) kinds: Vec<crate::finding::Kind>,
     /// Literal paths: a finding at or below one is selected.
     prefixes: Vec<Vec<u8>>,
     globs: globset::GlobSet,
-    any_named: bool,
+    pub(super) any_named: bool,
 }
 
 impl Selection {
-    fn parse(a: &AcceptArgs) -> Result<Selection> {
+    pub(super) fn parse(a: &AcceptArgs) -> Result<Selection> {
         let mut kinds = Vec::new();
         for k in a.kinds.iter().flat_map(|k| k.split(',')) {
             let k = k.trim();
@@ -88,11 +88,11 @@ impl Selection {
         })
     }
 
-    fn kind_ok(&self, f: &Finding) -> bool {
+    pub(super) fn kind_ok(&self, f: &Finding) -> bool {
         self.kinds.is_empty() || self.kinds.contains(&f.kind)
     }
 
-    fn path_ok(&self, f: &Finding) -> bool {
+    pub(super) fn path_ok(&self, f: &Finding) -> bool {
         if !self.any_named {
             return true;
         }

@@ -85,7 +85,7 @@ fn run_allowlist(s: &Config, output: Option<&Path>, format: FormatArg) -> Result
     Ok(0)
 }
 
-fn write_out(output: Option<&Path>, text: &str) -> Result<()> {
+pub(super) fn write_out(output: Option<&Path>, text: &str) -> Result<()> {
     match output {
         Some(p) => std::fs::write(p, text).map_err(|e| Error::io("write export", p, e))?,
         None => {

@@ -18,20 +18,33 @@ use crate::error::{Error, Result};
 use crate::escape;
 use crate::finding::{self, Finding, Kind, Severity};
 use crate::formats::elf::is_so_name;
-use crate::formats::ldconf;
-use crate::image::{self, Image};
+use crate::image::{self, records, Image};
 use crate::imagejudge;
 use crate::output::{self, messages, Format};
 use crate::pipeline::{Judges, Reference};
-use crate::searchpaths::TRUSTED_DIRS;
 
 /// Environment variables of an image config that change what the loader
 /// loads in every container started from it.
 const LOADER_ENV: [&str; 3] = ["LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH"];
 
-fn open(path: &Path) -> Result<Image> {
-    let img =
-        Image::open(path).map_err(|e| Error::Usage(format!("image {}: {e}", path.display())))?;
+/// The image `--image` (and `--tag`) names: the path, and the tag given
+/// either way (both, differing, is a usage error).
+pub(super) fn image_ref(s: &Config, arg: &Path) -> Result<(std::path::PathBuf, Option<String>)> {
+    let (path, tag) = image::split_ref(arg);
+    match (tag, s.image_tag.clone()) {
+        (Some(a), Some(b)) if a != b => Err(Error::Usage(format!(
+            "--image {} names tag {a:?}, --tag says {b:?}",
+            arg.display()
+        ))),
+        (a, b) => Ok((path, a.or(b))),
+    }
+}
+
+pub(super) fn open(s: &Config, arg: &Path) -> Result<Image> {
+    let (path, tag) = image_ref(s, arg)?;
+    let path = path.as_path();
+    let img = Image::open_tagged(path, tag.as_deref())
+        .map_err(|e| Error::Usage(format!("image {}: {e}", path.display())))?;
     let blob: u64 = img.layers.iter().map(|l| l.blob_bytes).sum();
     let tar: u64 = img.layers.iter().map(|l| l.tar_bytes).sum();
     let kinds: Vec<&str> = img.layers.iter().map(|l| l.compression.name()).collect();
@@ -56,87 +69,19 @@ fn open(path: &Path) -> Result<Image> {
     Ok(img)
 }
 
-/// The search directories of the image: the trusted ones, then those its
-/// `ld.so.conf` names, with where each comes from.
-fn search_dirs(img: &Image) -> (Vec<(String, Vec<String>)>, ldconf::LdConf) {
-    let conf = ldconf::parse(&*img.view, Path::new("/etc/ld.so.conf"));
-    let mut dirs: Vec<(String, Vec<String>)> = Vec::new();
-    let mut add = |d: String, origin: String| match dirs.iter_mut().find(|(p, _)| *p == d) {
-        Some((_, o)) => o.push(origin),
-        None => dirs.push((d, vec![origin])),
-    };
-    for d in &conf.dirs {
-        add(
-            d.dir.display().to_string(),
-            format!("{}:{}", d.file.display(), d.line),
-        );
-    }
-    for d in TRUSTED_DIRS {
-        add(d.to_string(), "trusted".into());
-    }
-    (dirs, conf)
+fn layer_of(img: &Image, path: &[u8]) -> Option<usize> {
+    img.view.nodes.get(path).map(|n| n.layer + 1)
 }
 
-fn layer_of(img: &Image, path: &str) -> Option<usize> {
-    img.view.get(path.as_bytes()).map(|n| n.layer + 1)
-}
-
+/// `paths --image`: the search dirs and loader files `init --image`
+/// monitors ([`records::search_paths`]), with their origins and the layer
+/// each file comes from, then the loader variables of the image config.
 pub fn paths(s: &Config, path: &Path) -> Result<i32> {
-    let img = open(path)?;
-    let (dirs, conf) = search_dirs(&img);
+    let img = open(s, path)?;
+    let sp = records::search_paths(&img.view);
     let mut out = std::io::stdout().lock();
     let mut print = || -> std::io::Result<()> {
-        for (d, origins) in &dirs {
-            let exists = img
-                .view
-                .get(d.as_bytes())
-                .is_some_and(|n| n.kind == image::Kind::Dir);
-            match s.format {
-                Format::Json | Format::Ecs => writeln!(
-                    out,
-                    "{}",
-                    json!({"path": escape::for_json(d.as_bytes()), "kind": "dir",
-                           "origins": origins, "exists": exists})
-                )?,
-                Format::Human => writeln!(
-                    out,
-                    "{:<40} {}{}",
-                    escape::for_terminal(d.as_bytes()),
-                    escape::for_terminal(origins.join(", ").as_bytes()),
-                    if exists { "" } else { " (missing)" }
-                )?,
-            }
-        }
-        let mut files: Vec<(String, String)> = conf
-            .files
-            .iter()
-            .map(|f| (f.display().to_string(), "ld.so.conf".to_string()))
-            .collect();
-        if !files.iter().any(|(f, _)| f == "/etc/ld.so.conf") {
-            files.insert(0, ("/etc/ld.so.conf".into(), "ld.so.conf".into()));
-        }
-        files.push((preload::PRELOAD.into(), "preload".into()));
-        for (f, origin) in &files {
-            let layer = layer_of(&img, f);
-            match s.format {
-                Format::Json | Format::Ecs => writeln!(
-                    out,
-                    "{}",
-                    json!({"path": escape::for_json(f.as_bytes()), "kind": "file",
-                           "origins": [origin], "exists": layer.is_some(), "layer": layer})
-                )?,
-                Format::Human => writeln!(
-                    out,
-                    "{:<40} {}{}",
-                    escape::for_terminal(f.as_bytes()),
-                    origin,
-                    match layer {
-                        Some(l) => format!(" (layer {l})"),
-                        None => " (absent)".into(),
-                    }
-                )?,
-            }
-        }
+        super::paths::print(&mut out, &sp, s.format, &|p| layer_of(&img, p))?;
         for e in &img.env {
             let Some((k, v)) = e.split_once('=') else {
                 continue;
@@ -166,7 +111,7 @@ pub fn paths(s: &Config, path: &Path) -> Result<i32> {
         }
         _ => {}
     }
-    conf.warnings.iter().for_each(|w| messages::warning(w));
+    sp.warnings.iter().for_each(|w| messages::warning(w));
     Ok(0)
 }
 
@@ -245,7 +190,7 @@ pub fn findings(img: &Image) -> Vec<Finding> {
 /// The host's judges on the image ([`imagejudge`]), their findings with
 /// the image's own ([`findings`]: the config's `Env`, whiteouts) added,
 /// each said once.
-fn judged(
+pub(super) fn judged(
     s: &Config,
     img: &Image,
     name: &str,
@@ -287,7 +232,7 @@ fn image_label(name: &str) -> String {
 /// `audit --image PATH`: the image's loader configuration, provenance and
 /// the loader audit, with the judges of a host's `audit`.
 pub fn audit(s: &Config, path: &Path) -> Result<i32> {
-    let img = open(path)?;
+    let img = open(s, path)?;
     let name = img.id.clone();
     let (j, f) = judged(s, &img, &name, Reference::Nothing, Judges::AUDIT)?;
     let mut context = serde_json::Map::new();
@@ -303,15 +248,15 @@ pub fn audit(s: &Config, path: &Path) -> Result<i32> {
 }
 
 /// The extra pairs of an image generation: what image it was built from.
-const IMAGE_PREFIX: &[u8] = b"i\0";
+pub(super) const IMAGE_PREFIX: &[u8] = b"i\0";
 
 /// The root an image baseline is recorded for: its name, so the baseline
 /// of one name never judges another by accident.
-fn image_root(name: &str) -> Vec<u8> {
+pub(super) fn image_root(name: &str) -> Vec<u8> {
     format!("image:{name}").into_bytes()
 }
 
-fn image_pairs(img: &Image, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(super) fn image_pairs(img: &Image, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     let layers: Vec<&str> = img.layers.iter().map(|l| l.digest.as_str()).collect();
     let mut v: Vec<(Vec<u8>, Vec<u8>)> = [
         ("format", img.format.to_string()),
@@ -327,7 +272,7 @@ fn image_pairs(img: &Image, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     v
 }
 
-fn pair<'a>(extra: &'a [(Vec<u8>, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
+pub(super) fn pair<'a>(extra: &'a [(Vec<u8>, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
     let k = [IMAGE_PREFIX, key.as_bytes()].concat();
     extra
         .iter()
@@ -335,15 +280,40 @@ fn pair<'a>(extra: &'a [(Vec<u8>, Vec<u8>)], key: &str) -> Option<&'a [u8]> {
         .map(|(_, v)| v.as_slice())
 }
 
-fn location(s: &Config, img: &Image, name: Option<&str>) -> Result<(String, baseline::Location)> {
-    let name = name.unwrap_or(&img.id).to_string();
-    let loc = s.baseline.for_image(&name).map_err(|e| {
-        Error::Usage(format!(
-            "--name {}: {e}",
-            escape::for_terminal(name.as_bytes())
-        ))
-    })?;
-    Ok((name, loc))
+/// The name and location of an image's baseline: `name`, or by default
+/// the image id. A baseline older versions wrote under an OCI image's
+/// manifest digest (`legacy`) is used when none exists under its id yet,
+/// with a note saying how to move it.
+pub(super) fn location(
+    s: &Config,
+    id: &str,
+    legacy: Option<&str>,
+    name: Option<&str>,
+) -> Result<(String, baseline::Location)> {
+    let at = |name: &str| {
+        s.baseline.for_image(name).map_err(|e| {
+            Error::Usage(format!(
+                "--name {}: {e}",
+                escape::for_terminal(name.as_bytes())
+            ))
+        })
+    };
+    if let Some(n) = name {
+        return Ok((n.to_string(), at(n)?));
+    }
+    let loc = at(id)?;
+    if let Some(old) = legacy.filter(|_| !loc.db.exists()) {
+        let old_loc = at(old)?;
+        if old_loc.db.exists() {
+            messages::info(&format!(
+                "image baseline found under the manifest digest {old} (as older versions \
+                 named OCI images); the image id {id} names it from now on: `init --image \
+                 ... --force` writes it there, or pass --name {old} to keep using this one"
+            ));
+            return Ok((old.to_string(), old_loc));
+        }
+    }
+    Ok((id.to_string(), loc))
 }
 
 /// The layer (1-based) a finding's path comes from: the one that put it
@@ -361,13 +331,25 @@ fn layer_of_finding(img: &Image, f: &Finding) -> Option<usize> {
     img.view.nodes.get(&f.path).map(|n| n.layer + 1)
 }
 
-fn emit_image(
+pub(super) fn emit_image(
     s: &Config,
     img: &Image,
     findings: &[Finding],
     context: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<()> {
-    let items: Vec<output::Marked> = findings
+    emit_image_with(s, img, findings, &[], context)
+}
+
+/// [`emit_image`] with acknowledged findings sorted in, marked as the
+/// host's `check --all` marks them.
+pub(super) fn emit_image_with(
+    s: &Config,
+    img: &Image,
+    findings: &[Finding],
+    acknowledged: &[(Finding, crate::acknowledge::Ack)],
+    context: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let mut items: Vec<output::Marked> = findings
         .iter()
         .map(|f| {
             let mut m = output::Marked::plain(f);
@@ -378,6 +360,20 @@ fn emit_image(
             m
         })
         .collect();
+    for (f, a) in acknowledged {
+        let at = baseline::verify::utc(a.at);
+        let mut m = output::Marked::plain(f);
+        if let Some(l) = layer_of_finding(img, f) {
+            m.fields.insert("layer".into(), l.into());
+        }
+        m.fields.insert("acknowledged".into(), true.into());
+        m.fields
+            .insert("acknowledged_by".into(), a.by.clone().into());
+        m.fields.insert("acknowledged_at".into(), at.clone().into());
+        m.tag = Some(format!("acknowledged by {} at {at}", a.by));
+        items.push(m);
+    }
+    items.sort_by(|a, b| output::order(a.finding, b.finding));
     let mut out = std::io::stdout().lock();
     output::write_marked(&mut out, &items, s.format, context)
         .map_err(|e| Error::io("write", "stdout", e))
@@ -394,8 +390,8 @@ pub fn init(
     sign_with: Option<&Path>,
 ) -> Result<i32> {
     let key = sign_with.map(baseline::signing::load_secret).transpose()?;
-    let img = open(path)?;
-    let (name, loc) = location(s, &img, name)?;
+    let img = open(s, path)?;
+    let (name, loc) = location(s, &img.id, None, name)?;
     let store = baseline::create(&loc, force)?;
     let (j, f) = judged(s, &img, &name, Reference::Nothing, Judges::STANDING)?;
     let m = &j.monitored;
@@ -441,15 +437,18 @@ pub fn init(
 /// `check --image PATH [--name NAME]`: the image against the baseline of
 /// NAME (by default its own digest), with the diff of a host's `check`,
 /// plus its audit findings; exit bits as `check`.
-pub fn check(s: &Config, path: &Path, name: Option<&str>) -> Result<i32> {
-    let img = open(path)?;
-    let (name, loc) = location(s, &img, name)?;
+pub fn check(s: &Config, path: &Path, name: Option<&str>, all: bool) -> Result<i32> {
+    let img = open(s, path)?;
+    let (name, loc) = location(s, &img.id, img.manifest_digest.as_deref(), name)?;
     let (base, notes) = baseline::load(&loc, &image_root(&name))?;
     messages::notes(&notes);
     // The judges of a host's `check`: the diff against the image's
     // baseline, provenance, the audit.
     let (j, f) = judged(s, &img, &name, Reference::Baseline(&base), Judges::ALL)?;
     let m = &j.monitored;
+    // What `accept --image` acknowledged is silent (shown with --all).
+    let (mut f, acked) = super::imageops::split_acknowledged(&base.extra, &m.records, f);
+    f.sort_by(output::order);
     let mut context = serde_json::Map::new();
     context.insert("image".into(), img.id.clone().into());
     context.insert("image_name".into(), name.clone().into());
@@ -462,13 +461,15 @@ pub fn check(s: &Config, path: &Path, name: Option<&str>) -> Result<i32> {
             "image": pair(&base.extra, "id").map(|v| String::from_utf8_lossy(v).into_owned()),
         }),
     );
-    emit_image(s, &img, &f, &context)?;
+    let shown: &[(Finding, crate::acknowledge::Ack)] = if all { &acked } else { &[] };
+    emit_image_with(s, &img, &f, shown, &context)?;
     messages::status(&format!(
-        "libwarden check --image: {} records; {}; against image baseline {} {}",
+        "libwarden check --image: {} records; {}; against image baseline {} {}{}",
         m.records.len(),
         output::count_by_kind(&f),
         escape::for_terminal(name.as_bytes()),
-        base.describe()
+        base.describe(),
+        super::acknowledged_tail(acked.len(), all)
     ));
     Ok(finding::exit_bits(&f))
 }

@@ -11,6 +11,7 @@ pub mod export;
 pub mod generate;
 pub mod guard;
 pub mod image;
+pub mod imageops;
 pub mod init;
 pub mod keygen;
 pub mod paths;

@@ -14,7 +14,7 @@ use crate::searchpaths::SearchPaths;
 pub fn run(s: &Config) -> Result<i32> {
     let (sp, _) = s.plan.resolve();
     let mut out = std::io::stdout().lock();
-    let r = print(&mut out, &sp, s.format);
+    let r = print(&mut out, &sp, s.format, &|_| None);
     match r {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(Error::io("write", "stdout", e))
@@ -31,7 +31,14 @@ fn bytes(p: &std::path::Path) -> &[u8] {
     p.as_os_str().as_bytes()
 }
 
-fn print(out: &mut dyn Write, sp: &SearchPaths, format: Format) -> std::io::Result<()> {
+/// Writes the dirs and files of `sp`; `layer` says which layer of an
+/// image a file comes from (`None` on a host), shown when known.
+pub(super) fn print(
+    out: &mut dyn Write,
+    sp: &SearchPaths,
+    format: Format,
+    layer: &dyn Fn(&[u8]) -> Option<usize>,
+) -> std::io::Result<()> {
     for d in &sp.dirs {
         let origins: Vec<String> = d.origins.iter().map(|o| o.to_string()).collect();
         match format {
@@ -83,14 +90,18 @@ fn print(out: &mut dyn Write, sp: &SearchPaths, format: Format) -> std::io::Resu
         }
     }
     for f in &sp.files {
+        let layer = layer(bytes(&f.path));
         match format {
             Format::Json | Format::Ecs => {
-                let v = json!({
+                let mut v = json!({
                     "path": escape::for_json(bytes(&f.path)),
                     "kind": "file",
                     "origins": [f.origin.to_string()],
                     "exists": f.exists,
                 });
+                if let Some(l) = layer {
+                    v["layer"] = l.into();
+                }
                 writeln!(out, "{v}")?;
             }
             Format::Human => writeln!(
@@ -98,7 +109,11 @@ fn print(out: &mut dyn Write, sp: &SearchPaths, format: Format) -> std::io::Resu
                 "{:<40} {}{}",
                 escape::for_terminal(bytes(&f.path)),
                 escape::for_terminal(f.origin.to_string().as_bytes()),
-                if f.exists { "" } else { " (absent)" }
+                match (f.exists, layer) {
+                    (false, _) => " (absent)".to_string(),
+                    (true, Some(l)) => format!(" (layer {l})"),
+                    (true, None) => String::new(),
+                }
             )?,
         }
     }

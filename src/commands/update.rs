@@ -179,7 +179,7 @@ pub fn run(s: &Config, o: &Options, paths: &[PathBuf]) -> Result<i32> {
 }
 
 /// Why a bare `update` will not accept `critical` findings (not empty).
-fn refuse_critical(critical: &[&crate::finding::Finding]) -> String {
+pub(super) fn refuse_critical(critical: &[&crate::finding::Finding]) -> String {
     let mut named: Vec<String> = critical
         .iter()
         .take(SHOW_CRITICAL)
@@ -216,17 +216,41 @@ pub(super) fn hold(
     baseline::Baseline,
     Option<ed25519_dalek::SigningKey>,
 )> {
+    let root = s.plan.root.host().as_os_str().as_bytes();
+    hold_at(
+        &s.baseline,
+        root,
+        sign_with,
+        unsigned,
+        dry_run,
+        unsigned_refused,
+    )
+}
+
+/// [`hold`] for the baseline at `at`, recorded for `root` (an image's
+/// baseline: `image:NAME`).
+pub(super) fn hold_at(
+    at: &baseline::Location,
+    root: &[u8],
+    sign_with: Option<&Path>,
+    unsigned: bool,
+    dry_run: bool,
+    unsigned_refused: &str,
+) -> Result<(
+    baseline::store::Store,
+    baseline::Baseline,
+    Option<ed25519_dalek::SigningKey>,
+)> {
     let key = sign_with.map(baseline::signing::load_secret).transpose()?;
-    if unsigned && s.baseline.verify_key.is_some() {
+    if unsigned && at.verify_key.is_some() {
         return Err(Error::Usage(unsigned_refused.into()));
     }
     let verify_key = key.as_ref().map(|k| k.verifying_key());
     let loc = baseline::Location {
         restart_signing: key.is_some(),
-        ..s.baseline.clone()
+        ..at.clone()
     };
     let (store, base, mut notes) = baseline::load_held(&loc, verify_key.as_ref())?;
-    let root = s.plan.root.host().as_os_str().as_bytes();
     notes.extend(baseline::verify::root(&loc, &base.meta, root)?);
     if !dry_run {
         signing_kept(&base.meta, key.is_some(), unsigned, &mut notes)?;
@@ -359,7 +383,7 @@ fn select_key(s: &Config, p: &Path) -> Result<Vec<u8>> {
 }
 
 /// `path` equals `sel` or lies below it.
-fn is_within(path: &[u8], sel: &[u8]) -> bool {
+pub(super) fn is_within(path: &[u8], sel: &[u8]) -> bool {
     sel == b"/" || path == sel || (path.starts_with(sel) && path.get(sel.len()) == Some(&b'/'))
 }
 

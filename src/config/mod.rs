@@ -35,6 +35,8 @@ pub struct Config {
     pub rescan_interval: Option<std::time::Duration>,
     /// `--eventlog`: findings also to the Windows event log.
     pub eventlog: bool,
+    /// `--tag`: which image of an `--image` holding several.
+    pub image_tag: Option<String>,
 }
 
 impl Config {
@@ -149,6 +151,7 @@ impl Config {
             io_set,
             rescan_interval,
             eventlog: g.eventlog,
+            image_tag: g.tag.clone(),
         })
     }
 

@@ -20,6 +20,7 @@
 //! the files asked for: which files a package database owns is only known
 //! once every layer is applied.
 
+mod hold;
 pub mod records;
 
 use std::collections::BTreeMap;
@@ -134,9 +135,11 @@ pub struct Layer {
 pub struct Image {
     /// `oci` or `docker-archive`.
     pub format: &'static str,
-    /// The manifest's digest (OCI) or the config's (docker archive): what
-    /// identifies this image.
+    /// The digest of the image config (the image id): what identifies
+    /// this image, whichever format holds it.
     pub id: String,
+    /// The OCI manifest's digest (`None` for a docker archive).
+    pub manifest_digest: Option<String>,
     pub tags: Vec<String>,
     pub layers: Vec<Layer>,
     /// `Env` of the image config (`LD_PRELOAD` there is a hijack of every
@@ -215,19 +218,164 @@ fn open_nofollow(p: &Path) -> std::io::Result<std::fs::File> {
     Ok(f)
 }
 
+/// Which image a file holds (or the one chosen of several), read from
+/// its index or `manifest.json` and config alone, no layer.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `oci` or `docker-archive`.
+    pub format: &'static str,
+    /// The digest of the image config: the image id, the same for an OCI
+    /// layout and the `docker save` archive of it.
+    pub id: String,
+    /// The OCI manifest's digest (what older versions named an OCI image
+    /// by), `None` for a docker archive.
+    pub manifest_digest: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// An image found, before its layers are read.
+struct Located {
+    identity: Identity,
+    config: Vec<u8>,
+    layers: Vec<(String, Blob)>,
+}
+
+/// The OCI annotation naming a manifest of a layout (what `umoci` and
+/// `skopeo` write for `oci:DIR:TAG`).
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// Splits an `--image` argument into the image's path and a tag, as
+/// `skopeo` and `umoci` users write them: `DIR:TAG`, `FILE.tar:NAME:TAG`,
+/// optionally with the transport first (`oci:DIR:TAG`,
+/// `docker-archive:FILE:NAME:TAG`). A path that exists as given is never
+/// split (a `:` may be part of a file name); otherwise the shortest
+/// existing prefix before a `:` is the path and the rest the tag.
+pub fn split_ref(arg: &Path) -> (PathBuf, Option<String>) {
+    if arg.exists() {
+        return (arg.to_path_buf(), None);
+    }
+    let Some(s) = arg.to_str() else {
+        return (arg.to_path_buf(), None);
+    };
+    let s = ["oci:", "docker-archive:", "oci-archive:"]
+        .iter()
+        .find_map(|t| s.strip_prefix(t))
+        .filter(|rest| !Path::new(s).exists() && !rest.is_empty())
+        .unwrap_or(s);
+    for (i, _) in s.match_indices(':') {
+        let (p, tag) = (&s[..i], &s[i + 1..]);
+        if !p.is_empty() && !tag.is_empty() && Path::new(p).exists() {
+            return (PathBuf::from(p), Some(tag.to_string()));
+        }
+    }
+    (PathBuf::from(s), None)
+}
+
+/// Whether a docker `RepoTags` entry is what a user means by `tag`:
+/// exactly, or with the registry defaults Docker adds
+/// (`docker.io/library/`, `:latest`).
+fn repo_tag_matches(repo_tag: &str, tag: &str) -> bool {
+    let short = |t: &str| -> String {
+        let t = t
+            .strip_prefix("docker.io/library/")
+            .or_else(|| t.strip_prefix("docker.io/"))
+            .unwrap_or(t);
+        let last = t.rsplit('/').next().unwrap_or(t);
+        if last.contains(':') || last.contains('@') {
+            t.to_string()
+        } else {
+            format!("{t}:latest")
+        }
+    };
+    repo_tag == tag || short(repo_tag) == short(tag)
+}
+
+/// The refusal for a file holding several images and no choice made.
+fn ambiguous(what: &str, tags: &[String]) -> ImageError {
+    ImageError::Format(format!(
+        "{what} holds {} images: choose one with --image PATH:TAG or --tag TAG (tags: {})",
+        tags.len(),
+        tags.join(", ")
+    ))
+}
+
+fn no_tag(what: &str, tag: &str, tags: &[String]) -> ImageError {
+    ImageError::Format(format!(
+        "{what} has no image tagged {tag:?} (tags: {})",
+        if tags.is_empty() {
+            "none".to_string()
+        } else {
+            tags.join(", ")
+        }
+    ))
+}
+
+/// The manifest of an OCI index the user asked for: by `tag` (its
+/// `ref.name`), else the only image, else (platform variants of one
+/// image) linux/amd64 or the first. Several differently named images
+/// and no tag are refused, listing the tags.
+fn choose_oci(index: &oci::Index, tag: Option<&str>) -> Result<oci::Descriptor, ImageError> {
+    let name = |d: &oci::Descriptor| {
+        d.annotations
+            .as_ref()
+            .and_then(|a| a.get(REF_NAME))
+            .cloned()
+    };
+    let mut tags: Vec<String> = index.manifests.iter().filter_map(name).collect();
+    tags.dedup();
+    if let Some(t) = tag {
+        return index
+            .manifests
+            .iter()
+            .find(|d| name(d).as_deref() == Some(t))
+            .cloned()
+            .ok_or_else(|| no_tag("the OCI layout", t, &tags));
+    }
+    let mut digests: Vec<&str> = index.manifests.iter().map(|d| d.digest.as_str()).collect();
+    digests.sort_unstable();
+    digests.dedup();
+    let variants = index.manifests.iter().all(|d| d.platform.is_some());
+    if digests.len() > 1 && !variants {
+        let listed: Vec<String> = index
+            .manifests
+            .iter()
+            .map(|d| name(d).unwrap_or_else(|| format!("(untagged {})", d.digest)))
+            .collect();
+        return Err(ambiguous("the OCI layout", &listed));
+    }
+    pick(index)
+}
+
 impl Image {
     /// Opens the image at `path`: an OCI layout directory (with
-    /// `index.json`) or a `docker save` tar (with `manifest.json`).
+    /// `index.json`) or a `docker save` tar (with `manifest.json`). A file
+    /// holding several images is refused (see [`Image::open_tagged`]).
     pub fn open(path: &Path) -> Result<Image, ImageError> {
+        Self::open_tagged(path, None)
+    }
+
+    /// Opens the image tagged `tag` in `path` (an OCI `ref.name`, a
+    /// docker `RepoTags` entry); with no tag, the only image there.
+    pub fn open_tagged(path: &Path, tag: Option<&str>) -> Result<Image, ImageError> {
+        let l = Self::locate(path, tag)?;
+        Self::assemble(l)
+    }
+
+    /// Which image `path` (and `tag`) names, without reading its layers.
+    pub fn identify(path: &Path, tag: Option<&str>) -> Result<Identity, ImageError> {
+        Ok(Self::locate(path, tag)?.identity)
+    }
+
+    fn locate(path: &Path, tag: Option<&str>) -> Result<Located, ImageError> {
         let meta = std::fs::metadata(path).map_err(io(path.display()))?;
         if meta.is_dir() {
-            Self::open_oci(path)
+            Self::locate_oci(path, tag)
         } else {
-            Self::open_archive(path)
+            Self::locate_archive(path, tag)
         }
     }
 
-    fn open_oci(dir: &Path) -> Result<Image, ImageError> {
+    fn locate_oci(dir: &Path, tag: Option<&str>) -> Result<Located, ImageError> {
         let blob = |digest: &str| -> Result<Blob, ImageError> {
             let hex = oci::sha256_hex(digest)
                 .ok_or_else(|| ImageError::Format(format!("unsupported digest {digest:?}")))?;
@@ -243,7 +391,15 @@ impl Image {
             len: None,
         }
         .read_small()?;
-        let mut desc = pick(&oci::parse_index(&index).map_err(ImageError::Format)?)?;
+        let top = choose_oci(&oci::parse_index(&index).map_err(ImageError::Format)?, tag)?;
+        let tags = top
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REF_NAME))
+            .cloned()
+            .into_iter()
+            .collect();
+        let mut desc = top;
         // An index may point at another index (a multi-platform image).
         for _ in 0..4 {
             if desc.media_type != oci::MEDIA_INDEX && desc.media_type != oci::MEDIA_DOCKER_LIST {
@@ -252,25 +408,28 @@ impl Image {
             let b = blob(&desc.digest)?.read_small()?;
             desc = pick(&oci::parse_index(&b).map_err(ImageError::Format)?)?;
         }
-        let tags = desc
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get("org.opencontainers.image.ref.name"))
-            .cloned()
-            .into_iter()
-            .collect();
         let mb = blob(&desc.digest)?.read_small()?;
         check_sha256(&mb, &desc.digest, "manifest")?;
         let m = oci::parse_manifest(&mb).map_err(ImageError::Format)?;
         let config = blob(&m.config.digest)?.read_small()?;
+        check_sha256(&config, &m.config.digest, "config")?;
         let mut layers = Vec::new();
         for l in &m.layers {
             layers.push((l.digest.clone(), blob(&l.digest)?));
         }
-        Self::assemble("oci", desc.digest.clone(), tags, &config, layers)
+        Ok(Located {
+            identity: Identity {
+                format: "oci",
+                id: m.config.digest.clone(),
+                manifest_digest: Some(desc.digest.clone()),
+                tags,
+            },
+            config,
+            layers,
+        })
     }
 
-    fn open_archive(file: &Path) -> Result<Image, ImageError> {
+    fn locate_archive(file: &Path, tag: Option<&str>) -> Result<Located, ImageError> {
         // One pass over the outer tar: where each member's bytes are.
         let f = open_nofollow(file).map_err(io(file.display()))?;
         let mut ar = tar::Archive::new(f);
@@ -300,9 +459,34 @@ impl Image {
         };
         let entries = oci::parse_docker(&member("manifest.json")?.read_small()?)
             .map_err(ImageError::Format)?;
-        let e = entries
-            .first()
-            .ok_or_else(|| ImageError::Format("manifest.json lists no image".into()))?;
+        let all_tags: Vec<String> = entries
+            .iter()
+            .flat_map(|e| e.repo_tags.clone().unwrap_or_default())
+            .collect();
+        let e = match tag {
+            Some(t) => entries
+                .iter()
+                .find(|e| e.repo_tags.iter().flatten().any(|r| repo_tag_matches(r, t)))
+                .ok_or_else(|| no_tag("the docker archive", t, &all_tags))?,
+            None => {
+                let mut configs: Vec<&str> = entries.iter().map(|e| e.config.as_str()).collect();
+                configs.sort_unstable();
+                configs.dedup();
+                if configs.len() > 1 {
+                    let listed: Vec<String> = entries
+                        .iter()
+                        .map(|e| match e.repo_tags.as_deref() {
+                            Some(t) if !t.is_empty() => t.join(" = "),
+                            _ => format!("(untagged {})", e.config),
+                        })
+                        .collect();
+                    return Err(ambiguous("the docker archive", &listed));
+                }
+                entries
+                    .first()
+                    .ok_or_else(|| ImageError::Format("manifest.json lists no image".into()))?
+            }
+        };
         let config = member(&e.config)?.read_small()?;
         let id = format!("sha256:{}", hex(&sha2::Sha256::digest(&config)));
         let mut layers = Vec::new();
@@ -319,25 +503,33 @@ impl Image {
                 .unwrap_or_default();
             layers.push((digest, member(l)?));
         }
-        let tags = e.repo_tags.clone().unwrap_or_default();
-        Self::assemble("docker-archive", id, tags, &config, layers)
+        Ok(Located {
+            identity: Identity {
+                format: "docker-archive",
+                id,
+                manifest_digest: None,
+                tags: e.repo_tags.clone().unwrap_or_default(),
+            },
+            config,
+            layers,
+        })
     }
 
-    fn assemble(
-        format: &'static str,
-        id: String,
-        tags: Vec<String>,
-        config: &[u8],
-        layers: Vec<(String, Blob)>,
-    ) -> Result<Image, ImageError> {
-        let env = oci::parse_config(config)
+    fn assemble(l: Located) -> Result<Image, ImageError> {
+        let Located {
+            identity,
+            config,
+            layers,
+        } = l;
+        let env = oci::parse_config(&config)
             .config
             .and_then(|c| c.env)
             .unwrap_or_default();
         let mut img = Image {
-            format,
-            id,
-            tags,
+            format: identity.format,
+            id: identity.id,
+            manifest_digest: identity.manifest_digest,
+            tags: identity.tags,
             layers: Vec::new(),
             env,
             view: Arc::new(View::default()),
@@ -935,38 +1127,38 @@ fn apply_tar(
                 Some(cap) => size <= cap,
                 None => false,
             };
-            // The whole content while it streams (bounded), for the
-            // facts and what is kept; else the first bytes, for the class.
-            let whole = size <= FACTS_CAP || keep;
-            let hold_cap = if keep { size.max(FACTS_CAP) } else { FACTS_CAP };
+            // As little as the facts need, decided from the first bytes
+            // (`hold`): everything, the first bytes, or the ranges the ELF
+            // parser reads; what is kept (small `/etc` files, the package
+            // databases, bounded above) is held whole.
             held.clear();
+            let mut hold = hold::Holding::new(&path, size, keep);
             let mut hasher = blake3::Hasher::new();
             loop {
                 let n = e.read(&mut buf)?;
                 if n == 0 {
                     break;
                 }
-                let chunk = &buf[..n];
-                hasher.update(chunk);
-                let room = if whole {
-                    (hold_cap as usize).saturating_sub(held.len())
-                } else {
-                    HEAD.saturating_sub(held.len())
-                };
-                held.extend_from_slice(&chunk[..n.min(room)]);
+                hasher.update(&buf[..n]);
+                hold.feed(&buf[..n], &mut held);
             }
-            let class = FileClass::sniff(&held[..held.len().min(HEAD)]);
-            let facts = if size <= FACTS_CAP {
-                crate::inspect::facts_of_bytes(&path, class, &held).map(Arc::new)
-            } else {
-                None
-            };
+            let (class, facts, warning) = hold.finish(&held);
+            if let Some(w) = warning {
+                warnings.push(format!("layer {}: {w}", layer + 1));
+            }
+            let facts = facts.map(Arc::new);
+            let data = keep.then(|| held.clone());
+            // One member's bytes are not kept for the next: a large one
+            // held whole gives its memory back.
+            if held.capacity() > hold::SPARSE_HEAD {
+                held = Vec::new();
+            }
             Kind::File {
                 size,
                 blake3: *hasher.finalize().as_bytes(),
                 class,
                 facts,
-                data: keep.then(|| held.clone()),
+                data,
             }
         } else if matches!(
             ty,

@@ -333,6 +333,51 @@ pub fn facts_of_bytes(path: &[u8], class: FileClass, data: &[u8]) -> Option<Fact
     Some(g.finish_from(data, class))
 }
 
+/// Which bytes of a file its facts are made from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FactBytes {
+    /// None beyond the first [`FileClass::sniff`] bytes (no facts, or
+    /// facts no byte decides, as a PE's here).
+    Head,
+    /// Those the ELF parser reads at their offsets (headers, the dynamic
+    /// segment, its strings): [`facts_at`] from any source that holds them
+    /// gives what [`facts_of_bytes`] gives of the whole file.
+    Ranges,
+    /// Every byte: a glibc loader (the preload string is searched for),
+    /// a kernel module (its tail), a systemd unit (its lines).
+    All,
+}
+
+/// What of a file at `path` of `class` its facts need.
+pub fn fact_bytes(path: &[u8], class: FileClass) -> FactBytes {
+    let name = file_name(path);
+    if !wants_facts(path, class) {
+        FactBytes::Head
+    } else if kmod::is_module_name(name) || elf::is_glibc_loader(name) || facts::is_unit_path(path)
+    {
+        FactBytes::All
+    } else if matches!(class, FileClass::ElfDyn | FileClass::ElfExec) {
+        FactBytes::Ranges
+    } else {
+        FactBytes::Head
+    }
+}
+
+/// The facts of a file whose [`fact_bytes`] is [`FactBytes::Ranges`], from
+/// positional reads of `src` (its `size` the file's).
+pub fn facts_at<R: ReadAt + ?Sized>(path: &[u8], class: FileClass, src: &R) -> Option<Facts> {
+    if !wants_facts(path, class) {
+        return None;
+    }
+    let g = Gather {
+        name: file_name(path).to_vec(),
+        ima: None,
+        preload: None,
+        unit: None,
+    };
+    Some(g.finish_from(src, class))
+}
+
 /// Facts being gathered during one hashing pass.
 struct Gather {
     name: Vec<u8>,

@@ -127,9 +127,17 @@ fn file_fields(path: &[u8], r: Option<&Record>) -> Map<String, Value> {
     m.insert("mode".into(), json!(format!("{:04o}", r.perm())));
     m.insert("uid".into(), json!(r.uid.to_string()));
     m.insert("gid".into(), json!(r.gid.to_string()));
-    m.insert("inode".into(), json!(r.inode.to_string()));
+    // A record of a container image (a tar member) has no inode and no
+    // ctime: both are 0 there, never on a real file, and are left out
+    // rather than shown as inode 0 changed in 1970. The member's mtime is
+    // real and stays.
+    if r.inode != 0 {
+        m.insert("inode".into(), json!(r.inode.to_string()));
+    }
     m.insert("mtime".into(), json!(stamp(r.mtime)));
-    m.insert("ctime".into(), json!(stamp(r.ctime)));
+    if r.ctime != (0, 0) {
+        m.insert("ctime".into(), json!(stamp(r.ctime)));
+    }
     if let Some(t) = &r.target {
         m.insert("target_path".into(), json!(escape::for_json(t)));
     }

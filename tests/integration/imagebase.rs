@@ -218,7 +218,7 @@ fn image_baseline_names_are_confined_and_other_commands_still_refuse_image() {
         code, 65,
         "an unsigned image baseline under a required key: {err}"
     );
-    let (code, _, err) = image_run(&t, &v1, &["update"]);
+    let (code, _, err) = image_run(&t, &v1, &["watch"]);
     assert_eq!(code, 64, "{err}");
     let (code, _, err) = image_run(&t, &v1, &["check", "--against", "/nonexistent"]);
     assert_eq!(code, 64, "{err}");

@@ -509,11 +509,11 @@ fn clean_image_is_quiet_and_a_tampered_layer_is_refused() {
     let (code, _, err) = image_run(&t, &oci, &["audit"]);
     assert_ne!(code, 0);
     assert!(err.contains("does not match its digest"), "{err}");
-    // --image works with paths, audit, init and check only.
-    let (code, _, err) = image_run(&t, &oci, &["update"]);
+    // --image works with paths, audit, init, check, update, accept and export only.
+    let (code, _, err) = image_run(&t, &oci, &["watch"]);
     assert_ne!(code, 0);
     assert!(
-        err.contains("--image works with paths, audit, init and check"),
+        err.contains("--image works with paths, audit, init, check"),
         "{err}"
     );
 }
