@@ -147,7 +147,9 @@ fn update_then_accept_make_check_of_new_image_against_old_name_quiet() {
     assert!(find(&f, "preload", "/etc/ld.so.preload").is_some());
     // The preload list is a loader file: a new one is a change too.
     assert!(find(&f, "added", "/etc/ld.so.preload").is_some());
-    assert_eq!(f.len(), 5, "{:?}", kinds(&f));
+    // The host's preload audit also names the library the list loads.
+    assert!(find(&f, "preload", "/opt/app/lib/libnew.so.1").is_some());
+    assert_eq!(f.len(), 6, "{:?}", kinds(&f));
     assert_eq!(code, 1 | 2 | 4 | 8);
 
     // A dry run writes nothing.
@@ -187,7 +189,10 @@ fn update_then_accept_make_check_of_new_image_against_old_name_quiet() {
     let (code, f, err) = image_run(&t, &v2, &["--name", "app", "check"]);
     assert_eq!(
         kinds(&f),
-        [("preload".into(), "/etc/ld.so.preload".into())],
+        [
+            ("preload".into(), "/etc/ld.so.preload".into()),
+            ("preload".into(), "/opt/app/lib/libnew.so.1".into())
+        ],
         "{err}"
     );
     assert_eq!(code, 8);
@@ -196,14 +201,16 @@ fn update_then_accept_make_check_of_new_image_against_old_name_quiet() {
     // accept --image acknowledges it: the check is quiet, --all shows it.
     let (code, f, err) = image_run(&t, &v2, &["--name", "app", "accept", "--all-standing"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(f.len(), 1, "{:?}", kinds(&f));
+    assert_eq!(f.len(), 2, "{:?}", kinds(&f));
     assert_eq!(f[0]["acknowledged"], true);
     let (code, f, err) = image_run(&t, &v2, &["--name", "app", "check"]);
     assert_eq!((code, f.len()), (0, 0), "{:?} {err}", kinds(&f));
-    // Two: the preload list (accept), and the whiteout behind the removal
-    // update accepted (which would otherwise stand in its place).
-    assert!(err.contains("2 acknowledged"), "{err}");
+    // Two: the preload list (accept; the finding on the library it loads
+    // goes with the list's acknowledgement), and the whiteout behind
+    // the removal update accepted (which would otherwise stand in its
+    // place).
     let (code, f, _) = image_run(&t, &v2, &["--name", "app", "check", "--all"]);
+    assert!(err.contains("2 acknowledged"), "{err} {:?}", kinds(&f));
     assert_eq!((code, f.len()), (0, 2), "{:?}", kinds(&f));
     assert!(f.iter().all(|x| x["acknowledged"] == true));
     assert!(find(&f, "removed", &format!("/{MA}/libgone.so.1")).is_some());
@@ -240,7 +247,8 @@ fn image_whiteout_standing_acknowledged_and_signed_image_baseline_needs_key() {
     let secret = secret.to_str().unwrap();
     let (code, f, err) = image_run(&t, &v2, &["init", "--sign-with", secret]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(f.len(), 2, "whiteout and preload standing: {:?}", kinds(&f));
+    // The preload list and the library it loads, and the whiteout.
+    assert_eq!(f.len(), 3, "whiteout and preload standing: {:?}", kinds(&f));
     let (code, f, _) = image_run(&t, &v2, &["check"]);
     assert_eq!(code, 2 | 8, "{:?}", kinds(&f));
 
@@ -261,7 +269,7 @@ fn image_whiteout_standing_acknowledged_and_signed_image_baseline_needs_key() {
             secret,
         ],
     );
-    assert_eq!((code, f.len()), (0, 1), "{:?} {err}", kinds(&f));
+    assert_eq!((code, f.len()), (0, 2), "{:?} {err}", kinds(&f));
     let (code, f, _) = image_run(&t, &v2, &["check"]);
     assert_eq!(code, 2, "{:?}", kinds(&f));
     assert!(f[0]["detail"]
