@@ -5,7 +5,7 @@
 //! unpacking the first and repacking a layer that adds, edits and deletes
 //! (a whiteout) libraries; exported with skopeo as a `docker save` archive.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::packagedb::{compile, image_tools, listing};
@@ -13,6 +13,31 @@ use crate::provenance::sh;
 use crate::util::{bin, find, image_run, kinds, live_generation_dir, TestRoot};
 
 const MA: &str = "usr/lib/x86_64-linux-gnu";
+
+/// An app image's first layer: an `ld.so.conf` naming `/opt/app/lib`
+/// through an include, and three libraries in the multiarch dir (built
+/// from `n`, `n + 1`, `n + 2`).
+pub(crate) fn app_v1(t: &TestRoot, rootfs: &Path, n: i32) {
+    std::fs::create_dir_all(rootfs.join("etc/ld.so.conf.d")).unwrap();
+    std::fs::write(
+        rootfs.join("etc/ld.so.conf"),
+        "include /etc/ld.so.conf.d/*.conf\n",
+    )
+    .unwrap();
+    std::fs::write(rootfs.join("etc/ld.so.conf.d/app.conf"), "/opt/app/lib\n").unwrap();
+    std::fs::create_dir_all(rootfs.join("opt/app/lib")).unwrap();
+    compile(t, &rootfs.join(MA).join("libgone.so.1"), n);
+    compile(t, &rootfs.join(MA).join("libmod.so.1"), n + 1);
+    compile(t, &rootfs.join(MA).join("libkeep.so.1"), n + 2);
+}
+
+/// Its second layer: libgone deleted (a whiteout), libmod rebuilt (from
+/// `n`), libnew added in `/opt/app/lib` (from `n + 1`).
+pub(crate) fn app_v2(t: &TestRoot, rootfs: &Path, n: i32) {
+    std::fs::remove_file(rootfs.join(MA).join("libgone.so.1")).unwrap();
+    compile(t, &rootfs.join(MA).join("libmod.so.1"), n);
+    compile(t, &rootfs.join("opt/app/lib/libnew.so.1"), n + 1);
+}
 
 /// v1 (`dir/v1`, one layer): an ld.so.conf including `/opt/app/lib`, and
 /// libgone, libmod, libkeep in the multiarch dir. v2 (`dir/v2`, a copy of
@@ -30,18 +55,7 @@ fn build_versions(t: &TestRoot) -> (PathBuf, PathBuf, PathBuf) {
     sh(Command::new("umoci")
         .args(["unpack", "--rootless", "--image", &l1])
         .arg(&b1));
-    let rootfs = b1.join("rootfs");
-    std::fs::create_dir_all(rootfs.join("etc/ld.so.conf.d")).unwrap();
-    std::fs::write(
-        rootfs.join("etc/ld.so.conf"),
-        "include /etc/ld.so.conf.d/*.conf\n",
-    )
-    .unwrap();
-    std::fs::write(rootfs.join("etc/ld.so.conf.d/app.conf"), "/opt/app/lib\n").unwrap();
-    std::fs::create_dir_all(rootfs.join("opt/app/lib")).unwrap();
-    compile(t, &rootfs.join(MA).join("libgone.so.1"), 60);
-    compile(t, &rootfs.join(MA).join("libmod.so.1"), 61);
-    compile(t, &rootfs.join(MA).join("libkeep.so.1"), 62);
+    app_v1(t, &b1.join("rootfs"), 60);
     sh(Command::new("umoci")
         .args(["repack", "--refresh-bundle", "--image", &l1])
         .arg(&b1));
@@ -52,10 +66,7 @@ fn build_versions(t: &TestRoot) -> (PathBuf, PathBuf, PathBuf) {
     sh(Command::new("umoci")
         .args(["unpack", "--rootless", "--image", &l2])
         .arg(&b2));
-    let rootfs = b2.join("rootfs");
-    std::fs::remove_file(rootfs.join(MA).join("libgone.so.1")).unwrap();
-    compile(t, &rootfs.join(MA).join("libmod.so.1"), 71);
-    compile(t, &rootfs.join("opt/app/lib/libnew.so.1"), 72);
+    app_v2(t, &b2.join("rootfs"), 71);
     sh(Command::new("umoci")
         .args(["repack", "--image", &l2])
         .arg(&b2));

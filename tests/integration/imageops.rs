@@ -11,7 +11,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::packagedb::{compile, image_tools};
+use crate::imagebase::{app_v1, app_v2};
+use crate::packagedb::image_tools;
 use crate::provenance::sh;
 use crate::util::{find, image_run, json_lines, kinds, TestRoot};
 
@@ -46,18 +47,7 @@ fn build(t: &TestRoot) -> Images {
     sh(Command::new("umoci")
         .args(["unpack", "--rootless", "--image", &r1])
         .arg(&b1));
-    let rootfs = b1.join("rootfs");
-    std::fs::create_dir_all(rootfs.join("etc/ld.so.conf.d")).unwrap();
-    std::fs::write(
-        rootfs.join("etc/ld.so.conf"),
-        "include /etc/ld.so.conf.d/*.conf\n",
-    )
-    .unwrap();
-    std::fs::write(rootfs.join("etc/ld.so.conf.d/app.conf"), "/opt/app/lib\n").unwrap();
-    std::fs::create_dir_all(rootfs.join("opt/app/lib")).unwrap();
-    compile(t, &rootfs.join(MA).join("libgone.so.1"), 80);
-    compile(t, &rootfs.join(MA).join("libmod.so.1"), 81);
-    compile(t, &rootfs.join(MA).join("libkeep.so.1"), 82);
+    app_v1(t, &b1.join("rootfs"), 80);
     sh(Command::new("umoci")
         .args(["repack", "--refresh-bundle", "--image", &r1])
         .arg(&b1));
@@ -68,9 +58,7 @@ fn build(t: &TestRoot) -> Images {
         .args(["unpack", "--rootless", "--image", &r2])
         .arg(&b2));
     let rootfs = b2.join("rootfs");
-    std::fs::remove_file(rootfs.join(MA).join("libgone.so.1")).unwrap();
-    compile(t, &rootfs.join(MA).join("libmod.so.1"), 91);
-    compile(t, &rootfs.join("opt/app/lib/libnew.so.1"), 92);
+    app_v2(t, &rootfs, 91);
     std::fs::write(
         rootfs.join("etc/ld.so.preload"),
         "/opt/app/lib/libnew.so.1\n",
