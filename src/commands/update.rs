@@ -198,6 +198,14 @@ pub(super) fn refuse_critical(critical: &[&crate::finding::Finding]) -> String {
     )
 }
 
+/// The store held for writing, its current generation, and the key a new
+/// one is signed with.
+pub(super) type Held = (
+    baseline::store::Store,
+    baseline::Baseline,
+    Option<ed25519_dalek::SigningKey>,
+);
+
 /// Opens the baseline for a command that writes a generation (`update`,
 /// `accept`): the signing key, the store held from judging to writing (a
 /// concurrent writer must not interleave), the live generation verified
@@ -211,11 +219,7 @@ pub(super) fn hold(
     unsigned: bool,
     dry_run: bool,
     unsigned_refused: &str,
-) -> Result<(
-    baseline::store::Store,
-    baseline::Baseline,
-    Option<ed25519_dalek::SigningKey>,
-)> {
+) -> Result<Held> {
     let root = s.plan.root.host().as_os_str().as_bytes();
     hold_at(
         &s.baseline,
@@ -236,11 +240,7 @@ pub(super) fn hold_at(
     unsigned: bool,
     dry_run: bool,
     unsigned_refused: &str,
-) -> Result<(
-    baseline::store::Store,
-    baseline::Baseline,
-    Option<ed25519_dalek::SigningKey>,
-)> {
+) -> Result<Held> {
     let key = sign_with.map(baseline::signing::load_secret).transpose()?;
     if unsigned && at.verify_key.is_some() {
         return Err(Error::Usage(unsigned_refused.into()));
