@@ -141,7 +141,34 @@ impl Wine {
 
     /// `wine ARGS` in this prefix, from the directory of the build.
     pub(crate) fn wine(&self, args: &[&str]) -> Output {
-        self.wine_cmd(args).output().expect("wine runs")
+        self.output(self.wine_cmd(args))
+    }
+
+    /// Runs `c` to its exit with its output in files, not pipes: a wine
+    /// command that starts the prefix's `services.exe` hands it the pipes,
+    /// and reading them to their end would wait as long as that runs.
+    pub(crate) fn output(&self, mut c: Command) -> Output {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let out = self.dir.path().join(format!("wine-{n}.out"));
+        let err = self.dir.path().join(format!("wine-{n}.err"));
+        let status = c
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .status()
+            .expect("wine runs");
+        let read = |p: &PathBuf| {
+            let b = std::fs::read(p).unwrap_or_default();
+            let _ = std::fs::remove_file(p);
+            b
+        };
+        Output {
+            status,
+            stdout: read(&out),
+            stderr: read(&err),
+        }
     }
 
     /// The Windows build with `args`, as a command to spawn.

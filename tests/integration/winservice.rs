@@ -303,22 +303,20 @@ fn watch_runs_as_a_windows_service_under_wine_and_reports_to_the_event_log() {
 
     // `check --eventlog` (the Task Scheduler route): the same finding,
     // with the event type of its severity, from a one-shot command.
-    let o = w
-        .wine_cmd(&[
-            w.bin().join("libwarden.exe").to_str().unwrap(),
-            "--root",
-            "C:\\fixture",
-            "--db",
-            "C:\\fixture-db",
-            "--eventlog",
-            "check",
-        ])
-        .env(
-            "WINEDEBUG",
-            "-all,err+eventlog,warn+eventlog,trace+eventlog",
-        )
-        .output()
-        .expect("wine runs");
+    let mut c = w.wine_cmd(&[
+        w.bin().join("libwarden.exe").to_str().unwrap(),
+        "--root",
+        "C:\\fixture",
+        "--db",
+        "C:\\fixture-db",
+        "--eventlog",
+        "check",
+    ]);
+    c.env(
+        "WINEDEBUG",
+        "-all,err+eventlog,warn+eventlog,trace+eventlog",
+    );
+    let o = w.output(c);
     assert_eq!(o.status.code().map(|c| c & 1), Some(1), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr)
