@@ -1,0 +1,1 @@
+//! An unchanged check: memory and work near a metadata walk.
