@@ -286,7 +286,7 @@ pub type ContentDigests = Vec<([u8; 32], FileDigest)>;
 /// Sorts `d` by BLAKE3 and algorithm and drops repeats (the same content
 /// read under several paths).
 pub fn sort_content(d: &mut ContentDigests) {
-    d.sort_unstable_by(|a, b| (a.0, a.1.algo()).cmp(&(b.0, b.1.algo())));
+    d.sort_unstable_by_key(|a| (a.0, a.1.algo()));
     d.dedup_by(|a, b| a.0 == b.0 && a.1.algo() == b.1.algo());
 }
 
