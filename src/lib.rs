@@ -32,6 +32,7 @@ pub mod inspect;
 pub mod md5lanes;
 pub mod output;
 pub mod pipeline;
+pub mod pkgdigest;
 pub mod provenance;
 pub mod record;
 pub mod rootfs;

@@ -14,63 +14,10 @@
 //! same states, and give the same digests as the scalar path bit for bit
 //! (tested against the `md-5` crate).
 //!
-//! The paths that want an MD5 ([`Md5Paths`]) and the MD5s a scan computed
-//! ([`ContentMd5`]) are kept here too, so that the scan and provenance
-//! share them without depending on each other.
+//! Which paths want an MD5, and the MD5s a scan computed, are
+//! [`crate::pkgdigest`]'s (with the other package digests).
 //!
 //! This module depends on nothing else of the crate.
-
-/// The paths whose package digest is an MD5 (dpkg's md5sums), known
-/// before the walk so that the MD5 is computed in the same read as BLAKE3
-/// instead of in a second read by provenance. Kept as 64-bit hashes of the
-/// paths: a collision only costs an MD5 nobody asked for (provenance looks
-/// the result up by the content's BLAKE3), and ~100k packaged files take
-/// about a megabyte instead of ten.
-#[derive(Debug, Default)]
-pub struct Md5Paths {
-    hashes: std::collections::HashSet<u64>,
-}
-
-impl Md5Paths {
-    pub fn insert(&mut self, path: &[u8]) {
-        self.hashes.insert(path_hash(path));
-    }
-
-    pub fn contains(&self, path: &[u8]) -> bool {
-        self.hashes.contains(&path_hash(path))
-    }
-
-    pub fn len(&self) -> usize {
-        self.hashes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
-    }
-}
-
-/// SipHash with fixed keys: the same value for a path in every thread.
-fn path_hash(path: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    #[allow(deprecated)]
-    let mut h = std::hash::SipHasher::new();
-    path.hash(&mut h);
-    h.finish()
-}
-
-/// MD5s computed in the scan's read, by the BLAKE3 of the same bytes:
-/// what provenance needs of a file's content, whatever its path. Sorted
-/// by BLAKE3 once the scan is done (see [`md5_of`]).
-pub type ContentMd5 = Vec<([u8; 32], [u8; 16])>;
-
-/// The MD5 of the content whose BLAKE3 is `blake3`, from a sorted
-/// [`ContentMd5`].
-pub fn md5_of(md5: &ContentMd5, blake3: &[u8; 32]) -> Option<[u8; 16]> {
-    md5.binary_search_by(|(b, _)| b.cmp(blake3))
-        .ok()
-        .and_then(|i| md5.get(i))
-        .map(|(_, m)| *m)
-}
 
 /// Lanes compressed together: the 32-bit lanes of one AVX2 register.
 pub const LANES: usize = 8;

@@ -82,12 +82,23 @@ impl Plan {
         self.snapshot_of(sp, registry, prior, paranoid)
     }
 
+    /// [`Plan::snapshot`] against `base` (`check`, `update`): the files
+    /// read (those changed since) get their package digests in the scan's
+    /// read too, the paths that want them taken from the package index
+    /// the generation kept while the databases are unchanged, else from
+    /// the databases read once before the walk (the judge needs them then
+    /// anyway).
+    pub fn snapshot_against(&self, base: &Baseline, paranoid: bool) -> Snapshot {
+        let (sp, registry) = self.resolve();
+        self.snapshot_read(sp, registry, &base.records, &base.extra, paranoid, false)
+    }
+
     /// The snapshot a first generation is made of: every file read, and
     /// the package database read once with its lists, which give the
     /// owners the generation records ([`owners_of`]).
     pub fn snapshot_to_record(&self) -> Snapshot {
         let (sp, registry) = self.resolve();
-        self.snapshot_read(sp, registry, &[], true, true)
+        self.snapshot_read(sp, registry, &[], &[], true, true)
     }
 
     /// [`Plan::snapshot`] of search paths already resolved.
@@ -98,16 +109,18 @@ impl Plan {
         prior: &[Record],
         paranoid: bool,
     ) -> Snapshot {
-        self.snapshot_read(sp, registry, prior, paranoid, false)
+        self.snapshot_read(sp, registry, prior, &[], paranoid, false)
     }
 
     /// [`Plan::snapshot_of`]; with `lists`, a package database read before
-    /// the walk includes each package's lists.
+    /// the walk includes each package's lists; `extra`, the pairs of the
+    /// generation `prior` comes from (see [`Plan::snapshot_against`]).
     fn snapshot_read(
         &self,
         sp: SearchPaths,
         registry: Option<Registry>,
         prior: &[Record],
+        extra: &[(Vec<u8>, Vec<u8>)],
         paranoid: bool,
         lists: bool,
     ) -> Snapshot {
@@ -118,13 +131,26 @@ impl Plan {
         let mut opts = self.scan_options(paranoid);
         opts.progress = display.as_ref().map(|d| d.counters.clone());
         // When every file is read anyway (no prior to reuse), the packaged
-        // ones get their MD5 in the same read: the index is read first.
-        // A check of unchanged files reads none and loads nothing more.
-        // Read once: the judge and the owners cut what they need from it.
-        let mut packages = (paranoid || prior.is_empty())
+        // ones get their package digests (dpkg's MD5, rpm's SHA-256, apk's
+        // SHA-1) in the same read: the databases are read first, once; the
+        // judge and the owners cut what they need from that read.
+        // Against a generation only changed files are read: while the
+        // databases are unchanged, the index the generation kept says which
+        // want which digest and nothing is parsed (an unchanged check loads
+        // nothing more); once they changed, the judge reads them anyway, so
+        // they are read now instead.
+        let reads_all = paranoid || prior.is_empty();
+        let kept = (!reads_all && !extra.is_empty())
+            .then(|| provenance::World::cached_digest_paths(&self.root, &self.provenance, extra))
+            .flatten();
+        let mut packages = (reads_all || (!extra.is_empty() && kept.is_none()))
             .then(|| provenance::Packages::read(&self.root, &self.provenance, lists))
             .flatten();
-        opts.md5_paths = packages.as_ref().and_then(|p| p.md5_paths()).map(Arc::new);
+        opts.digest_paths = match &packages {
+            Some(p) => p.digest_paths(),
+            None => kept,
+        }
+        .map(Arc::new);
         if packages.is_some() {
             // What parsing the package database freed, before the walk.
             crate::sys::release_free_memory();
@@ -310,8 +336,9 @@ pub struct Judge<'a> {
     /// The package index with symlinks and directories, read when a
     /// change needs explaining ([`Judge::index_for`]).
     index: Option<provenance::Index>,
-    /// MD5s the scan computed in its read ([`ScanResult::md5`]).
-    scan_md5: Option<Arc<crate::inspect::ContentMd5>>,
+    /// Package digests the scan computed in its read
+    /// ([`ScanResult::digests`]).
+    scan_digests: Option<Arc<crate::inspect::ContentDigests>>,
 }
 
 impl<'a> Judge<'a> {
@@ -372,7 +399,7 @@ impl<'a> Judge<'a> {
             notes: Vec::new(),
             acks: Acks::default(),
             index: None,
-            scan_md5: None,
+            scan_digests: None,
         }
     }
 
@@ -390,10 +417,10 @@ impl<'a> Judge<'a> {
             .collect()
     }
 
-    /// Lets provenance use the MD5s `scan` computed instead of reading
-    /// those files again.
+    /// Lets provenance use the package digests `scan` computed instead of
+    /// reading those files again.
     pub fn use_scan_digests(&mut self, scan: &ScanResult) {
-        self.scan_md5 = Some(scan.md5.clone());
+        self.scan_digests = Some(scan.digests.clone());
     }
 
     /// Silences what `acks` acknowledges when judging against no baseline
@@ -513,7 +540,7 @@ impl<'a> Judge<'a> {
         }
         if let (true, Some(world)) = (judges.provenance, &self.world) {
             let mut cx = world.context(&self.plan.root, &self.plan.policy, &self.authenticode);
-            cx.scan_md5 = self.scan_md5.as_deref();
+            cx.scan_digests = self.scan_digests.as_deref();
             let started = std::time::Instant::now();
             // The golden manifest, or the baseline, is the `manifest`
             // evidence.

@@ -41,7 +41,9 @@ use crate::sys::dirwalk::{self, DirReader};
 
 #[cfg(unix)]
 use crate::inspect::LaneEngine;
-use crate::inspect::{ContentMd5, Cost, Inspector, Md5Paths, Outcome};
+use crate::inspect::{ContentDigests, Cost, DigestPaths, Inspector, Outcome};
+#[cfg(unix)]
+use crate::pkgdigest::Algo;
 use crate::record::{FileType, Record};
 use crate::rootfs::Root;
 use crate::searchpaths::SearchPaths;
@@ -70,10 +72,11 @@ pub struct ScanOptions {
     pub show_progress: bool,
     /// Counters the walk keeps up to date for a progress display.
     pub progress: Option<Arc<Progress>>,
-    /// Paths whose package digest is an MD5, known before the walk: their
-    /// MD5 is computed in the same read as BLAKE3 and handed to provenance
-    /// in [`ScanResult::md5`]. `None`: provenance reads them again itself.
-    pub md5_paths: Option<Arc<Md5Paths>>,
+    /// Paths with a package digest (and its algorithm), known before the
+    /// walk: the digest is computed in the same read as BLAKE3 and handed
+    /// to provenance in [`ScanResult::digests`]. `None`: provenance reads
+    /// them again itself.
+    pub digest_paths: Option<Arc<DigestPaths>>,
 }
 
 /// What a running scan has done so far, updated by every walker thread
@@ -100,7 +103,7 @@ impl ScanOptions {
             sha256: false,
             show_progress: false,
             progress: None,
-            md5_paths: None,
+            digest_paths: None,
         }
     }
 
@@ -216,10 +219,10 @@ pub struct ScanResult {
     pub records: Vec<Record>,
     pub warnings: Vec<Warning>,
     pub stats: Stats,
-    /// MD5s computed in the scan's read (see [`ScanOptions::md5_paths`]),
-    /// by the BLAKE3 of the same content; sorted by BLAKE3 (see
-    /// [`crate::md5lanes::md5_of`]).
-    pub md5: Arc<ContentMd5>,
+    /// Package digests computed in the scan's read (see
+    /// [`ScanOptions::digest_paths`]), by the BLAKE3 of the same content;
+    /// sorted (see [`crate::pkgdigest::digest_of`]).
+    pub digests: Arc<ContentDigests>,
 }
 
 /// Which walker lists the directories (both give the same results; the
@@ -274,7 +277,7 @@ pub fn scan_with(
     let mut part = Part::default();
     let mut insp = Inspector::new(root);
     insp.sha256 = opts.sha256;
-    insp.md5_paths = opts.md5_paths.clone();
+    insp.digest_paths = opts.digest_paths.clone();
     for f in sp.loose_files() {
         let logical = f.path.as_os_str().as_encoded_bytes().to_vec();
         let p = prior.get(&logical);
@@ -288,7 +291,7 @@ pub fn scan_with(
             out => part.take(logical, out, cost),
         }
     }
-    part.md5s = std::mem::take(&mut insp.md5s);
+    part.digests = std::mem::take(&mut insp.digests);
     drop(tx);
 
     finish(std::iter::once(part).chain(rx).collect(), start)
@@ -328,9 +331,9 @@ fn finish(parts: Vec<Part>, start: Instant) -> ScanResult {
         records: Vec::with_capacity(parts.iter().map(|p| p.records.len()).sum()),
         ..ScanResult::default()
     };
-    let mut md5: ContentMd5 = Vec::new();
+    let mut digests: ContentDigests = Vec::new();
     for p in parts {
-        md5.extend(p.md5s);
+        digests.extend(p.digests);
         result.records.extend(p.records);
         result.warnings.extend(p.warnings);
         add_stats(&mut result.stats, &p.stats);
@@ -346,9 +349,8 @@ fn finish(parts: Vec<Part>, start: Instant) -> ScanResult {
     result
         .warnings
         .dedup_by(|a, b| a.path == b.path && a.message == b.message);
-    md5.sort_unstable();
-    md5.dedup_by(|a, b| a.0 == b.0);
-    result.md5 = Arc::new(md5);
+    crate::pkgdigest::sort_content(&mut digests);
+    result.digests = Arc::new(digests);
     result.stats.entries = result.records.len() as u64;
     result.stats.elapsed = start.elapsed();
     result
@@ -649,7 +651,7 @@ impl<'a> Builder<'a> {
             timing: opts.timing,
             readahead: opts.readahead,
             sha256: opts.sha256,
-            md5_paths: opts.md5_paths.clone(),
+            digest_paths: opts.digest_paths.clone(),
             progress: opts.progress.clone(),
         }
     }
@@ -661,9 +663,9 @@ impl<'a> Builder<'a> {
         insp.timing = self.timing;
         insp.fadvise = self.readahead;
         insp.sha256 = self.sha256;
-        insp.md5_paths = self.md5_paths.clone();
+        insp.digest_paths = self.digest_paths.clone();
         #[cfg(unix)]
-        let lanes = (self.md5_paths.is_some() && LaneEngine::useful()).then(LaneEngine::new);
+        let lanes = (self.digest_paths.is_some() && LaneEngine::useful()).then(LaneEngine::new);
         Visitor {
             #[cfg(unix)]
             lanes,
@@ -688,7 +690,7 @@ struct Builder<'a> {
     timing: bool,
     readahead: bool,
     sha256: bool,
-    md5_paths: Option<Arc<Md5Paths>>,
+    digest_paths: Option<Arc<DigestPaths>>,
     progress: Option<Arc<Progress>>,
 }
 
@@ -708,8 +710,8 @@ struct Part {
     records: Vec<Record>,
     warnings: Vec<Warning>,
     stats: Stats,
-    /// MD5s computed in this thread's reads.
-    md5s: ContentMd5,
+    /// Package digests computed in this thread's reads.
+    digests: ContentDigests,
 }
 
 impl Part {
@@ -855,9 +857,9 @@ impl Visitor<'_> {
             hint == Some(FileType::File)
                 && self
                     .insp
-                    .md5_paths
+                    .digest_paths
                     .as_ref()
-                    .is_some_and(|m| m.contains(&logical))
+                    .is_some_and(|m| m.wants(&logical, Algo::Md5))
         }) {
             // Reading in the lanes counts as an inspection running (the
             // gate of BLAKE3's multi-threaded mode).
@@ -927,7 +929,7 @@ impl Visitor<'_> {
         if self.part.records.len() >= PART_RECORDS {
             // Hand over full batches: a thread's vector never grows by
             // doubling past this, so the merge holds the records about once.
-            self.part.md5s = std::mem::take(&mut self.insp.md5s);
+            self.part.digests = std::mem::take(&mut self.insp.digests);
             let _ = self.tx.send(std::mem::take(&mut self.part));
             self.part.records.reserve_exact(PART_RECORDS);
         }
@@ -1019,7 +1021,7 @@ impl Drop for Visitor<'_> {
             self.lanes = Some(lanes);
             self.take_lanes();
         }
-        self.part.md5s = std::mem::take(&mut self.insp.md5s);
+        self.part.digests = std::mem::take(&mut self.insp.digests);
         let _ = self.tx.send(std::mem::take(&mut self.part));
     }
 }

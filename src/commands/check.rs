@@ -45,7 +45,7 @@ pub fn run(s: &Config, paranoid: bool, all: bool, against: Option<&Path>) -> Res
                     "signed": base.meta.signature.is_some(),
                 }),
             );
-            let snap = s.plan.snapshot(&base.records, paranoid);
+            let snap = s.plan.snapshot_against(&base, paranoid);
             super::show(&snap);
             let v = pipeline::judge(&s.plan, Reference::Baseline(&base), &snap, Judges::ALL);
             (snap, v, format!("baseline {}", base.describe()))

@@ -225,7 +225,7 @@ pub(super) fn judged(
 
 /// What stands for the host directory of an image's root (and is its
 /// baseline's root key).
-fn image_label(name: &str) -> String {
+pub(super) fn image_label(name: &str) -> String {
     String::from_utf8_lossy(&image_root(name)).into_owned()
 }
 

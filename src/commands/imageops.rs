@@ -23,21 +23,24 @@ use crate::error::{Error, Result};
 use crate::escape;
 use crate::finding::{Finding, Kind, Severity};
 use crate::image::{records, Image};
+use crate::imagejudge;
 use crate::output::{self, messages, Format};
 use crate::pipeline::{Judges, Reference};
+use crate::provenance;
 use crate::record::Record;
 
 /// What an image shows against a baseline: the changes the diff finds,
 /// and the standing findings of the host's judges on the image
 /// (provenance, the loader audit) with the image's own (its config's
 /// `Env`, whiteouts); a whiteout removal of a baselined library is the
-/// diff's `removed`, said once. The records judged come with them.
+/// diff's `removed`, said once. The records judged come with them, and
+/// provenance's outcome (the package state now).
 pub(super) fn judge(
     s: &Config,
     img: &Image,
     name: &str,
     base: &baseline::Baseline,
-) -> Result<(records::Monitored, Vec<Finding>, Vec<Finding>)> {
+) -> Result<Judged> {
     let (j, f) = img_cmd::judged(s, img, name, Reference::Baseline(base), Judges::ALL)?;
     let baselined: std::collections::BTreeSet<&[u8]> =
         base.records.iter().map(|r| r.path.as_slice()).collect();
@@ -45,7 +48,20 @@ pub(super) fn judge(
         Kind::Removed => baselined.contains(x.path.as_slice()),
         k => diff::KINDS.contains(&k),
     });
-    Ok((j.monitored, changes, standing))
+    Ok(Judged {
+        monitored: j.monitored,
+        changes,
+        standing,
+        provenance: j.verdict.provenance,
+    })
+}
+
+/// What [`judge`] gives.
+pub(super) struct Judged {
+    pub monitored: records::Monitored,
+    pub changes: Vec<Finding>,
+    pub standing: Vec<Finding>,
+    pub provenance: Option<provenance::Outcome>,
 }
 
 /// The standing findings the generation's acknowledgements do not cover,
@@ -151,7 +167,12 @@ pub fn update(
          give --sign-with KEY instead",
     )?;
     // `judged` says the search paths' warnings.
-    let (m, changes, standing) = judge(s, &img, &name, &base)?;
+    let Judged {
+        monitored: m,
+        changes,
+        standing,
+        provenance: outcome,
+    } = judge(s, &img, &name, &base)?;
     let selected: Vec<Vec<u8>> = paths
         .iter()
         .map(|p| select(&img, p, &base.records, &m.records))
@@ -220,7 +241,25 @@ pub fn update(
     {
         acks.accept_standing(f, &m.records, &by, now);
     }
-    let extra = acks.merge_into(&img_cmd::image_pairs(&img, &name));
+    // The package state (versions, owners, digests) moves to what the
+    // accepted records are, as `init --image` records it: a later check
+    // of a package upgrade is judged against the versions accepted here.
+    let scope: std::collections::HashSet<&[u8]> = next
+        .iter()
+        .map(|r| r.path.as_slice())
+        .filter(|p| within(p))
+        .collect();
+    let iplan = imagejudge::plan_of(&s.plan, &img, &img_cmd::image_label(&name));
+    let owners = crate::pipeline::owners(&iplan, &next);
+    let mut pairs = super::update::next_state(
+        &provenance::State::from_pairs(&base.extra),
+        outcome.as_ref(),
+        &next,
+        (!selected.is_empty()).then_some(&scope),
+        &owners,
+    );
+    pairs.extend(img_cmd::image_pairs(&img, &name));
+    let extra = acks.merge_into(&pairs);
     let meta = baseline::commit(&loc, store, &next, &extra, &root, key.as_ref())?;
     img_cmd::emit_image(s, &img, &accepted, &context(&img, &name, "accepted"))?;
     super::send_syslogs(&mut logs, &accepted, output::sink::Source::Accepted);
@@ -254,7 +293,12 @@ pub fn accept(s: &Config, path: &Path, name: Option<&str>, a: &AcceptArgs) -> Re
         "accept --unsigned: a public key is configured, so every generation must be \
          signed; give --sign-with KEY instead",
     )?;
-    let (m, changes, standing) = judge(s, &img, &name, &base)?;
+    let Judged {
+        monitored: m,
+        changes,
+        standing,
+        ..
+    } = judge(s, &img, &name, &base)?;
     // Acknowledged already: not shown again, as the host's.
     let (standing, _) = split_acknowledged(&base.extra, &m.records, standing);
     let changes: Vec<Finding> = changes

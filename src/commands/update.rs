@@ -49,7 +49,7 @@ pub fn run(s: &Config, o: &Options, paths: &[PathBuf]) -> Result<i32> {
          check; give --sign-with KEY instead",
     )?;
     let root = s.plan.root.host().as_os_str().as_bytes();
-    let snap = s.plan.snapshot(&base.records, paranoid);
+    let snap = s.plan.snapshot_against(&base, paranoid);
     super::show(&snap);
 
     let selected: Vec<Vec<u8>> = paths
@@ -293,7 +293,7 @@ pub(super) fn signing_kept(
 /// Cached MD5s: whichever of old and new matches the record's BLAKE3.
 /// Owners: `owners` (now's) for the accepted paths, the baseline's for
 /// the rest.
-fn next_state(
+pub(super) fn next_state(
     prior: &provenance::State,
     outcome: Option<&provenance::Outcome>,
     next: &[Record],

@@ -114,7 +114,7 @@ impl Config {
                 // Progress only when stdout is not JSON for a program.
                 show_progress: !g.quiet && g.format == FormatArg::Human,
                 progress: None,
-                md5_paths: None,
+                digest_paths: None,
             },
             provenance: cfg.provenance,
             policy: provenance_policy,

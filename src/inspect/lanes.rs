@@ -22,6 +22,7 @@ use std::time::Instant;
 use super::unix::{Inspector, Prepared};
 use super::{read_size, Cost, Outcome, Reading, Stat, LARGE};
 use crate::md5lanes::{Lanes, LANES};
+use crate::pkgdigest::{Algo, AlgoSet, FileDigest};
 use crate::record::{FileType, Record};
 
 /// Bytes read per lane per step: eight lanes hold 512 KiB per thread, so
@@ -172,8 +173,14 @@ impl<'r> LaneEngine<'r> {
             return None;
         }
         insp.advise(&file, before.size);
-        // The MD5 is the lanes' (the reading computes none itself).
-        let reading = Reading::new(&file, &logical, insp.sha256, false);
+        // The MD5 is the lanes' (the reading computes none itself); the
+        // other package digests the path wants, the reading's.
+        let pkg = insp
+            .digest_paths
+            .as_ref()
+            .map_or(AlgoSet::EMPTY, |p| p.algos(&logical))
+            .without(Algo::Md5);
+        let reading = Reading::new(&file, &logical, insp.sha256, pkg);
         Some(Lane {
             logical,
             file,
@@ -277,7 +284,7 @@ impl<'r> LaneEngine<'r> {
             Some(e) => Err(e),
             None => {
                 let mut h = l.reading.finish(&l.file, &self.bufs[i], &mut l.cost);
-                h.md5 = md5;
+                h.pkg.extend(md5.map(FileDigest::Md5));
                 Ok(h)
             }
         };
@@ -314,7 +321,7 @@ impl<'r> LaneEngine<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::Md5Paths;
+    use crate::inspect::DigestPaths;
     use crate::rootfs::Root;
     use md5::Digest;
     use std::os::unix::ffi::OsStrExt;
@@ -336,7 +343,7 @@ mod tests {
     /// lanes), an ELF object whose facts must come out the same, and a
     /// name that is not a regular file by the time it is opened.
     #[test]
-    fn lanes_give_the_inspectors_records_and_the_md5_of_each_file() {
+    fn lanes_give_the_inspectors_records_and_the_package_digests_of_each_file() {
         let t = tempfile::tempdir().unwrap();
         let elf = crate::formats::elf::tests::build(
             true,
@@ -378,13 +385,18 @@ mod tests {
         // Listed as a file, a directory by the time it is looked at.
         let odd = t.path().join("libdir.so");
         std::fs::create_dir(&odd).unwrap();
-        let mut paths = Md5Paths::default();
-        for (p, _) in &files {
-            paths.insert(p);
+        let mut paths = DigestPaths::default();
+        for (i, (p, _)) in files.iter().enumerate() {
+            paths.insert(p, Algo::Md5);
+            // Some also owned by an rpm database: its SHA-256 from the
+            // lane's own reads.
+            if i % 3 == 0 {
+                paths.insert(p, Algo::Sha256);
+            }
         }
         let root = Root::slash();
         let mut insp = Inspector::new(&root);
-        insp.md5_paths = Some(Arc::new(paths));
+        insp.digest_paths = Some(Arc::new(paths));
         let mut engine = LaneEngine::new();
         for (p, _) in &files {
             engine.defer(&mut insp, p.clone(), Some(FileType::File), None);
@@ -398,7 +410,8 @@ mod tests {
         engine.drain(&mut insp);
         let done = engine.take_done();
         assert_eq!(done.len(), files.len() + 1);
-        let md5s = std::mem::take(&mut insp.md5s);
+        let mut digests = std::mem::take(&mut insp.digests);
+        crate::pkgdigest::sort_content(&mut digests);
         for (p, data) in &files {
             let (_, out, cost) = done.iter().find(|(k, _, _)| k == p).unwrap();
             let Outcome::Record(r, None) = out else {
@@ -413,9 +426,23 @@ mod tests {
             assert_eq!(r, &want, "{}", data.len());
             assert_eq!(cost.hashed_bytes, data.len() as u64);
             let b3 = r.blake3.unwrap();
-            let m = md5s.iter().find(|(b, _)| *b == b3).map(|(_, m)| *m);
+            let m = crate::pkgdigest::digest_of(&digests, &b3, Algo::Md5);
             let expect: [u8; 16] = md5::Md5::digest(data).into();
-            assert_eq!(m, Some(expect), "md5 of {} bytes", data.len());
+            assert_eq!(
+                m,
+                Some(FileDigest::Md5(expect)),
+                "md5 of {} bytes",
+                data.len()
+            );
+            let i = files.iter().position(|(q, _)| q == p).unwrap();
+            let s = crate::pkgdigest::digest_of(&digests, &b3, Algo::Sha256);
+            let expect: [u8; 32] = sha2::Sha256::digest(data).into();
+            assert_eq!(
+                s,
+                (i % 3 == 0).then_some(FileDigest::Sha256(expect)),
+                "sha256 of {} bytes",
+                data.len()
+            );
         }
         let odd = odd.as_os_str().as_bytes();
         let (_, out, _) = done.iter().find(|(k, _, _)| k == odd).unwrap();

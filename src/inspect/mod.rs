@@ -24,7 +24,8 @@ use crate::facts::{
     self, ElfFact, Facts, ImaFact, ModuleFact, UnitFact, LOADER_CAP, PRELOAD_STRING,
 };
 use crate::formats::elf::{self, FileAt, ReadAt};
-pub use crate::md5lanes::{ContentMd5, Md5Paths};
+use crate::pkgdigest::{Algo, FileDigest, MultiHasher};
+pub use crate::pkgdigest::{AlgoSet, ContentDigests, DigestPaths};
 // The pure parsers of module trailers and IMA values; nothing else of
 // provenance is used here.
 use crate::formats::{ima, kmod, loaderpaths};
@@ -185,8 +186,9 @@ struct Hashed {
     digest: [u8; 32],
     /// SHA-256 of the same bytes, when asked for.
     sha256: Option<[u8; 32]>,
-    /// MD5 of the same bytes, when asked for (a dpkg-owned file).
-    md5: Option<[u8; 16]>,
+    /// The package digests of the same bytes asked for (an owned file's:
+    /// dpkg's MD5, rpm's SHA-256..., apk's SHA-1).
+    pkg: Vec<FileDigest>,
     /// Sniffed from the first read.
     class: FileClass,
     /// Bytes read.
@@ -199,6 +201,7 @@ struct Hashed {
 /// sniffed from the first read. Files of at least [`LARGE`] bytes use
 /// BLAKE3's multi-threaded mode while fewer than `parallel.1` inspections
 /// are running (counted in `parallel.0`), i.e. only when cores would idle.
+/// The package digests of `pkg` come from the same reads.
 #[allow(clippy::too_many_arguments)]
 fn read_and_hash(
     mut file: &File,
@@ -208,12 +211,12 @@ fn read_and_hash(
     cost: &mut Cost,
     path: &[u8],
     sha256: bool,
-    md5: bool,
+    pkg: AlgoSet,
 ) -> io::Result<Hashed> {
     // Reads of a chunk; the last one sized to what is left (plus one
     // byte, to see growth), so a file that fits a chunk takes one read and
     // the end needs no read of 0 bytes.
-    let mut r = Reading::new(file, path, sha256, md5);
+    let mut r = Reading::new(file, path, sha256, pkg);
     let parallel = parallel.filter(|_| size >= LARGE);
     loop {
         let rayon = parallel.is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores);
@@ -248,8 +251,15 @@ fn read_size(size: u64, chunk: usize) -> usize {
 struct Reading {
     hasher: blake3::Hasher,
     /// The extra digests are fed from the same buffer: no second read.
+    /// One SHA-256 serves the record (config `hashes`) and a package.
     sha: Option<sha2::Sha256>,
+    /// Whether the record keeps the SHA-256 (else only a package asked).
+    record_sha: bool,
     md5: Option<md5::Md5>,
+    /// The package digests beyond MD5 and SHA-256 (SHA-1, SHA-512...).
+    others: Option<MultiHasher>,
+    /// The package digests asked for.
+    pkg: AlgoSet,
     total: u64,
     reads: usize,
     class: FileClass,
@@ -259,11 +269,19 @@ struct Reading {
 }
 
 impl Reading {
-    fn new(file: &File, path: &[u8], sha256: bool, md5: bool) -> Reading {
+    fn new(file: &File, path: &[u8], sha256: bool, pkg: AlgoSet) -> Reading {
+        let others: Vec<Algo> = pkg
+            .without(Algo::Md5)
+            .without(Algo::Sha256)
+            .iter()
+            .collect();
         Reading {
             hasher: blake3::Hasher::new(),
-            sha: sha256.then(<sha2::Sha256 as sha2::Digest>::new),
-            md5: md5.then(<md5::Md5 as md5::Digest>::new),
+            sha: (sha256 || pkg.contains(Algo::Sha256)).then(<sha2::Sha256 as sha2::Digest>::new),
+            record_sha: sha256,
+            md5: pkg.contains(Algo::Md5).then(<md5::Md5 as md5::Digest>::new),
+            others: (!others.is_empty()).then(|| MultiHasher::new(&others)),
+            pkg,
             total: 0,
             reads: 0,
             class: FileClass::Other,
@@ -293,6 +311,9 @@ impl Reading {
         if let Some(m) = &mut self.md5 {
             md5::Digest::update(m, data);
         }
+        if let Some(h) = &mut self.others {
+            h.update(data);
+        }
         self.total += data.len() as u64;
         self.reads += 1;
     }
@@ -312,10 +333,19 @@ impl Reading {
         let facts = self
             .gather
             .map(|g| Arc::new(g.finish(file, whole, self.total, self.class)));
+        let sha256: Option<[u8; 32]> = self.sha.map(|s| sha2::Digest::finalize(s).into());
+        let mut pkg = Vec::new();
+        if let Some(m) = self.md5 {
+            pkg.push(FileDigest::Md5(md5::Digest::finalize(m).into()));
+        }
+        if let Some(d) = sha256.filter(|_| self.pkg.contains(Algo::Sha256)) {
+            pkg.push(FileDigest::Sha256(d));
+        }
+        pkg.extend(self.others.map(MultiHasher::finish).unwrap_or_default());
         Hashed {
             digest: *self.hasher.finalize().as_bytes(),
-            sha256: self.sha.map(|s| sha2::Digest::finalize(s).into()),
-            md5: self.md5.map(|m| md5::Digest::finalize(m).into()),
+            sha256: sha256.filter(|_| self.record_sha),
+            pkg,
             class: self.class,
             len: self.total,
             facts,

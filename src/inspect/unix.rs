@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{
-    base_record, read_and_hash, seek_start, wants_facts, ContentMd5, Cost, Hashed, Md5Paths,
-    Outcome, Stat, PARALLEL_CHUNK, RETRIES,
+    base_record, read_and_hash, seek_start, wants_facts, AlgoSet, ContentDigests, Cost,
+    DigestPaths, Hashed, Outcome, Stat, PARALLEL_CHUNK, RETRIES,
 };
 use crate::facts::{Facts, ImaFact, MAX_XATTR};
 use crate::record::{FileType, Record, Unhashed};
@@ -60,11 +60,12 @@ pub struct Inspector {
     pub fadvise: bool,
     /// Also compute SHA-256 (config `hashes = ["sha256"]`).
     pub sha256: bool,
-    /// Also compute MD5 of these paths (their package digest), kept in
-    /// [`Inspector::md5s`].
-    pub md5_paths: Option<Arc<Md5Paths>>,
-    /// The MD5s computed, by BLAKE3, for files recorded with a digest.
-    pub md5s: ContentMd5,
+    /// Also compute the package digests these paths want (MD5, SHA-256,
+    /// SHA-1...), kept in [`Inspector::digests`].
+    pub digest_paths: Option<Arc<DigestPaths>>,
+    /// The package digests computed, by BLAKE3, for files recorded with
+    /// one (a file that changed while read leaves none).
+    pub digests: ContentDigests,
     /// The root every logical path is below.
     root: Option<Arc<OwnedFd>>,
     /// The parent directory (logical, without outer slashes) of the last
@@ -87,8 +88,8 @@ impl Inspector {
             timing: false,
             fadvise: false,
             sha256: false,
-            md5_paths: None,
-            md5s: Vec::new(),
+            digest_paths: None,
+            digests: Vec::new(),
             root: root.shared_fd(),
             dir: None,
             name: Vec::new(),
@@ -541,7 +542,7 @@ impl Inspector {
                 Ok(Hashed {
                     digest,
                     sha256,
-                    md5,
+                    pkg,
                     class,
                     len: n,
                     facts,
@@ -558,9 +559,7 @@ impl Inspector {
                         let mut rec = base_record(logical, &before);
                         rec.blake3 = Some(digest);
                         rec.sha256 = sha256.map(Box::new);
-                        if let Some(m) = md5 {
-                            self.md5s.push((digest, m));
-                        }
+                        self.digests.extend(pkg.into_iter().map(|d| (digest, d)));
                         rec.class = class;
                         rec.facts = facts;
                         return Outcome::Record(rec, None);
@@ -611,7 +610,10 @@ impl Inspector {
         path: &[u8],
     ) -> io::Result<Hashed> {
         self.advise(file, size);
-        let md5 = self.md5_paths.as_ref().is_some_and(|m| m.contains(path));
+        let pkg = self
+            .digest_paths
+            .as_ref()
+            .map_or(AlgoSet::EMPTY, |p| p.algos(path));
         read_and_hash(
             file,
             &mut self.buf,
@@ -620,7 +622,7 @@ impl Inspector {
             cost,
             path,
             self.sha256,
-            md5,
+            pkg,
         )
     }
 }

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{
-    base_record, read_and_hash, seek_start, ContentMd5, Cost, Hashed, Md5Paths, Outcome, Stat,
-    RETRIES,
+    base_record, read_and_hash, seek_start, AlgoSet, ContentDigests, Cost, DigestPaths, Hashed,
+    Outcome, Stat, RETRIES,
 };
 use crate::record::{FileType, Record, Unhashed};
 use crate::rootfs::Root;
@@ -40,11 +40,12 @@ pub struct Inspector {
     pub fadvise: bool,
     /// Also compute SHA-256 (config `hashes = ["sha256"]`).
     pub sha256: bool,
-    /// Also compute MD5 of these paths (their package digest), kept in
-    /// [`Inspector::md5s`].
-    pub md5_paths: Option<Arc<Md5Paths>>,
-    /// The MD5s computed, by BLAKE3, for files recorded with a digest.
-    pub md5s: ContentMd5,
+    /// Also compute the package digests these paths want (MD5, SHA-256,
+    /// SHA-1...), kept in [`Inspector::digests`].
+    pub digest_paths: Option<Arc<DigestPaths>>,
+    /// The package digests computed, by BLAKE3, for files recorded with
+    /// one (a file that changed while read leaves none).
+    pub digests: ContentDigests,
 }
 
 impl Inspector {
@@ -57,8 +58,8 @@ impl Inspector {
             timing: false,
             fadvise: false,
             sha256: false,
-            md5_paths: None,
-            md5s: Vec::new(),
+            digest_paths: None,
+            digests: Vec::new(),
         }
     }
 
@@ -131,7 +132,7 @@ impl Inspector {
                 Ok(Hashed {
                     digest,
                     sha256,
-                    md5,
+                    pkg,
                     class,
                     len: n,
                     facts,
@@ -145,9 +146,7 @@ impl Inspector {
                         let mut rec = base_record(logical, &before);
                         rec.blake3 = Some(digest);
                         rec.sha256 = sha256.map(Box::new);
-                        if let Some(m) = md5 {
-                            self.md5s.push((digest, m));
-                        }
+                        self.digests.extend(pkg.into_iter().map(|d| (digest, d)));
                         rec.class = class;
                         rec.facts = facts;
                         return Outcome::Record(rec, None);
@@ -183,7 +182,10 @@ impl Inspector {
         cost: &mut Cost,
         path: &[u8],
     ) -> io::Result<Hashed> {
-        let md5 = self.md5_paths.as_ref().is_some_and(|m| m.contains(path));
+        let pkg = self
+            .digest_paths
+            .as_ref()
+            .map_or(AlgoSet::EMPTY, |p| p.algos(path));
         read_and_hash(
             file,
             &mut self.buf,
@@ -192,7 +194,7 @@ impl Inspector {
             cost,
             path,
             self.sha256,
-            md5,
+            pkg,
         )
     }
 }

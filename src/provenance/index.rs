@@ -7,182 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use md5::Digest;
-
-/// A digest a package database records for a file. dpkg's md5sums are MD5,
-/// rpm's FILEDIGESTS usually SHA-256 (any of FILEDIGESTALGO's), apk's `Z:Q1`
-/// SHA-1.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FileDigest {
-    Md5([u8; 16]),
-    Sha1([u8; 20]),
-    Sha224([u8; 28]),
-    Sha256([u8; 32]),
-    Sha384([u8; 48]),
-    Sha512([u8; 64]),
-}
-
-/// The algorithm of a [`FileDigest`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Algo {
-    Md5,
-    Sha1,
-    Sha224,
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl Algo {
-    pub const ALL: [Algo; 6] = [
-        Algo::Md5,
-        Algo::Sha1,
-        Algo::Sha224,
-        Algo::Sha256,
-        Algo::Sha384,
-        Algo::Sha512,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Algo::Md5 => "md5",
-            Algo::Sha1 => "sha1",
-            Algo::Sha224 => "sha224",
-            Algo::Sha256 => "sha256",
-            Algo::Sha384 => "sha384",
-            Algo::Sha512 => "sha512",
-        }
-    }
-
-    /// The byte the baseline stores it as.
-    fn code(self) -> u8 {
-        match self {
-            Algo::Md5 => 1,
-            Algo::Sha1 => 2,
-            Algo::Sha224 => 3,
-            Algo::Sha256 => 4,
-            Algo::Sha384 => 5,
-            Algo::Sha512 => 6,
-        }
-    }
-}
-
-impl FileDigest {
-    pub fn algo(&self) -> Algo {
-        match self {
-            FileDigest::Md5(_) => Algo::Md5,
-            FileDigest::Sha1(_) => Algo::Sha1,
-            FileDigest::Sha224(_) => Algo::Sha224,
-            FileDigest::Sha256(_) => Algo::Sha256,
-            FileDigest::Sha384(_) => Algo::Sha384,
-            FileDigest::Sha512(_) => Algo::Sha512,
-        }
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        match self {
-            FileDigest::Md5(b) => b,
-            FileDigest::Sha1(b) => b,
-            FileDigest::Sha224(b) => b,
-            FileDigest::Sha256(b) => b,
-            FileDigest::Sha384(b) => b,
-            FileDigest::Sha512(b) => b,
-        }
-    }
-
-    /// A digest of `algo` from its raw bytes; `None` on a wrong length.
-    pub fn from_bytes(algo: Algo, b: &[u8]) -> Option<FileDigest> {
-        Some(match algo {
-            Algo::Md5 => FileDigest::Md5(b.try_into().ok()?),
-            Algo::Sha1 => FileDigest::Sha1(b.try_into().ok()?),
-            Algo::Sha224 => FileDigest::Sha224(b.try_into().ok()?),
-            Algo::Sha256 => FileDigest::Sha256(b.try_into().ok()?),
-            Algo::Sha384 => FileDigest::Sha384(b.try_into().ok()?),
-            Algo::Sha512 => FileDigest::Sha512(b.try_into().ok()?),
-        })
-    }
-
-    /// A digest of `algo` from lowercase or uppercase hex.
-    pub fn from_hex(algo: Algo, hex: &[u8]) -> Option<FileDigest> {
-        if hex.len() % 2 != 0 || hex.len() > 128 {
-            return None;
-        }
-        let mut raw = Vec::with_capacity(hex.len() / 2);
-        for pair in hex.chunks_exact(2) {
-            let hi = (*pair.first()? as char).to_digit(16)?;
-            let lo = (*pair.get(1)? as char).to_digit(16)?;
-            raw.push((hi * 16 + lo) as u8);
-        }
-        FileDigest::from_bytes(algo, &raw)
-    }
-
-    /// `algo byte ‖ digest`, as the baseline keeps it.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut v = vec![self.algo().code()];
-        v.extend_from_slice(self.bytes());
-        v
-    }
-
-    pub fn decode(b: &[u8]) -> Option<FileDigest> {
-        let (code, rest) = b.split_first()?;
-        let algo = Algo::ALL.into_iter().find(|a| a.code() == *code)?;
-        FileDigest::from_bytes(algo, rest)
-    }
-}
-
-/// Streams content once into every algorithm asked for.
-pub struct MultiHasher {
-    hashers: Vec<(Algo, Box<dyn DynHasher>)>,
-}
-
-/// An object-safe view of the RustCrypto hashers.
-pub trait DynHasher: Send {
-    fn update(&mut self, data: &[u8]);
-    fn finish(self: Box<Self>) -> Vec<u8>;
-}
-
-impl<D: Digest + Send + 'static> DynHasher for D {
-    fn update(&mut self, data: &[u8]) {
-        Digest::update(self, data);
-    }
-    fn finish(self: Box<Self>) -> Vec<u8> {
-        (*self).finalize().to_vec()
-    }
-}
-
-impl MultiHasher {
-    pub fn new(algos: &[Algo]) -> MultiHasher {
-        let mut hashers: Vec<(Algo, Box<dyn DynHasher>)> = Vec::new();
-        for &a in algos {
-            if hashers.iter().any(|(b, _)| *b == a) {
-                continue;
-            }
-            let h: Box<dyn DynHasher> = match a {
-                Algo::Md5 => Box::new(md5::Md5::new()),
-                Algo::Sha1 => Box::new(sha1::Sha1::new()),
-                Algo::Sha224 => Box::new(sha2::Sha224::new()),
-                Algo::Sha256 => Box::new(sha2::Sha256::new()),
-                Algo::Sha384 => Box::new(sha2::Sha384::new()),
-                Algo::Sha512 => Box::new(sha2::Sha512::new()),
-            };
-            hashers.push((a, h));
-        }
-        MultiHasher { hashers }
-    }
-
-    pub fn update(&mut self, data: &[u8]) {
-        for (_, h) in &mut self.hashers {
-            h.update(data);
-        }
-    }
-
-    pub fn finish(self) -> Vec<FileDigest> {
-        self.hashers
-            .into_iter()
-            .filter_map(|(a, h)| FileDigest::from_bytes(a, &h.finish()))
-            .collect()
-    }
-}
+pub use crate::pkgdigest::{Algo, DynHasher, FileDigest, MultiHasher};
 
 /// Which package manager a package comes from (how findings name its
 /// evidence).
@@ -413,6 +238,16 @@ impl PackageDb {
             .map(|(p, _)| p.as_slice())
     }
 
+    /// Every path some package records a digest for, with the digest's
+    /// algorithm (a path twice when two packages record two algorithms).
+    pub fn digest_algos(&self) -> impl Iterator<Item = (&[u8], Algo)> + '_ {
+        self.files.iter().flat_map(|(p, owners)| {
+            owners
+                .iter()
+                .filter_map(|o| o.digest.map(|d| (p.as_slice(), d.algo())))
+        })
+    }
+
     /// Removes and returns the claims on `key`.
     pub fn take(&mut self, key: &[u8]) -> Vec<Owner> {
         self.files.remove(key).unwrap_or_default()
@@ -579,30 +414,42 @@ impl PackageDb {
 mod tests {
     use super::*;
 
+    /// What the scan is told to compute: each path with a digest, under
+    /// the algorithm of each package's digest (two for a path two
+    /// databases record differently), none for a claim without a digest.
     #[test]
-    fn digests_round_trip_and_reject_wrong_lengths() {
-        let d = FileDigest::from_hex(Algo::Sha256, &[b'a'; 64]).unwrap();
-        assert_eq!(FileDigest::decode(&d.encode()), Some(d));
-        assert!(FileDigest::from_hex(Algo::Sha256, &[b'a'; 40]).is_none());
-        assert!(FileDigest::from_hex(Algo::Md5, b"zz").is_none());
-        assert!(FileDigest::decode(&[9, 1, 2]).is_none());
-        assert!(FileDigest::decode(&[]).is_none());
-    }
-
-    #[test]
-    fn one_pass_gives_every_algorithm() {
-        let mut h = MultiHasher::new(&[Algo::Md5, Algo::Sha256, Algo::Md5, Algo::Sha1]);
-        h.update(b"hello\n");
-        let v = h.finish();
-        assert_eq!(v.len(), 3);
-        let hex =
-            |d: &FileDigest| -> String { d.bytes().iter().map(|b| format!("{b:02x}")).collect() };
-        assert_eq!(hex(&v[0]), "b1946ac92492d2347c6235b4d2611184");
+    fn digest_algos_name_each_path_with_each_algorithm_recorded() {
+        let mut db = PackageDb::default();
+        let p = db.add_package(Package {
+            name: "a".into(),
+            version: "1".into(),
+            manager: Manager::Rpm,
+        });
+        let q = db.add_package(Package {
+            name: "b".into(),
+            version: "1".into(),
+            manager: Manager::Dpkg,
+        });
+        let owner = |pkg, digest| Owner {
+            pkg,
+            digest,
+            ..Owner::default()
+        };
+        db.add(b"/x".to_vec(), owner(p, Some(FileDigest::Sha256([1; 32]))));
+        db.add(b"/x".to_vec(), owner(q, Some(FileDigest::Md5([2; 16]))));
+        db.add(b"/y".to_vec(), owner(p, Some(FileDigest::Sha512([3; 64]))));
+        db.add(b"/z".to_vec(), owner(p, None));
+        let mut got: Vec<(Vec<u8>, Algo)> =
+            db.digest_algos().map(|(p, a)| (p.to_vec(), a)).collect();
+        got.sort();
         assert_eq!(
-            hex(&v[1]),
-            "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+            got,
+            [
+                (b"/x".to_vec(), Algo::Md5),
+                (b"/x".to_vec(), Algo::Sha256),
+                (b"/y".to_vec(), Algo::Sha512),
+            ]
         );
-        assert_eq!(hex(&v[2]), "f572d396fae9206628714fb2ce00f72e94f2258f");
     }
 
     #[test]

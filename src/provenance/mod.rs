@@ -56,10 +56,11 @@ pub struct Context<'a> {
     pub authenticode: &'a authenticode::Authenticode,
     /// Public keys (SPKI DER) that IMA signatures are verified against.
     pub ima_keys: &'a [Vec<u8>],
-    /// MD5s the scan computed in its own read, by BLAKE3
-    /// (the scan's `ScanResult::md5`): used instead of reading a file
-    /// again. Without them (or for a file not among them) the file is read.
-    pub scan_md5: Option<&'a crate::md5lanes::ContentMd5>,
+    /// Package digests the scan computed in its own read, by BLAKE3 and
+    /// algorithm (the scan's `ScanResult::digests`): used instead of
+    /// reading a file again. Without them (or for a file not among them)
+    /// the file is read.
+    pub scan_digests: Option<&'a crate::pkgdigest::ContentDigests>,
 }
 
 /// What provenance keeps in the baseline beside the records: the package
@@ -280,8 +281,9 @@ pub fn load_packages(
     load_packages_with(root, admin, names, None, notes)
 }
 
-/// [`load_packages`], with dpkg's index taken from `read` (one read of
-/// the whole database made earlier in the run) instead of reading it again.
+/// [`load_packages`], with every database's index taken from `read` (one
+/// read of each whole database made earlier in the run) instead of reading
+/// them again.
 fn load_packages_with(
     root: &Root,
     admin: &Path,
@@ -313,7 +315,7 @@ fn load_packages_with(
         // The time is the read's, wherever it was made.
         Ok(Some(db)) => {
             let took = match (read, names) {
-                (Some(r), Some(_)) => r.took,
+                (Some(r), Some(_)) => r.dpkg_took,
                 _ => t.elapsed(),
             };
             loaded(db, "dpkg", took, notes)
@@ -328,10 +330,14 @@ fn load_packages_with(
         }
     }
     let t = std::time::Instant::now();
-    match rpm::load(root, names) {
+    let (rpm, took) = match (read, names) {
+        (Some(r), Some(names)) => (r.rpm_for(names), r.rpm_took),
+        _ => (rpm::load(root, names), t.elapsed()),
+    };
+    match rpm {
         Ok(rpm::Found::Db(db, warnings)) => {
             notes.extend(warnings.into_iter().map(Note::Warning));
-            loaded(db, "rpm", t.elapsed(), notes);
+            loaded(db, "rpm", took, notes);
         }
         Ok(rpm::Found::Unsupported(why)) => {
             failed = true;
@@ -348,8 +354,12 @@ fn load_packages_with(
         }
     }
     let t = std::time::Instant::now();
-    match apk::load(root, names) {
-        Ok(Some(db)) => loaded(db, "apk", t.elapsed(), notes),
+    let (apk, took) = match (read, names) {
+        (Some(r), Some(names)) => (r.apk_for(names), r.apk_took),
+        _ => (apk::load(root, names), t.elapsed()),
+    };
+    match apk {
+        Ok(Some(db)) => loaded(db, "apk", took, notes),
         Ok(None) => {}
         Err(e) => {
             failed = true;
@@ -483,7 +493,7 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
                     (Some(_), Some(c)) => Some(c),
                     (Some(b), None) => {
                         v.md5_computed = true;
-                        let from_scan = scan_digests(cx, b, &algos);
+                        let from_scan = from_scan(cx, b, &algos);
                         v.md5_from_scan = from_scan.is_some();
                         from_scan.or_else(|| file_digests(cx.root, r, &algos))
                     }
@@ -751,13 +761,15 @@ fn open_checked(root: &Root, r: &Record) -> Option<std::fs::File> {
 
 /// The package digests of content `blake3` from what the scan computed in
 /// the read that gave the BLAKE3: the same bytes, so the same verdict as
-/// reading the file again. Only when MD5 is all that is asked.
-fn scan_digests(cx: &Context, blake3: [u8; 32], algos: &[Algo]) -> Option<Vec<FileDigest>> {
-    if algos != [Algo::Md5] {
-        return None;
-    }
-    let m = crate::md5lanes::md5_of(cx.scan_md5?, &blake3)?;
-    Some(vec![FileDigest::Md5(m)])
+/// reading the file again. Every algorithm asked must be there (else the
+/// file is read once for all of them); a digest of other content (another
+/// BLAKE3) is never taken.
+fn from_scan(cx: &Context, blake3: [u8; 32], algos: &[Algo]) -> Option<Vec<FileDigest>> {
+    let got = cx.scan_digests?;
+    algos
+        .iter()
+        .map(|&a| crate::pkgdigest::digest_of(got, &blake3, a))
+        .collect()
 }
 
 /// The package digests of a record's content, every algorithm in one
@@ -867,57 +879,89 @@ pub struct World {
     pub dpkg_stamp: Vec<(u64, u64, i64, i64)>,
 }
 
-/// dpkg's index read once, before a walk that reads every file, for every
-/// use the run has of it: the paths whose MD5 the scan computes in its read
-/// ([`Packages::md5_paths`]), the index provenance judges with (cut to the
-/// judged names, as a read with that cut gives: [`World::load_read`]), and,
-/// read with lists, the owners a new generation records
-/// ([`Packages::with_lists`]). One parse instead of three.
+/// Every package database (dpkg, rpm, apk) read once, before a walk that
+/// reads every file, for every use the run has of it: the paths whose
+/// package digests the scan computes in its read
+/// ([`Packages::digest_paths`]), the index provenance judges with (cut to
+/// the judged names, as a read with that cut gives: [`World::load_read`]),
+/// and, for dpkg read with lists, the owners a new generation records
+/// ([`Packages::with_lists`]). One parse of each instead of two or three.
 pub struct Packages {
-    /// The index of every name, or why it could not be read.
+    /// dpkg's index of every name, or why it could not be read.
     dpkg: Result<Option<dpkg::DpkgDb>, String>,
-    /// dpkg's files before they were read ([`dpkg::stamp`]).
+    /// rpm's, as [`rpm::load`] found it (with its warnings).
+    rpm: Result<rpm::Found, String>,
+    /// apk's.
+    apk: Result<Option<index::PackageDb>, String>,
+    /// Every database's files before they were read ([`stamp`]).
     stamp: Vec<(u64, u64, i64, i64)>,
-    took: std::time::Duration,
+    dpkg_took: std::time::Duration,
+    rpm_took: std::time::Duration,
+    apk_took: std::time::Duration,
 }
 
 impl Packages {
-    /// Reads dpkg's database of `root` (with `lists`, each package's
-    /// `.list` too); `None` when provenance is off.
+    /// Reads every package database of `root` (with `lists`, dpkg's
+    /// `.list` files too); `None` when provenance is off.
     pub fn read(root: &Root, cfg: &ProvenanceConfig, lists: bool) -> Option<Packages> {
         if cfg.disabled {
             return None;
         }
         let admin = admin_dir(cfg);
-        let stamp = dpkg::stamp(root, &admin);
+        let stamp = stamp(root, &admin);
         let t = std::time::Instant::now();
         let dpkg = if lists {
             dpkg::DpkgDb::load_with_lists(root, &admin, None)
         } else {
             dpkg::DpkgDb::load_for(root, &admin, None)
         };
+        let dpkg_took = t.elapsed();
+        let t = std::time::Instant::now();
+        let rpm = rpm::load(root, None);
+        let rpm_took = t.elapsed();
+        let t = std::time::Instant::now();
+        let apk = apk::load(root, None);
         Some(Packages {
             dpkg: dpkg.map_err(|e| e.to_string()),
+            rpm: rpm.map_err(|e| e.to_string()),
+            apk: apk.map_err(|e| e.to_string()),
             stamp,
-            took: t.elapsed(),
+            dpkg_took,
+            rpm_took,
+            apk_took: t.elapsed(),
         })
     }
 
-    /// The paths whose package digest is an MD5 (dpkg's md5sums), for the
-    /// scan to compute it in its own read (the scan's
-    /// `ScanOptions::md5_paths`); `None` when there is no dpkg database
-    /// (what went wrong reading it is said when the evidence is loaded).
-    pub fn md5_paths(&self) -> Option<crate::md5lanes::Md5Paths> {
-        let db = self.dpkg.as_ref().ok()?.as_ref()?;
-        let mut set = crate::md5lanes::Md5Paths::default();
-        for p in db.paths_with(Algo::Md5) {
-            set.insert(p);
-        }
-        Some(set)
+    /// The indexes read (what went wrong reading one is said when the
+    /// evidence is loaded).
+    fn dbs(&self) -> impl Iterator<Item = &index::PackageDb> {
+        let rpm = match &self.rpm {
+            Ok(rpm::Found::Db(db, _)) => Some(db),
+            _ => None,
+        };
+        let dpkg = self.dpkg.as_ref().ok().and_then(Option::as_ref);
+        let apk = self.apk.as_ref().ok().and_then(Option::as_ref);
+        dpkg.into_iter().chain(rpm).chain(apk)
     }
 
-    /// The index with lists (symlinks and directories), when it was read
-    /// with them and answers for every name in `names`.
+    /// The paths some package records a digest for, with its algorithm
+    /// (dpkg's MD5, rpm's FILEDIGESTALGO, apk's SHA-1), for the scan to
+    /// compute it in its own read (the scan's `ScanOptions::digest_paths`);
+    /// `None` when no package database was read.
+    pub fn digest_paths(&self) -> Option<crate::pkgdigest::DigestPaths> {
+        let mut set = crate::pkgdigest::DigestPaths::default();
+        let mut any = false;
+        for db in self.dbs() {
+            any = true;
+            for (p, a) in db.digest_algos() {
+                set.insert(p, a);
+            }
+        }
+        any.then_some(set)
+    }
+
+    /// dpkg's index with lists (symlinks and directories), when it was
+    /// read with them and answers for every name in `names`.
     pub fn with_lists<'n>(
         &self,
         mut names: impl Iterator<Item = &'n [u8]>,
@@ -933,9 +977,15 @@ impl Packages {
         if let Ok(Some(db)) = &mut self.dpkg {
             db.retain_names(names);
         }
+        if let Ok(rpm::Found::Db(db, _)) = &mut self.rpm {
+            db.retain_names(names);
+        }
+        if let Ok(Some(db)) = &mut self.apk {
+            db.retain_names(names);
+        }
     }
 
-    /// What reading the database cut to `names` would give.
+    /// What reading dpkg's database cut to `names` would give.
     fn dpkg_for(
         &self,
         names: &std::collections::HashSet<Vec<u8>>,
@@ -945,13 +995,58 @@ impl Packages {
             Ok(db) => Ok(db.as_ref().map(|db| db.cut_to(names))),
         }
     }
+
+    /// What [`rpm::load`] cut to `names` would give.
+    fn rpm_for(&self, names: &std::collections::HashSet<Vec<u8>>) -> std::io::Result<rpm::Found> {
+        match &self.rpm {
+            Err(e) => Err(std::io::Error::other(e.clone())),
+            Ok(rpm::Found::None) => Ok(rpm::Found::None),
+            Ok(rpm::Found::Unsupported(why)) => Ok(rpm::Found::Unsupported(why.clone())),
+            Ok(rpm::Found::Db(db, w)) => Ok(rpm::Found::Db(db.cut_to(names), w.clone())),
+        }
+    }
+
+    /// What [`apk::load`] cut to `names` would give.
+    fn apk_for(
+        &self,
+        names: &std::collections::HashSet<Vec<u8>>,
+    ) -> std::io::Result<Option<index::PackageDb>> {
+        match &self.apk {
+            Err(e) => Err(std::io::Error::other(e.clone())),
+            Ok(db) => Ok(db.as_ref().map(|db| db.cut_to(names))),
+        }
+    }
 }
 
 impl World {
-    /// The paths of `root` whose package digest is an MD5 (see
-    /// [`Packages::md5_paths`]), from a read of its own.
-    pub fn md5_paths(root: &Root, cfg: &ProvenanceConfig) -> Option<crate::md5lanes::Md5Paths> {
-        Packages::read(root, cfg, false)?.md5_paths()
+    /// The paths of `root` with a package digest, and its algorithm (see
+    /// [`Packages::digest_paths`]), from a read of its own.
+    pub fn digest_paths(
+        root: &Root,
+        cfg: &ProvenanceConfig,
+    ) -> Option<crate::pkgdigest::DigestPaths> {
+        Packages::read(root, cfg, false)?.digest_paths()
+    }
+
+    /// The paths with a package digest, and its algorithm, from the index
+    /// a generation kept (its `extra` pairs, [`cache`]) while every package
+    /// database is unchanged since; `None` otherwise (or when provenance
+    /// is off).
+    pub fn cached_digest_paths(
+        root: &Root,
+        cfg: &ProvenanceConfig,
+        extra: &[(Vec<u8>, Vec<u8>)],
+    ) -> Option<crate::pkgdigest::DigestPaths> {
+        if cfg.disabled {
+            return None;
+        }
+        let now = stamp(root, &admin_dir(cfg));
+        let db = cache::lookup(extra, &now, &std::collections::HashSet::new())?;
+        let mut set = crate::pkgdigest::DigestPaths::default();
+        for (p, a) in db.digest_algos() {
+            set.insert(p, a);
+        }
+        Some(set)
     }
 
     /// Loads what judging `records` needs. With `names_only`, the dpkg
@@ -981,8 +1076,8 @@ impl World {
         Self::load_read(root, cfg, policy, records, names_only, extra, None)
     }
 
-    /// [`World::load_cached`], with dpkg's index cut from `read` (made
-    /// earlier in the run) instead of read again, for a one-shot run
+    /// [`World::load_cached`], with every database's index cut from `read`
+    /// (made earlier in the run) instead of read again, for a one-shot run
     /// (`names_only`).
     pub fn load_read(
         root: &Root,
@@ -1005,12 +1100,7 @@ impl World {
         });
         // The stamp of what was read: a change since shows at the next run.
         let dpkg_stamp = match read {
-            Some(r) => {
-                let mut v = r.stamp.clone();
-                v.extend(rpm::stamp(root));
-                v.extend(apk::stamp(root));
-                v
-            }
+            Some(r) => r.stamp.clone(),
             None => stamp(root, &admin),
         };
         let dpkg = if wants_dpkg {
@@ -1078,7 +1168,7 @@ impl World {
             pe_trust: authenticode.trust(root),
             authenticode,
             ima_keys: &self.ima_keys,
-            scan_md5: None,
+            scan_digests: None,
         }
     }
 }

@@ -22,13 +22,13 @@ const MA: &str = "usr/lib/x86_64-linux-gnu";
 /// An OCI layout at `dir/img` (tag `t`) whose rootfs is kept in step with
 /// the fixture's root: each [`Layers::layer`] copies the root into the
 /// bundle and repacks it as one more layer.
-struct Layers {
-    img: PathBuf,
+pub(crate) struct Layers {
+    pub(crate) img: PathBuf,
     bundle: PathBuf,
 }
 
 impl Layers {
-    fn new(t: &TestRoot) -> Layers {
+    pub(crate) fn new(t: &TestRoot) -> Layers {
         let dir = t.dir.path().join("image");
         std::fs::create_dir_all(&dir).unwrap();
         let img = dir.join("img");
@@ -47,7 +47,7 @@ impl Layers {
     }
 
     /// The fixture's root as it is now, as the next layer.
-    fn layer(&self, t: &TestRoot, first: bool) {
+    pub(crate) fn layer(&self, t: &TestRoot, first: bool) {
         let rootfs = self.bundle.join("rootfs");
         std::fs::remove_dir_all(&rootfs).unwrap();
         // A plain copy (`cp -a`, never hard links): modes, links, times.

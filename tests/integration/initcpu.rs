@@ -9,7 +9,7 @@ const MA: &str = "usr/lib/x86_64-linux-gnu";
 
 /// How many times the traced run opened a path ending in `suffix` to read
 /// it (`O_PATH` descriptors only resolve and stat).
-fn opens(trace: &str, suffix: &str) -> usize {
+pub(crate) fn opens(trace: &str, suffix: &str) -> usize {
     trace
         .lines()
         .filter(|l| l.contains("open") && !l.contains("ENOENT") && !l.contains("O_PATH"))

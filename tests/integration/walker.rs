@@ -354,7 +354,7 @@ fn packaged_files_through_the_md5_lanes_give_the_same_records_and_md5s() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("lib");
     std::fs::create_dir(&d).unwrap();
-    let mut md5 = libwarden::md5lanes::Md5Paths::default();
+    let mut md5 = libwarden::pkgdigest::DigestPaths::default();
     // Files of many sizes in several directories, all "packaged": the
     // lanes hold some while the walk moves on to other directories.
     for sub in 0..6 {
@@ -364,16 +364,16 @@ fn packaged_files_through_the_md5_lanes_give_the_same_records_and_md5s() {
             let p = s.join(format!("lib{i}.so"));
             let len = (i * 7919 + sub * 104_729) % (48 << 10);
             std::fs::write(&p, vec![(i + sub) as u8; len]).unwrap();
-            md5.insert(p.as_os_str().as_bytes());
+            md5.insert(p.as_os_str().as_bytes(), libwarden::pkgdigest::Algo::Md5);
         }
     }
     let mut opts = ScanOptions::with_threads(2);
-    opts.md5_paths = Some(Arc::new(md5));
+    opts.digest_paths = Some(Arc::new(md5));
     let n = scan::scan_trees_with(&[&d], &opts, Walker::Native);
     let p = scan::scan_trees_with(&[&d], &opts, Walker::Portable);
-    assert_eq!(n.md5, p.md5, "the same MD5s");
-    assert_eq!(n.md5.len(), 150usize.min(n.md5.len()));
-    assert!(!n.md5.is_empty(), "MD5s computed in the walk's read");
+    assert_eq!(n.digests, p.digests, "the same MD5s");
+    assert_eq!(n.digests.len(), 150usize.min(n.digests.len()));
+    assert!(!n.digests.is_empty(), "MD5s computed in the walk's read");
     same(n, p);
 }
 
