@@ -120,6 +120,20 @@ impl Ack {
     }
 }
 
+/// Which findings an acknowledgement may key: any command's, or also an
+/// image's standing facts that have a change's kind.
+#[derive(Clone, Copy)]
+enum Scope {
+    Finding,
+    Standing,
+}
+
+impl Scope {
+    fn takes(self, kind: Kind) -> bool {
+        acceptable(kind) || (matches!(self, Scope::Standing) && kind == Kind::Removed)
+    }
+}
+
 /// The acknowledgements of one generation.
 #[derive(Clone, Debug, Default)]
 pub struct Acks {
@@ -182,11 +196,7 @@ impl Acks {
     /// The acknowledgement `f` matches, given the records it was judged
     /// with (sorted by path).
     pub fn find(&self, f: &Finding, records: &[Record]) -> Option<&Ack> {
-        if self.by_subject.is_empty() || !acceptable(f.kind) {
-            return None;
-        }
-        let (path, state) = subject(f, records);
-        self.by_subject.get(&(f.kind, path, state))
+        self.lookup(f, records, Scope::Finding)
     }
 
     /// Like [`Acks::find`], for a standing fact of an image that has a
@@ -194,34 +204,38 @@ impl Acks {
     /// (`removed`). Only the image commands ask this, for the findings of
     /// their audit, never for a diff's.
     pub fn find_standing(&self, f: &Finding, records: &[Record]) -> Option<&Ack> {
-        if f.kind != Kind::Removed {
-            return self.find(f, records);
-        }
-        let (path, state) = subject(f, records);
-        self.by_subject.get(&(f.kind, path, state))
-    }
-
-    /// Like [`Acks::accept`], for the findings [`Acks::find_standing`]
-    /// knows.
-    pub fn accept_standing(&mut self, f: &Finding, records: &[Record], by: &str, at: i64) -> bool {
-        if f.kind != Kind::Removed {
-            return self.accept(f, records, by, at);
-        }
-        let (path, state) = subject(f, records);
-        self.insert(Ack {
-            kind: f.kind,
-            path,
-            state,
-            by: by.to_string(),
-            at,
-        });
-        true
+        self.lookup(f, records, Scope::Standing)
     }
 
     /// Acknowledges `f` in its current state; false when its kind cannot
     /// be acknowledged.
     pub fn accept(&mut self, f: &Finding, records: &[Record], by: &str, at: i64) -> bool {
-        if !acceptable(f.kind) {
+        self.acknowledge(f, records, by, at, Scope::Finding)
+    }
+
+    /// Like [`Acks::accept`], for the findings [`Acks::find_standing`]
+    /// knows.
+    pub fn accept_standing(&mut self, f: &Finding, records: &[Record], by: &str, at: i64) -> bool {
+        self.acknowledge(f, records, by, at, Scope::Standing)
+    }
+
+    fn lookup(&self, f: &Finding, records: &[Record], scope: Scope) -> Option<&Ack> {
+        if self.by_subject.is_empty() || !scope.takes(f.kind) {
+            return None;
+        }
+        let (path, state) = subject(f, records);
+        self.by_subject.get(&(f.kind, path, state))
+    }
+
+    fn acknowledge(
+        &mut self,
+        f: &Finding,
+        records: &[Record],
+        by: &str,
+        at: i64,
+        scope: Scope,
+    ) -> bool {
+        if !scope.takes(f.kind) {
             return false;
         }
         let (path, state) = subject(f, records);
@@ -365,6 +379,28 @@ mod tests {
         let c = f(Kind::Content, "/usr/lib/x.so", "content changed");
         assert!(!a.accept(&c, &[], "root", 1));
         assert!(a.find(&c, &[]).is_none());
+    }
+
+    #[test]
+    fn a_removed_library_is_acknowledged_only_as_a_standing_fact() {
+        let mut a = Acks::default();
+        let r = f(Kind::Removed, "/usr/lib/gone.so", "deleted by a whiteout");
+        // A diff's removal is update's to accept, never an acknowledgement.
+        assert!(!a.accept(&r, &[], "root", 1));
+        assert!(a.find_standing(&r, &[]).is_none());
+        assert!(a.accept_standing(&r, &[], "root", 2));
+        assert!(a.find(&r, &[]).is_none());
+        assert_eq!(a.find_standing(&r, &[]).map(|k| k.at), Some(2));
+        // The standing door takes the other kinds like the ordinary one.
+        let u = f(Kind::Unpackaged, "/usr/lib/x.so", "no package owns it");
+        assert!(a.accept_standing(&u, &[rec("/usr/lib/x.so", 1)], "root", 3));
+        assert!(a.find(&u, &[rec("/usr/lib/x.so", 1)]).is_some());
+        let c = f(Kind::Content, "/usr/lib/x.so", "content changed");
+        assert!(!a.accept_standing(&c, &[], "root", 4));
+        assert!(a.find_standing(&c, &[]).is_none());
+        // Through the stored pairs: the removal's acknowledgement is kept.
+        let back = Acks::from_pairs(&a.to_pairs());
+        assert!(back.find_standing(&r, &[]).is_some());
     }
 
     #[test]

@@ -160,6 +160,23 @@ pub fn layout(b: &[u8]) -> Option<Layout> {
     })
 }
 
+/// How many leading bytes [`verdict_from_headers`] is given: the headers
+/// [`layout`] reads sit in the first few KiB of any image a linker writes.
+pub const HEADERS_PREFIX: usize = 64 << 10;
+
+/// The verdict on an image from its first bytes, when they settle it: with
+/// no certificate table and no catalogs to look the image up in, [`verify`]
+/// of the whole image reads nothing but these headers and says `Unsigned`,
+/// so this says the same without the rest of the file. `None`: the whole
+/// image is needed (a signature, catalogs, or headers not in `prefix`).
+pub fn verdict_from_headers(prefix: &[u8], trust: Option<&TrustStore>) -> Option<Verdict> {
+    if trust.is_some_and(|t| !t.catalog.is_empty()) {
+        return None;
+    }
+    let l = layout(prefix)?;
+    (l.cert_table.1 == 0).then_some(Verdict::Unsigned)
+}
+
 /// The Authenticode digest with `algo` ("sha1" or "sha256").
 pub fn authenticode_digest(b: &[u8], l: &Layout, algo: &str) -> Option<Vec<u8>> {
     let end = if l.cert_table.1 > 0 {
@@ -841,7 +858,44 @@ mod tests {
         assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
     }
 
+    #[test]
+    fn headers_settle_only_an_unsigned_image() {
+        let b = minimal_pe(true);
+        assert_eq!(verdict_from_headers(&b, None), Some(Verdict::Unsigned));
+        // Headers cut short: the whole image is needed.
+        assert_eq!(verdict_from_headers(&b[..0x90], None), None);
+        // A certificate table: the signature must be read.
+        let mut signed = b.clone();
+        let l = layout(&b).unwrap();
+        signed[l.certdir_off..l.certdir_off + 4].copy_from_slice(&0x100u32.to_le_bytes());
+        signed[l.certdir_off + 4..l.certdir_off + 8].copy_from_slice(&0x10u32.to_le_bytes());
+        assert_eq!(verdict_from_headers(&signed, None), None);
+        // Catalogs to look the image up in: its digest must be computed.
+        let mut t = TrustStore::default();
+        t.catalog.insert(vec![0; 32], "x.cat".into());
+        assert_eq!(verdict_from_headers(&b, Some(&t)), None);
+    }
+
     proptest! {
+        #[test]
+        fn a_verdict_from_headers_is_the_whole_images(
+            plus in any::<bool>(),
+            off in prop_oneof![Just(0u32), 0u32..0x400],
+            size in prop_oneof![Just(0u32), 0u32..0x400],
+            tail in 0usize..0x400,
+            cut in 0usize..0x800,
+        ) {
+            let mut b = minimal_pe(plus);
+            let l = layout(&b).unwrap();
+            b[l.certdir_off..l.certdir_off + 4].copy_from_slice(&off.to_le_bytes());
+            b[l.certdir_off + 4..l.certdir_off + 8].copy_from_slice(&size.to_le_bytes());
+            b.resize(b.len() + tail, 0);
+            let prefix = &b[..cut.min(b.len())];
+            if let Some(v) = verdict_from_headers(prefix, None) {
+                prop_assert_eq!(v, verify(&b, None));
+            }
+        }
+
         #[test]
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..1024)) {
             let _ = verify(&data, None);

@@ -52,9 +52,16 @@ pub use windows::*;
 
 /// How often a file that keeps changing is re-read before giving up.
 const RETRIES: usize = 3;
-/// Read size for large files: big enough for BLAKE3's SIMD, small enough to
-/// keep per-thread memory flat whatever the file size.
-pub const CHUNK: usize = 1 << 20;
+/// Read size for large files: big enough for BLAKE3's SIMD (and a few
+/// syscalls per MB), small enough that what a read copies is still in
+/// the core's cache when BLAKE3 (and the facts, the extra digests) read it
+/// again. Measured on a 2-core EPYC (`init` of /usr/lib, 5.5 GB): 1 MiB
+/// reads cost 4.4 s of kernel time, 128 KiB reads 4.1 s, 64 KiB reads
+/// 2.0 s, the same as `b3sum --no-mmap`'s own 64 KiB reads.
+pub const CHUNK: usize = 64 << 10;
+/// Read size while a large file's BLAKE3 runs on several cores
+/// ([`blake3::Hasher::update_rayon`]): each read is split between them.
+pub const PARALLEL_CHUNK: usize = 1 << 20;
 /// Files at least this large may use BLAKE3's multi-threaded mode.
 pub const LARGE: u64 = 8 << 20;
 
@@ -203,24 +210,26 @@ fn read_and_hash(
     sha256: bool,
     md5: bool,
 ) -> io::Result<Hashed> {
-    // One read sized to the file (plus one byte, to see growth) for
-    // anything that fits a chunk; chunked reads beyond.
-    let want = read_size(size, CHUNK);
-    if buf.len() < want {
-        buf.resize(want, 0);
-    }
+    // Reads of a chunk; the last one sized to what is left (plus one
+    // byte, to see growth), so a file that fits a chunk takes one read and
+    // the end needs no read of 0 bytes.
     let mut r = Reading::new(file, path, sha256, md5);
     let parallel = parallel.filter(|_| size >= LARGE);
     loop {
+        let rayon = parallel.is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores);
+        let chunk = if rayon { PARALLEL_CHUNK } else { CHUNK };
+        let want = read_size(size.saturating_sub(r.total), chunk);
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
         let n = match file.read(&mut buf[..want]) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let rayon = parallel.is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores);
         r.feed(file, path, &buf[..n], rayon);
-        if r.at_end(size, n, want, CHUNK) {
+        if r.at_end(size, n, want, chunk) {
             break;
         }
     }

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use super::{
     base_record, read_and_hash, seek_start, wants_facts, ContentMd5, Cost, Hashed, Md5Paths,
-    Outcome, Stat, CHUNK, RETRIES,
+    Outcome, Stat, PARALLEL_CHUNK, RETRIES,
 };
 use crate::facts::{Facts, ImaFact, MAX_XATTR};
 use crate::record::{FileType, Record, Unhashed};
@@ -329,7 +329,9 @@ impl Inspector {
 
     /// Readahead advice for a large file, when asked for.
     pub(super) fn advise(&self, file: &File, size: u64) {
-        if self.fadvise && size > CHUNK as u64 {
+        // Files past the size one read used to take (1 MiB): smaller ones
+        // are read in a few reads anyway, and advice costs a syscall each.
+        if self.fadvise && size > PARALLEL_CHUNK as u64 {
             // Queue the whole file now: the disk works on the next chunks
             // while this thread hashes the current one. Advice only; its
             // failure changes nothing.
@@ -720,6 +722,7 @@ fn reuse(logical: Vec<u8>, meta: &Stat, prior: &Record, sha256: bool) -> Record 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inspect::CHUNK;
     use std::io::Write;
     use std::os::unix::ffi::OsStrExt;
     use std::path::Path;

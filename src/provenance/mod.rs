@@ -654,9 +654,7 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
         };
         let verdict = match cached {
             Some(v) => v,
-            None => read_all(cx.root, r, PE_CAP)
-                .map(|bytes| cx.authenticode.verify(&bytes, cx.pe_trust))
-                .unwrap_or(pe::Verdict::Unreadable),
+            None => pe_verdict(cx, r),
         };
         if let (Some(b), Some(enc)) = (r.blake3, verdict.encode()) {
             v.pe = Some((r.path.clone(), (b, fp, enc)));
@@ -815,6 +813,28 @@ fn file_digests(root: &Root, r: &Record, algos: &[Algo]) -> Option<Vec<FileDiges
         }
     }
     Some(h.finish())
+}
+
+/// The Authenticode verdict on a PE record's file. Most PE files on a
+/// Linux host (Wine's DLLs, hundreds of MB of them) carry no signature:
+/// their headers settle the verdict, so only the first bytes are read
+/// (a `verify` of the whole image would read nothing else of it).
+fn pe_verdict(cx: &Context, r: &Record) -> pe::Verdict {
+    if cx.root.tree().is_none() && r.size <= PE_CAP {
+        let head = open_checked(cx.root, r).and_then(|f| {
+            let mut out = Vec::new();
+            f.take(pe::HEADERS_PREFIX as u64)
+                .read_to_end(&mut out)
+                .ok()
+                .map(|_| out)
+        });
+        if let Some(v) = head.and_then(|h| pe::verdict_from_headers(&h, cx.pe_trust)) {
+            return v;
+        }
+    }
+    read_all(cx.root, r, PE_CAP)
+        .map(|bytes| cx.authenticode.verify(&bytes, cx.pe_trust))
+        .unwrap_or(pe::Verdict::Unreadable)
 }
 
 /// A record's whole file, if it is at most `cap` bytes.

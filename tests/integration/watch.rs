@@ -36,12 +36,11 @@ fn watch_reports_each_change_once() {
     let t = fixture();
     let mut w = Watch::start(&t, &["--rescan-interval", "2s"], &[]);
 
-    // A new library.
-    t.compile_so(
-        "usr/local/lib/libnew.so.1",
-        "libnew.so.1",
-        "int n(void){return 4;}",
-    );
+    // A new library, renamed in whole as a package manager or a dropper
+    // does (gcc writes its output in place: a watcher under load can see
+    // it still empty, a `low` "new file", before it is an ELF library).
+    let built = build_so(&t, "libnew.so.1", "int n(void){return 4;}");
+    std::fs::rename(&built, t.path("usr/local/lib/libnew.so.1")).unwrap();
     let f = w.expect("added", "/usr/local/lib/libnew.so.1");
     assert_eq!(f["severity"], "medium", "{f}");
     assert_eq!(f["source"], "event", "{f}");

@@ -18,14 +18,22 @@
 //! A Wine session ends, services included, when its last ordinary process
 //! exits, and the next `wine` command starts a new one (where an
 //! automatic-start service starts again). A sleeping helper process holds
-//! one session for the whole test; the services' stderr is the helper's,
-//! a file here, which is how the `eventlog` channel is read.
+//! one session for the whole test. The first process of a session starts
+//! `wineboot`, which starts `services.exe`, and both inherit that
+//! process's stderr and `WINEDEBUG`; the services `services.exe` starts
+//! inherit them in turn. So the helper must be that first process, its
+//! stderr a file here, which is how the `eventlog` channel is read: no
+//! other wine command runs until this session's `services.exe` is seen
+//! (in /proc) with the helper's file as its stderr. (Run right after the
+//! helper was spawned, the next wine command could win that race on a
+//! loaded machine: `services.exe` and the service then wrote to that
+//! command's stderr with `WINEDEBUG=-all`, and the log stayed empty.)
 //!
 //! Wine's prefix takes most of the time (`wineboot --init`, tens of
 //! seconds on a loaded machine); every step after it polls with a
 //! generous deadline.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -75,27 +83,29 @@ fn state(w: &Wine) -> (Option<String>, String) {
     (st, out)
 }
 
-/// The pids of this test's `libwarden.exe service run` processes, from
-/// /proc (Wine runs Windows processes as Linux ones).
+/// Every process's pid and command line (arguments joined by spaces),
+/// from /proc: Wine runs Windows processes as Linux ones.
+fn processes() -> Vec<(u32, String)> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")))
+        })
+        .collect()
+}
+
+/// The pids of this test's `libwarden.exe service run` processes.
 fn service_pids(bin: &Path) -> Vec<u32> {
     let needle = bin.to_string_lossy().replace('/', "\\");
-    let mut pids = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains("service run") && cmd.contains(&needle) {
-            pids.push(pid);
-        }
-    }
-    pids
+    processes()
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("service run") && cmd.contains(&needle))
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 fn findings(p: &Path) -> Vec<Value> {
@@ -108,11 +118,22 @@ fn findings(p: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The running `services.exe` processes (of any prefix: another test's
+/// may run too) and what each one's stderr is.
+fn services_exe() -> Vec<(u32, Option<PathBuf>)> {
+    processes()
+        .into_iter()
+        .filter(|(_, cmd)| cmd.to_ascii_lowercase().contains("services.exe"))
+        .map(|(pid, _)| (pid, stderr_of(pid)))
+        .collect()
+}
+
+/// What `pid`'s stderr (fd 2) is.
+fn stderr_of(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/fd/2")).ok()
+}
+
 #[test]
-// Flaky on a fresh CI machine: the service's Wine debug lines (its start
-// message, ReportEventW) sometimes never reach the holder's log. Passes
-// alone; run it with `cargo test --test integration winservice:: -- --ignored`.
-#[ignore = "flaky under CI: Wine debug output of the service does not always reach the log"]
 fn watch_runs_as_a_windows_service_under_wine_and_reports_to_the_event_log() {
     let Some(w) = Wine::new() else { return };
     let scratch = w.dir.path();
@@ -153,6 +174,25 @@ fn watch_runs_as_a_windows_service_under_wine_and_reports_to_the_event_log() {
         .spawn()
         .expect("wine starts the session holder");
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    // Before any other wine command: this session's services.exe, started
+    // by the holder's wineboot, writing to the log.
+    let log_file = std::fs::canonicalize(&log_path).unwrap();
+    wait_for(
+        "the holder's session to start services.exe with the log as its stderr",
+        || {
+            services_exe()
+                .iter()
+                .any(|(_, err)| err.as_deref() == Some(log_file.as_path()))
+                .then_some(())
+        },
+        || {
+            format!(
+                "services.exe (pid, stderr): {:?}\n{}",
+                services_exe(),
+                log()
+            )
+        },
+    );
 
     // A fixture root: a System32 with one DLL, its baseline beside it.
     crate::provenance::compile_dll_at(&w.c("fixture/Windows/System32/base.dll"), scratch, 21);
@@ -220,7 +260,13 @@ fn watch_runs_as_a_windows_service_under_wine_and_reports_to_the_event_log() {
         || (state(&w).0.as_deref() == Some("RUNNING")).then_some(()),
         || format!("{}\n{}", state(&w).1, log()),
     );
-    assert_eq!(service_pids(&w.bin()).len(), 1, "{}", log());
+    let pids = service_pids(&w.bin());
+    assert_eq!(pids.len(), 1, "{}", log());
+    assert_eq!(
+        stderr_of(pids[0]).as_deref(),
+        Some(log_file.as_path()),
+        "the service's stderr is not the log"
+    );
     wait_for(
         "the service's start message",
         || log().contains("libwarden service: watching").then_some(()),
