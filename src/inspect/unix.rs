@@ -1032,7 +1032,10 @@ mod tests {
                 crate::formats::kmod::ModuleSig::Malformed(why) => why.to_string(),
                 other => panic!("{other:?}"),
             };
-            assert_eq!(r.facts.clone().unwrap().module, Some(ModuleFact::Malformed(expect)));
+            assert_eq!(
+                r.facts.clone().unwrap().module,
+                Some(ModuleFact::Malformed(expect))
+            );
         }
         let r = facts_of(t.path(), "packed.ko.xz", b"\xfd7zXZ");
         assert_eq!(
