@@ -207,13 +207,6 @@ impl SledDb {
         })
     }
 
-    /// Loads and verifies the live generation (see [`Raw::decode`]), with
-    /// the database still open (tests; the store decodes after closing it).
-    #[cfg(test)]
-    pub fn load(&self) -> Result<Loaded> {
-        self.load_raw()?.decode()
-    }
-
     /// Reads every chunk and checks the digest and count without decoding
     /// the records (a writer's read-back of its own generation).
     pub fn verify(&self) -> Result<Meta> {
