@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use libwarden::baseline::store::Store;
 use libwarden::diff::{self, Classifier};
 use libwarden::inspect::{Cost, Inspector, Outcome, CHUNK};
-use libwarden::record::{FileClass, FileType, Record};
+use libwarden::record::{FileClass, FileType, Record, RecordData};
 use libwarden::rootfs::Root;
 use libwarden::searchpaths::SearchPaths;
 
@@ -71,25 +71,27 @@ fn hashing(c: &mut Criterion) {
 
 fn records(n: usize) -> Vec<Record> {
     (0..n)
-        .map(|i| Record {
-            path: format!("/usr/lib/x86_64-linux-gnu/pkg{:04}/lib{i:06}.so.1", i / 100)
-                .into_bytes(),
-            ftype: FileType::File,
-            size: (i as u64 * 7919) % (1 << 20),
-            mode: 0o100644,
-            uid: 0,
-            gid: 0,
-            dev: 2049,
-            inode: 1_000_000 + i as u64,
-            nlink: 1,
-            mtime: (1_700_000_000 + i as i64, 0),
-            ctime: (1_700_000_000 + i as i64, 0),
-            blake3: Some(*blake3::hash(&i.to_le_bytes()).as_bytes()),
-            sha256: None,
-            unhashed: None,
-            target: None,
-            class: FileClass::ElfDyn,
-            facts: None,
+        .map(|i| {
+            Record::from(RecordData {
+                path: format!("/usr/lib/x86_64-linux-gnu/pkg{:04}/lib{i:06}.so.1", i / 100)
+                    .into_bytes(),
+                ftype: FileType::File,
+                size: (i as u64 * 7919) % (1 << 20),
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                dev: 2049,
+                inode: 1_000_000 + i as u64,
+                nlink: 1,
+                mtime: (1_700_000_000 + i as i64, 0),
+                ctime: (1_700_000_000 + i as i64, 0),
+                blake3: Some(*blake3::hash(&i.to_le_bytes()).as_bytes()),
+                sha256: None,
+                unhashed: None,
+                target: None,
+                class: FileClass::ElfDyn,
+                facts: None,
+            })
         })
         .collect()
 }

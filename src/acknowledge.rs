@@ -314,10 +314,10 @@ pub fn who() -> String {
 mod tests {
     use super::*;
     use crate::finding::Severity;
-    use crate::record::{FileClass, FileType};
+    use crate::record::{FileClass, FileType, RecordData};
 
     fn rec(p: &str, h: u8) -> Record {
-        Record {
+        Record::from(RecordData {
             path: p.as_bytes().to_vec(),
             ftype: FileType::File,
             size: 1,
@@ -335,7 +335,7 @@ mod tests {
             target: None,
             class: FileClass::Other,
             facts: None,
-        }
+        })
     }
 
     fn f(kind: Kind, path: &str, detail: &str) -> Finding {

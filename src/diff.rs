@@ -94,6 +94,13 @@ pub fn diff(before: &[Record], after: &[Record], cls: &Classifier) -> Vec<Findin
             (None, None) => break,
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
+            // The scan's record of an unchanged path is the baseline's
+            // own: nothing to compare.
+            (Some(b), Some(a)) if b.shares(a) => {
+                i += 1;
+                j += 1;
+                continue;
+            }
             (Some(b), Some(a)) => b.path.cmp(&a.path),
         };
         match ord {

@@ -172,9 +172,66 @@ pub enum Unhashed {
     Unstable,
 }
 
-/// One path's state. Timestamps are (seconds, nanoseconds).
+/// One path's state: a shared handle on its [`RecordData`], so a copy costs
+/// a reference count, not the record. A scan's record of an unchanged path
+/// is the baseline's own (see `scan`): an unchanged `check` then holds the
+/// records once, not a baseline set and a scan set. Fields read through
+/// `Deref`; a write (`DerefMut`) copies the data first if it is shared, so a
+/// handle behaves as an owned record.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Record(Arc<RecordData>);
+
+impl std::ops::Deref for Record {
+    type Target = RecordData;
+    fn deref(&self) -> &RecordData {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Record {
+    fn deref_mut(&mut self) -> &mut RecordData {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<RecordData> for Record {
+    fn from(d: RecordData) -> Record {
+        Record(Arc::new(d))
+    }
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl Record {
+    /// Whether two handles share one record (neither was written to since
+    /// one was cloned from the other).
+    pub fn shares(&self, other: &Record) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// `self`, or `prior` in its place when the two are equal: the scan
+    /// keeps the baseline's record of an unchanged path instead of a copy.
+    pub fn or_shared(self, prior: Option<&Record>) -> Record {
+        match prior {
+            Some(p) if *p == self => p.clone(),
+            _ => self,
+        }
+    }
+}
+
+/// What a [`Record`] holds. Timestamps are (seconds, nanoseconds).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Record {
+pub struct RecordData {
     #[serde(serialize_with = "ser_path")]
     pub path: Vec<u8>,
     #[serde(rename = "type")]
@@ -246,7 +303,7 @@ pub fn file_name(path: &[u8]) -> &[u8] {
     path.rsplit(|&b| b == b'/').next().unwrap_or(path)
 }
 
-impl Record {
+impl RecordData {
     /// Permission bits (with setuid/setgid/sticky), without the type.
     pub fn perm(&self) -> u32 {
         self.mode & 0o7777
@@ -255,7 +312,7 @@ impl Record {
     /// True when dev, inode, size, mtime and ctime all match: the content
     /// cannot have changed without one of them moving (ctime cannot be set
     /// from user space), so the old digest can be reused.
-    pub fn same_identity(&self, other: &Record) -> bool {
+    pub fn same_identity(&self, other: &RecordData) -> bool {
         self.dev == other.dev
             && self.inode == other.inode
             && self.size == other.size
@@ -324,8 +381,10 @@ impl Record {
             out.extend_from_slice(&h[..]);
         }
     }
+}
 
-    /// Decodes a value written by [`Record::encode_value`], or by a build
+impl Record {
+    /// Decodes a value written by [`RecordData::encode_value`], or by a build
     /// that wrote [`ENCODING_V1`]. `None` on any malformed input: a corrupt
     /// baseline is reported, never trusted.
     pub fn decode_value(path: &[u8], v: &[u8]) -> Option<Record> {
@@ -378,7 +437,7 @@ impl Record {
         if !r.is_empty() {
             return None;
         }
-        Some(Record {
+        Some(Record::from(RecordData {
             path: path.to_vec(),
             ftype,
             size,
@@ -396,7 +455,7 @@ impl Record {
             target,
             class,
             facts,
-        })
+        }))
     }
 }
 
@@ -412,7 +471,7 @@ mod tests {
     use super::*;
 
     pub(crate) fn sample(path: &[u8]) -> Record {
-        Record {
+        Record::from(RecordData {
             path: path.to_vec(),
             ftype: FileType::Symlink,
             size: 42,
@@ -430,7 +489,7 @@ mod tests {
             target: Some(b"libfoo.so.1.2\xff".to_vec()),
             class: FileClass::ElfDyn,
             facts: None,
-        }
+        })
     }
 
     /// The sample without facts and with each sample of facts.
@@ -536,6 +595,27 @@ mod tests {
         fn decode_never_panics(data: Vec<u8>) {
             let _ = Record::decode_value(b"/x", &data);
         }
+    }
+
+    #[test]
+    fn an_equal_record_gives_way_to_the_prior_and_a_write_copies() {
+        let prior = sample(b"/usr/lib/libfoo.so.1");
+        let fresh = sample(b"/usr/lib/libfoo.so.1");
+        assert!(!fresh.shares(&prior));
+        let kept = fresh.or_shared(Some(&prior));
+        assert!(kept.shares(&prior), "equal: the prior record is kept");
+        let mut moved = sample(b"/usr/lib/libfoo.so.1");
+        moved.nlink = 2;
+        let moved = moved.or_shared(Some(&prior));
+        assert!(!moved.shares(&prior), "different: today's record stays");
+        assert_eq!(moved.nlink, 2);
+        assert!(sample(b"/x").or_shared(None).nlink == 1);
+        // Copy on write: the other handle keeps what it had.
+        let mut written = kept.clone();
+        written.mode = 0o100600;
+        assert!(!written.shares(&prior));
+        assert_eq!(prior.mode, 0o120777);
+        assert_eq!(kept, prior);
     }
 
     #[test]

@@ -282,7 +282,7 @@ pub fn scan_with(
         let logical = f.path.as_os_str().as_encoded_bytes().to_vec();
         let p = prior.get(&logical);
         let mut cost = Cost::default();
-        let out = insp.inspect(logical.clone(), None, p, &mut cost);
+        let out = shared(insp.inspect(logical.clone(), None, p, &mut cost), p);
         // A tracked loader file may well not exist (no preload list is the
         // normal case); its appearance is what gets reported.
         match out {
@@ -417,6 +417,17 @@ impl Hasher for FxHasher {
 
     fn finish(&self) -> u64 {
         self.0
+    }
+}
+
+/// The outcome with the prior record in place of an equal one: the scan
+/// of an unchanged path holds the baseline's record, not a copy, so an
+/// unchanged `check` keeps one set of records in memory, not two (and
+/// the diff finds them equal at a pointer compare).
+fn shared(out: Outcome, prior: Option<&Record>) -> Outcome {
+    match out {
+        Outcome::Record(r, None) => Outcome::Record(r.or_shared(prior), None),
+        other => other,
     }
 }
 
@@ -878,7 +889,10 @@ impl Visitor<'_> {
         if let Some(b) = &self.busy {
             b.fetch_add(1, Ordering::Relaxed);
         }
-        let out = self.insp.inspect(logical.clone(), hint, prior, &mut cost);
+        let out = shared(
+            self.insp.inspect(logical.clone(), hint, prior, &mut cost),
+            prior,
+        );
         if let Some(b) = &self.busy {
             b.fetch_sub(1, Ordering::Relaxed);
         }
@@ -944,6 +958,7 @@ impl Visitor<'_> {
             .map(|l| l.take_done())
             .unwrap_or_default();
         for (logical, out, cost) in done {
+            let out = shared(out, self.prior.get(&logical));
             self.keep(logical, out, cost);
         }
     }

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use super::{bytes, Context};
 use crate::facts::ElfFact;
 use crate::formats::elf::{self, ElfError, ElfInfo};
-use crate::record::{FileClass, FileType};
+use crate::record::{FileClass, FileType, Record};
 use crate::rootfs::Root;
 
 /// At most this many files are read from one executable dir.
@@ -46,14 +46,13 @@ impl Object {
 pub fn collect(cx: &Context, notes: &mut Vec<String>) -> Vec<Object> {
     let mut failed = 0usize;
     let mut out: Vec<Object> = Vec::new();
-    let mut known: HashSet<PathBuf> = HashSet::new();
-    for r in cx.records.iter().filter(|r| {
+    let elf = |r: &&Record| {
         r.ftype == FileType::File
             && matches!(r.class, FileClass::ElfDyn | FileClass::ElfExec)
             && !is_debug_file(&r.path)
-    }) {
+    };
+    for r in cx.records.iter().filter(elf) {
         let path = super::path(&r.path);
-        known.insert(path.clone());
         // An ELF record without parsed headers: the inspection could not
         // parse them (or never gathered them).
         match r.facts.as_deref().and_then(|f| f.elf.as_ref()) {
@@ -69,7 +68,12 @@ pub fn collect(cx: &Context, notes: &mut Vec<String>) -> Vec<Object> {
     }
     // The executable dirs are read once per judge: a watcher's events
     // re-run the audit, and those files are not what changed.
-    let (exec, exec_failed) = cx.exec.0.get_or_init(|| exec_objects(cx, &known));
+    let (exec, exec_failed) = cx.exec.0.get_or_init(|| {
+        // The scanned ELF objects, by their bytes: built only for the one
+        // read of the executable dirs, not on every audit of a watcher.
+        let known: HashSet<&[u8]> = cx.records.iter().filter(elf).map(|r| &r.path[..]).collect();
+        exec_objects(cx, &known)
+    });
     failed += exec_failed;
     if failed > 0 {
         notes.push(format!(
@@ -90,7 +94,7 @@ pub struct ExecObjects(OnceLock<(Vec<Object>, usize)>);
 
 /// The ELF files directly in the executable dirs that are not `known`
 /// records, and how many could not be read or parsed.
-fn exec_objects(cx: &Context, known: &HashSet<PathBuf>) -> (Vec<Object>, usize) {
+fn exec_objects(cx: &Context, known: &HashSet<&[u8]>) -> (Vec<Object>, usize) {
     let mut todo = Vec::new();
     let mut dirs_seen = HashSet::new();
     for d in cx.exec_dirs {
@@ -112,7 +116,7 @@ fn exec_objects(cx: &Context, known: &HashSet<PathBuf>) -> (Vec<Object>, usize) 
         names.sort();
         for n in names {
             let p = dir.join(n);
-            if !known.contains(p.as_path()) {
+            if !known.contains(bytes(&p)) {
                 todo.push(p);
             }
         }

@@ -4,7 +4,7 @@
 //! uid) and writable by nobody else. A sticky `1777` dir is still a finding:
 //! anyone can add a library to it.
 
-use crate::sys::MetadataExt;
+use crate::sys::{MetadataExt, OsStrExt};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -174,14 +174,17 @@ pub fn audit(cx: &Context, a: &mut Audit) {
             check(anc, &what, a);
         }
     }
+    // The records' paths are unique: only the few paths checked above can
+    // repeat one, so the set is looked up, not grown by every record (a
+    // set of tens of thousands of `PathBuf`s, compared by component, cost
+    // more than the checks).
     for r in cx.records {
         let what = match r.ftype {
             FileType::Dir => "directory in a search path",
             FileType::File if r.class.is_loadable() => "library",
             _ => continue,
         };
-        let p = super::path(&r.path);
-        if !seen.insert(p.clone()) {
+        if seen.contains(Path::new(std::ffi::OsStr::from_bytes(&r.path))) {
             continue;
         }
         if let Some(w) = cx.trust.writers(r.uid, r.gid, r.mode) {

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 
 use crate::baseline::store::Meta;
 use crate::escape;
-use crate::record::{FileClass, FileType, Record};
+use crate::record::{FileClass, FileType, Record, RecordData};
 
 pub const HEADER: &str = "# libwarden manifest v1";
 const SIG_PREFIX: &str = "signature ed25519 ";
@@ -137,7 +137,7 @@ fn parse_line(line: &[u8]) -> Option<Record> {
         b"-" => None,
         h => Some(escape::unhex(&text(h)?)?.try_into().ok()?),
     };
-    Some(Record {
+    Some(Record::from(RecordData {
         path: unpct(f[0])?,
         ftype,
         size: if f[5] == b"-" {
@@ -163,7 +163,7 @@ fn parse_line(line: &[u8]) -> Option<Record> {
         },
         class: class_from_name(&text(f[6])?)?,
         facts: None,
-    })
+    }))
 }
 
 /// Reduces a record to what a manifest compares: host-specific identity

@@ -159,21 +159,10 @@ impl SledDb {
         }
     }
 
-    /// Loads and verifies the live generation: chunk order, record count,
-    /// the digest over every pair, path order.
-    pub fn load(&self) -> Result<Loaded> {
-        let (meta, records, extra) = self.scan(true)?;
-        Ok((meta, records.unwrap_or_default(), extra))
-    }
-
-    /// Reads every chunk and checks the digest and count without decoding
-    /// the records (a writer's read-back of its own generation).
-    pub fn verify(&self) -> Result<Meta> {
-        self.scan(false).map(|(m, _, _)| m)
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn scan(&self, decode: bool) -> Result<(Meta, Option<Vec<Record>>, Vec<(Vec<u8>, Vec<u8>)>)> {
+    /// Reads the live generation's chunks and extra pairs (checking the
+    /// chunk order), to be verified and decoded by [`Raw::decode`] once
+    /// this database is closed.
+    pub fn load_raw(&self) -> Result<Raw> {
         let meta = self
             .current_meta()?
             // The store exists (the caller checked) but names no
@@ -183,15 +172,7 @@ impl SledDb {
             .db
             .open_tree(gen_name(meta.generation))
             .map_err(|e| self.sled_err(e))?;
-        let mut records = Vec::with_capacity(if decode {
-            meta.count.min(1 << 24) as usize
-        } else {
-            0
-        });
-        let mut count = 0u64;
-        let mut hasher = blake3::Hasher::new();
-        let mut last: Option<Vec<u8>> = None;
-        let mut sorted = true;
+        let mut chunks = Vec::new();
         for (expect, item) in tree.iter().enumerate() {
             let (k, v) = item.map_err(|e| self.sled_err(e))?;
             if k.as_ref() != (expect as u32).to_be_bytes() {
@@ -200,36 +181,8 @@ impl SledDb {
                     meta.generation
                 )));
             }
-            let mut rest: &[u8] = &v;
-            while !rest.is_empty() {
-                let (path, value, tail) = split_pair(rest).ok_or_else(|| {
-                    self.corrupt(format!(
-                        "generation {} holds a truncated chunk",
-                        meta.generation
-                    ))
-                })?;
-                rest = tail;
-                digest_pair(&mut hasher, path, value);
-                count += 1;
-                if decode {
-                    let r = Record::decode_value(path, value).ok_or_else(|| {
-                        self.corrupt(format!(
-                            "undecodable record for {}",
-                            crate::escape::for_terminal(path)
-                        ))
-                    })?;
-                    records.push(r);
-                } else {
-                    if last.as_deref().is_some_and(|l| l >= path) {
-                        sorted = false;
-                    }
-                    last = Some(path.to_vec());
-                }
-            }
+            chunks.push(v);
         }
-        // The extra tree is hashed after the records, behind a separator,
-        // only when it holds anything: generations written without one keep
-        // their digest, and deleting or adding one breaks it.
         let mut extra = Vec::new();
         let extra_name = extra_name(meta.generation);
         if self
@@ -243,40 +196,22 @@ impl SledDb {
                 .open_tree(&extra_name)
                 .map_err(|e| self.sled_err(e))?;
             for item in tree.iter() {
-                let (k, v) = item.map_err(|e| self.sled_err(e))?;
-                extra.push((k.to_vec(), v.to_vec()));
+                extra.push(item.map_err(|e| self.sled_err(e))?);
             }
         }
-        if !extra.is_empty() {
-            hasher.update(EXTRA_SEPARATOR);
-            for (k, v) in &extra {
-                digest_pair(&mut hasher, k, v);
-            }
-        }
-        if count != meta.count {
-            return Err(self.corrupt(format!(
-                "generation {} should hold {} records but holds {}",
-                meta.generation, meta.count, count
-            )));
-        }
-        if *hasher.finalize().as_bytes() != meta.digest {
-            return Err(self.corrupt(format!(
-                "generation {} does not match its digest: records were altered",
-                meta.generation
-            )));
-        }
-        if decode {
-            sorted = !records.windows(2).any(|w| w[0].path >= w[1].path);
-        }
-        if !sorted {
-            return Err(self.corrupt(format!(
-                "generation {} is not sorted by path",
-                meta.generation
-            )));
-        }
-        Ok((meta, decode.then_some(records), extra))
+        Ok(Raw {
+            path: self.path.clone(),
+            meta,
+            chunks,
+            extra,
+        })
     }
 
+    /// Reads every chunk and checks the digest and count without decoding
+    /// the records (a writer's read-back of its own generation).
+    pub fn verify(&self) -> Result<Meta> {
+        self.load_raw()?.check()
+    }
     /// Writes one generation into this (fresh) database: schema, chunks,
     /// extra pairs, flush, then `current`, flush.
     pub fn write(
@@ -334,6 +269,134 @@ impl SledDb {
         &self.db
     }
 }
+
+/// A generation as sled handed it out: its chunks and extra pairs in
+/// reference-counted buffers that outlive the database. sled's page cache
+/// keeps every page read until the database is closed (its LRU evicts only
+/// after 64 accesses to one of 256 shards, which one pass over a
+/// generation's few hundred pages never makes), so decoding while it is
+/// open held the generation twice: the pages and the records. Closed
+/// first, only these buffers stay, and each is freed as soon as its
+/// records are decoded.
+pub struct Raw {
+    path: PathBuf,
+    meta: Meta,
+    chunks: Vec<sled::IVec>,
+    extra: Vec<(sled::IVec, sled::IVec)>,
+}
+
+impl Raw {
+    fn corrupt(&self, msg: String) -> Error {
+        corrupt_at(&self.path, msg)
+    }
+
+    /// Checks the record count, the digest over every pair and the path
+    /// order, and decodes the records (sorted by path) and extra pairs.
+    pub fn decode(self) -> Result<Loaded> {
+        let (meta, records, extra) = self.scan(true)?;
+        Ok((meta, records, extra))
+    }
+
+    /// [`Raw::decode`] without decoding the records.
+    pub fn check(self) -> Result<Meta> {
+        self.scan(false).map(|(m, _, _)| m)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn scan(mut self, decode: bool) -> Result<(Meta, Vec<Record>, Vec<(Vec<u8>, Vec<u8>)>)> {
+        let generation = self.meta.generation;
+        // The extra pairs first, while no record is decoded yet: each
+        // buffer is copied once and freed.
+        let extra: Vec<(Vec<u8>, Vec<u8>)> = std::mem::take(&mut self.extra)
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect();
+        let mut records = Vec::with_capacity(if decode {
+            self.meta.count.min(1 << 24) as usize
+        } else {
+            0
+        });
+        let mut count = 0u64;
+        let mut hasher = blake3::Hasher::new();
+        let mut last: Option<Vec<u8>> = None;
+        let mut sorted = true;
+        let chunks = std::mem::take(&mut self.chunks);
+        for v in chunks {
+            let mut rest: &[u8] = &v;
+            while !rest.is_empty() {
+                let (path, value, tail) = split_pair(rest).ok_or_else(|| {
+                    self.corrupt(format!("generation {generation} holds a truncated chunk"))
+                })?;
+                rest = tail;
+                digest_pair(&mut hasher, path, value);
+                count += 1;
+                if decode {
+                    let r = Record::decode_value(path, value).ok_or_else(|| {
+                        self.corrupt(format!(
+                            "undecodable record for {}",
+                            crate::escape::for_terminal(path)
+                        ))
+                    })?;
+                    records.push(r);
+                } else {
+                    if last.as_deref().is_some_and(|l| l >= path) {
+                        sorted = false;
+                    }
+                    last = Some(path.to_vec());
+                }
+            }
+            // `v` (this chunk's buffer) is freed here.
+        }
+        // The extra tree is hashed after the records, behind a separator,
+        // only when it holds anything: generations written without one keep
+        // their digest, and deleting or adding one breaks it.
+        if !extra.is_empty() {
+            hasher.update(EXTRA_SEPARATOR);
+            for (k, v) in &extra {
+                digest_pair(&mut hasher, k, v);
+            }
+        }
+        if count != self.meta.count {
+            return Err(self.corrupt(format!(
+                "generation {generation} should hold {} records but holds {count}",
+                self.meta.count
+            )));
+        }
+        if *hasher.finalize().as_bytes() != self.meta.digest {
+            return Err(self.corrupt(format!(
+                "generation {generation} does not match its digest: records were altered"
+            )));
+        }
+        if decode {
+            sorted = !records.windows(2).any(|w| w[0].path >= w[1].path);
+        }
+        if !sorted {
+            return Err(self.corrupt(format!("generation {generation} is not sorted by path")));
+        }
+        Ok((self.meta, records, extra))
+    }
+}
+
+/// Runs the frees sled deferred. sled frees the pages it read (and, when a
+/// database is dropped, all of its tree) through crossbeam's epoch
+/// collector, which runs deferred frees only a few bags at a time, from
+/// later pins of any thread. After a load nothing pins again for a while
+/// (or ever, in a `check`), so the pages of the whole generation stayed
+/// allocated for the rest of the run, interleaved with the decoded
+/// records. Each pin-and-flush here advances the epoch (nothing else is
+/// pinned) and runs up to eight expired bags; a round on an empty queue
+/// costs a pin. Bounded: another thread pinned meanwhile only holds the
+/// epoch back, and its own pins collect later.
+pub fn release_deferred() {
+    for _ in 0..DRAIN_ROUNDS {
+        crossbeam_epoch::pin().flush();
+    }
+}
+
+/// Rounds of [`release_deferred`]: each runs up to 8 bags of 64 deferred
+/// frees, so 256 rounds cover 131,072 (a generation of 75,000 records is
+/// about 600 pages).
+const DRAIN_ROUNDS: usize = 256;
 
 pub fn gen_name(g: u64) -> String {
     format!("gen/{g:020}")

@@ -214,8 +214,8 @@ impl Store {
                 let path = self.path.clone();
                 read_job(&self.path, 0, move || {
                     let db = SledDb::open_read(&path, LOCK_WAIT)?;
-                    let r = db.check_schema().and_then(|()| db.load());
-                    finish_read(db, r)
+                    let r = db.check_schema().and_then(|()| db.load_raw());
+                    finish_read(db, r)?.decode()
                 })
             }
             Found::Current(p) => {
@@ -235,8 +235,9 @@ impl Store {
                         Err(e) => return Err(io_or_unreadable(&dir, "read baseline", e)),
                     }
                     let db = SledDb::open_read(&dir, LOCK_WAIT)?;
-                    let r = db.check_schema().and_then(|()| db.load());
-                    let loaded = finish_read(db, r)?;
+                    let r = db.check_schema().and_then(|()| db.load_raw());
+                    // Decoded once the database is closed (see `Raw`).
+                    let loaded = finish_read(db, r)?.decode()?;
                     if loaded.0 != want {
                         return Err(corrupt(
                             &dir,
@@ -538,6 +539,7 @@ fn read_job<T: Send + 'static>(
 /// that blocked anyway is the watchdog's.)
 fn finish_read<T>(db: SledDb, r: Result<T>) -> Result<T> {
     drop(db);
+    super::sleddb::release_deferred();
     // sled's pages and blobs were freed between the decoded records.
     crate::sys::release_free_memory();
     r
@@ -850,10 +852,10 @@ fn restrict_dir(path: &Path) {
 mod tests {
     use super::super::sleddb::{extra_name, gen_name};
     use super::*;
-    use crate::record::{FileClass, FileType};
+    use crate::record::{FileClass, FileType, RecordData};
 
     fn rec(p: &str, h: u8) -> Record {
-        Record {
+        Record::from(RecordData {
             path: p.as_bytes().to_vec(),
             ftype: FileType::File,
             size: 1,
@@ -871,7 +873,7 @@ mod tests {
             target: None,
             class: FileClass::Other,
             facts: None,
-        }
+        })
     }
 
     /// The live generation's own database, opened raw (an attacker's view).

@@ -265,6 +265,7 @@ fn read_content(fd: BorrowedFd<'_>, size: u64) -> std::io::Result<Content> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::RecordData;
     use std::os::fd::AsFd;
 
     fn elf(tail: &[u8]) -> Vec<u8> {
@@ -278,7 +279,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lib = dir.path().join("libx.so");
         std::fs::write(&lib, elf(b"one")).unwrap();
-        let rec = Record {
+        let rec = Record::from(RecordData {
             path: b"/lib/libx.so".to_vec(),
             ftype: FileType::File,
             size: 21,
@@ -296,7 +297,7 @@ mod tests {
             target: None,
             class: FileClass::ElfDyn,
             facts: None,
-        };
+        });
         let a = Allowlist::new(&[rec]);
         let f = std::fs::File::open(&lib).unwrap();
         let j = a.judge(f.as_fd(), b"/lib/libx.so").unwrap();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Kind, Node, View};
 use crate::formats::ldconf::{self, ConfSource};
-use crate::record::{FileClass, FileType, Record, Unhashed};
+use crate::record::{FileClass, FileType, Record, RecordData, Unhashed};
 use crate::searchpaths::{
     Origin, SearchDir, SearchPaths, TrackedFile, EXTRA_ARCH_DIRS, LD_SO_CONF, LOADER_FILES,
     LOADER_GLOBS, TRUSTED_DIRS,
@@ -193,7 +193,7 @@ pub fn record(path: &[u8], node: &Node) -> Record {
             None,
         ),
     };
-    Record {
+    Record::from(RecordData {
         path: path.to_vec(),
         ftype,
         size,
@@ -211,7 +211,7 @@ pub fn record(path: &[u8], node: &Node) -> Record {
         target,
         class,
         facts,
-    }
+    })
 }
 
 /// The search paths of the image and the records of everything in them.

@@ -29,7 +29,7 @@ pub use crate::pkgdigest::{AlgoSet, ContentDigests, DigestPaths};
 // The pure parsers of module trailers and IMA values; nothing else of
 // provenance is used here.
 use crate::formats::{ima, kmod, loaderpaths};
-use crate::record::{file_name, FileClass, FileType, Record, Unhashed};
+use crate::record::{file_name, FileClass, FileType, Record, RecordData, Unhashed};
 use crate::rootfs::Root;
 use crate::sys::MetadataExt;
 
@@ -131,7 +131,7 @@ pub struct Cost {
 /// The metadata part of a record.
 pub fn base_record(path: Vec<u8>, m: &Stat) -> Record {
     let ftype = FileType::from_mode(m.mode);
-    Record {
+    Record::from(RecordData {
         path,
         ftype,
         size: m.size,
@@ -153,7 +153,7 @@ pub fn base_record(path: Vec<u8>, m: &Stat) -> Record {
         target: None,
         class: FileClass::None,
         facts: None,
-    }
+    })
 }
 
 /// Whether a regular file's record carries [`Facts`]: ELF objects (the

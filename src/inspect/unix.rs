@@ -113,7 +113,7 @@ impl Stat {
         }
     }
 
-    /// Same test as [`Record::same_identity`], without building a record.
+    /// Same test as [`RecordData::same_identity`], without building a record.
     fn same_identity(&self, r: &Record) -> bool {
         r.dev == self.dev
             && r.inode == self.ino
@@ -219,7 +219,7 @@ impl Inspector {
                 if let Some(p) = prior.filter(|p| reusable(p, self.sha256)) {
                     if meta.same_identity(p) {
                         return Prepared::Done(Outcome::Record(
-                            reuse(base_record(logical, &meta), p, self.sha256),
+                            reuse(logical, &meta, p, self.sha256),
                             None,
                         ));
                     }
@@ -232,7 +232,7 @@ impl Inspector {
                 Ok(meta) => {
                     if meta.same_identity(p) {
                         return Prepared::Done(Outcome::Record(
-                            reuse(base_record(logical, &meta), p, self.sha256),
+                            reuse(logical, &meta, p, self.sha256),
                             None,
                         ));
                     }
@@ -697,8 +697,21 @@ fn reusable(prior: &Record, sha256: bool) -> bool {
 }
 
 /// Today's metadata with the prior digest, class and facts (identity
-/// unchanged).
-fn reuse(mut now: Record, prior: &Record, sha256: bool) -> Record {
+/// unchanged): the prior record itself when nothing else changed either
+/// (the usual case: no copy is made, and the diff sees the one record).
+fn reuse(logical: Vec<u8>, meta: &Stat, prior: &Record, sha256: bool) -> Record {
+    let same = meta.mode == prior.mode
+        && meta.uid == prior.uid
+        && meta.gid == prior.gid
+        && meta.nlink == prior.nlink
+        && prior.unhashed.is_none()
+        && prior.target.is_none()
+        && (sha256 || prior.sha256.is_none())
+        && logical == prior.path;
+    if same {
+        return prior.clone();
+    }
+    let mut now = base_record(logical, meta);
     now.blake3 = prior.blake3;
     // Dropped when no longer asked for: the record says what the config does.
     now.sha256 = prior.sha256.clone().filter(|_| sha256);
@@ -847,6 +860,42 @@ mod tests {
         assert!(!cost.hashed);
     }
 
+    /// An unchanged file's record is the prior record itself (no copy);
+    /// one whose metadata moved without its identity (here: the prior
+    /// says another owner) is today's metadata with the prior digest.
+    #[test]
+    fn an_unchanged_file_keeps_the_prior_record_itself() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("lib.so");
+        std::fs::write(&p, b"abc").unwrap();
+        let Outcome::Record(prior, None) = run(&p, Some(FileType::File)) else {
+            panic!()
+        };
+        let again = |prior: &Record| {
+            let out = Inspector::new(&Root::slash()).inspect_as(
+                &p,
+                b"/x".to_vec(),
+                Some(FileType::File),
+                Some(prior),
+                &mut Cost::default(),
+            );
+            let Outcome::Record(r, None) = out else {
+                panic!()
+            };
+            r
+        };
+        let r = again(&prior);
+        assert!(r.shares(&prior));
+        let mut other = prior.clone();
+        other.uid = prior.uid.wrapping_add(1);
+        assert!(!other.shares(&prior), "a write copies a shared record");
+        let r = again(&other);
+        assert!(!r.shares(&other));
+        assert_eq!(r, prior, "today's owner, the prior digest");
+        // A record of a shared handle written to leaves the other as it was.
+        assert_eq!(other.uid, prior.uid.wrapping_add(1));
+    }
+
     use crate::facts::{ElfFact, Facts, ImaFact, ModuleFact, PRELOAD_STRING};
     use crate::record::FileClass;
 
@@ -903,7 +952,7 @@ mod tests {
         bad[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
         let r = facts_of(t.path(), "bad", &bad);
         assert_eq!(r.class, FileClass::ElfDyn);
-        assert_eq!(r.facts.unwrap().elf, Some(ElfFact::Unparsable));
+        assert_eq!(r.facts.clone().unwrap().elf, Some(ElfFact::Unparsable));
     }
 
     #[test]
@@ -929,14 +978,14 @@ mod tests {
         // Straddling the first chunk boundary.
         with[CHUNK - 5..CHUNK - 5 + PRELOAD_STRING.len()].copy_from_slice(PRELOAD_STRING);
         let r = facts_of(t.path(), loader, &with);
-        assert_eq!(r.facts.unwrap().preload_string, Some(true));
+        assert_eq!(r.facts.clone().unwrap().preload_string, Some(true));
         let r = facts_of(t.path(), loader, b"\x7fELF... /etc/ld.so.preload ...");
-        assert_eq!(r.facts.unwrap().preload_string, Some(true));
+        assert_eq!(r.facts.clone().unwrap().preload_string, Some(true));
         let r = facts_of(t.path(), loader, b"/etc/ld.so.prelaod");
-        assert_eq!(r.facts.unwrap().preload_string, Some(false));
+        assert_eq!(r.facts.clone().unwrap().preload_string, Some(false));
         // Not a glibc loader's name: not searched.
         let r = facts_of(t.path(), "ld-musl-x86_64.so.1", PRELOAD_STRING);
-        assert_eq!(r.facts.unwrap().preload_string, None);
+        assert_eq!(r.facts.clone().unwrap().preload_string, None);
     }
 
     #[test]
@@ -973,7 +1022,7 @@ mod tests {
                 b"\x7fELF".to_vec()
             };
             let r = facts_of(t.path(), "plain.ko", &plain);
-            assert_eq!(r.facts.unwrap().module, Some(ModuleFact::Unsigned));
+            assert_eq!(r.facts.clone().unwrap().module, Some(ModuleFact::Unsigned));
             // The marker stays at the end; only the tail is ever parsed.
             let data = if large {
                 padded(&broken, true)
@@ -985,11 +1034,14 @@ mod tests {
                 crate::formats::kmod::ModuleSig::Malformed(why) => why.to_string(),
                 other => panic!("{other:?}"),
             };
-            assert_eq!(r.facts.unwrap().module, Some(ModuleFact::Malformed(expect)));
+            assert_eq!(
+                r.facts.clone().unwrap().module,
+                Some(ModuleFact::Malformed(expect))
+            );
         }
         let r = facts_of(t.path(), "packed.ko.xz", b"\xfd7zXZ");
         assert_eq!(
-            r.facts.unwrap().module,
+            r.facts.clone().unwrap().module,
             Some(ModuleFact::Hidden("xz".into()))
         );
     }
@@ -1037,7 +1089,7 @@ mod tests {
                 panic!()
             };
             assert_eq!(
-                r.facts.unwrap().ima.clone(),
+                r.facts.clone().unwrap().ima.clone(),
                 Some(ImaFact {
                     xattr: value,
                     digest: Some(sha2::Sha256::digest(&data).to_vec()),
@@ -1059,7 +1111,7 @@ mod tests {
         ) else {
             panic!()
         };
-        let ima = r.facts.unwrap().ima.clone().unwrap();
+        let ima = r.facts.clone().unwrap().ima.clone().unwrap();
         assert_eq!((ima.xattr, ima.digest), (vec![9, 9], None));
     }
 
@@ -1084,7 +1136,7 @@ mod tests {
             panic!()
         };
         assert_eq!(r.unhashed, Some(Unhashed::Unreadable));
-        let ima = r.facts.unwrap().ima.clone().unwrap();
+        let ima = r.facts.clone().unwrap().ima.clone().unwrap();
         assert_eq!((ima.xattr, ima.digest), (vec![4, 4, 1], None));
     }
 

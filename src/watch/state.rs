@@ -142,10 +142,10 @@ pub fn is_child(path: &[u8], dir: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::FileClass;
+    use crate::record::{FileClass, RecordData};
 
     fn rec(h: u8, mode: u32) -> Record {
-        Record {
+        Record::from(RecordData {
             path: b"/usr/lib/libx.so".to_vec(),
             ftype: FileType::File,
             size: 1,
@@ -163,7 +163,7 @@ mod tests {
             target: None,
             class: FileClass::ElfDyn,
             facts: None,
-        }
+        })
     }
 
     fn content(after: Record) -> Finding {

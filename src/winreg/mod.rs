@@ -15,7 +15,7 @@ pub(crate) mod testwriter;
 
 use std::path::{Path, PathBuf};
 
-use crate::record::{FileClass, FileType, Record};
+use crate::record::{FileClass, FileType, Record, RecordData};
 use crate::rootfs::Root;
 use hive::{Hive, Value};
 
@@ -352,7 +352,7 @@ impl Snapshot {
                 h.update(&e.value.data);
                 let mut shown = shown(&e.value).into_bytes();
                 shown.truncate(SHOWN_CAP);
-                Record {
+                Record::from(RecordData {
                     path: e.path().into_bytes(),
                     ftype: FileType::File,
                     size: e.value.data.len() as u64,
@@ -370,7 +370,7 @@ impl Snapshot {
                     target: Some(shown),
                     class: FileClass::Other,
                     facts: None,
-                }
+                })
             })
             .collect();
         out.sort_by(|a, b| a.path.cmp(&b.path));
