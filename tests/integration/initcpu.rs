@@ -1,6 +1,6 @@
 //! Default init: one package index parse, full MD5 lanes.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use crate::provenance::{dpkg_root, install, sh};
 use crate::util::{find, json_lines, kinds, TestRoot};
@@ -15,6 +15,28 @@ pub(crate) fn opens(trace: &str, suffix: &str) -> usize {
         .filter(|l| l.contains("open") && !l.contains("ENOENT") && !l.contains("O_PATH"))
         .filter(|l| l.split('"').nth(1).is_some_and(|p| p.ends_with(suffix)))
         .count()
+}
+
+/// `libwarden --root R --db D --format json ARGS` under strace: its
+/// output and the trace of its opens.
+pub(crate) fn traced(t: &TestRoot, args: &[&str]) -> (Output, String) {
+    let log = t.dir.path().join("trace");
+    let _ = std::fs::remove_file(&log);
+    let o = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
+        .arg(&log)
+        .arg(crate::util::bin())
+        .arg("--root")
+        .arg(t.root())
+        .arg("--db")
+        .arg(t.db())
+        .args(["--format", "json"])
+        .args(args)
+        .env_remove("LD_PRELOAD")
+        .output()
+        .unwrap();
+    let trace = std::fs::read_to_string(&log).unwrap();
+    (o, trace)
 }
 
 /// `init` reads dpkg's database once (status, each package's md5sums and
@@ -52,22 +74,9 @@ fn init_reads_the_package_database_once_for_digests_verdicts_and_owners() {
         "libedit.so.1",
         "int g(void){return 9;}",
     );
-    let log = t.dir.path().join("trace");
-    let o = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
-        .arg(&log)
-        .arg(crate::util::bin())
-        .arg("--root")
-        .arg(t.root())
-        .arg("--db")
-        .arg(t.db())
-        .args(["--format", "json", "init"])
-        .env_remove("LD_PRELOAD")
-        .output()
-        .unwrap();
+    let (o, trace) = traced(&t, &["init"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
-    let trace = std::fs::read_to_string(&log).unwrap();
     for f in [
         "var/lib/dpkg/status",
         "info/libone1.md5sums",

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::imagejudge::Layers;
-use crate::initcpu::opens;
+use crate::initcpu::{opens, traced};
 use crate::packagedb::{apk_db, compile, image_tools, rpm_install, rpm_usable};
 use crate::util::{find, image_run, json_lines, kinds, TestRoot};
 
@@ -20,28 +20,6 @@ fn strace_usable() -> bool {
         eprintln!("\n*** SKIPPED: strace not installed (.ci/deps has it) ***\n");
     }
     ok
-}
-
-/// `libwarden --root R --db D --format json ARGS` under strace: its
-/// output and the trace of its opens.
-fn traced(t: &TestRoot, args: &[&str]) -> (Output, String) {
-    let log = t.dir.path().join("trace");
-    let _ = std::fs::remove_file(&log);
-    let o = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
-        .arg(&log)
-        .arg(crate::util::bin())
-        .arg("--root")
-        .arg(t.root())
-        .arg("--db")
-        .arg(t.db())
-        .args(["--format", "json"])
-        .args(args)
-        .env_remove("LD_PRELOAD")
-        .output()
-        .unwrap();
-    let trace = std::fs::read_to_string(&log).unwrap();
-    (o, trace)
 }
 
 fn stderr(o: &Output) -> String {
