@@ -18,11 +18,10 @@ const CAP: u64 = 256 << 20;
 
 /// The identity of the database file now.
 pub fn stamp(root: &Root) -> Vec<(u64, u64, i64, i64)> {
-    use crate::sys::MetadataExt;
     root.resolve(Path::new(INSTALLED))
         .ok()
         .and_then(|p| root.lstat(&p).ok())
-        .map(|m| (m.ino(), m.size(), m.mtime(), m.ctime()))
+        .map(|m| super::identity(&m))
         .into_iter()
         .collect()
 }

@@ -30,14 +30,13 @@ const PARSE_BATCH: usize = 128;
 /// diversions): it changes when a package transaction writes them, so a
 /// long-running watcher knows to read the database again.
 pub fn stamp(root: &Root, admin: &Path) -> Vec<(u64, u64, i64, i64)> {
-    use crate::sys::MetadataExt;
     ["status", "info", "diversions"]
         .iter()
         .filter_map(|n| {
             let p = root.resolve(&admin.join(n)).ok()?;
             root.lstat(&p).ok()
         })
-        .map(|m| (m.ino(), m.size(), m.mtime(), m.ctime()))
+        .map(|m| super::identity(&m))
         .collect()
 }
 

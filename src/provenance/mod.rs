@@ -1200,6 +1200,22 @@ impl World {
     }
 }
 
+/// A package database file's identity: inode, size, and its times to the
+/// nanosecond (folded into one number each). Whole seconds were not
+/// enough: a database rewritten in place within the second it was read,
+/// to the same size (a version `1.0-r0` becoming `1.1-r0`), kept its
+/// stamp, and the cached index of the old content was used.
+pub(crate) fn identity(m: &crate::rootfs::Meta) -> (u64, u64, i64, i64) {
+    use crate::sys::MetadataExt;
+    let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+    (
+        m.ino(),
+        m.size(),
+        ns(m.mtime(), m.mtime_nsec()),
+        ns(m.ctime(), m.ctime_nsec()),
+    )
+}
+
 /// The identity of every package database's files now (dpkg, rpm, apk).
 fn stamp(root: &Root, admin: &Path) -> Vec<(u64, u64, i64, i64)> {
     let mut v = dpkg::stamp(root, admin);
@@ -1329,6 +1345,34 @@ fn find_catalogs(root: &Root, dir: &Path, depth: usize, out: &mut Vec<std::path:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An apk database rewritten in place, to the same size, within the
+    /// second it was stamped: a different stamp (the cached index of the
+    /// old content must not stand in for it).
+    #[test]
+    fn a_database_rewritten_in_place_within_the_second_changes_its_stamp() {
+        let t = tempfile::tempdir().unwrap();
+        let db = t.path().join("lib/apk/db");
+        std::fs::create_dir_all(&db).unwrap();
+        std::fs::write(db.join("installed"), "P:libq\nV:1.0-r0\n").unwrap();
+        let root = Root::new(t.path()).unwrap();
+        let before = apk::stamp(&root);
+        assert_eq!(before.len(), 1);
+        // Past the kernel's timestamp granularity (a jiffy), well within a
+        // second most of the time.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(db.join("installed"))
+            .unwrap();
+        f.write_all(b"P:libq\nV:1.1-r0\n").unwrap();
+        drop(f);
+        let after = apk::stamp(&root);
+        assert_eq!(after[0].0, before[0].0, "same inode");
+        assert_eq!(after[0].1, before[0].1, "same size");
+        assert_ne!(after, before);
+    }
 
     #[test]
     fn so_names() {

@@ -75,14 +75,13 @@ pub fn busy(root: &Root) -> bool {
 /// The identity of the database file now (a watcher reloads when it
 /// changes).
 pub fn stamp(root: &Root) -> Vec<(u64, u64, i64, i64)> {
-    use crate::sys::MetadataExt;
     DB_DIRS
         .iter()
         .filter_map(|d| {
             let p = root.resolve(&Path::new(d).join("rpmdb.sqlite")).ok()?;
             root.lstat(&p).ok()
         })
-        .map(|m| (m.ino(), m.size(), m.mtime(), m.ctime()))
+        .map(|m| super::identity(&m))
         .collect()
 }
 
