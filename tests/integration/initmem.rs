@@ -1,0 +1,1 @@
+//! `init`'s peak memory and its store write.
