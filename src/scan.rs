@@ -41,7 +41,7 @@ use crate::sys::dirwalk::{self, DirReader};
 
 #[cfg(unix)]
 use crate::inspect::LaneEngine;
-use crate::inspect::{ContentDigests, Cost, DigestPaths, Inspector, Outcome};
+use crate::inspect::{ContentDigests, Cost, DigestPaths, Inspector, LargeGate, Outcome};
 #[cfg(unix)]
 use crate::pkgdigest::Algo;
 use crate::record::{FileType, Record};
@@ -493,7 +493,7 @@ fn walk_ignore(
             e.depth() == 0 || !ex.is_match(Path::new(std::ffi::OsStr::from_bytes(&logical)))
         });
     }
-    let mut builder = Builder::new(root, prior, tx, opts);
+    let mut builder = Builder::new(root, prior, tx, opts, None);
     b.build_parallel().visit(&mut builder);
 }
 
@@ -529,7 +529,8 @@ fn walk_fds(
     prior: &Prior,
     tx: Sender<Part>,
 ) {
-    let builder = Builder::new(root, prior, tx, opts);
+    let idle = Arc::new(AtomicUsize::new(0));
+    let builder = Builder::new(root, prior, tx, opts, Some(idle.clone()));
     let jobs = dirs
         .iter()
         .map(|d| DirJob {
@@ -541,9 +542,10 @@ fn walk_fds(
         .collect();
     let excludes = (!opts.excludes.is_empty()).then_some(&*opts.excludes);
     let cross = opts.cross_filesystems;
-    dirwalk::run(
+    dirwalk::run_counting_idle(
         opts.walker_threads(),
         jobs,
+        &idle,
         || FdWalker {
             v: builder.visitor(),
             reader: DirReader::new(),
@@ -651,9 +653,17 @@ impl FdWalker<'_> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(root: &'a Root, prior: &'a Prior<'a>, tx: Sender<Part>, opts: &ScanOptions) -> Self {
+    /// `idle`: the walk's count of threads waiting for work, when it keeps
+    /// one (see [`LargeGate`]).
+    fn new(
+        root: &'a Root,
+        prior: &'a Prior<'a>,
+        tx: Sender<Part>,
+        opts: &ScanOptions,
+        idle: Option<Arc<AtomicUsize>>,
+    ) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let parallel_large = (cores > 1).then(|| (Arc::new(AtomicUsize::new(0)), cores));
+        let parallel_large = (cores > 1).then(|| LargeGate::new(cores, idle));
         Builder {
             root,
             prior,
@@ -686,7 +696,7 @@ impl<'a> Builder<'a> {
             insp,
             part: Part::default(),
             last: self.timing.then(Instant::now),
-            busy: self.parallel_large.as_ref().map(|(b, _)| b.clone()),
+            busy: self.parallel_large.as_ref().map(|g| g.busy.clone()),
             swapped: Default::default(),
             progress: self.progress.clone(),
         }
@@ -697,7 +707,7 @@ struct Builder<'a> {
     root: &'a Root,
     prior: &'a Prior<'a>,
     tx: Sender<Part>,
-    parallel_large: Option<(Arc<AtomicUsize>, usize)>,
+    parallel_large: Option<LargeGate>,
     timing: bool,
     readahead: bool,
     sha256: bool,

@@ -116,7 +116,8 @@ pub fn run(s: &Config, a: &AcceptArgs) -> Result<i32> {
          signed; give --sign-with KEY instead",
     )?;
     let root = s.plan.root.host().as_os_str().as_bytes();
-    let snap = s.plan.snapshot(&base.records, false);
+    // As `check`: the package digests of files read come from that read.
+    let snap = s.plan.snapshot_against(&base, false);
     super::show(&snap);
     let v = pipeline::judge(&s.plan, Reference::Baseline(&base), &snap, Judges::ALL);
     messages::notes(&v.notes);

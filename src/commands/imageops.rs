@@ -147,8 +147,8 @@ pub fn update(
 ) -> Result<i32> {
     if o.package_updates {
         return Err(Error::Usage(
-            "update --image --package-updates: image baselines are judged without package \
-             provenance; accept the changes by path instead"
+            "update --image --package-updates: not supported for image baselines yet; \
+             accept the upgraded libraries by path (`update --image IMAGE PATH..`) instead"
                 .into(),
         ));
     }

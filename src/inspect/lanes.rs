@@ -16,11 +16,10 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::unix::{Inspector, Prepared};
-use super::{read_size, Cost, Outcome, Reading, Stat, LARGE};
+use super::{read_size, Cost, LargeGate, Outcome, Reading, Stat, LARGE};
 use crate::md5lanes::{Lanes, LANES};
 use crate::pkgdigest::{Algo, AlgoSet, FileDigest};
 use crate::record::{FileType, Record};
@@ -206,10 +205,7 @@ impl<'r> LaneEngine<'r> {
         // A large file's BLAKE3 takes the other cores while they would
         // idle (the inspector's own rule): the walk is over elsewhere and
         // these lanes are what is left. The caller counts itself busy.
-        let rayon = insp
-            .parallel_large
-            .as_ref()
-            .is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores);
+        let rayon = insp.parallel_large.as_ref().is_some_and(LargeGate::open);
         let mut worked = [false; LANES];
         for ((lane, buf), worked) in self.lanes.iter_mut().zip(&mut self.bufs).zip(&mut worked) {
             let Some(l) = lane else { continue };

@@ -66,6 +66,44 @@ pub const PARALLEL_CHUNK: usize = 1 << 20;
 /// Files at least this large may use BLAKE3's multi-threaded mode.
 pub const LARGE: u64 = 8 << 20;
 
+/// When a large file's BLAKE3 may take other cores ([`blake3::Hasher::
+/// update_rayon`]): only when they would idle otherwise. Fewer inspections
+/// running than cores is not enough on its own: walker threads listing
+/// directories keep the cores busy too, and each multi-threaded read
+/// wakes the rayon pool, whose threads then spin before they sleep
+/// (`init` of /usr/lib on 2 cores: ~0.5 s of CPU in `sched_yield`, the
+/// whole `init` 10-15 % slower than without the mode). So with a walk
+/// that reports its idle threads, the mode waits for one: the walk's
+/// tail, when the last large files would otherwise hash on one core.
+#[derive(Clone, Debug)]
+pub struct LargeGate {
+    /// Inspections running now, across threads (each counts itself).
+    pub busy: Arc<AtomicUsize>,
+    /// Walker threads waiting for work (`None`: a walk that does not
+    /// say; then only `busy` decides).
+    pub idle: Option<Arc<AtomicUsize>>,
+    pub cores: usize,
+}
+
+impl LargeGate {
+    pub fn new(cores: usize, idle: Option<Arc<AtomicUsize>>) -> LargeGate {
+        LargeGate {
+            busy: Arc::new(AtomicUsize::new(0)),
+            idle,
+            cores,
+        }
+    }
+
+    /// Whether a large file may hash on several cores now.
+    pub fn open(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) < self.cores
+            && self
+                .idle
+                .as_ref()
+                .is_none_or(|i| i.load(Ordering::Relaxed) > 0)
+    }
+}
+
 /// The metadata libwarden records, from `lstat` or `fstat`.
 #[derive(Clone, Copy, Debug)]
 pub struct Stat {
@@ -199,15 +237,15 @@ struct Hashed {
 /// Reads a whole open file into BLAKE3 through `buf` (reused per thread),
 /// gathering the facts of `path` (logical) on the way. The class is
 /// sniffed from the first read. Files of at least [`LARGE`] bytes use
-/// BLAKE3's multi-threaded mode while fewer than `parallel.1` inspections
-/// are running (counted in `parallel.0`), i.e. only when cores would idle.
+/// BLAKE3's multi-threaded mode while `parallel` is open, i.e. only when
+/// cores would idle.
 /// The package digests of `pkg` come from the same reads.
 #[allow(clippy::too_many_arguments)]
 fn read_and_hash(
     mut file: &File,
     buf: &mut Vec<u8>,
     size: u64,
-    parallel: Option<&(Arc<AtomicUsize>, usize)>,
+    parallel: Option<&LargeGate>,
     cost: &mut Cost,
     path: &[u8],
     sha256: bool,
@@ -219,7 +257,7 @@ fn read_and_hash(
     let mut r = Reading::new(file, path, sha256, pkg);
     let parallel = parallel.filter(|_| size >= LARGE);
     loop {
-        let rayon = parallel.is_some_and(|(busy, cores)| busy.load(Ordering::Relaxed) < *cores);
+        let rayon = parallel.is_some_and(LargeGate::open);
         let chunk = if rayon { PARALLEL_CHUNK } else { CHUNK };
         let want = read_size(size.saturating_sub(r.total), chunk);
         if buf.len() < want {
@@ -587,4 +625,28 @@ pub fn inspect_path_with(
     let mut insp = Inspector::new(root);
     insp.sha256 = sha256;
     insp.inspect(logical, None, prior, &mut Cost::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_large_gate_opens_only_for_spare_cores() {
+        let idle = Arc::new(AtomicUsize::new(0));
+        let g = LargeGate::new(2, Some(idle.clone()));
+        g.busy.store(1, Ordering::Relaxed);
+        // Walkers all at work (listing, hashing): no spare core.
+        assert!(!g.open());
+        // One waiting for work: the walk's tail.
+        idle.store(1, Ordering::Relaxed);
+        assert!(g.open());
+        // As many inspections as cores: none to spare.
+        g.busy.store(2, Ordering::Relaxed);
+        assert!(!g.open());
+        // A walk that keeps no idle count: inspections alone decide.
+        let g = LargeGate::new(2, None);
+        g.busy.store(1, Ordering::Relaxed);
+        assert!(g.open());
+    }
 }

@@ -23,13 +23,12 @@ use std::ffi::CStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::{
     base_record, read_and_hash, seek_start, wants_facts, AlgoSet, ContentDigests, Cost,
-    DigestPaths, Hashed, Outcome, Stat, PARALLEL_CHUNK, RETRIES,
+    DigestPaths, Hashed, LargeGate, Outcome, Stat, PARALLEL_CHUNK, RETRIES,
 };
 use crate::facts::{Facts, ImaFact, MAX_XATTR};
 use crate::record::{FileType, Record, Unhashed};
@@ -47,11 +46,10 @@ pub(super) enum Prepared {
 pub struct Inspector {
     buf: Vec<u8>,
     noatime: bool,
-    /// Hash large files with rayon when fewer than [`Inspector::cores`]
-    /// inspections are running (counted in `busy`), i.e. only when other
-    /// cores would sit idle: with every core hashing its own file, the
-    /// multi-threaded mode only adds scheduling (measured ~5 % slower).
-    pub parallel_large: Option<(Arc<AtomicUsize>, usize)>,
+    /// Hash large files with rayon only while the gate is open, i.e. when
+    /// other cores would sit idle: with every core hashing its own file,
+    /// the multi-threaded mode only adds scheduling.
+    pub parallel_large: Option<LargeGate>,
     /// Time the open+stat and hash phases into [`Cost`] (for `bench`; off
     /// in normal scans, where the clock reads would be pure overhead).
     pub timing: bool,

@@ -13,13 +13,12 @@
 use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::{
     base_record, read_and_hash, seek_start, AlgoSet, ContentDigests, Cost, DigestPaths, Hashed,
-    Outcome, Stat, RETRIES,
+    LargeGate, Outcome, Stat, RETRIES,
 };
 use crate::record::{FileType, Record, Unhashed};
 use crate::rootfs::Root;
@@ -31,9 +30,9 @@ pub struct Inspector {
     /// Windows has no `openat`, so lookups are by path, as before).
     root: Root,
     buf: Vec<u8>,
-    /// Hash large files with rayon while fewer than `.1` inspections are
-    /// running (counted in `.0`), i.e. only when other cores would sit idle.
-    pub parallel_large: Option<(Arc<AtomicUsize>, usize)>,
+    /// Hash large files with rayon only while the gate is open (other
+    /// cores would sit idle).
+    pub parallel_large: Option<LargeGate>,
     /// Time the open+stat and hash phases into [`Cost`].
     pub timing: bool,
     /// Readahead hints: none on Windows (the flag is accepted and ignored).

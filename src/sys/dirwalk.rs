@@ -18,6 +18,7 @@
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Bytes asked of `getdents64` per call (glibc's `readdir` uses 32 KiB;
@@ -208,6 +209,21 @@ pub fn run<J, S>(
 ) where
     J: Send,
 {
+    run_counting_idle(threads, jobs, &AtomicUsize::new(0), state, work)
+}
+
+/// [`run`], keeping in `idle` how many threads are waiting for a job
+/// (none queued, others still working): the walk's tail, when spare
+/// cores may help the threads still at work.
+pub fn run_counting_idle<J, S>(
+    threads: usize,
+    jobs: Vec<J>,
+    idle: &AtomicUsize,
+    state: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, J, &mut Vec<J>) + Sync,
+) where
+    J: Send,
+{
     let queue = Mutex::new(Queue {
         jobs,
         busy: 0,
@@ -221,7 +237,7 @@ pub fn run<J, S>(
                 let _guard = AbortOnPanic(&queue, &wake);
                 let mut st = state();
                 let mut found: Vec<J> = Vec::new();
-                let mut next = take(&queue, &wake, false);
+                let mut next = take(&queue, &wake, idle, false);
                 while let Some(job) = next {
                     work(&mut st, job, &mut found);
                     // Depth first on this thread; the rest for anyone.
@@ -233,7 +249,7 @@ pub fn run<J, S>(
                         wake.notify_all();
                     }
                     if next.is_none() {
-                        next = take(&queue, &wake, true);
+                        next = take(&queue, &wake, idle, true);
                     }
                 }
             });
@@ -244,7 +260,12 @@ pub fn run<J, S>(
 /// The next job from the shared stack, waiting while others work (they
 /// may add some); `None` when nothing is left anywhere. `was_busy`: the
 /// caller just finished a job.
-fn take<J>(queue: &Mutex<Queue<J>>, wake: &Condvar, was_busy: bool) -> Option<J> {
+fn take<J>(
+    queue: &Mutex<Queue<J>>,
+    wake: &Condvar,
+    idle: &AtomicUsize,
+    was_busy: bool,
+) -> Option<J> {
     let mut q = lock(queue);
     if was_busy {
         q.busy -= 1;
@@ -262,7 +283,9 @@ fn take<J>(queue: &Mutex<Queue<J>>, wake: &Condvar, was_busy: bool) -> Option<J>
             wake.notify_all();
             return None;
         }
+        idle.fetch_add(1, Ordering::Relaxed);
         q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
+        idle.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -386,6 +409,30 @@ mod tests {
         let counts = per_thread.lock().unwrap();
         assert_eq!(counts.len(), 3, "every thread's state is dropped");
         assert_eq!(counts.iter().sum::<usize>(), (1 << 13) - 1);
+    }
+
+    #[test]
+    fn idle_counts_the_threads_waiting_while_the_last_job_runs() {
+        // One long job and nothing queued: the other three threads wait
+        // (the walk's tail); the job sees them, and none is left counted.
+        let idle = AtomicUsize::new(0);
+        let seen = AtomicUsize::new(0);
+        run_counting_idle(
+            4,
+            vec![0u8],
+            &idle,
+            || (),
+            |_, _, _| {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while idle.load(Ordering::Relaxed) < 3 && std::time::Instant::now() < deadline {
+                    std::thread::yield_now();
+                }
+                seen.store(idle.load(Ordering::Relaxed), Ordering::Relaxed);
+            },
+        );
+        // `idle` is the one passed in: the counter the job read.
+        assert_eq!(seen.load(Ordering::Relaxed), 3);
+        assert_eq!(idle.load(Ordering::Relaxed), 0);
     }
 
     #[test]
