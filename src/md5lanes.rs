@@ -3,7 +3,9 @@
 //! is serial (each block's compression needs the previous one's result), so
 //! a core computes it at about one block per ~300 cycles whatever its SIMD
 //! width; independent files, however, can share a core: with AVX2 eight
-//! 32-bit lanes compress one block of each of eight files in one pass.
+//! 32-bit lanes compress one block of each of eight files in one pass, and
+//! two such groups side by side keep the core's ALU ports busy while each
+//! group waits on its own chain of steps (sixteen files per pass).
 //!
 //! [`Md5`] is the scalar hasher, whose state can be stepped block by block
 //! and finished; [`Lanes`] holds [`LANES`] of them and compresses the blocks
@@ -19,8 +21,9 @@
 //!
 //! This module depends on nothing else of the crate.
 
-/// Lanes compressed together: the 32-bit lanes of one AVX2 register.
-pub const LANES: usize = 8;
+/// Lanes compressed together: two AVX2 registers' worth of 32-bit lanes
+/// (two groups of eight side by side; eight or fewer busy ones take one).
+pub const LANES: usize = 16;
 
 const BLOCK: usize = 64;
 
@@ -443,31 +446,47 @@ fn compress_lanes(
 ) {
     #[cfg(target_arch = "x86_64")]
     if simd_available() {
-        // An inactive lane reads an active lane's bytes (always valid for
-        // `steps` blocks) and its result is thrown away: no branch per lane
-        // in the loop, no buffer of zeros to point at.
-        let Some(any) = (0..LANES).find(|&i| active[i]) else {
-            return;
-        };
-        let mut ptrs = [data[any].as_ptr(); LANES];
+        // The active lanes packed into slots: one group of eight when
+        // they fit, else two (side by side: see `avx2::compress`). A slot
+        // without a lane reads an active lane's bytes (always valid for
+        // `steps` blocks) and its result is thrown away: no branch per
+        // lane in the loop, no buffer of zeros to point at.
+        let mut slot_of = [0usize; LANES];
+        let mut n = 0;
         for i in 0..LANES {
-            if active[i] && data[i].len() >= steps * BLOCK {
-                ptrs[i] = data[i].as_ptr();
-            } else if active[i] {
+            if !active[i] {
+                continue;
+            }
+            if data[i].len() < steps * BLOCK {
                 // Not what the caller passes (it counts whole blocks); a
                 // lane short of bytes is never read past its end.
                 return compress_lanes_scalar(states, data, active, steps);
             }
+            slot_of[n] = i;
+            n += 1;
         }
-        let before = *states;
+        if n == 0 {
+            return;
+        }
+        let mut st = [[0u32; 4]; LANES];
+        let mut ptrs = [data[slot_of[0]].as_ptr(); LANES];
+        for s in 0..n {
+            st[s] = states[slot_of[s]];
+            ptrs[s] = data[slot_of[s]].as_ptr();
+        }
+        let w = avx2::WIDTH;
         // SAFETY: AVX2 was detected on this CPU just above; every pointer
         // is valid for `steps` blocks (checked above), and the function
-        // writes only `states`.
-        unsafe { avx2::compress8(states, &ptrs, steps) };
-        for i in 0..LANES {
-            if !active[i] {
-                states[i] = before[i];
+        // writes only the slots' states.
+        unsafe {
+            if n <= w {
+                avx2::compress::<1>(&mut st[..w], &ptrs[..w], steps);
+            } else {
+                avx2::compress::<2>(&mut st[..2 * w], &ptrs[..2 * w], steps);
             }
+        }
+        for s in 0..n {
+            states[slot_of[s]] = st[s];
         }
         return;
     }
@@ -492,34 +511,45 @@ fn compress_lanes_scalar(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BLOCK, K, LANES};
+    use super::{BLOCK, K};
     use std::arch::x86_64::*;
 
-    /// `blocks` consecutive blocks of each lane (lane `i`'s from
-    /// `ptrs[i]`) into its state. The state stays in registers from one
+    /// The 32-bit lanes of one AVX2 register.
+    pub(super) const WIDTH: usize = 8;
+    const _: () = assert!(super::LANES == 2 * WIDTH);
+
+    /// `blocks` consecutive blocks of each of `G * 8` lanes (lane `i`'s
+    /// from `ptrs[i]`) into its state, in `G` groups of eight: one group's
+    /// 64 steps are a chain of dependent instructions (each step needs the
+    /// one before), so a core runs them at the chain's latency with ALU
+    /// ports to spare; a second, independent group fills those ports (as
+    /// ISA-L's `md5_mb` x8x2 does). The state stays in registers from one
     /// block to the next; each block's sixteen words are brought into
     /// word-major order (word `j` of every lane in one register) by two
-    /// 8x8 transposes of eight 32-byte loads, not gathered one by one.
+    /// 8x8 transposes of eight 32-byte loads per group.
     ///
     /// # Safety
-    /// The CPU must support AVX2, and each `ptrs[i]` must be valid for
-    /// reads of `blocks * 64` bytes.
+    /// The CPU must support AVX2; `states` and `ptrs` hold `G * 8` lanes,
+    /// and each `ptrs[i]` must be valid for reads of `blocks * 64` bytes.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn compress8(
-        states: &mut [[u32; 4]; LANES],
-        ptrs: &[*const u8; LANES],
+    pub(super) unsafe fn compress<const G: usize>(
+        states: &mut [[u32; 4]],
+        ptrs: &[*const u8],
         blocks: usize,
     ) {
-        let state_word = |j: usize| -> __m256i {
-            let mut v = [0u32; LANES];
-            for (v, s) in v.iter_mut().zip(states.iter()) {
+        debug_assert!(states.len() == G * WIDTH && ptrs.len() == G * WIDTH);
+        let state_word = |g: usize, j: usize| -> __m256i {
+            let mut v = [0u32; WIDTH];
+            for (v, s) in v.iter_mut().zip(&states[g * WIDTH..(g + 1) * WIDTH]) {
                 *v = s[j];
             }
             // v is 32 readable bytes.
             _mm256_loadu_si256(v.as_ptr().cast())
         };
-        let (mut a, mut b, mut c, mut d) =
-            (state_word(0), state_word(1), state_word(2), state_word(3));
+        let mut a: [__m256i; G] = std::array::from_fn(|g| state_word(g, 0));
+        let mut b: [__m256i; G] = std::array::from_fn(|g| state_word(g, 1));
+        let mut c: [__m256i; G] = std::array::from_fn(|g| state_word(g, 2));
+        let mut d: [__m256i; G] = std::array::from_fn(|g| state_word(g, 3));
         let ones = _mm256_set1_epi32(-1);
         macro_rules! f {
             ($b:expr, $c:expr, $d:expr) => {
@@ -541,43 +571,55 @@ mod avx2 {
                 _mm256_xor_si256($c, _mm256_or_si256($b, _mm256_xor_si256($d, ones)))
             };
         }
+        // One step in every group, the groups side by side.
         macro_rules! step {
             ($f:ident, $a:ident, $b:ident, $c:ident, $d:ident, $w:expr, $k:expr, $s:literal) => {
-                let t = _mm256_add_epi32(
-                    _mm256_add_epi32($a, $f!($b, $c, $d)),
-                    _mm256_add_epi32($w, _mm256_set1_epi32($k as i32)),
-                );
-                let r = _mm256_or_si256(
-                    _mm256_slli_epi32::<$s>(t),
-                    _mm256_srli_epi32::<{ 32 - $s }>(t),
-                );
-                $a = _mm256_add_epi32($b, r);
+                let k = _mm256_set1_epi32($k as i32);
+                for g in 0..G {
+                    let t = _mm256_add_epi32(
+                        _mm256_add_epi32($a[g], $f!($b[g], $c[g], $d[g])),
+                        _mm256_add_epi32($w[g], k),
+                    );
+                    let r = _mm256_or_si256(
+                        _mm256_slli_epi32::<$s>(t),
+                        _mm256_srli_epi32::<{ 32 - $s }>(t),
+                    );
+                    $a[g] = _mm256_add_epi32($b[g], r);
+                }
             };
         }
         for n in 0..blocks {
-            let mut w = [_mm256_setzero_si256(); 16];
-            for half in 0..2 {
-                let at = n * BLOCK + half * 32;
-                // Row i: words 8*half..8*half+8 of lane i (MD5's words are
-                // little-endian, as x86 loads them).
-                let r: [__m256i; LANES] =
-                    std::array::from_fn(|i| _mm256_loadu_si256(ptrs[i].add(at).cast()));
-                let cols = transpose8(r);
-                w[half * 8..half * 8 + 8].copy_from_slice(&cols);
+            let mut w = [[_mm256_setzero_si256(); G]; 16];
+            for g in 0..G {
+                for half in 0..2 {
+                    let at = n * BLOCK + half * 32;
+                    // Row i: words 8*half..8*half+8 of lane i (MD5's words
+                    // are little-endian, as x86 loads them).
+                    let r: [__m256i; WIDTH] = std::array::from_fn(|i| {
+                        _mm256_loadu_si256(ptrs[g * WIDTH + i].add(at).cast())
+                    });
+                    for (j, col) in transpose8(r).into_iter().enumerate() {
+                        w[half * 8 + j][g] = col;
+                    }
+                }
             }
             let (a0, b0, c0, d0) = (a, b, c, d);
             md5_steps!(step, a, b, c, d, w);
-            a = _mm256_add_epi32(a, a0);
-            b = _mm256_add_epi32(b, b0);
-            c = _mm256_add_epi32(c, c0);
-            d = _mm256_add_epi32(d, d0);
+            for g in 0..G {
+                a[g] = _mm256_add_epi32(a[g], a0[g]);
+                b[g] = _mm256_add_epi32(b[g], b0[g]);
+                c[g] = _mm256_add_epi32(c[g], c0[g]);
+                d[g] = _mm256_add_epi32(d[g], d0[g]);
+            }
         }
-        for (j, v) in [a, b, c, d].iter().enumerate() {
-            let mut lanes = [0u32; LANES];
-            // lanes is 32 writable bytes.
-            _mm256_storeu_si256(lanes.as_mut_ptr().cast(), *v);
-            for (s, x) in states.iter_mut().zip(lanes) {
-                s[j] = x;
+        for g in 0..G {
+            for (j, v) in [a[g], b[g], c[g], d[g]].iter().enumerate() {
+                let mut lanes = [0u32; WIDTH];
+                // lanes is 32 writable bytes.
+                _mm256_storeu_si256(lanes.as_mut_ptr().cast(), *v);
+                for (s, x) in states[g * WIDTH..(g + 1) * WIDTH].iter_mut().zip(lanes) {
+                    s[j] = x;
+                }
             }
         }
     }
@@ -586,7 +628,7 @@ mod avx2 {
     /// rows 0..8.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn transpose8(r: [__m256i; LANES]) -> [__m256i; LANES] {
+    unsafe fn transpose8(r: [__m256i; WIDTH]) -> [__m256i; WIDTH] {
         // Pairs of rows interleaved by word, then by pairs of words: each
         // 128-bit half then holds one column's four rows (the low half
         // columns 0-3, the high half columns 4-7)...
@@ -689,7 +731,24 @@ mod tests {
             // Several MiB in one lane only where the pieces are large (a
             // debug build steps the small ones slowly).
             let big = if piece >= 1000 { 3 << 20 } else { 20_000 };
-            let lens = [0usize, 1, 63, 64, 65, 1000, 7_001, big];
+            let lens = [
+                0usize,
+                1,
+                63,
+                64,
+                65,
+                1000,
+                7_001,
+                big,
+                2,
+                127,
+                128,
+                129,
+                4096,
+                5_000,
+                9_999,
+                big / 2,
+            ];
             let data: Vec<Vec<u8>> = lens
                 .iter()
                 .enumerate()
@@ -750,7 +809,10 @@ mod tests {
     #[test]
     fn lanes_taken_in_part_match() {
         for simd in [true, false] {
-            let lens = [0usize, 1, 64, 65, 200, 4_000, 70_001, 300_000];
+            let lens = [
+                0usize, 1, 64, 65, 200, 4_000, 70_001, 300_000, 3, 63, 128, 1_000, 8_191, 20_000,
+                150_000, 64,
+            ];
             let data: Vec<Vec<u8>> = lens
                 .iter()
                 .enumerate()
@@ -795,7 +857,8 @@ mod tests {
             .map(|i| &big[i * 1000..(2 << 20) + i * 77_777])
             .collect();
         let mut lanes = Lanes::new();
-        for chunk in 0..3 {
+        // Every input is fed whole (the longest is under 4 MiB).
+        for chunk in 0..4 {
             let part: Vec<&[u8]> = inputs
                 .iter()
                 .map(|d| &d[(chunk << 20).min(d.len())..((chunk + 1) << 20).min(d.len())])
