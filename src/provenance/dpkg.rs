@@ -198,9 +198,30 @@ impl DpkgDb {
         });
         let wanted = |p: &[u8]| names.as_ref().is_none_or(|n| n.contains(file_name(p)));
         let listed = std::sync::atomic::AtomicUsize::new(0);
+        // Canonicalising is done where the lines are parsed, in parallel:
+        // one cache of resolved directories per worker thread (each locks
+        // only its own), kept across batches, so a directory is resolved
+        // once per thread rather than once per run. The answers are the
+        // same as one shared cache's: each is an lstat of the same root
+        // (a tree changed while it is read may give two threads two
+        // answers, as two runs would).
+        let canons: Vec<std::sync::Mutex<Canon>> = (0..=rayon::current_num_threads())
+            .map(|_| std::sync::Mutex::new(Canon::new(root)))
+            .collect();
+        let with_canon = |f: &mut dyn FnMut(&mut Canon)| {
+            let i = rayon::current_thread_index()
+                .unwrap_or(canons.len() - 1)
+                .min(canons.len() - 1);
+            if let Some(m) = canons.get(i) {
+                let mut c = m.lock().unwrap_or_else(|e| e.into_inner());
+                f(&mut c);
+            }
+        };
+        // A package's claims: canonical paths with the md5sums digest (or
+        // none, from `.list` alone), and what `.list` adds without one.
         type Claims = (Vec<(Option<[u8; 16]>, Vec<u8>)>, Vec<Vec<u8>>);
         let parse = |(stem, _, has_md5, has_list): &(String, String, bool, bool)| -> Claims {
-            if *has_md5 {
+            let (files, others): Claims = if *has_md5 {
                 let files: Vec<(Option<[u8; 16]>, Vec<u8>)> = root
                     .read_file(&info.join(format!("{stem}.md5sums")), INFO_CAP)
                     .map(|t| {
@@ -215,7 +236,8 @@ impl DpkgDb {
                 // What `.list` adds: the entries md5sums does not
                 // name (symlinks and directories have no digest).
                 let others = if lists && *has_list {
-                    let sums: HashSet<&[u8]> = files.iter().map(|(_, p)| p.as_slice()).collect();
+                    let sums: crate::fasthash::FastSet<&[u8]> =
+                        files.iter().map(|(_, p)| p.as_slice()).collect();
                     root.read_file(&info.join(format!("{stem}.list")), INFO_CAP)
                         .map(|t| {
                             parse_list(&t)
@@ -243,23 +265,34 @@ impl DpkgDb {
                     .unwrap_or_default()
             } else {
                 (Vec::new(), Vec::new())
-            }
+            };
+            let mut out: Claims = (
+                Vec::with_capacity(files.len()),
+                Vec::with_capacity(others.len()),
+            );
+            with_canon(&mut |canon| {
+                out.0 = files.iter().map(|(m, p)| (*m, canon.file(p))).collect();
+                out.1 = others.iter().map(|p| canon.file(p)).collect();
+            });
+            out
         };
         let mut db = DpkgDb::default();
         db.set_lists(lists);
-        let mut canon = Canon::new(root);
         // A batch of packages parsed at a time: besides the index, the
         // parsed lines of a batch are held, not those of every package.
         for batch in installed.chunks(PARSE_BATCH) {
             let parsed: Vec<Claims> = batch.par_iter().map(parse).collect();
+            let (files, others) = parsed
+                .iter()
+                .fold((0, 0), |(f, o), (a, b)| (f + a.len(), o + b.len()));
+            db.reserve(files, others);
             for ((name, version, _, _), (claims, others)) in batch.iter().zip(parsed) {
                 let pkg = db.add_package(Package {
                     name: name.clone(),
                     version: version.clone(),
                     manager: Manager::Dpkg,
                 });
-                for (md5, path) in claims {
-                    let key = canon.file(&path);
+                for (md5, key) in claims {
                     let digest = md5.map(FileDigest::Md5);
                     db.add(
                         key,
@@ -270,14 +303,15 @@ impl DpkgDb {
                         },
                     );
                 }
-                for path in others {
-                    db.add_other(canon.file(&path), pkg);
+                for key in others {
+                    db.add_other(key, pkg);
                 }
             }
         }
         db.count_listed(listed.load(std::sync::atomic::Ordering::Relaxed));
 
         // A diverted file of package P (not the diverter) lives at `to`.
+        let mut canon = Canon::new(root);
         {
             for d in diversions {
                 let from = canon.file(&d.from);
@@ -309,14 +343,14 @@ fn base(name: &str) -> &str {
 /// directory: the parent is resolved (cached), the file name appended.
 pub(super) struct Canon<'a> {
     root: &'a Root,
-    dirs: HashMap<Vec<u8>, Vec<u8>>,
+    dirs: crate::fasthash::FastMap<Vec<u8>, Vec<u8>>,
 }
 
 impl<'a> Canon<'a> {
     pub(super) fn new(root: &'a Root) -> Self {
         Canon {
             root,
-            dirs: HashMap::new(),
+            dirs: crate::fasthash::FastMap::default(),
         }
     }
 
@@ -324,15 +358,31 @@ impl<'a> Canon<'a> {
         match path.iter().rposition(|&b| b == b'/') {
             Some(i) if i + 1 < path.len() => {
                 let (dir, name) = path.split_at(i);
-                let mut out = self.dir(dir);
+                let name = name.get(1..).unwrap_or_default();
+                let dir = self.dir_ref(dir);
+                // Built at its final size: the index holds ~100k of these
+                // for the whole walk.
+                let mut out = Vec::with_capacity(dir.len() + 1 + name.len());
+                out.extend_from_slice(dir);
                 if out != b"/" {
                     out.push(b'/');
                 }
-                out.extend_from_slice(name.get(1..).unwrap_or_default());
+                out.extend_from_slice(name);
                 out
             }
             _ => path.to_vec(),
         }
+    }
+
+    /// [`Canon::dir`] without a copy when the directory is known.
+    fn dir_ref(&mut self, dir: &[u8]) -> &[u8] {
+        if dir.is_empty() || dir == b"/" {
+            return b"/";
+        }
+        if !self.dirs.contains_key(dir) {
+            self.dir(dir);
+        }
+        self.dirs.get(dir).map_or(b"/", |v| v.as_slice())
     }
 
     fn dir(&mut self, dir: &[u8]) -> Vec<u8> {

@@ -976,7 +976,8 @@ impl Packages {
     /// compute it in its own read (the scan's `ScanOptions::digest_paths`);
     /// `None` when no package database was read.
     pub fn digest_paths(&self) -> Option<crate::pkgdigest::DigestPaths> {
-        let mut set = crate::pkgdigest::DigestPaths::default();
+        let n = self.dbs().map(|db| db.digest_count()).sum();
+        let mut set = crate::pkgdigest::DigestPaths::with_capacity(n);
         let mut any = false;
         for db in self.dbs() {
             any = true;
