@@ -362,9 +362,10 @@ impl<'a> Canon<'a> {
                 let dir = self.dir_ref(dir);
                 // Built at its final size: the index holds ~100k of these
                 // for the whole walk.
-                let mut out = Vec::with_capacity(dir.len() + 1 + name.len());
+                let slash = usize::from(dir != b"/");
+                let mut out = Vec::with_capacity(dir.len() + slash + name.len());
                 out.extend_from_slice(dir);
-                if out != b"/" {
+                if slash == 1 {
                     out.push(b'/');
                 }
                 out.extend_from_slice(name);
@@ -825,6 +826,128 @@ mod tests {
         assert_eq!(cut.claimants(link).len(), 1);
         assert!(cut.knows_name(b"libq.so.1"));
         assert!(!cut.knows_name(b"q-plugins"));
+    }
+
+    /// Each worker thread canonicalises with its own cache of resolved
+    /// directories: the index is the same on one thread as on several,
+    /// across batches, with directories reached through symlinks (`/lib`,
+    /// a symlinked subdirectory) and same-named directories elsewhere.
+    #[test]
+    fn per_thread_directory_caches_give_the_index_one_cache_gives() {
+        let t = tempfile::tempdir().unwrap();
+        let w = |rel: &str, text: &str| {
+            let p = t.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        for d in ["usr/lib/x86_64-linux-gnu/sub", "usr/lib64/sub"] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        std::os::unix::fs::symlink("usr/lib64", t.path().join("lib64")).unwrap();
+        std::os::unix::fs::symlink("sub", t.path().join("usr/lib/x86_64-linux-gnu/alias")).unwrap();
+        let mut status = String::new();
+        let dirs = [
+            "lib/x86_64-linux-gnu",
+            "usr/lib/x86_64-linux-gnu",
+            "lib/x86_64-linux-gnu/alias",
+            "lib/x86_64-linux-gnu/sub",
+            "lib64/sub",
+            "usr/lib64/sub",
+            "usr/share/doc",
+        ];
+        for i in 0..(3 * PARSE_BATCH + 7) {
+            let name = format!("p{i}");
+            status.push_str(&format!(
+                "Package: {name}\nStatus: install ok installed\nVersion: {i}\n\n"
+            ));
+            let mut sums = String::new();
+            let mut list = String::from("/.\n");
+            for (j, d) in dirs.iter().enumerate() {
+                sums.push_str(&format!("{:032x}  {d}/lib{i}.so\n", i * 16 + j));
+                sums.push_str(&format!("{:032x}  {d}/same.so\n", i * 16 + j));
+                list.push_str(&format!("/{d}\n/{d}/link{i}.so\n"));
+            }
+            w(&format!("var/lib/dpkg/info/{name}.md5sums"), &sums);
+            w(&format!("var/lib/dpkg/info/{name}.list"), &list);
+        }
+        w("var/lib/dpkg/status", &status);
+        let root = Root::new(t.path()).unwrap();
+        let load = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| DpkgDb::load_with_lists(&root, Path::new(ADMIN_DIR), None))
+                .unwrap()
+                .unwrap()
+        };
+        let one = load(1);
+        let four = load(4);
+        let mut names: HashSet<Vec<u8>> = HashSet::new();
+        for i in 0..(3 * PARSE_BATCH + 7) {
+            names.insert(format!("lib{i}.so").into_bytes());
+            names.insert(format!("link{i}.so").into_bytes());
+        }
+        names.insert(b"same.so".to_vec());
+        assert_eq!(one.cut_to(&names).encode(), four.cut_to(&names).encode());
+        let owner = |db: &DpkgDb, p: &[u8]| -> Vec<String> {
+            db.claimants(p).iter().map(|p| p.name.clone()).collect()
+        };
+        for db in [&one, &four] {
+            // Through /lib and the alias, the same canonical file; the two
+            // `sub` directories apart.
+            let alias = b"/usr/lib/x86_64-linux-gnu/sub/lib2.so";
+            // (Two claims of p2: two spellings, two digests.)
+            assert_eq!(owner(db, alias), ["p2", "p2"]);
+            assert_eq!(db.owners(alias).len(), 2, "listed through alias and sub");
+            assert_eq!(db.owners(b"/usr/lib64/sub/lib2.so").len(), 2);
+            assert_eq!(
+                db.owners(b"/usr/lib64/sub/same.so").len(),
+                2 * (3 * PARSE_BATCH + 7)
+            );
+            assert!(db.owners(b"/lib64/sub/same.so").is_empty());
+            assert_eq!(owner(db, b"/usr/lib/x86_64-linux-gnu/link5.so"), ["p5"]);
+            assert_eq!(
+                db.first_claimant(b"/usr/lib/x86_64-linux-gnu/link5.so")
+                    .map(|p| p.name.as_str()),
+                Some("p5")
+            );
+            assert_eq!(
+                db.first_claimant(b"/usr/lib/x86_64-linux-gnu/lib4.so")
+                    .map(|p| p.name.as_str()),
+                db.claimants(b"/usr/lib/x86_64-linux-gnu/lib4.so")
+                    .first()
+                    .map(|p| p.name.as_str())
+            );
+            assert!(db.first_claimant(b"/usr/lib/none.so").is_none());
+        }
+    }
+
+    /// The paths the index holds are allocated at their length: ~100k of
+    /// them live through the walk.
+    #[test]
+    fn canonical_paths_are_allocated_at_their_length() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        let root = Root::new(t.path()).unwrap();
+        let mut c = Canon::new(&root);
+        for p in [
+            &b"/lib/x86_64-linux-gnu/libc.so.6"[..],
+            b"/usr/lib/x86_64-linux-gnu/libm.so.6",
+            b"/libtop.so",
+            b"/lib/x86_64-linux-gnu/libc.so.6",
+        ] {
+            let out = c.file(p);
+            assert_eq!(
+                out.capacity(),
+                out.len(),
+                "{}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+        assert_eq!(c.file(b"/libtop.so"), b"/libtop.so");
     }
 
     proptest! {
