@@ -18,7 +18,7 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
     let key = sign_with.map(baseline::signing::load_secret).transpose()?;
     // Take the store (and its lock) first: a refused init scans nothing.
     let store = baseline::create(&s.baseline, force)?;
-    let snap = s.plan.snapshot_to_record();
+    let mut snap = s.plan.snapshot_to_record();
     super::show(&snap);
     // Who owns each record does not depend on the verdict: found on the
     // other core while the judges run (the judge is mostly serial).
@@ -26,6 +26,12 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
         || pipeline::judge(&s.plan, Reference::Nothing, &snap, Judges::STANDING),
         || pipeline::owners_of(&s.plan, &snap.scan.records, Some(&snap)),
     );
+    // The package index has no use left: freed on another thread while
+    // the generation is written, not held through the write.
+    if let Some(p) = snap.packages.take() {
+        // (No thread to be had: dropped here, when the closure is.)
+        let _ = std::thread::Builder::new().spawn(move || drop(p));
+    }
     messages::notes(&v.notes);
     let mut extra = v
         .provenance

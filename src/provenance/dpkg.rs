@@ -198,25 +198,9 @@ impl DpkgDb {
         });
         let wanted = |p: &[u8]| names.as_ref().is_none_or(|n| n.contains(file_name(p)));
         let listed = std::sync::atomic::AtomicUsize::new(0);
-        // Canonicalising is done where the lines are parsed, in parallel:
-        // one cache of resolved directories per worker thread (each locks
-        // only its own), kept across batches, so a directory is resolved
-        // once per thread rather than once per run. The answers are the
-        // same as one shared cache's: each is an lstat of the same root
-        // (a tree changed while it is read may give two threads two
-        // answers, as two runs would).
-        let canons: Vec<std::sync::Mutex<Canon>> = (0..=rayon::current_num_threads())
-            .map(|_| std::sync::Mutex::new(Canon::new(root)))
-            .collect();
-        let with_canon = |f: &mut dyn FnMut(&mut Canon)| {
-            let i = rayon::current_thread_index()
-                .unwrap_or(canons.len() - 1)
-                .min(canons.len() - 1);
-            if let Some(m) = canons.get(i) {
-                let mut c = m.lock().unwrap_or_else(|e| e.into_inner());
-                f(&mut c);
-            }
-        };
+        // Canonicalising is done where the lines are parsed, in parallel,
+        // with one cache of resolved directories for the run ([`Canon`]).
+        let canon = Canon::new(root);
         // A package's claims: canonical paths with the md5sums digest (or
         // none, from `.list` alone), and what `.list` adds without one.
         type Claims = (Vec<(Option<[u8; 16]>, Vec<u8>)>, Vec<Vec<u8>>);
@@ -266,15 +250,16 @@ impl DpkgDb {
             } else {
                 (Vec::new(), Vec::new())
             };
-            let mut out: Claims = (
-                Vec::with_capacity(files.len()),
-                Vec::with_capacity(others.len()),
-            );
-            with_canon(&mut |canon| {
-                out.0 = files.iter().map(|(m, p)| (*m, canon.file(p))).collect();
-                out.1 = others.iter().map(|p| canon.file(p)).collect();
-            });
-            out
+            let mut memo = Memo::default();
+            let files = files
+                .iter()
+                .map(|(m, p)| (*m, canon.file_with(p, &mut memo)))
+                .collect();
+            let others = others
+                .iter()
+                .map(|p| canon.file_with(p, &mut memo))
+                .collect();
+            (files, others)
         };
         let mut db = DpkgDb::default();
         db.set_lists(lists);
@@ -311,7 +296,6 @@ impl DpkgDb {
         db.count_listed(listed.load(std::sync::atomic::Ordering::Relaxed));
 
         // A diverted file of package P (not the diverter) lives at `to`.
-        let mut canon = Canon::new(root);
         {
             for d in diversions {
                 let from = canon.file(&d.from);
@@ -341,25 +325,45 @@ fn base(name: &str) -> &str {
 
 /// Canonicalises dpkg's paths inside the root, one `lstat` per distinct
 /// directory: the parent is resolved (cached), the file name appended.
+/// Shared by the threads that parse the info files: the cache is behind a
+/// lock, read far more than written (a directory is resolved once per run,
+/// whichever thread meets it first; two meeting it together both resolve
+/// it, to the same answer), and each caller keeps the last directory it
+/// asked for ([`Memo`]): the lines of one package's lists mostly share it,
+/// and then no lock nor lookup is taken.
 pub(super) struct Canon<'a> {
     root: &'a Root,
-    dirs: crate::fasthash::FastMap<Vec<u8>, Vec<u8>>,
+    dirs: std::sync::RwLock<crate::fasthash::FastMap<Vec<u8>, Vec<u8>>>,
 }
+
+/// The last directory one caller of [`Canon::file_with`] canonicalised: as
+/// dpkg spelled it, and canonical.
+#[derive(Default)]
+pub(super) struct Memo(Option<(Vec<u8>, Vec<u8>)>);
 
 impl<'a> Canon<'a> {
     pub(super) fn new(root: &'a Root) -> Self {
         Canon {
             root,
-            dirs: crate::fasthash::FastMap::default(),
+            dirs: Default::default(),
         }
     }
 
-    pub(super) fn file(&mut self, path: &[u8]) -> Vec<u8> {
+    pub(super) fn file(&self, path: &[u8]) -> Vec<u8> {
+        self.file_with(path, &mut Memo::default())
+    }
+
+    /// [`Canon::file`], remembering the directory in `memo`.
+    pub(super) fn file_with(&self, path: &[u8], memo: &mut Memo) -> Vec<u8> {
         match path.iter().rposition(|&b| b == b'/') {
             Some(i) if i + 1 < path.len() => {
                 let (dir, name) = path.split_at(i);
                 let name = name.get(1..).unwrap_or_default();
-                let dir = self.dir_ref(dir);
+                let known = memo.0.as_ref().is_some_and(|(raw, _)| raw == dir);
+                if !known {
+                    memo.0 = Some((dir.to_vec(), self.dir(dir)));
+                }
+                let dir = memo.0.as_ref().map_or(&b"/"[..], |(_, c)| c.as_slice());
                 // Built at its final size: the index holds ~100k of these
                 // for the whole walk.
                 let slash = usize::from(dir != b"/");
@@ -375,23 +379,15 @@ impl<'a> Canon<'a> {
         }
     }
 
-    /// [`Canon::dir`] without a copy when the directory is known.
-    fn dir_ref(&mut self, dir: &[u8]) -> &[u8] {
-        if dir.is_empty() || dir == b"/" {
-            return b"/";
-        }
-        if !self.dirs.contains_key(dir) {
-            self.dir(dir);
-        }
-        self.dirs.get(dir).map_or(b"/", |v| v.as_slice())
-    }
-
-    fn dir(&mut self, dir: &[u8]) -> Vec<u8> {
+    fn dir(&self, dir: &[u8]) -> Vec<u8> {
         if dir.is_empty() || dir == b"/" {
             return b"/".to_vec();
         }
-        if let Some(c) = self.dirs.get(dir) {
-            return c.clone();
+        {
+            let dirs = self.dirs.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = dirs.get(dir) {
+                return c.clone();
+            }
         }
         let (parent, name) = match dir.iter().rposition(|&b| b == b'/') {
             Some(i) => (&dir[..i], &dir[i + 1..]),
@@ -421,7 +417,10 @@ impl<'a> Canon<'a> {
                 _ => cand,
             }
         };
-        self.dirs.insert(dir.to_vec(), resolved.clone());
+        self.dirs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.to_vec(), resolved.clone());
         resolved
     }
 }
@@ -604,7 +603,7 @@ mod tests {
         std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
         std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
         let root = Root::new(t.path()).unwrap();
-        let mut c = Canon::new(&root);
+        let c = Canon::new(&root);
         assert_eq!(
             c.file(b"/lib/x86_64-linux-gnu/libc.so.6"),
             b"/usr/lib/x86_64-linux-gnu/libc.so.6"
@@ -828,8 +827,9 @@ mod tests {
         assert!(!cut.knows_name(b"q-plugins"));
     }
 
-    /// Each worker thread canonicalises with its own cache of resolved
-    /// directories: the index is the same on one thread as on several,
+    /// The threads that parse share one cache of resolved directories,
+    /// each with its memo of the last: the index is the same on one
+    /// thread as on several,
     /// across batches, with directories reached through symlinks (`/lib`,
     /// a symlinked subdirectory) and same-named directories elsewhere.
     #[test]
@@ -932,7 +932,7 @@ mod tests {
         std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
         std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
         let root = Root::new(t.path()).unwrap();
-        let mut c = Canon::new(&root);
+        let c = Canon::new(&root);
         for p in [
             &b"/lib/x86_64-linux-gnu/libc.so.6"[..],
             b"/usr/lib/x86_64-linux-gnu/libm.so.6",
