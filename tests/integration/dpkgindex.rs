@@ -234,7 +234,7 @@ fn missing_odd_and_diverted_paths() {
     t.write("var/lib/dpkg/status", status);
     t.write(
         "var/lib/dpkg/info/libnosums.list",
-        format!("/.\n/lib\n/lib/x86_64-linux-gnu/libnosums.so.1\n"),
+        "/.\n/lib\n/lib/x86_64-linux-gnu/libnosums.so.1\n",
     );
     t.write(
         "var/lib/dpkg/diversions",
