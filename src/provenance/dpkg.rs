@@ -264,9 +264,11 @@ impl DpkgDb {
         let mut db = DpkgDb::default();
         db.set_lists(lists);
         // A batch of packages parsed at a time: besides the index, the
-        // parsed lines of a batch are held, not those of every package.
-        for batch in installed.chunks(PARSE_BATCH) {
-            let parsed: Vec<Claims> = batch.par_iter().map(parse).collect();
+        // parsed lines of two batches are held, not those of every package.
+        // The claims of one batch go into the index while the next batch is
+        // parsed (the index is one map, filled by one thread; the parsing
+        // would otherwise wait for it).
+        let add = |db: &mut DpkgDb, batch: &[(String, String, bool, bool)], parsed: Vec<Claims>| {
             let (files, others) = parsed
                 .iter()
                 .fold((0, 0), |(f, o), (a, b)| (f + a.len(), o + b.len()));
@@ -292,6 +294,21 @@ impl DpkgDb {
                     db.add_other(key, pkg);
                 }
             }
+        };
+        let mut pending: Option<(&[(String, String, bool, bool)], Vec<Claims>)> = None;
+        for batch in installed.chunks(PARSE_BATCH) {
+            let (parsed, ()) = rayon::join(
+                || batch.par_iter().map(parse).collect::<Vec<Claims>>(),
+                || {
+                    if let Some((b, p)) = pending.take() {
+                        add(&mut db, b, p);
+                    }
+                },
+            );
+            pending = Some((batch, parsed));
+        }
+        if let Some((b, p)) = pending.take() {
+            add(&mut db, b, p);
         }
         db.count_listed(listed.load(std::sync::atomic::Ordering::Relaxed));
 
