@@ -268,7 +268,8 @@ impl DpkgDb {
         // The claims of one batch go into the index while the next batch is
         // parsed (the index is one map, filled by one thread; the parsing
         // would otherwise wait for it).
-        let add = |db: &mut DpkgDb, batch: &[(String, String, bool, bool)], parsed: Vec<Claims>| {
+        type Installed = (String, String, bool, bool);
+        let add = |db: &mut DpkgDb, batch: &[Installed], parsed: Vec<Claims>| {
             let (files, others) = parsed
                 .iter()
                 .fold((0, 0), |(f, o), (a, b)| (f + a.len(), o + b.len()));
@@ -295,7 +296,7 @@ impl DpkgDb {
                 }
             }
         };
-        let mut pending: Option<(&[(String, String, bool, bool)], Vec<Claims>)> = None;
+        let mut pending: Option<(&[Installed], Vec<Claims>)> = None;
         for batch in installed.chunks(PARSE_BATCH) {
             let (parsed, ()) = rayon::join(
                 || batch.par_iter().map(parse).collect::<Vec<Claims>>(),
