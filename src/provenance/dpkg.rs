@@ -851,7 +851,7 @@ mod tests {
     /// across batches, with directories reached through symlinks (`/lib`,
     /// a symlinked subdirectory) and same-named directories elsewhere.
     #[test]
-    fn per_thread_directory_caches_give_the_index_one_cache_gives() {
+    fn threads_sharing_the_directory_cache_give_the_index_one_thread_gives() {
         let t = tempfile::tempdir().unwrap();
         let w = |rel: &str, text: &str| {
             let p = t.path().join(rel);
