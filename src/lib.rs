@@ -21,6 +21,7 @@ pub mod diff;
 pub mod error;
 pub mod escape;
 pub mod facts;
+pub mod fasthash;
 pub mod finding;
 pub mod formats;
 #[cfg(target_os = "linux")]

@@ -158,8 +158,13 @@ impl Plan {
         let (scan, notes) = self.collect_with(&sp, registry.as_ref(), prior, &opts);
         drop(display);
         // Only this snapshot's records are judged with it: the claims on
-        // other names (documentation, executables, locales) go.
-        if let Some(p) = &mut packages {
+        // other names (documentation, executables, locales) go. Not for a
+        // first generation (`lists`): its judge and owners are the index's
+        // last users, and each cuts what it needs from the whole read (the
+        // same answers: a record's claims are those on its own name); the
+        // caller drops the index once both are done, so cutting it here
+        // would be serial work for memory held a moment longer.
+        if let Some(p) = packages.as_mut().filter(|_| !lists) {
             let names: HashSet<Vec<u8>> = scan
                 .records
                 .iter()

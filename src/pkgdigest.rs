@@ -232,22 +232,43 @@ impl AlgoSet {
 /// digest nobody asked for (provenance looks results up by the content's
 /// BLAKE3 and the algorithm), and ~100k packaged files take about a
 /// megabyte instead of ten.
+///
+/// The paths are hashed with foldhash under one random seed per set (the
+/// same value for a path in every thread that asks): two paths whose
+/// hashes collide only make the scan compute a digest nobody asked for,
+/// and a seed chosen at run time gives no way to plant such pairs (see
+/// `fasthash`, which the crate's other path maps use).
 #[derive(Debug, Default)]
 pub struct DigestPaths {
-    algos: std::collections::HashMap<u64, AlgoSet>,
+    algos: std::collections::HashMap<u64, AlgoSet, foldhash::fast::RandomState>,
+    state: foldhash::fast::RandomState,
 }
 
 impl DigestPaths {
+    /// An empty set with room for `n` paths.
+    pub fn with_capacity(n: usize) -> DigestPaths {
+        DigestPaths {
+            algos: std::collections::HashMap::with_capacity_and_hasher(n, Default::default()),
+            state: Default::default(),
+        }
+    }
+
+    fn path_hash(&self, path: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.state.hash_one(path)
+    }
+
     /// `path` wants `algo` (besides what it wanted already).
     pub fn insert(&mut self, path: &[u8], algo: Algo) {
-        let s = self.algos.entry(path_hash(path)).or_default();
+        let h = self.path_hash(path);
+        let s = self.algos.entry(h).or_default();
         *s = s.with(algo);
     }
 
     /// The algorithms `path` wants (empty: none).
     pub fn algos(&self, path: &[u8]) -> AlgoSet {
         self.algos
-            .get(&path_hash(path))
+            .get(&self.path_hash(path))
             .copied()
             .unwrap_or_default()
     }
@@ -264,15 +285,6 @@ impl DigestPaths {
     pub fn is_empty(&self) -> bool {
         self.algos.is_empty()
     }
-}
-
-/// SipHash with fixed keys: the same value for a path in every thread.
-fn path_hash(path: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    #[allow(deprecated)]
-    let mut h = std::hash::SipHasher::new();
-    path.hash(&mut h);
-    h.finish()
 }
 
 /// Package digests computed in the scan's read, by the BLAKE3 of the same

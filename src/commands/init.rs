@@ -18,15 +18,26 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
     let key = sign_with.map(baseline::signing::load_secret).transpose()?;
     // Take the store (and its lock) first: a refused init scans nothing.
     let store = baseline::create(&s.baseline, force)?;
-    let snap = s.plan.snapshot_to_record();
+    let mut snap = s.plan.snapshot_to_record();
     super::show(&snap);
-    let v = pipeline::judge(&s.plan, Reference::Nothing, &snap, Judges::STANDING);
+    // Who owns each record does not depend on the verdict: found on the
+    // other core while the judges run (the judge is mostly serial).
+    let (v, owners) = rayon::join(
+        || pipeline::judge(&s.plan, Reference::Nothing, &snap, Judges::STANDING),
+        || pipeline::owners_of(&s.plan, &snap.scan.records, Some(&snap)),
+    );
+    // The package index has no use left: freed on another thread while
+    // the generation is written, not held through the write.
+    if let Some(p) = snap.packages.take() {
+        // (No thread to be had: dropped here, when the closure is.)
+        let _ = std::thread::Builder::new().spawn(move || drop(p));
+    }
     messages::notes(&v.notes);
     let mut extra = v
         .provenance
         .map(|o| {
             let mut state = o.state;
-            state.owners = pipeline::owners_of(&s.plan, &snap.scan.records, Some(&snap));
+            state.owners = owners;
             state.to_pairs()
         })
         .unwrap_or_default();

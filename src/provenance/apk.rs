@@ -34,7 +34,7 @@ pub fn load(root: &Root, names: Option<&HashSet<Vec<u8>>>) -> std::io::Result<Op
         Err(e) => return Err(e),
     };
     let mut db = PackageDb::default();
-    let mut canon = Canon::new(root);
+    let canon = Canon::new(root);
     for p in apkdb::parse(&text) {
         // apk installs one instance per name; the arch is informative.
         let pkg = db.add_package(Package {

@@ -198,9 +198,14 @@ impl DpkgDb {
         });
         let wanted = |p: &[u8]| names.as_ref().is_none_or(|n| n.contains(file_name(p)));
         let listed = std::sync::atomic::AtomicUsize::new(0);
+        // Canonicalising is done where the lines are parsed, in parallel,
+        // with one cache of resolved directories for the run ([`Canon`]).
+        let canon = Canon::new(root);
+        // A package's claims: canonical paths with the md5sums digest (or
+        // none, from `.list` alone), and what `.list` adds without one.
         type Claims = (Vec<(Option<[u8; 16]>, Vec<u8>)>, Vec<Vec<u8>>);
         let parse = |(stem, _, has_md5, has_list): &(String, String, bool, bool)| -> Claims {
-            if *has_md5 {
+            let (files, others): Claims = if *has_md5 {
                 let files: Vec<(Option<[u8; 16]>, Vec<u8>)> = root
                     .read_file(&info.join(format!("{stem}.md5sums")), INFO_CAP)
                     .map(|t| {
@@ -215,7 +220,8 @@ impl DpkgDb {
                 // What `.list` adds: the entries md5sums does not
                 // name (symlinks and directories have no digest).
                 let others = if lists && *has_list {
-                    let sums: HashSet<&[u8]> = files.iter().map(|(_, p)| p.as_slice()).collect();
+                    let sums: crate::fasthash::FastSet<&[u8]> =
+                        files.iter().map(|(_, p)| p.as_slice()).collect();
                     root.read_file(&info.join(format!("{stem}.list")), INFO_CAP)
                         .map(|t| {
                             parse_list(&t)
@@ -243,23 +249,38 @@ impl DpkgDb {
                     .unwrap_or_default()
             } else {
                 (Vec::new(), Vec::new())
-            }
+            };
+            let mut memo = Memo::default();
+            let files = files
+                .iter()
+                .map(|(m, p)| (*m, canon.file_with(p, &mut memo)))
+                .collect();
+            let others = others
+                .iter()
+                .map(|p| canon.file_with(p, &mut memo))
+                .collect();
+            (files, others)
         };
         let mut db = DpkgDb::default();
         db.set_lists(lists);
-        let mut canon = Canon::new(root);
         // A batch of packages parsed at a time: besides the index, the
-        // parsed lines of a batch are held, not those of every package.
-        for batch in installed.chunks(PARSE_BATCH) {
-            let parsed: Vec<Claims> = batch.par_iter().map(parse).collect();
+        // parsed lines of two batches are held, not those of every package.
+        // The claims of one batch go into the index while the next batch is
+        // parsed (the index is one map, filled by one thread; the parsing
+        // would otherwise wait for it).
+        type Installed = (String, String, bool, bool);
+        let add = |db: &mut DpkgDb, batch: &[Installed], parsed: Vec<Claims>| {
+            let (files, others) = parsed
+                .iter()
+                .fold((0, 0), |(f, o), (a, b)| (f + a.len(), o + b.len()));
+            db.reserve(files, others);
             for ((name, version, _, _), (claims, others)) in batch.iter().zip(parsed) {
                 let pkg = db.add_package(Package {
                     name: name.clone(),
                     version: version.clone(),
                     manager: Manager::Dpkg,
                 });
-                for (md5, path) in claims {
-                    let key = canon.file(&path);
+                for (md5, key) in claims {
                     let digest = md5.map(FileDigest::Md5);
                     db.add(
                         key,
@@ -270,10 +291,25 @@ impl DpkgDb {
                         },
                     );
                 }
-                for path in others {
-                    db.add_other(canon.file(&path), pkg);
+                for key in others {
+                    db.add_other(key, pkg);
                 }
             }
+        };
+        let mut pending: Option<(&[Installed], Vec<Claims>)> = None;
+        for batch in installed.chunks(PARSE_BATCH) {
+            let (parsed, ()) = rayon::join(
+                || batch.par_iter().map(parse).collect::<Vec<Claims>>(),
+                || {
+                    if let Some((b, p)) = pending.take() {
+                        add(&mut db, b, p);
+                    }
+                },
+            );
+            pending = Some((batch, parsed));
+        }
+        if let Some((b, p)) = pending.take() {
+            add(&mut db, b, p);
         }
         db.count_listed(listed.load(std::sync::atomic::Ordering::Relaxed));
 
@@ -307,40 +343,69 @@ fn base(name: &str) -> &str {
 
 /// Canonicalises dpkg's paths inside the root, one `lstat` per distinct
 /// directory: the parent is resolved (cached), the file name appended.
+/// Shared by the threads that parse the info files: the cache is behind a
+/// lock, read far more than written (a directory is resolved once per run,
+/// whichever thread meets it first; two meeting it together both resolve
+/// it, to the same answer), and each caller keeps the last directory it
+/// asked for ([`Memo`]): the lines of one package's lists mostly share it,
+/// and then no lock nor lookup is taken.
 pub(super) struct Canon<'a> {
     root: &'a Root,
-    dirs: HashMap<Vec<u8>, Vec<u8>>,
+    dirs: std::sync::RwLock<crate::fasthash::FastMap<Vec<u8>, Vec<u8>>>,
 }
+
+/// The last directory one caller of [`Canon::file_with`] canonicalised: as
+/// dpkg spelled it, and canonical.
+#[derive(Default)]
+pub(super) struct Memo(Option<(Vec<u8>, Vec<u8>)>);
 
 impl<'a> Canon<'a> {
     pub(super) fn new(root: &'a Root) -> Self {
         Canon {
             root,
-            dirs: HashMap::new(),
+            dirs: Default::default(),
         }
     }
 
-    pub(super) fn file(&mut self, path: &[u8]) -> Vec<u8> {
+    pub(super) fn file(&self, path: &[u8]) -> Vec<u8> {
+        self.file_with(path, &mut Memo::default())
+    }
+
+    /// [`Canon::file`], remembering the directory in `memo`.
+    pub(super) fn file_with(&self, path: &[u8], memo: &mut Memo) -> Vec<u8> {
         match path.iter().rposition(|&b| b == b'/') {
             Some(i) if i + 1 < path.len() => {
                 let (dir, name) = path.split_at(i);
-                let mut out = self.dir(dir);
-                if out != b"/" {
+                let name = name.get(1..).unwrap_or_default();
+                let known = memo.0.as_ref().is_some_and(|(raw, _)| raw == dir);
+                if !known {
+                    memo.0 = Some((dir.to_vec(), self.dir(dir)));
+                }
+                let dir = memo.0.as_ref().map_or(&b"/"[..], |(_, c)| c.as_slice());
+                // Built at its final size: the index holds ~100k of these
+                // for the whole walk.
+                let slash = usize::from(dir != b"/");
+                let mut out = Vec::with_capacity(dir.len() + slash + name.len());
+                out.extend_from_slice(dir);
+                if slash == 1 {
                     out.push(b'/');
                 }
-                out.extend_from_slice(name.get(1..).unwrap_or_default());
+                out.extend_from_slice(name);
                 out
             }
             _ => path.to_vec(),
         }
     }
 
-    fn dir(&mut self, dir: &[u8]) -> Vec<u8> {
+    fn dir(&self, dir: &[u8]) -> Vec<u8> {
         if dir.is_empty() || dir == b"/" {
             return b"/".to_vec();
         }
-        if let Some(c) = self.dirs.get(dir) {
-            return c.clone();
+        {
+            let dirs = self.dirs.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = dirs.get(dir) {
+                return c.clone();
+            }
         }
         let (parent, name) = match dir.iter().rposition(|&b| b == b'/') {
             Some(i) => (&dir[..i], &dir[i + 1..]),
@@ -370,7 +435,10 @@ impl<'a> Canon<'a> {
                 _ => cand,
             }
         };
-        self.dirs.insert(dir.to_vec(), resolved.clone());
+        self.dirs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.to_vec(), resolved.clone());
         resolved
     }
 }
@@ -553,7 +621,7 @@ mod tests {
         std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
         std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
         let root = Root::new(t.path()).unwrap();
-        let mut c = Canon::new(&root);
+        let c = Canon::new(&root);
         assert_eq!(
             c.file(b"/lib/x86_64-linux-gnu/libc.so.6"),
             b"/usr/lib/x86_64-linux-gnu/libc.so.6"
@@ -775,6 +843,129 @@ mod tests {
         assert_eq!(cut.claimants(link).len(), 1);
         assert!(cut.knows_name(b"libq.so.1"));
         assert!(!cut.knows_name(b"q-plugins"));
+    }
+
+    /// The threads that parse share one cache of resolved directories,
+    /// each with its memo of the last: the index is the same on one
+    /// thread as on several,
+    /// across batches, with directories reached through symlinks (`/lib`,
+    /// a symlinked subdirectory) and same-named directories elsewhere.
+    #[test]
+    fn threads_sharing_the_directory_cache_give_the_index_one_thread_gives() {
+        let t = tempfile::tempdir().unwrap();
+        let w = |rel: &str, text: &str| {
+            let p = t.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        for d in ["usr/lib/x86_64-linux-gnu/sub", "usr/lib64/sub"] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        std::os::unix::fs::symlink("usr/lib64", t.path().join("lib64")).unwrap();
+        std::os::unix::fs::symlink("sub", t.path().join("usr/lib/x86_64-linux-gnu/alias")).unwrap();
+        let mut status = String::new();
+        let dirs = [
+            "lib/x86_64-linux-gnu",
+            "usr/lib/x86_64-linux-gnu",
+            "lib/x86_64-linux-gnu/alias",
+            "lib/x86_64-linux-gnu/sub",
+            "lib64/sub",
+            "usr/lib64/sub",
+            "usr/share/doc",
+        ];
+        for i in 0..(3 * PARSE_BATCH + 7) {
+            let name = format!("p{i}");
+            status.push_str(&format!(
+                "Package: {name}\nStatus: install ok installed\nVersion: {i}\n\n"
+            ));
+            let mut sums = String::new();
+            let mut list = String::from("/.\n");
+            for (j, d) in dirs.iter().enumerate() {
+                sums.push_str(&format!("{:032x}  {d}/lib{i}.so\n", i * 16 + j));
+                sums.push_str(&format!("{:032x}  {d}/same.so\n", i * 16 + j));
+                list.push_str(&format!("/{d}\n/{d}/link{i}.so\n"));
+            }
+            w(&format!("var/lib/dpkg/info/{name}.md5sums"), &sums);
+            w(&format!("var/lib/dpkg/info/{name}.list"), &list);
+        }
+        w("var/lib/dpkg/status", &status);
+        let root = Root::new(t.path()).unwrap();
+        let load = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| DpkgDb::load_with_lists(&root, Path::new(ADMIN_DIR), None))
+                .unwrap()
+                .unwrap()
+        };
+        let one = load(1);
+        let four = load(4);
+        let mut names: HashSet<Vec<u8>> = HashSet::new();
+        for i in 0..(3 * PARSE_BATCH + 7) {
+            names.insert(format!("lib{i}.so").into_bytes());
+            names.insert(format!("link{i}.so").into_bytes());
+        }
+        names.insert(b"same.so".to_vec());
+        assert_eq!(one.cut_to(&names).encode(), four.cut_to(&names).encode());
+        let owner = |db: &DpkgDb, p: &[u8]| -> Vec<String> {
+            db.claimants(p).iter().map(|p| p.name.clone()).collect()
+        };
+        for db in [&one, &four] {
+            // Through /lib and the alias, the same canonical file; the two
+            // `sub` directories apart.
+            let alias = b"/usr/lib/x86_64-linux-gnu/sub/lib2.so";
+            // (Two claims of p2: two spellings, two digests.)
+            assert_eq!(owner(db, alias), ["p2", "p2"]);
+            assert_eq!(db.owners(alias).len(), 2, "listed through alias and sub");
+            assert_eq!(db.owners(b"/usr/lib64/sub/lib2.so").len(), 2);
+            assert_eq!(
+                db.owners(b"/usr/lib64/sub/same.so").len(),
+                2 * (3 * PARSE_BATCH + 7)
+            );
+            assert!(db.owners(b"/lib64/sub/same.so").is_empty());
+            assert_eq!(owner(db, b"/usr/lib/x86_64-linux-gnu/link5.so"), ["p5"]);
+            assert_eq!(
+                db.first_claimant(b"/usr/lib/x86_64-linux-gnu/link5.so")
+                    .map(|p| p.name.as_str()),
+                Some("p5")
+            );
+            assert_eq!(
+                db.first_claimant(b"/usr/lib/x86_64-linux-gnu/lib4.so")
+                    .map(|p| p.name.as_str()),
+                db.claimants(b"/usr/lib/x86_64-linux-gnu/lib4.so")
+                    .first()
+                    .map(|p| p.name.as_str())
+            );
+            assert!(db.first_claimant(b"/usr/lib/none.so").is_none());
+        }
+    }
+
+    /// The paths the index holds are allocated at their length: ~100k of
+    /// them live through the walk.
+    #[test]
+    fn canonical_paths_are_allocated_at_their_length() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        let root = Root::new(t.path()).unwrap();
+        let c = Canon::new(&root);
+        for p in [
+            &b"/lib/x86_64-linux-gnu/libc.so.6"[..],
+            b"/usr/lib/x86_64-linux-gnu/libm.so.6",
+            b"/libtop.so",
+            b"/lib/x86_64-linux-gnu/libc.so.6",
+        ] {
+            let out = c.file(p);
+            assert_eq!(
+                out.capacity(),
+                out.len(),
+                "{}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+        assert_eq!(c.file(b"/libtop.so"), b"/libtop.so");
     }
 
     proptest! {

@@ -5,7 +5,9 @@
 //! them merge into one, so every rule that judges a package (ownership, a
 //! digest mismatch, an update) is written once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use crate::fasthash::{FastMap, FastSet};
 
 pub use crate::pkgdigest::{Algo, DynHasher, FileDigest, MultiHasher};
 
@@ -69,16 +71,18 @@ fn put(out: &mut Vec<u8>, b: &[u8]) {
 #[derive(Debug, Default)]
 pub struct PackageDb {
     pub packages: Vec<Package>,
-    files: HashMap<Vec<u8>, Vec<Owner>>,
+    /// (A path has one owner but for the odd shared file: each list is
+    /// allocated for one, not the four a first push would reserve.)
+    files: FastMap<Vec<u8>, Vec<Owner>>,
     /// What a package lists beyond the files it has digests for (dpkg's
     /// `.list`: symlinks, directories), by canonical path: the packages
     /// (indices) that list it. Loaded only on request
     /// (`DpkgDb::load_with_lists`).
-    others: HashMap<Vec<u8>, Vec<u32>>,
+    others: FastMap<Vec<u8>, Vec<u32>>,
     /// Files listed by the packages, before filtering.
     listed: usize,
     /// The file names kept (`None`: all of them).
-    names: Option<HashSet<Vec<u8>>>,
+    names: Option<FastSet<Vec<u8>>>,
     /// Whether `others` was loaded.
     lists: bool,
     /// Names every cut keeps (those a dpkg diversion involves: a claim
@@ -116,6 +120,17 @@ impl PackageDb {
         out
     }
 
+    /// The first of [`PackageDb::claimants`] (the owner a generation
+    /// records), without collecting them all.
+    pub fn first_claimant(&self, path: &[u8]) -> Option<&Package> {
+        if let Some(p) = self.owners(path).iter().find_map(|o| self.package(o)) {
+            return Some(p);
+        }
+        self.others
+            .get(path)
+            .and_then(|v| v.iter().find_map(|i| self.packages.get(*i as usize)))
+    }
+
     /// Whether this database can answer [`PackageDb::claimants`] for a path
     /// named `name`: it was loaded with lists and did not leave the name
     /// out.
@@ -138,7 +153,10 @@ impl PackageDb {
     /// Records that package `pkg` lists `key` without a digest (a symlink,
     /// a directory).
     pub fn add_other(&mut self, key: Vec<u8>, pkg: u32) {
-        let v = self.others.entry(key).or_default();
+        let v = self
+            .others
+            .entry(key)
+            .or_insert_with(|| Vec::with_capacity(1));
         if !v.contains(&pkg) {
             v.push(pkg);
         }
@@ -151,7 +169,14 @@ impl PackageDb {
 
     /// The file names the index was cut to (`None`: every name).
     pub fn set_names(&mut self, names: Option<HashSet<Vec<u8>>>) {
-        self.names = names;
+        self.names = names.map(|n| n.into_iter().collect());
+    }
+
+    /// Room for `files` more claims with a digest and `others` more
+    /// without (what a batch of packages about to be added lists).
+    pub fn reserve(&mut self, files: usize, others: usize) {
+        self.files.reserve(files);
+        self.others.reserve(others);
     }
 
     /// Names [`PackageDb::cut_to`] always keeps.
@@ -164,7 +189,7 @@ impl PackageDb {
     /// with that cut gives, taken from one read of every name instead of
     /// a second read.
     pub fn cut_to(&self, names: &HashSet<Vec<u8>>) -> PackageDb {
-        let mut keep: HashSet<Vec<u8>> = names
+        let mut keep: FastSet<Vec<u8>> = names
             .iter()
             .chain(self.pinned.iter())
             .filter(|n| self.keeps_name(n))
@@ -180,7 +205,7 @@ impl PackageDb {
         PackageDb {
             packages: self.packages.clone(),
             files,
-            others: HashMap::new(),
+            others: FastMap::default(),
             listed: self.listed,
             names: Some(keep),
             lists: false,
@@ -191,7 +216,7 @@ impl PackageDb {
     /// Drops the claims on files not named in `names` (nor pinned), lists
     /// included: what a read cut to those names would have kept.
     pub fn retain_names(&mut self, names: &HashSet<Vec<u8>>) {
-        let mut keep: HashSet<Vec<u8>> = names
+        let mut keep: FastSet<Vec<u8>> = names
             .iter()
             .chain(self.pinned.iter())
             .filter(|n| self.keeps_name(n))
@@ -224,10 +249,19 @@ impl PackageDb {
 
     /// Records `o`'s claim on the canonical path `key` (once).
     pub fn add(&mut self, key: Vec<u8>, o: Owner) {
-        let v = self.files.entry(key).or_default();
+        let v = self
+            .files
+            .entry(key)
+            .or_insert_with(|| Vec::with_capacity(1));
         if !v.contains(&o) {
             v.push(o);
         }
+    }
+
+    /// How many paths hold claims with or without a digest (an upper bound
+    /// on [`PackageDb::digest_algos`]' distinct paths).
+    pub fn digest_count(&self) -> usize {
+        self.files.len()
     }
 
     /// The paths some package records a digest of algorithm `algo` for.
@@ -357,7 +391,7 @@ impl PackageDb {
         }
         let n = r.u32()?;
         let n = room(&r, n, 2)?;
-        let mut names = HashSet::with_capacity(n);
+        let mut names = crate::fasthash::set_with_capacity(n);
         for _ in 0..n {
             names.insert(r.bytes(usize::from(u16::MAX))?);
         }

@@ -146,24 +146,40 @@ impl State {
         // tens of thousands of owned paths would otherwise be as many store
         // entries, and one huge value per big package is rewritten whole by
         // the store.
-        let mut by_pkg: BTreeMap<&str, Vec<Vec<u8>>> = BTreeMap::new();
+        // (Each chunk is measured first and allocated once at its size: a
+        // value grown path by path was reallocated and copied over and
+        // over, serial time at the end of every init.)
+        let mut by_pkg: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
         for (path, pkg) in &self.owners {
-            let chunks = by_pkg.entry(pkg.as_str()).or_default();
-            match chunks.last_mut() {
-                Some(c) if c.len() + path.len() < OWNERS_CHUNK => {
-                    c.push(0);
-                    c.extend_from_slice(path);
-                }
-                _ => chunks.push(path.clone()),
-            }
+            by_pkg.entry(pkg.as_str()).or_default().push(path);
         }
-        for (pkg, chunks) in by_pkg {
-            for (i, paths) in chunks.into_iter().enumerate() {
+        for (pkg, paths) in by_pkg {
+            let mut rest = &paths[..];
+            let mut i: u32 = 0;
+            while let Some((first, more)) = rest.split_first() {
+                // A chunk takes the next path while it stays under the cap.
+                let mut len = first.len();
+                let mut n = 0;
+                for p in more {
+                    if len + p.len() >= OWNERS_CHUNK {
+                        break;
+                    }
+                    len += 1 + p.len();
+                    n += 1;
+                }
+                let mut chunk = Vec::with_capacity(len);
+                chunk.extend_from_slice(first);
+                for p in more.get(..n).unwrap_or_default() {
+                    chunk.push(0);
+                    chunk.extend_from_slice(p);
+                }
                 let mut key = b"o\0".to_vec();
                 key.extend_from_slice(pkg.as_bytes());
                 key.push(0);
-                key.extend_from_slice(&(i as u32).to_be_bytes());
-                out.push((key, paths));
+                key.extend_from_slice(&i.to_be_bytes());
+                out.push((key, chunk));
+                rest = more.get(n..).unwrap_or_default();
+                i += 1;
             }
         }
         for (k, v) in &self.versions {
@@ -976,7 +992,8 @@ impl Packages {
     /// compute it in its own read (the scan's `ScanOptions::digest_paths`);
     /// `None` when no package database was read.
     pub fn digest_paths(&self) -> Option<crate::pkgdigest::DigestPaths> {
-        let mut set = crate::pkgdigest::DigestPaths::default();
+        let n = self.dbs().map(|db| db.digest_count()).sum();
+        let mut set = crate::pkgdigest::DigestPaths::with_capacity(n);
         let mut any = false;
         for db in self.dbs() {
             any = true;
@@ -1396,6 +1413,52 @@ mod tests {
         assert!(pairs.len() > 1 && pairs.len() < 20, "{}", pairs.len());
         assert!(pairs.iter().all(|(_, v)| v.len() <= OWNERS_CHUNK));
         assert_eq!(State::from_pairs(&pairs), s);
+    }
+
+    /// The owners' chunks, measured before they are allocated, are the
+    /// bytes a chunk grown path by path held (the pairs of generations
+    /// written before), over lengths around the cap.
+    #[test]
+    fn owner_chunks_are_the_ones_grown_path_by_path() {
+        let mut s = State::default();
+        for i in 0..3000usize {
+            let pkg = ["a", "b:amd64", "c"][i % 3];
+            let path = format!("/usr/lib/{}/{i}", "x".repeat((i * 37) % 400));
+            s.owners.insert(path.into_bytes(), pkg.into());
+        }
+        s.owners.insert(vec![b'/'; OWNERS_CHUNK + 10], "big".into());
+        s.owners.insert(b"/short".to_vec(), "big".into());
+        let mut grown: BTreeMap<&str, Vec<Vec<u8>>> = BTreeMap::new();
+        for (path, pkg) in &s.owners {
+            let chunks = grown.entry(pkg.as_str()).or_default();
+            match chunks.last_mut() {
+                Some(c) if c.len() + path.len() < OWNERS_CHUNK => {
+                    c.push(0);
+                    c.extend_from_slice(path);
+                }
+                _ => chunks.push(path.clone()),
+            }
+        }
+        let want: Vec<(Vec<u8>, Vec<u8>)> = grown
+            .into_iter()
+            .flat_map(|(pkg, chunks)| {
+                chunks.into_iter().enumerate().map(move |(i, c)| {
+                    let mut key = b"o\0".to_vec();
+                    key.extend_from_slice(pkg.as_bytes());
+                    key.push(0);
+                    key.extend_from_slice(&(i as u32).to_be_bytes());
+                    (key, c)
+                })
+            })
+            .collect();
+        let got: Vec<(Vec<u8>, Vec<u8>)> = s
+            .to_pairs()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(b"o\0"))
+            .collect();
+        assert!(want.len() > 6, "{}", want.len());
+        assert_eq!(got, want);
+        assert_eq!(State::from_pairs(&s.to_pairs()), s);
     }
 
     #[test]

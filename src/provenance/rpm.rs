@@ -121,11 +121,11 @@ pub fn load(root: &Root, names: Option<&HashSet<Vec<u8>>>) -> std::io::Result<Fo
     })?;
     drop(image);
     let mut db = PackageDb::default();
-    let mut canon = Canon::new(root);
+    let canon = Canon::new(root);
     let mut bad = 0usize;
     for (hnum, blob) in blobs {
         match rpmheader::parse(&blob) {
-            Ok(h) => index_header(&mut db, &mut canon, &h, names),
+            Ok(h) => index_header(&mut db, &canon, &h, names),
             Err(e) => {
                 bad += 1;
                 if bad <= 3 {
@@ -191,7 +191,7 @@ pub fn algo(pgp: u32) -> Option<Algo> {
 
 fn index_header(
     db: &mut PackageDb,
-    canon: &mut Canon,
+    canon: &Canon,
     h: &rpmheader::Header,
     names: Option<&HashSet<Vec<u8>>>,
 ) {

@@ -314,7 +314,7 @@ pub fn owners(index: &DpkgDb, records: &[Record]) -> BTreeMap<Vec<u8>, String> {
     records
         .iter()
         .filter_map(|r| {
-            let p = index.claimants(&r.path).into_iter().next()?;
+            let p = index.first_claimant(&r.path)?;
             Some((r.path.clone(), p.name.clone()))
         })
         .collect()
