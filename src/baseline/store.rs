@@ -205,7 +205,10 @@ impl Store {
     /// Like [`Store::load_with_extra`], keeping only the extra pairs `keep`
     /// selects (all are checked against the digest).
     #[allow(clippy::type_complexity)]
-    pub fn load_keeping(&self, keep: Pairs) -> Result<(Meta, Vec<Record>, Vec<(Vec<u8>, Vec<u8>)>)> {
+    pub fn load_keeping(
+        &self,
+        keep: Pairs,
+    ) -> Result<(Meta, Vec<Record>, Vec<(Vec<u8>, Vec<u8>)>)> {
         let found = survey(&self.path)?;
         match self.load_found(&found, keep, true) {
             // A writer switched generations while this read the old one:

@@ -37,10 +37,8 @@ pub fn run(s: &Config, paranoid: bool, all: bool, against: Option<&Path>) -> Res
         None => {
             // The package owners stay in the store unless a judge needs
             // them (files gone with their package).
-            let (base, notes) = baseline::load_lean(
-                &s.baseline,
-                s.plan.root.host().as_os_str().as_bytes(),
-            )?;
+            let (base, notes) =
+                baseline::load_lean(&s.baseline, s.plan.root.host().as_os_str().as_bytes())?;
             messages::notes(&notes);
             // Every line says which generation it was judged against, so a
             // SIEM sees a baseline that went backwards.
