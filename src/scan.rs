@@ -22,8 +22,7 @@
 //! with one warning naming the nearest directory that can (never a name
 //! from the other side).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -372,25 +371,37 @@ fn add_stats(a: &mut Stats, b: &Stats) {
 }
 
 /// Sorts `records` by path. Those shared with `prior` (an unchanged
-/// check: nearly all) are put in its order by their place in it, an integer
-/// sort; the rest are sorted by path and merged in. A sort by path alone
-/// compares long shared prefixes some seventeen times per record, on the
-/// one thread that waits for the walk (a twentieth of an unchanged
+/// check: nearly all) are put in its order by their place in it, without
+/// a compare; the rest are sorted by path and merged in. A sort by path
+/// alone compares long shared prefixes some seventeen times per record, on
+/// the one thread that waits for the walk (a twentieth of an unchanged
 /// check). A prior that is not sorted (no caller's) costs the full sort.
 fn sort_by_path(records: &mut Vec<Record>, prior: &Prior) {
-    let mut shared: Vec<(u32, Record)> = Vec::with_capacity(records.len());
+    // One slot per prior record (the handle's niche makes a slot a
+    // pointer wide): the shared records land at their place directly.
+    let mut slots: Vec<Option<Record>> = Vec::new();
     let mut own: Vec<Record> = Vec::new();
     for r in records.drain(..) {
         match prior.rank(&r) {
-            Some(i) => shared.push((i, r)),
+            Some(i) => {
+                if slots.is_empty() {
+                    slots.resize(prior.records.len(), None);
+                }
+                // Two walks over one boundary directory (a non-recursive
+                // dir holding a recursive one) see it twice: the duplicate
+                // is removed after the sort.
+                match &mut slots[i as usize] {
+                    s @ None => *s = Some(r),
+                    Some(_) => own.push(r),
+                }
+            }
             None => own.push(r),
         }
     }
-    shared.sort_unstable_by_key(|(i, _)| *i);
     own.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     let mut own = own.into_iter().peekable();
-    for (_, r) in shared {
-        while let Some(o) = own.next_if(|o| o.path < r.path) {
+    for r in slots.into_iter().flatten() {
+        while let Some(o) = own.next_if(|o| o.path <= r.path) {
             records.push(o);
         }
         records.push(r);
@@ -401,32 +412,92 @@ fn sort_by_path(records: &mut Vec<Record>, prior: &Prior) {
     }
 }
 
-/// The baseline indexed by path. A hash lookup costs one or two cache
-/// misses; a binary search over 70,000 records costs about seventeen, each
-/// a compare of long shared prefixes, for every file of the walk.
+/// The baseline indexed by path: an open-addressing table of record
+/// indices, each beside 32 bits of its path's hash. A hash lookup costs one
+/// or two cache misses; a binary search over 70,000 records costs about
+/// seventeen, each a compare of long shared prefixes, for every file of
+/// the walk. Eight bytes a slot, at most half full: a map of path slices
+/// (24 bytes a slot, 3 MiB at 75,000 records) was held through the whole
+/// walk, where the peak memory of a check is.
 pub struct Prior<'a> {
-    index: HashMap<&'a [u8], u32, BuildHasherDefault<FxHasher>>,
+    /// (index + 1, high hash bits); index 0 is an empty slot.
+    slots: Vec<(u32, u32)>,
     records: &'a [Record],
 }
 
 impl<'a> Prior<'a> {
     pub fn new(records: &'a [Record]) -> Prior<'a> {
-        let mut index = HashMap::with_capacity_and_hasher(records.len(), Default::default());
-        for (i, r) in records.iter().enumerate() {
-            index.insert(r.path.as_slice(), i as u32);
+        // Past u32 indices (never: a baseline holds at most 2^24 records
+        // as loaded) the records are simply not indexed.
+        let n = if records.len() < (u32::MAX / 4) as usize {
+            records.len()
+        } else {
+            0
+        };
+        let size = if n == 0 {
+            0
+        } else {
+            (n * 2).next_power_of_two()
+        };
+        let mut p = Prior {
+            slots: vec![(0, 0); size],
+            records,
+        };
+        for (i, r) in records.iter().enumerate().take(n) {
+            let (mut at, tag) = p.place(&r.path);
+            loop {
+                match p.slots[at] {
+                    (0, _) => {
+                        p.slots[at] = (i as u32 + 1, tag);
+                        break;
+                    }
+                    // A duplicate path (no sorted baseline has one): the
+                    // first is kept, as a map's insert would keep the last;
+                    // either is that path's record.
+                    (j, t) if t == tag && records[j as usize - 1].path == r.path => break,
+                    _ => at = (at + 1) & (size - 1),
+                }
+            }
         }
-        Prior { index, records }
+        p
+    }
+
+    /// The first slot to probe for `path`, and its tag.
+    fn place(&self, path: &[u8]) -> (usize, u32) {
+        let mut h = FxHasher::default();
+        h.write(path);
+        let h = h.finish();
+        ((h as usize) & (self.slots.len().wrapping_sub(1)), (h >> 32) as u32)
+    }
+
+    fn index_of(&self, path: &[u8]) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let (mut at, tag) = self.place(path);
+        loop {
+            match self.slots[at] {
+                (0, _) => return None,
+                (j, t) if t == tag => {
+                    let i = j - 1;
+                    if self.records.get(i as usize).is_some_and(|r| r.path == path) {
+                        return Some(i);
+                    }
+                }
+                _ => {}
+            }
+            at = (at + 1) & (self.slots.len() - 1);
+        }
     }
 
     pub fn get(&self, path: &[u8]) -> Option<&'a Record> {
-        self.index
-            .get(path)
-            .and_then(|&i| self.records.get(i as usize))
+        self.index_of(path)
+            .and_then(|i| self.records.get(i as usize))
     }
 
     /// The place in the prior of the record `r` shares (is, not equals).
     fn rank(&self, r: &Record) -> Option<u32> {
-        let &i = self.index.get(r.path.as_slice())?;
+        let i = self.index_of(&r.path)?;
         self.records
             .get(i as usize)
             .is_some_and(|p| p.shares(r))
@@ -1175,6 +1246,39 @@ mod tests {
         let mut got: Vec<Record> = prior.iter().rev().cloned().chain([rec("/b", 2)]).collect();
         sort_by_path(&mut got, &index);
         assert_eq!(paths(&got), ["/a", "/b", "/m", "/z"].map(str::as_bytes));
+    }
+
+    #[test]
+    fn the_prior_finds_each_of_its_records_and_nothing_else() {
+        let prior: Vec<Record> = (0..5000).map(|i| rec(&format!("/usr/lib/l{i}.so"), 1)).collect();
+        let index = Prior::new(&prior);
+        for r in &prior {
+            assert!(index.get(&r.path).is_some_and(|p| p.shares(r)));
+            assert_eq!(index.rank(r).map(|i| &prior[i as usize].path), Some(&r.path));
+        }
+        for absent in ["/usr/lib/l5000.so", "", "/usr/lib/l1.s", "/usr/lib/l1.so/"] {
+            assert!(index.get(absent.as_bytes()).is_none(), "{absent}");
+        }
+        // Equal but not shared: found by path, but not ranked.
+        let copy = rec("/usr/lib/l7.so", 1);
+        assert!(index.get(&copy.path).is_some());
+        assert_eq!(index.rank(&copy), None);
+        let empty = Prior::new(&[]);
+        assert!(empty.get(b"/usr/lib/l1.so").is_none());
+        // A duplicate path is found (either of its records).
+        let dup = vec![rec("/a", 1), rec("/a", 2), rec("/b", 3)];
+        let index = Prior::new(&dup);
+        assert_eq!(index.get(b"/a").map(|r| r.blake3), Some(Some([1; 32])));
+        assert_eq!(index.get(b"/b").map(|r| r.blake3), Some(Some([3; 32])));
+    }
+
+    #[test]
+    fn a_record_seen_twice_by_overlapping_walks_is_kept_next_to_itself() {
+        let prior: Vec<Record> = ["/a", "/b"].iter().map(|p| rec(p, 1)).collect();
+        let index = Prior::new(&prior);
+        let mut got = vec![prior[1].clone(), prior[0].clone(), prior[1].clone()];
+        sort_by_path(&mut got, &index);
+        assert_eq!(paths(&got), ["/a", "/b", "/b"].map(str::as_bytes));
     }
 
     #[test]

@@ -245,7 +245,12 @@ impl Store {
     fn load_found(&self, found: &Found, keep: Pairs, decode: bool) -> Result<Loaded> {
         let read = move |raw: super::sleddb::Raw| -> Result<Loaded> {
             if decode {
-                raw.decode_keeping(keep)
+                let loaded = raw.decode_keeping(keep);
+                // The chunks were freed between the decoded records: their
+                // pages go back now, not after the walk that follows (where
+                // a check's memory peaks).
+                crate::sys::release_free_memory();
+                loaded
             } else {
                 raw.check_keeping(keep).map(|(m, x)| (m, Vec::new(), x))
             }
