@@ -467,7 +467,10 @@ impl<'a> Prior<'a> {
         let mut h = FxHasher::default();
         h.write(path);
         let h = h.finish();
-        ((h as usize) & (self.slots.len().wrapping_sub(1)), (h >> 32) as u32)
+        (
+            (h as usize) & (self.slots.len().wrapping_sub(1)),
+            (h >> 32) as u32,
+        )
     }
 
     fn index_of(&self, path: &[u8]) -> Option<u32> {
@@ -1250,11 +1253,16 @@ mod tests {
 
     #[test]
     fn the_prior_finds_each_of_its_records_and_nothing_else() {
-        let prior: Vec<Record> = (0..5000).map(|i| rec(&format!("/usr/lib/l{i}.so"), 1)).collect();
+        let prior: Vec<Record> = (0..5000)
+            .map(|i| rec(&format!("/usr/lib/l{i}.so"), 1))
+            .collect();
         let index = Prior::new(&prior);
         for r in &prior {
             assert!(index.get(&r.path).is_some_and(|p| p.shares(r)));
-            assert_eq!(index.rank(r).map(|i| &prior[i as usize].path), Some(&r.path));
+            assert_eq!(
+                index.rank(r).map(|i| &prior[i as usize].path),
+                Some(&r.path)
+            );
         }
         for absent in ["/usr/lib/l5000.so", "", "/usr/lib/l1.s", "/usr/lib/l1.so/"] {
             assert!(index.get(absent.as_bytes()).is_none(), "{absent}");
