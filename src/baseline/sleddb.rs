@@ -305,6 +305,7 @@ impl Raw {
     /// [`Raw::check`], returning the extra pairs `keep` selects: what a
     /// generation loaded without some of them reads again when a judge
     /// asks for them.
+    #[allow(clippy::type_complexity)]
     pub fn check_keeping(self, keep: Pairs) -> Result<(Meta, Vec<(Vec<u8>, Vec<u8>)>)> {
         self.scan(false, keep).map(|(m, _, x)| (m, x))
     }
