@@ -416,7 +416,7 @@ fn sort_by_path(records: &mut Vec<Record>, prior: &Prior) {
 /// indices, each beside 32 bits of its path's hash. A hash lookup costs one
 /// or two cache misses; a binary search over 70,000 records costs about
 /// seventeen, each a compare of long shared prefixes, for every file of
-/// the walk. Eight bytes a slot, at most half full: a map of path slices
+/// the walk. Eight bytes a slot, at most two thirds full: a map of path slices
 /// (24 bytes a slot, 3 MiB at 75,000 records) was held through the whole
 /// walk, where the peak memory of a check is.
 pub struct Prior<'a> {
@@ -434,10 +434,13 @@ impl<'a> Prior<'a> {
         } else {
             0
         };
+        // At most two thirds full (over half only just past a power of
+        // two): a hit costs one or two probes, each a tag compare before
+        // any path compare.
         let size = if n == 0 {
             0
         } else {
-            (n * 2).next_power_of_two()
+            (n + n / 2 + 1).next_power_of_two()
         };
         let mut p = Prior {
             slots: vec![(0, 0); size],
