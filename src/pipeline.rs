@@ -565,7 +565,16 @@ impl<'a> Judge<'a> {
                     // Only files gone in a transaction need the owners.
                     if let Reference::Baseline(b) = reference {
                         if v.findings.iter().any(|f| f.kind == Kind::Removed) {
-                            v.prior.owners = provenance::State::owners_from_pairs(&b.extra);
+                            // Read again from the store when the baseline
+                            // was loaded without them (`check`).
+                            match b.owner_pairs() {
+                                Ok(pairs) => {
+                                    v.prior.owners = provenance::State::owners_from_pairs(&pairs)
+                                }
+                                Err(e) => v.notes.push(Note::Warning(format!(
+                                    "the package owners of the baseline could not be read ({e}): files removed with their package are reported as removed"
+                                ))),
+                            }
                         }
                     }
                     let names = provenance::transaction::names_needed(&v.findings);

@@ -260,7 +260,7 @@ pub struct RecordData {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unhashed: Option<Unhashed>,
     #[serde(serialize_with = "ser_target", skip_serializing_if = "Option::is_none")]
-    pub target: Option<Vec<u8>>,
+    pub target: Option<Box<[u8]>>,
     pub class: FileClass,
     /// What the judges need from the content, gathered with the digest:
     /// `None` when the file was not looked at for facts (not a regular file,
@@ -291,7 +291,7 @@ fn ser_boxed_hash<S: Serializer>(h: &Option<Box<[u8; 32]>>, s: S) -> Result<S::O
     ser_hash(&h.as_deref().copied(), s)
 }
 
-fn ser_target<S: Serializer>(t: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+fn ser_target<S: Serializer>(t: &Option<Box<[u8]>>, s: S) -> Result<S::Ok, S::Error> {
     match t {
         Some(t) => s.serialize_str(&escape::for_json(t)),
         None => s.serialize_none(),
@@ -452,7 +452,7 @@ impl Record {
             blake3,
             sha256,
             unhashed,
-            target,
+            target: target.map(Vec::into_boxed_slice),
             class,
             facts,
         }))
@@ -486,7 +486,7 @@ mod tests {
             blake3: Some([7; 32]),
             sha256: None,
             unhashed: None,
-            target: Some(b"libfoo.so.1.2\xff".to_vec()),
+            target: Some(b"libfoo.so.1.2\xff".to_vec().into()),
             class: FileClass::ElfDyn,
             facts: None,
         })

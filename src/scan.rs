@@ -22,8 +22,7 @@
 //! with one warning naming the nearest directory that can (never a name
 //! from the other side).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -294,7 +293,7 @@ pub fn scan_with(
     part.digests = std::mem::take(&mut insp.digests);
     drop(tx);
 
-    finish(std::iter::once(part).chain(rx).collect(), start)
+    finish(std::iter::once(part).chain(rx).collect(), start, prior)
 }
 
 /// Scans the trees below `dirs` (host paths) on their own: no search paths,
@@ -320,11 +319,11 @@ pub fn scan_trees_with(dirs: &[&Path], opts: &ScanOptions, walker: Walker) -> Sc
     if !dirs.is_empty() {
         walk(&root, &dirs, None, opts, &prior, tx, walker);
     }
-    finish(rx.into_iter().collect(), start)
+    finish(rx.into_iter().collect(), start, &prior)
 }
 
 /// Merges the threads' batches into one sorted result.
-fn finish(parts: Vec<Part>, start: Instant) -> ScanResult {
+fn finish(parts: Vec<Part>, start: Instant, prior: &Prior) -> ScanResult {
     // Sized exactly before merging: growing by doubling would briefly hold
     // twice the records (peak memory is a stated limit).
     let mut result = ScanResult {
@@ -338,7 +337,7 @@ fn finish(parts: Vec<Part>, start: Instant) -> ScanResult {
         result.warnings.extend(p.warnings);
         add_stats(&mut result.stats, &p.stats);
     }
-    result.records.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    sort_by_path(&mut result.records, prior);
     // Overlapping walks (a non-recursive dir holding a recursive one) see
     // the boundary directory twice.
     result.records.dedup_by(|a, b| a.path == b.path);
@@ -371,27 +370,144 @@ fn add_stats(a: &mut Stats, b: &Stats) {
     }
 }
 
-/// The baseline indexed by path. A hash lookup costs one or two cache
-/// misses; a binary search over 70,000 records costs about seventeen, each
-/// a compare of long shared prefixes, for every file of the walk.
+/// Sorts `records` by path. Those shared with `prior` (an unchanged
+/// check: nearly all) are put in its order by their place in it, without
+/// a compare; the rest are sorted by path and merged in. A sort by path
+/// alone compares long shared prefixes some seventeen times per record, on
+/// the one thread that waits for the walk (a twentieth of an unchanged
+/// check). A prior that is not sorted (no caller's) costs the full sort.
+fn sort_by_path(records: &mut Vec<Record>, prior: &Prior) {
+    // One slot per prior record (the handle's niche makes a slot a
+    // pointer wide): the shared records land at their place directly.
+    let mut slots: Vec<Option<Record>> = Vec::new();
+    let mut own: Vec<Record> = Vec::new();
+    for r in records.drain(..) {
+        match prior.rank(&r) {
+            Some(i) => {
+                if slots.is_empty() {
+                    slots.resize(prior.records.len(), None);
+                }
+                // Two walks over one boundary directory (a non-recursive
+                // dir holding a recursive one) see it twice: the duplicate
+                // is removed after the sort.
+                match &mut slots[i as usize] {
+                    s @ None => *s = Some(r),
+                    Some(_) => own.push(r),
+                }
+            }
+            None => own.push(r),
+        }
+    }
+    own.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    let mut own = own.into_iter().peekable();
+    for r in slots.into_iter().flatten() {
+        while let Some(o) = own.next_if(|o| o.path <= r.path) {
+            records.push(o);
+        }
+        records.push(r);
+    }
+    records.extend(own);
+    if !records.windows(2).all(|w| w[0].path <= w[1].path) {
+        records.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    }
+}
+
+/// The baseline indexed by path: an open-addressing table of record
+/// indices, each beside 32 bits of its path's hash. A hash lookup costs one
+/// or two cache misses; a binary search over 70,000 records costs about
+/// seventeen, each a compare of long shared prefixes, for every file of
+/// the walk. Eight bytes a slot, at most two thirds full: a map of path slices
+/// (24 bytes a slot, 3 MiB at 75,000 records) was held through the whole
+/// walk, where the peak memory of a check is.
 pub struct Prior<'a> {
-    index: HashMap<&'a [u8], u32, BuildHasherDefault<FxHasher>>,
+    /// (index + 1, high hash bits); index 0 is an empty slot.
+    slots: Vec<(u32, u32)>,
     records: &'a [Record],
 }
 
 impl<'a> Prior<'a> {
     pub fn new(records: &'a [Record]) -> Prior<'a> {
-        let mut index = HashMap::with_capacity_and_hasher(records.len(), Default::default());
-        for (i, r) in records.iter().enumerate() {
-            index.insert(r.path.as_slice(), i as u32);
+        // Past u32 indices (never: a baseline holds at most 2^24 records
+        // as loaded) the records are simply not indexed.
+        let n = if records.len() < (u32::MAX / 4) as usize {
+            records.len()
+        } else {
+            0
+        };
+        // At most two thirds full (over half only just past a power of
+        // two): a hit costs one or two probes, each a tag compare before
+        // any path compare.
+        let size = if n == 0 {
+            0
+        } else {
+            (n + n / 2 + 1).next_power_of_two()
+        };
+        let mut p = Prior {
+            slots: vec![(0, 0); size],
+            records,
+        };
+        for (i, r) in records.iter().enumerate().take(n) {
+            let (mut at, tag) = p.place(&r.path);
+            loop {
+                match p.slots[at] {
+                    (0, _) => {
+                        p.slots[at] = (i as u32 + 1, tag);
+                        break;
+                    }
+                    // A duplicate path (no sorted baseline has one): the
+                    // first is kept, as a map's insert would keep the last;
+                    // either is that path's record.
+                    (j, t) if t == tag && records[j as usize - 1].path == r.path => break,
+                    _ => at = (at + 1) & (size - 1),
+                }
+            }
         }
-        Prior { index, records }
+        p
+    }
+
+    /// The first slot to probe for `path`, and its tag.
+    fn place(&self, path: &[u8]) -> (usize, u32) {
+        let mut h = FxHasher::default();
+        h.write(path);
+        let h = h.finish();
+        (
+            (h as usize) & (self.slots.len().wrapping_sub(1)),
+            (h >> 32) as u32,
+        )
+    }
+
+    fn index_of(&self, path: &[u8]) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let (mut at, tag) = self.place(path);
+        loop {
+            match self.slots[at] {
+                (0, _) => return None,
+                (j, t) if t == tag => {
+                    let i = j - 1;
+                    if self.records.get(i as usize).is_some_and(|r| r.path == path) {
+                        return Some(i);
+                    }
+                }
+                _ => {}
+            }
+            at = (at + 1) & (self.slots.len() - 1);
+        }
     }
 
     pub fn get(&self, path: &[u8]) -> Option<&'a Record> {
-        self.index
-            .get(path)
-            .and_then(|&i| self.records.get(i as usize))
+        self.index_of(path)
+            .and_then(|i| self.records.get(i as usize))
+    }
+
+    /// The place in the prior of the record `r` shares (is, not equals).
+    fn rank(&self, r: &Record) -> Option<u32> {
+        let i = self.index_of(&r.path)?;
+        self.records
+            .get(i as usize)
+            .is_some_and(|p| p.shares(r))
+            .then_some(i)
     }
 }
 
@@ -1076,5 +1192,121 @@ fn innermost(e: &ignore::Error) -> String {
         | ignore::Error::WithDepth { err, .. }
         | ignore::Error::WithLineNumber { err, .. } => innermost(err),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{FileClass, RecordData};
+
+    fn rec(p: &str, h: u8) -> Record {
+        Record::from(RecordData {
+            path: p.as_bytes().to_vec(),
+            ftype: FileType::File,
+            size: 1,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            dev: 1,
+            inode: 2,
+            nlink: 1,
+            mtime: (1, 0),
+            ctime: (1, 0),
+            blake3: Some([h; 32]),
+            sha256: None,
+            unhashed: None,
+            target: None,
+            class: FileClass::Other,
+            facts: None,
+        })
+    }
+
+    fn paths(rs: &[Record]) -> Vec<&[u8]> {
+        rs.iter().map(|r| r.path.as_slice()).collect()
+    }
+
+    #[test]
+    fn records_shared_with_the_prior_sort_by_their_place_in_it_and_the_rest_merge_in() {
+        let prior: Vec<Record> = ["/a", "/a/b", "/a/c", "/b", "/d"]
+            .iter()
+            .map(|p| rec(p, 1))
+            .collect();
+        let index = Prior::new(&prior);
+        // Walk order: shared ones out of order, a changed one (equal path,
+        // not shared), new ones before, between and after.
+        let mut got = vec![
+            prior[3].clone(),
+            rec("/e", 2),
+            prior[0].clone(),
+            rec("/a/c", 2),
+            rec("/0", 2),
+            prior[4].clone(),
+            prior[1].clone(),
+            rec("/a/bb", 2),
+        ];
+        sort_by_path(&mut got, &index);
+        assert_eq!(
+            paths(&got),
+            ["/0", "/a", "/a/b", "/a/bb", "/a/c", "/b", "/d", "/e"].map(str::as_bytes)
+        );
+        // The changed record is the scan's, not the prior's.
+        assert!(!got[4].shares(&prior[2]));
+        assert!(got[1].shares(&prior[0]));
+    }
+
+    #[test]
+    fn an_unsorted_prior_still_gives_records_sorted_by_path() {
+        let prior: Vec<Record> = ["/z", "/a", "/m"].iter().map(|p| rec(p, 1)).collect();
+        let index = Prior::new(&prior);
+        let mut got: Vec<Record> = prior.iter().rev().cloned().chain([rec("/b", 2)]).collect();
+        sort_by_path(&mut got, &index);
+        assert_eq!(paths(&got), ["/a", "/b", "/m", "/z"].map(str::as_bytes));
+    }
+
+    #[test]
+    fn the_prior_finds_each_of_its_records_and_nothing_else() {
+        let prior: Vec<Record> = (0..5000)
+            .map(|i| rec(&format!("/usr/lib/l{i}.so"), 1))
+            .collect();
+        let index = Prior::new(&prior);
+        for r in &prior {
+            assert!(index.get(&r.path).is_some_and(|p| p.shares(r)));
+            assert_eq!(
+                index.rank(r).map(|i| &prior[i as usize].path),
+                Some(&r.path)
+            );
+        }
+        for absent in ["/usr/lib/l5000.so", "", "/usr/lib/l1.s", "/usr/lib/l1.so/"] {
+            assert!(index.get(absent.as_bytes()).is_none(), "{absent}");
+        }
+        // Equal but not shared: found by path, but not ranked.
+        let copy = rec("/usr/lib/l7.so", 1);
+        assert!(index.get(&copy.path).is_some());
+        assert_eq!(index.rank(&copy), None);
+        let empty = Prior::new(&[]);
+        assert!(empty.get(b"/usr/lib/l1.so").is_none());
+        // A duplicate path is found (either of its records).
+        let dup = vec![rec("/a", 1), rec("/a", 2), rec("/b", 3)];
+        let index = Prior::new(&dup);
+        assert_eq!(index.get(b"/a").map(|r| r.blake3), Some(Some([1; 32])));
+        assert_eq!(index.get(b"/b").map(|r| r.blake3), Some(Some([3; 32])));
+    }
+
+    #[test]
+    fn a_record_seen_twice_by_overlapping_walks_is_kept_next_to_itself() {
+        let prior: Vec<Record> = ["/a", "/b"].iter().map(|p| rec(p, 1)).collect();
+        let index = Prior::new(&prior);
+        let mut got = vec![prior[1].clone(), prior[0].clone(), prior[1].clone()];
+        sort_by_path(&mut got, &index);
+        assert_eq!(paths(&got), ["/a", "/b", "/b"].map(str::as_bytes));
+    }
+
+    #[test]
+    fn nothing_shared_sorts_by_path() {
+        let index = Prior::new(&[]);
+        let mut got = vec![rec("/c", 1), rec("/a", 1), rec("/b", 1)];
+        sort_by_path(&mut got, &index);
+        assert_eq!(paths(&got), ["/a", "/b", "/c"].map(str::as_bytes));
     }
 }

@@ -5,6 +5,7 @@
 //! cache older than its configuration is noted.
 
 use crate::sys::MetadataExt;
+use rayon::prelude::*;
 use std::path::Path;
 
 use super::loaderconf::{is_system, same_file};
@@ -36,10 +37,34 @@ pub fn audit(cx: &Context, objs: &[Object], a: &mut Audit) {
     };
     stale(cx, a);
     let mut seen = std::collections::HashSet::new();
-    for e in cache.new.iter().chain(cache.old.iter()) {
-        if !seen.insert(e.path.clone()) {
-            continue;
-        }
+    let entries: Vec<_> = cache
+        .new
+        .iter()
+        .chain(cache.old.iter())
+        .filter(|e| seen.insert(e.path.clone()))
+        .collect();
+    // The resolutions, on every core: each costs a confined lstat per
+    // component (and a readlink per symlink), a cache holds thousands of
+    // entries, and the rest of the judge waits for them.
+    let resolutions: Vec<_> = entries
+        .par_iter()
+        .map(|e| {
+            if !e.path.starts_with(b"/") {
+                return None;
+            }
+            let logical = super::path(&e.path);
+            let resolved = cx.root.resolve(&logical);
+            // A path with `.` or `..` is resolved leniently on its own
+            // (lexical normalisation first, which the strict resolution
+            // does not do).
+            let canon = match &resolved {
+                Ok(p) if crate::rootfs::normalize(&logical) == logical => p.clone(),
+                _ => cx.root.resolve_lenient(&logical),
+            };
+            Some((logical, resolved.is_ok(), canon))
+        })
+        .collect();
+    for (e, resolution) in entries.into_iter().zip(resolutions) {
         let mut push = |sev, detail: String| {
             a.findings.push(Finding::audit(
                 Kind::LoaderConfig,
@@ -48,20 +73,9 @@ pub fn audit(cx: &Context, objs: &[Object], a: &mut Audit) {
                 format!("ld.so.cache entry for {}: {detail}", show(&e.soname)),
             ))
         };
-        if !e.path.starts_with(b"/") {
+        let Some((logical, resolved, canon)) = resolution else {
             push(Severity::High, "relative path".into());
             continue;
-        }
-        let logical = super::path(&e.path);
-        // One resolution per entry where one gives both answers: each
-        // costs a confined lstat per component (and a readlink per
-        // symlink), and a cache holds thousands of entries. A path with
-        // `.` or `..` is resolved leniently on its own (lexical
-        // normalisation first, which the strict resolution does not do).
-        let resolved = cx.root.resolve(&logical);
-        let canon = match &resolved {
-            Ok(p) if crate::rootfs::normalize(&logical) == logical => p.clone(),
-            _ => cx.root.resolve_lenient(&logical),
         };
         let inside = cx.sp.covers(&canon)
             || cx
@@ -74,7 +88,7 @@ pub fn audit(cx: &Context, objs: &[Object], a: &mut Audit) {
                 Severity::High,
                 "points outside the search paths (a cache crafted or built from a changed configuration)".into(),
             );
-        } else if resolved.is_err() {
+        } else if !resolved {
             push(
                 Severity::Low,
                 "the file does not exist (a library removed without running ldconfig?)".into(),

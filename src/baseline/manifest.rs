@@ -159,7 +159,7 @@ fn parse_line(line: &[u8]) -> Option<Record> {
         target: if f[8] == b"-" {
             None
         } else {
-            Some(unpct(f[8])?)
+            Some(unpct(f[8])?.into())
         },
         class: class_from_name(&text(f[6])?)?,
         facts: None,
@@ -274,7 +274,7 @@ mod tests {
         l.path = b"/lib/z".to_vec();
         l.ftype = FileType::Symlink;
         l.blake3 = None;
-        l.target = Some(b"a b".to_vec());
+        l.target = Some(b"a b".to_vec().into());
         let body = render(&meta(), &[a.clone(), l.clone()]);
         assert!(body.is_ascii());
         let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);

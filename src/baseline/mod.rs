@@ -92,11 +92,31 @@ pub struct Baseline {
     /// Sorted by path.
     pub records: Vec<Record>,
     /// The generation's extra pairs (provenance state), covered by its
-    /// digest and signature like the records.
+    /// digest and signature like the records. Without the package owners
+    /// when loaded by [`load_lean`] (see [`Baseline::owner_pairs`]).
     pub extra: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The store the owners are read again from, when they were left out
+    /// of `extra`.
+    pub owners_elsewhere: Option<PathBuf>,
 }
 
 impl Baseline {
+    /// The package owners' pairs (`o\0`, [`store::OWNER_PREFIX`]) of this
+    /// generation: from `extra`, or, when it was loaded without them, read
+    /// again from its store and checked against the same digest (the live
+    /// generation must still be this one).
+    pub fn owner_pairs(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let Some(db) = &self.owners_elsewhere else {
+            return Ok(self
+                .extra
+                .iter()
+                .filter(|(k, _)| k.starts_with(store::OWNER_PREFIX))
+                .cloned()
+                .collect());
+        };
+        Store::open(db)?.extra_of(&self.meta, store::Pairs::Only(store::OWNER_PREFIX))
+    }
+
     /// "generation 3 of 2026-11-27T02:50:00Z (signed)".
     pub fn describe(&self) -> String {
         verify::describe(&self.meta)
@@ -125,12 +145,36 @@ pub fn load_held(
     Ok((store, b, notes))
 }
 
+/// Like [`load`], without the package owners among the extra pairs (a
+/// `check`: an unchanged host never needs them; [`Baseline::owner_pairs`]
+/// reads them when a judge does).
+pub fn load_lean(loc: &Location, root: &[u8]) -> Result<(Baseline, Vec<Note>)> {
+    let (mut b, mut notes) = load_keeping(
+        Store::open(&loc.db)?,
+        loc,
+        None,
+        store::Pairs::Without(store::OWNER_PREFIX),
+    )?;
+    b.owners_elsewhere = Some(loc.db.clone());
+    notes.extend(verify::root(loc, &b.meta, root)?);
+    Ok((b, notes))
+}
+
 fn load_from(
     store: impl std::borrow::Borrow<Store>,
     loc: &Location,
     key: Option<&VerifyingKey>,
 ) -> Result<(Baseline, Vec<Note>)> {
-    let (meta, records, extra) = store.borrow().load_with_extra()?;
+    load_keeping(store, loc, key, store::Pairs::All)
+}
+
+fn load_keeping(
+    store: impl std::borrow::Borrow<Store>,
+    loc: &Location,
+    key: Option<&VerifyingKey>,
+    keep: store::Pairs,
+) -> Result<(Baseline, Vec<Note>)> {
+    let (meta, records, extra) = store.borrow().load_keeping(keep)?;
     // Never build on, or judge against, a baseline that fails
     // verification.
     let notes = verify::verify(loc, &meta, key.or(loc.verify_key.as_ref()))?;
@@ -139,6 +183,7 @@ fn load_from(
             meta,
             records,
             extra,
+            owners_elsewhere: None,
         },
         notes,
     ))
@@ -169,6 +214,110 @@ pub fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{FileClass, FileType, RecordData};
+    use store::{Pairs, OWNER_PREFIX};
+
+    fn rec(p: &str) -> Record {
+        Record::from(RecordData {
+            path: p.as_bytes().to_vec(),
+            ftype: FileType::File,
+            size: 1,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            dev: 1,
+            inode: 2,
+            nlink: 1,
+            mtime: (1, 0),
+            ctime: (1, 0),
+            blake3: Some([7; 32]),
+            sha256: None,
+            unhashed: None,
+            target: None,
+            class: FileClass::Other,
+            facts: None,
+        })
+    }
+
+    fn owner_pair(pkg: &str, paths: &str) -> (Vec<u8>, Vec<u8>) {
+        let mut k = OWNER_PREFIX.to_vec();
+        k.extend_from_slice(pkg.as_bytes());
+        k.extend_from_slice(&[0, 0, 0, 0, 0]);
+        (k, paths.as_bytes().to_vec())
+    }
+
+    /// The live generation's extra tree, opened raw (an attacker's view).
+    fn live_extra(db: &std::path::Path, f: impl FnOnce(&sled::Tree)) {
+        let p = pointer::read(db).unwrap().unwrap();
+        let d = sleddb::SledDb::open(&db.join(p.dir), std::time::Duration::from_secs(3)).unwrap();
+        let x = d
+            .raw()
+            .open_tree(sleddb::extra_name(p.meta.generation))
+            .unwrap();
+        f(&x);
+        d.raw().flush().unwrap();
+    }
+
+    #[test]
+    fn a_lean_load_leaves_the_owners_in_the_store_and_reads_them_for_its_generation_only() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::create(t.path(), false).unwrap();
+        let owners = owner_pair("libc6", "/lib/libc.so.6\0/lib/libm.so.6");
+        let version = (b"v\0libc6".to_vec(), b"2.36".to_vec());
+        let extra = vec![owners.clone(), version.clone()];
+        s.write_generation_with_extra(&[rec("/a"), rec("/b")], &extra, b"/", None)
+            .unwrap();
+        let (meta, recs, kept) = s.load_keeping(Pairs::Without(OWNER_PREFIX)).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(kept, vec![version.clone()]);
+        let b = Baseline {
+            meta: meta.clone(),
+            records: recs,
+            extra: kept,
+            owners_elsewhere: Some(t.path().to_path_buf()),
+        };
+        assert_eq!(b.owner_pairs().unwrap(), vec![owners.clone()]);
+        // Loaded whole, the owners come from the pairs in memory.
+        let (m, r, all) = s.load_with_extra().unwrap();
+        let whole = Baseline {
+            meta: m,
+            records: r,
+            extra: all,
+            owners_elsewhere: None,
+        };
+        assert_eq!(whole.owner_pairs().unwrap(), vec![owners.clone()]);
+        // Another generation went live meanwhile: not its owners.
+        s.write_generation_with_extra(&[rec("/a")], &extra, b"/", None)
+            .unwrap();
+        assert!(matches!(
+            b.owner_pairs(),
+            Err(crate::error::Error::CorruptBaseline { .. })
+        ));
+    }
+
+    #[test]
+    fn owners_left_out_of_a_lean_load_are_still_covered_by_the_digest() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::create(t.path(), false).unwrap();
+        let extra = vec![
+            owner_pair("libc6", "/lib/libc.so.6"),
+            (b"v\0libc6".to_vec(), b"2.36".to_vec()),
+        ];
+        s.write_generation_with_extra(&[rec("/a")], &extra, b"/", None)
+            .unwrap();
+        live_extra(t.path(), |x| {
+            x.insert(&extra[0].0, b"/lib/evil.so".to_vec()).unwrap();
+        });
+        let lean = s.load_keeping(Pairs::Without(OWNER_PREFIX));
+        assert!(
+            matches!(lean, Err(crate::error::Error::CorruptBaseline { .. })),
+            "an altered owner must be detected by a load that leaves them out"
+        );
+        live_extra(t.path(), |x| {
+            x.remove(&extra[0].0).unwrap();
+        });
+        assert!(s.load_keeping(Pairs::Without(OWNER_PREFIX)).is_err());
+    }
 
     #[test]
     fn image_names_stay_one_directory_below_images() {

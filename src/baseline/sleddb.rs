@@ -160,7 +160,7 @@ impl SledDb {
     }
 
     /// Reads the live generation's chunks and extra pairs (checking the
-    /// chunk order), to be verified and decoded by [`Raw::decode`] once
+    /// chunk order), to be verified and decoded by [`Raw::decode_keeping`] once
     /// this database is closed.
     pub fn load_raw(&self) -> Result<Raw> {
         let meta = self
@@ -291,78 +291,87 @@ impl Raw {
     }
 
     /// Checks the record count, the digest over every pair and the path
-    /// order, and decodes the records (sorted by path) and extra pairs.
-    pub fn decode(self) -> Result<Loaded> {
-        let (meta, records, extra) = self.scan(true)?;
-        Ok((meta, records, extra))
+    /// order, and decodes the records (sorted by path) and the extra pairs
+    /// `keep` selects (all of them are checked against the digest).
+    pub fn decode_keeping(self, keep: Pairs) -> Result<Loaded> {
+        self.scan(true, keep)
     }
 
-    /// [`Raw::decode`] without decoding the records.
+    /// [`Raw::decode_keeping`] without decoding the records.
     pub fn check(self) -> Result<Meta> {
-        self.scan(false).map(|(m, _, _)| m)
+        self.scan(false, Pairs::None).map(|(m, _, _)| m)
+    }
+
+    /// [`Raw::check`], returning the extra pairs `keep` selects: what a
+    /// generation loaded without some of them reads again when a judge
+    /// asks for them.
+    #[allow(clippy::type_complexity)]
+    pub fn check_keeping(self, keep: Pairs) -> Result<(Meta, Vec<(Vec<u8>, Vec<u8>)>)> {
+        self.scan(false, keep).map(|(m, _, x)| (m, x))
     }
 
     #[allow(clippy::type_complexity)]
-    fn scan(mut self, decode: bool) -> Result<(Meta, Vec<Record>, Vec<(Vec<u8>, Vec<u8>)>)> {
+    fn scan(
+        mut self,
+        decode: bool,
+        keep: Pairs,
+    ) -> Result<(Meta, Vec<Record>, Vec<(Vec<u8>, Vec<u8>)>)> {
         let generation = self.meta.generation;
-        // The extra pairs first, while no record is decoded yet: each
-        // buffer is copied once and freed.
-        let extra: Vec<(Vec<u8>, Vec<u8>)> = std::mem::take(&mut self.extra)
-            .into_iter()
+        let raw_extra = std::mem::take(&mut self.extra);
+        // The kept extra pairs first, while no record is decoded yet: each
+        // is copied once. The sled buffers stay until they are hashed.
+        let extra: Vec<(Vec<u8>, Vec<u8>)> = raw_extra
+            .iter()
+            .filter(|(k, _)| keep.keeps(k))
             .map(|(k, v)| (k.to_vec(), v.to_vec()))
             .collect();
-        let mut records = Vec::with_capacity(if decode {
-            self.meta.count.min(1 << 24) as usize
-        } else {
-            0
-        });
-        let mut count = 0u64;
-        let mut hasher = blake3::Hasher::new();
-        let mut last: Option<Vec<u8>> = None;
-        let mut sorted = true;
         let chunks = std::mem::take(&mut self.chunks);
-        for v in chunks {
-            let mut rest: &[u8] = &v;
-            while !rest.is_empty() {
-                let (path, value, tail) = split_pair(rest).ok_or_else(|| {
-                    self.corrupt(format!("generation {generation} holds a truncated chunk"))
-                })?;
-                rest = tail;
-                digest_pair(&mut hasher, path, value);
-                count += 1;
-                if decode {
-                    let r = Record::decode_value(path, value).ok_or_else(|| {
-                        self.corrupt(format!(
-                            "undecodable record for {}",
-                            crate::escape::for_terminal(path)
-                        ))
-                    })?;
-                    records.push(r);
-                } else {
+        let truncated = || self.corrupt(format!("generation {generation} holds a truncated chunk"));
+        let mut sorted = true;
+        let (digested, records) = if decode {
+            // The digest on a thread of its own while this one decodes: the
+            // load is on the path of every check, before the walk, and both
+            // halves cost about the same. The buffers are shared (reference
+            // counted), each freed when both are done with it.
+            let for_digest = chunks.clone();
+            std::thread::scope(|s| {
+                let digest = s.spawn(move || digest_all(for_digest, raw_extra));
+                let records = decode_chunks(chunks, self.meta.count).map_err(|at| match at {
+                    None => truncated(),
+                    Some(path) => self.corrupt(format!(
+                        "undecodable record for {}",
+                        crate::escape::for_terminal(&path)
+                    )),
+                });
+                // A panic there is the store's failure, caught by the
+                // watchdog around every read.
+                let digested = digest.join().unwrap_or(None);
+                (digested, records)
+            })
+        } else {
+            let mut last: Option<Vec<u8>> = None;
+            for v in &chunks {
+                let mut rest: &[u8] = v;
+                while !rest.is_empty() {
+                    let (path, _, tail) = split_pair(rest).ok_or_else(truncated)?;
+                    rest = tail;
                     if last.as_deref().is_some_and(|l| l >= path) {
                         sorted = false;
                     }
                     last = Some(path.to_vec());
                 }
             }
-            // `v` (this chunk's buffer) is freed here.
-        }
-        // The extra tree is hashed after the records, behind a separator,
-        // only when it holds anything: generations written without one keep
-        // their digest, and deleting or adding one breaks it.
-        if !extra.is_empty() {
-            hasher.update(EXTRA_SEPARATOR);
-            for (k, v) in &extra {
-                digest_pair(&mut hasher, k, v);
-            }
-        }
+            (digest_all(chunks, raw_extra), Ok(Vec::new()))
+        };
+        let records = records?;
+        let (count, digest) = digested.ok_or_else(truncated)?;
         if count != self.meta.count {
             return Err(self.corrupt(format!(
                 "generation {generation} should hold {} records but holds {count}",
                 self.meta.count
             )));
         }
-        if *hasher.finalize().as_bytes() != self.meta.digest {
+        if digest != self.meta.digest {
             return Err(self.corrupt(format!(
                 "generation {generation} does not match its digest: records were altered"
             )));
@@ -375,6 +384,77 @@ impl Raw {
         }
         Ok((self.meta, records, extra))
     }
+}
+
+/// Which extra pairs a load keeps (every pair is checked against the
+/// generation's digest whichever are kept).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pairs {
+    All,
+    None,
+    /// All but those under this key prefix.
+    Without(&'static [u8]),
+    /// Only those under this key prefix.
+    Only(&'static [u8]),
+}
+
+impl Pairs {
+    fn keeps(self, key: &[u8]) -> bool {
+        match self {
+            Pairs::All => true,
+            Pairs::None => false,
+            Pairs::Without(p) => !key.starts_with(p),
+            Pairs::Only(p) => key.starts_with(p),
+        }
+    }
+}
+
+/// The record count and digest of a generation's chunks and extra pairs
+/// (the records' pairs, then, when there are extra pairs, a separator and
+/// those: generations written without any keep their digest, and deleting
+/// or adding the extra tree breaks it). `None` for a truncated chunk.
+fn digest_all(
+    chunks: Vec<sled::IVec>,
+    extra: Vec<(sled::IVec, sled::IVec)>,
+) -> Option<(u64, [u8; 32])> {
+    let mut hasher = blake3::Hasher::new();
+    let mut count = 0u64;
+    for v in chunks {
+        let mut rest: &[u8] = &v;
+        while !rest.is_empty() {
+            let (path, value, tail) = split_pair(rest)?;
+            rest = tail;
+            digest_pair(&mut hasher, path, value);
+            count += 1;
+        }
+    }
+    if !extra.is_empty() {
+        hasher.update(EXTRA_SEPARATOR);
+        for (k, v) in &extra {
+            digest_pair(&mut hasher, k, v);
+        }
+    }
+    Some((count, *hasher.finalize().as_bytes()))
+}
+
+/// The records of `chunks`, each chunk's buffer given up once decoded;
+/// `Err(None)` for a truncated chunk, `Err(Some(path))` for a record that
+/// does not decode.
+fn decode_chunks(
+    chunks: Vec<sled::IVec>,
+    count: u64,
+) -> std::result::Result<Vec<Record>, Option<Vec<u8>>> {
+    let mut records = Vec::with_capacity(count.min(1 << 24) as usize);
+    for v in chunks {
+        let mut rest: &[u8] = &v;
+        while !rest.is_empty() {
+            let (path, value, tail) = split_pair(rest).ok_or(None)?;
+            rest = tail;
+            records.push(Record::decode_value(path, value).ok_or_else(|| Some(path.to_vec()))?);
+        }
+        // `v` (this thread's share of the chunk's buffer) is freed here.
+    }
+    Ok(records)
 }
 
 /// Runs the frees sled deferred. sled frees the pages it read (and, when a

@@ -57,6 +57,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::lock::{self, WriterLock};
 use super::pointer::{self, Pointer};
+pub use super::sleddb::Pairs;
 use super::sleddb::{Loaded, SledDb};
 use super::watchdog::{self, Outcome};
 use crate::error::{Error, Result};
@@ -69,6 +70,11 @@ pub const PLAIN_SCHEMA: u32 = 3;
 /// Extra pairs under this key prefix are acknowledged findings; a
 /// generation holding any is [`SCHEMA`] 4.
 pub const ACK_PREFIX: &[u8] = b"a\0";
+/// Extra pairs under this key prefix are the package owners of the
+/// monitored paths (`provenance::State`): tens of thousands of paths,
+/// needed only to explain files a package transaction removed, so a
+/// `check` loads them only then ([`Store::extra_of`]).
+pub const OWNER_PREFIX: &[u8] = b"o\0";
 /// The directory inside a baseline path that holds the baselines of
 /// container images (`crate::baseline::Location::for_image`), one store
 /// each; the host's store never reads, counts or prunes it.
@@ -193,13 +199,23 @@ impl Store {
     /// `extra/N` tree, e.g. provenance state), covered by the same digest.
     #[allow(clippy::type_complexity)]
     pub fn load_with_extra(&self) -> Result<(Meta, Vec<Record>, Vec<(Vec<u8>, Vec<u8>)>)> {
+        self.load_keeping(Pairs::All)
+    }
+
+    /// Like [`Store::load_with_extra`], keeping only the extra pairs `keep`
+    /// selects (all are checked against the digest).
+    #[allow(clippy::type_complexity)]
+    pub fn load_keeping(
+        &self,
+        keep: Pairs,
+    ) -> Result<(Meta, Vec<Record>, Vec<(Vec<u8>, Vec<u8>)>)> {
         let found = survey(&self.path)?;
-        match self.load_found(&found) {
+        match self.load_found(&found, keep, true) {
             // A writer switched generations while this read the old one:
             // read the new one.
             Err(e @ (Error::CorruptBaseline { .. } | Error::Io { .. })) => {
                 match survey(&self.path) {
-                    Ok(now) if now != found => self.load_found(&now),
+                    Ok(now) if now != found => self.load_found(&now, keep, true),
                     _ => Err(e),
                 }
             }
@@ -207,7 +223,38 @@ impl Store {
         }
     }
 
-    fn load_found(&self, found: &Found) -> Result<Loaded> {
+    /// The extra pairs `keep` selects of the live generation, read again
+    /// (and checked against its digest) without decoding its records;
+    /// refused unless the live generation is still `want` (same number,
+    /// count and digest), so they are the pairs of the generation judged.
+    pub fn extra_of(&self, want: &Meta, keep: Pairs) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let found = survey(&self.path)?;
+        let (meta, _, extra) = self.load_found(&found, keep, false)?;
+        if &meta != want {
+            return Err(corrupt(
+                &self.path,
+                format!(
+                    "generation {} was replaced by generation {} while it was judged",
+                    want.generation, meta.generation
+                ),
+            ));
+        }
+        Ok(extra)
+    }
+
+    fn load_found(&self, found: &Found, keep: Pairs, decode: bool) -> Result<Loaded> {
+        let read = move |raw: super::sleddb::Raw| -> Result<Loaded> {
+            if decode {
+                let loaded = raw.decode_keeping(keep);
+                // The chunks were freed between the decoded records: their
+                // pages go back now, not after the walk that follows (where
+                // a check's memory peaks).
+                crate::sys::release_free_memory();
+                loaded
+            } else {
+                raw.check_keeping(keep).map(|(m, x)| (m, Vec::new(), x))
+            }
+        };
         match found {
             Found::Nothing => Err(Error::NoBaseline(self.path.clone())),
             Found::Legacy => {
@@ -215,7 +262,7 @@ impl Store {
                 read_job(&self.path, 0, move || {
                     let db = SledDb::open_read(&path, LOCK_WAIT)?;
                     let r = db.check_schema().and_then(|()| db.load_raw());
-                    finish_read(db, r)?.decode()
+                    read(finish_read(db, r)?)
                 })
             }
             Found::Current(p) => {
@@ -237,7 +284,7 @@ impl Store {
                     let db = SledDb::open_read(&dir, LOCK_WAIT)?;
                     let r = db.check_schema().and_then(|()| db.load_raw());
                     // Decoded once the database is closed (see `Raw`).
-                    let loaded = finish_read(db, r)?.decode()?;
+                    let loaded = read(finish_read(db, r)?)?;
                     if loaded.0 != want {
                         return Err(corrupt(
                             &dir,

@@ -208,7 +208,7 @@ pub fn record(path: &[u8], node: &Node) -> Record {
         blake3,
         sha256: None,
         unhashed: (ftype != FileType::File).then_some(Unhashed::NotRegular),
-        target,
+        target: target.map(Vec::into_boxed_slice),
         class,
         facts,
     })

@@ -424,7 +424,7 @@ impl Inspector {
             }
             FileType::Symlink => match self.read_link(host) {
                 Ok(t) => {
-                    r.target = Some(t);
+                    r.target = Some(t.into());
                 }
                 Err(e) => {
                     return Outcome::Record(r, Some(format!("cannot read link: {e}")));

@@ -208,7 +208,7 @@ fn record_meta(host: &Path, logical: Vec<u8>, meta: &Stat) -> Outcome {
     match r.ftype {
         FileType::File => r.unhashed = Some(Unhashed::Unreadable),
         FileType::Symlink => match std::fs::read_link(host) {
-            Ok(t) => r.target = Some(t.to_string_lossy().into_owned().into_bytes()),
+            Ok(t) => r.target = Some(t.to_string_lossy().into_owned().into_bytes().into()),
             Err(e) => return Outcome::Record(r, Some(format!("cannot read link: {e}"))),
         },
         _ => {}

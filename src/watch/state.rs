@@ -36,7 +36,7 @@ impl Key {
             nlink: if r.ftype == FileType::Dir { 0 } else { r.nlink },
             blake3: r.blake3,
             unhashed: r.unhashed,
-            target: r.target.clone(),
+            target: r.target.as_deref().map(<[u8]>::to_vec),
         }
     }
 }

@@ -367,7 +367,7 @@ impl Snapshot {
                     blake3: Some(*h.finalize().as_bytes()),
                     sha256: None,
                     unhashed: None,
-                    target: Some(shown),
+                    target: Some(shown.into()),
                     class: FileClass::Other,
                     facts: None,
                 })
