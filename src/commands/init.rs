@@ -12,33 +12,40 @@ use crate::error::Result;
 use crate::finding::Finding;
 use crate::output::{self, messages};
 use crate::pipeline::{self, Judges, Reference};
+use crate::provenance;
 use crate::sys::OsStrExt;
 
 pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
     let key = sign_with.map(baseline::signing::load_secret).transpose()?;
     // Take the store (and its lock) first: a refused init scans nothing.
     let store = baseline::create(&s.baseline, force)?;
-    let snap = s.plan.snapshot_to_record();
+    let mut snap = s.plan.snapshot_to_record();
     super::show(&snap);
     let v = pipeline::judge(&s.plan, Reference::Nothing, &snap, Judges::STANDING);
     messages::notes(&v.notes);
-    let mut extra = v
-        .provenance
-        .map(|o| {
-            let mut state = o.state;
-            state.owners = pipeline::owners_of(&s.plan, &snap.scan.records, Some(&snap));
-            state.to_pairs()
-        })
-        .unwrap_or_default();
+    let state = v.provenance.map(|o| {
+        let mut state = o.state;
+        state.owners = pipeline::owners_of(&s.plan, &snap.scan.records, Some(&snap));
+        state
+    });
+    // Once the owners are known, the package database read before the walk
+    // and the digests the scan computed for it have served: freed before
+    // the pairs are built and the store's pages allocated. The state, the
+    // records and the pairs go to the store, each dropped once it is
+    // encoded.
+    snap.packages = None;
+    snap.scan.digests = Default::default();
+    let mut extra = state.map(provenance::State::into_pairs).unwrap_or_default();
     // The package index for the checks after it (unchanged databases are
     // not read again).
     extra.extend(v.package_cache);
     extra.sort();
-    let meta = baseline::commit(
+    let records = std::mem::take(&mut snap.scan.records);
+    let meta = baseline::commit_owned(
         &s.baseline,
         store,
-        &snap.scan.records,
-        &extra,
+        records,
+        extra,
         s.plan.root.host().as_os_str().as_bytes(),
         key.as_ref(),
     )?;
