@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::store::{digest_pair, split_pair, Chunk, Meta, EXTRA_SEPARATOR, SCHEMA};
+use super::store::{digest_pair, split_pair, Chunk, Meta, CHUNK_BYTES, EXTRA_SEPARATOR, SCHEMA};
 use crate::error::{Error, Result};
 use crate::record::Record;
 
@@ -279,7 +279,7 @@ impl SledDb {
             .open_tree(extra_name(g))
             .map_err(|e| self.sled_err(e))?;
         let mut batch = sled::Batch::default();
-        let mut bytes = 0;
+        let (mut bytes, mut untrimmed) = (0, 0);
         for (k, v) in extra {
             seen(&k, &v);
             bytes += k.len() + v.len();
@@ -287,8 +287,13 @@ impl SledDb {
             if bytes >= EXTRA_BATCH_BYTES {
                 tree.apply_batch(std::mem::take(&mut batch))
                     .map_err(|e| self.sled_err(e))?;
+                untrimmed += bytes;
                 bytes = 0;
-                crate::sys::release_free_memory();
+                // As often as after the chunks' batches (see `BATCH`).
+                if untrimmed >= BATCH * CHUNK_BYTES {
+                    crate::sys::release_free_memory();
+                    untrimmed = 0;
+                }
             }
         }
         tree.apply_batch(batch).map_err(|e| self.sled_err(e))
