@@ -461,6 +461,11 @@ impl Record {
 
 /// Metadata, digest, symlink target, class.
 pub const ENCODING_V1: u8 = 1;
+/// The bytes of a value without a digest, a link target or facts (what
+/// every value holds at the least): version, type, class, unhashed; size,
+/// dev, inode, nlink; mode, uid, gid; mtime, ctime; the three presence
+/// bytes.
+pub const VALUE_MIN_LEN: usize = 4 + 4 * 8 + 3 * 4 + 2 * (8 + 4) + 3;
 /// [`ENCODING_V1`] followed by the optional, length-prefixed [`Facts`].
 pub const ENCODING_V2: u8 = 2;
 /// [`ENCODING_V2`] followed by the 32-byte SHA-256 of the content.
@@ -522,6 +527,21 @@ mod tests {
             }
             v.push(0);
             assert_eq!(Record::decode_value(&r.path, &v), None);
+        }
+    }
+
+    #[test]
+    fn no_value_is_shorter_than_the_least_the_store_counts_on() {
+        let mut bare = sample(b"/x");
+        bare.blake3 = None;
+        bare.target = None;
+        let mut v = Vec::new();
+        bare.encode_value(&mut v);
+        assert_eq!(v.len(), VALUE_MIN_LEN);
+        for r in samples(b"/x") {
+            let mut v = Vec::new();
+            r.encode_value(&mut v);
+            assert!(v.len() >= VALUE_MIN_LEN);
         }
     }
 

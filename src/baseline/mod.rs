@@ -3,7 +3,7 @@
 //! ([`rollback`]), the trust checks on loading ([`verify`]) and the
 //! portable manifest ([`manifest`]). Commands go through the two doors
 //! here: [`load`] (or [`load_held`] to keep the lock for a new generation)
-//! and [`commit`].
+//! and [`commit`] (or [`commit_owned`]).
 
 mod lock;
 pub mod manifest;
@@ -205,7 +205,21 @@ pub fn commit(
     root: &[u8],
     key: Option<&SigningKey>,
 ) -> Result<Meta> {
-    let meta = store.write_generation_with_extra(records, extra, root, key)?;
+    commit_owned(loc, store, records.to_vec(), extra.to_vec(), root, key)
+}
+
+/// [`commit`], consuming the records and extra pairs as they are written
+/// (each dropped once stored: [`Store::write_generation_from`]), for a
+/// command that needs neither afterwards.
+pub fn commit_owned(
+    loc: &Location,
+    store: Store,
+    records: Vec<Record>,
+    extra: Vec<(Vec<u8>, Vec<u8>)>,
+    root: &[u8],
+    key: Option<&SigningKey>,
+) -> Result<Meta> {
+    let meta = store.write_generation_from(records, extra, root, key)?;
     drop(store);
     verify::record_written(loc, &meta)?;
     Ok(meta)

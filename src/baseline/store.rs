@@ -12,11 +12,13 @@
 //!   holding its [`Meta`] ([`super::pointer`]);
 //! - `lock`, the writers' lock ([`super::lock`]).
 //!
-//! A write takes the lock, fills a fresh `gen-<N+1>/`, flushes and closes
-//! it, opens it again twice and reads it all back against its digest (sled
-//! finishes its own recovery bookkeeping, a snapshot and consolidated
-//! pages, on the first opens after a write: done here, by the writer, so
-//! that a reader's open finds nothing left to write), syncs the
+//! A write takes the lock, fills a fresh `gen-<N+1>/` (the records encoded
+//! once, as they stream in, the header's count, digest and signature taken
+//! from the bytes stored), flushes and closes it, opens it again twice,
+//! the first time reading it all back against its digest (sled finishes
+//! its own recovery bookkeeping, a snapshot and consolidated pages, on the
+//! first opens after a write: done here, by the writer, so that a reader's
+//! open finds nothing left to write), syncs the
 //! directories, and only then renames a new `CURRENT` into place. A
 //! failed, killed or hung writer therefore never touches the live
 //! generation, and a reader never opens a database a writer holds or
@@ -321,6 +323,20 @@ impl Store {
         root: &[u8],
         signer: Option<&ed25519_dalek::SigningKey>,
     ) -> Result<Meta> {
+        self.write_generation_from(records.to_vec(), extra.to_vec(), root, signer)
+    }
+
+    /// [`Store::write_generation_with_extra`], consuming what it writes:
+    /// each record is dropped once encoded and each extra pair once sled
+    /// has it, so the generation is never held whole beside sled's copy
+    /// of it (a record shared with a finding stays, held by the finding).
+    pub fn write_generation_from(
+        &self,
+        records: Vec<Record>,
+        extra: Vec<(Vec<u8>, Vec<u8>)>,
+        root: &[u8],
+        signer: Option<&ed25519_dalek::SigningKey>,
+    ) -> Result<Meta> {
         // A store opened only to read takes the lock for the write.
         let _held = match self.lock {
             Some(_) => None,
@@ -343,27 +359,13 @@ impl Store {
         // What the judges freed, before sled's pages are allocated.
         crate::sys::release_free_memory();
 
-        // The digest, the count and the size first, keeping no chunk: the
-        // write encodes the records again, a chunk at a time (see
-        // `encode_into`), so the encoded generation is never held whole
-        // beside the records and sled's own copies of it.
-        let mut enc = Encoder::default();
-        let mut chunk_bytes = 0u64;
-        for r in records {
-            chunk_bytes += enc.push(r).map_or(0, |(_, c)| c.len() as u64);
-        }
-        let (tail, count, mut hasher) = enc.finish_open();
-        chunk_bytes += tail.map_or(0, |(_, c)| c.len() as u64);
-        if !extra.is_empty() {
-            hasher.update(EXTRA_SEPARATOR);
-            for (k, v) in extra {
-                digest_pair(&mut hasher, k, v);
-            }
-        }
-        let payload: u64 = chunk_bytes
+        // The records are encoded once, as they are written: the space
+        // check takes the least they can encode to (`least_encoded`), an
+        // underestimate like the rest of it (`space::needed`).
+        let payload: u64 = records.iter().map(least_encoded).sum::<u64>()
             + extra
                 .iter()
-                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .map(|(k, v)| (8 + k.len() + v.len()) as u64)
                 .sum::<u64>();
         let need = super::space::needed(payload);
         if let Some(free) = super::space::available(&self.path) {
@@ -383,30 +385,35 @@ impl Store {
         } else {
             PLAIN_SCHEMA
         };
-        let mut meta = Meta {
+        // The header but for what the write finds: the count and digest
+        // (and so the signature) come from the same bytes sled stores.
+        let header = Meta {
             schema,
             generation,
             baseline_id: old.as_ref().map_or_else(new_id, |m| m.baseline_id),
             written: now_secs(),
-            count,
-            digest: *hasher.finalize().as_bytes(),
+            count: 0,
+            digest: [0; 32],
             root: root.to_vec(),
             signature: None,
         };
-        // Signed before the generation is written: its header is stored
-        // whole, signature included, in the same switch.
-        if let Some(key) = signer {
-            meta.signature = Some(crate::baseline::signing::sign(key, &meta.signed_bytes()));
-        }
 
         let dir_name = pointer::gen_dir(generation);
         let dir = self.path.join(&dir_name);
         let limit = limit_for(3 * payload);
-        let (chunks_tx, chunks) = crossbeam_channel::bounded::<Chunk>(STREAM_CHUNKS);
+        let (pieces_tx, pieces) = crossbeam_channel::bounded::<Piece>(STREAM_CHUNKS);
         let job = {
-            let (dir, base, meta, extra) =
-                (dir.clone(), self.path.clone(), meta.clone(), extra.to_vec());
-            move || write_job(&base, &dir, chunks.into_iter(), &extra, &meta)
+            let (dir, base, signer) = (dir.clone(), self.path.clone(), signer.cloned());
+            move || {
+                write_job(
+                    &base,
+                    &dir,
+                    pieces.into_iter(),
+                    extra,
+                    header,
+                    signer.as_ref(),
+                )
+            }
         };
         // A failed write removes what it wrote (space on a full disk, and
         // no half generation for a reader to mistake for damage).
@@ -419,11 +426,11 @@ impl Store {
         };
         let deadline = std::time::Instant::now() + limit;
         let outcome = std::thread::scope(|s| {
-            s.spawn(move || encode_into(records, &chunks_tx, deadline));
+            s.spawn(move || encode_into(records, &pieces_tx, deadline));
             watchdog::run(limit, job)
         });
-        match outcome {
-            Outcome::Done(Ok(())) => {}
+        let meta = match outcome {
+            Outcome::Done(Ok(meta)) => meta,
             Outcome::Done(Err(e)) => {
                 return Err(match e {
                     Error::Io { op, path, source } => {
@@ -447,7 +454,7 @@ impl Store {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(stuck(&self.path, limit, &kept));
             }
-        }
+        };
         match pointer::write(&self.path, &dir_name, &meta) {
             Ok(()) => Ok(meta),
             Err(pointer::WriteError::Before(e)) => Err(failed(format!(
@@ -483,39 +490,61 @@ fn stuck(path: &Path, limit: Duration, kept: &str) -> Error {
 /// sled batch, so the encoder runs ahead of sled by at most one.
 const STREAM_CHUNKS: usize = 64;
 
-/// Encodes `records` into `tx` for the store thread, a chunk at a time.
-/// Stops when the store thread stops taking them (its write failed: it
-/// dropped the receiver) or at the watchdog's deadline (it is stuck), so
-/// the caller never waits on a store thread it has given up on.
+/// What the encoder hands the store thread: the chunks in order, then the
+/// count and the digest so far (the extra pairs and the header are the
+/// store thread's). A stream without its end is a write that failed.
+pub(super) enum Piece {
+    Chunk(Chunk),
+    End(u64, Box<blake3::Hasher>),
+}
+
+/// The fewest bytes `r` encodes to in a chunk: the pair's lengths, its
+/// path and the fixed fields of its value (the facts, a digest or a link
+/// target only add to it).
+fn least_encoded(r: &Record) -> u64 {
+    8 + r.path.len() as u64 + crate::record::VALUE_MIN_LEN as u64
+}
+
+/// Encodes `records` into `tx` for the store thread, a chunk at a time,
+/// each record dropped once encoded. Stops when the store thread stops
+/// taking them (its write failed: it dropped the receiver) or at the
+/// watchdog's deadline (it is stuck), so the caller never waits on a store
+/// thread it has given up on.
 fn encode_into(
-    records: &[Record],
-    tx: &crossbeam_channel::Sender<Chunk>,
+    records: Vec<Record>,
+    tx: &crossbeam_channel::Sender<Piece>,
     deadline: std::time::Instant,
 ) {
     let mut enc = Encoder::default();
     for r in records {
-        if let Some(c) = enc.push(r) {
-            if tx.send_deadline(c, deadline).is_err() {
+        if let Some(c) = enc.push(&r) {
+            if tx.send_deadline(Piece::Chunk(c), deadline).is_err() {
                 return;
             }
         }
     }
-    if let (Some(c), _, _) = enc.finish() {
-        let _ = tx.send_deadline(c, deadline);
+    let (tail, count, hasher) = enc.finish_open();
+    if let Some(c) = tail {
+        if tx.send_deadline(Piece::Chunk(c), deadline).is_err() {
+            return;
+        }
     }
+    let _ = tx.send_deadline(Piece::End(count, Box::new(hasher)), deadline);
 }
 
-/// The watchdog's job for a write: a fresh database in `dir`, written,
-/// closed, read back twice and synced. `chunks` ends when the encoder is
-/// done; the read-back checks them against `meta`'s count and digest (an
-/// encoder that stopped early is a failed write, not a short generation).
+/// The watchdog's job for a write: a fresh database in `dir`, written
+/// (the chunks as they come, then the extra pairs, each dropped once
+/// stored), its header completed with the count and digest of what was
+/// stored and signed, closed, read back twice and synced. Returns the
+/// header. The read-back checks what sled holds against it.
 fn write_job(
     base: &Path,
     dir: &Path,
-    chunks: impl Iterator<Item = Chunk>,
-    extra: &[(Vec<u8>, Vec<u8>)],
-    meta: &Meta,
-) -> Result<()> {
+    pieces: impl Iterator<Item = Piece>,
+    extra: Vec<(Vec<u8>, Vec<u8>)>,
+    header: Meta,
+    signer: Option<&ed25519_dalek::SigningKey>,
+) -> Result<Meta> {
     // Left over from a write of this generation that never switched.
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -526,19 +555,33 @@ fn write_job(
     std::fs::create_dir(dir).map_err(|e| Error::io("create generation dir", dir, e))?;
     restrict_dir(dir);
     let db = SledDb::open(dir, LOCK_WAIT)?;
-    if let Err(e) = db.write(chunks, extra, meta) {
-        // Its Drop would flush again, which after ENOSPC may never return.
-        db.abandon();
-        return Err(e);
-    }
+    let meta = match write_into(&db, pieces, extra, header, signer) {
+        Ok(meta) => meta,
+        Err(e) => {
+            // Its Drop would flush again, which after ENOSPC may never return.
+            db.abandon();
+            return Err(e);
+        }
+    };
     drop(db);
+    // sled's pages of the whole generation go back before it is read.
+    release_sled();
     // sled writes a snapshot and consolidated pages on the first opens
     // after a write: let the writer do that, on a generation nobody reads
-    // yet, so a reader's open has nothing left to write.
-    for _ in 0..2 {
+    // yet, so a reader's open has nothing left to write. The first open
+    // reads every pair back against the header; the second only opens
+    // (what it writes, it writes on opening) and checks the header, which
+    // saves a read of the whole generation.
+    for pass in 0..2 {
         let db = SledDb::open_read(dir, LOCK_WAIT)?;
-        match db.verify() {
-            Ok(m) if m == *meta => drop(db),
+        let read = if pass == 0 {
+            db.verify()
+        } else {
+            db.current_meta()
+                .and_then(|m| m.ok_or_else(|| corrupt(dir, "its header is gone")))
+        };
+        match read {
+            Ok(m) if m == meta => drop(db),
             Ok(_) => {
                 db.abandon();
                 return Err(corrupt(dir, "its header changed"));
@@ -548,11 +591,69 @@ fn write_job(
                 return Err(e);
             }
         }
+        release_sled();
     }
     let sync = |d: &Path| crate::sys::sync_dir(d).map_err(|e| Error::io("sync", d, e));
     sync(&dir.join("blobs"))?;
     sync(dir)?;
-    sync(base)
+    sync(base)?;
+    Ok(meta)
+}
+
+/// The generation into `db`: schema, chunks, extra pairs, then the header
+/// (count, digest, signature of exactly what was stored).
+fn write_into(
+    db: &SledDb,
+    pieces: impl Iterator<Item = Piece>,
+    extra: Vec<(Vec<u8>, Vec<u8>)>,
+    mut meta: Meta,
+    signer: Option<&ed25519_dalek::SigningKey>,
+) -> Result<Meta> {
+    db.begin(meta.schema)?;
+    let mut end = None;
+    db.write_chunks(
+        meta.generation,
+        pieces.map_while(|p| match p {
+            Piece::Chunk(c) => Some(c),
+            Piece::End(count, hasher) => {
+                end = Some((count, hasher));
+                None
+            }
+        }),
+    )?;
+    // The encoder stopped short (the watchdog's deadline): nothing may
+    // make this a generation.
+    let Some((count, mut hasher)) = end else {
+        return Err(Error::io(
+            "write baseline",
+            db.path(),
+            std::io::Error::other("the records stopped before the last one"),
+        ));
+    };
+    // The extra tree is hashed after the records, behind a separator, only
+    // when it holds anything (see `Raw::scan`).
+    if !extra.is_empty() {
+        hasher.update(EXTRA_SEPARATOR);
+    }
+    db.write_extra(meta.generation, extra, |k, v| {
+        digest_pair(&mut hasher, k, v)
+    })?;
+    meta.count = count;
+    meta.digest = *hasher.finalize().as_bytes();
+    // Signed before the header is stored: it is stored whole, signature
+    // included, and the pointer's copy is the same.
+    if let Some(key) = signer {
+        meta.signature = Some(crate::baseline::signing::sign(key, &meta.signed_bytes()));
+    }
+    db.finish(&meta)?;
+    Ok(meta)
+}
+
+/// Gives back what a closed sled database left: the frees sled deferred
+/// and the heap pages they leave empty.
+fn release_sled() {
+    super::sleddb::release_deferred();
+    crate::sys::release_free_memory();
 }
 
 /// Runs a read of the store under the watchdog. A panic in sled while
@@ -1033,32 +1134,45 @@ mod tests {
 
     #[test]
     fn a_stream_that_ends_early_fails_the_write() {
-        // The encoder stops at the watchdog's deadline: what reached the
-        // store is short of the header's count and digest, and the
-        // writer's read-back refuses it.
+        // A chunk lost between the encoder and sled: what was stored is
+        // short of the count and digest the encoder saw, and the writer's
+        // read-back refuses it. A stream without its end (the encoder
+        // stopped at the watchdog's deadline) is refused before any header
+        // is written.
         let t = tempfile::tempdir().unwrap();
         let recs: Vec<Record> = (0..3000)
             .map(|i| rec(&format!("/usr/lib/lib{i:06}.so"), i as u8))
             .collect();
         let mut enc = Encoder::default();
         let mut chunks: Vec<Chunk> = recs.iter().filter_map(|r| enc.push(r)).collect();
-        let (tail, count, digest) = enc.finish();
+        let (tail, count, hasher) = enc.finish_open();
         chunks.extend(tail);
         assert!(chunks.len() > 2);
-        let meta = Meta {
+        let header = Meta {
             schema: PLAIN_SCHEMA,
             generation: 1,
             baseline_id: [1; 16],
             written: 0,
-            count,
-            digest,
+            count: 0,
+            digest: [0; 32],
             root: b"/".to_vec(),
             signature: None,
         };
         let dir = t.path().join(pointer::gen_dir(1));
-        let short = chunks.len() - 1;
-        let r = write_job(t.path(), &dir, chunks.into_iter().take(short), &[], &meta);
+        let lost_one = chunks
+            .iter()
+            .skip(1)
+            .cloned()
+            .map(Piece::Chunk)
+            .chain([Piece::End(count, Box::new(hasher))]);
+        let r = write_job(t.path(), &dir, lost_one, vec![], header.clone(), None);
         assert!(matches!(r, Err(Error::CorruptBaseline { .. })), "{r:?}");
+        let no_end = chunks.into_iter().map(Piece::Chunk);
+        let r = write_job(t.path(), &dir, no_end, vec![], header, None);
+        assert!(
+            matches!(&r, Err(Error::Io { source, .. }) if source.to_string().contains("stopped")),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -1282,6 +1396,44 @@ mod tests {
         // A later generation without extra pairs has none.
         s.write_generation(&[], b"/", None).unwrap();
         assert!(s.load_with_extra().unwrap().2.is_empty());
+    }
+
+    #[test]
+    fn extra_pairs_of_many_batches_round_trip_in_order_under_the_digest() {
+        // More bytes than several sled batches of extra pairs, and values
+        // as large as the owners' chunks.
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::create(t.path(), false).unwrap();
+        let mut extra: Vec<(Vec<u8>, Vec<u8>)> = (0..3000u32)
+            .map(|i| {
+                (
+                    format!("m\0/usr/lib/l{i:05}").into_bytes(),
+                    vec![i as u8; 48],
+                )
+            })
+            .collect();
+        extra.extend((0..12u32).map(|i| {
+            let mut k = b"o\0pkg\0".to_vec();
+            k.extend_from_slice(&i.to_be_bytes());
+            (k, vec![b'/'; 32 << 10])
+        }));
+        extra.sort();
+        let recs: Vec<Record> = (0..2000)
+            .map(|i| rec(&format!("/usr/lib/l{i:05}"), i as u8))
+            .collect();
+        let m = s
+            .write_generation_from(recs.clone(), extra.clone(), b"/", None)
+            .unwrap();
+        // The header's digest is the one the encoder gives for the same
+        // records and pairs.
+        let mut enc = Encoder::default();
+        recs.iter().for_each(|r| drop(enc.push(r)));
+        let (_, count, mut h) = enc.finish_open();
+        h.update(EXTRA_SEPARATOR);
+        extra.iter().for_each(|(k, v)| digest_pair(&mut h, k, v));
+        assert_eq!((m.count, m.digest), (count, *h.finalize().as_bytes()));
+        let (_, back, got) = s.load_with_extra().unwrap();
+        assert_eq!((back, got), (recs, extra));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::finding::Finding;
 use crate::output::{self, messages};
 use crate::pipeline::{self, Judges, Reference};
+use crate::provenance;
 use crate::sys::OsStrExt;
 
 pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
@@ -33,23 +34,26 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
         let _ = std::thread::Builder::new().spawn(move || drop(p));
     }
     messages::notes(&v.notes);
-    let mut extra = v
-        .provenance
-        .map(|o| {
-            let mut state = o.state;
-            state.owners = owners;
-            state.to_pairs()
-        })
-        .unwrap_or_default();
+    let state = v.provenance.map(|o| {
+        let mut state = o.state;
+        state.owners = owners;
+        state
+    });
+    // The digests the scan computed for the package database have served
+    // too; the state, the records and the pairs go to the store, each
+    // dropped once it is encoded.
+    snap.scan.digests = Default::default();
+    let mut extra = state.map(provenance::State::into_pairs).unwrap_or_default();
     // The package index for the checks after it (unchanged databases are
     // not read again).
     extra.extend(v.package_cache);
     extra.sort();
-    let meta = baseline::commit(
+    let records = std::mem::take(&mut snap.scan.records);
+    let meta = baseline::commit_owned(
         &s.baseline,
         store,
-        &snap.scan.records,
-        &extra,
+        records,
+        extra,
         s.plan.root.host().as_os_str().as_bytes(),
         key.as_ref(),
     )?;

@@ -164,7 +164,7 @@ pub fn run(s: &Config, o: &Options, paths: &[PathBuf]) -> Result<i32> {
     let mut extra = extra;
     extra.extend(v.package_cache.clone());
     let extra = Acks::from_pairs(&base.extra).merge_into(&extra);
-    let meta = baseline::commit(&s.baseline, store, &next, &extra, root, key.as_ref())?;
+    let meta = baseline::commit_owned(&s.baseline, store, next, extra, root, key.as_ref())?;
     let mut context = serde_json::Map::new();
     context.insert("accepted".into(), serde_json::Value::Bool(true));
     super::emit(s, &accepted, &context)?;

@@ -88,6 +88,39 @@ pub struct State {
 /// The largest value of the owners' pairs (see [`State::to_pairs`]).
 const OWNERS_CHUNK: usize = 32 << 10;
 
+/// The owners' pairs: per package, its paths NUL-separated (no path holds
+/// a NUL) in values of at most [`OWNERS_CHUNK`] bytes, keyed `o\0PKG\0N`:
+/// a host's tens of thousands of owned paths would otherwise be as many
+/// store entries, and one huge value per big package is rewritten whole
+/// by the store. `owners` in path order, borrowed or owned.
+fn owner_pairs<P: AsRef<[u8]>, K: AsRef<str> + Ord>(
+    owners: impl Iterator<Item = (P, K)>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut by_pkg: BTreeMap<K, Vec<Vec<u8>>> = BTreeMap::new();
+    for (path, pkg) in owners {
+        let path = path.as_ref();
+        let chunks = by_pkg.entry(pkg).or_default();
+        match chunks.last_mut() {
+            Some(c) if c.len() + path.len() < OWNERS_CHUNK => {
+                c.push(0);
+                c.extend_from_slice(path);
+            }
+            _ => chunks.push(path.to_vec()),
+        }
+    }
+    let mut out = Vec::new();
+    for (pkg, chunks) in by_pkg {
+        for (i, paths) in chunks.into_iter().enumerate() {
+            let mut key = b"o\0".to_vec();
+            key.extend_from_slice(pkg.as_ref().as_bytes());
+            key.push(0);
+            key.extend_from_slice(&(i as u32).to_be_bytes());
+            out.push((key, paths));
+        }
+    }
+    out
+}
+
 /// (BLAKE3 of the image, trust fingerprint, encoded [`pe::Verdict`]).
 pub type PeCacheEntry = ([u8; 32], [u8; 32], Vec<u8>);
 
@@ -111,6 +144,26 @@ impl State {
 
     /// Key/value pairs for the store, sorted by key.
     pub fn to_pairs(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = self.pairs_but_owners();
+        out.extend(owner_pairs(self.owners.iter()));
+        out.sort();
+        out
+    }
+
+    /// [`State::to_pairs`], consuming the state: each owned path is freed
+    /// once it is in its pair (a host's owners are tens of thousands of
+    /// paths, held twice otherwise while the pairs are built).
+    pub fn into_pairs(mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let owners = std::mem::take(&mut self.owners);
+        let mut out = self.pairs_but_owners();
+        drop(self);
+        out.extend(owner_pairs(owners.into_iter()));
+        out.sort();
+        out
+    }
+
+    /// Every pair but the owners', unsorted.
+    fn pairs_but_owners(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::with_capacity(self.versions.len() + self.md5.len());
         for (k, v) in &self.md5 {
             let mut key = b"m\0".to_vec();
@@ -141,53 +194,11 @@ impl State {
             val.extend_from_slice(verdict);
             out.push((key, val));
         }
-        // Per package, its paths NUL-separated (no path holds a NUL) in
-        // values of at most OWNERS_CHUNK bytes, keyed `o\0PKG\0N`: a host's
-        // tens of thousands of owned paths would otherwise be as many store
-        // entries, and one huge value per big package is rewritten whole by
-        // the store.
-        // (Each chunk is measured first and allocated once at its size: a
-        // value grown path by path was reallocated and copied over and
-        // over, serial time at the end of every init.)
-        let mut by_pkg: BTreeMap<&str, Vec<&[u8]>> = BTreeMap::new();
-        for (path, pkg) in &self.owners {
-            by_pkg.entry(pkg.as_str()).or_default().push(path);
-        }
-        for (pkg, paths) in by_pkg {
-            let mut rest = &paths[..];
-            let mut i: u32 = 0;
-            while let Some((first, more)) = rest.split_first() {
-                // A chunk takes the next path while it stays under the cap.
-                let mut len = first.len();
-                let mut n = 0;
-                for p in more {
-                    if len + p.len() >= OWNERS_CHUNK {
-                        break;
-                    }
-                    len += 1 + p.len();
-                    n += 1;
-                }
-                let mut chunk = Vec::with_capacity(len);
-                chunk.extend_from_slice(first);
-                for p in more.get(..n).unwrap_or_default() {
-                    chunk.push(0);
-                    chunk.extend_from_slice(p);
-                }
-                let mut key = b"o\0".to_vec();
-                key.extend_from_slice(pkg.as_bytes());
-                key.push(0);
-                key.extend_from_slice(&i.to_be_bytes());
-                out.push((key, chunk));
-                rest = more.get(n..).unwrap_or_default();
-                i += 1;
-            }
-        }
         for (k, v) in &self.versions {
             let mut key = b"v\0".to_vec();
             key.extend_from_slice(k.as_bytes());
             out.push((key, v.as_bytes().to_vec()));
         }
-        out.sort();
         out
     }
 
@@ -1413,6 +1424,12 @@ mod tests {
         assert!(pairs.len() > 1 && pairs.len() < 20, "{}", pairs.len());
         assert!(pairs.iter().all(|(_, v)| v.len() <= OWNERS_CHUNK));
         assert_eq!(State::from_pairs(&pairs), s);
+        s.owners
+            .insert(b"/usr/lib/libother.so".to_vec(), "other:amd64".into());
+        s.versions.insert("other:amd64".into(), "1".into());
+        s.md5
+            .insert(b"/usr/lib/libother.so".to_vec(), ([1; 32], [2; 16]));
+        assert_eq!(s.clone().into_pairs(), s.to_pairs());
     }
 
     /// The owners' chunks, measured before they are allocated, are the
