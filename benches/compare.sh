@@ -110,8 +110,10 @@ log "scanned dirs: ${DIRS[*]}"
 # The 100 changed libraries live in a monitored dir of our own.
 EXTRA_DIR="$WORK/extra-libs"
 mkdir -p "$EXTRA_DIR"
-# Numbered, since libraries of the same name live in several dirs.
-find "${DIRS[@]}" -type f -name 'lib*.so*' -size +16k 2>/dev/null | sort | head -n 100 |
+# Numbered, since libraries of the same name live in several dirs. (sed
+# reads to the end: `head` would close the pipe early, and sort's SIGPIPE
+# end the script under pipefail once the list outgrows a pipe's buffer.)
+find "${DIRS[@]}" -type f -name 'lib*.so*' -size +16k 2>/dev/null | sort | sed -n '1,100p' |
     { n=0; while read -r f; do n=$((n + 1)); cp "$f" "$EXTRA_DIR/$n-${f##*/}"; done; }
 CHANGED=$(find "$EXTRA_DIR" -type f | wc -l)
 printf 'paths = ["%s"]\n' "$EXTRA_DIR" >"$WORK/extra.toml"
