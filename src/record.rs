@@ -213,6 +213,31 @@ impl Serialize for Record {
 }
 
 impl Record {
+    /// A regular file's record for unit tests: `path`, content `[h; 32]`,
+    /// fixed metadata (one fixture for every module's tests).
+    #[cfg(test)]
+    pub fn test_file(path: &str, h: u8) -> Record {
+        Record::from(RecordData {
+            path: path.as_bytes().to_vec(),
+            ftype: FileType::File,
+            size: 1,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+            dev: 1,
+            inode: 2,
+            nlink: 1,
+            mtime: (1, 0),
+            ctime: (1, 0),
+            blake3: Some([h; 32]),
+            sha256: None,
+            unhashed: None,
+            target: None,
+            class: FileClass::Other,
+            facts: None,
+        })
+    }
+
     /// Whether two handles share one record (neither was written to since
     /// one was cloned from the other).
     pub fn shares(&self, other: &Record) -> bool {

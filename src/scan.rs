@@ -1198,28 +1198,9 @@ fn innermost(e: &ignore::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{FileClass, RecordData};
 
     fn rec(p: &str, h: u8) -> Record {
-        Record::from(RecordData {
-            path: p.as_bytes().to_vec(),
-            ftype: FileType::File,
-            size: 1,
-            mode: 0o100644,
-            uid: 0,
-            gid: 0,
-            dev: 1,
-            inode: 2,
-            nlink: 1,
-            mtime: (1, 0),
-            ctime: (1, 0),
-            blake3: Some([h; 32]),
-            sha256: None,
-            unhashed: None,
-            target: None,
-            class: FileClass::Other,
-            facts: None,
-        })
+        Record::test_file(p, h)
     }
 
     fn paths(rs: &[Record]) -> Vec<&[u8]> {

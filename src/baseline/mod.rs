@@ -228,29 +228,10 @@ pub fn commit_owned(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{FileClass, FileType, RecordData};
     use store::{Pairs, OWNER_PREFIX};
 
     fn rec(p: &str) -> Record {
-        Record::from(RecordData {
-            path: p.as_bytes().to_vec(),
-            ftype: FileType::File,
-            size: 1,
-            mode: 0o100644,
-            uid: 0,
-            gid: 0,
-            dev: 1,
-            inode: 2,
-            nlink: 1,
-            mtime: (1, 0),
-            ctime: (1, 0),
-            blake3: Some([7; 32]),
-            sha256: None,
-            unhashed: None,
-            target: None,
-            class: FileClass::Other,
-            facts: None,
-        })
+        Record::test_file(p, 7)
     }
 
     fn owner_pair(pkg: &str, paths: &str) -> (Vec<u8>, Vec<u8>) {

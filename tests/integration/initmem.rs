@@ -11,6 +11,7 @@ use std::process::Command;
 use md5::{Digest, Md5};
 
 use crate::provenance::{dpkg_root, install};
+use crate::store_safety::Tmpfs;
 use crate::util::{find, json_lines, TestRoot};
 
 const MA: &str = "usr/lib/x86_64-linux-gnu";
@@ -129,52 +130,6 @@ fn a_streamed_generation_is_checked_with_the_findings_init_showed_and_its_signat
     assert_eq!(changed[0]["path"], "/usr/lib/many/libmany-01234.so");
 }
 
-/// A tmpfs of a given size, unmounted when dropped.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::Builder::new().prefix("lw-im").tempdir().unwrap();
-        let o = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match o {
-            Ok(o) if o.status.success() => Some(Tmpfs { dir }),
-            other => {
-                eprintln!(
-                    "\n*** SKIPPED: cannot mount a {size} tmpfs (needs root): {other:?} ***\n"
-                );
-                None
-            }
-        }
-    }
-
-    /// Fills the disk but for about `free` bytes.
-    fn fill_leaving(&self, free: u64) -> std::path::PathBuf {
-        use std::io::Write;
-        let p = self.dir.path().join("filler");
-        let mut f = std::fs::File::create(&p).unwrap();
-        let block = vec![0x5au8; 4096];
-        while f.write_all(&block).is_ok() {}
-        while f.write_all(&block[..1]).is_ok() {}
-        let len = std::fs::metadata(&p).unwrap().len();
-        f.set_len(len.saturating_sub(free)).unwrap();
-        p
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 fn run_db(t: &TestRoot, db: &Path, args: &[&str]) -> std::process::Output {
     crate::util::output_within(
         {
@@ -208,7 +163,7 @@ fn a_disk_that_fills_during_the_streamed_write_leaves_the_previous_generation() 
         let Some(fs) = Tmpfs::mount("24m") else {
             return;
         };
-        let db = fs.dir.path().join("baseline");
+        let db = fs.path().join("baseline");
         let o = run_db(&t, &db, &["-q", "init"]);
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert_eq!(o.status.code(), Some(0), "init: {err}");

@@ -16,13 +16,13 @@ use crate::util::*;
 const HANG: Duration = Duration::from_secs(150);
 
 /// A tmpfs of a given size, unmounted when dropped.
-struct Tmpfs {
+pub(crate) struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
 impl Tmpfs {
     /// `None` (after saying so, loudly) when this machine cannot mount one.
-    fn mount(size: &str) -> Option<Tmpfs> {
+    pub(crate) fn mount(size: &str) -> Option<Tmpfs> {
         let dir = tempfile::Builder::new()
             .prefix("lw-full")
             .tempdir()
@@ -43,7 +43,7 @@ impl Tmpfs {
     }
 
     /// Fills the disk but for about `free` bytes.
-    fn fill_leaving(&self, free: u64) -> PathBuf {
+    pub(crate) fn fill_leaving(&self, free: u64) -> PathBuf {
         let p = self.fill();
         let len = std::fs::metadata(&p).unwrap().len();
         let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
@@ -51,7 +51,7 @@ impl Tmpfs {
         p
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
