@@ -138,7 +138,7 @@ fn bench_prints_the_md5_lane_line() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!(
         line.starts_with("md5: single-stream ")
-            && line.contains(" GB/s per core, multi-buffer (8 lanes, "),
+            && line.contains(" GB/s per core, multi-buffer (16 lanes, "),
         "{line}"
     );
     assert!(line.ends_with(" GB/s per core"), "{line}");
