@@ -142,28 +142,13 @@ pub fn is_child(path: &[u8], dir: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{FileClass, RecordData};
+    use crate::record::FileClass;
 
     fn rec(h: u8, mode: u32) -> Record {
-        Record::from(RecordData {
-            path: b"/usr/lib/libx.so".to_vec(),
-            ftype: FileType::File,
-            size: 1,
-            mode: 0o100000 | mode,
-            uid: 0,
-            gid: 0,
-            dev: 1,
-            inode: 2,
-            nlink: 1,
-            mtime: (1, 0),
-            ctime: (1, 0),
-            blake3: Some([h; 32]),
-            sha256: None,
-            unhashed: None,
-            target: None,
-            class: FileClass::ElfDyn,
-            facts: None,
-        })
+        let mut r = Record::test_file("/usr/lib/libx.so", h);
+        r.mode = 0o100000 | mode;
+        r.class = FileClass::ElfDyn;
+        r
     }
 
     fn content(after: Record) -> Finding {
