@@ -3,7 +3,7 @@
 use std::process::Command;
 
 use crate::initcpu::{opens, traced};
-use crate::provenance::{dpkg_root, install, sh};
+use crate::provenance::{dpkg, dpkg_root, install};
 use crate::util::{find, json_lines, kinds, TestRoot};
 
 const MA: &str = "usr/lib/x86_64-linux-gnu";
@@ -37,17 +37,6 @@ fn have_tools() -> bool {
         }
     }
     true
-}
-
-fn remove_package(t: &TestRoot, name: &str) {
-    let mut root = std::ffi::OsString::from("--root=");
-    root.push(t.root());
-    sh(Command::new("dpkg").arg(root).args([
-        "--force-not-root",
-        "--force-script-chrootless",
-        "-r",
-        name,
-    ]));
 }
 
 /// The package owners a generation records are left in the store by a
@@ -101,7 +90,7 @@ fn owners_are_read_from_the_store_only_when_a_package_removal_needs_them() {
     );
 
     // Removed with its package: the owners are read again, and explain it.
-    remove_package(&t, "libtwo1");
+    dpkg(&t, &["-r", "libtwo1"]);
     assert!(!t.path(&format!("{MA}/libtwo.so.1")).exists());
     let (o, trace) = traced(&t, &["check"]);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use crate::provenance::{dpkg_root, install, sh};
+use crate::provenance::{dpkg, dpkg_root, install};
 use crate::util::{find, json_lines, kinds, TestRoot};
 
 const MA: &str = "usr/lib/x86_64-linux-gnu";
@@ -114,14 +114,7 @@ fn init_reads_the_package_database_once_for_digests_verdicts_and_owners() {
     );
 
     // Removed with its package: explained by the owner init recorded.
-    let mut root = std::ffi::OsString::from("--root=");
-    root.push(t.root());
-    sh(Command::new("dpkg").arg(root).args([
-        "--force-not-root",
-        "--force-script-chrootless",
-        "-r",
-        "libtwo1",
-    ]));
+    dpkg(&t, &["-r", "libtwo1"]);
     assert!(!t.path(&format!("{MA}/libtwo.so.1")).exists());
     let (_, f) = t.check_json();
     let up =

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::provenance::{dpkg_root, sh};
+use crate::provenance::{dpkg, dpkg_root, sh};
 use crate::util::*;
 
 const MA: &str = "usr/lib/x86_64-linux-gnu";
@@ -60,15 +60,6 @@ fn install(t: &TestRoot, p: &Pkg) {
         .arg(&dir)
         .arg(&deb));
     dpkg(t, &["-i", deb.to_str().unwrap()]);
-}
-
-fn dpkg(t: &TestRoot, args: &[&str]) {
-    let mut root = std::ffi::OsString::from("--root=");
-    root.push(t.root());
-    sh(Command::new("dpkg")
-        .arg(root)
-        .args(["--force-not-root", "--force-script-chrootless"])
-        .args(args));
 }
 
 /// Rebuilds the root's `ld.so.cache` as the end of a transaction does.

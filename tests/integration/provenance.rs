@@ -63,12 +63,18 @@ pub(crate) fn install(t: &TestRoot, name: &str, version: &str, libs: &[(&str, i3
         .args(["--build", "--root-owner-group"])
         .arg(&pkg)
         .arg(&deb));
+    dpkg(t, &["-i".as_ref(), deb.as_os_str()]);
+}
+
+/// Runs dpkg on the test root as an unprivileged, chrootless install
+/// would (`dpkg(&t, &["-r".as_ref(), "libtwo1".as_ref()])`).
+pub fn dpkg<S: AsRef<std::ffi::OsStr>>(t: &TestRoot, args: &[S]) {
     let mut root = std::ffi::OsString::from("--root=");
     root.push(t.root());
     sh(Command::new("dpkg")
         .arg(root)
-        .args(["--force-not-root", "--force-script-chrootless", "-i"])
-        .arg(&deb));
+        .args(["--force-not-root", "--force-script-chrootless"])
+        .args(args));
 }
 
 fn check(t: &TestRoot, extra: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
