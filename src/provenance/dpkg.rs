@@ -629,6 +629,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A merged-/usr root (`/lib` a symlink to `usr/lib`) holding `files`
+    /// (root-relative path, text).
+    fn merged_usr_root(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        for (rel, text) in files {
+            let p = t.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        t
+    }
+
     #[test]
     fn status_stanzas() {
         let s = b"Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36-9\nDescription: x\n more\n\nPackage: gone\nStatus: deinstall ok config-files\nVersion: 1\n";
@@ -1018,39 +1032,33 @@ mod tests {
     /// out goes), with or without lists, and records the scope.
     #[test]
     fn a_read_within_a_scope_is_the_full_read_retained_to_it() {
-        let t = tempfile::tempdir().unwrap();
-        let w = |rel: &str, text: &str| {
-            let p = t.path().join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        };
-        std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
-        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
-        w(
-            "var/lib/dpkg/status",
-            "Package: libc6\nStatus: install ok installed\nVersion: 2.36\n\n\
-             Package: opt\nStatus: install ok installed\nVersion: 1\n",
-        );
-        w(
-            "var/lib/dpkg/info/libc6.md5sums",
-            "00000000000000000000000000000001  lib/x86_64-linux-gnu/libc.so.6\n\
-             00000000000000000000000000000002  usr/lib/x86_64-linux-gnu/libdiv.so\n\
-             00000000000000000000000000000003  usr/share/doc/libc6/copyright\n",
-        );
-        w(
-            "var/lib/dpkg/info/libc6.list",
-            "/.\n/lib\n/usr/share/doc/libc6\n/lib/x86_64-linux-gnu/libc.so\n",
-        );
-        w(
-            "var/lib/dpkg/info/opt.md5sums",
-            "00000000000000000000000000000004  opt/x/libo.so\n\
-             00000000000000000000000000000005  opt/x/libp.so\n",
-        );
-        w(
-            "var/lib/dpkg/diversions",
-            "/opt/x/libo.so\n/usr/lib/x86_64-linux-gnu/libo.so.distrib\nlocal\n\
-             /usr/lib/x86_64-linux-gnu/libdiv.so\n/opt/div/libdiv.so\nlocal\n",
-        );
+        let t = merged_usr_root(&[
+            (
+                "var/lib/dpkg/status",
+                "Package: libc6\nStatus: install ok installed\nVersion: 2.36\n\n\
+                 Package: opt\nStatus: install ok installed\nVersion: 1\n",
+            ),
+            (
+                "var/lib/dpkg/info/libc6.md5sums",
+                "00000000000000000000000000000001  lib/x86_64-linux-gnu/libc.so.6\n\
+                 00000000000000000000000000000002  usr/lib/x86_64-linux-gnu/libdiv.so\n\
+                 00000000000000000000000000000003  usr/share/doc/libc6/copyright\n",
+            ),
+            (
+                "var/lib/dpkg/info/libc6.list",
+                "/.\n/lib\n/usr/share/doc/libc6\n/lib/x86_64-linux-gnu/libc.so\n",
+            ),
+            (
+                "var/lib/dpkg/info/opt.md5sums",
+                "00000000000000000000000000000004  opt/x/libo.so\n\
+                 00000000000000000000000000000005  opt/x/libp.so\n",
+            ),
+            (
+                "var/lib/dpkg/diversions",
+                "/opt/x/libo.so\n/usr/lib/x86_64-linux-gnu/libo.so.distrib\nlocal\n\
+                 /usr/lib/x86_64-linux-gnu/libdiv.so\n/opt/div/libdiv.so\nlocal\n",
+            ),
+        ]);
         let root = Root::new(t.path()).unwrap();
         let admin = Path::new(ADMIN_DIR);
         let scope = Scope::new([(b"/usr/lib".to_vec(), true)], []);
