@@ -144,7 +144,11 @@ impl Plan {
             .then(|| provenance::World::cached_digest_paths(&self.root, &self.provenance, extra))
             .flatten();
         let mut packages = (reads_all || (!extra.is_empty() && kept.is_none()))
-            .then(|| provenance::Packages::read(&self.root, &self.provenance, lists))
+            .then(|| {
+                // Claims on paths no record of `sp` can have are left out.
+                let scope = provenance::scope::Scope::of(&sp);
+                provenance::Packages::read(&self.root, &self.provenance, lists, Some(&scope))
+            })
             .flatten();
         opts.digest_paths = match &packages {
             Some(p) => p.digest_paths(),
@@ -782,10 +786,10 @@ pub fn owners_of(
     if plan.provenance.disabled {
         return Default::default();
     }
-    let names = records.iter().map(|r| crate::record::file_name(&r.path));
+    let paths = records.iter().map(|r| r.path.as_slice());
     if let Some(db) = snap
         .and_then(|s| s.packages.as_deref())
-        .and_then(|p| p.with_lists(names))
+        .and_then(|p| p.with_lists(paths))
     {
         return provenance::transaction::owners(db, records);
     }

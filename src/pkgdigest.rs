@@ -293,21 +293,104 @@ impl DigestPaths {
 /// leaves no digest here, so nothing can be looked up for content that was
 /// not read whole. Sorted by ([`sort_content`]) once the scan is done (see
 /// [`digest_of`]).
-pub type ContentDigests = Vec<([u8; 32], FileDigest)>;
+///
+/// dpkg's MD5s (nearly all of them on a Debian host: one per packaged
+/// library read) are kept at 48 bytes each, the other algorithms (rpm's,
+/// apk's) apart at their enum's 97: the scan's tens of thousands live
+/// through the judges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContentDigests {
+    md5: Vec<Md5Entry>,
+    other: Vec<([u8; 32], FileDigest)>,
+}
+
+impl ContentDigests {
+    /// None yet.
+    pub const fn new() -> ContentDigests {
+        ContentDigests {
+            md5: Vec::new(),
+            other: Vec::new(),
+        }
+    }
+
+    /// How many are held.
+    pub fn len(&self) -> usize {
+        self.md5.len() + self.other.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.md5.capacity() * std::mem::size_of::<([u8; 32], [u8; 16])>()
+            + self.other.capacity() * std::mem::size_of::<([u8; 32], FileDigest)>()
+    }
+}
+
+impl Extend<([u8; 32], FileDigest)> for ContentDigests {
+    fn extend<I: IntoIterator<Item = ([u8; 32], FileDigest)>>(&mut self, it: I) {
+        for (b, d) in it {
+            match d {
+                FileDigest::Md5(m) => self.md5.push((b, m)),
+                d => self.other.push((b, d)),
+            }
+        }
+    }
+}
+
+/// An MD5 of [`ContentDigests`] as the digest it is.
+type Md5Entry = ([u8; 32], [u8; 16]);
+type ToDigest = fn(Md5Entry) -> ([u8; 32], FileDigest);
+
+impl IntoIterator for ContentDigests {
+    type Item = ([u8; 32], FileDigest);
+    type IntoIter = std::iter::Chain<
+        std::iter::Map<std::vec::IntoIter<Md5Entry>, ToDigest>,
+        std::vec::IntoIter<([u8; 32], FileDigest)>,
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        let md5: ToDigest = |(b, m)| (b, FileDigest::Md5(m));
+        self.md5.into_iter().map(md5).chain(self.other)
+    }
+}
+
+impl FromIterator<([u8; 32], FileDigest)> for ContentDigests {
+    fn from_iter<I: IntoIterator<Item = ([u8; 32], FileDigest)>>(it: I) -> Self {
+        let mut d = ContentDigests::new();
+        d.extend(it);
+        d
+    }
+}
 
 /// Sorts `d` by BLAKE3 and algorithm and drops repeats (the same content
-/// read under several paths).
+/// read under several paths); gives back the room growing left.
 pub fn sort_content(d: &mut ContentDigests) {
-    d.sort_unstable_by_key(|a| (a.0, a.1.algo()));
-    d.dedup_by(|a, b| a.0 == b.0 && a.1.algo() == b.1.algo());
+    d.md5.sort_unstable_by_key(|a| a.0);
+    d.md5.dedup_by(|a, b| a.0 == b.0);
+    d.md5.shrink_to_fit();
+    d.other.sort_unstable_by_key(|a| (a.0, a.1.algo()));
+    d.other
+        .dedup_by(|a, b| a.0 == b.0 && a.1.algo() == b.1.algo());
+    d.other.shrink_to_fit();
 }
 
 /// The digest of `algo` of the content whose BLAKE3 is `blake3`, from a
 /// sorted [`ContentDigests`].
 pub fn digest_of(d: &ContentDigests, blake3: &[u8; 32], algo: Algo) -> Option<FileDigest> {
-    d.binary_search_by(|(b, x)| (b, x.algo()).cmp(&(blake3, algo)))
+    if algo == Algo::Md5 {
+        return d
+            .md5
+            .binary_search_by(|(b, _)| b.cmp(blake3))
+            .ok()
+            .and_then(|i| d.md5.get(i))
+            .map(|(_, m)| FileDigest::Md5(*m));
+    }
+    d.other
+        .binary_search_by(|(b, x)| (b, x.algo()).cmp(&(blake3, algo)))
         .ok()
-        .and_then(|i| d.get(i))
+        .and_then(|i| d.other.get(i))
         .map(|(_, x)| *x)
 }
 
@@ -370,19 +453,32 @@ mod tests {
         let now = *blake3::hash(b"what the file holds when judged").as_bytes();
         let sha256 = FileDigest::Sha256([7; 32]);
         let md5 = FileDigest::Md5([8; 16]);
-        let mut d: ContentDigests = vec![
+        let mut d: ContentDigests = [
             (read, sha256),
             ([0xff; 32], FileDigest::Sha1([1; 20])),
             (read, md5),
             (read, sha256),
             ([0; 32], FileDigest::Sha256([2; 32])),
-        ];
+            (now, FileDigest::Md5([9; 16])),
+            (now, FileDigest::Md5([9; 16])),
+        ]
+        .into_iter()
+        .collect();
         sort_content(&mut d);
-        assert_eq!(d.len(), 4, "the repeat dropped");
+        assert_eq!(d.len(), 5, "the repeats dropped");
+        assert_eq!(
+            digest_of(&d, &now, Algo::Md5),
+            Some(FileDigest::Md5([9; 16]))
+        );
+        // What goes in comes out (a part's digests joining the scan's).
+        let mut again = ContentDigests::new();
+        again.extend(d.clone());
+        sort_content(&mut again);
+        assert_eq!(again, d);
         assert_eq!(digest_of(&d, &read, Algo::Sha256), Some(sha256));
         assert_eq!(digest_of(&d, &read, Algo::Md5), Some(md5));
         assert_eq!(digest_of(&d, &read, Algo::Sha1), None);
         assert_eq!(digest_of(&d, &now, Algo::Sha256), None);
-        assert_eq!(digest_of(&Vec::new(), &read, Algo::Sha256), None);
+        assert_eq!(digest_of(&ContentDigests::new(), &read, Algo::Sha256), None);
     }
 }

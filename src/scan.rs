@@ -330,7 +330,7 @@ fn finish(parts: Vec<Part>, start: Instant, prior: &Prior) -> ScanResult {
         records: Vec::with_capacity(parts.iter().map(|p| p.records.len()).sum()),
         ..ScanResult::default()
     };
-    let mut digests: ContentDigests = Vec::new();
+    let mut digests = ContentDigests::new();
     for p in parts {
         digests.extend(p.digests);
         result.records.extend(p.records);

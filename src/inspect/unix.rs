@@ -87,7 +87,7 @@ impl Inspector {
             fadvise: false,
             sha256: false,
             digest_paths: None,
-            digests: Vec::new(),
+            digests: ContentDigests::new(),
             root: root.shared_fd(),
             dir: None,
             name: Vec::new(),

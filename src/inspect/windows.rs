@@ -58,7 +58,7 @@ impl Inspector {
             fadvise: false,
             sha256: false,
             digest_paths: None,
-            digests: Vec::new(),
+            digests: ContentDigests::new(),
         }
     }
 

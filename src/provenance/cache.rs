@@ -42,12 +42,15 @@ pub fn pair(db: &PackageDb, stamp: &Stamp) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((KEY.to_vec(), v))
 }
 
-/// The index stored in `extra`, when the databases are still `now` and it
-/// was cut to every name in `names`.
+/// The index stored in `extra`, when the databases are still `now`, it
+/// was cut to every name in `names` and its scope holds every path in
+/// `paths` (the records judged: an index cut to the library dirs of one
+/// run does not stand in for a run that also walks a `paths` dir).
 pub fn lookup(
     extra: &[(Vec<u8>, Vec<u8>)],
     now: &Stamp,
     names: &HashSet<Vec<u8>>,
+    paths: &[&[u8]],
 ) -> Option<PackageDb> {
     let v = extra.iter().find(|(k, _)| k == KEY).map(|(_, v)| v)?;
     let mut r = crate::facts::Cursor(v);
@@ -61,7 +64,7 @@ pub fn lookup(
         }
     }
     let db = PackageDb::decode(r.0)?;
-    names.iter().all(|n| db.keeps_name(n)).then_some(db)
+    (names.iter().all(|n| db.keeps_name(n)) && paths.iter().all(|p| db.holds(p))).then_some(db)
 }
 
 /// What a run says when it judged with the stored index.
@@ -100,7 +103,7 @@ mod tests {
             manager: Manager::Rpm,
         });
         db.add(
-            b"/usr/lib/libfoo.so.1".to_vec(),
+            b"/usr/lib/libfoo.so.1",
             Owner {
                 pkg: a,
                 digest: FileDigest::from_hex(Algo::Md5, &[b'a'; 32]),
@@ -108,7 +111,7 @@ mod tests {
             },
         );
         db.add(
-            b"/usr/lib/libfoo.so.1".to_vec(),
+            b"/usr/lib/libfoo.so.1",
             Owner {
                 pkg: b,
                 digest: FileDigest::from_hex(Algo::Sha256, &[b'b'; 64]),
@@ -117,7 +120,7 @@ mod tests {
             },
         );
         db.add(
-            b"/usr/lib64/libbar.so".to_vec(),
+            b"/usr/lib64/libbar.so",
             Owner {
                 pkg: b,
                 ..Owner::default()
@@ -142,7 +145,7 @@ mod tests {
     fn the_index_round_trips_while_the_databases_are_unchanged() {
         let d = db();
         let extra = vec![pair(&d, STAMP).unwrap()];
-        let back = lookup(&extra, STAMP, &names(&["libfoo.so.1"])).unwrap();
+        let back = lookup(&extra, STAMP, &names(&["libfoo.so.1"]), &[]).unwrap();
         assert_eq!(back.packages, d.packages);
         assert_eq!(
             back.owners(b"/usr/lib/libfoo.so.1"),
@@ -163,10 +166,10 @@ mod tests {
     fn a_changed_database_or_a_name_it_was_not_cut_to_reads_the_databases() {
         let extra = vec![pair(&db(), STAMP).unwrap()];
         let moved = &[(7, 100, 1_700_000_000, 1_700_000_002), (8, 4096, 5, 6)];
-        assert!(lookup(&extra, moved, &names(&["libfoo.so.1"])).is_none());
-        assert!(lookup(&extra, &STAMP[..1], &names(&["libfoo.so.1"])).is_none());
-        assert!(lookup(&extra, STAMP, &names(&["libnew.so.1"])).is_none());
-        assert!(lookup(&[], STAMP, &names(&[])).is_none());
+        assert!(lookup(&extra, moved, &names(&["libfoo.so.1"]), &[]).is_none());
+        assert!(lookup(&extra, &STAMP[..1], &names(&["libfoo.so.1"]), &[]).is_none());
+        assert!(lookup(&extra, STAMP, &names(&["libnew.so.1"]), &[]).is_none());
+        assert!(lookup(&[], STAMP, &names(&[]), &[]).is_none());
     }
 
     #[test]
@@ -185,7 +188,7 @@ mod tests {
         let all = names(&["libfoo.so.1"]);
         for cut in 0..v.len() {
             let extra = vec![(k.clone(), v[..cut].to_vec())];
-            assert!(lookup(&extra, STAMP, &all).is_none(), "cut at {cut}");
+            assert!(lookup(&extra, STAMP, &all, &[]).is_none(), "cut at {cut}");
         }
         // Every single-byte change past the stamp either fails to decode
         // or decodes to something; it never panics or allocates wildly.
@@ -193,12 +196,12 @@ mod tests {
             for x in [0u8, 0xff, 0x7f] {
                 let mut w = v.clone();
                 w[i] = x;
-                let _ = lookup(&[(k.clone(), w)], STAMP, &all);
+                let _ = lookup(&[(k.clone(), w)], STAMP, &all, &[]);
             }
         }
         let mut huge = v.clone();
         // The package count (after the 68-byte stamp and version byte).
         huge[4 + 64 + 1..4 + 64 + 5].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(lookup(&[(k, huge)], STAMP, &all).is_none());
+        assert!(lookup(&[(k, huge)], STAMP, &all, &[]).is_none());
     }
 }

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use super::scope::Scope;
 use crate::record::file_name;
 use crate::rootfs::Root;
 
@@ -103,7 +104,7 @@ impl DpkgDb {
         admin: &Path,
         names: Option<&HashSet<Vec<u8>>>,
     ) -> std::io::Result<Option<DpkgDb>> {
-        Self::load_inner(root, admin, names, false)
+        Self::load_inner(root, admin, names, false, None)
     }
 
     /// Like [`DpkgDb::load_for`], reading each package's `.list` beside
@@ -116,7 +117,20 @@ impl DpkgDb {
         admin: &Path,
         names: Option<&HashSet<Vec<u8>>>,
     ) -> std::io::Result<Option<DpkgDb>> {
-        Self::load_inner(root, admin, names, true)
+        Self::load_inner(root, admin, names, true, None)
+    }
+
+    /// Like [`DpkgDb::load_with_lists`] (or [`DpkgDb::load`], without
+    /// `lists`) of every name, keeping only the claims on paths `scope`
+    /// holds (those a run's records can have; see [`Scope`]): a desktop's
+    /// dpkg lists more than twice what lies under the library dirs.
+    pub fn load_within(
+        root: &Root,
+        admin: &Path,
+        lists: bool,
+        scope: &Scope,
+    ) -> std::io::Result<Option<DpkgDb>> {
+        Self::load_inner(root, admin, None, lists, Some(scope))
     }
 
     fn load_inner(
@@ -124,6 +138,7 @@ impl DpkgDb {
         admin: &Path,
         names: Option<&HashSet<Vec<u8>>>,
         lists: bool,
+        scope: Option<&Scope>,
     ) -> std::io::Result<Option<DpkgDb>> {
         let status = match root.read_file(&admin.join("status"), STATUS_CAP) {
             Ok(b) => b,
@@ -197,6 +212,22 @@ impl DpkgDb {
             n
         });
         let wanted = |p: &[u8]| names.as_ref().is_none_or(|n| n.contains(file_name(p)));
+        // Claims outside the scope are left out once canonical, but for
+        // those on a diverted name: a diversion may move one into it (those
+        // left outside, or moved out of it, go once the diversions are
+        // applied).
+        let pinned_outside = std::sync::atomic::AtomicBool::new(false);
+        let within = |c: &[u8]| match scope {
+            None => true,
+            Some(s) if s.holds(c) => true,
+            Some(_) => {
+                let keep = pinned.contains(file_name(c));
+                if keep {
+                    pinned_outside.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                keep
+            }
+        };
         let listed = std::sync::atomic::AtomicUsize::new(0);
         // Canonicalising is done where the lines are parsed, in parallel,
         // with one cache of resolved directories for the run ([`Canon`]).
@@ -254,10 +285,12 @@ impl DpkgDb {
             let files = files
                 .iter()
                 .map(|(m, p)| (*m, canon.file_with(p, &mut memo)))
+                .filter(|(_, c)| within(c))
                 .collect();
             let others = others
                 .iter()
                 .map(|p| canon.file_with(p, &mut memo))
+                .filter(|c| within(c))
                 .collect();
             (files, others)
         };
@@ -325,13 +358,24 @@ impl DpkgDb {
                 for o in kept {
                     db.add(from.clone(), o);
                 }
+                if !moved.is_empty() && scope.is_some_and(|s| !s.holds(&to)) {
+                    pinned_outside.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 for o in moved {
                     db.add(to.clone(), o);
                 }
             }
         }
+        if let Some(s) = scope {
+            if pinned_outside.load(std::sync::atomic::Ordering::Relaxed) {
+                db.retain_within(s);
+            } else {
+                db.set_scope(Some(s.clone()));
+            }
+        }
         db.set_names(names);
         db.set_pinned(pinned);
+        db.shrink_to_fit();
         Ok(Some(db))
     }
 }
@@ -584,6 +628,20 @@ fn unhex16(h: &[u8]) -> Option<[u8; 16]> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A merged-/usr root (`/lib` a symlink to `usr/lib`) holding `files`
+    /// (root-relative path, text).
+    fn merged_usr_root(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        for (rel, text) in files {
+            let p = t.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        t
+    }
 
     #[test]
     fn status_stanzas() {
@@ -966,6 +1024,82 @@ mod tests {
             );
         }
         assert_eq!(c.file(b"/libtop.so"), b"/libtop.so");
+    }
+
+    /// A read within a scope keeps exactly what a read of everything
+    /// retained to that scope keeps, diversions included (a claim a
+    /// diversion moves into the scope from outside is kept, one it moves
+    /// out goes), with or without lists, and records the scope.
+    #[test]
+    fn a_read_within_a_scope_is_the_full_read_retained_to_it() {
+        let t = merged_usr_root(&[
+            (
+                "var/lib/dpkg/status",
+                "Package: libc6\nStatus: install ok installed\nVersion: 2.36\n\n\
+                 Package: opt\nStatus: install ok installed\nVersion: 1\n",
+            ),
+            (
+                "var/lib/dpkg/info/libc6.md5sums",
+                "00000000000000000000000000000001  lib/x86_64-linux-gnu/libc.so.6\n\
+                 00000000000000000000000000000002  usr/lib/x86_64-linux-gnu/libdiv.so\n\
+                 00000000000000000000000000000003  usr/share/doc/libc6/copyright\n",
+            ),
+            (
+                "var/lib/dpkg/info/libc6.list",
+                "/.\n/lib\n/usr/share/doc/libc6\n/lib/x86_64-linux-gnu/libc.so\n",
+            ),
+            (
+                "var/lib/dpkg/info/opt.md5sums",
+                "00000000000000000000000000000004  opt/x/libo.so\n\
+                 00000000000000000000000000000005  opt/x/libp.so\n",
+            ),
+            (
+                "var/lib/dpkg/diversions",
+                "/opt/x/libo.so\n/usr/lib/x86_64-linux-gnu/libo.so.distrib\nlocal\n\
+                 /usr/lib/x86_64-linux-gnu/libdiv.so\n/opt/div/libdiv.so\nlocal\n",
+            ),
+        ]);
+        let root = Root::new(t.path()).unwrap();
+        let admin = Path::new(ADMIN_DIR);
+        let scope = Scope::new([(b"/usr/lib".to_vec(), true)], []);
+        let names: HashSet<Vec<u8>> = [
+            "libc.so.6",
+            "libc.so",
+            "libo.so.distrib",
+            "libdiv.so",
+            "libp.so",
+        ]
+        .iter()
+        .map(|n| n.as_bytes().to_vec())
+        .collect();
+        for lists in [false, true] {
+            let within = DpkgDb::load_within(&root, admin, lists, &scope)
+                .unwrap()
+                .unwrap();
+            let mut full = DpkgDb::load_inner(&root, admin, None, lists, None)
+                .unwrap()
+                .unwrap();
+            full.retain_within(&scope);
+            assert_eq!(within.scope(), Some(&scope));
+            assert_eq!(within.cut_to(&names).encode(), full.cut_to(&names).encode());
+            assert_eq!(within.file_count(), 5);
+            let moved_in = within.owners(b"/usr/lib/x86_64-linux-gnu/libo.so.distrib");
+            assert_eq!(moved_in.len(), 1);
+            assert_eq!(within.package(&moved_in[0]).unwrap().name, "opt");
+            assert!(within.owners(b"/opt/div/libdiv.so").is_empty());
+            assert!(within.owners(b"/opt/x/libp.so").is_empty());
+            assert!(within.owners(b"/usr/share/doc/libc6/copyright").is_empty());
+            assert_eq!(
+                within.owners(b"/usr/lib/x86_64-linux-gnu/libc.so.6").len(),
+                1
+            );
+            assert_eq!(
+                within.claimants(b"/usr/lib/x86_64-linux-gnu/libc.so").len(),
+                usize::from(lists)
+            );
+            assert!(within.claimants(b"/usr/share/doc/libc6").is_empty());
+            assert_eq!(within.digest_count(), 2);
+        }
     }
 
     proptest! {

@@ -22,6 +22,7 @@ pub mod index;
 pub mod ldcache;
 pub mod policy;
 pub mod rpm;
+pub mod scope;
 pub mod transaction;
 
 use crate::sys::MetadataExt;
@@ -364,7 +365,7 @@ fn load_packages_with(
     match rpm {
         Ok(rpm::Found::Db(db, warnings)) => {
             notes.extend(warnings.into_iter().map(Note::Warning));
-            loaded(db, "rpm", took, notes);
+            loaded(*db, "rpm", took, notes);
         }
         Ok(rpm::Found::Unsupported(why)) => {
             failed = true;
@@ -956,25 +957,38 @@ pub struct Packages {
 
 impl Packages {
     /// Reads every package database of `root` (with `lists`, dpkg's
-    /// `.list` files too); `None` when provenance is off.
-    pub fn read(root: &Root, cfg: &ProvenanceConfig, lists: bool) -> Option<Packages> {
+    /// `.list` files too); `None` when provenance is off. With `scope`,
+    /// only the claims on paths it holds are kept (the run's records all
+    /// lie in it: [`scope::Scope::of`] its search paths).
+    pub fn read(
+        root: &Root,
+        cfg: &ProvenanceConfig,
+        lists: bool,
+        scope: Option<&scope::Scope>,
+    ) -> Option<Packages> {
         if cfg.disabled {
             return None;
         }
         let admin = admin_dir(cfg);
         let stamp = stamp(root, &admin);
         let t = std::time::Instant::now();
-        let dpkg = if lists {
-            dpkg::DpkgDb::load_with_lists(root, &admin, None)
-        } else {
-            dpkg::DpkgDb::load_for(root, &admin, None)
+        let dpkg = match scope {
+            Some(s) => dpkg::DpkgDb::load_within(root, &admin, lists, s),
+            None if lists => dpkg::DpkgDb::load_with_lists(root, &admin, None),
+            None => dpkg::DpkgDb::load_for(root, &admin, None),
         };
         let dpkg_took = t.elapsed();
         let t = std::time::Instant::now();
-        let rpm = rpm::load(root, None);
+        let mut rpm = rpm::load(root, None);
+        if let (Ok(rpm::Found::Db(db, _)), Some(s)) = (&mut rpm, scope) {
+            db.retain_within(s);
+        }
         let rpm_took = t.elapsed();
         let t = std::time::Instant::now();
-        let apk = apk::load(root, None);
+        let mut apk = apk::load(root, None);
+        if let (Ok(Some(db)), Some(s)) = (&mut apk, scope) {
+            db.retain_within(s);
+        }
         Some(Packages {
             dpkg: dpkg.map_err(|e| e.to_string()),
             rpm: rpm.map_err(|e| e.to_string()),
@@ -990,7 +1004,7 @@ impl Packages {
     /// evidence is loaded).
     fn dbs(&self) -> impl Iterator<Item = &index::PackageDb> {
         let rpm = match &self.rpm {
-            Ok(rpm::Found::Db(db, _)) => Some(db),
+            Ok(rpm::Found::Db(db, _)) => Some(&**db),
             _ => None,
         };
         let dpkg = self.dpkg.as_ref().ok().and_then(Option::as_ref);
@@ -1016,13 +1030,22 @@ impl Packages {
     }
 
     /// dpkg's index with lists (symlinks and directories), when it was
-    /// read with them and answers for every name in `names`.
+    /// read with them and answers for every one of `paths` (their names
+    /// kept, their places in the scope it was read for).
     pub fn with_lists<'n>(
         &self,
-        mut names: impl Iterator<Item = &'n [u8]>,
+        mut paths: impl Iterator<Item = &'n [u8]>,
     ) -> Option<&dpkg::DpkgDb> {
         let db = self.dpkg.as_ref().ok()?.as_ref()?;
-        names.all(|n| db.knows_name(n)).then_some(db)
+        paths
+            .all(|p| db.knows_name(file_name(p)) && db.holds(p))
+            .then_some(db)
+    }
+
+    /// Whether every index read kept the claims on `path`'s place (a read
+    /// cut to a scope answers only for records inside it).
+    fn holds(&self, path: &[u8]) -> bool {
+        self.dbs().all(|db| db.holds(path))
     }
 
     /// Keeps only what judging files named in `names` can ask (the
@@ -1057,7 +1080,7 @@ impl Packages {
             Err(e) => Err(std::io::Error::other(e.clone())),
             Ok(rpm::Found::None) => Ok(rpm::Found::None),
             Ok(rpm::Found::Unsupported(why)) => Ok(rpm::Found::Unsupported(why.clone())),
-            Ok(rpm::Found::Db(db, w)) => Ok(rpm::Found::Db(db.cut_to(names), w.clone())),
+            Ok(rpm::Found::Db(db, w)) => Ok(rpm::Found::Db(Box::new(db.cut_to(names)), w.clone())),
         }
     }
 
@@ -1080,7 +1103,7 @@ impl World {
         root: &Root,
         cfg: &ProvenanceConfig,
     ) -> Option<crate::pkgdigest::DigestPaths> {
-        Packages::read(root, cfg, false)?.digest_paths()
+        Packages::read(root, cfg, false, None)?.digest_paths()
     }
 
     /// The paths with a package digest, and its algorithm, from the index
@@ -1096,7 +1119,7 @@ impl World {
             return None;
         }
         let now = stamp(root, &admin_dir(cfg));
-        let db = cache::lookup(extra, &now, &std::collections::HashSet::new())?;
+        let db = cache::lookup(extra, &now, &std::collections::HashSet::new(), &[])?;
         let mut set = crate::pkgdigest::DigestPaths::default();
         for (p, a) in db.digest_algos() {
             set.insert(p, a);
@@ -1143,7 +1166,16 @@ impl World {
         extra: &[(Vec<u8>, Vec<u8>)],
         read: Option<&Packages>,
     ) -> (World, Vec<Note>) {
-        let read = read.filter(|_| names_only);
+        // A read cut to a scope stands in only for records inside it (a
+        // record elsewhere, which no snapshot of that scope makes, has the
+        // databases read again for it).
+        let read = read.filter(|r| {
+            names_only
+                && records
+                    .iter()
+                    .filter(|r| is_candidate(r))
+                    .all(|rec| r.holds(&rec.path))
+        });
         let mut notes = Vec::new();
         let admin = admin_dir(cfg);
         // A Windows image (or a tree whose rules never ask for packages)
@@ -1168,9 +1200,14 @@ impl World {
                     .collect()
             });
             let t = std::time::Instant::now();
+            let judged: Vec<&[u8]> = records
+                .iter()
+                .filter(|r| is_candidate(r))
+                .map(|r| r.path.as_slice())
+                .collect();
             match names
                 .as_ref()
-                .and_then(|n| cache::lookup(extra, &dpkg_stamp, n))
+                .and_then(|n| cache::lookup(extra, &dpkg_stamp, n, &judged))
             {
                 Some(db) => {
                     notes.extend(cache::notes(&db, t.elapsed()));

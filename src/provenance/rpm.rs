@@ -36,8 +36,9 @@ pub enum Found {
     None,
     /// A database in a format that is not read (and why).
     Unsupported(String),
-    /// Loaded, with the warnings met on the way.
-    Db(PackageDb, Vec<String>),
+    /// Loaded, with the warnings met on the way (boxed: the index is
+    /// many arrays wide, the other variants a word or three).
+    Db(Box<PackageDb>, Vec<String>),
 }
 
 /// Whether `logical` names something in the root (symlinks followed
@@ -137,7 +138,7 @@ pub fn load(root: &Root, names: Option<&HashSet<Vec<u8>>>) -> std::io::Result<Fo
     if bad > 3 {
         warnings.push(format!("{bad} rpm headers skipped in all"));
     }
-    Ok(Found::Db(db, warnings))
+    Ok(Found::Db(Box::new(db), warnings))
 }
 
 /// The header blobs of an `rpmdb.sqlite` image, by `hnum`.

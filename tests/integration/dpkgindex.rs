@@ -15,11 +15,11 @@ const MA: &str = "usr/lib/x86_64-linux-gnu";
 /// One package in the fixture's dpkg database: `files` are (path as dpkg
 /// lists it, without the leading slash; content on disk at `at`, or none),
 /// and `list` what its `.list` names besides.
-struct Pkg<'a> {
-    name: &'a str,
-    version: &'a str,
-    files: Vec<(String, Option<Vec<u8>>)>,
-    list: Vec<String>,
+pub(crate) struct Pkg<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) version: &'a str,
+    pub(crate) files: Vec<(String, Option<Vec<u8>>)>,
+    pub(crate) list: Vec<String>,
 }
 
 fn md5_hex(b: &[u8]) -> String {
@@ -31,7 +31,7 @@ fn md5_hex(b: &[u8]) -> String {
 
 /// Writes `pkgs` into the database (status stanzas appended) with the
 /// md5sums of the contents given.
-fn register(t: &TestRoot, pkgs: &[Pkg]) {
+pub(crate) fn register(t: &TestRoot, pkgs: &[Pkg]) {
     let mut status = std::fs::read_to_string(t.path("var/lib/dpkg/status")).unwrap_or_default();
     for p in pkgs {
         status.push_str(&format!(
@@ -59,7 +59,7 @@ fn register(t: &TestRoot, pkgs: &[Pkg]) {
 
 /// A gcc-built library, made distinct per `i` by bytes after its end (the
 /// ELF parser reads what the headers name; the digests see every byte).
-fn library(t: &TestRoot, i: usize) -> Vec<u8> {
+pub(crate) fn library(t: &TestRoot, i: usize) -> Vec<u8> {
     let base = t.path("base.so");
     if !base.exists() {
         t.compile_so("base.so", "libbase.so", "int f(void){return 1;}");
