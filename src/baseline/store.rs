@@ -525,18 +525,10 @@ fn encode_into(
     deadline: std::time::Instant,
 ) {
     let mut enc = Encoder::default();
-    let mut sent = 0;
     for r in records {
         if let Some(c) = enc.push(&r) {
             if tx.send_deadline(Piece::chunk(c), deadline).is_err() {
                 return;
-            }
-            sent += 1;
-            // The heap's free pages back to the kernel after every sled
-            // batch's worth (see `sleddb::BATCH`): here, on the thread
-            // that waits on the store thread, not on the store thread.
-            if sent % super::sleddb::BATCH == 0 {
-                crate::sys::release_free_memory();
             }
         }
     }
