@@ -2,9 +2,7 @@
 //! and what must hold whatever runs when (the generation read back with the
 //! findings `init` showed, a failed write leaving the previous generation).
 
-use std::path::Path;
-use std::process::Command;
-
+use crate::initmem::{run_db, write_on_a_filling_disk};
 use crate::store_safety::Tmpfs;
 use crate::util::{json_lines, TestRoot};
 
@@ -90,22 +88,6 @@ fn a_first_walk_sorted_on_every_core_is_stored_in_byte_order_and_checks_clean() 
     assert_eq!(changed[0]["path"], "/usr/lib/sorted/a017.020.so");
 }
 
-fn run_db(t: &TestRoot, db: &Path, args: &[&str]) -> std::process::Output {
-    crate::util::output_within(
-        {
-            let mut c = Command::new(crate::util::bin());
-            c.arg("--root")
-                .arg(t.root())
-                .arg("--db")
-                .arg(db)
-                .args(args)
-                .env_remove("LD_PRELOAD");
-            c
-        },
-        std::time::Duration::from_secs(150),
-    )
-}
-
 /// `init --force` over generation 1 on a disk that fills up while it
 /// writes generation 2: at each amount of free space it either completes
 /// or fails with exit 74 saying generation 1 is intact, and `check` then
@@ -129,32 +111,8 @@ fn init_force_on_a_filling_disk_exits_74_and_leaves_the_previous_generation() {
             String::from_utf8_lossy(&o.stderr)
         );
         t.write(rel, format!("changed {n}"));
-        let filler = fs.fill_leaving(free_kib << 10);
-        let o = run_db(&t, &db, &["-q", "init", "--force"]);
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(!err.contains("panicked"), "{free_kib} KiB: {err}");
-        let code = o.status.code().unwrap_or(-1);
-        assert!(
-            code == 0 || code == 74,
-            "{free_kib} KiB: exit {code}: {err}"
-        );
-        if code == 74 {
-            assert!(
-                err.contains("generation 1 is intact"),
-                "{free_kib} KiB: {err}"
-            );
-        }
-        std::fs::remove_file(filler).unwrap();
-        let o = run_db(&t, &db, &["--format", "json", "check"]);
-        let check = o.status.code().unwrap_or(-1);
-        assert!(
-            check < 64,
-            "{free_kib} KiB: check exit {check}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let changed = json_lines(&o.stdout)
-            .iter()
-            .any(|x| x["kind"] == "content" && x["path"] == format!("/{rel}"));
+        let (code, _, changed) =
+            write_on_a_filling_disk(&t, &fs, &db, free_kib, &["-q", "init", "--force"], rel);
         assert_eq!(
             changed,
             code == 74,
