@@ -398,7 +398,9 @@ fn sort_by_path(records: &mut Vec<Record>, prior: &Prior) {
             None => own.push(r),
         }
     }
-    own.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    // On every core: at the end of a first walk this is every record,
+    // sorted while nothing else runs.
+    rayon::slice::ParallelSliceMut::par_sort_unstable_by(&mut own[..], |a, b| a.path.cmp(&b.path));
     let mut own = own.into_iter().peekable();
     for r in slots.into_iter().flatten() {
         while let Some(o) = own.next_if(|o| o.path <= r.path) {

@@ -23,6 +23,7 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
     super::show(&snap);
     // Who owns each record does not depend on the verdict: found on the
     // other core while the judges run (the judge is mostly serial).
+    let judging = std::time::Instant::now();
     let (v, owners) = rayon::join(
         || pipeline::judge(&s.plan, Reference::Nothing, &snap, Judges::STANDING),
         || pipeline::owners_of(&s.plan, &snap.scan.records, Some(&snap)),
@@ -33,6 +34,7 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
         // (No thread to be had: dropped here, when the closure is.)
         let _ = std::thread::Builder::new().spawn(move || drop(p));
     }
+    let judged = judging.elapsed();
     messages::notes(&v.notes);
     let state = v.provenance.map(|o| {
         let mut state = o.state;
@@ -49,6 +51,7 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
     extra.extend(v.package_cache);
     extra.sort();
     let records = std::mem::take(&mut snap.scan.records);
+    let writing = std::time::Instant::now();
     let meta = baseline::commit_owned(
         &s.baseline,
         store,
@@ -57,12 +60,15 @@ pub fn run(s: &Config, force: bool, sign_with: Option<&Path>) -> Result<i32> {
         s.plan.root.host().as_os_str().as_bytes(),
         key.as_ref(),
     )?;
+    let written = writing.elapsed();
     super::emit(s, &v.findings, &Default::default())?;
     standing_summary(&v.findings);
     let tail = format!(
-        "baseline {} written to {}",
+        "baseline {} written to {} (judges {:.2} s, store write {:.2} s)",
         baseline::verify::describe(&meta),
-        s.baseline.db.display()
+        s.baseline.db.display(),
+        judged.as_secs_f64(),
+        written.as_secs_f64()
     );
     super::summary("init", &snap, &tail);
     Ok(0)

@@ -130,7 +130,8 @@ fn a_streamed_generation_is_checked_with_the_findings_init_showed_and_its_signat
     assert_eq!(changed[0]["path"], "/usr/lib/many/libmany-01234.so");
 }
 
-fn run_db(t: &TestRoot, db: &Path, args: &[&str]) -> std::process::Output {
+/// Runs the built binary on `t`'s root with the baseline at `db`.
+pub(crate) fn run_db(t: &TestRoot, db: &Path, args: &[&str]) -> std::process::Output {
     crate::util::output_within(
         {
             let mut c = Command::new(crate::util::bin());
@@ -169,33 +170,8 @@ fn a_disk_that_fills_during_the_streamed_write_leaves_the_previous_generation() 
         assert_eq!(o.status.code(), Some(0), "init: {err}");
         let rel = "usr/lib/bulk/d000/libbulk-with-a-longish-name-000007.so.1";
         t.write(rel, format!("changed {n}"));
-        let filler = fs.fill_leaving(free_kib << 10);
-        let o = run_db(&t, &db, &["-q", "update", "--yes"]);
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(!err.contains("panicked"), "{free_kib} KiB: {err}");
-        let code = o.status.code().unwrap_or(-1);
-        assert!(
-            code == 0 || code == 74,
-            "{free_kib} KiB: exit {code}: {err}"
-        );
-        if code == 74 {
-            assert!(
-                err.contains("generation 1 is intact"),
-                "{free_kib} KiB: {err}"
-            );
-        }
-        std::fs::remove_file(filler).unwrap();
-        let o = run_db(&t, &db, &["--format", "json", "check"]);
-        let f = json_lines(&o.stdout);
-        let changed = f
-            .iter()
-            .any(|x| x["kind"] == "content" && x["path"] == format!("/{rel}"));
-        let check = o.status.code().unwrap_or(-1);
-        assert!(
-            check < 64,
-            "{free_kib} KiB: check exit {check}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let (code, err, changed) =
+            write_on_a_filling_disk(&t, &fs, &db, free_kib, &["-q", "update", "--yes"], rel);
         assert_eq!(
             changed,
             code == 74,
@@ -220,6 +196,49 @@ fn a_disk_that_fills_during_the_streamed_write_leaves_the_previous_generation() 
             .any(|s| s.contains("exit 74") && !s.contains("not enough free space")),
         "no write failed inside the store: {seen:?}"
     );
+}
+
+/// Runs `args` (a write of generation 2 over generation 1) on a disk
+/// filled but for `free_kib`: it completes or fails with exit 74 saying
+/// generation 1 is intact, never panics. Then `check` (on a disk with room
+/// again) must judge against a readable generation. Returns the write's
+/// exit code and stderr, and whether `check` reports `rel` as changed
+/// (it does when generation 1 is still live).
+pub(crate) fn write_on_a_filling_disk(
+    t: &TestRoot,
+    fs: &Tmpfs,
+    db: &Path,
+    free_kib: u64,
+    args: &[&str],
+    rel: &str,
+) -> (i32, String, bool) {
+    let filler = fs.fill_leaving(free_kib << 10);
+    let o = run_db(t, db, args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!err.contains("panicked"), "{free_kib} KiB: {err}");
+    let code = o.status.code().unwrap_or(-1);
+    assert!(
+        code == 0 || code == 74,
+        "{free_kib} KiB: exit {code}: {err}"
+    );
+    if code == 74 {
+        assert!(
+            err.contains("generation 1 is intact"),
+            "{free_kib} KiB: {err}"
+        );
+    }
+    std::fs::remove_file(filler).unwrap();
+    let o = run_db(t, db, &["--format", "json", "check"]);
+    let changed = json_lines(&o.stdout)
+        .iter()
+        .any(|x| x["kind"] == "content" && x["path"] == format!("/{rel}"));
+    let check = o.status.code().unwrap_or(-1);
+    assert!(
+        check < 64,
+        "{free_kib} KiB: check exit {check}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (code, err, changed)
 }
 
 /// The peak resident set of `init` over a tree of `n` packaged files.
