@@ -898,6 +898,20 @@ mod tests {
         Lanes::with_kind(kind).expect("an available kind")
     }
 
+    /// Each lane's digest is the `md-5` crate's of `data[i]`, the lane
+    /// fed all of it (`what` names the case in a failure).
+    fn assert_digests<D: AsRef<[u8]>>(lanes: &mut Lanes, data: &[D], what: &str) {
+        for (i, d) in data.iter().enumerate() {
+            let d = d.as_ref();
+            assert_eq!(
+                lanes.finish(i),
+                Some(reference(d)),
+                "{what}: lane {i}, length {}",
+                d.len()
+            );
+        }
+    }
+
     fn scalar(data: &[u8]) -> [u8; 16] {
         let mut h = Md5::new();
         h.update(data);
@@ -932,14 +946,7 @@ mod tests {
                 let mut lanes = lanes(kind);
                 let inputs: Vec<&[u8]> = data.iter().map(|d| d.as_slice()).collect();
                 lanes.update(&inputs);
-                for (i, d) in data.iter().enumerate() {
-                    assert_eq!(
-                        lanes.finish(i),
-                        Some(reference(d)),
-                        "{kind:?} length {}",
-                        d.len()
-                    );
-                }
+                assert_digests(&mut lanes, &data, &format!("{kind:?}"));
             }
         }
     }
@@ -994,13 +1001,7 @@ mod tests {
                 }
                 lanes.update(&inputs);
             }
-            for (i, d) in data.iter().enumerate() {
-                assert_eq!(
-                    lanes.finish(i),
-                    Some(reference(d)),
-                    "{kind:?} lane {i}, piece {piece}"
-                );
-            }
+            assert_digests(&mut lanes, &data, &format!("{kind:?}, piece {piece}"));
         }
     }
 
@@ -1065,9 +1066,7 @@ mod tests {
                 calls += 1;
                 assert!(calls < 100_000, "no progress");
             }
-            for (i, d) in data.iter().enumerate() {
-                assert_eq!(lanes.finish(i), Some(reference(d)), "lane {i}, {kind:?}");
-            }
+            assert_digests(&mut lanes, &data, &format!("{kind:?}"));
         }
     }
 
@@ -1090,9 +1089,7 @@ mod tests {
                     .collect();
                 lanes.update(&part);
             }
-            for (i, d) in inputs.iter().enumerate() {
-                assert_eq!(lanes.finish(i), Some(reference(d)), "{kind:?} lane {i}");
-            }
+            assert_digests(&mut lanes, &inputs, &format!("{kind:?}"));
         }
     }
 
@@ -1122,13 +1119,8 @@ mod tests {
                     let rest: Vec<&[u8]> = data.iter().map(|d| &d[d.len().min(1_001)..]).collect();
                     lanes.update(&first);
                     lanes.update(&rest);
-                    for (i, d) in data.iter().enumerate() {
-                        assert_eq!(
-                            lanes.finish(i),
-                            Some(reference(d)),
-                            "{kind:?}, {busy} busy, spread {spread}, lane {i}"
-                        );
-                    }
+                    let what = format!("{kind:?}, {busy} busy, spread {spread}");
+                    assert_digests(&mut lanes, &data, &what);
                 }
             }
         }
@@ -1216,9 +1208,7 @@ mod tests {
                     }
                 }
             }
-            for (i, f) in fed.iter().enumerate() {
-                assert_eq!(lanes.finish(i), Some(reference(f)), "{kind:?} lane {i}");
-            }
+            assert_digests(&mut lanes, &fed, &format!("{kind:?}"));
             assert!(checked > 50, "{checked} digests checked midway");
         }
     }
