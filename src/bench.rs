@@ -177,7 +177,8 @@ pub struct Md5Rates {
     /// GB/s of all lanes together.
     pub multi: f64,
     pub lanes: usize,
-    /// "avx2", or "scalar" on a CPU without it.
+    /// The code the lanes ran: "avx512", "avx2", or "scalar" on a CPU
+    /// with neither ([`crate::md5lanes::Kind::name`]).
     pub kind: &'static str,
 }
 

@@ -108,7 +108,7 @@ impl FileDigest {
 
     /// A digest of `algo` from lowercase or uppercase hex.
     pub fn from_hex(algo: Algo, hex: &[u8]) -> Option<FileDigest> {
-        if hex.len() % 2 != 0 || hex.len() > 128 {
+        if !hex.len().is_multiple_of(2) || hex.len() > 128 {
             return None;
         }
         let mut raw = Vec::with_capacity(hex.len() / 2);

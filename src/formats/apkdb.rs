@@ -129,7 +129,7 @@ pub fn checksum(v: &[u8]) -> Option<Checksum> {
 
 /// Standard base64 with padding; at most 64 bytes of output (a digest).
 pub fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 4 != 0 || s.len() > 88 {
+    if !s.len().is_multiple_of(4) || s.len() > 88 {
         return None;
     }
     let val = |c: u8| -> Option<u32> {

@@ -252,13 +252,13 @@ mod tests {
     /// through an extension directory appended after the strings.
     fn with_hwcaps(entries: &[(&str, &str)], name: &str) -> Vec<u8> {
         let mut b = build_new(entries, false);
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
         let name_at = b.len() as u32;
         b.extend_from_slice(name.as_bytes());
         b.push(0);
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
         let table_at = b.len() as u32;
@@ -307,7 +307,7 @@ mod tests {
         let strings = b"libm.so\0/x/m\0";
         let mut tail = strings.to_vec();
         // Pad to 8 and append a new-format cache.
-        while (b.len() + tail.len()) % 8 != 0 {
+        while !(b.len() + tail.len()).is_multiple_of(8) {
             tail.push(0);
         }
         b.extend_from_slice(&tail);

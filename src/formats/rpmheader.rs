@@ -294,7 +294,7 @@ pub fn build(tags: &[(u32, u32, u32, Vec<u8>)]) -> Vec<u8> {
             TYPE_INT64 => 8,
             _ => 1,
         };
-        while data.len() % align != 0 {
+        while !data.len().is_multiple_of(align) {
             data.push(0);
         }
         index.extend_from_slice(&tag.to_be_bytes());
