@@ -636,11 +636,16 @@ mod tests {
         std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
         std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
         for (rel, text) in files {
-            let p = t.path().join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
+            write_in(&t, rel, text);
         }
         t
+    }
+
+    /// Writes `text` at `rel` inside `t`, making its directories.
+    fn write_in(t: &tempfile::TempDir, rel: &str, text: &str) {
+        let p = t.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
     }
 
     #[test]
@@ -690,14 +695,8 @@ mod tests {
 
     #[test]
     fn load_indexes_canonical_paths_versions_and_diversions() {
-        let t = tempfile::tempdir().unwrap();
-        let w = |rel: &str, text: &str| {
-            let p = t.path().join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        };
-        std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
-        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        let t = merged_usr_root(&[]);
+        let w = |rel: &str, text: &str| write_in(&t, rel, text);
         w(
             "var/lib/dpkg/status",
             "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36\n\n\
@@ -767,14 +766,8 @@ mod tests {
     /// run makes), diversions included, whatever the names.
     #[test]
     fn a_cut_of_one_full_read_is_the_read_with_that_cut() {
-        let t = tempfile::tempdir().unwrap();
-        let w = |rel: &str, text: &str| {
-            let p = t.path().join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        };
-        std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
-        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        let t = merged_usr_root(&[]);
+        let w = |rel: &str, text: &str| write_in(&t, rel, text);
         w(
             "var/lib/dpkg/status",
             "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.36\n\n\
@@ -851,14 +844,8 @@ mod tests {
 
     #[test]
     fn lists_add_symlinks_and_directories_for_the_names_asked() {
-        let t = tempfile::tempdir().unwrap();
-        let w = |rel: &str, text: &str| {
-            let p = t.path().join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        };
-        std::fs::create_dir_all(t.path().join("usr/lib/x86_64-linux-gnu")).unwrap();
-        std::os::unix::fs::symlink("usr/lib", t.path().join("lib")).unwrap();
+        let t = merged_usr_root(&[]);
+        let w = |rel: &str, text: &str| write_in(&t, rel, text);
         w(
             "var/lib/dpkg/status",
             "Package: libq1\nStatus: install ok installed\nVersion: 1\n",
@@ -911,11 +898,7 @@ mod tests {
     #[test]
     fn threads_sharing_the_directory_cache_give_the_index_one_thread_gives() {
         let t = tempfile::tempdir().unwrap();
-        let w = |rel: &str, text: &str| {
-            let p = t.path().join(rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        };
+        let w = |rel: &str, text: &str| write_in(&t, rel, text);
         for d in ["usr/lib/x86_64-linux-gnu/sub", "usr/lib64/sub"] {
             std::fs::create_dir_all(t.path().join(d)).unwrap();
         }
