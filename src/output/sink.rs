@@ -106,8 +106,12 @@ pub fn to_json(f: &Finding, ctx: &Context) -> Value {
 /// well under a kilobyte: a few megabytes per sink at worst, and room for a
 /// full rescan's burst on a sink that is merely slow.
 pub const QUEUE: usize = 4096;
-/// How long the writers get at exit to deliver what is queued.
-const DRAIN: Duration = Duration::from_secs(2);
+/// How long the writers get at exit to deliver what is queued, and then
+/// to finish. Both waits together fit well inside the stop backstop of
+/// `watch` and `guard` (900 ms from the signal): a stop that the backstop
+/// cut short would end the process before a stuck sink's drop count is
+/// said, the one record of what it missed.
+const DRAIN: Duration = Duration::from_millis(300);
 /// A full sink whose writer has not taken a finding for this long is stuck
 /// (one write blocked that long): it drops instead of holding the others.
 const STUCK: Duration = Duration::from_secs(1);

@@ -236,6 +236,9 @@ pub struct Watch {
     lines: Receiver<String>,
     err_lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// Disconnected once stderr reached its end (every line is in
+    /// `stderr`).
+    err_done: Receiver<()>,
     /// Every finding read so far.
     pub seen: Vec<Value>,
 }
@@ -268,7 +271,9 @@ impl Watch {
         let stderr = Arc::new(Mutex::new(String::new()));
         let log = stderr.clone();
         let err = child.stderr.take().unwrap();
+        let (done_tx, err_done) = crossbeam_channel::bounded::<()>(0);
         std::thread::spawn(move || {
+            let _done = done_tx;
             for l in BufReader::new(err).lines().map_while(Result::ok) {
                 log.lock().unwrap().push_str(&format!("{l}\n"));
                 let _ = etx.send(l);
@@ -279,6 +284,7 @@ impl Watch {
             lines,
             err_lines,
             stderr,
+            err_done,
             seen: Vec::new(),
         };
         // The startup scan of a large fixture on a loaded machine takes
@@ -387,7 +393,13 @@ impl Watch {
         let end = Instant::now() + within;
         loop {
             match self.child.try_wait() {
-                Ok(Some(st)) => return st.code(),
+                // The exit comes before the reader thread has read the
+                // last lines off the pipe (under load, long before):
+                // what the caller reads next must be all of it.
+                Ok(Some(st)) => {
+                    let _ = self.err_done.recv_timeout(WAIT);
+                    return st.code();
+                }
                 Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
                 _ => panic!("watch did not exit within {within:?}:\n{}", self.stderr()),
             }
