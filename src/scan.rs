@@ -279,7 +279,8 @@ pub fn scan_with(
     insp.digest_paths = opts.digest_paths.clone();
     for f in sp.loose_files() {
         let logical = f.path.as_os_str().as_encoded_bytes().to_vec();
-        let p = prior.get(&logical);
+        let at = prior.index_of(&logical);
+        let p = prior.at(at);
         let mut cost = Cost::default();
         let out = shared(insp.inspect(logical.clone(), None, p, &mut cost), p);
         // A tracked loader file may well not exist (no preload list is the
@@ -287,7 +288,7 @@ pub fn scan_with(
         match out {
             Outcome::Vanished => {}
             Outcome::Unreachable => part.warnings.push(swapped(root, &logical)),
-            out => part.take(logical, out, cost),
+            out => part.take(logical, out, cost, (prior, at)),
         }
     }
     part.digests = std::mem::take(&mut insp.digests);
@@ -330,17 +331,29 @@ fn finish(parts: Vec<Part>, start: Instant, prior: &Prior) -> ScanResult {
         records: Vec::with_capacity(parts.iter().map(|p| p.records.len()).sum()),
         ..ScanResult::default()
     };
+    let mut ranks = Vec::with_capacity(result.records.capacity());
     let mut digests = ContentDigests::new();
     for p in parts {
         digests.extend(p.digests);
         result.records.extend(p.records);
+        ranks.extend(p.ranks);
         result.warnings.extend(p.warnings);
         add_stats(&mut result.stats, &p.stats);
     }
-    sort_by_path(&mut result.records, prior);
+    sort_by_path(&mut result.records, &ranks, prior);
+    drop(ranks);
     // Overlapping walks (a non-recursive dir holding a recursive one) see
-    // the boundary directory twice.
-    result.records.dedup_by(|a, b| a.path == b.path);
+    // the boundary directory twice. (Looked for on every core first: the
+    // dedup compares every adjacent pair on one thread.)
+    use rayon::iter::ParallelIterator;
+    use rayon::slice::ParallelSlice;
+    if result
+        .records
+        .par_windows(2)
+        .any(|w| w[0].path == w[1].path)
+    {
+        result.records.dedup_by(|a, b| a.path == b.path);
+    }
     result
         .warnings
         .sort_by(|a, b| (&a.path, &a.message).cmp(&(&b.path, &b.message)));
@@ -376,13 +389,21 @@ fn add_stats(a: &mut Stats, b: &Stats) {
 /// alone compares long shared prefixes some seventeen times per record, on
 /// the one thread that waits for the walk (a twentieth of an unchanged
 /// check). A prior that is not sorted (no caller's) costs the full sort.
-fn sort_by_path(records: &mut Vec<Record>, prior: &Prior) {
+fn sort_by_path(records: &mut Vec<Record>, ranks: &[u32], prior: &Prior) {
     // One slot per prior record (the handle's niche makes a slot a
     // pointer wide): the shared records land at their place directly.
     let mut slots: Vec<Option<Record>> = Vec::new();
     let mut own: Vec<Record> = Vec::new();
-    for r in records.drain(..) {
-        match prior.rank(&r) {
+    // The walkers' ranks when there is one per record (from `finish`,
+    // whenever there is a prior); looked up here otherwise (no prior: no
+    // lookup finds anything).
+    let walked = ranks.len() == records.len();
+    for (k, r) in records.drain(..).enumerate() {
+        let rank = match walked {
+            true => Some(ranks[k]).filter(|&i| i != NO_RANK),
+            false => prior.rank(&r),
+        };
+        match rank {
             Some(i) => {
                 if slots.is_empty() {
                     slots.resize(prior.records.len(), None);
@@ -409,7 +430,10 @@ fn sort_by_path(records: &mut Vec<Record>, prior: &Prior) {
         records.push(r);
     }
     records.extend(own);
-    if !records.windows(2).all(|w| w[0].path <= w[1].path) {
+    // Every adjacent pair compared: long shared prefixes, on every core.
+    use rayon::iter::ParallelIterator;
+    use rayon::slice::ParallelSlice;
+    if !records.par_windows(2).all(|w| w[0].path <= w[1].path) {
         records.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     }
 }
@@ -499,17 +523,22 @@ impl<'a> Prior<'a> {
     }
 
     pub fn get(&self, path: &[u8]) -> Option<&'a Record> {
-        self.index_of(path)
-            .and_then(|i| self.records.get(i as usize))
+        self.at(self.index_of(path))
+    }
+
+    /// The record at a place [`Prior::index_of`] gave.
+    fn at(&self, at: Option<u32>) -> Option<&'a Record> {
+        at.and_then(|i| self.records.get(i as usize))
     }
 
     /// The place in the prior of the record `r` shares (is, not equals).
     fn rank(&self, r: &Record) -> Option<u32> {
-        let i = self.index_of(&r.path)?;
-        self.records
-            .get(i as usize)
-            .is_some_and(|p| p.shares(r))
-            .then_some(i)
+        self.rank_at(r, self.index_of(&r.path))
+    }
+
+    /// [`Prior::rank`], with the place of `r`'s path already looked up.
+    fn rank_at(&self, r: &Record, at: Option<u32>) -> Option<u32> {
+        at.filter(|_| self.at(at).is_some_and(|p| p.shares(r)))
     }
 }
 
@@ -847,14 +876,23 @@ const PART_RECORDS: usize = 4096;
 #[derive(Default)]
 struct Part {
     records: Vec<Record>,
+    /// For each of `records`, its place in the prior when it is the prior's
+    /// own record (shared), else [`NO_RANK`]: found on the walker threads,
+    /// so the merge after the walk places them without a lookup.
+    ranks: Vec<u32>,
     warnings: Vec<Warning>,
     stats: Stats,
     /// Package digests computed in this thread's reads.
     digests: ContentDigests,
 }
 
+/// A record not shared with the prior (see [`Part::ranks`]).
+const NO_RANK: u32 = u32::MAX;
+
 impl Part {
-    fn take(&mut self, logical: Vec<u8>, out: Outcome, cost: Cost) {
+    /// Keeps one outcome; `prior` is where its path's record is in the
+    /// prior, when it has one.
+    fn take(&mut self, logical: Vec<u8>, out: Outcome, cost: Cost, prior: (&Prior, Option<u32>)) {
         match out {
             Outcome::Record(r, warn) => {
                 if let Some(message) = warn {
@@ -877,6 +915,11 @@ impl Part {
                 if cost.hashed {
                     self.stats.hashed_files += 1;
                     self.stats.hashed_bytes += cost.hashed_bytes;
+                }
+                // None kept without a prior (a first walk): the merge sorts.
+                let (p, at) = prior;
+                if !p.slots.is_empty() {
+                    self.ranks.push(p.rank_at(&r, at).unwrap_or(NO_RANK));
                 }
                 self.records.push(r);
             }
@@ -990,7 +1033,8 @@ impl Visitor<'_> {
     /// the device of what is a directory inside the root right now, the
     /// only thing a walk may descend into.
     fn inspect_entry(&mut self, logical: Vec<u8>, hint: Option<FileType>) -> Option<u64> {
-        let prior = self.prior.get(&logical);
+        let at = self.prior.index_of(&logical);
+        let prior = self.prior.at(at);
         #[cfg(unix)]
         if let Some(lanes) = self.lanes.as_mut().filter(|_| {
             hint == Some(FileType::File)
@@ -1028,7 +1072,7 @@ impl Visitor<'_> {
             Outcome::Record(r, _) if r.ftype == FileType::Dir => Some(r.dev),
             _ => None,
         };
-        self.keep(logical, out, cost);
+        self.keep(logical, out, cost, at);
         dir_dev
     }
 
@@ -1059,7 +1103,7 @@ impl Visitor<'_> {
     }
 
     /// Adds one inspection's outcome to this thread's batch.
-    fn keep(&mut self, logical: Vec<u8>, out: Outcome, cost: Cost) {
+    fn keep(&mut self, logical: Vec<u8>, out: Outcome, cost: Cost, at: Option<u32>) {
         if let Some(p) = &self.progress {
             p.entries.fetch_add(1, Ordering::Relaxed);
             p.bytes.fetch_add(cost.hashed_bytes, Ordering::Relaxed);
@@ -1067,13 +1111,16 @@ impl Visitor<'_> {
         if matches!(out, Outcome::Unreachable) {
             self.warn_swapped(&logical);
         }
-        self.part.take(logical, out, cost);
+        self.part.take(logical, out, cost, (self.prior, at));
         if self.part.records.len() >= PART_RECORDS {
             // Hand over full batches: a thread's vector never grows by
             // doubling past this, so the merge holds the records about once.
             self.part.digests = std::mem::take(&mut self.insp.digests);
             let _ = self.tx.send(std::mem::take(&mut self.part));
             self.part.records.reserve_exact(PART_RECORDS);
+            if !self.prior.slots.is_empty() {
+                self.part.ranks.reserve_exact(PART_RECORDS);
+            }
         }
     }
 
@@ -1086,8 +1133,9 @@ impl Visitor<'_> {
             .map(|l| l.take_done())
             .unwrap_or_default();
         for (logical, out, cost) in done {
-            let out = shared(out, self.prior.get(&logical));
-            self.keep(logical, out, cost);
+            let at = self.prior.index_of(&logical);
+            let out = shared(out, self.prior.at(at));
+            self.keep(logical, out, cost, at);
         }
     }
 
@@ -1218,7 +1266,7 @@ mod tests {
         let index = Prior::new(&prior);
         // Walk order: shared ones out of order, a changed one (equal path,
         // not shared), new ones before, between and after.
-        let mut got = vec![
+        let walk = vec![
             prior[3].clone(),
             rec("/e", 2),
             prior[0].clone(),
@@ -1228,7 +1276,8 @@ mod tests {
             prior[1].clone(),
             rec("/a/bb", 2),
         ];
-        sort_by_path(&mut got, &index);
+        let mut got = walk.clone();
+        sort_by_path(&mut got, &[], &index);
         assert_eq!(
             paths(&got),
             ["/0", "/a", "/a/b", "/a/bb", "/a/c", "/b", "/d", "/e"].map(str::as_bytes)
@@ -1236,6 +1285,20 @@ mod tests {
         // The changed record is the scan's, not the prior's.
         assert!(!got[4].shares(&prior[2]));
         assert!(got[1].shares(&prior[0]));
+        // The ranks the walkers found (a path's place, kept only for the
+        // prior's own record) place them the same way, without a lookup.
+        let mut walked = walk.clone();
+        let ranks: Vec<u32> = walk
+            .iter()
+            .map(|r| {
+                let at = index.index_of(&r.path);
+                index.rank_at(r, at).unwrap_or(NO_RANK)
+            })
+            .collect();
+        assert_eq!(ranks.iter().filter(|&&r| r != NO_RANK).count(), 4);
+        sort_by_path(&mut walked, &ranks, &index);
+        assert_eq!(paths(&walked), paths(&got));
+        assert!(walked.iter().zip(&got).all(|(a, b)| a.shares(b)));
     }
 
     #[test]
@@ -1243,7 +1306,7 @@ mod tests {
         let prior: Vec<Record> = ["/z", "/a", "/m"].iter().map(|p| rec(p, 1)).collect();
         let index = Prior::new(&prior);
         let mut got: Vec<Record> = prior.iter().rev().cloned().chain([rec("/b", 2)]).collect();
-        sort_by_path(&mut got, &index);
+        sort_by_path(&mut got, &[], &index);
         assert_eq!(paths(&got), ["/a", "/b", "/m", "/z"].map(str::as_bytes));
     }
 
@@ -1281,7 +1344,7 @@ mod tests {
         let prior: Vec<Record> = ["/a", "/b"].iter().map(|p| rec(p, 1)).collect();
         let index = Prior::new(&prior);
         let mut got = vec![prior[1].clone(), prior[0].clone(), prior[1].clone()];
-        sort_by_path(&mut got, &index);
+        sort_by_path(&mut got, &[], &index);
         assert_eq!(paths(&got), ["/a", "/b", "/b"].map(str::as_bytes));
     }
 
@@ -1289,7 +1352,7 @@ mod tests {
     fn nothing_shared_sorts_by_path() {
         let index = Prior::new(&[]);
         let mut got = vec![rec("/c", 1), rec("/a", 1), rec("/b", 1)];
-        sort_by_path(&mut got, &index);
+        sort_by_path(&mut got, &[], &index);
         assert_eq!(paths(&got), ["/a", "/b", "/c"].map(str::as_bytes));
     }
 }
