@@ -16,11 +16,12 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use super::unix::{Inspector, Prepared};
 use super::{read_size, Cost, LargeGate, Outcome, Reading, Stat, LARGE};
-use crate::md5lanes::{Lanes, LANES};
+use crate::md5lanes::{Lanes, Md5, LANES};
 use crate::pkgdigest::{Algo, AlgoSet, FileDigest};
 use crate::record::{FileType, Record};
 
@@ -32,6 +33,50 @@ const LANE_CHUNK: usize = 64 << 10;
 
 /// A deferred file: its logical path, directory-entry type and prior record.
 type Pending<'r> = (Vec<u8>, Option<FileType>, Option<&'r Record>);
+
+/// A file a walker that ended leaves to the threads that drain: one in
+/// flight in a lane (with its MD5 state and its read buffer, which may
+/// hold bytes the MD5 has not taken yet), or one not started.
+enum Handoff<'r> {
+    Lane(Box<(Lane, Md5, Vec<u8>)>),
+    Pending(Pending<'r>),
+}
+
+/// The walk's lanes once its listing is over. Every walker thread ends at
+/// once (when no directory is left to list) with its lanes full, and each
+/// used to empty its own: the MD5 passes of the walk's end ran with ever
+/// fewer lanes busy, eight engines on two cores (a fifth of a default
+/// `init` here). Now one thread per core drains, and the others hand their
+/// files over; a drainer whose lanes free up takes the next file from the
+/// pool, so lanes stay full until the pool is empty.
+pub struct DrainPool<'r> {
+    state: Mutex<PoolState<'r>>,
+}
+
+struct PoolState<'r> {
+    files: Vec<Handoff<'r>>,
+    /// Threads draining now; at most `most`.
+    drainers: usize,
+    most: usize,
+}
+
+impl<'r> DrainPool<'r> {
+    /// A pool drained by at most `drainers` threads at once.
+    pub fn new(drainers: usize) -> DrainPool<'r> {
+        DrainPool {
+            state: Mutex::new(PoolState {
+                files: Vec::new(),
+                drainers: 0,
+                most: drainers.max(1),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState<'r>> {
+        // A drainer that panicked left whole files or none: go on.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// One thread's files in the lanes, and those waiting for one.
 pub struct LaneEngine<'r> {
@@ -96,6 +141,78 @@ impl<'r> LaneEngine<'r> {
         while self.lanes.iter().all(|l| l.is_some()) {
             self.step(insp);
             self.fill(insp);
+        }
+    }
+
+    /// Reads everything deferred to its end, with the files of the other
+    /// threads that end (see [`DrainPool`]); or, when enough threads drain
+    /// already, hands this thread's files to them.
+    pub fn drain_shared(&mut self, insp: &mut Inspector, pool: &DrainPool<'r>) {
+        {
+            let mut st = pool.lock();
+            if st.drainers >= st.most {
+                // A drainer still runs: it empties the pool (it checks it
+                // under this lock) before it stops.
+                self.hand_off(&mut st.files);
+                return;
+            }
+            st.drainers += 1;
+        }
+        loop {
+            self.fill(insp);
+            let free = self.lanes.iter().filter(|l| l.is_none()).count();
+            let mut st = pool.lock();
+            let at = st.files.len().saturating_sub(free);
+            let got: Vec<Handoff<'r>> = st.files.drain(at..).collect();
+            if got.is_empty() && self.pending.is_empty() && self.lanes.iter().all(Option::is_none) {
+                st.drainers -= 1;
+                return;
+            }
+            drop(st);
+            for h in got {
+                self.adopt(h, pool);
+            }
+            self.fill(insp);
+            if self.lanes.iter().any(Option::is_some) {
+                self.step(insp);
+            }
+        }
+    }
+
+    /// Every file of this engine into `files`: those not started first,
+    /// so that the lanes in flight (open files) are taken first.
+    fn hand_off(&mut self, files: &mut Vec<Handoff<'r>>) {
+        files.extend(self.pending.drain(..).map(Handoff::Pending));
+        for i in 0..LANES {
+            if let Some(l) = self.lanes[i].take() {
+                let md5 = self.md5.take(i).unwrap_or_default();
+                let buf = std::mem::take(&mut self.bufs[i]);
+                files.push(Handoff::Lane(Box::new((l, md5, buf))));
+            }
+        }
+    }
+
+    /// A file from another engine: a started one into a free lane (the
+    /// caller took no more than there are), one not started to the queue.
+    fn adopt(&mut self, h: Handoff<'r>, pool: &DrainPool<'r>) {
+        match h {
+            Handoff::Pending(p) => self.pending.push_back(p),
+            Handoff::Lane(b) => {
+                let (lane, md5, buf) = *b;
+                match self.lanes.iter().position(Option::is_none) {
+                    Some(i) => {
+                        self.lanes[i] = Some(lane);
+                        self.md5.put(i, md5);
+                        self.bufs[i] = buf;
+                    }
+                    // Never (see the caller); back to the pool, which this
+                    // drainer looks at again before it stops.
+                    None => pool
+                        .lock()
+                        .files
+                        .push(Handoff::Lane(Box::new((lane, md5, buf)))),
+                }
+            }
         }
     }
 
@@ -446,5 +563,79 @@ mod tests {
             matches!(out, Outcome::Record(r, _) if r.ftype == FileType::Dir),
             "the directory is recorded as one"
         );
+    }
+
+    /// Threads that end with files in flight (part read, their MD5 part
+    /// taken) and files not started hand them to the one drainer: every
+    /// file comes out once, from whichever thread, with the digests of
+    /// its whole content.
+    #[test]
+    fn files_handed_to_the_drainer_come_out_once_with_their_whole_digests() {
+        let t = tempfile::tempdir().unwrap();
+        let mut files: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for i in 0..90 {
+            // Mostly small, every seventh several chunks long.
+            let n = if i % 7 == 0 {
+                5 * LANE_CHUNK + i
+            } else {
+                i * 997
+            };
+            let p = t.path().join(format!("lib{i}.so"));
+            let data = bytes(1000 + i as u64, n);
+            std::fs::write(&p, &data).unwrap();
+            files.push((p.as_os_str().as_bytes().to_vec(), data));
+        }
+        let mut paths = DigestPaths::default();
+        for (p, _) in &files {
+            paths.insert(p, Algo::Md5);
+        }
+        let paths = Arc::new(paths);
+        let root = Root::slash();
+        let pool = DrainPool::new(1);
+        let outs: Vec<_> = std::thread::scope(|s| {
+            let threads: Vec<_> = files
+                .chunks(30)
+                .map(|share| {
+                    let (root, paths, pool) = (&root, paths.clone(), &pool);
+                    s.spawn(move || {
+                        let mut insp = Inspector::new(root);
+                        insp.digest_paths = Some(paths);
+                        let mut engine = LaneEngine::new();
+                        for (p, _) in share {
+                            engine.defer(&mut insp, p.clone(), Some(FileType::File), None);
+                        }
+                        engine.drain_shared(&mut insp, pool);
+                        (engine.take_done(), std::mem::take(&mut insp.digests))
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(pool.lock().files.is_empty());
+        assert_eq!(pool.lock().drainers, 0);
+        let mut digests = crate::pkgdigest::ContentDigests::new();
+        let mut done = Vec::new();
+        for (d, g) in outs {
+            done.extend(d);
+            digests.extend(g);
+        }
+        crate::pkgdigest::sort_content(&mut digests);
+        assert_eq!(done.len(), files.len());
+        for (p, data) in &files {
+            let hits: Vec<_> = done.iter().filter(|(k, _, _)| k == p).collect();
+            assert_eq!(hits.len(), 1, "{}", String::from_utf8_lossy(p));
+            let Outcome::Record(r, None) = &hits[0].1 else {
+                panic!("{}: not a clean record", String::from_utf8_lossy(p))
+            };
+            let b3: [u8; 32] = blake3::hash(data).into();
+            assert_eq!(r.blake3, Some(b3));
+            let expect: [u8; 16] = md5::Md5::digest(data).into();
+            assert_eq!(
+                crate::pkgdigest::digest_of(&digests, &b3, Algo::Md5),
+                Some(FileDigest::Md5(expect)),
+                "md5 of {} bytes",
+                data.len()
+            );
+        }
     }
 }

@@ -36,7 +36,7 @@ use crate::sys::MetadataExt;
 #[cfg(unix)]
 mod lanes;
 #[cfg(unix)]
-pub use lanes::LaneEngine;
+pub use lanes::{DrainPool, LaneEngine};
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
