@@ -550,6 +550,10 @@ impl<'a> Judge<'a> {
         if let (true, Some(world)) = (judges.provenance, &self.world) {
             let mut cx = world.context(&self.plan.root, &self.plan.policy, &self.authenticode);
             cx.scan_digests = self.scan_digests.as_deref();
+            // Which package each library matched explains changes against
+            // a reference; with none (a first `init`, an image's standing
+            // findings) nothing asks.
+            cx.keep_matches = !matches!(reference, Reference::Nothing);
             let started = std::time::Instant::now();
             // The golden manifest, or the baseline, is the `manifest`
             // evidence.

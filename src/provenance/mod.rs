@@ -62,6 +62,11 @@ pub struct Context<'a> {
     /// reading a file again. Without them (or for a file not among them)
     /// the file is read.
     pub scan_digests: Option<&'a crate::pkgdigest::ContentDigests>,
+    /// Whether [`Outcome::matched`] is filled: what explains a package
+    /// transaction against a baseline, or an update's scope. Nothing else
+    /// reads it, and for a first `init` it was every packaged library's
+    /// path, package and version (42,000 here: ~8 MiB at the peak).
+    pub keep_matches: bool,
 }
 
 /// What provenance keeps in the baseline beside the records: the package
@@ -568,8 +573,10 @@ fn judge(cx: &Context, r: &Record, before: Option<&Record>, prior: &State) -> Fi
                         match hit.and_then(|o| db.package(o)) {
                             Some(p) => {
                                 evidence.push(Evidence::Package);
-                                v.matched =
-                                    Some((r.path.clone(), (p.name.clone(), p.version.clone())));
+                                if cx.keep_matches {
+                                    v.matched =
+                                        Some((r.path.clone(), (p.name.clone(), p.version.clone())));
+                                }
                             }
                             None => {
                                 bad = true;
@@ -1256,6 +1263,7 @@ impl World {
             authenticode,
             ima_keys: &self.ima_keys,
             scan_digests: None,
+            keep_matches: true,
         }
     }
 }
