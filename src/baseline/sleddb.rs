@@ -13,7 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::store::{digest_pair, split_pair, Meta, CHUNK_BYTES, EXTRA_SEPARATOR, SCHEMA};
+use super::store::{
+    digest_pair, split_pair, Meta, StreamHasher, CHUNK_BYTES, EXTRA_SEPARATOR, SCHEMA,
+};
 use crate::error::{Error, Result};
 use crate::record::Record;
 
@@ -473,7 +475,7 @@ fn digest_all(
     chunks: Vec<sled::IVec>,
     extra: Vec<(sled::IVec, sled::IVec)>,
 ) -> Option<(u64, [u8; 32])> {
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = StreamHasher::default();
     let mut count = 0u64;
     for v in chunks {
         let mut rest: &[u8] = &v;
@@ -490,7 +492,7 @@ fn digest_all(
             digest_pair(&mut hasher, k, v);
         }
     }
-    Some((count, *hasher.finalize().as_bytes()))
+    Some((count, hasher.finalize()))
 }
 
 /// The records of `chunks`, each chunk's buffer given up once decoded;
