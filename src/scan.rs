@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use ignore::{DirEntry, ParallelVisitor, ParallelVisitorBuilder, WalkBuilder, WalkState};
+use rayon::iter::ParallelIterator;
+use rayon::slice::ParallelSlice;
 #[cfg(target_os = "linux")]
 use std::ffi::CString;
 #[cfg(target_os = "linux")]
@@ -345,8 +347,6 @@ fn finish(parts: Vec<Part>, start: Instant, prior: &Prior) -> ScanResult {
     // Overlapping walks (a non-recursive dir holding a recursive one) see
     // the boundary directory twice. (Looked for on every core first: the
     // dedup compares every adjacent pair on one thread.)
-    use rayon::iter::ParallelIterator;
-    use rayon::slice::ParallelSlice;
     if result
         .records
         .par_windows(2)
@@ -431,8 +431,6 @@ fn sort_by_path(records: &mut Vec<Record>, ranks: &[u32], prior: &Prior) {
     }
     records.extend(own);
     // Every adjacent pair compared: long shared prefixes, on every core.
-    use rayon::iter::ParallelIterator;
-    use rayon::slice::ParallelSlice;
     if !records.par_windows(2).all(|w| w[0].path <= w[1].path) {
         records.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     }

@@ -216,17 +216,6 @@ impl<'r> LaneEngine<'r> {
         }
     }
 
-    /// Reads everything deferred to its end.
-    pub fn drain(&mut self, insp: &mut Inspector) {
-        loop {
-            self.fill(insp);
-            if self.lanes.iter().all(|l| l.is_none()) {
-                break;
-            }
-            self.step(insp);
-        }
-    }
-
     /// The inspections finished so far: (logical path, outcome, cost).
     pub fn take_done(&mut self) -> Vec<(Vec<u8>, Outcome, Cost)> {
         std::mem::take(&mut self.done)
@@ -520,7 +509,8 @@ mod tests {
             Some(FileType::File),
             None,
         );
-        engine.drain(&mut insp);
+        // Alone in its pool: it drains its own files.
+        engine.drain_shared(&mut insp, &DrainPool::new(1));
         let done = engine.take_done();
         assert_eq!(done.len(), files.len() + 1);
         let mut digests = std::mem::take(&mut insp.digests);
