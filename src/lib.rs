@@ -30,6 +30,7 @@ pub mod image;
 pub mod imagejudge;
 pub mod input;
 pub mod inspect;
+pub mod largest;
 pub mod md5lanes;
 pub mod output;
 pub mod pipeline;

@@ -9,7 +9,8 @@
 //! facts as the inspector's own loop would and all the MD5s together. A
 //! file that ends leaves its lane, and the next deferred file takes it, so
 //! small files never wait for large ones; at most [`LANES`] files are open
-//! per thread. The end of each file goes through the inspector's own check
+//! per thread, and only one thread per core reads lanes ([`DrainPool`]).
+//! The end of each file goes through the inspector's own check
 //! ([`Inspector::hash_open`] with the try already made): the second
 //! `fstat`, and the retries of a file that changed while it was read.
 
@@ -21,6 +22,7 @@ use std::time::Instant;
 
 use super::unix::{Inspector, Prepared};
 use super::{read_size, Cost, LargeGate, Outcome, Reading, Stat, LARGE};
+use crate::largest::LargestFirst;
 use crate::md5lanes::{Lanes, Md5, LANES};
 use crate::pkgdigest::{Algo, AlgoSet, FileDigest};
 use crate::record::{FileType, Record};
@@ -42,19 +44,20 @@ enum Handoff<'r> {
     Pending(Pending<'r>),
 }
 
-/// The walk's lanes once its listing is over. Every walker thread ends at
-/// once (when no directory is left to list) with its lanes full, and each
-/// used to empty its own: the MD5 passes of the walk's end ran with ever
-/// fewer lanes busy, eight engines on two cores (a fifth of a default
-/// `init` here). Now one thread per core drains, and the others hand their
-/// files over; a drainer whose lanes free up takes the next file from the
-/// pool, so lanes stay full until the pool is empty.
+/// The files the walk's lanes read, from its first file to its last. One
+/// thread per core drains (reads lanes); the other walker threads hand
+/// their files over as they find them (see [`LaneEngine::defer`]), and at
+/// the walk's end the drainers take what is left. Each walker thread once
+/// emptied its own lanes at the end: the MD5 passes of the walk's end ran
+/// with ever fewer lanes busy, eight engines on two cores (a fifth of a
+/// default `init` here). A drainer whose lanes free up takes the next
+/// file from the pool, so lanes stay full until the pool is empty.
 pub struct DrainPool<'r> {
     state: Mutex<PoolState<'r>>,
 }
 
 struct PoolState<'r> {
-    files: Vec<Handoff<'r>>,
+    files: Queued<'r>,
     /// Threads draining now; at most `most`.
     drainers: usize,
     most: usize,
@@ -65,7 +68,7 @@ impl<'r> DrainPool<'r> {
     pub fn new(drainers: usize) -> DrainPool<'r> {
         DrainPool {
             state: Mutex::new(PoolState {
-                files: Vec::new(),
+                files: Queued::default(),
                 drainers: 0,
                 most: drainers.max(1),
             }),
@@ -78,6 +81,34 @@ impl<'r> DrainPool<'r> {
     }
 }
 
+/// The pool's files, the largest first: a file's MD5 is one chain, read
+/// at one lane's pace, so the longest chains start first and the rest
+/// fill the lanes around them (sizes known from a walk that sizes files;
+/// the others count as empty, first come first served). Files in flight
+/// (open, part read) go before any.
+#[derive(Default)]
+struct Queued<'r>(LargestFirst<Handoff<'r>>);
+
+impl<'r> Queued<'r> {
+    fn push(&mut self, h: Handoff<'r>, size: u64) {
+        let key = match h {
+            Handoff::Lane(_) => u64::MAX,
+            Handoff::Pending(_) => size,
+        };
+        self.0.push(key, h);
+    }
+
+    /// At most `n` files, in turn.
+    fn take(&mut self, n: usize) -> Vec<Handoff<'r>> {
+        std::iter::from_fn(|| self.0.pop()).take(n).collect()
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// One thread's files in the lanes, and those waiting for one.
 pub struct LaneEngine<'r> {
     pending: VecDeque<Pending<'r>>,
@@ -86,6 +117,8 @@ pub struct LaneEngine<'r> {
     bufs: Vec<Vec<u8>>,
     md5: Lanes,
     done: Vec<(Vec<u8>, Outcome, Cost)>,
+    /// Counted among the pool's drainers (see [`LaneEngine::defer`]).
+    draining: bool,
 }
 
 /// A file being read in a lane.
@@ -118,6 +151,7 @@ impl<'r> LaneEngine<'r> {
             bufs: (0..LANES).map(|_| Vec::new()).collect(),
             md5: Lanes::new(),
             done: Vec::new(),
+            draining: false,
         }
     }
 
@@ -128,19 +162,66 @@ impl<'r> LaneEngine<'r> {
     }
 
     /// Takes `logical` (a regular file, by its directory entry) into the
-    /// lanes; runs them while every lane is busy.
+    /// lanes, or into `pool` for the threads that drain it.
+    ///
+    /// One thread per core reads lanes (a drainer); the other walker
+    /// threads hand their files to the pool and walk on. Eight engines
+    /// of sixteen lanes on two cores were 128 files in flight, each read
+    /// at a 128th of the machine: a large file found early still ended
+    /// last, and the walkers sat in their lanes while the listings that
+    /// would find the next files waited. A drainer reads its lanes while
+    /// they are all busy, from its own files and then the pool's; it walks
+    /// on when they run short.
+    /// `size`: the file's size when the walk knows it (else 0).
     pub fn defer(
         &mut self,
         insp: &mut Inspector,
-        logical: Vec<u8>,
+        (logical, size): (Vec<u8>, u64),
         hint: Option<FileType>,
         prior: Option<&'r Record>,
+        pool: &DrainPool<'r>,
     ) {
+        if !self.draining {
+            let mut st = pool.lock();
+            if st.drainers >= st.most {
+                st.files
+                    .push(Handoff::Pending((logical, hint, prior)), size);
+                return;
+            }
+            st.drainers += 1;
+            self.draining = true;
+        }
         self.pending.push_back((logical, hint, prior));
-        self.fill(insp);
-        while self.lanes.iter().all(|l| l.is_some()) {
-            self.step(insp);
+        self.pump(insp, pool);
+    }
+
+    /// A drainer's lanes, read while they can all be kept busy (its own
+    /// files first, then the pool's); nothing for a thread that does not
+    /// drain.
+    pub fn pump(&mut self, insp: &mut Inspector, pool: &DrainPool<'r>) {
+        if !self.draining {
+            return;
+        }
+        loop {
             self.fill(insp);
+            self.take_from(pool);
+            self.fill(insp);
+            if !self.lanes.iter().all(|l| l.is_some()) {
+                return;
+            }
+            self.step(insp);
+        }
+    }
+
+    /// As many of the pool's files as there are free lanes.
+    fn take_from(&mut self, pool: &DrainPool<'r>) {
+        let free = self.lanes.iter().filter(|l| l.is_none()).count();
+        if free == 0 {
+            return;
+        }
+        let got = pool.lock().files.take(free);
+        for h in got {
+            self.adopt(h, pool);
         }
     }
 
@@ -148,7 +229,7 @@ impl<'r> LaneEngine<'r> {
     /// threads that end (see [`DrainPool`]); or, when enough threads drain
     /// already, hands this thread's files to them.
     pub fn drain_shared(&mut self, insp: &mut Inspector, pool: &DrainPool<'r>) {
-        {
+        if !self.draining {
             let mut st = pool.lock();
             if st.drainers >= st.most {
                 // A drainer still runs: it empties the pool (it checks it
@@ -157,15 +238,16 @@ impl<'r> LaneEngine<'r> {
                 return;
             }
             st.drainers += 1;
+            self.draining = true;
         }
         loop {
             self.fill(insp);
             let free = self.lanes.iter().filter(|l| l.is_none()).count();
             let mut st = pool.lock();
-            let at = st.files.len().saturating_sub(free);
-            let got: Vec<Handoff<'r>> = st.files.drain(at..).collect();
+            let got = st.files.take(free);
             if got.is_empty() && self.pending.is_empty() && self.lanes.iter().all(Option::is_none) {
                 st.drainers -= 1;
+                self.draining = false;
                 return;
             }
             drop(st);
@@ -179,15 +261,17 @@ impl<'r> LaneEngine<'r> {
         }
     }
 
-    /// Every file of this engine into `files`: those not started first,
-    /// so that the lanes in flight (open files) are taken first.
-    fn hand_off(&mut self, files: &mut Vec<Handoff<'r>>) {
-        files.extend(self.pending.drain(..).map(Handoff::Pending));
+    /// Every file of this engine into `files` (the lanes in flight, open
+    /// files, to be taken first).
+    fn hand_off(&mut self, files: &mut Queued<'r>) {
+        for p in self.pending.drain(..) {
+            files.push(Handoff::Pending(p), 0);
+        }
         for i in 0..LANES {
             if let Some(l) = self.lanes[i].take() {
                 let md5 = self.md5.take(i).unwrap_or_default();
                 let buf = std::mem::take(&mut self.bufs[i]);
-                files.push(Handoff::Lane(Box::new((l, md5, buf))));
+                files.push(Handoff::Lane(Box::new((l, md5, buf))), 0);
             }
         }
     }
@@ -210,7 +294,7 @@ impl<'r> LaneEngine<'r> {
                     None => pool
                         .lock()
                         .files
-                        .push(Handoff::Lane(Box::new((lane, md5, buf)))),
+                        .push(Handoff::Lane(Box::new((lane, md5, buf))), 0),
                 }
             }
         }
@@ -441,6 +525,41 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn the_pool_gives_files_in_flight_then_the_largest_then_in_arrival_order() {
+        let pending = |p: &str| Handoff::Pending((p.as_bytes().to_vec(), None, None));
+        let name = |h: &Handoff| match h {
+            Handoff::Pending((p, _, _)) => String::from_utf8_lossy(p).into_owned(),
+            Handoff::Lane(_) => "lane".into(),
+        };
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("open");
+        std::fs::write(&f, b"x").unwrap();
+        let root = Root::slash();
+        let insp = &mut Inspector::new(&root);
+        let mut engine = LaneEngine::new();
+        let lane = engine
+            .start(
+                insp,
+                f.as_os_str().as_bytes().to_vec(),
+                Some(FileType::File),
+                None,
+            )
+            .unwrap();
+        let mut q = Queued::default();
+        q.push(pending("a0"), 0);
+        q.push(pending("big"), 9 << 20);
+        q.push(pending("b0"), 0);
+        q.push(
+            Handoff::Lane(Box::new((lane, Md5::default(), Vec::new()))),
+            0,
+        );
+        q.push(pending("mid"), 2 << 20);
+        let got: Vec<String> = q.take(10).iter().map(name).collect();
+        assert_eq!(got, ["lane", "big", "mid", "a0", "b0"]);
+        assert!(q.is_empty());
+    }
+
     /// Files of many sizes (small ones among large ones, more files than
     /// lanes), an ELF object whose facts must come out the same, and a
     /// name that is not a regular file by the time it is opened.
@@ -500,17 +619,19 @@ mod tests {
         let mut insp = Inspector::new(&root);
         insp.digest_paths = Some(Arc::new(paths));
         let mut engine = LaneEngine::new();
+        // Alone in its pool: it drains its own files.
+        let pool = DrainPool::new(1);
         for (p, _) in &files {
-            engine.defer(&mut insp, p.clone(), Some(FileType::File), None);
+            engine.defer(&mut insp, (p.clone(), 0), Some(FileType::File), None, &pool);
         }
         engine.defer(
             &mut insp,
-            odd.as_os_str().as_bytes().to_vec(),
+            (odd.as_os_str().as_bytes().to_vec(), 0),
             Some(FileType::File),
             None,
+            &pool,
         );
-        // Alone in its pool: it drains its own files.
-        engine.drain_shared(&mut insp, &DrainPool::new(1));
+        engine.drain_shared(&mut insp, &pool);
         let done = engine.take_done();
         assert_eq!(done.len(), files.len() + 1);
         let mut digests = std::mem::take(&mut insp.digests);
@@ -592,7 +713,13 @@ mod tests {
                         insp.digest_paths = Some(paths);
                         let mut engine = LaneEngine::new();
                         for (p, _) in share {
-                            engine.defer(&mut insp, p.clone(), Some(FileType::File), None);
+                            engine.defer(
+                                &mut insp,
+                                (p.clone(), 0),
+                                Some(FileType::File),
+                                None,
+                                pool,
+                            );
                         }
                         engine.drain_shared(&mut insp, pool);
                         (engine.take_done(), std::mem::take(&mut insp.digests))

@@ -14,12 +14,16 @@
 //! [`run`] spreads directory jobs over threads: each thread keeps the last
 //! subdirectory it found to walk next (depth first, its state warm) and
 //! puts the others on a shared stack for idle threads to take.
+//! [`run_scheduled`] also lets some jobs go before the stack ([`Slot`]):
+//! listings, so that a walk knows its files early, and the largest files.
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+
+use crate::largest::LargestFirst;
 
 /// Bytes asked of `getdents64` per call (glibc's `readdir` uses 32 KiB;
 /// a library directory of ~1,000 entries fits in two or three calls).
@@ -188,13 +192,64 @@ pub fn lstat_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<libc::stat> {
     Ok(unsafe { st.assume_init() })
 }
 
+/// Where a job waits for a thread (see [`run_scheduled`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// The shared stack, depth first: of what a job adds, the thread keeps
+    /// the last one to do next.
+    Stack,
+    /// Before the stack while it holds fewer jobs than the budget (a
+    /// listing, taken early so that what it finds is known early), last
+    /// in, first out.
+    Early,
+    /// Before everything else, the largest key first.
+    First(u64),
+}
+
 /// Jobs waiting for a thread, and how many threads are working on one.
 struct Queue<J> {
     jobs: Vec<J>,
+    early: Vec<J>,
+    first: LargestFirst<J>,
+    /// [`Slot::Early`] jobs go first while fewer stack jobs than this wait.
+    budget: usize,
     busy: usize,
     /// A worker panicked: everyone stops (its panic is re-raised when the
     /// scope joins it).
     abort: bool,
+}
+
+impl<J> Queue<J> {
+    fn new(budget: usize) -> Queue<J> {
+        Queue {
+            jobs: Vec::new(),
+            early: Vec::new(),
+            first: LargestFirst::default(),
+            budget,
+            busy: 0,
+            abort: false,
+        }
+    }
+
+    fn push(&mut self, job: J, slot: Slot) {
+        match slot {
+            Slot::Stack => self.jobs.push(job),
+            Slot::Early => self.early.push(job),
+            Slot::First(key) => self.first.push(key, job),
+        }
+    }
+
+    fn pop(&mut self) -> Option<J> {
+        if let Some(j) = self.first.pop() {
+            return Some(j);
+        }
+        if self.jobs.len() < self.budget {
+            if let Some(j) = self.early.pop() {
+                return Some(j);
+            }
+        }
+        self.jobs.pop().or_else(|| self.early.pop())
+    }
 }
 
 /// Runs `work` on every job, and on every job it adds, on `threads`
@@ -224,11 +279,29 @@ pub fn run_counting_idle<J, S>(
 ) where
     J: Send,
 {
-    let queue = Mutex::new(Queue {
-        jobs,
-        busy: 0,
-        abort: false,
-    });
+    run_scheduled(threads, jobs, idle, (|_: &J| Slot::Stack, 0), state, work)
+}
+
+/// [`run_counting_idle`] with each job's place in the queue chosen by
+/// `order.0` (see [`Slot`]); `order.1` is the budget of [`Slot::Early`].
+pub fn run_scheduled<J, S>(
+    threads: usize,
+    jobs: Vec<J>,
+    idle: &AtomicUsize,
+    order: (impl Fn(&J) -> Slot + Sync, usize),
+    state: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, J, &mut Vec<J>) + Sync,
+) where
+    J: Send,
+{
+    let (slot, budget) = order;
+    let mut queue = Queue::new(budget);
+    // The first jobs in their given order (the stack's last taken first).
+    for j in jobs {
+        let s = slot(&j);
+        queue.push(j, s);
+    }
+    let queue = Mutex::new(queue);
     let wake = Condvar::new();
     let threads = threads.max(1);
     std::thread::scope(|s| {
@@ -240,11 +313,18 @@ pub fn run_counting_idle<J, S>(
                 let mut next = take(&queue, &wake, idle, false);
                 while let Some(job) = next {
                     work(&mut st, job, &mut found);
-                    // Depth first on this thread; the rest for anyone.
+                    // Depth first on this thread (its last stack job); the
+                    // rest for anyone, each in its slot.
                     next = found.pop();
+                    if next.as_ref().is_some_and(|j| slot(j) != Slot::Stack) {
+                        found.extend(next.take());
+                    }
                     if !found.is_empty() {
                         let mut q = lock(&queue);
-                        q.jobs.append(&mut found);
+                        for j in found.drain(..) {
+                            let s = slot(&j);
+                            q.push(j, s);
+                        }
                         drop(q);
                         wake.notify_all();
                     }
@@ -274,7 +354,7 @@ fn take<J>(
         if q.abort {
             return None;
         }
-        if let Some(j) = q.jobs.pop() {
+        if let Some(j) = q.pop() {
             q.busy += 1;
             return Some(j);
         }
@@ -433,6 +513,61 @@ mod tests {
         // `idle` is the one passed in: the counter the job read.
         assert_eq!(seen.load(Ordering::Relaxed), 3);
         assert_eq!(idle.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn the_queue_gives_first_jobs_by_size_then_early_ones_within_the_budget_then_the_stack() {
+        let mut q = Queue::new(2);
+        q.push("s1", Slot::Stack);
+        q.push("e1", Slot::Early);
+        q.push("f5", Slot::First(5));
+        q.push("f9", Slot::First(9));
+        q.push("f5b", Slot::First(5));
+        q.push("e2", Slot::Early);
+        // The largest first; equal keys in the order they came.
+        assert_eq!(q.pop(), Some("f9"));
+        assert_eq!(q.pop(), Some("f5"));
+        assert_eq!(q.pop(), Some("f5b"));
+        // One stack job waits, under the budget of two: the last early one.
+        assert_eq!(q.pop(), Some("e2"));
+        // Two wait: the budget is reached, the stack goes first.
+        q.push("s2", Slot::Stack);
+        assert_eq!(q.pop(), Some("s2"));
+        assert_eq!(q.pop(), Some("e1"));
+        assert_eq!(q.pop(), Some("s1"));
+        assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn a_thread_keeps_the_last_stack_job_it_found_and_queues_the_others_by_slot() {
+        let order = Mutex::new(Vec::new());
+        let slot = |j: &&str| match j.as_bytes()[0] {
+            b'f' => Slot::First(u64::from(j.as_bytes()[1] - b'0')),
+            b'e' => Slot::Early,
+            _ => Slot::Stack,
+        };
+        run_scheduled(
+            1,
+            vec!["root"],
+            &AtomicUsize::new(0),
+            (slot, 8),
+            || (),
+            |_, job, more| {
+                order.lock().unwrap().push(job);
+                match job {
+                    "root" => more.extend(["s", "e", "f3", "f7", "own"]),
+                    "own" => more.extend(["e2", "f1"]),
+                    _ => {}
+                }
+            },
+        );
+        // `own` (the last found, a stack job) on the same thread at once;
+        // `f1` came last but goes to the queue: first by size, then the
+        // early ones (last in first), then the stack.
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["root", "own", "f7", "f3", "f1", "e2", "e", "s"]
+        );
     }
 
     #[test]
