@@ -654,7 +654,8 @@ enum WalkJob {
 }
 
 /// A file the lanes read of at least this size is started before the
-/// others, the largest first (a first generation: see [`Sizing`]).
+/// others, the largest first (a first generation: see
+/// [`Builder::sizing`]).
 #[cfg(target_os = "linux")]
 const FIRST_SIZE: u64 = 1 << 20;
 
