@@ -62,7 +62,12 @@ pub fn start(wanted: bool, verb: &str, expected: u64) -> Option<Display> {
         );
         b
     };
-    bar.set_prefix(verb.to_string());
+    // Set without drawing (`set_prefix` draws): the first frame drawn is
+    // a whole line. A scan shorter than the draw rate limit (20 a second)
+    // showed only the frame `set_prefix` drew, its message still empty.
+    let bar = bar
+        .with_prefix(verb.to_string())
+        .with_message(read_message(0, 0.001));
     let (c, s) = (counters.clone(), stop.clone());
     let thread = std::thread::Builder::new()
         .name("progress".into())
@@ -73,11 +78,7 @@ pub fn start(wanted: bool, verb: &str, expected: u64) -> Option<Display> {
                 let bytes = c.bytes.load(Ordering::Relaxed);
                 let secs = started.elapsed().as_secs_f64().max(0.001);
                 bar.set_position(n);
-                bar.set_message(format!(
-                    "{} read, {}/s",
-                    super::human_bytes(bytes),
-                    super::human_bytes((bytes as f64 / secs) as u64)
-                ));
+                bar.set_message(read_message(bytes, secs));
                 bar.tick();
                 std::thread::park_timeout(TICK);
             }
@@ -89,6 +90,15 @@ pub fn start(wanted: bool, verb: &str, expected: u64) -> Option<Display> {
         stop,
         thread: Some(thread),
     })
+}
+
+/// What the line says of the bytes: how many were read, and how fast.
+fn read_message(bytes: u64, secs: f64) -> String {
+    format!(
+        "{} read, {}/s",
+        super::human_bytes(bytes),
+        super::human_bytes((bytes as f64 / secs) as u64)
+    )
 }
 
 impl Drop for Display {
