@@ -781,7 +781,7 @@ impl FdWalker<'_> {
             Some((parent, name)) => dirwalk::open_dir_at(parent.as_fd(), &name),
             None => {
                 // A walk root: its own record first, as any entry's.
-                let Some(root_dev) = self.v.timed_inspect(logical.clone(), None) else {
+                let Some(root_dev) = self.v.timed_inspect(logical.clone(), None, 0) else {
                     return;
                 };
                 if !cross {
@@ -872,7 +872,7 @@ impl FdWalker<'_> {
                 continue;
             }
             let name = entry.name.to_owned();
-            let Some(sub_dev) = self.v.timed_inspect(path.clone(), hint) else {
+            let Some(sub_dev) = self.v.timed_inspect(path.clone(), hint, 0) else {
                 continue;
             };
             // A directory on another filesystem is recorded, not entered
@@ -901,7 +901,6 @@ impl FdWalker<'_> {
     /// `size`: the size of a [`WalkJob::Large`]'s file.
     fn inspect_files(&mut self, job: FileJob, size: u64) {
         let FileJob { dir, fd, names } = job;
-        self.v.size = size;
         self.v.insp.enter_dir(&dir, fd);
         let mut path = dir;
         let base = path.len();
@@ -909,13 +908,27 @@ impl FdWalker<'_> {
             path.truncate(base);
             path.extend_from_slice(name);
             // A regular file by its entry: nothing to descend into.
-            let _ = self.v.timed_inspect(path.clone(), Some(FileType::File));
+            let _ = self
+                .v
+                .timed_inspect(path.clone(), Some(FileType::File), size);
         }
-        self.v.size = 0;
         // A drainer whose batch held no packaged file reads the pool's
         // files all the same.
         self.v.pump_lanes();
     }
+}
+
+/// `f`, counted in `busy` (inspections running: the gate of BLAKE3's
+/// multi-threaded mode) while it runs.
+fn counted<T>(busy: &Option<Arc<AtomicUsize>>, f: impl FnOnce() -> T) -> T {
+    if let Some(b) = busy {
+        b.fetch_add(1, Ordering::Relaxed);
+    }
+    let out = f();
+    if let Some(b) = busy {
+        b.fetch_sub(1, Ordering::Relaxed);
+    }
+    out
 }
 
 /// The size of `name` (a regular file by its entry, at `path`) when the
@@ -1002,8 +1015,6 @@ impl<'a> Builder<'a> {
             last: self.timing.then(Instant::now),
             busy: self.parallel_large.as_ref().map(|g| g.busy.clone()),
             swapped: Default::default(),
-            #[cfg(unix)]
-            size: 0,
             progress: self.progress.clone(),
         }
     }
@@ -1123,10 +1134,6 @@ struct Visitor<'a> {
     busy: Option<Arc<AtomicUsize>>,
     /// Directories already warned about as changed during the walk.
     swapped: std::collections::HashSet<Vec<u8>>,
-    /// The size of the next file the lanes take, when the walk knows it
-    /// (a [`WalkJob::Large`]); else 0.
-    #[cfg(unix)]
-    size: u64,
     progress: Option<Arc<Progress>>,
 }
 
@@ -1176,7 +1183,7 @@ impl Visitor<'_> {
         // Descend only into what is a directory inside the root right now:
         // the walker has opened it by host path already, and if that was a
         // symlink to the outside, its listing must not be walked.
-        if self.inspect_entry(logical, hint).is_some() {
+        if self.inspect_entry(logical, hint, 0).is_some() {
             WalkState::Continue
         } else {
             WalkState::Skip
@@ -1186,11 +1193,16 @@ impl Visitor<'_> {
     /// [`Visitor::inspect_entry`], the time since the last one counted as
     /// walking (with timing).
     #[cfg(target_os = "linux")]
-    fn timed_inspect(&mut self, logical: Vec<u8>, hint: Option<FileType>) -> Option<u64> {
+    fn timed_inspect(
+        &mut self,
+        logical: Vec<u8>,
+        hint: Option<FileType>,
+        size: u64,
+    ) -> Option<u64> {
         if let Some(last) = self.last {
             self.part.stats.walk += last.elapsed();
         }
-        let dev = self.inspect_entry(logical, hint);
+        let dev = self.inspect_entry(logical, hint, size);
         if self.last.is_some() {
             self.last = Some(Instant::now());
         }
@@ -1210,39 +1222,40 @@ impl Visitor<'_> {
 
     /// Inspects one entry (in the lanes, or now) and keeps its outcome;
     /// the device of what is a directory inside the root right now, the
-    /// only thing a walk may descend into.
-    fn inspect_entry(&mut self, logical: Vec<u8>, hint: Option<FileType>) -> Option<u64> {
+    /// only thing a walk may descend into. `size`: the file's size when
+    /// the walk knows it (a [`WalkJob::Large`]'s), else 0.
+    fn inspect_entry(
+        &mut self,
+        logical: Vec<u8>,
+        hint: Option<FileType>,
+        size: u64,
+    ) -> Option<u64> {
         let at = self.prior.index_of(&logical);
         let prior = self.prior.at(at);
+        // No lanes elsewhere: nothing orders by size.
+        #[cfg(not(unix))]
+        let _ = size;
         #[cfg(unix)]
         let in_lanes = hint == Some(FileType::File) && self.reads_in_lanes(&logical);
         #[cfg(unix)]
         if let (true, Some(lanes)) = (in_lanes, self.lanes.as_mut()) {
-            // Reading in the lanes counts as an inspection running (the
-            // gate of BLAKE3's multi-threaded mode).
-            if let Some(b) = &self.busy {
-                b.fetch_add(1, Ordering::Relaxed);
-            }
-            let size = std::mem::take(&mut self.size);
-            lanes.defer(&mut self.insp, (logical, size), hint, prior, &self.drain);
-            if let Some(b) = &self.busy {
-                b.fetch_sub(1, Ordering::Relaxed);
-            }
+            // Reading in the lanes counts as an inspection running.
+            let (insp, drain) = (&mut self.insp, &self.drain);
+            counted(&self.busy, || {
+                lanes.defer(insp, (logical, size), hint, prior, drain)
+            });
             self.take_lanes();
             // A regular file by its entry: nothing to descend into.
             return None;
         }
         let mut cost = Cost::default();
-        if let Some(b) = &self.busy {
-            b.fetch_add(1, Ordering::Relaxed);
-        }
+        let insp = &mut self.insp;
         let out = shared(
-            self.insp.inspect(logical.clone(), hint, prior, &mut cost),
+            counted(&self.busy, || {
+                insp.inspect(logical.clone(), hint, prior, &mut cost)
+            }),
             prior,
         );
-        if let Some(b) = &self.busy {
-            b.fetch_sub(1, Ordering::Relaxed);
-        }
         let dir_dev = match &out {
             Outcome::Record(r, _) if r.ftype == FileType::Dir => Some(r.dev),
             _ => None,
@@ -1306,13 +1319,8 @@ impl Visitor<'_> {
         let Some(lanes) = self.lanes.as_mut() else {
             return;
         };
-        if let Some(b) = &self.busy {
-            b.fetch_add(1, Ordering::Relaxed);
-        }
-        lanes.pump(&mut self.insp, &self.drain);
-        if let Some(b) = &self.busy {
-            b.fetch_sub(1, Ordering::Relaxed);
-        }
+        let (insp, drain) = (&mut self.insp, &self.drain);
+        counted(&self.busy, || lanes.pump(insp, drain));
         self.take_lanes();
     }
 
@@ -1394,13 +1402,8 @@ impl Drop for Visitor<'_> {
     fn drop(&mut self) {
         #[cfg(unix)]
         if let Some(mut lanes) = self.lanes.take() {
-            if let Some(b) = &self.busy {
-                b.fetch_add(1, Ordering::Relaxed);
-            }
-            lanes.drain_shared(&mut self.insp, &self.drain);
-            if let Some(b) = &self.busy {
-                b.fetch_sub(1, Ordering::Relaxed);
-            }
+            let (insp, drain) = (&mut self.insp, &self.drain);
+            counted(&self.busy, || lanes.drain_shared(insp, drain));
             self.lanes = Some(lanes);
             self.take_lanes();
         }

@@ -20,7 +20,7 @@ use std::io::{self, Read};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
-use super::unix::{Inspector, Prepared};
+use super::unix::{read_ahead, Inspector, Prepared};
 use super::{read_size, Cost, LargeGate, Outcome, Reading, Stat, LARGE};
 use crate::largest::LargestFirst;
 use crate::md5lanes::{Lanes, Md5, LANES};
@@ -194,13 +194,11 @@ impl<'r> LaneEngine<'r> {
     ) {
         if !self.draining {
             let mut st = pool.lock();
-            if st.drainers >= st.most {
+            if !self.claim(&mut st) {
                 st.files
                     .push(Handoff::Pending((logical, hint, prior)), size);
                 return;
             }
-            st.drainers += 1;
-            self.draining = true;
         }
         self.pending.push_back((logical, hint, prior));
         self.pump(insp, pool);
@@ -242,14 +240,12 @@ impl<'r> LaneEngine<'r> {
     pub fn drain_shared(&mut self, insp: &mut Inspector, pool: &DrainPool<'r>) {
         if !self.draining {
             let mut st = pool.lock();
-            if st.drainers >= st.most {
+            if !self.claim(&mut st) {
                 // A drainer still runs: it empties the pool (it checks it
                 // under this lock) before it stops.
                 self.hand_off(&mut st.files);
                 return;
             }
-            st.drainers += 1;
-            self.draining = true;
         }
         loop {
             self.fill(insp);
@@ -270,6 +266,16 @@ impl<'r> LaneEngine<'r> {
                 self.step(insp);
             }
         }
+    }
+
+    /// Makes this engine one of the pool's drainers, unless enough drain.
+    fn claim(&mut self, st: &mut PoolState<'r>) -> bool {
+        if st.drainers >= st.most {
+            return false;
+        }
+        st.drainers += 1;
+        self.draining = true;
+        true
     }
 
     /// Every file of this engine into `files` (the lanes in flight, open
@@ -565,21 +571,6 @@ fn read_cached(file: &File, buf: &mut [u8], nowait: &mut bool) -> io::Result<usi
     #[cfg(not(target_os = "linux"))]
     let _ = nowait;
     (&*file).read(buf)
-}
-
-/// Asks the kernel to read all of `file` ahead (advice: its failure
-/// changes nothing).
-fn read_ahead(file: &File) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a plain syscall on a valid descriptor.
-        unsafe {
-            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = file;
 }
 
 #[cfg(test)]

@@ -334,11 +334,11 @@ impl Inspector {
             // Queue the whole file now: the disk works on the next chunks
             // while this thread hashes the current one. Advice only; its
             // failure changes nothing.
-            // SAFETY: plain syscalls on a valid fd.
+            // SAFETY: a plain syscall on a valid fd.
             unsafe {
                 libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
-                libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
             }
+            read_ahead(file);
         }
     }
 
@@ -672,6 +672,15 @@ fn fstat(file: &File) -> io::Result<Stat> {
     }
     // SAFETY: fstat succeeded, so st is initialised.
     Ok(Stat::from_libc(unsafe { &st.assume_init() }))
+}
+
+/// Asks the kernel to read all of `file` ahead (advice: its failure
+/// changes nothing).
+pub(super) fn read_ahead(file: &File) {
+    // SAFETY: a plain syscall on a valid fd.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
+    }
 }
 
 fn lstat_error(e: io::Error) -> Outcome {
